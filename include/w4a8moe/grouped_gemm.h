@@ -1,0 +1,60 @@
+// W4A8 grouped GEMM over experts on Hopper (sm_90a):
+//
+//   out[m, n] = token_scales[m] * sc[e, n] * sum_k act[m, k] * e4m3(q[e, n, k] * sg[e, k / 128, n])
+//
+// for every row m of expert e, i.e. expert_offsets[e] <= m < expert_offsets[e + 1]; fp32 accumulation, bf16 or
+// fp16 out. Weights come from prepack_weights(). Per-expert problem sizes and pointers are built on the device from
+// expert_offsets, so a call never waits for the host and can be captured in a CUDA graph; experts with no rows cost
+// nothing. The caller owns all memory: nothing is allocated inside a call.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "w4a8moe/status.h"
+#include "w4a8moe/types.h"
+
+namespace w4a8moe {
+
+struct GroupedGemmArgs {
+  ExpertWeightShape shape;              // of the packed weights: E experts of [N, K]
+  void const* packed_weights = nullptr;  // device, from prepack_weights() for this shape
+
+  int64_t total_rows = 0;               // rows of act/out; expert_offsets[E] must not exceed it
+  void const* act = nullptr;            // device, e4m3 [total_rows, K], rows grouped by expert, 16-byte aligned
+  float const* token_scales = nullptr;  // device, fp32 [total_rows]
+  int64_t const* expert_offsets = nullptr;  // device, int64 [E + 1], non-decreasing, offsets[E] <= total_rows
+  void* out = nullptr;                  // device, [total_rows, N] of out_type, 16-byte aligned; rows outside
+  OutputType out_type = OutputType::kBF16;  //   [offsets[0], offsets[E]) are not written
+
+  void* workspace = nullptr;            // device, grouped_gemm_workspace_bytes(E) bytes, 256-byte aligned
+  size_t workspace_bytes = 0;
+
+  // Optional. A config name from gemm_config_names() forces that kernel; empty picks one by heuristic.
+  std::string config;
+  // Optional hints for the heuristic, which cannot see the device offsets: the largest number of rows any expert
+  // holds (0: assume uniform routing), and a host copy of expert_offsets (E + 1 values), which is also validated.
+  int64_t max_rows_per_expert_hint = 0;
+  int64_t const* host_expert_offsets = nullptr;
+
+  cudaStream_t stream = nullptr;
+};
+
+// Workspace bytes a call with num_experts experts needs on the current device (any config).
+size_t grouped_gemm_workspace_bytes(int num_experts);
+
+// Enqueues the GEMM on args.stream. Returns an error, and launches nothing, if an argument breaks a rule.
+Status grouped_gemm(GroupedGemmArgs const& args);
+
+// Canonical names of the registered kernel configs, e.g. "128x16_1x1_coop" (GEMM M = channels x GEMM N = tokens,
+// cluster, schedule).
+std::vector<std::string> gemm_config_names();
+
+// The config the heuristic picks for these arguments (what grouped_gemm() runs when args.config is empty).
+std::string select_gemm_config(GroupedGemmArgs const& args);
+
+}  // namespace w4a8moe

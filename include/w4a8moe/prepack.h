@@ -1,0 +1,66 @@
+// Offline weight prepacking: from the checkpoint layout (or caller-quantized int4 and fp8 scales) to the library's
+// private packed format, which the grouped GEMM reads. Run once at load time; the result is an opaque device buffer.
+//
+// The packed format is private and versioned: query its size with packed_weights_bytes(), never interpret its bytes,
+// and when a serialized copy is loaded back, check it with read_packed_header() first.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "w4a8moe/status.h"
+#include "w4a8moe/types.h"
+
+namespace w4a8moe {
+
+// Bumped whenever the bytes produced by prepack_weights() change meaning.
+inline constexpr uint32_t kPackedFormatVersion = 1;
+
+enum class WeightFormat : int {
+  // compressed-tensors "pack-quantized": int32 [E, N, K/8]; nibble i (bits 4i..4i+3) of word j holds q + 8 for
+  // k = 8j + i, with q in [-8, 7].
+  kOffsetBinaryInt32 = 0,
+  // two's-complement int4, two per byte: uint8 [E, N, K/2]; the low nibble holds the even k.
+  kSignedInt4 = 1,
+};
+
+enum class ScaleFormat : int {
+  // bf16 [E, N, K/128]: W = q * s (the checkpoint's weight_scale). Split per output channel n into
+  //   c = max_g |s[n,g]| / 448,  sg = e4m3(s[n,g] / c / 8),  sc[n] = 8 c
+  // so that every |q * sg| <= 448 fits e4m3 (design 6).
+  kBF16 = 0,
+  // e4m3 [E, N, K/128] group scales and fp32 [E, N] channel scales, W = q * sg * sc, from callers that quantized
+  // themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3.
+  kFP8WithChannelScale = 1,
+};
+
+struct PrepackArgs {
+  ExpertWeightShape shape;
+  WeightFormat weight_format = WeightFormat::kOffsetBinaryInt32;
+  void const* weights = nullptr;  // device, layout per weight_format
+  ScaleFormat scale_format = ScaleFormat::kBF16;
+  void const* group_scales = nullptr;    // device, layout per scale_format
+  float const* channel_scales = nullptr;  // device [E, N]; only with kFP8WithChannelScale
+  void* packed = nullptr;                 // device, packed_weights_bytes(shape) bytes, 256-byte aligned
+  size_t packed_bytes = 0;
+  cudaStream_t stream = nullptr;
+};
+
+// Checks the shape rules: E >= 1, N a positive multiple of 16, K a positive multiple of 128, group 128, and one
+// expert's N * K below 2^31.
+Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name = "shape");
+
+// Bytes of the packed buffer for this shape (0 if the shape is invalid).
+size_t packed_weights_bytes(ExpertWeightShape const& shape);
+
+// Runs the prepack on args.stream and waits for it: a load-time step, which also checks the values (finite scales,
+// |sg| <= 56, finite channel scales) and reports how many break the rules. Inputs are read, never modified.
+Status prepack_weights(PrepackArgs const& args);
+
+// Reads the header of a packed buffer copied to the host (for example loaded from disk) and checks its magic,
+// format version and size. On success *shape holds the shape the buffer was packed for.
+Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeightShape* shape);
+
+}  // namespace w4a8moe

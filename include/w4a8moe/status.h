@@ -1,0 +1,37 @@
+// Errors returned by every public entry point. Library code never exits, throws across the API or prints.
+#pragma once
+
+#include <string>
+#include <utility>
+
+namespace w4a8moe {
+
+enum class StatusCode : int {
+  kOk = 0,
+  kInvalidArgument,  // an argument breaks a documented rule; the message names the argument and the rule
+  kNotSupported,     // valid request this build or device cannot serve (no Hopper GPU, unknown config name)
+  kCudaError,        // a CUDA call or kernel launch failed; the message carries the CUDA error name
+  kInternal,         // a bug in this library
+};
+
+char const* status_code_name(StatusCode code);
+
+class Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status Ok() { return {}; }
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  std::string const& message() const { return message_; }
+  // "invalid argument: K=200: K must be a multiple of 128"
+  std::string to_string() const;
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+}  // namespace w4a8moe

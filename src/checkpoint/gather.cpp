@@ -1,0 +1,181 @@
+// Gathering one MoE layer's experts from a W4A8 checkpoint into the stacked arrays prepack_weights() takes:
+//   GEMM1 int32 [E, 2I, H/8] and bf16 [E, 2I, H/128]: per expert, gate_proj rows then up_proj rows
+//   GEMM2 int32 [E, H, I/8]  and bf16 [E, H, I/128]:  down_proj
+// Each projection is a plain row-major block, so it is copied whole into its place in the stack.
+#include <cstring>
+#include <limits>
+
+#include "checkpoint/expert_names.h"
+#include "checkpoint/json_util.h"
+#include "checkpoint/safetensors_format.h"
+#include "w4a8moe/checkpoint.h"
+
+namespace w4a8moe {
+
+namespace {
+
+using checkpoint::ExpertNaming;
+using checkpoint::expert_module_name;
+using checkpoint::projection_label;
+
+constexpr char kPackedSuffix[] = ".weight_packed";
+constexpr char kScaleSuffix[] = ".weight_scale";
+constexpr char kShapeSuffix[] = ".weight_shape";
+constexpr int64_t kNibblesPerWord = 8;
+
+// Where one projection's blocks go: `rows` rows of `cols` inputs into the stacked weight and scale arrays.
+struct Destination {
+  int32_t* weights;
+  uint16_t* scales;
+  int64_t rows;
+  int64_t cols;
+};
+
+class LayerGatherer {
+ public:
+  LayerGatherer(Checkpoint const& checkpoint, ExpertNaming const& naming, int layer)
+      : checkpoint_(checkpoint), naming_(naming), layer_(layer) {}
+
+  Status copy_projection(int expert, ExpertProjection projection, Destination const& to) const {
+    std::string const module = expert_module_name(naming_, layer_, expert, projection);
+    Tensor const* packed = nullptr;
+    Tensor const* scale = nullptr;
+    Tensor const* shape = nullptr;
+    W4A8_RETURN_IF_ERROR(find(module + kPackedSuffix, expert, &packed));
+    W4A8_RETURN_IF_ERROR(find(module + kScaleSuffix, expert, &scale));
+    W4A8_RETURN_IF_ERROR(find(module + kShapeSuffix, expert, &shape));
+    W4A8_RETURN_IF_ERROR(expect(*packed, {DType::kI32}, {to.rows, to.cols / kNibblesPerWord}));
+    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, to.cols / kGroupSize}));
+    W4A8_RETURN_IF_ERROR(expect(*shape, {DType::kI64, DType::kI32}, {2}));
+    int64_t stored[2];
+    for (int i = 0; i < 2; ++i) {
+      if (shape->dtype == DType::kI64) {
+        std::memcpy(&stored[i], static_cast<uint8_t const*>(shape->data) + 8 * i, 8);
+      } else {
+        int32_t narrow = 0;
+        std::memcpy(&narrow, static_cast<uint8_t const*>(shape->data) + 4 * i, 4);
+        stored[i] = narrow;
+      }
+    }
+    if (stored[0] != to.rows || stored[1] != to.cols) {
+      return error(*shape, concat("holds {", stored[0], ", ", stored[1], "}, needs {", to.rows, ", ", to.cols,
+                                  "} (", projection_label(projection), " projection of expert ", expert, ")"));
+    }
+    std::memcpy(to.weights, packed->data, packed->num_bytes);
+    std::memcpy(to.scales, scale->data, scale->num_bytes);
+    return Status::Ok();
+  }
+
+ private:
+  Status find(std::string const& name, int expert, Tensor const** tensor) const {
+    *tensor = checkpoint_.find(name);
+    if (*tensor == nullptr) {
+      return invalid_argument(checkpoint_.path(), ": tensor '", name, "' is missing (expert ", expert, " of layer ",
+                              layer_, ")");
+    }
+    return Status::Ok();
+  }
+
+  Status expect(Tensor const& tensor, std::initializer_list<DType> dtypes, std::vector<int64_t> const& shape) const {
+    bool dtype_ok = false;
+    std::string names;
+    for (DType dtype : dtypes) {
+      dtype_ok = dtype_ok || tensor.dtype == dtype;
+      names += (names.empty() ? "" : " or ") + std::string(dtype_name(dtype));
+    }
+    if (!dtype_ok) return error(tensor, concat("dtype ", dtype_name(tensor.dtype), ", needs ", names));
+    if (tensor.shape != shape) {
+      return error(tensor, concat("shape ", checkpoint::format_shape(tensor.shape), ", needs ",
+                                  checkpoint::format_shape(shape)));
+    }
+    return Status::Ok();
+  }
+
+  Status error(Tensor const& tensor, std::string const& rule) const {
+    return invalid_argument(checkpoint_.file_of(tensor.name), ": tensor '", tensor.name, "': ", rule);
+  }
+
+  Checkpoint const& checkpoint_;
+  ExpertNaming const& naming_;
+  int layer_;
+};
+
+Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer, LayerExperts* experts) {
+  MoeConfig const& moe = config.moe;
+  std::string const& source = checkpoint.path();
+  if (!config.w4a8) {
+    return not_supported(source, ": the model config has no W4A8 quantization_config; gather reads only W4A8 "
+                         "checkpoints");
+  }
+  if (layer < 0 || layer >= moe.num_layers || size_t(moe.num_layers) != moe.is_moe_layer.size()) {
+    return invalid_argument(source, ": layer ", layer, " is outside the model's ", moe.num_layers, " layers");
+  }
+  if (!moe.is_moe_layer[size_t(layer)]) {
+    return invalid_argument(source, ": layer ", layer, " has a dense MLP, not routed experts");
+  }
+  int const e_count = moe.num_experts;
+  int64_t const h = moe.hidden_size;
+  int64_t const i = moe.intermediate_size;
+  if (e_count < 1 || h < 1 || i < 1 || h % kGroupSize != 0 || i % kGroupSize != 0 ||
+      2 * i > std::numeric_limits<int>::max()) {
+    return not_supported(source, ": experts=", e_count, ", hidden_size=", h, ", intermediate_size=", i,
+                         ": needs at least one expert and both sizes positive multiples of ", kGroupSize,
+                         " (the group size), 2 * intermediate_size within int");
+  }
+
+  ExpertNaming const* naming = nullptr;
+  std::string tried;
+  for (ExpertNaming const& candidate : checkpoint::kExpertNamings) {
+    std::string const probe = expert_module_name(candidate, layer, 0, ExpertProjection::kGate) + kPackedSuffix;
+    if (naming == nullptr && checkpoint.find(probe) != nullptr) naming = &candidate;
+    tried += (tried.empty() ? "'" : ", '") + probe + "' (" + candidate.models + ")";
+  }
+  if (naming == nullptr) {
+    return invalid_argument(source, ": layer ", layer, ": no W4A8 expert weights found; looked for ", tried);
+  }
+
+  // The scale arrays are smaller than the weight arrays, so checking the weights covers them.
+  uint64_t gemm1_bytes = 0;
+  uint64_t gemm2_bytes = 0;
+  if (!checkpoint::shape_byte_count({e_count, 2 * i, h / kNibblesPerWord}, sizeof(int32_t), &gemm1_bytes) ||
+      !checkpoint::shape_byte_count({e_count, h, i / kNibblesPerWord}, sizeof(int32_t), &gemm2_bytes) ||
+      gemm1_bytes > std::numeric_limits<size_t>::max() || gemm2_bytes > std::numeric_limits<size_t>::max()) {
+    return not_supported(source, ": layer ", layer, ": the stacked weights do not fit this host's address space");
+  }
+  LayerExperts out;
+  out.layer = layer;
+  out.num_experts = e_count;
+  out.hidden_size = int(h);
+  out.intermediate_size = int(i);
+  out.gemm1_weights.resize(size_t(e_count * 2 * i * (h / kNibblesPerWord)));
+  out.gemm1_scales.resize(size_t(e_count * 2 * i * (h / kGroupSize)));
+  out.gemm2_weights.resize(size_t(e_count * h * (i / kNibblesPerWord)));
+  out.gemm2_scales.resize(size_t(e_count * h * (i / kGroupSize)));
+
+  LayerGatherer const gatherer(checkpoint, *naming, layer);
+  for (int e = 0; e < e_count; ++e) {
+    // Expert e's GEMM1 block is [2I, H]: gate rows [0, I), up rows [I, 2I).
+    for (ExpertProjection projection : {ExpertProjection::kGate, ExpertProjection::kUp}) {
+      int64_t const first_row = int64_t(e) * 2 * i + (projection == ExpertProjection::kUp ? i : 0);
+      Destination const to{out.gemm1_weights.data() + first_row * (h / kNibblesPerWord),
+                           out.gemm1_scales.data() + first_row * (h / kGroupSize), i, h};
+      W4A8_RETURN_IF_ERROR(gatherer.copy_projection(e, projection, to));
+    }
+    int64_t const first_row = int64_t(e) * h;
+    Destination const to{out.gemm2_weights.data() + first_row * (i / kNibblesPerWord),
+                         out.gemm2_scales.data() + first_row * (i / kGroupSize), h, i};
+    W4A8_RETURN_IF_ERROR(gatherer.copy_projection(e, ExpertProjection::kDown, to));
+  }
+  *experts = std::move(out);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status gather_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
+                            LayerExperts* experts) {
+  if (experts == nullptr) return invalid_argument("gather_layer_experts: experts is null");
+  return checkpoint::guard_exceptions(checkpoint.path(), [&] { return gather(checkpoint, config, layer, experts); });
+}
+
+}  // namespace w4a8moe

@@ -1,0 +1,371 @@
+// config.json: the MoE dimensions per model family (one table row per model_type) and the check that a
+// quantization_config is the compressed-tensors W4A8 scheme, one rule at a time, each refusal naming its field.
+#include "checkpoint/model_config.h"
+
+#include <limits>
+#include <set>
+#include <utility>
+
+#include "checkpoint/file_io.h"
+#include "checkpoint/json_util.h"
+#include "w4a8moe/checkpoint.h"
+
+namespace w4a8moe {
+
+namespace {
+
+using checkpoint::describe;
+using checkpoint::Json;
+
+// Real configs are a few KB.
+constexpr size_t kMaxConfigBytes = 16u << 20;
+
+// ---- MoE dimensions ------------------------------------------------------------------------------------------
+
+enum class TopkNormalisation {
+  kAlways,             // the router renormalises by construction (softmax over the top-k logits)
+  kFieldDefaultFalse,  // norm_topk_prob, false when absent (as transformers' config class)
+  kFieldRequired,      // norm_topk_prob must be given
+};
+
+enum class LayerPattern {
+  kEveryLayer,
+  kQwenSparseStep,      // MoE where (l + 1) % decoder_sparse_step == 0 and l not in mlp_only_layers
+  kDeepSeekFirstDense,  // MoE where l >= first_k_dense_replace and l % moe_layer_freq == 0
+};
+
+struct ModelTypeFields {
+  char const* model_type;
+  char const* num_experts;
+  char const* experts_per_token[2];  // the first one present is read
+  char const* intermediate_size;
+  TopkNormalisation topk_normalisation;
+  LayerPattern layer_pattern;
+};
+
+constexpr ModelTypeFields kModelTypes[] = {
+    {"qwen3_moe", "num_experts", {"num_experts_per_tok", nullptr}, "moe_intermediate_size",
+     TopkNormalisation::kFieldDefaultFalse, LayerPattern::kQwenSparseStep},
+    {"mixtral", "num_local_experts", {"num_experts_per_tok", nullptr}, "intermediate_size",
+     TopkNormalisation::kAlways, LayerPattern::kEveryLayer},
+    {"deepseek_v3", "n_routed_experts", {"num_experts_per_tok", nullptr}, "moe_intermediate_size",
+     TopkNormalisation::kFieldRequired, LayerPattern::kDeepSeekFirstDense},
+    {"gpt_oss", "num_local_experts", {"experts_per_token", "num_experts_per_tok"}, "intermediate_size",
+     TopkNormalisation::kAlways, LayerPattern::kEveryLayer},
+};
+
+// Typed reads of config fields; messages name the source and the field.
+class FieldReader {
+ public:
+  FieldReader(Json const& object, std::string const& source) : object_(object), source_(source) {}
+
+  bool has(char const* key) const { return object_.contains(key) && !object_[key].is_null(); }
+
+  Status integer(char const* key, int min_value, int* value) const {
+    if (!has(key)) return invalid_argument(source_, ": field \"", key, "\" is missing");
+    Json const& item = object_[key];
+    if (!item.is_number_integer() || item.get<int64_t>() < min_value ||
+        item.get<int64_t>() > std::numeric_limits<int>::max()) {
+      return invalid_argument(source_, ": field \"", key, "\" must be an integer >= ", min_value, ", got ",
+                              describe(item));
+    }
+    *value = int(item.get<int64_t>());
+    return Status::Ok();
+  }
+
+  Status integer_or(char const* key, int fallback, int min_value, int* value) const {
+    if (!has(key)) {
+      *value = fallback;
+      return Status::Ok();
+    }
+    return integer(key, min_value, value);
+  }
+
+  Status boolean(char const* key, bool* value) const {
+    if (!has(key)) return invalid_argument(source_, ": field \"", key, "\" is missing");
+    if (!object_[key].is_boolean()) {
+      return invalid_argument(source_, ": field \"", key, "\" must be true or false, got ", describe(object_[key]));
+    }
+    *value = object_[key].get<bool>();
+    return Status::Ok();
+  }
+
+  Status boolean_or(char const* key, bool fallback, bool* value) const {
+    if (!has(key)) {
+      *value = fallback;
+      return Status::Ok();
+    }
+    return boolean(key, value);
+  }
+
+  Status positive_number(char const* key, double* value) const {
+    if (!has(key)) return invalid_argument(source_, ": field \"", key, "\" is missing");
+    Json const& item = object_[key];
+    if (!item.is_number() || !(item.get<double>() > 0.0)) {
+      return invalid_argument(source_, ": field \"", key, "\" must be a positive number, got ", describe(item));
+    }
+    *value = item.get<double>();
+    return Status::Ok();
+  }
+
+  Json const& operator[](char const* key) const { return object_[key]; }
+  std::string const& source() const { return source_; }
+
+ private:
+  Json const& object_;
+  std::string const& source_;
+};
+
+Status parse_moe_layers(FieldReader const& fields, LayerPattern pattern, MoeConfig* moe) {
+  moe->is_moe_layer.assign(size_t(moe->num_layers), true);
+  if (pattern == LayerPattern::kQwenSparseStep) {
+    int sparse_step = 1;
+    W4A8_RETURN_IF_ERROR(fields.integer_or("decoder_sparse_step", 1, 1, &sparse_step));
+    std::set<int64_t> dense_layers;
+    if (fields.has("mlp_only_layers")) {
+      Json const& list = fields["mlp_only_layers"];
+      if (!list.is_array()) {
+        return invalid_argument(fields.source(), ": field \"mlp_only_layers\" must be a list, got ", describe(list));
+      }
+      for (Json const& layer : list) {
+        if (!layer.is_number_integer() || layer.get<int64_t>() < 0 || layer.get<int64_t>() >= moe->num_layers) {
+          return invalid_argument(fields.source(), ": field \"mlp_only_layers\" holds ", describe(layer),
+                                  ", not a layer index in [0, ", moe->num_layers, ")");
+        }
+        dense_layers.insert(layer.get<int64_t>());
+      }
+    }
+    for (int l = 0; l < moe->num_layers; ++l) {
+      moe->is_moe_layer[size_t(l)] = dense_layers.count(l) == 0 && (l + 1) % sparse_step == 0;
+    }
+  } else if (pattern == LayerPattern::kDeepSeekFirstDense) {
+    int first_moe_layer = 0;
+    int layer_frequency = 1;
+    W4A8_RETURN_IF_ERROR(fields.integer("first_k_dense_replace", 0, &first_moe_layer));
+    W4A8_RETURN_IF_ERROR(fields.integer_or("moe_layer_freq", 1, 1, &layer_frequency));
+    for (int l = 0; l < moe->num_layers; ++l) {
+      moe->is_moe_layer[size_t(l)] = l >= first_moe_layer && l % layer_frequency == 0;
+    }
+  }
+  return Status::Ok();
+}
+
+Status parse_deepseek_router(FieldReader const& fields, MoeConfig* moe) {
+  W4A8_RETURN_IF_ERROR(fields.integer("n_shared_experts", 0, &moe->num_shared_experts));
+  W4A8_RETURN_IF_ERROR(fields.integer("n_group", 1, &moe->num_expert_groups));
+  W4A8_RETURN_IF_ERROR(fields.integer("topk_group", 1, &moe->topk_groups));
+  W4A8_RETURN_IF_ERROR(fields.positive_number("routed_scaling_factor", &moe->routed_scaling_factor));
+  moe->scoring = RouterScoring::kSigmoid;
+  if (fields.has("scoring_func")) {
+    Json const& scoring = fields["scoring_func"];
+    if (scoring == "softmax") {
+      moe->scoring = RouterScoring::kSoftmax;
+    } else if (scoring != "sigmoid") {
+      return not_supported(fields.source(), ": field \"scoring_func\" is ", describe(scoring),
+                           "; known: \"sigmoid\", \"softmax\"");
+    }
+  }
+  if (moe->num_experts % moe->num_expert_groups != 0 || moe->topk_groups > moe->num_expert_groups) {
+    return invalid_argument(fields.source(), ": n_group=", moe->num_expert_groups, ", topk_group=",
+                            moe->topk_groups, " do not fit ", moe->num_experts,
+                            " experts (n_group must divide them, topk_group <= n_group)");
+  }
+  return Status::Ok();
+}
+
+Status parse_moe(FieldReader const& fields, MoeConfig* moe) {
+  if (!fields.has("model_type") || !fields["model_type"].is_string()) {
+    return invalid_argument(fields.source(), ": field \"model_type\" (a string) is missing");
+  }
+  moe->model_type = fields["model_type"].get<std::string>();
+  ModelTypeFields const* row = nullptr;
+  std::string known;
+  for (auto const& candidate : kModelTypes) {
+    if (moe->model_type == candidate.model_type) row = &candidate;
+    known += (known.empty() ? "" : ", ") + std::string(candidate.model_type);
+  }
+  if (row == nullptr) {
+    return not_supported(fields.source(), ": model_type \"", moe->model_type, "\" is not a known MoE model (known: ",
+                         known, ")");
+  }
+
+  W4A8_RETURN_IF_ERROR(fields.integer("num_hidden_layers", 1, &moe->num_layers));
+  W4A8_RETURN_IF_ERROR(fields.integer("hidden_size", 1, &moe->hidden_size));
+  W4A8_RETURN_IF_ERROR(fields.integer(row->num_experts, 1, &moe->num_experts));
+  W4A8_RETURN_IF_ERROR(fields.integer(row->intermediate_size, 1, &moe->intermediate_size));
+  char const* topk_key = row->experts_per_token[0];
+  if (!fields.has(topk_key) && row->experts_per_token[1] != nullptr) topk_key = row->experts_per_token[1];
+  W4A8_RETURN_IF_ERROR(fields.integer(topk_key, 1, &moe->experts_per_token));
+  if (moe->experts_per_token > moe->num_experts) {
+    return invalid_argument(fields.source(), ": ", topk_key, "=", moe->experts_per_token, " exceeds ",
+                            row->num_experts, "=", moe->num_experts);
+  }
+
+  switch (row->topk_normalisation) {
+    case TopkNormalisation::kAlways: moe->norm_topk_prob = true; break;
+    case TopkNormalisation::kFieldDefaultFalse:
+      W4A8_RETURN_IF_ERROR(fields.boolean_or("norm_topk_prob", false, &moe->norm_topk_prob));
+      break;
+    case TopkNormalisation::kFieldRequired:
+      W4A8_RETURN_IF_ERROR(fields.boolean("norm_topk_prob", &moe->norm_topk_prob));
+      break;
+  }
+  if (row->layer_pattern == LayerPattern::kDeepSeekFirstDense) W4A8_RETURN_IF_ERROR(parse_deepseek_router(fields, moe));
+  return parse_moe_layers(fields, row->layer_pattern, moe);
+}
+
+// ---- quantization_config -------------------------------------------------------------------------------------
+
+// One field of a quantization args object: the values accepted, the compressed-tensors default when absent, and
+// what a refusal means.
+struct QuantRule {
+  char const* key;
+  Json default_value;
+  std::vector<Json> accepted;
+  char const* meaning;
+};
+
+std::vector<QuantRule> const& weight_rules() {
+  static std::vector<QuantRule> const rules = {
+      {"num_bits", 8, {4}, "only 4-bit weights are W4A8"},
+      {"type", "int", {"int"}, "only integer weights are served"},
+      {"symmetric", true, {true}, "asymmetric weights (zero points) are not supported"},
+      {"strategy", nullptr, {"group"}, "only group-wise weight scales are supported"},
+      {"group_size", nullptr, {128}, "only group size 128 is supported (the fp8 mainloop's K tile)"},
+      {"actorder", nullptr, {nullptr, false}, "activation ordering (act-order) is not supported"},
+      {"dynamic", false, {false}, "weights must be quantized offline"},
+  };
+  return rules;
+}
+
+std::vector<QuantRule> const& activation_rules() {
+  static std::vector<QuantRule> const rules = {
+      {"num_bits", 8, {8}, "only 8-bit activations are W4A8"},
+      {"type", "int", {"float"}, "only fp8 activations are supported (int8 activations are another scheme)"},
+      {"symmetric", true, {true}, "asymmetric activations are not supported"},
+      {"strategy", nullptr, {"token"}, "only per-token activation scales are supported"},
+      {"dynamic", false, {true}, "static activation scales are not supported (activations are quantized per token "
+                                 "at run time)"},
+  };
+  return rules;
+}
+
+std::string accepted_values(std::vector<Json> const& accepted) {
+  std::string text;
+  for (Json const& value : accepted) text += (text.empty() ? "" : " or ") + value.dump();
+  return text;
+}
+
+Status check_quant_args(std::string const& source, std::string const& path, Json const& args,
+                        std::vector<QuantRule> const& rules) {
+  if (!args.is_object()) return invalid_argument(source, ": ", path, " must be an object, got ", describe(args));
+  for (QuantRule const& rule : rules) {
+    bool const present = args.contains(rule.key);
+    Json const& value = present ? args[rule.key] : rule.default_value;
+    bool ok = false;
+    for (Json const& accepted : rule.accepted) ok = ok || value == accepted;
+    if (!ok) {
+      return not_supported(source, ": ", path, ".", rule.key, " is ", describe(value), present ? "" : " (absent)",
+                           ", needs ", accepted_values(rule.accepted), ": ", rule.meaning);
+    }
+  }
+  return Status::Ok();
+}
+
+Status check_w4a8(std::string const& source, Json const& config) {
+  std::string const root = "quantization_config";
+  if (!config.is_object()) return invalid_argument(source, ": ", root, " must be an object, got ", describe(config));
+  if (config.contains("quant_method") && config["quant_method"] != "compressed-tensors") {
+    return not_supported(source, ": ", root, ".quant_method is ", describe(config["quant_method"]),
+                         ", needs \"compressed-tensors\"");
+  }
+  if (!config.contains("config_groups") || !config["config_groups"].is_object() || config["config_groups"].empty()) {
+    return invalid_argument(source, ": ", root, ".config_groups must be a non-empty object");
+  }
+  Json const top_format = config.value("format", Json());
+  for (auto const& [group_name, group] : config["config_groups"].items()) {
+    std::string const path = root + ".config_groups." + group_name;
+    if (!group.is_object()) return invalid_argument(source, ": ", path, " must be an object, got ", describe(group));
+    // A group's own format wins over the top-level one (top-level "mixed-precision" then defers to the groups).
+    bool const own_format = group.contains("format") && !group["format"].is_null();
+    Json const& format = own_format ? group["format"] : top_format;
+    if (format != "pack-quantized") {
+      return not_supported(source, ": ", own_format ? path + ".format" : root + ".format", " is ", describe(format),
+                           ", needs \"pack-quantized\" (int4 packed into int32)");
+    }
+    if (!group.contains("weights") || group["weights"].is_null()) {
+      return not_supported(source, ": ", path, ".weights is absent: the group does not quantize weights");
+    }
+    W4A8_RETURN_IF_ERROR(check_quant_args(source, path + ".weights", group["weights"], weight_rules()));
+    if (!group.contains("input_activations") || group["input_activations"].is_null()) {
+      return not_supported(source, ": ", path, ".input_activations is absent or null: weight-only (W4A16) checkpoints are "
+                           "not W4A8");
+    }
+    W4A8_RETURN_IF_ERROR(
+        check_quant_args(source, path + ".input_activations", group["input_activations"], activation_rules()));
+    if (group.contains("output_activations") && !group["output_activations"].is_null()) {
+      return not_supported(source, ": ", path, ".output_activations is set: quantized outputs are not supported");
+    }
+  }
+  return Status::Ok();
+}
+
+Status parse_config_text(std::string const& text, std::string const& source, ModelConfig* config) {
+  Json root;
+  std::string reason;
+  if (!checkpoint::parse_json(text, &root, &reason)) return invalid_argument(source, ": ", reason);
+  if (!root.is_object()) return invalid_argument(source, ": must be a JSON object, got ", describe(root));
+  ModelConfig parsed;
+  W4A8_RETURN_IF_ERROR(parse_moe(FieldReader(root, source), &parsed.moe));
+  if (root.contains("quantization_config") && !root["quantization_config"].is_null()) {
+    W4A8_RETURN_IF_ERROR(check_w4a8(source, root["quantization_config"]));
+    parsed.w4a8 = true;
+  }
+  *config = std::move(parsed);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status parse_model_config(std::string const& json_text, std::string const& source, ModelConfig* config) {
+  if (config == nullptr) return invalid_argument("parse_model_config: config is null");
+  return checkpoint::guard_exceptions(source, [&] { return parse_config_text(json_text, source, config); });
+}
+
+Status read_model_config(std::string const& path, ModelConfig* config) {
+  if (config == nullptr) return invalid_argument("read_model_config: config is null");
+  return checkpoint::guard_exceptions(path, [&] {
+    std::string text;
+    W4A8_RETURN_IF_ERROR(checkpoint::read_text_file(path, kMaxConfigBytes, &text));
+    return parse_config_text(text, path, config);
+  });
+}
+
+namespace checkpoint {
+
+nlohmann::ordered_json w4a8_quantization_config(std::vector<std::string> const& ignore) {
+  using Ordered = nlohmann::ordered_json;
+  Ordered weights = {{"num_bits", 4},          {"type", "int"},      {"symmetric", true},
+                     {"group_size", 128},      {"strategy", "group"}, {"block_structure", nullptr},
+                     {"dynamic", false},       {"actorder", nullptr}, {"observer", "minmax"},
+                     {"observer_kwargs", Ordered::object()}};
+  Ordered activations = {{"num_bits", 8},          {"type", "float"},      {"symmetric", true},
+                         {"group_size", nullptr},  {"strategy", "token"},  {"block_structure", nullptr},
+                         {"dynamic", true},        {"actorder", nullptr},  {"observer", nullptr},
+                         {"observer_kwargs", Ordered::object()}};
+  Ordered group = {{"targets", {"Linear"}},
+                   {"weights", weights},
+                   {"input_activations", activations},
+                   {"output_activations", nullptr},
+                   {"format", "pack-quantized"}};
+  return Ordered{{"quant_method", "compressed-tensors"},
+                 {"format", "pack-quantized"},
+                 {"quantization_status", "compressed"},
+                 {"config_groups", {{"group_0", group}}},
+                 {"ignore", ignore},
+                 {"kv_cache_scheme", nullptr},
+                 {"sparsity_config", Ordered::object()}};
+}
+
+}  // namespace checkpoint
+}  // namespace w4a8moe

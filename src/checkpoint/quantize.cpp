@@ -1,0 +1,305 @@
+// The quantizer: a bf16/fp16/fp32 checkpoint in, the compressed-tensors W4A8 format out (see checkpoint.h).
+// Streams one tensor at a time: the output headers are planned from the input's shapes, then each expert weight
+// is converted to fp32, quantized (RoundToNearestQuantizer or the caller's ExpertWeightQuantizer), packed and
+// appended; other tensors are copied straight from the input mapping.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+
+#include "checkpoint/expert_names.h"
+#include "checkpoint/file_io.h"
+#include "checkpoint/json_util.h"
+#include "checkpoint/model_config.h"
+#include "checkpoint/safetensors_format.h"
+#include "checkpoint/safetensors_writer.h"
+#include "common/float_formats.h"
+#include "w4a8moe/checkpoint.h"
+
+namespace w4a8moe {
+
+namespace {
+
+namespace fs = std::filesystem;
+using checkpoint::TensorSpec;
+
+constexpr int kQMin = -8;
+constexpr int kQMax = 7;
+constexpr int kNibblesPerWord = 8;
+constexpr char kWeightSuffix[] = ".weight";
+constexpr size_t kMaxConfigBytes = 16u << 20;
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+float element_as_float(Tensor const& tensor, size_t index) {
+  auto const* bytes = static_cast<uint8_t const*>(tensor.data);
+  if (tensor.dtype == DType::kF32) {
+    float value;
+    std::memcpy(&value, bytes + 4 * index, 4);
+    return value;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, bytes + 2 * index, 2);
+  return tensor.dtype == DType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits);
+}
+
+bool bf16_is_finite(uint16_t bits) { return (bits & 0x7F80u) != 0x7F80u; }
+
+// One tensor of the output and where its bytes come from.
+struct OutputTensor {
+  enum class Part { kCopy, kPacked, kScale, kShape };
+  TensorSpec spec;
+  Tensor const* source = nullptr;
+  Part part = Part::kCopy;
+  ExpertWeightInfo expert;  // for the expert parts
+};
+
+// The quantized form of the expert weight last produced; its three output tensors are adjacent in the plan.
+struct QuantizedWeight {
+  Tensor const* source = nullptr;
+  std::vector<int32_t> packed;   // [rows, cols/8]
+  std::vector<uint16_t> scales;  // [rows, cols/128]
+};
+
+Status quantize_weight(OutputTensor const& output, ExpertWeightQuantizer& quantizer, QuantizedWeight* result) {
+  ExpertWeightInfo const& info = output.expert;
+  Tensor const& tensor = *output.source;
+  size_t const count = size_t(info.rows * info.cols);
+  std::vector<float> weights(count);
+  for (size_t n = 0; n < count; ++n) weights[n] = element_as_float(tensor, n);
+  std::vector<int8_t> q(count);
+  std::vector<uint16_t> scales(size_t(info.rows * (info.cols / kGroupSize)));
+  W4A8_RETURN_IF_ERROR(quantizer.quantize(info, weights.data(), q.data(), scales.data()));
+
+  // The quantizer may be the caller's: check what it produced before it is written.
+  for (size_t n = 0; n < count; ++n) {
+    if (q[n] < kQMin || q[n] > kQMax) {
+      return invalid_argument(info.tensor_name, ": quantizer produced q = ", int(q[n]), " at element ", n,
+                              ", outside [-8, 7]");
+    }
+  }
+  for (size_t n = 0; n < scales.size(); ++n) {
+    if (!bf16_is_finite(scales[n])) {
+      return invalid_argument(info.tensor_name, ": quantizer produced a non-finite scale at group ", n);
+    }
+  }
+  std::vector<int32_t> packed(count / kNibblesPerWord);
+  for (size_t word = 0; word < packed.size(); ++word) {
+    uint32_t bits = 0;
+    for (int i = 0; i < kNibblesPerWord; ++i) {
+      bits |= uint32_t(q[word * kNibblesPerWord + size_t(i)] - kQMin) << (4 * i);
+    }
+    packed[word] = int32_t(bits);
+  }
+  result->source = output.source;
+  result->packed = std::move(packed);
+  result->scales = std::move(scales);
+  return Status::Ok();
+}
+
+Status write_output(OutputTensor const& output, ExpertWeightQuantizer& quantizer, QuantizedWeight* cache,
+                    checkpoint::SafetensorsWriter* writer) {
+  using Part = OutputTensor::Part;
+  if (output.part == Part::kCopy) return writer->append(output.source->data, output.source->num_bytes);
+  if (output.part == Part::kShape) {
+    int64_t const shape[2] = {output.expert.rows, output.expert.cols};
+    return writer->append(shape, sizeof shape);
+  }
+  if (cache->source != output.source) W4A8_RETURN_IF_ERROR(quantize_weight(output, quantizer, cache));
+  if (output.part == Part::kPacked) return writer->append(cache->packed.data(), cache->packed.size() * 4);
+  return writer->append(cache->scales.data(), cache->scales.size() * 2);
+}
+
+// The output tensors in writing order, the modules to list as not quantized, and the count of expert weights.
+Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs, std::vector<std::string>* ignore,
+                    int64_t* expert_weights) {
+  using Part = OutputTensor::Part;
+  for (std::string const& name : input.tensor_names()) {
+    Tensor const* tensor = input.find(name);
+    size_t const suffix_length = sizeof kWeightSuffix - 1;
+    std::string const module =
+        ends_with(name, kWeightSuffix) ? name.substr(0, name.size() - suffix_length) : std::string();
+    checkpoint::ExpertModule parsed;
+    if (module.empty() || !checkpoint::parse_expert_module(module, &parsed)) {
+      outputs->push_back({{name, tensor->dtype, tensor->shape}, tensor, Part::kCopy, {}});
+      if (!module.empty() && tensor->shape.size() == 2) ignore->push_back(module);
+      continue;
+    }
+    auto const where = [&] { return concat(input.file_of(name), ": tensor '", name, "': "); };
+    if (tensor->dtype != DType::kBF16 && tensor->dtype != DType::kF16 && tensor->dtype != DType::kF32) {
+      return invalid_argument(where(), "expert weight of dtype ", dtype_name(tensor->dtype),
+                              "; the quantizer reads BF16, F16 or F32");
+    }
+    if (tensor->shape.size() != 2 || tensor->shape[0] < 1 || tensor->shape[1] < kGroupSize ||
+        tensor->shape[1] % kGroupSize != 0) {
+      return invalid_argument(where(), "expert weight of shape ", checkpoint::format_shape(tensor->shape),
+                              "; needs [out, in] with in a positive multiple of ", kGroupSize);
+    }
+    ExpertWeightInfo info;
+    info.tensor_name = name;
+    info.layer = parsed.layer;
+    info.expert = parsed.expert;
+    info.projection = parsed.projection;
+    info.rows = tensor->shape[0];
+    info.cols = tensor->shape[1];
+    outputs->push_back({{module + ".weight_packed", DType::kI32, {info.rows, info.cols / kNibblesPerWord}},
+                        tensor, Part::kPacked, info});
+    outputs->push_back({{module + ".weight_scale", DType::kBF16, {info.rows, info.cols / kGroupSize}},
+                        tensor, Part::kScale, info});
+    outputs->push_back({{module + ".weight_shape", DType::kI64, {2}}, tensor, Part::kShape, info});
+    ++*expert_weights;
+  }
+  return Status::Ok();
+}
+
+uint64_t output_bytes(OutputTensor const& output) {
+  uint64_t bytes = 0;
+  checkpoint::shape_byte_count(output.spec.shape, dtype_bytes(output.spec.dtype), &bytes);
+  return bytes;
+}
+
+// Splits the outputs, in order, into shards of at most max_bytes (0: one shard).
+std::vector<std::vector<size_t>> assign_shards(std::vector<OutputTensor> const& outputs, uint64_t max_bytes) {
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t filled = 0;
+  for (size_t n = 0; n < outputs.size(); ++n) {
+    uint64_t const bytes = output_bytes(outputs[n]);
+    if (max_bytes != 0 && !shards.back().empty() && filled + bytes > max_bytes) {
+      shards.emplace_back();
+      filled = 0;
+    }
+    shards.back().push_back(n);
+    filled += bytes;
+  }
+  return shards;
+}
+
+std::string shard_file_name(size_t shard, size_t shard_count) {
+  char name[64];
+  std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", shard + 1, shard_count);
+  return name;
+}
+
+Status read_input_config(std::string const& path, nlohmann::ordered_json* config) {
+  *config = nlohmann::ordered_json::object();
+  if (path.empty()) return Status::Ok();
+  std::string text;
+  W4A8_RETURN_IF_ERROR(checkpoint::read_text_file(path, kMaxConfigBytes, &text));
+  std::string reason;
+  if (!checkpoint::parse_json(text, config, &reason)) return invalid_argument(path, ": ", reason);
+  if (!config->is_object()) return invalid_argument(path, ": must be a JSON object");
+  if (config->contains("quantization_config") && !(*config)["quantization_config"].is_null()) {
+    return invalid_argument(path, ": already has a quantization_config; the quantizer takes an unquantized model");
+  }
+  return Status::Ok();
+}
+
+Status prepare_output_dir(QuantizeOptions const& options) {
+  std::error_code error;
+  fs::create_directories(options.output_dir, error);
+  if (error) return invalid_argument(options.output_dir, ": cannot create the output directory: ", error.message());
+  fs::path const input_dir =
+      fs::is_directory(options.input, error) ? fs::path(options.input) : fs::path(options.input).parent_path();
+  if (fs::equivalent(input_dir.empty() ? fs::path(".") : input_dir, options.output_dir, error)) {
+    return invalid_argument(options.output_dir, ": the output directory is the input's; choose another");
+  }
+  return Status::Ok();
+}
+
+Status quantize(QuantizeOptions const& options, QuantizeSummary* summary) {
+  if (options.input.empty() || options.output_dir.empty()) {
+    return invalid_argument("quantize_checkpoint: options.input and options.output_dir are required");
+  }
+  Checkpoint input;
+  W4A8_RETURN_IF_ERROR(Checkpoint::open(options.input, &input));
+  nlohmann::ordered_json config;
+  W4A8_RETURN_IF_ERROR(read_input_config(options.input_config, &config));
+  std::vector<OutputTensor> outputs;
+  std::vector<std::string> ignore;
+  QuantizeSummary done;
+  W4A8_RETURN_IF_ERROR(plan_outputs(input, &outputs, &ignore, &done.expert_weights_quantized));
+  done.tensors_copied = int64_t(outputs.size()) - 3 * done.expert_weights_quantized;
+  W4A8_RETURN_IF_ERROR(prepare_output_dir(options));
+
+  RoundToNearestQuantizer round_to_nearest;
+  ExpertWeightQuantizer& quantizer = options.quantizer ? *options.quantizer : round_to_nearest;
+  QuantizedWeight cache;
+  auto const shards = assign_shards(outputs, options.max_shard_bytes);
+  bool const sharded = options.max_shard_bytes != 0;
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  uint64_t total_bytes = 0;
+  for (size_t shard = 0; shard < shards.size(); ++shard) {
+    std::string const file_name = sharded ? shard_file_name(shard, shards.size()) : "model.safetensors";
+    std::string const path = (fs::path(options.output_dir) / file_name).string();
+    std::vector<TensorSpec> specs;
+    for (size_t n : shards[shard]) specs.push_back(outputs[n].spec);
+    checkpoint::SafetensorsWriter writer;
+    W4A8_RETURN_IF_ERROR(writer.open(path, specs, {{"format", "pt"}}));
+    for (size_t n : shards[shard]) {
+      W4A8_RETURN_IF_ERROR(write_output(outputs[n], quantizer, &cache, &writer));
+      weight_map[outputs[n].spec.name] = file_name;
+    }
+    W4A8_RETURN_IF_ERROR(writer.finish());
+    total_bytes += writer.data_bytes();
+    done.files_written.push_back(path);
+  }
+  if (sharded) {
+    nlohmann::ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    std::string const path = (fs::path(options.output_dir) / "model.safetensors.index.json").string();
+    W4A8_RETURN_IF_ERROR(checkpoint::write_text_file(path, index.dump(2) + "\n"));
+    done.files_written.push_back(path);
+  }
+  config["quantization_config"] = checkpoint::w4a8_quantization_config(ignore);
+  std::string const config_path = (fs::path(options.output_dir) / "config.json").string();
+  W4A8_RETURN_IF_ERROR(checkpoint::write_text_file(config_path, config.dump(2) + "\n"));
+  done.files_written.push_back(config_path);
+  if (summary != nullptr) *summary = std::move(done);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RoundToNearestQuantizer::quantize(ExpertWeightInfo const& info, float const* weights, int8_t* q,
+                                         uint16_t* scales) {
+  if (weights == nullptr || q == nullptr || scales == nullptr) {
+    return invalid_argument(info.tensor_name, ": RoundToNearestQuantizer: weights, q and scales are required");
+  }
+  if (info.rows < 1 || info.cols < kGroupSize || info.cols % kGroupSize != 0) {
+    return invalid_argument(info.tensor_name, ": RoundToNearestQuantizer: shape [", info.rows, ", ", info.cols,
+                            "], needs rows >= 1 and cols a positive multiple of ", kGroupSize);
+  }
+  int64_t const groups = info.cols / kGroupSize;
+  for (int64_t row = 0; row < info.rows; ++row) {
+    for (int64_t group = 0; group < groups; ++group) {
+      int64_t const first = row * info.cols + group * kGroupSize;
+      float max_magnitude = 0.0f;
+      for (int64_t n = first; n < first + kGroupSize; ++n) {
+        if (!std::isfinite(weights[n])) {
+          return invalid_argument(info.tensor_name, ": element [", row, ", ", n - row * info.cols,
+                                  "] is not finite; RTN needs finite weights");
+        }
+        max_magnitude = std::max(max_magnitude, std::fabs(weights[n]));
+      }
+      // The step actually stored is the bf16 one, so q is computed from it; bf16 rounding can shrink the step by
+      // 2^-9 relative, which moves max|w| / step to at most 7.03: still rounds to 7.
+      uint16_t const scale_bits = float_to_bf16(max_magnitude / float(kQMax));
+      float const step = bf16_to_float(scale_bits);
+      scales[row * groups + group] = scale_bits;
+      for (int64_t n = first; n < first + kGroupSize; ++n) {
+        float const level = step > 0.0f ? std::nearbyint(weights[n] / step) : 0.0f;
+        q[n] = int8_t(std::clamp(level, float(kQMin), float(kQMax)));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status quantize_checkpoint(QuantizeOptions const& options, QuantizeSummary* summary) {
+  return checkpoint::guard_exceptions("quantize_checkpoint", [&] { return quantize(options, summary); });
+}
+
+}  // namespace w4a8moe

@@ -1,0 +1,38 @@
+// Facts of the safetensors format shared by the reader and the writer: the dtype table, the header bounds, and
+// overflow-safe byte counts.
+//   [8 bytes: header length N, little-endian u64][N bytes: JSON header][data section]
+//   header: {"__metadata__": {str: str}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]}, ...}
+//   data_offsets are relative to the start of the data section.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "w4a8moe/checkpoint.h"
+
+namespace w4a8moe::checkpoint {
+
+inline constexpr size_t kLengthFieldBytes = 8;
+// The reference implementation's limit; real headers are a few MB at most.
+inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+inline constexpr char kMetadataKey[] = "__metadata__";
+
+bool dtype_from_name(std::string_view name, DType* dtype);
+
+// "BOOL, U8, I8, ..." for messages.
+std::string known_dtype_names();
+
+// "[2, 3, 4]".
+std::string format_shape(std::vector<int64_t> const& shape);
+
+// product(shape) * element_bytes into *bytes; false if a dimension is negative or the count overflows 64 bits.
+// A zero dimension makes the count 0 whatever the others are.
+bool shape_byte_count(std::vector<int64_t> const& shape, size_t element_bytes, uint64_t* bytes);
+
+}  // namespace w4a8moe::checkpoint
+
+// safetensors stores little-endian data, which the checkpoint code copies straight into host integers and floats.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the checkpoint code assumes a little-endian host");

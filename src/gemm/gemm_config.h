@@ -1,0 +1,26 @@
+// Kernel configs of the grouped GEMM: one type, one canonical name, used by the registry, the heuristic, the
+// override, logs and benchmark rows.
+#pragma once
+
+#include <string>
+
+namespace w4a8moe::gemm {
+
+enum class Schedule { kCooperative, kPingpong };
+
+struct GemmConfig {
+  int tile_m = 0;     // GEMM M = output channels
+  int tile_n = 0;     // GEMM N = tokens
+  int cluster_m = 1;
+  int cluster_n = 1;
+  Schedule schedule = Schedule::kCooperative;
+
+  // "128x16_1x1_coop", "128x64_2x1_pp"
+  std::string name() const;
+  bool operator==(GemmConfig const& other) const {
+    return tile_m == other.tile_m && tile_n == other.tile_n && cluster_m == other.cluster_m &&
+           cluster_n == other.cluster_n && schedule == other.schedule;
+  }
+};
+
+}  // namespace w4a8moe::gemm

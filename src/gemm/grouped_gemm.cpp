@@ -1,0 +1,166 @@
+// Public grouped GEMM entry points: validation, workspace plan, config choice, dispatch.
+#include "w4a8moe/grouped_gemm.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+
+#include "common/device_info.h"
+#include "common/status_util.h"
+#include "gemm/heuristic.h"
+#include "gemm/registry.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe {
+namespace {
+
+constexpr size_t kWorkspaceAlign = 256;
+// Used to size the workspace when no device is visible: more SMs than any Hopper part has.
+constexpr int kMaxSmCount = 160;
+
+bool is_aligned(void const* pointer, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
+}
+
+size_t workspace_bytes_for(int num_experts, int sm_count) {
+  size_t cutlass_bytes = 0;
+  for (auto const& entry : gemm::gemm_registry()) {
+    cutlass_bytes = std::max(cutlass_bytes, entry.cutlass_workspace_bytes(num_experts, sm_count));
+  }
+  return prepack::align_up(gemm::expert_arrays_bytes(num_experts), kWorkspaceAlign) + cutlass_bytes;
+}
+
+int sm_count_or_max() {
+  int const count = current_device_sm_count();
+  return count > 0 ? count : kMaxSmCount;
+}
+
+Status validate_args(GroupedGemmArgs const& args) {
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, "args.shape"));
+  int const e = args.shape.num_experts;
+  if (args.packed_weights == nullptr) return invalid_argument("args.packed_weights is null");
+  if (!is_aligned(args.packed_weights, prepack::kSectionAlign)) {
+    return invalid_argument("args.packed_weights must be ", prepack::kSectionAlign, "-byte aligned");
+  }
+  if (args.total_rows < 0 || args.total_rows > std::numeric_limits<int32_t>::max()) {
+    return invalid_argument("args.total_rows=", args.total_rows, ": must be in [0, 2^31)");
+  }
+  if (args.out_type != OutputType::kBF16 && args.out_type != OutputType::kFP16) {
+    return invalid_argument("args.out_type=", int(args.out_type), ": must be kBF16 or kFP16");
+  }
+  if (args.expert_offsets == nullptr) return invalid_argument("args.expert_offsets is null");
+  if (!is_aligned(args.expert_offsets, 8)) return invalid_argument("args.expert_offsets must be 8-byte aligned");
+  if (args.total_rows > 0) {
+    if (args.act == nullptr) return invalid_argument("args.act is null");
+    if (!is_aligned(args.act, 16)) return invalid_argument("args.act must be 16-byte aligned (TMA)");
+    if (args.token_scales == nullptr) return invalid_argument("args.token_scales is null");
+    if (!is_aligned(args.token_scales, 4)) return invalid_argument("args.token_scales must be 4-byte aligned");
+    if (args.out == nullptr) return invalid_argument("args.out is null");
+    if (!is_aligned(args.out, 16)) return invalid_argument("args.out must be 16-byte aligned (TMA)");
+  }
+  if (args.max_rows_per_expert_hint < 0) {
+    return invalid_argument("args.max_rows_per_expert_hint=", args.max_rows_per_expert_hint, ": must be >= 0");
+  }
+  if (args.host_expert_offsets != nullptr) {
+    int64_t const* offsets = args.host_expert_offsets;
+    if (offsets[0] < 0) return invalid_argument("args.host_expert_offsets[0]=", offsets[0], ": must be >= 0");
+    for (int i = 0; i < e; ++i) {
+      if (offsets[i + 1] < offsets[i]) {
+        return invalid_argument("args.host_expert_offsets: not non-decreasing at expert ", i, " (", offsets[i],
+                                " > ", offsets[i + 1], ")");
+      }
+    }
+    if (offsets[e] > args.total_rows) {
+      return invalid_argument("args.host_expert_offsets[E]=", offsets[e], ": exceeds args.total_rows=",
+                              args.total_rows);
+    }
+  }
+  if (!args.config.empty() && gemm::find_gemm_kernel(args.config) == nullptr) {
+    return not_supported("args.config='", args.config, "': no such config (see gemm_config_names())");
+  }
+  if (args.workspace == nullptr) return invalid_argument("args.workspace is null");
+  if (!is_aligned(args.workspace, kWorkspaceAlign)) {
+    return invalid_argument("args.workspace must be ", kWorkspaceAlign, "-byte aligned");
+  }
+  size_t const needed = workspace_bytes_for(e, sm_count_or_max());
+  if (args.workspace_bytes < needed) {
+    return invalid_argument("args.workspace_bytes=", args.workspace_bytes,
+                            ": too small, grouped_gemm_workspace_bytes(E)=", needed);
+  }
+  return Status::Ok();
+}
+
+gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {
+  gemm::HeuristicInput input;
+  input.n = args.shape.n;
+  input.k = args.shape.k;
+  input.num_experts = args.shape.num_experts;
+  input.total_rows = args.total_rows;
+  input.max_rows_per_expert = args.max_rows_per_expert_hint;
+  input.sm_count = sm_count_or_max();
+  if (args.host_expert_offsets != nullptr) {
+    input.total_rows = args.host_expert_offsets[args.shape.num_experts] - args.host_expert_offsets[0];
+    for (int i = 0; i < args.shape.num_experts; ++i) {
+      input.rows_per_expert.push_back(args.host_expert_offsets[i + 1] - args.host_expert_offsets[i]);
+    }
+  }
+  return input;
+}
+
+gemm::GemmKernelEntry const& choose_kernel(GroupedGemmArgs const& args) {
+  if (!args.config.empty()) return *gemm::find_gemm_kernel(args.config);
+  std::vector<gemm::GemmConfig> candidates;
+  for (auto const& entry : gemm::gemm_registry()) candidates.push_back(entry.config);
+  std::string const name = gemm::select_config(heuristic_input(args), candidates).name();
+  return *gemm::find_gemm_kernel(name);
+}
+
+}  // namespace
+
+size_t grouped_gemm_workspace_bytes(int num_experts) {
+  if (num_experts < 1) return 0;
+  return workspace_bytes_for(num_experts, sm_count_or_max());
+}
+
+std::vector<std::string> gemm_config_names() {
+  std::vector<std::string> names;
+  for (auto const& entry : gemm::gemm_registry()) names.push_back(entry.name);
+  return names;
+}
+
+std::string select_gemm_config(GroupedGemmArgs const& args) {
+  if (!validate_weight_shape(args.shape).ok()) return {};
+  return choose_kernel(args).name;
+}
+
+Status grouped_gemm(GroupedGemmArgs const& args) {
+  W4A8_RETURN_IF_ERROR(validate_args(args));
+  W4A8_RETURN_IF_ERROR(require_hopper_device());
+  int const sm_count = current_device_sm_count();
+  auto const& kernel = choose_kernel(args);
+  if (std::getenv("W4A8MOE_LOG_CONFIG") != nullptr) {
+    std::fprintf(stderr, "[w4a8moe] grouped_gemm E=%d N=%d K=%d rows=%lld -> %s\n", args.shape.num_experts,
+                 args.shape.n, args.shape.k, static_cast<long long>(args.total_rows), kernel.name.c_str());
+  }
+  if (args.total_rows == 0) return Status::Ok();  // nothing to compute or write
+
+  gemm::GroupedGemmParams params;
+  params.shape = args.shape;
+  params.packed = static_cast<uint8_t const*>(args.packed_weights);
+  params.sections = prepack::packed_sections(args.shape);
+  params.total_rows = args.total_rows;
+  params.act = args.act;
+  params.token_scales = args.token_scales;
+  params.expert_offsets = args.expert_offsets;
+  params.out = args.out;
+  params.out_type = args.out_type;
+  params.sm_count = sm_count;
+  W4A8_CUDA_RETURN(cudaGetDevice(&params.device_id));
+  params.stream = args.stream;
+  return kernel.run(params, args.workspace, args.workspace_bytes);
+}
+
+}  // namespace w4a8moe

@@ -1,0 +1,32 @@
+// Validated arguments of one grouped GEMM call, as the launchers see them. No CUTLASS types.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "prepack/packed_format.h"
+#include "w4a8moe/types.h"
+
+namespace w4a8moe::gemm {
+
+struct GroupedGemmParams {
+  ExpertWeightShape shape;
+  uint8_t const* packed = nullptr;
+  prepack::PackedSections sections;
+  int64_t total_rows = 0;
+  void const* act = nullptr;
+  float const* token_scales = nullptr;
+  int64_t const* expert_offsets = nullptr;  // [E + 1]
+  void* out = nullptr;
+  OutputType out_type = OutputType::kBF16;
+  int sm_count = 0;
+  int device_id = 0;
+  cudaStream_t stream = nullptr;
+};
+
+// Bytes of the per-expert argument arrays (expert_arrays.cuh) at the start of the workspace.
+size_t expert_arrays_bytes(int num_experts);
+
+}  // namespace w4a8moe::gemm

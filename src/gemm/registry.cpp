@@ -1,0 +1,33 @@
+#include "gemm/registry.h"
+
+namespace w4a8moe::gemm {
+
+std::string GemmConfig::name() const {
+  return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_" + std::to_string(cluster_m) + "x" +
+         std::to_string(cluster_n) + (schedule == Schedule::kCooperative ? "_coop" : "_pp");
+}
+
+std::vector<GemmKernelEntry> const& gemm_registry() {
+  static std::vector<GemmKernelEntry> const registry = [] {
+    std::vector<GemmKernelEntry> entries;
+#define W4A8_GEMM_CONFIG(tm, tn, cm, cn, sched)                                                     \
+  {                                                                                                 \
+    GemmConfig const config{tm, tn, cm, cn, Schedule::k##sched};                                    \
+    entries.push_back({config, config.name(), &W4A8_GEMM_FN(tm, tn, cm, cn, sched, workspace),      \
+                       &W4A8_GEMM_FN(tm, tn, cm, cn, sched, run)});                                 \
+  }
+#include "w4a8_gemm_configs.def"  // configs.def as filtered by CMake (W4A8_GEMM_CONFIGS)
+#undef W4A8_GEMM_CONFIG
+    return entries;
+  }();
+  return registry;
+}
+
+GemmKernelEntry const* find_gemm_kernel(std::string const& name) {
+  for (auto const& entry : gemm_registry()) {
+    if (entry.name == name) return &entry;
+  }
+  return nullptr;
+}
+
+}  // namespace w4a8moe::gemm

@@ -1,0 +1,99 @@
+// The private packed-weights format (version kPackedFormatVersion). Host and device; no CUTLASS types.
+//
+//   [header 256 B][weights][group scales][channel scales][layouts], each section 256-byte aligned
+//   weights         per expert N*K/2 bytes: int4, LUT-encoded (see encode_lut_nibble), reordered for the fp8 wgmma
+//                   fragment (see reorder_atom_offset)
+//   group scales    per expert [K/128][N] x 8 e4m3: the lookup table {-8 sg, ..., -1 sg} of each (group, channel)
+//   channel scales  per expert [N] fp32
+//   layouts         per expert one CuTe layout of the reordered weights (the pointer-array mainloop takes one per
+//                   group), kLayoutSlotBytes each
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "w4a8moe/types.h"
+
+#if defined(__CUDACC__)
+#define W4A8_HOST_DEVICE __host__ __device__
+#else
+#define W4A8_HOST_DEVICE
+#endif
+
+namespace w4a8moe::prepack {
+
+inline constexpr char kPackedMagic[8] = {'W', '4', 'A', '8', 'M', 'O', 'E', '\0'};
+inline constexpr size_t kHeaderBytes = 256;
+inline constexpr size_t kSectionAlign = 256;
+inline constexpr size_t kLayoutSlotBytes = 16;  // sizeof(LayoutWeightReordered) is checked against it in prepack.cu
+inline constexpr size_t kLutBytes = 8;
+
+struct PackedHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_bytes;
+  int32_t num_experts;
+  int32_t n;
+  int32_t k;
+  int32_t group_size;
+  uint64_t total_bytes;
+  uint32_t bad_value_count;  // scales found breaking the rules while packing (must be 0)
+  uint32_t reserved;
+};
+static_assert(sizeof(PackedHeader) <= kHeaderBytes, "header must fit its slot");
+
+W4A8_HOST_DEVICE inline size_t align_up(size_t bytes, size_t alignment) {
+  return (bytes + alignment - 1) / alignment * alignment;
+}
+
+struct PackedSections {
+  size_t weights = 0;
+  size_t group_scales = 0;
+  size_t channel_scales = 0;
+  size_t layouts = 0;
+  size_t total = 0;
+  size_t weight_bytes_per_expert = 0;
+  size_t group_scale_bytes_per_expert = 0;
+};
+
+// Byte offsets of the sections for a valid shape.
+W4A8_HOST_DEVICE inline PackedSections packed_sections(ExpertWeightShape const& shape) {
+  size_t const e = static_cast<size_t>(shape.num_experts);
+  size_t const n = static_cast<size_t>(shape.n);
+  size_t const k = static_cast<size_t>(shape.k);
+  PackedSections s;
+  s.weight_bytes_per_expert = n * k / 2;
+  s.group_scale_bytes_per_expert = (k / static_cast<size_t>(shape.group_size)) * n * kLutBytes;
+  s.weights = kHeaderBytes;
+  s.group_scales = align_up(s.weights + e * s.weight_bytes_per_expert, kSectionAlign);
+  s.channel_scales = align_up(s.group_scales + e * s.group_scale_bytes_per_expert, kSectionAlign);
+  s.layouts = align_up(s.channel_scales + e * n * sizeof(float), kSectionAlign);
+  s.total = align_up(s.layouts + e * kLayoutSlotBytes, kSectionAlign);
+  return s;
+}
+
+// LUT-friendly int4 encoding (design 2): positive v in 1..7 becomes 8 - v, zero and negatives keep their
+// two's-complement nibble, so +p and -p share their three low bits (the LUT index) and differ in the sign bit.
+W4A8_HOST_DEVICE inline uint32_t encode_lut_nibble(int q) {
+  return (q > 0) ? static_cast<uint32_t>(8 - q) : static_cast<uint32_t>(q) & 0xFu;
+}
+
+W4A8_HOST_DEVICE inline int decode_lut_nibble(uint32_t nibble) {
+  nibble &= 0xFu;
+  if (nibble >= 1 && nibble <= 7) return 8 - static_cast<int>(nibble);
+  return nibble >= 8 ? static_cast<int>(nibble) - 16 : 0;
+}
+
+// Nibble offset of element (n, k) within one expert's reordered weights. The reorder atom of CUTLASS's
+// compute_memory_reordering_atom<float_e4m3_t>() is, in CuTe notation,
+//   (((8,2),1),((4,4,2),1)) : (((64,4),0),((1,16,8),0))        16 rows x 32 K, 512 nibbles
+// tiled over (N, K) column-major (tile (tn, tk) at (tn + tk * N/16) * 512). Written out here so the CPU reference
+// does not depend on CuTe; a CPU test checks it against the CuTe layout the kernel uses, element by element.
+W4A8_HOST_DEVICE inline int64_t reorder_atom_offset(int64_t n, int64_t k, int64_t num_rows) {
+  int64_t const rn = n % 16, rk = k % 32;
+  int64_t const tile = n / 16 + (k / 32) * (num_rows / 16);
+  int64_t const in_atom = (rn % 8) * 64 + (rn / 8) * 4 + (rk % 4) * 1 + ((rk / 4) % 4) * 16 + (rk / 16) * 8;
+  return tile * 512 + in_atom;
+}
+
+}  // namespace w4a8moe::prepack

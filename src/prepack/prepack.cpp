@@ -1,0 +1,125 @@
+// Public prepack entry points: validation, sizes, the synchronous load-time prepack, header checks.
+#include "w4a8moe/prepack.h"
+
+#include <cstring>
+
+#include "common/device_info.h"
+#include "common/status_util.h"
+#include "prepack/packed_format.h"
+#include "prepack/prepack_kernels.h"
+
+namespace w4a8moe {
+namespace {
+
+bool is_aligned(void const* pointer, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
+}
+
+}  // namespace
+
+Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name) {
+  if (shape.num_experts < 1) {
+    return invalid_argument(arg_name, ".num_experts=", shape.num_experts, ": must be at least 1");
+  }
+  if (shape.group_size != kGroupSize) {
+    return invalid_argument(arg_name, ".group_size=", shape.group_size, ": only group size ", kGroupSize,
+                            " is supported (the lookup-table conversion needs the group to span the 128-wide fp8 "
+                            "K tile)");
+  }
+  if (shape.n < 16 || shape.n % 16 != 0) {
+    return invalid_argument(arg_name, ".n=", shape.n,
+                            ": N must be a positive multiple of 16 (the weight reorder atom covers 16 rows)");
+  }
+  if (shape.k < kGroupSize || shape.k % kGroupSize != 0) {
+    return invalid_argument(arg_name, ".k=", shape.k, ": K must be a positive multiple of ", kGroupSize,
+                            " (the quantization group)");
+  }
+  if (int64_t(shape.n) * shape.k >= (int64_t(1) << 31)) {
+    return invalid_argument(arg_name, ": N*K=", int64_t(shape.n) * shape.k,
+                            " elements per expert must stay below 2^31 (the reordered layout indexes with int32)");
+  }
+  return Status::Ok();
+}
+
+size_t packed_weights_bytes(ExpertWeightShape const& shape) {
+  if (!validate_weight_shape(shape).ok()) return 0;
+  return prepack::packed_sections(shape).total;
+}
+
+Status prepack_weights(PrepackArgs const& args) {
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, "args.shape"));
+  if (args.weight_format != WeightFormat::kOffsetBinaryInt32 && args.weight_format != WeightFormat::kSignedInt4) {
+    return invalid_argument("args.weight_format=", int(args.weight_format), ": unknown weight format");
+  }
+  if (args.scale_format != ScaleFormat::kBF16 && args.scale_format != ScaleFormat::kFP8WithChannelScale) {
+    return invalid_argument("args.scale_format=", int(args.scale_format), ": unknown scale format");
+  }
+  if (args.weights == nullptr) return invalid_argument("args.weights is null");
+  if (!is_aligned(args.weights, 4)) return invalid_argument("args.weights must be 4-byte aligned");
+  if (args.group_scales == nullptr) return invalid_argument("args.group_scales is null");
+  if (args.scale_format == ScaleFormat::kBF16 && !is_aligned(args.group_scales, 2)) {
+    return invalid_argument("args.group_scales (bf16) must be 2-byte aligned");
+  }
+  if (args.scale_format == ScaleFormat::kFP8WithChannelScale) {
+    if (args.channel_scales == nullptr) {
+      return invalid_argument("args.channel_scales is null: required with ScaleFormat::kFP8WithChannelScale");
+    }
+    if (!is_aligned(args.channel_scales, 4)) return invalid_argument("args.channel_scales must be 4-byte aligned");
+  } else if (args.channel_scales != nullptr) {
+    return invalid_argument("args.channel_scales must be null with ScaleFormat::kBF16 (derived from the bf16 scales)");
+  }
+  if (args.packed == nullptr) return invalid_argument("args.packed is null");
+  if (!is_aligned(args.packed, prepack::kSectionAlign)) {
+    return invalid_argument("args.packed must be ", prepack::kSectionAlign, "-byte aligned");
+  }
+  auto const sections = prepack::packed_sections(args.shape);
+  if (args.packed_bytes < sections.total) {
+    return invalid_argument("args.packed_bytes=", args.packed_bytes, ": too small, packed_weights_bytes(shape)=",
+                            sections.total);
+  }
+  W4A8_RETURN_IF_ERROR(require_hopper_device());
+
+  W4A8_CUDA_RETURN(prepack::launch_prepack(args, sections));
+  prepack::PackedHeader header{};
+  W4A8_CUDA_RETURN(cudaMemcpyAsync(&header, args.packed, sizeof header, cudaMemcpyDeviceToHost, args.stream));
+  W4A8_CUDA_RETURN(cudaStreamSynchronize(args.stream));
+  if (header.bad_value_count != 0) {
+    return invalid_argument(
+        "args.group_scales/args.channel_scales: ", header.bad_value_count,
+        " value(s) break the scale rules (scales must be finite; fp8 group scales must satisfy |sg| <= 56 so that "
+        "|q*sg| <= 448); the packed buffer is not usable");
+  }
+  return Status::Ok();
+}
+
+Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeightShape* shape) {
+  if (host_bytes == nullptr) return invalid_argument("host_bytes is null");
+  if (shape == nullptr) return invalid_argument("shape is null");
+  if (num_bytes < prepack::kHeaderBytes) {
+    return invalid_argument("num_bytes=", num_bytes, ": shorter than the ", prepack::kHeaderBytes, "-byte header");
+  }
+  prepack::PackedHeader header;
+  std::memcpy(&header, host_bytes, sizeof header);
+  if (std::memcmp(header.magic, prepack::kPackedMagic, sizeof header.magic) != 0) {
+    return invalid_argument("packed header: bad magic, not a W4A8 packed-weights buffer");
+  }
+  if (header.version != kPackedFormatVersion) {
+    return invalid_argument("packed header: format version ", header.version, ", this library reads version ",
+                            kPackedFormatVersion, " (re-run prepack_weights on the checkpoint)");
+  }
+  ExpertWeightShape const read{header.num_experts, header.n, header.k, header.group_size};
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(read, "packed header shape"));
+  size_t const expected = prepack::packed_sections(read).total;
+  if (header.total_bytes != expected || header.header_bytes != prepack::kHeaderBytes) {
+    return invalid_argument("packed header: total_bytes=", header.total_bytes, " does not match the ", expected,
+                            " bytes its shape needs");
+  }
+  if (num_bytes < expected) {
+    return invalid_argument("num_bytes=", num_bytes, ": buffer truncated, its header says ", expected, " bytes");
+  }
+  if (header.bad_value_count != 0) return invalid_argument("packed header: packed from invalid scales");
+  *shape = read;
+  return Status::Ok();
+}
+
+}  // namespace w4a8moe

@@ -1,0 +1,13 @@
+// Launcher of the prepack kernels (prepack_kernels.cu); arguments are validated by the caller.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "prepack/packed_format.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe::prepack {
+
+cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sections);
+
+}  // namespace w4a8moe::prepack

@@ -1,0 +1,186 @@
+#include "reference/quantized_experts.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "common/float_formats.h"
+#include "prepack/packed_format.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe::reference {
+
+std::vector<int32_t> pack_offset_binary(QuantizedExperts const& experts) {
+  auto const& s = experts.shape;
+  std::vector<int32_t> packed(size_t(s.num_experts) * s.n * (s.k / 8));
+  for (size_t word = 0; word < packed.size(); ++word) {
+    uint32_t bits = 0;
+    for (int i = 0; i < 8; ++i) bits |= uint32_t(experts.q[word * 8 + i] + 8) << (4 * i);
+    packed[word] = static_cast<int32_t>(bits);
+  }
+  return packed;
+}
+
+std::vector<int8_t> unpack_offset_binary(std::vector<int32_t> const& packed, ExpertWeightShape const& shape) {
+  std::vector<int8_t> q(size_t(shape.num_experts) * shape.n * shape.k);
+  for (size_t word = 0; word < packed.size(); ++word) {
+    for (int i = 0; i < 8; ++i) q[word * 8 + i] = int8_t(int((uint32_t(packed[word]) >> (4 * i)) & 0xF) - 8);
+  }
+  return q;
+}
+
+std::vector<uint8_t> pack_signed_int4(QuantizedExperts const& experts) {
+  std::vector<uint8_t> packed(experts.q.size() / 2);
+  for (size_t i = 0; i < packed.size(); ++i) {
+    packed[i] = uint8_t((experts.q[2 * i] & 0xF) | ((experts.q[2 * i + 1] & 0xF) << 4));
+  }
+  return packed;
+}
+
+void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
+                       std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale) {
+  int64_t const groups = shape.k / shape.group_size;
+  int64_t const rows = int64_t(shape.num_experts) * shape.n;
+  group_scale->assign(rows * groups, 0);
+  channel_scale->assign(rows, 0.0f);
+  for (int64_t row = 0; row < rows; ++row) {
+    float amax = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) amax = std::max(amax, std::fabs(bf16_to_float(bf16_scales[row * groups + g])));
+    if (amax == 0.0f) continue;
+    float const c = amax / kE4M3Max;
+    (*channel_scale)[row] = 8.0f * c;
+    for (int64_t g = 0; g < groups; ++g) {
+      (*group_scale)[row * groups + g] = float_to_e4m3(bf16_to_float(bf16_scales[row * groups + g]) / c / 8.0f);
+    }
+  }
+}
+
+void lut_from_group_scale(uint8_t group_scale, uint8_t lut[8]) {
+  float const sg = e4m3_to_float(group_scale);
+  for (int i = 0; i < 8; ++i) lut[i] = float_to_e4m3(float(i - 8) * sg);
+}
+
+float dequantized_weight(int q, uint8_t group_scale) {
+  return e4m3_to_float(float_to_e4m3(float(q) * e4m3_to_float(group_scale)));
+}
+
+std::vector<uint8_t> prepack(QuantizedExperts const& experts) {
+  auto const& s = experts.shape;
+  auto const sections = prepack::packed_sections(s);
+  std::vector<uint8_t> packed(sections.total, 0);
+
+  prepack::PackedHeader header{};
+  std::memcpy(header.magic, prepack::kPackedMagic, sizeof header.magic);
+  header.version = kPackedFormatVersion;
+  header.header_bytes = prepack::kHeaderBytes;
+  header.num_experts = s.num_experts;
+  header.n = s.n;
+  header.k = s.k;
+  header.group_size = s.group_size;
+  header.total_bytes = sections.total;
+  std::memcpy(packed.data(), &header, sizeof header);
+
+  int64_t const groups = experts.group_count();
+  for (int e = 0; e < s.num_experts; ++e) {
+    uint8_t* weights = packed.data() + sections.weights + e * sections.weight_bytes_per_expert;
+    for (int n = 0; n < s.n; ++n) {
+      for (int k = 0; k < s.k; ++k) {
+        int64_t const nibble = prepack::reorder_atom_offset(n, k, s.n);
+        uint32_t const code = prepack::encode_lut_nibble(experts.q[experts.q_index(e, n, k)]);
+        weights[nibble / 2] |= uint8_t(code << (4 * (nibble % 2)));
+      }
+    }
+    uint8_t* luts = packed.data() + sections.group_scales + e * sections.group_scale_bytes_per_expert;
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int n = 0; n < s.n; ++n) {
+        lut_from_group_scale(experts.group_scale[experts.scale_index(e, n, int(g))],
+                             luts + (g * s.n + n) * prepack::kLutBytes);
+      }
+    }
+    std::memcpy(packed.data() + sections.channel_scales + size_t(e) * s.n * sizeof(float),
+                experts.channel_scale.data() + size_t(e) * s.n, size_t(s.n) * sizeof(float));
+  }
+  return packed;
+}
+
+QuantizedExperts unpack(std::vector<uint8_t> const& packed, ExpertWeightShape const& shape) {
+  auto const sections = prepack::packed_sections(shape);
+  if (packed.size() < sections.total) throw std::invalid_argument("unpack: packed buffer smaller than its shape needs");
+  QuantizedExperts experts;
+  experts.shape = shape;
+  int64_t const groups = experts.group_count();
+  experts.q.resize(size_t(shape.num_experts) * shape.n * shape.k);
+  experts.group_scale.resize(size_t(shape.num_experts) * shape.n * groups);
+  experts.channel_scale.resize(size_t(shape.num_experts) * shape.n);
+  for (int e = 0; e < shape.num_experts; ++e) {
+    uint8_t const* weights = packed.data() + sections.weights + e * sections.weight_bytes_per_expert;
+    for (int n = 0; n < shape.n; ++n) {
+      for (int k = 0; k < shape.k; ++k) {
+        int64_t const nibble = prepack::reorder_atom_offset(n, k, shape.n);
+        experts.q[experts.q_index(e, n, k)] = int8_t(prepack::decode_lut_nibble(weights[nibble / 2] >> (4 * (nibble % 2))));
+      }
+    }
+    uint8_t const* luts = packed.data() + sections.group_scales + e * sections.group_scale_bytes_per_expert;
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int n = 0; n < shape.n; ++n) {
+        // Byte 7 of the table is e4m3(-1 * sg), exactly -sg.
+        experts.group_scale[experts.scale_index(e, n, int(g))] = luts[(g * shape.n + n) * prepack::kLutBytes + 7] ^ 0x80;
+      }
+    }
+    std::memcpy(experts.channel_scale.data() + size_t(e) * shape.n,
+                packed.data() + sections.channel_scales + size_t(e) * shape.n * sizeof(float),
+                size_t(shape.n) * sizeof(float));
+  }
+  return experts;
+}
+
+void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
+                  std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
+                  std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
+  auto const& s = experts.shape;
+  int64_t const groups = experts.group_count();
+  std::vector<int64_t> selected = rows;
+  if (selected.empty()) {
+    for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);
+  }
+  std::sort(selected.begin(), selected.end());
+
+  std::vector<double> a(s.k);
+  std::vector<float> w;  // dequantized weights of the current expert, [N, K]
+  int current_expert = -1;
+  for (int64_t m : selected) {
+    int const e = int(std::upper_bound(offsets.begin(), offsets.end(), m) - offsets.begin()) - 1;
+    if (e < 0 || e >= s.num_experts) throw std::invalid_argument("reference grouped_gemm: row outside every expert");
+    if (e != current_expert) {
+      current_expert = e;
+      w.resize(size_t(s.n) * s.k);
+      for (int n = 0; n < s.n; ++n) {
+        for (int64_t g = 0; g < groups; ++g) {
+          uint8_t const sg = experts.group_scale[experts.scale_index(e, n, int(g))];
+          float table[16];
+          for (int q = -8; q < 8; ++q) table[q + 8] = dequantized_weight(q, sg);
+          for (int kk = 0; kk < s.group_size; ++kk) {
+            int const k = int(g) * s.group_size + kk;
+            w[size_t(n) * s.k + k] = table[experts.q[experts.q_index(e, n, k)] + 8];
+          }
+        }
+      }
+    }
+    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * s.k + k]);
+    for (int n = 0; n < s.n; ++n) {
+      double sum = 0.0, sum_abs = 0.0;
+      float const* wn = w.data() + size_t(n) * s.k;
+      for (int k = 0; k < s.k; ++k) {
+        double const p = a[k] * double(wn[k]);
+        sum += p;
+        sum_abs += std::fabs(p);
+      }
+      double const scale = double(token_scales[m]) * double(experts.channel_scale[size_t(e) * s.n + n]);
+      (*out)[size_t(m) * s.n + n] = scale * sum;
+      if (out_abs) (*out_abs)[size_t(m) * s.n + n] = std::fabs(scale) * sum_abs;
+    }
+  }
+}
+
+}  // namespace w4a8moe::reference

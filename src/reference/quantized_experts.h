@@ -1,0 +1,58 @@
+// Plain C++ ground truth for the weight formats and the grouped GEMM: no CUDA, no CUTLASS. Tests compare the
+// kernels with these, and these with float64 computations written out in the tests.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "w4a8moe/types.h"
+
+namespace w4a8moe::reference {
+
+// One projection's experts in unpacked form: W[e,n,k] ~= q * sg[e,n,k/128] * sc[e,n].
+struct QuantizedExperts {
+  ExpertWeightShape shape;
+  std::vector<int8_t> q;               // [E, N, K], values in [-8, 7]
+  std::vector<uint8_t> group_scale;    // [E, N, K/128], e4m3 bits
+  std::vector<float> channel_scale;    // [E, N]
+
+  int64_t group_count() const { return shape.k / shape.group_size; }
+  int64_t q_index(int e, int n, int k) const { return (int64_t(e) * shape.n + n) * shape.k + k; }
+  int64_t scale_index(int e, int n, int g) const { return (int64_t(e) * shape.n + n) * group_count() + g; }
+};
+
+// compressed-tensors packing: int32 [E, N, K/8], nibble i of word j = q[k = 8j + i] + 8.
+std::vector<int32_t> pack_offset_binary(QuantizedExperts const& experts);
+std::vector<int8_t> unpack_offset_binary(std::vector<int32_t> const& packed, ExpertWeightShape const& shape);
+
+// Two's-complement int4, two per byte, low nibble = even k: uint8 [E, N, K/2].
+std::vector<uint8_t> pack_signed_int4(QuantizedExperts const& experts);
+
+// Design 6: bf16 group scales [E, N, K/128] -> e4m3 group scales and fp32 channel scales, per output channel:
+//   c = max_g |s| / 448, sg = e4m3(s / c / 8), sc = 8 c   (an all-zero row gives sg = 0, sc = 0)
+void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
+                       std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale);
+
+// The 8-byte lookup table of one group scale: byte i = e4m3((i - 8) * sg), i.e. {-8 sg, ..., -1 sg}.
+void lut_from_group_scale(uint8_t group_scale, uint8_t lut[8]);
+
+// The weight value the kernel multiplies: e4m3(q * sg), as a float (design 1).
+float dequantized_weight(int q, uint8_t group_scale);
+
+// The packed buffer prepack_weights() produces for these experts, byte for byte, except the layouts section, which
+// holds CuTe objects and is left zero here.
+std::vector<uint8_t> prepack(QuantizedExperts const& experts);
+
+// Inverse of prepack(): reads q, sg and sc back out of a packed buffer.
+QuantizedExperts unpack(std::vector<uint8_t> const& packed, ExpertWeightShape const& shape);
+
+// out[m, n] = st[m] * sc[e, n] * sum_k a[m, k] * e4m3(q[e, n, k] * sg[e, k/128, n]), accumulated in float64, for
+// the rows listed in `rows` (all rows of all experts if empty); other rows are left as they are. If out_abs is not
+// null it receives st * sc * sum_k |a * w|, the magnitude that bounds the kernel's accumulation error.
+// act: e4m3 bits [total_rows, K]; offsets: [E + 1]; out, out_abs: [total_rows, N].
+void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
+                  std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
+                  std::vector<double>* out, std::vector<double>* out_abs = nullptr,
+                  std::vector<int64_t> const& rows = {});
+
+}  // namespace w4a8moe::reference

@@ -1,0 +1,57 @@
+#include "test_data.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/float_formats.h"
+
+namespace w4a8moe::testing {
+
+reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::mt19937_64& rng,
+                                           std::vector<uint16_t>* bf16_scales) {
+  reference::QuantizedExperts experts;
+  experts.shape = shape;
+  size_t const rows = size_t(shape.num_experts) * shape.n;
+  size_t const groups = shape.k / shape.group_size;
+  experts.q.resize(rows * shape.k);
+  std::uniform_int_distribution<int> q_dist(-8, 7);
+  for (auto& q : experts.q) q = int8_t(q_dist(rng));
+
+  std::vector<uint16_t> scales(rows * groups);
+  std::lognormal_distribution<float> row_scale(std::log(0.01f), 0.8f);  // per-channel spread
+  std::uniform_real_distribution<float> group_spread(0.25f, 1.0f);
+  for (size_t r = 0; r < rows; ++r) {
+    float const base = row_scale(rng);
+    for (size_t g = 0; g < groups; ++g) scales[r * groups + g] = float_to_bf16(base * group_spread(rng));
+  }
+  reference::split_bf16_scales(shape, scales, &experts.group_scale, &experts.channel_scale);
+  if (bf16_scales) *bf16_scales = std::move(scales);
+  return experts;
+}
+
+QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rng) {
+  QuantizedActivations out;
+  out.act.resize(size_t(rows) * k);
+  out.scales.resize(rows);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(k);
+  for (int64_t m = 0; m < rows; ++m) {
+    float amax = 0.0f;
+    for (int i = 0; i < k; ++i) {
+      x[i] = normal(rng) * ((i % 97 == 0) ? 8.0f : 1.0f);  // a few outlier channels, as in real hidden states
+      amax = std::max(amax, std::fabs(x[i]));
+    }
+    float const st = amax / kE4M3Max;
+    out.scales[m] = st;
+    for (int i = 0; i < k; ++i) out.act[size_t(m) * k + i] = float_to_e4m3(x[i] / st);
+  }
+  return out;
+}
+
+std::vector<int64_t> offsets_from_counts(std::vector<int64_t> const& counts, int64_t first_row) {
+  std::vector<int64_t> offsets(counts.size() + 1, first_row);
+  for (size_t i = 0; i < counts.size(); ++i) offsets[i + 1] = offsets[i] + counts[i];
+  return offsets;
+}
+
+}  // namespace w4a8moe::testing

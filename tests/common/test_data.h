@@ -1,0 +1,31 @@
+// Random problems for the tests: realistic quantized experts, fp8 activations, routing offsets.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "reference/quantized_experts.h"
+#include "reference/routing.h"
+
+namespace w4a8moe::testing {
+
+using reference::uniform_routing_counts;
+
+// Experts quantized the way a checkpoint is: q uniform in [-8, 7], bf16 group scales spread over two orders of
+// magnitude (some channels much larger than others), then split per design 6. bf16_scales receives the
+// checkpoint's scales [E, N, K/128].
+reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::mt19937_64& rng,
+                                           std::vector<uint16_t>* bf16_scales = nullptr);
+
+// Activations quantized per token: x ~ N(0, 1) with a few outlier columns, st = max|x| / 448, a = e4m3(x / st).
+struct QuantizedActivations {
+  std::vector<uint8_t> act;    // e4m3 bits [rows, K]
+  std::vector<float> scales;   // [rows]
+};
+QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rng);
+
+// Offsets [E + 1] from per-expert row counts, starting at `first_row`.
+std::vector<int64_t> offsets_from_counts(std::vector<int64_t> const& counts, int64_t first_row = 0);
+
+}  // namespace w4a8moe::testing

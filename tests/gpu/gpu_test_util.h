@@ -1,0 +1,52 @@
+// Helpers for the GPU tests: device buffers, CUDA checks, and the skip where no Hopper GPU is present.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "common/device_buffer.h"
+
+#define ASSERT_CUDA(expr)                                                                 \
+  do {                                                                                    \
+    cudaError_t const assert_cuda_err_ = (expr);                                          \
+    ASSERT_EQ(assert_cuda_err_, cudaSuccess) << #expr << ": " << cudaGetErrorName(assert_cuda_err_) << " " \
+                                             << cudaGetErrorString(assert_cuda_err_);     \
+  } while (0)
+
+#define ASSERT_OK(expr)                                   \
+  do {                                                    \
+    ::w4a8moe::Status const assert_ok_status_ = (expr);   \
+    ASSERT_TRUE(assert_ok_status_.ok()) << #expr << ": " << assert_ok_status_.to_string(); \
+  } while (0)
+
+namespace w4a8moe::testing {
+
+// Skips the calling test, saying why, unless a Hopper (sm_90) GPU is present.
+inline bool hopper_available(std::string* why) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    *why = "no CUDA device: GPU tests need a Hopper GPU (sm_90)";
+    return false;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || prop.major != 9 || prop.minor != 0) {
+    *why = std::string("device 0 is ") + prop.name + ", not Hopper (sm_90): GPU tests skipped";
+    return false;
+  }
+  return true;
+}
+
+#define SKIP_WITHOUT_HOPPER()                                          \
+  do {                                                                 \
+    std::string skip_reason_;                                          \
+    if (!::w4a8moe::testing::hopper_available(&skip_reason_)) GTEST_SKIP() << skip_reason_; \
+  } while (0)
+
+using ::w4a8moe::DeviceBuffer;
+
+}  // namespace w4a8moe::testing

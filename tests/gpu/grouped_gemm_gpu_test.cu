@@ -1,0 +1,418 @@
+// The grouped GEMM on the GPU against the float64 CPU reference: every registered config and the heuristic path,
+// bf16 and fp16 out, zero-row experts, one expert holding every row, rows per expert from 1 to 4096, K from 128 to
+// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing, and corrupt device offsets.
+//
+// Tolerance. The kernel and the reference multiply the same e4m3 values (the reference rounds q * sg to e4m3 as the
+// lookup table does), so differences come only from (a) the order and precision of the accumulation and (b) the
+// cast of the output:
+//   (a) fp8 wgmma accumulates without promotion to full fp32 ("fast accumulation"); the tensor core keeps about
+//       13-14 mantissa bits per 32-wide product chunk. Over K/32 chunks the rounding errors add like a random walk:
+//       about sqrt(K/32) * 2^-14 * sum_k |a w| <= 2^-10 * sum_k |a w| for K up to 16384.
+//   (b) bf16 output rounding is at most 2^-9 relative (fp16: 2^-12); we allow 2^-8 to leave room for (a) compounding.
+// So each element must satisfy |out - ref| <= 2^-8 |ref| + 2^-10 * st * sc * sum_k |a w|. A wrong group scale, a
+// wrong element order or a wrong row breaks this by orders of magnitude; unwritten outputs stay NaN (the poison).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "common/float_formats.h"
+#include "gpu_test_util.h"
+#include "reference/quantized_experts.h"
+#include "test_data.h"
+#include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe {
+namespace {
+
+using testing::DeviceBuffer;
+
+constexpr uint16_t kPoison = 0xFFFF;  // NaN in bf16 and fp16
+
+std::mt19937_64 fresh_rng() { return std::mt19937_64(std::random_device{}()); }
+
+// One grouped GEMM problem: host data, reference inputs and device buffers.
+struct Problem {
+  ExpertWeightShape shape;
+  reference::QuantizedExperts experts;
+  std::vector<int64_t> offsets;  // [E + 1]
+  int64_t total_rows = 0;
+  testing::QuantizedActivations acts;
+  DeviceBuffer packed, act, token_scales, offsets_device, out, workspace;
+};
+
+void prepack_experts(Problem& p, std::vector<uint16_t> const& bf16_scales) {
+  DeviceBuffer weights(reference::pack_offset_binary(p.experts));
+  DeviceBuffer scales(bf16_scales);
+  p.packed = DeviceBuffer(packed_weights_bytes(p.shape));
+  PrepackArgs args;
+  args.shape = p.shape;
+  args.weights = weights.get();
+  args.group_scales = scales.get();
+  args.packed = p.packed.get();
+  args.packed_bytes = p.packed.bytes();
+  Status const status = prepack_weights(args);
+  ASSERT_TRUE(status.ok()) << status.to_string();
+}
+
+// Rows [0, first_row) and [offsets[E], total_rows) belong to no expert and must stay untouched.
+Problem make_problem(ExpertWeightShape shape, std::vector<int64_t> const& counts, std::mt19937_64& rng,
+                     int64_t first_row = 0, int64_t trailing_rows = 0) {
+  Problem p;
+  p.shape = shape;
+  std::vector<uint16_t> bf16_scales;
+  p.experts = testing::random_experts(shape, rng, &bf16_scales);
+  p.offsets = testing::offsets_from_counts(counts, first_row);
+  p.total_rows = p.offsets.back() + trailing_rows;
+  p.acts = testing::random_activations(p.total_rows, shape.k, rng);
+  prepack_experts(p, bf16_scales);
+  p.act = DeviceBuffer(p.acts.act);
+  p.token_scales = DeviceBuffer(p.acts.scales);
+  p.offsets_device = DeviceBuffer(p.offsets);
+  p.out = DeviceBuffer(size_t(std::max<int64_t>(p.total_rows, 1)) * shape.n * sizeof(uint16_t));
+  p.workspace = DeviceBuffer(grouped_gemm_workspace_bytes(shape.num_experts));
+  return p;
+}
+
+GroupedGemmArgs gemm_args(Problem const& p, OutputType out_type, std::string const& config) {
+  GroupedGemmArgs args;
+  args.shape = p.shape;
+  args.packed_weights = p.packed.get();
+  args.total_rows = p.total_rows;
+  args.act = p.act.get();
+  args.token_scales = p.token_scales.as<float>();
+  args.expert_offsets = p.offsets_device.as<int64_t>();
+  args.out = p.out.get();
+  args.out_type = out_type;
+  args.workspace = p.workspace.get();
+  args.workspace_bytes = p.workspace.bytes();
+  args.config = config;
+  return args;
+}
+
+void poison_output(Problem const& p) {
+  ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
+}
+
+// Reference for the given rows, computed on all host cores.
+void reference_rows(Problem const& p, std::vector<int64_t> const& rows, std::vector<double>* ref,
+                    std::vector<double>* ref_abs) {
+  ref->assign(size_t(std::max<int64_t>(p.total_rows, 1)) * p.shape.n, 0.0);
+  ref_abs->assign(ref->size(), 0.0);
+  unsigned const threads = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::vector<int64_t> mine;
+      for (size_t i = t; i < rows.size(); i += threads) mine.push_back(rows[i]);
+      if (!mine.empty()) reference::grouped_gemm(p.experts, p.acts.act, p.acts.scales, p.offsets, ref, ref_abs, mine);
+    });
+  }
+  for (auto& thread : pool) thread.join();
+}
+
+std::vector<int64_t> expert_rows(Problem const& p) {
+  std::vector<int64_t> rows;
+  for (int64_t m = p.offsets.front(); m < p.offsets.back(); ++m) rows.push_back(m);
+  return rows;
+}
+
+// Compares the device output with the reference on `rows` (all expert rows if empty); rows outside every expert
+// must still hold the poison.
+void expect_output_matches(Problem const& p, OutputType out_type, std::vector<int64_t> rows = {}) {
+  if (rows.empty()) rows = expert_rows(p);
+  std::vector<double> ref, ref_abs;
+  reference_rows(p, rows, &ref, &ref_abs);
+  auto const out = p.out.to_host<uint16_t>();
+  auto decode = [&](uint16_t bits) { return out_type == OutputType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits); };
+  int64_t failures = 0;
+  double err2 = 0, ref2 = 0;
+  for (int64_t m : rows) {
+    for (int n = 0; n < p.shape.n; ++n) {
+      size_t const i = size_t(m) * p.shape.n + n;
+      double const got = decode(out[i]);
+      double const bound = std::ldexp(std::fabs(ref[i]), -8) + std::ldexp(ref_abs[i], -10);
+      double const err = std::fabs(got - ref[i]);
+      err2 += err * err;
+      ref2 += ref[i] * ref[i];
+      if (!(err <= bound) && failures++ < 8) {
+        ADD_FAILURE() << "row " << m << " channel " << n << ": got " << got << ", reference " << ref[i]
+                      << ", |error| " << err << " > bound " << bound;
+      }
+    }
+  }
+  EXPECT_EQ(failures, 0) << "elements out of tolerance";
+  EXPECT_LE(std::sqrt(err2 / std::max(ref2, 1e-300)), std::ldexp(1.0, -8)) << "relative Frobenius error";
+  for (int64_t m = 0; m < p.total_rows; ++m) {
+    if (m >= p.offsets.front() && m < p.offsets.back()) continue;
+    for (int n = 0; n < p.shape.n; ++n) {
+      ASSERT_EQ(out[size_t(m) * p.shape.n + n], kPoison) << "row " << m << " belongs to no expert but was written";
+    }
+  }
+}
+
+void run_and_check(Problem& p, OutputType out_type, std::string const& config) {
+  poison_output(p);
+  ASSERT_OK(grouped_gemm(gemm_args(p, out_type, config)));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  expect_output_matches(p, out_type);
+}
+
+// --- Every registered config, both output types ----------------------------------------------------------------
+
+class EveryConfig : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryConfig, UnevenExpertsBothOutputTypes) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  // Zero-row experts, rows that are not multiples of any tile, and stray rows before and after the experts.
+  auto p = make_problem({8, 272, 384, 128}, {0, 1, 17, 0, 130, 5, 64, 33}, rng, /*first_row=*/3, /*trailing=*/5);
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+    SCOPED_TRACE(output_type_name(type));
+    run_and_check(p, type, GetParam());
+  }
+}
+
+TEST_P(EveryConfig, LargeUniformRouting) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({16, 512, 1024, 128}, testing::uniform_routing_counts(16, 256, 4, rng), rng);
+  run_and_check(p, OutputType::kBF16, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, EveryConfig, ::testing::ValuesIn(gemm_config_names()),
+                         [](auto const& info) { return info.param; });
+
+// --- The heuristic path over shapes ---------------------------------------------------------------------------
+
+class KSweep : public ::testing::TestWithParam<int> {};
+
+TEST_P(KSweep, HeuristicPath) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({4, 256, GetParam(), 128}, {40, 0, 7, 129}, rng);
+  run_and_check(p, OutputType::kBF16, "");
+}
+
+INSTANTIATE_TEST_SUITE_P(K, KSweep, ::testing::Values(128, 384, 768, 2048, 7168),
+                         [](auto const& info) { return "K" + std::to_string(info.param); });
+
+class ExpertCountSweep : public ::testing::TestWithParam<int> {};
+
+TEST_P(ExpertCountSweep, UniformRoutingHeuristicPath) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int const experts = GetParam();
+  auto counts = testing::uniform_routing_counts(experts, 96, std::min(8, experts), rng);
+  auto p = make_problem({experts, 256, 256, 128}, counts, rng);
+  run_and_check(p, OutputType::kBF16, "");
+  run_and_check(p, OutputType::kFP16, "");
+}
+
+INSTANTIATE_TEST_SUITE_P(E, ExpertCountSweep, ::testing::Values(1, 8, 128, 256),
+                         [](auto const& info) { return "E" + std::to_string(info.param); });
+
+TEST(GroupedGemm, OneExpertHoldsAllRows) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({8, 256, 512, 128}, {0, 0, 0, 1000, 0, 0, 0, 0}, rng);
+  run_and_check(p, OutputType::kBF16, "");
+}
+
+TEST(GroupedGemm, RowsPerExpertFrom1To4096) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({9, 128, 256, 128}, {1, 2, 15, 33, 127, 257, 1000, 4095, 4096}, rng);
+  for (std::string config : {"", "128x16_1x1_coop", "256x128_1x1_coop"}) {
+    SCOPED_TRACE(config);
+    run_and_check(p, OutputType::kBF16, config);
+  }
+}
+
+TEST(GroupedGemm, Qwen3GemmShapesHeuristicPath) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  // GEMM1 [rows, 2048] x [2048, 1536] and GEMM2 at 2-way tensor parallelism [rows, 384] x [384, 2048].
+  for (auto shape : {ExpertWeightShape{128, 1536, 2048, 128}, ExpertWeightShape{128, 2048, 384, 128}}) {
+    auto p = make_problem(shape, testing::uniform_routing_counts(128, 64, 8, rng), rng);
+    // A sample of rows keeps the float64 reference quick.
+    std::vector<int64_t> rows;
+    for (int64_t m = 0; m < p.total_rows; m += 7) rows.push_back(m);
+    poison_output(p);
+    ASSERT_OK(grouped_gemm(gemm_args(p, OutputType::kBF16, "")));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    expect_output_matches(p, OutputType::kBF16, rows);
+  }
+}
+
+TEST(GroupedGemm, ZeroTotalRowsLaunchesNothing) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({4, 128, 128, 128}, {0, 0, 0, 0}, rng);
+  ASSERT_OK(grouped_gemm(gemm_args(p, OutputType::kBF16, "")));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+}
+
+// Offsets that break the rules on the device (the host cannot see them) must not make the kernel touch memory
+// outside its buffers: such experts get zero rows. Valid experts are still right.
+TEST(GroupedGemm, CorruptDeviceOffsetsComputeNothingForThoseExperts) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({4, 128, 256, 128}, {10, 20, 30, 40}, rng);
+  std::vector<int64_t> corrupt = p.offsets;  // {0, 10, 30, 60, 100}
+  corrupt[2] = 5;                            // expert 1: [10, 5) decreasing; expert 2: [5, 60) overlaps expert 0
+  corrupt[4] = p.total_rows + 1000;          // expert 3 runs past the buffer
+  ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), corrupt.data(), corrupt.size() * 8, cudaMemcpyHostToDevice));
+  poison_output(p);
+  ASSERT_OK(grouped_gemm(gemm_args(p, OutputType::kBF16, "")));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  // Expert 0 ([0, 10)) is untouched by the corruption.
+  std::vector<int64_t> rows(10);
+  for (int i = 0; i < 10; ++i) rows[i] = i;
+  std::vector<double> ref, ref_abs;
+  reference_rows(p, rows, &ref, &ref_abs);
+  auto const out = p.out.to_host<uint16_t>();
+  for (int64_t m : rows) {
+    for (int n = 0; n < p.shape.n; ++n) {
+      size_t const i = size_t(m) * p.shape.n + n;
+      EXPECT_LE(std::fabs(bf16_to_float(out[i]) - ref[i]), std::ldexp(std::fabs(ref[i]), -8) + std::ldexp(ref_abs[i], -10));
+    }
+  }
+  // Expert 1 (decreasing) and expert 3 (out of range) wrote nothing: rows 60..99 hold the poison.
+  for (int64_t m = 60; m < 100; ++m) {
+    for (int n = 0; n < p.shape.n; ++n) ASSERT_EQ(out[size_t(m) * p.shape.n + n], kPoison) << m;
+  }
+}
+
+// --- CUDA graph: capture once, replay with new routing and new activations ----------------------------------------
+
+TEST(GroupedGemm, GraphCaptureReplaysWithNewRouting) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int64_t const rows = 400;
+  auto p = make_problem({16, 256, 512, 128}, testing::uniform_routing_counts(16, rows / 4, 4, rng), rng);
+  ASSERT_EQ(p.total_rows, rows);
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, "");
+  args.stream = stream;
+
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  Status const captured = grouped_gemm(args);
+  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_OK(captured);
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+
+  for (int replay = 0; replay < 3; ++replay) {
+    SCOPED_TRACE("replay " + std::to_string(replay));
+    // New routing (same total rows), new activations, written into the captured buffers.
+    auto counts = testing::uniform_routing_counts(16, rows / 4, 4, rng);
+    if (replay == 2) {  // all rows to one expert
+      counts.assign(16, 0);
+      counts[7] = rows;
+    }
+    p.offsets = testing::offsets_from_counts(counts);
+    p.acts = testing::random_activations(rows, p.shape.k, rng);
+    ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), p.offsets.data(), p.offsets.size() * 8, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(p.act.get(), p.acts.act.data(), p.acts.act.size(), cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(p.token_scales.get(), p.acts.scales.data(), rows * 4, cudaMemcpyHostToDevice));
+    poison_output(p);
+    ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    expect_output_matches(p, OutputType::kBF16);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// --- E=128, N=8192, K=4096: 4.3e9 weights, offsets past 2^31 ----------------------------------------------------
+
+__global__ void fill_random_words(uint32_t* words, size_t count, uint64_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) {
+    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;  // splitmix64
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    words[i] = uint32_t(x ^ (x >> 31));
+  }
+}
+
+TEST(GroupedGemm, Int64SizedExperts) {
+  SKIP_WITHOUT_HOPPER();
+  ExpertWeightShape const shape{128, 8192, 4096, 128};
+  size_t const words = size_t(shape.num_experts) * shape.n * shape.k / 8;  // 2 GiB of checkpoint int32
+  size_t const groups = shape.k / 128;
+  auto rng = fresh_rng();
+
+  // Any 32-bit word is valid offset-binary int4 data: generate the weights on the device.
+  DeviceBuffer weights(words * 4);
+  ASSERT_TRUE(weights.ok()) << "could not allocate 2 GiB";
+  fill_random_words<<<4096, 256>>>(weights.as<uint32_t>(), words, rng());
+  ASSERT_CUDA(cudaGetLastError());
+  std::vector<uint16_t> bf16_scales(size_t(shape.num_experts) * shape.n * groups);
+  std::uniform_real_distribution<float> scale_dist(0.001f, 0.02f);
+  for (auto& s : bf16_scales) s = float_to_bf16(scale_dist(rng));
+  DeviceBuffer scales(bf16_scales);
+
+  Problem p;
+  p.shape = shape;
+  p.packed = DeviceBuffer(packed_weights_bytes(shape));
+  ASSERT_TRUE(p.packed.ok());
+  PrepackArgs prepack;
+  prepack.shape = shape;
+  prepack.weights = weights.get();
+  prepack.group_scales = scales.get();
+  prepack.packed = p.packed.get();
+  prepack.packed_bytes = p.packed.bytes();
+  ASSERT_OK(prepack_weights(prepack));
+
+  // Rows for a few experts, the last one included (its weights start past 2^31 elements).
+  std::vector<int64_t> counts(shape.num_experts, 0);
+  counts[0] = 3;
+  counts[64] = 20;
+  counts[126] = 1;
+  counts[127] = 37;
+  p.offsets = testing::offsets_from_counts(counts);
+  p.total_rows = p.offsets.back();
+  p.acts = testing::random_activations(p.total_rows, shape.k, rng);
+  p.act = DeviceBuffer(p.acts.act);
+  p.token_scales = DeviceBuffer(p.acts.scales);
+  p.offsets_device = DeviceBuffer(p.offsets);
+  p.out = DeviceBuffer(size_t(p.total_rows) * shape.n * 2);
+  p.workspace = DeviceBuffer(grouped_gemm_workspace_bytes(shape.num_experts));
+  poison_output(p);
+  ASSERT_OK(grouped_gemm(gemm_args(p, OutputType::kBF16, "")));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+
+  // The reference sees only the experts that received rows (their rows are contiguous and in expert order), with
+  // their weight words copied back from the device.
+  std::vector<int> const used{0, 64, 126, 127};
+  ExpertWeightShape const used_shape{int(used.size()), shape.n, shape.k, 128};
+  size_t const expert_words = size_t(shape.n) * shape.k / 8;
+  std::vector<int32_t> used_words(used.size() * expert_words);
+  std::vector<uint16_t> used_scales;
+  std::vector<int64_t> used_counts;
+  for (size_t i = 0; i < used.size(); ++i) {
+    ASSERT_CUDA(cudaMemcpy(used_words.data() + i * expert_words, weights.as<int32_t>() + used[i] * expert_words,
+                           expert_words * 4, cudaMemcpyDeviceToHost));
+    auto const first = bf16_scales.begin() + size_t(used[i]) * shape.n * groups;
+    used_scales.insert(used_scales.end(), first, first + size_t(shape.n) * groups);
+    used_counts.push_back(counts[used[i]]);
+  }
+  p.experts.shape = used_shape;
+  p.experts.q = reference::unpack_offset_binary(used_words, used_shape);
+  reference::split_bf16_scales(used_shape, used_scales, &p.experts.group_scale, &p.experts.channel_scale);
+  p.offsets = testing::offsets_from_counts(used_counts);
+  std::vector<int64_t> rows;
+  for (int64_t m = 0; m < p.total_rows; m += 3) rows.push_back(m);
+  rows.push_back(p.total_rows - 1);
+  expect_output_matches(p, OutputType::kBF16, rows);
+}
+
+}  // namespace
+}  // namespace w4a8moe
