@@ -32,14 +32,14 @@ double measure_hbm_read_bandwidth(size_t bytes) {
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
   std::vector<float> ms;
-  for (int rep = 0; rep < 23; ++rep) {
+  for (int rep = 0; rep < 120; ++rep) {
     cudaEventRecord(start);
     stream_read<<<sms * 4, 512>>>(data.as<uint4>(), bytes / 16, sink.as<uint32_t>());
     cudaEventRecord(stop);
     cudaEventSynchronize(stop);
     float t = 0;
     cudaEventElapsedTime(&t, start, stop);
-    if (rep >= 3) ms.push_back(t);  // first runs warm up
+    if (rep >= 20) ms.push_back(t);  // the first runs warm the clocks up
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);

@@ -35,7 +35,9 @@ namespace w4a8moe {
 // ---------------------------------------------------------------------------------------------------------------
 
 // The element types of the safetensors format, spelled there as dtype_name() returns them.
-enum class DType : int { kBool, kU8, kI8, kF8E5M2, kF8E4M3, kI16, kU16, kF16, kBF16, kI32, kU32, kF32, kI64, kU64, kF64 };
+enum class DType : int {
+  kBool, kU8, kI8, kF8E5M2, kF8E4M3, kI16, kU16, kF16, kBF16, kI32, kU32, kF32, kI64, kU64, kF64
+};
 
 char const* dtype_name(DType dtype);  // "BF16", "F8_E4M3", ...
 size_t dtype_bytes(DType dtype);

@@ -48,7 +48,7 @@ class LayerGatherer {
     W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, to.cols / kGroupSize}));
     W4A8_RETURN_IF_ERROR(expect(*shape, {DType::kI64, DType::kI32}, {2}));
     int64_t stored[2];
-    for (int i = 0; i < 2; ++i) {
+    for (size_t i = 0; i < 2; ++i) {
       if (shape->dtype == DType::kI64) {
         std::memcpy(&stored[i], static_cast<uint8_t const*>(shape->data) + 8 * i, 8);
       } else {
@@ -113,7 +113,7 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   if (!moe.is_moe_layer[size_t(layer)]) {
     return invalid_argument(source, ": layer ", layer, " has a dense MLP, not routed experts");
   }
-  int const e_count = moe.num_experts;
+  int64_t const e_count = moe.num_experts;
   int64_t const h = moe.hidden_size;
   int64_t const i = moe.intermediate_size;
   if (e_count < 1 || h < 1 || i < 1 || h % kGroupSize != 0 || i % kGroupSize != 0 ||
@@ -144,7 +144,7 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   }
   LayerExperts out;
   out.layer = layer;
-  out.num_experts = e_count;
+  out.num_experts = int(e_count);
   out.hidden_size = int(h);
   out.intermediate_size = int(i);
   out.gemm1_weights.resize(size_t(e_count * 2 * i * (h / kNibblesPerWord)));

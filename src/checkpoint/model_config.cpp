@@ -298,8 +298,8 @@ Status check_w4a8(std::string const& source, Json const& config) {
     }
     W4A8_RETURN_IF_ERROR(check_quant_args(source, path + ".weights", group["weights"], weight_rules()));
     if (!group.contains("input_activations") || group["input_activations"].is_null()) {
-      return not_supported(source, ": ", path, ".input_activations is absent or null: weight-only (W4A16) checkpoints are "
-                           "not W4A8");
+      return not_supported(source, ": ", path,
+                           ".input_activations is absent or null: weight-only (W4A16) checkpoints are not W4A8");
     }
     W4A8_RETURN_IF_ERROR(
         check_quant_args(source, path + ".input_activations", group["input_activations"], activation_rules()));
@@ -345,9 +345,11 @@ namespace checkpoint {
 
 nlohmann::ordered_json w4a8_quantization_config(std::vector<std::string> const& ignore) {
   using Ordered = nlohmann::ordered_json;
+  // observer is left null: the scales come from this library's RTN (or the caller's quantizer), not from an
+  // llm-compressor observer.
   Ordered weights = {{"num_bits", 4},          {"type", "int"},      {"symmetric", true},
                      {"group_size", 128},      {"strategy", "group"}, {"block_structure", nullptr},
-                     {"dynamic", false},       {"actorder", nullptr}, {"observer", "minmax"},
+                     {"dynamic", false},       {"actorder", nullptr}, {"observer", nullptr},
                      {"observer_kwargs", Ordered::object()}};
   Ordered activations = {{"num_bits", 8},          {"type", "float"},      {"symmetric", true},
                          {"group_size", nullptr},  {"strategy", "token"},  {"block_structure", nullptr},

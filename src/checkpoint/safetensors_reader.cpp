@@ -273,7 +273,9 @@ Status SafetensorsFile::open(std::string const& path, SafetensorsFile* file) {
 
 Status SafetensorsFile::parse(void const* bytes, size_t num_bytes, std::string const& label, SafetensorsFile* file) {
   if (file == nullptr) return invalid_argument("SafetensorsFile::parse: file is null");
-  if (bytes == nullptr && num_bytes != 0) return invalid_argument(label, ": bytes is null but num_bytes is ", num_bytes);
+  if (bytes == nullptr && num_bytes != 0) {
+    return invalid_argument(label, ": bytes is null but num_bytes is ", num_bytes);
+  }
   return checkpoint::guard_exceptions(label, [&] {
     auto state = std::make_unique<State>();
     state->path = label;

@@ -12,7 +12,7 @@ struct HeuristicInput {
   int n = 0;            // output channels (GEMM M)
   int k = 0;
   int num_experts = 0;
-  int64_t total_rows = 0;        // rows over all experts
+  int64_t total_rows = 0;           // rows over all experts
   int64_t max_rows_per_expert = 0;  // 0: unknown
   std::vector<int64_t> rows_per_expert;  // exact, if the caller has them on the host; empty otherwise
   int sm_count = 132;
@@ -23,11 +23,12 @@ struct HeuristicInput {
 // raised to max_rows_per_expert when that hint is given.
 std::vector<int64_t> estimate_rows_per_active_expert(HeuristicInput const& input);
 
-// Predicted time in microseconds of a config on these rows (a roofline per tile over waves of tiles; see heuristic.cpp
-// for the constants and where they come from). Exposed for tests and the benchmark's "predicted" column.
-double predicted_time_us(GemmConfig const& config, HeuristicInput const& input, std::vector<int64_t> const& rows);
+// Rows per expert as a row sees it: sum(r^2) / sum(r) over the experts. Equal to the mean when the experts are
+// even; pulled towards the hot experts when they are not, since those hold most of the work.
+double row_weighted_rows_per_expert(std::vector<int64_t> const& rows);
 
-// The registered config with the lowest predicted time.
-GemmConfig select_config(HeuristicInput const& input, std::vector<GemmConfig> const& candidates);
+// The config for these arguments: a decision table over rows per expert, K and the number of M tiles, fitted to
+// the H100 sweep (see heuristic.cpp).
+GemmConfig select_config(HeuristicInput const& input);
 
 }  // namespace w4a8moe::gemm

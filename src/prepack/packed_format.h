@@ -25,7 +25,9 @@ namespace w4a8moe::prepack {
 inline constexpr char kPackedMagic[8] = {'W', '4', 'A', '8', 'M', 'O', 'E', '\0'};
 inline constexpr size_t kHeaderBytes = 256;
 inline constexpr size_t kSectionAlign = 256;
-inline constexpr size_t kLayoutSlotBytes = 16;  // sizeof(LayoutWeightReordered) is checked against it in prepack.cu
+// sizeof(LayoutWeightReordered), asserted in prepack_kernels.cu: the mainloop indexes the per-expert layouts as an
+// array of that type, so the slots must be exactly that size.
+inline constexpr size_t kLayoutSlotBytes = 12;
 inline constexpr size_t kLutBytes = 8;
 
 struct PackedHeader {

@@ -14,7 +14,8 @@ using gemm::LayoutWeightReordered;
 using gemm::make_reordered_weight_layout;
 using gemm::ReorderAtom;
 
-static_assert(sizeof(LayoutWeightReordered) <= kLayoutSlotBytes, "a reordered layout must fit its slot");
+static_assert(sizeof(LayoutWeightReordered) == kLayoutSlotBytes && alignof(LayoutWeightReordered) <= 4,
+              "the layouts section is read as an array of LayoutWeightReordered");
 // The weight kernel writes runs of 4 consecutive K as one 16-bit store: the atom's innermost K mode must be 4
 // elements of stride 1.
 static_assert(decltype(cute::size<1, 0, 0>(ReorderAtom{}))::value == 4 &&

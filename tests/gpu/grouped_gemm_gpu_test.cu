@@ -226,7 +226,7 @@ TEST(GroupedGemm, RowsPerExpertFrom1To4096) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   auto p = make_problem({9, 128, 256, 128}, {1, 2, 15, 33, 127, 257, 1000, 4095, 4096}, rng);
-  for (std::string config : {"", "128x16_1x1_coop", "256x128_1x1_coop"}) {
+  for (std::string config : {"", "128x16_1x1_coop", "256x128_2x1_coop", "128x256_1x1_coop"}) {
     SCOPED_TRACE(config);
     run_and_check(p, OutputType::kBF16, config);
   }
@@ -257,31 +257,36 @@ TEST(GroupedGemm, ZeroTotalRowsLaunchesNothing) {
 }
 
 // Offsets that break the rules on the device (the host cannot see them) must not make the kernel touch memory
-// outside its buffers: such experts get zero rows. Valid experts are still right.
+// outside its buffers: an expert whose range is decreasing or runs past total_rows gets zero rows. A range that is
+// in bounds but overlaps another expert's is computed (the device cannot tell which expert owns the rows).
 TEST(GroupedGemm, CorruptDeviceOffsetsComputeNothingForThoseExperts) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  auto p = make_problem({4, 128, 256, 128}, {10, 20, 30, 40}, rng);
-  std::vector<int64_t> corrupt = p.offsets;  // {0, 10, 30, 60, 100}
-  corrupt[2] = 5;                            // expert 1: [10, 5) decreasing; expert 2: [5, 60) overlaps expert 0
-  corrupt[4] = p.total_rows + 1000;          // expert 3 runs past the buffer
+  auto p = make_problem({4, 128, 256, 128}, {10, 20, 30, 40}, rng);  // offsets {0, 10, 30, 60, 100}
+  std::vector<int64_t> corrupt = p.offsets;
+  corrupt[2] = 5;                    // expert 1: [10, 5) decreasing -> nothing; expert 2: [5, 60) in bounds
+  corrupt[4] = p.total_rows + 1000;  // expert 3: [60, 1100) past the buffer -> nothing
   ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), corrupt.data(), corrupt.size() * 8, cudaMemcpyHostToDevice));
   poison_output(p);
   ASSERT_OK(grouped_gemm(gemm_args(p, OutputType::kBF16, "")));
   ASSERT_CUDA(cudaDeviceSynchronize());
-  // Expert 0 ([0, 10)) is untouched by the corruption.
-  std::vector<int64_t> rows(10);
-  for (int i = 0; i < 10; ++i) rows[i] = i;
+  auto const out = p.out.to_host<uint16_t>();
+
+  // Rows 0..4 belong to expert 0 alone and match the reference of the uncorrupted routing.
+  std::vector<int64_t> rows{0, 1, 2, 3, 4};
   std::vector<double> ref, ref_abs;
   reference_rows(p, rows, &ref, &ref_abs);
-  auto const out = p.out.to_host<uint16_t>();
   for (int64_t m : rows) {
     for (int n = 0; n < p.shape.n; ++n) {
       size_t const i = size_t(m) * p.shape.n + n;
-      EXPECT_LE(std::fabs(bf16_to_float(out[i]) - ref[i]), std::ldexp(std::fabs(ref[i]), -8) + std::ldexp(ref_abs[i], -10));
+      EXPECT_LE(std::fabs(bf16_to_float(out[i]) - ref[i]),
+                std::ldexp(std::fabs(ref[i]), -8) + std::ldexp(ref_abs[i], -10));
     }
   }
-  // Expert 1 (decreasing) and expert 3 (out of range) wrote nothing: rows 60..99 hold the poison.
+  // Rows 5..59 were written by expert 2 (finite); rows 60..99 by nobody (still the poison).
+  for (int64_t m = 5; m < 60; ++m) {
+    for (int n = 0; n < p.shape.n; ++n) ASSERT_TRUE(std::isfinite(bf16_to_float(out[size_t(m) * p.shape.n + n])));
+  }
   for (int64_t m = 60; m < 100; ++m) {
     for (int n = 0; n < p.shape.n; ++n) ASSERT_EQ(out[size_t(m) * p.shape.n + n], kPoison) << m;
   }

@@ -3,6 +3,7 @@
 // libFuzzer. Each input is also written to a file and opened, to check that open() and parse() agree.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "checkpoint_test_util.h"

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -112,7 +113,9 @@ ExpectedExpert expected_rtn(RawTensor const& weight) {
   for (size_t r = 0; r < rows; ++r) {
     for (size_t g = 0; g < cols / 128; ++g) {
       float max_magnitude = 0;
-      for (size_t c = g * 128; c < (g + 1) * 128; ++c) max_magnitude = std::max(max_magnitude, std::fabs(as_float(weight, r * cols + c)));
+      for (size_t c = g * 128; c < (g + 1) * 128; ++c) {
+        max_magnitude = std::max(max_magnitude, std::fabs(as_float(weight, r * cols + c)));
+      }
       uint16_t const scale = float_to_bf16(max_magnitude / 7.0f);
       expected.scales.push_back(scale);
       double const step = bf16_to_float(scale);
@@ -421,8 +424,8 @@ TEST_F(Quantizer, RefusesWhatItCannotQuantize) {
   std::vector<uint16_t> values(128 * 256, float_to_bf16(0.25f));
   values[300] = 0x7F80;  // +inf
   TempDir dir;
-  testing::write_file(dir.file("model.safetensors"),
-                      testing::make_safetensors({{expert_weight(0, 0, "up_proj"), "BF16", {128, 256}, bytes_of(values)}}));
+  RawTensor const infinite_weight = {expert_weight(0, 0, "up_proj"), "BF16", {128, 256}, bytes_of(values)};
+  testing::write_file(dir.file("model.safetensors"), testing::make_safetensors({infinite_weight}));
   QuantizeOptions infinite;
   infinite.input = dir.path().string();
   infinite.output_dir = output_.file("d");
