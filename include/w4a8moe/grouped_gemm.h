@@ -40,6 +40,9 @@ struct GroupedGemmArgs {
   // holds (0: assume uniform routing), and a host copy of expert_offsets (E + 1 values), which is also validated.
   int64_t max_rows_per_expert_hint = 0;
   int64_t const* host_expert_offsets = nullptr;
+  // Optional: the rows the experts are expected to hold in total, when fewer than total_rows (for example an
+  // expert-parallel rank, which holds about total_rows * local / global experts). 0: total_rows.
+  int64_t expected_rows_hint = 0;
 
   cudaStream_t stream = nullptr;
 };

@@ -64,6 +64,9 @@ Status validate_args(GroupedGemmArgs const& args) {
   if (args.max_rows_per_expert_hint < 0) {
     return invalid_argument("args.max_rows_per_expert_hint=", args.max_rows_per_expert_hint, ": must be >= 0");
   }
+  if (args.expected_rows_hint < 0) {
+    return invalid_argument("args.expected_rows_hint=", args.expected_rows_hint, ": must be >= 0");
+  }
   if (args.host_expert_offsets != nullptr) {
     int64_t const* offsets = args.host_expert_offsets;
     if (offsets[0] < 0) return invalid_argument("args.host_expert_offsets[0]=", offsets[0], ": must be >= 0");
@@ -98,7 +101,7 @@ gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {
   input.n = args.shape.n;
   input.k = args.shape.k;
   input.num_experts = args.shape.num_experts;
-  input.total_rows = args.total_rows;
+  input.total_rows = args.expected_rows_hint > 0 ? std::min(args.expected_rows_hint, args.total_rows) : args.total_rows;
   input.max_rows_per_expert = args.max_rows_per_expert_hint;
   input.sm_count = sm_count_or_max();
   if (args.host_expert_offsets != nullptr) {

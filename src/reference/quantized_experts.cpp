@@ -65,6 +65,24 @@ float dequantized_weight(int q, uint8_t group_scale) {
   return e4m3_to_float(float_to_e4m3(float(q) * e4m3_to_float(group_scale)));
 }
 
+std::vector<float> dequantize_expert(QuantizedExperts const& experts, int e) {
+  auto const& s = experts.shape;
+  int64_t const groups = experts.group_count();
+  std::vector<float> w(size_t(s.n) * s.k);
+  for (int n = 0; n < s.n; ++n) {
+    for (int64_t g = 0; g < groups; ++g) {
+      float table[16];
+      uint8_t const sg = experts.group_scale[experts.scale_index(e, n, int(g))];
+      for (int q = -8; q < 8; ++q) table[q + 8] = dequantized_weight(q, sg);
+      for (int kk = 0; kk < s.group_size; ++kk) {
+        int const k = int(g) * s.group_size + kk;
+        w[size_t(n) * s.k + k] = table[experts.q[experts.q_index(e, n, k)] + 8];
+      }
+    }
+  }
+  return w;
+}
+
 std::vector<uint8_t> prepack(QuantizedExperts const& experts) {
   auto const& s = experts.shape;
   auto const sections = prepack::packed_sections(s);
@@ -139,7 +157,6 @@ void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& a
                   std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
                   std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
   auto const& s = experts.shape;
-  int64_t const groups = experts.group_count();
   std::vector<int64_t> selected = rows;
   if (selected.empty()) {
     for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);
@@ -154,18 +171,7 @@ void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& a
     if (e < 0 || e >= s.num_experts) throw std::invalid_argument("reference grouped_gemm: row outside every expert");
     if (e != current_expert) {
       current_expert = e;
-      w.resize(size_t(s.n) * s.k);
-      for (int n = 0; n < s.n; ++n) {
-        for (int64_t g = 0; g < groups; ++g) {
-          uint8_t const sg = experts.group_scale[experts.scale_index(e, n, int(g))];
-          float table[16];
-          for (int q = -8; q < 8; ++q) table[q + 8] = dequantized_weight(q, sg);
-          for (int kk = 0; kk < s.group_size; ++kk) {
-            int const k = int(g) * s.group_size + kk;
-            w[size_t(n) * s.k + k] = table[experts.q[experts.q_index(e, n, k)] + 8];
-          }
-        }
-      }
+      w = dequantize_expert(experts, e);
     }
     for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * s.k + k]);
     for (int n = 0; n < s.n; ++n) {

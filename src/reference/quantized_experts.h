@@ -39,6 +39,9 @@ void lut_from_group_scale(uint8_t group_scale, uint8_t lut[8]);
 // The weight value the kernel multiplies: e4m3(q * sg), as a float (design 1).
 float dequantized_weight(int q, uint8_t group_scale);
 
+// Expert e's weights as the kernel multiplies them, e4m3(q * sg) as floats, [N, K] (channel scale not applied).
+std::vector<float> dequantize_expert(QuantizedExperts const& experts, int e);
+
 // The packed buffer prepack_weights() produces for these experts, byte for byte, except the layouts section, which
 // holds CuTe objects and is left zero here.
 std::vector<uint8_t> prepack(QuantizedExperts const& experts);

@@ -14,8 +14,15 @@ reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::
   size_t const rows = size_t(shape.num_experts) * shape.n;
   size_t const groups = shape.k / shape.group_size;
   experts.q.resize(rows * shape.k);
-  std::uniform_int_distribution<int> q_dist(-8, 7);
-  for (auto& q : experts.q) q = int8_t(q_dist(rng));
+  // splitmix64, 16 nibbles a call: the Mixtral- and DeepSeek-sized tests draw billions of weights.
+  uint64_t state = rng();
+  for (size_t i = 0; i < experts.q.size(); i += 16) {
+    uint64_t x = (state += 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    for (size_t j = 0; j < 16 && i + j < experts.q.size(); ++j) experts.q[i + j] = int8_t(int((x >> (4 * j)) & 0xF) - 8);
+  }
 
   std::vector<uint16_t> scales(rows * groups);
   std::lognormal_distribution<float> row_scale(std::log(0.01f), 0.8f);  // per-channel spread

@@ -11,6 +11,7 @@
 #include "reference/quantized_experts.h"
 #include "test_data.h"
 #include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/moe.h"
 #include "w4a8moe/prepack.h"
 
 namespace w4a8moe {
@@ -198,6 +199,87 @@ TEST(Validation, PackedHeaderChecks) {
   header->total_bytes += 256;
   expect_error(read_packed_header(corrupt.data(), corrupt.size(), &read), StatusCode::kInvalidArgument,
                "does not match");
+}
+
+TEST(Validation, MoeShapeRules) {
+  EXPECT_TRUE(validate_moe_shape({128, 128, 8, 2048, 768}).ok());
+  EXPECT_TRUE(validate_moe_shape({256, 32, 8, 7168, 2048}).ok());
+  expect_error(validate_moe_shape({0, 0, 1, 256, 256}), StatusCode::kInvalidArgument, "num_experts=0");
+  expect_error(validate_moe_shape({8, 9, 2, 256, 256}), StatusCode::kInvalidArgument, "num_local_experts=9");
+  expect_error(validate_moe_shape({8, 8, 0, 256, 256}), StatusCode::kInvalidArgument, "top_k=0");
+  expect_error(validate_moe_shape({64, 64, 33, 256, 256}), StatusCode::kInvalidArgument, "top_k=33");
+  expect_error(validate_moe_shape({4, 4, 5, 256, 256}), StatusCode::kInvalidArgument, "top_k=5");
+  expect_error(validate_moe_shape({8, 8, 2, 2880, 256}), StatusCode::kInvalidArgument, "hidden=2880");
+  expect_error(validate_moe_shape({8, 8, 2, 256, 100}), StatusCode::kInvalidArgument, "inter=100");
+  EXPECT_EQ(moe_workspace_bytes({8, 8, 2, 256, 100}, 16), 0u);
+}
+
+TEST(Validation, MoeForwardArguments) {
+  MoeShape const shape{16, 16, 4, 256, 256};
+  auto valid = [&] {
+    MoeForwardArgs a;
+    a.shape = shape;
+    a.gemm1_weights = fake(0x100000);
+    a.gemm2_weights = fake(0x200000);
+    a.num_tokens = 32;
+    a.hidden = fake(0x300000);
+    a.router_logits = fake(0x400000);
+    a.out = fake(0x500000);
+    a.workspace = fake(0x600000);
+    a.workspace_bytes = moe_workspace_bytes(shape, 32);
+    return a;
+  };
+  struct Case {
+    char const* what;
+    std::function<void(MoeForwardArgs&)> mutate;
+    StatusCode code;
+    char const* needle;
+  };
+  std::vector<Case> const cases = {
+      {"bad shape", [](auto& a) { a.shape.hidden = 200; }, StatusCode::kInvalidArgument, "hidden=200"},
+      {"negative tokens", [](auto& a) { a.num_tokens = -1; }, StatusCode::kInvalidArgument, "num_tokens=-1"},
+      {"max below tokens", [](auto& a) { a.max_tokens = 8; }, StatusCode::kInvalidArgument, "max_tokens=8"},
+      {"null gemm1", [](auto& a) { a.gemm1_weights = nullptr; }, StatusCode::kInvalidArgument, "gemm1_weights is null"},
+      {"misaligned gemm2", [](auto& a) { a.gemm2_weights = fake(0x200010); }, StatusCode::kInvalidArgument,
+       "gemm2_weights must be 256-byte aligned"},
+      {"both routings",
+       [](auto& a) {
+         a.topk_ids = static_cast<int32_t const*>(fake(0x700000));
+         a.topk_weights = static_cast<float const*>(fake(0x710000));
+       },
+       StatusCode::kInvalidArgument, "not both"},
+      {"no routing", [](auto& a) { a.router_logits = nullptr; }, StatusCode::kInvalidArgument, "not neither"},
+      {"ids without weights",
+       [](auto& a) {
+         a.router_logits = nullptr;
+         a.topk_ids = static_cast<int32_t const*>(fake(0x700000));
+       },
+       StatusCode::kInvalidArgument, "topk_weights is null"},
+      {"local experts without map", [](auto& a) { a.shape.num_local_experts = 4; }, StatusCode::kInvalidArgument,
+       "expert_map is null"},
+      {"null hidden", [](auto& a) { a.hidden = nullptr; }, StatusCode::kInvalidArgument, "hidden is null"},
+      {"misaligned hidden", [](auto& a) { a.hidden = fake(0x300008); }, StatusCode::kInvalidArgument,
+       "hidden must be 16-byte aligned"},
+      {"null out", [](auto& a) { a.out = nullptr; }, StatusCode::kInvalidArgument, "out is null"},
+      {"null workspace", [](auto& a) { a.workspace = nullptr; }, StatusCode::kInvalidArgument, "workspace is null"},
+      {"small workspace", [](auto& a) { a.workspace_bytes -= 256; }, StatusCode::kInvalidArgument, "too small"},
+      {"bad act type", [](auto& a) { a.act_type = ActivationType(5); }, StatusCode::kInvalidArgument, "act_type"},
+      {"bad logits type", [](auto& a) { a.logits_type = LogitsType(5); }, StatusCode::kInvalidArgument,
+       "logits_type"},
+      {"unknown config", [](auto& a) { a.gemm2_config = "1x1_1x1_pp"; }, StatusCode::kNotSupported, "1x1_1x1_pp"},
+      {"router too wide",
+       [](auto& a) {
+         a.shape.num_experts = 20000;
+         a.expert_map = static_cast<int32_t const*>(fake(0x800000));
+       },
+       StatusCode::kInvalidArgument, "at most 12288"},
+  };
+  for (auto const& c : cases) {
+    SCOPED_TRACE(c.what);
+    MoeForwardArgs a = valid();
+    c.mutate(a);
+    expect_error(moe_forward(a), c.code, c.needle);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,90 @@
+// The fused W4A8 MoE layer: hidden states in, hidden states out, all on the device with no host synchronisation, so
+// a CUDA graph can capture it (design 7):
+//
+//   router logits -> softmax top-k (optional renormalisation)      or precomputed top-k ids and weights
+//   -> routing data (per-expert counts, int64 offsets, the permutation and its inverse; deterministic)
+//   -> permute + per-token fp8 quantisation (each token quantised once, copied to its k rows)
+//   -> GEMM1 [rows, H] x [H, 2I] -> SiLU(gate) * up + per-row fp8 requantisation -> GEMM2 [rows, I] x [I, H]
+//   -> unpermute: sum over the k rows of each token, times the top-k weight, in a fixed order (no atomics)
+//
+// Expert parallelism: expert_map sends global expert ids to this rank's local ids (or -1). Rows of other ranks'
+// experts cost nothing and contribute zero; the engine sums the outputs of all ranks (all-reduce or all-to-all).
+// Shared experts (DeepSeek) are not part of this layer: run them as a dense GEMM on the same hidden states (for
+// example as one more local "expert" that every token routes to with weight 1, or a separate W4A8/bf16 GEMM pair)
+// and add their output to this layer's output.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "w4a8moe/status.h"
+#include "w4a8moe/types.h"
+
+namespace w4a8moe {
+
+struct MoeShape {
+  int num_experts = 0;        // global experts the router scores
+  int num_local_experts = 0;  // experts whose weights this rank holds (== num_experts without expert parallelism)
+  int top_k = 0;              // 1..32
+  int hidden = 0;             // H: a multiple of 128
+  int inter = 0;              // I: per-expert intermediate size, a multiple of 128
+};
+
+enum class ActivationType : int { kBF16 = 0, kFP16 = 1 };  // hidden states in and out
+enum class LogitsType : int { kFP32 = 0, kBF16 = 1 };
+
+// Number of stages the optional per-stage events delimit (moe_stage_name gives their names).
+inline constexpr int kMoeStageCount = 6;
+char const* moe_stage_name(int stage);  // "route", "permute+quantize", "gemm1", "silu*up+quantize", "gemm2", "unpermute"
+
+struct MoeForwardArgs {
+  MoeShape shape;
+  // Packed weights of the local experts, from prepack_weights():
+  //   gemm1: {num_local_experts, 2 * inter, hidden}: per expert the gate rows [0, I) then the up rows [I, 2I)
+  //   gemm2: {num_local_experts, hidden, inter}
+  void const* gemm1_weights = nullptr;
+  void const* gemm2_weights = nullptr;
+
+  int64_t num_tokens = 0;  // T; 0 is allowed (nothing to do)
+  void const* hidden = nullptr;  // device [T, H] of act_type, 16-byte aligned
+  ActivationType act_type = ActivationType::kBF16;
+
+  // Routing: either router logits (softmax over the global experts, top-k, ties to the lower expert id) ...
+  void const* router_logits = nullptr;  // device [T, num_experts] of logits_type
+  LogitsType logits_type = LogitsType::kFP32;
+  bool renormalize = true;              // divide the top-k weights by their sum
+  // ... or precomputed top-k ids (global, int32) and weights (fp32). Exactly one of the two must be given.
+  int32_t const* topk_ids = nullptr;    // device [T, top_k]
+  float const* topk_weights = nullptr;  // device [T, top_k]
+
+  int32_t const* expert_map = nullptr;  // optional device [num_experts]: local id or -1 (required if local < global)
+  bool apply_router_weight_on_input = false;  // scale each row's input by its weight instead of its output
+
+  void* out = nullptr;  // device [T, H] of act_type, 16-byte aligned; fully written
+  void* workspace = nullptr;  // device, moe_workspace_bytes(shape, max_tokens) bytes, 256-byte aligned
+  size_t workspace_bytes = 0;
+  int64_t max_tokens = 0;     // the T the workspace was sized for (0: num_tokens)
+
+  std::string gemm1_config, gemm2_config;  // optional kernel overrides (gemm_config_names())
+  // Optional: kMoeStageCount + 1 events recorded on the stream around the stages, for per-stage timing.
+  cudaEvent_t const* stage_events = nullptr;
+  cudaStream_t stream = nullptr;
+};
+
+// Workspace bytes for up to max_tokens tokens (intermediates of every stage and both GEMMs' workspaces).
+size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens);
+
+// Checks the shape rules (see MoeShape).
+Status validate_moe_shape(MoeShape const& shape);
+
+// Enqueues the layer on args.stream. Returns an error, and launches nothing, if an argument breaks a rule.
+Status moe_forward(MoeForwardArgs const& args);
+
+// The configs moe_forward() would pick for its two GEMMs with num_tokens tokens.
+std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens);
+std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens);
+
+}  // namespace w4a8moe

@@ -1,0 +1,267 @@
+// The MoE layer's entry points: validation, the workspace plan, and the sequence of stages (see moe.h).
+#include "w4a8moe/moe.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "common/status_util.h"
+#include "moe/moe_kernels.h"
+#include "prepack/packed_format.h"
+#include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe {
+namespace {
+
+constexpr size_t kAlign = 256;
+// The router keeps one token's probabilities in shared memory (48 KB without opt-in).
+constexpr int kMaxRouterExperts = 12288;
+constexpr int kMaxTopK = 32;
+
+// Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
+struct WorkspacePlan {
+  size_t topk_ids = 0, topk_weights = 0, chunk_counts = 0, offsets = 0, dest_row = 0, row_slot = 0;
+  size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0, gemm_workspace = 0;
+  size_t gemm_workspace_bytes = 0, total = 0;
+};
+
+WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
+  size_t const rows = size_t(tokens) * shape.top_k;
+  size_t const chunks = size_t(moe::routing_chunks(int64_t(rows)));
+  WorkspacePlan p;
+  size_t offset = 0;
+  auto place = [&](size_t* field, size_t bytes) {
+    *field = offset;
+    offset = prepack::align_up(offset + bytes, kAlign);
+  };
+  place(&p.topk_ids, rows * sizeof(int32_t));
+  place(&p.topk_weights, rows * sizeof(float));
+  place(&p.chunk_counts, chunks * shape.num_local_experts * sizeof(int32_t));
+  place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
+  place(&p.dest_row, rows * sizeof(int32_t));
+  place(&p.row_slot, rows * sizeof(int32_t));
+  place(&p.act1, rows * shape.hidden);
+  place(&p.scale1, rows * sizeof(float));
+  place(&p.gemm1_out, rows * 2 * shape.inter * 2);
+  place(&p.act2, rows * shape.inter);
+  place(&p.scale2, rows * sizeof(float));
+  place(&p.gemm2_out, rows * shape.hidden * 2);
+  p.gemm_workspace_bytes = grouped_gemm_workspace_bytes(shape.num_local_experts);
+  place(&p.gemm_workspace, p.gemm_workspace_bytes);
+  p.total = offset;
+  return p;
+}
+
+bool is_aligned(void const* pointer, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
+}
+
+ExpertWeightShape gemm1_shape(MoeShape const& s) { return {s.num_local_experts, 2 * s.inter, s.hidden, kGroupSize}; }
+ExpertWeightShape gemm2_shape(MoeShape const& s) { return {s.num_local_experts, s.hidden, s.inter, kGroupSize}; }
+
+// Rows the local experts should hold: all of them without expert parallelism, their share with it.
+int64_t expected_local_rows(MoeShape const& s, int64_t tokens) {
+  return std::max<int64_t>(1, tokens * s.top_k * s.num_local_experts / s.num_experts);
+}
+
+std::string heuristic_config(ExpertWeightShape const& weights, MoeShape const& s, int64_t tokens) {
+  GroupedGemmArgs args;
+  args.shape = weights;
+  args.total_rows = tokens * s.top_k;
+  args.expected_rows_hint = expected_local_rows(s, tokens);
+  return select_gemm_config(args);
+}
+
+Status validate_args(MoeForwardArgs const& a) {
+  W4A8_RETURN_IF_ERROR(validate_moe_shape(a.shape));
+  MoeShape const& s = a.shape;
+  if (a.num_tokens < 0) return invalid_argument("args.num_tokens=", a.num_tokens, ": must be >= 0");
+  int64_t const max_tokens = a.max_tokens > 0 ? a.max_tokens : a.num_tokens;
+  if (a.max_tokens < 0 || max_tokens < a.num_tokens) {
+    return invalid_argument("args.max_tokens=", a.max_tokens, ": must be 0 or >= args.num_tokens=", a.num_tokens);
+  }
+  if (max_tokens * s.top_k >= std::numeric_limits<int32_t>::max()) {
+    return invalid_argument("args.max_tokens * top_k=", max_tokens * s.top_k, ": must stay below 2^31");
+  }
+  if (a.act_type != ActivationType::kBF16 && a.act_type != ActivationType::kFP16) {
+    return invalid_argument("args.act_type=", int(a.act_type), ": must be kBF16 or kFP16");
+  }
+  for (auto [pointer, name] : {std::pair{a.gemm1_weights, "args.gemm1_weights"}, {a.gemm2_weights, "args.gemm2_weights"}}) {
+    if (pointer == nullptr) return invalid_argument(name, " is null");
+    if (!is_aligned(pointer, prepack::kSectionAlign)) {
+      return invalid_argument(name, " must be ", prepack::kSectionAlign, "-byte aligned");
+    }
+  }
+  bool const has_logits = a.router_logits != nullptr;
+  bool const has_topk = a.topk_ids != nullptr || a.topk_weights != nullptr;
+  if (has_logits == has_topk) {
+    return invalid_argument("routing: give either args.router_logits or args.topk_ids + args.topk_weights, not ",
+                            has_logits ? "both" : "neither");
+  }
+  if (has_logits) {
+    if (a.logits_type != LogitsType::kFP32 && a.logits_type != LogitsType::kBF16) {
+      return invalid_argument("args.logits_type=", int(a.logits_type), ": must be kFP32 or kBF16");
+    }
+    if (!is_aligned(a.router_logits, a.logits_type == LogitsType::kFP32 ? 4 : 2)) {
+      return invalid_argument("args.router_logits is not aligned to its element type");
+    }
+    if (s.num_experts > kMaxRouterExperts) {
+      return invalid_argument("shape.num_experts=", s.num_experts, ": the router supports at most ",
+                              kMaxRouterExperts, " experts; pass precomputed top-k ids and weights instead");
+    }
+  } else {
+    if (a.topk_ids == nullptr) return invalid_argument("args.topk_ids is null (args.topk_weights is given)");
+    if (a.topk_weights == nullptr) return invalid_argument("args.topk_weights is null (args.topk_ids is given)");
+    if (!is_aligned(a.topk_ids, 4) || !is_aligned(a.topk_weights, 4)) {
+      return invalid_argument("args.topk_ids and args.topk_weights must be 4-byte aligned");
+    }
+  }
+  if (s.num_local_experts < s.num_experts && a.expert_map == nullptr) {
+    return invalid_argument("args.expert_map is null: required when shape.num_local_experts (", s.num_local_experts,
+                            ") < shape.num_experts (", s.num_experts, ")");
+  }
+  if (a.expert_map != nullptr && !is_aligned(a.expert_map, 4)) {
+    return invalid_argument("args.expert_map must be 4-byte aligned");
+  }
+  if (a.num_tokens > 0) {
+    if (a.hidden == nullptr) return invalid_argument("args.hidden is null");
+    if (!is_aligned(a.hidden, 16)) return invalid_argument("args.hidden must be 16-byte aligned");
+    if (a.out == nullptr) return invalid_argument("args.out is null");
+    if (!is_aligned(a.out, 16)) return invalid_argument("args.out must be 16-byte aligned");
+  }
+  if (a.workspace == nullptr) return invalid_argument("args.workspace is null");
+  if (!is_aligned(a.workspace, kAlign)) return invalid_argument("args.workspace must be ", kAlign, "-byte aligned");
+  size_t const needed = plan_workspace(s, max_tokens).total;
+  if (a.workspace_bytes < needed) {
+    return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_workspace_bytes(shape, ",
+                            max_tokens, ")=", needed);
+  }
+  for (auto const& name : {a.gemm1_config, a.gemm2_config}) {
+    if (name.empty()) continue;
+    auto const names = gemm_config_names();
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      return not_supported("GEMM config '", name, "': no such config (see gemm_config_names())");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+char const* moe_stage_name(int stage) {
+  static char const* const names[kMoeStageCount] = {"route",  "permute+quantize", "gemm1", "silu*up+quantize",
+                                                    "gemm2", "unpermute"};
+  return stage >= 0 && stage < kMoeStageCount ? names[stage] : "unknown";
+}
+
+Status validate_moe_shape(MoeShape const& s) {
+  if (s.num_experts < 1) return invalid_argument("shape.num_experts=", s.num_experts, ": must be >= 1");
+  if (s.num_local_experts < 1 || s.num_local_experts > s.num_experts) {
+    return invalid_argument("shape.num_local_experts=", s.num_local_experts, ": must be in [1, num_experts=",
+                            s.num_experts, "]");
+  }
+  if (s.top_k < 1 || s.top_k > std::min(kMaxTopK, s.num_experts)) {
+    return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
+  }
+  if (s.hidden < kGroupSize || s.hidden % kGroupSize != 0) {
+    return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 128 (GEMM1's K)");
+  }
+  if (s.inter < kGroupSize || s.inter % kGroupSize != 0) {
+    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 128 (GEMM2's K)");
+  }
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(gemm1_shape(s), "GEMM1 weights"));
+  return validate_weight_shape(gemm2_shape(s), "GEMM2 weights");
+}
+
+size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
+  if (!validate_moe_shape(shape).ok() || max_tokens < 0) return 0;
+  return plan_workspace(shape, max_tokens).total;
+}
+
+std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens) {
+  if (!validate_moe_shape(shape).ok()) return {};
+  return heuristic_config(gemm1_shape(shape), shape, num_tokens);
+}
+
+std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens) {
+  if (!validate_moe_shape(shape).ok()) return {};
+  return heuristic_config(gemm2_shape(shape), shape, num_tokens);
+}
+
+Status moe_forward(MoeForwardArgs const& a) {
+  W4A8_RETURN_IF_ERROR(validate_args(a));
+  if (a.num_tokens == 0) return Status::Ok();
+  MoeShape const& s = a.shape;
+  int64_t const tokens = a.num_tokens;
+  int64_t const rows = tokens * s.top_k;
+  WorkspacePlan const plan = plan_workspace(s, a.max_tokens > 0 ? a.max_tokens : tokens);
+  char* ws = static_cast<char*>(a.workspace);
+  auto at = [&](size_t offset) { return ws + offset; };
+  auto mark = [&](int stage) -> Status {
+    if (a.stage_events != nullptr) W4A8_CUDA_RETURN(cudaEventRecord(a.stage_events[stage], a.stream));
+    return Status::Ok();
+  };
+  auto* dest_row = reinterpret_cast<int32_t*>(at(plan.dest_row));
+  auto* offsets = reinterpret_cast<int64_t*>(at(plan.offsets));
+
+  W4A8_RETURN_IF_ERROR(mark(0));
+  int32_t const* topk_ids = a.topk_ids;
+  float const* topk_weights = a.topk_weights;
+  if (a.router_logits != nullptr) {
+    auto* ids = reinterpret_cast<int32_t*>(at(plan.topk_ids));
+    auto* weights = reinterpret_cast<float*>(at(plan.topk_weights));
+    W4A8_CUDA_RETURN(moe::launch_topk_softmax(a.router_logits, a.logits_type, tokens, s.num_experts, s.top_k,
+                                              a.renormalize, ids, weights, a.stream));
+    topk_ids = ids;
+    topk_weights = weights;
+  }
+  W4A8_CUDA_RETURN(moe::launch_routing(topk_ids, a.expert_map, tokens, s.top_k, s.num_experts, s.num_local_experts,
+                                       reinterpret_cast<int32_t*>(at(plan.chunk_counts)), offsets, dest_row,
+                                       reinterpret_cast<int32_t*>(at(plan.row_slot)), a.stream));
+
+  W4A8_RETURN_IF_ERROR(mark(1));
+  auto* act1 = reinterpret_cast<uint8_t*>(at(plan.act1));
+  auto* scale1 = reinterpret_cast<float*>(at(plan.scale1));
+  W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
+                                                topk_weights, a.apply_router_weight_on_input, act1, scale1,
+                                                a.stream));
+
+  OutputType const out_type = a.act_type == ActivationType::kBF16 ? OutputType::kBF16 : OutputType::kFP16;
+  auto gemm = [&](ExpertWeightShape const& shape, void const* weights, void const* act, float const* scales,
+                  void* out, std::string const& config) {
+    GroupedGemmArgs g;
+    g.shape = shape;
+    g.packed_weights = weights;
+    g.total_rows = rows;
+    g.act = act;
+    g.token_scales = scales;
+    g.expert_offsets = offsets;
+    g.out = out;
+    g.out_type = out_type;
+    g.workspace = at(plan.gemm_workspace);
+    g.workspace_bytes = plan.gemm_workspace_bytes;
+    g.config = config;
+    g.expected_rows_hint = expected_local_rows(s, tokens);
+    g.stream = a.stream;
+    return grouped_gemm(g);
+  };
+
+  W4A8_RETURN_IF_ERROR(mark(2));
+  W4A8_RETURN_IF_ERROR(gemm(gemm1_shape(s), a.gemm1_weights, act1, scale1, at(plan.gemm1_out), a.gemm1_config));
+
+  W4A8_RETURN_IF_ERROR(mark(3));
+  auto* act2 = reinterpret_cast<uint8_t*>(at(plan.act2));
+  auto* scale2 = reinterpret_cast<float*>(at(plan.scale2));
+  W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.gemm1_out), a.act_type, rows, s.inter, offsets,
+                                                 s.num_local_experts, act2, scale2, a.stream));
+
+  W4A8_RETURN_IF_ERROR(mark(4));
+  W4A8_RETURN_IF_ERROR(gemm(gemm2_shape(s), a.gemm2_weights, act2, scale2, at(plan.gemm2_out), a.gemm2_config));
+
+  W4A8_RETURN_IF_ERROR(mark(5));
+  W4A8_CUDA_RETURN(moe::launch_unpermute(at(plan.gemm2_out), a.act_type, tokens, s.hidden, s.top_k, dest_row,
+                                         topk_weights, a.apply_router_weight_on_input, a.out, a.stream));
+  return mark(6);
+}
+
+}  // namespace w4a8moe

@@ -1,0 +1,458 @@
+// The MoE layer's kernels around the two grouped GEMMs: routing, permute + quantise, SiLU * up + requantise,
+// unpermute. Rows are vectors of 8 16-bit values (16-byte accesses): H and I are multiples of 128.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <cfloat>
+#include <climits>
+
+#include "moe/moe_kernels.h"
+
+namespace w4a8moe::moe {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kVector = 8;  // 16-bit values per 16-byte access
+constexpr float kE4M3Max = 448.0f;
+
+// --- Block reductions ------------------------------------------------------------------------------------------
+
+template <class T, class Op>
+__device__ T warp_reduce(T value, Op op) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
+  return value;
+}
+
+// All threads get the result. `scratch` holds one value per warp.
+template <class T, class Op>
+__device__ T block_reduce(T value, Op op, T* scratch) {
+  int const warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  value = warp_reduce(value, op);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = value;
+  __syncthreads();
+  value = scratch[0];
+  for (int w = 1; w < int(blockDim.x / 32); ++w) value = op(value, scratch[w]);
+  return value;
+}
+
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+
+// --- 16-bit activation vectors ---------------------------------------------------------------------------------
+
+template <ActivationType kType>
+struct Act;
+template <>
+struct Act<ActivationType::kBF16> {
+  using T = __nv_bfloat16;
+  __device__ static float to_float(T x) { return __bfloat162float(x); }
+  __device__ static T from_float(float x) { return __float2bfloat16_rn(x); }
+};
+template <>
+struct Act<ActivationType::kFP16> {
+  using T = __half;
+  __device__ static float to_float(T x) { return __half2float(x); }
+  __device__ static T from_float(float x) { return __float2half_rn(x); }
+};
+
+template <ActivationType kType>
+__device__ void load_vector(void const* base, int64_t index, float (&v)[kVector]) {
+  using A = Act<kType>;
+  uint4 const raw = static_cast<uint4 const*>(base)[index];
+  typename A::T const* x = reinterpret_cast<typename A::T const*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVector; ++i) v[i] = A::to_float(x[i]);
+}
+
+template <ActivationType kType>
+__device__ void store_vector(void* base, int64_t index, float const (&v)[kVector]) {
+  using A = Act<kType>;
+  uint4 raw;
+  typename A::T* x = reinterpret_cast<typename A::T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVector; ++i) x[i] = A::from_float(v[i]);
+  static_cast<uint4*>(base)[index] = raw;
+}
+
+// 8 values times `inverse`, to e4m3 (round to nearest even, saturating), as 8 bytes.
+__device__ uint2 quantize_vector(float const (&v)[kVector], float inverse) {
+  uint32_t words[2];
+#pragma unroll
+  for (int w = 0; w < 2; ++w) {
+    uint32_t word = 0;
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      float2 const pair = make_float2(v[4 * w + 2 * p] * inverse, v[4 * w + 2 * p + 1] * inverse);
+      word |= uint32_t(__nv_cvt_float2_to_fp8x2(pair, __NV_SATFINITE, __NV_E4M3)) << (16 * p);
+    }
+    words[w] = word;
+  }
+  return make_uint2(words[0], words[1]);
+}
+
+// --- Router: softmax + top-k --------------------------------------------------------------------------------------
+
+struct Candidate {
+  float value;
+  int index;
+};
+
+__device__ Candidate better(Candidate a, Candidate b) {
+  return (a.value > b.value || (a.value == b.value && a.index < b.index)) ? a : b;
+}
+
+template <class Logit>
+__device__ float logit_to_float(Logit x);
+template <>
+__device__ float logit_to_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ float logit_to_float<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+
+template <class Logit>
+__global__ void topk_softmax_kernel(Logit const* __restrict__ logits, int experts, int top_k, bool renormalize,
+                                    int32_t* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+  extern __shared__ float prob[];  // [experts]
+  __shared__ float scratch[kThreads / 32];
+  __shared__ Candidate candidates[kThreads / 32];
+  int64_t const t = blockIdx.x;
+  Logit const* row = logits + t * experts;
+
+  float local_max = -FLT_MAX;
+  for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+    prob[e] = logit_to_float(row[e]);
+    local_max = fmaxf(local_max, prob[e]);
+  }
+  float const max = block_reduce(local_max, MaxOp{}, scratch);
+  float local_sum = 0.0f;
+  for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+    prob[e] = expf(prob[e] - max);
+    local_sum += prob[e];
+  }
+  float const sum = block_reduce(local_sum, SumOp{}, scratch);
+
+  // k rounds of argmax; a chosen expert is marked -1 (probabilities are >= 0).
+  float chosen_sum = 0.0f;
+  for (int j = 0; j < top_k; ++j) {
+    Candidate best{-1.0f, INT_MAX};
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) best = better(best, Candidate{prob[e], e});
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      Candidate const other{__shfl_xor_sync(0xFFFFFFFFu, best.value, offset),
+                            __shfl_xor_sync(0xFFFFFFFFu, best.index, offset)};
+      best = better(best, other);
+    }
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) candidates[threadIdx.x / 32] = best;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < int(blockDim.x / 32); ++w) best = better(best, candidates[w]);
+      bool const found = best.index != INT_MAX && best.value >= 0.0f;  // NaN logits select nothing
+      float const weight = found ? best.value / sum : 0.0f;
+      topk_ids[t * top_k + j] = found ? best.index : -1;
+      topk_weights[t * top_k + j] = weight;
+      chosen_sum += weight;
+      if (found) prob[best.index] = -1.0f;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0 && renormalize && chosen_sum > 0.0f) {
+    for (int j = 0; j < top_k; ++j) topk_weights[t * top_k + j] /= chosen_sum;
+  }
+}
+
+// --- Routing: stable counting sort of the slots by local expert ----------------------------------------------------
+
+__device__ int local_expert(int32_t id, int32_t const* expert_map, int experts, int local_experts) {
+  if (id < 0 || id >= experts) return -1;
+  int const local = expert_map ? expert_map[id] : id;
+  return (local >= 0 && local < local_experts) ? local : -1;
+}
+
+__global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
+                             int64_t slots, int experts, int local_experts, int32_t* __restrict__ chunk_counts) {
+  int64_t const chunk = blockIdx.x;
+  int64_t const end = min(slots, (chunk + 1) * kRoutingChunk);
+  for (int64_t s = chunk * kRoutingChunk + threadIdx.x; s < end; s += blockDim.x) {
+    int const e = local_expert(topk_ids[s], expert_map, experts, local_experts);
+    if (e >= 0) atomicAdd(&chunk_counts[chunk * local_experts + e], 1);
+  }
+}
+
+// One block: chunk_counts becomes each (chunk, expert)'s first row; offsets gets the experts' row ranges.
+__global__ void scan_chunks(int32_t* __restrict__ chunk_counts, int64_t chunks, int local_experts,
+                            int64_t* __restrict__ offsets) {
+  __shared__ int64_t carry;
+  __shared__ int64_t warp_sums[32];
+  // Per expert: exclusive scan over chunks; the total goes to offsets[e + 1] for now.
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
+    int64_t running = 0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      int32_t const count = chunk_counts[c * local_experts + e];
+      chunk_counts[c * local_experts + e] = int32_t(running);
+      running += count;
+    }
+    offsets[e + 1] = running;
+  }
+  if (threadIdx.x == 0) {
+    carry = 0;
+    offsets[0] = 0;
+  }
+  __syncthreads();
+  // Inclusive scan of the totals over experts, blockDim.x at a time.
+  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int base = 0; base < local_experts; base += blockDim.x) {
+    int const e = base + threadIdx.x;
+    int64_t value = e < local_experts ? offsets[e + 1] : 0;
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      int64_t const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
+      if (lane >= offset) value += up;
+    }
+    if (lane == 31) warp_sums[warp] = value;
+    __syncthreads();
+    int64_t before = carry;
+    for (int w = 0; w < warp; ++w) before += warp_sums[w];
+    if (e < local_experts) offsets[e + 1] = before + value;
+    __syncthreads();
+    if (threadIdx.x == blockDim.x - 1) carry = before + value;
+    __syncthreads();
+  }
+  // Chunk bases become absolute rows.
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
+    int64_t const first = offsets[e];
+    for (int64_t c = 0; c < chunks; ++c) chunk_counts[c * local_experts + e] += int32_t(first);
+  }
+}
+
+// One warp per chunk, 32 slots at a time in slot order: a slot's row is its chunk's next row for its expert plus its
+// rank among the earlier lanes with the same expert. Only this warp touches its chunk's counters.
+__global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
+                               int64_t slots, int experts, int local_experts, int32_t* __restrict__ chunk_rows,
+                               int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
+  int64_t const chunk = blockIdx.x;
+  int const lane = threadIdx.x;
+  int64_t const end = min(slots, (chunk + 1) * kRoutingChunk);
+  int32_t* next_row = chunk_rows + chunk * local_experts;
+  for (int64_t first = chunk * kRoutingChunk; first < end; first += 32) {
+    int64_t const s = first + lane;
+    int const e = s < end ? local_expert(topk_ids[s], expert_map, experts, local_experts) : -2;
+    unsigned const peers = __match_any_sync(0xFFFFFFFFu, e);
+    int const rank = __popc(peers & ((1u << lane) - 1));
+    int32_t const base = e >= 0 ? next_row[e] : 0;
+    __syncwarp();
+    if (e >= 0 && rank == 0) next_row[e] = base + __popc(peers);
+    __syncwarp();
+    if (s < end) {
+      int32_t const row = e >= 0 ? base + rank : -1;
+      dest_row[s] = row;
+      if (row >= 0) row_slot[row] = int32_t(s);
+    }
+  }
+}
+
+// --- Permute + quantise, SiLU * up + requantise, unpermute ----------------------------------------------------------
+
+template <ActivationType kType>
+__global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
+                                        int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
+                                        bool weight_on_input, uint8_t* __restrict__ act,
+                                        float* __restrict__ act_scales) {
+  __shared__ float scratch[kThreads / 32];
+  int64_t const t = blockIdx.x;
+  int const vectors = hidden_size / kVector;
+  int64_t const first_vector = t * vectors;
+  float local_max = 0.0f;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float x[kVector];
+    load_vector<kType>(hidden, first_vector + v, x);
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
+  }
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);
+  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  float const scale = amax / kE4M3Max;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float x[kVector];
+    load_vector<kType>(hidden, first_vector + v, x);
+    uint2 const q = quantize_vector(x, inverse);
+    for (int j = 0; j < top_k; ++j) {
+      int32_t const row = dest_row[t * top_k + j];
+      if (row >= 0) reinterpret_cast<uint2*>(act + int64_t(row) * hidden_size)[v] = q;
+    }
+  }
+  if (threadIdx.x < top_k) {
+    int32_t const row = dest_row[t * top_k + threadIdx.x];
+    if (row >= 0) act_scales[row] = weight_on_input ? scale * topk_weights[t * top_k + threadIdx.x] : scale;
+  }
+}
+
+template <ActivationType kType>
+__device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, int v, float (&h)[kVector]) {
+  int const vectors = inter / kVector;
+  float gate[kVector], up[kVector];
+  load_vector<kType>(gemm1_out, row * 2 * vectors + v, gate);
+  load_vector<kType>(gemm1_out, row * 2 * vectors + vectors + v, up);
+#pragma unroll
+  for (int i = 0; i < kVector; ++i) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+template <ActivationType kType>
+__global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter,
+                                         int64_t const* __restrict__ offsets, int local_experts,
+                                         uint8_t* __restrict__ act, float* __restrict__ act_scales) {
+  __shared__ float scratch[kThreads / 32];
+  int64_t const row = blockIdx.x;
+  if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
+  int const vectors = inter / kVector;
+  float local_max = 0.0f;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float h[kVector];
+    silu_mul_vector<kType>(gemm1_out, row, inter, v, h);
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(h[i]));
+  }
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);
+  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float h[kVector];
+    silu_mul_vector<kType>(gemm1_out, row, inter, v, h);
+    reinterpret_cast<uint2*>(act + row * inter)[v] = quantize_vector(h, inverse);
+  }
+  if (threadIdx.x == 0) act_scales[row] = amax / kE4M3Max;
+}
+
+template <ActivationType kType>
+__global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
+                                 int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
+                                 bool weight_on_input, void* __restrict__ out) {
+  int64_t const t = blockIdx.x;
+  int const vectors = hidden_size / kVector;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float sum[kVector] = {};
+    for (int j = 0; j < top_k; ++j) {
+      int32_t const row = dest_row[t * top_k + j];
+      if (row < 0) continue;
+      float const weight = weight_on_input ? 1.0f : topk_weights[t * top_k + j];
+      float x[kVector];
+      load_vector<kType>(gemm2_out, int64_t(row) * vectors + v, x);
+#pragma unroll
+      for (int i = 0; i < kVector; ++i) sum[i] += weight * x[i];
+    }
+    store_vector<kType>(out, t * vectors + v, sum);
+  }
+}
+
+template <template <ActivationType> class Launch, class... Args>
+cudaError_t dispatch_type(ActivationType type, Args&&... args) {
+  if (type == ActivationType::kBF16) return Launch<ActivationType::kBF16>::run(args...);
+  return Launch<ActivationType::kFP16>::run(args...);
+}
+
+}  // namespace
+
+cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
+                                bool renormalize, int32_t* topk_ids, float* topk_weights, cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  size_t const shared = size_t(experts) * sizeof(float);
+  if (type == LogitsType::kFP32) {
+    topk_softmax_kernel<<<unsigned(tokens), kThreads, shared, stream>>>(static_cast<float const*>(logits), experts,
+                                                                          top_k, renormalize, topk_ids, topk_weights);
+  } else {
+    topk_softmax_kernel<<<unsigned(tokens), kThreads, shared, stream>>>(
+        static_cast<__nv_bfloat16 const*>(logits), experts, top_k, renormalize, topk_ids, topk_weights);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
+                           int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
+                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream) {
+  int64_t const slots = tokens * top_k;
+  int64_t const chunks = routing_chunks(slots);
+  cudaError_t error = cudaMemsetAsync(chunk_counts, 0, size_t(chunks) * local_experts * sizeof(int32_t), stream);
+  if (error != cudaSuccess) return error;
+  if (chunks > 0) {
+    count_chunks<<<unsigned(chunks), 256, 0, stream>>>(topk_ids, expert_map, slots, experts, local_experts,
+                                                       chunk_counts);
+    if ((error = cudaGetLastError()) != cudaSuccess) return error;
+  }
+  scan_chunks<<<1, 1024, 0, stream>>>(chunk_counts, chunks, local_experts, offsets);
+  if ((error = cudaGetLastError()) != cudaSuccess) return error;
+  if (chunks > 0) {
+    scatter_chunks<<<unsigned(chunks), 32, 0, stream>>>(topk_ids, expert_map, slots, experts, local_experts,
+                                                        chunk_counts, dest_row, row_slot);
+  }
+  return cudaGetLastError();
+}
+
+namespace {
+
+template <ActivationType kType>
+struct PermuteQuantize {
+  static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
+                         float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
+                         cudaStream_t stream) {
+    permute_quantize_kernel<kType><<<unsigned(tokens), kThreads, 0, stream>>>(
+        hidden, hidden_size, top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
+    return cudaGetLastError();
+  }
+};
+
+template <ActivationType kType>
+struct SiluMulQuantize {
+  static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
+                         int local_experts, uint8_t* act, float* act_scales, cudaStream_t stream) {
+    silu_mul_quantize_kernel<kType><<<unsigned(max_rows), kThreads, 0, stream>>>(gemm1_out, inter, offsets,
+                                                                                  local_experts, act, act_scales);
+    return cudaGetLastError();
+  }
+};
+
+template <ActivationType kType>
+struct Unpermute {
+  static cudaError_t run(void const* gemm2_out, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
+                         float const* topk_weights, bool weight_on_input, void* out, cudaStream_t stream) {
+    unpermute_kernel<kType><<<unsigned(tokens), kThreads, 0, stream>>>(gemm2_out, hidden_size, top_k, dest_row,
+                                                                       topk_weights, weight_on_input, out);
+    return cudaGetLastError();
+  }
+};
+
+}  // namespace
+
+cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
+                                    int top_k, int32_t const* dest_row, float const* topk_weights,
+                                    bool weight_on_input, uint8_t* act, float* act_scales, cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  return dispatch_type<PermuteQuantize>(type, hidden, tokens, hidden_size, top_k, dest_row, topk_weights,
+                                        weight_on_input, act, act_scales, stream);
+}
+
+cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
+                                     int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
+                                     cudaStream_t stream) {
+  if (max_rows == 0) return cudaSuccess;
+  return dispatch_type<SiluMulQuantize>(type, gemm1_out, max_rows, inter, offsets, local_experts, act, act_scales,
+                                        stream);
+}
+
+cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,
+                             int32_t const* dest_row, float const* topk_weights, bool weight_on_input, void* out,
+                             cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  return dispatch_type<Unpermute>(type, gemm2_out, tokens, hidden_size, top_k, dest_row, topk_weights,
+                                  weight_on_input, out, stream);
+}
+
+}  // namespace w4a8moe::moe

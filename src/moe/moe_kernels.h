@@ -1,0 +1,47 @@
+// Launchers of the MoE layer's kernels (moe_kernels.cu), around the two grouped GEMMs. Arguments are validated by
+// moe.cpp; every launcher checks its launch and returns the CUDA error. No CUTLASS types.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "w4a8moe/moe.h"
+
+namespace w4a8moe::moe {
+
+// Slots per chunk of the routing sort: the count and scatter passes work chunk by chunk, in slot order.
+inline constexpr int kRoutingChunk = 1024;
+
+inline int64_t routing_chunks(int64_t slots) { return (slots + kRoutingChunk - 1) / kRoutingChunk; }
+
+// Softmax over each token's logits, top-k (ties to the lower id), optional renormalisation.
+cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
+                                bool renormalize, int32_t* topk_ids, float* topk_weights, cudaStream_t stream);
+
+// Counting sort of the token slots by local expert, stable in slot order (deterministic):
+//   offsets [E_local + 1] (int64), dest_row [T*k] (row of each slot or -1), row_slot [rows] (slot of each row).
+// chunk_counts: routing_chunks(T*k) * E_local int32 of scratch.
+cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
+                           int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
+                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);
+
+// Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
+// is multiplied by its top-k weight.
+cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
+                                    int top_k, int32_t const* dest_row, float const* topk_weights,
+                                    bool weight_on_input, uint8_t* act, float* act_scales, cudaStream_t stream);
+
+// h = SiLU(gate) * up per row (gate = columns [0, I), up = [I, 2I)), then per-row e4m3 quantisation. Rows at or
+// past offsets[local_experts] are skipped.
+cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
+                                     int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
+                                     cudaStream_t stream);
+
+// out[t] = sum_j w_j * gemm2_out[dest_row[t*k + j]] in slot order (w_j = 1 with weight_on_input); zero where no
+// slot of the token is local.
+cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,
+                             int32_t const* dest_row, float const* topk_weights, bool weight_on_input, void* out,
+                             cudaStream_t stream);
+
+}  // namespace w4a8moe::moe

@@ -1,0 +1,50 @@
+// Plain C++ reference of the MoE layer (design 7), step by step as the kernels do it, so tests can check every
+// stage and the whole layer. No CUDA.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "reference/quantized_experts.h"
+
+namespace w4a8moe::reference {
+
+struct TopK {
+  std::vector<int32_t> ids;     // [T, k] global expert ids
+  std::vector<float> weights;   // [T, k]
+};
+
+// Softmax over each token's logits [T, E] (fp32), then the k largest probabilities in descending order; ties go to
+// the lower expert id. With renormalize the k weights are divided by their sum.
+TopK topk_softmax(std::vector<float> const& logits, int64_t tokens, int experts, int k, bool renormalize);
+
+// Rows of the local experts, grouped by expert, each expert's rows in (token, slot) order.
+struct RoutingData {
+  std::vector<int64_t> offsets;    // [E_local + 1]
+  std::vector<int32_t> dest_row;   // [T * k]: the row of slot t * k + j, or -1 if its expert is not local
+  std::vector<int32_t> row_slot;   // [rows]: the slot t * k + j each row came from (inverse of dest_row)
+};
+
+// expert_map: global id -> local id or -1; empty means the identity (all experts local). Ids outside
+// [0, experts) are dropped like non-local ones.
+RoutingData routing_data(std::vector<int32_t> const& topk_ids, int64_t tokens, int k, int experts, int local_experts,
+                         std::vector<int32_t> const& expert_map);
+
+// Per-row dynamic fp8 quantisation: scale = max|x| / 448 and q = e4m3(x * (448 / max|x|)); an all-zero row gets
+// scale 0 and q = 0. The kernels compute exactly these fp32 operations.
+void quantize_row(float const* x, int n, uint8_t* q, float* scale);
+
+struct MoeLayerWeights {
+  QuantizedExperts gemm1;  // {E_local, 2I, H}: gate rows then up rows
+  QuantizedExperts gemm2;  // {E_local, H, I}
+};
+
+// The layer for the listed tokens, mirroring the pipeline's roundings: activations quantised to e4m3 per row,
+// GEMM outputs rounded to bf16 (or fp16 with half_output), SiLU(gate) * up in fp32, output rounded to the
+// activation type. hidden: [T, H] values already representable in the activation type; expert_map as in routing_data (its
+// size is the number of global experts). Returns [tokens.size(), H].
+std::vector<float> moe_layer(std::vector<float> const& hidden, TopK const& topk, int k, MoeLayerWeights const& weights,
+                             std::vector<int32_t> const& expert_map, bool apply_router_weight_on_input,
+                             bool half_output, std::vector<int64_t> const& tokens);
+
+}  // namespace w4a8moe::reference

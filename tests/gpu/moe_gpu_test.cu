@@ -1,0 +1,462 @@
+// The fused MoE layer on the GPU against the CPU reference (which mirrors the pipeline's roundings): Qwen3-30B-A3B,
+// Mixtral-8x7B and DeepSeek-V3 (expert-parallel rank of 32 experts) shapes at 1, 7, 64 and 1000 tokens, router
+// logits and skewed precomputed routing; expert parallelism over 1/2/4/8 ranks; CUDA graph replay with new inputs;
+// the routing kernels bit for bit.
+//
+// Tolerance. Kernel and reference quantise the same values the same way, but the GEMMs accumulate in a different
+// order (fp8 fast accumulation, about 2^-10 of sum |a w|). Rounded to bf16 and then to e4m3 for GEMM2's input, such a
+// difference occasionally lands an element on the other side of an e4m3 rounding boundary: one step of 2^-3 of that
+// element, one term among I of a GEMM2 output. Per token the relative L2 error therefore stays around 10^-3; we allow
+// 2 * 10^-2, and 10 % of the token's largest output for any single element. A wrong expert, scale, row or weight
+// moves the whole token by tens of percent.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "common/float_formats.h"
+#include "gpu_test_util.h"
+#include "moe/moe_kernels.h"
+#include "reference/moe_reference.h"
+#include "test_data.h"
+#include "w4a8moe/moe.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe {
+namespace {
+
+using testing::DeviceBuffer;
+
+std::mt19937_64 fresh_rng() { return std::mt19937_64(std::random_device{}()); }
+
+DeviceBuffer prepack_on_device(reference::QuantizedExperts const& experts, std::vector<uint16_t> const& bf16_scales) {
+  DeviceBuffer weights(reference::pack_offset_binary(experts));
+  DeviceBuffer scales(bf16_scales);
+  DeviceBuffer packed(packed_weights_bytes(experts.shape));
+  PrepackArgs args;
+  args.shape = experts.shape;
+  args.weights = weights.get();
+  args.group_scales = scales.get();
+  args.packed = packed.get();
+  args.packed_bytes = packed.bytes();
+  Status const status = prepack_weights(args);
+  EXPECT_TRUE(status.ok()) << status.to_string();
+  return packed;
+}
+
+// A layer's local experts, on the host (reference) and packed on the device.
+struct Layer {
+  MoeShape shape;
+  std::vector<int32_t> expert_map;  // empty: all experts local
+  reference::MoeLayerWeights weights;
+  DeviceBuffer gemm1, gemm2, expert_map_device;
+};
+
+std::unique_ptr<Layer> make_layer(MoeShape shape, std::mt19937_64& rng) {
+  auto layer = std::make_unique<Layer>();
+  layer->shape = shape;
+  std::vector<uint16_t> scales1, scales2;
+  layer->weights.gemm1 = testing::random_experts({shape.num_local_experts, 2 * shape.inter, shape.hidden, 128}, rng,
+                                                 &scales1);
+  layer->weights.gemm2 = testing::random_experts({shape.num_local_experts, shape.hidden, shape.inter, 128}, rng,
+                                                 &scales2);
+  layer->gemm1 = prepack_on_device(layer->weights.gemm1, scales1);
+  layer->gemm2 = prepack_on_device(layer->weights.gemm2, scales2);
+  if (shape.num_local_experts < shape.num_experts) {  // this rank holds the first local experts
+    layer->expert_map.assign(shape.num_experts, -1);
+    std::iota(layer->expert_map.begin(), layer->expert_map.begin() + shape.num_local_experts, 0);
+    layer->expert_map_device = DeviceBuffer(layer->expert_map);
+  }
+  return layer;
+}
+
+// Hidden states, routing and the layer's output buffers for one call.
+struct Inputs {
+  int64_t tokens = 0;
+  std::vector<float> hidden;  // values representable in the activation type
+  std::vector<uint16_t> hidden_bits;
+  std::vector<float> logits;  // [T, E] when routing by logits
+  reference::TopK topk;       // the routing the reference uses
+  bool by_logits = true;
+};
+
+Inputs make_inputs(MoeShape const& shape, int64_t tokens, bool by_logits, bool fp16, std::mt19937_64& rng) {
+  Inputs in;
+  in.tokens = tokens;
+  in.by_logits = by_logits;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  in.hidden.resize(size_t(tokens) * shape.hidden);
+  in.hidden_bits.resize(in.hidden.size());
+  for (size_t i = 0; i < in.hidden.size(); ++i) {
+    float const x = normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f);  // a few outlier channels
+    in.hidden_bits[i] = fp16 ? float_to_fp16(x) : float_to_bf16(x);
+    in.hidden[i] = fp16 ? fp16_to_float(in.hidden_bits[i]) : bf16_to_float(in.hidden_bits[i]);
+  }
+  if (by_logits) {
+    in.logits.resize(size_t(tokens) * shape.num_experts);
+    for (auto& x : in.logits) x = normal(rng);
+    in.topk = reference::topk_softmax(in.logits, tokens, shape.num_experts, shape.top_k, true);
+  } else {
+    // Skewed precomputed routing: four hot experts, weights normalised.
+    in.topk.ids.resize(size_t(tokens) * shape.top_k);
+    in.topk.weights.resize(in.topk.ids.size());
+    std::uniform_real_distribution<float> unit(0.05f, 1.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::vector<double> weights(shape.num_experts, 1.0);
+      for (int e = 0; e < std::min(4, shape.num_experts); ++e) weights[e] = 20.0;
+      float sum = 0;
+      for (int j = 0; j < shape.top_k; ++j) {
+        std::discrete_distribution<int> pick(weights.begin(), weights.end());
+        int const e = pick(rng);
+        weights[e] = 0.0;
+        in.topk.ids[t * shape.top_k + j] = e;
+        sum += (in.topk.weights[t * shape.top_k + j] = unit(rng));
+      }
+      for (int j = 0; j < shape.top_k; ++j) in.topk.weights[t * shape.top_k + j] /= sum;
+    }
+  }
+  return in;
+}
+
+struct DeviceInputs {
+  DeviceBuffer hidden, logits, topk_ids, topk_weights, out, workspace;
+};
+
+DeviceInputs upload(Layer const& layer, Inputs const& in, int64_t max_tokens) {
+  DeviceInputs d;
+  d.hidden = DeviceBuffer(in.hidden_bits);
+  if (in.by_logits) {
+    d.logits = DeviceBuffer(in.logits);
+  } else {
+    d.topk_ids = DeviceBuffer(in.topk.ids);
+    d.topk_weights = DeviceBuffer(in.topk.weights);
+  }
+  d.out = DeviceBuffer(size_t(std::max<int64_t>(max_tokens, 1)) * layer.shape.hidden * 2);
+  d.workspace = DeviceBuffer(moe_workspace_bytes(layer.shape, max_tokens));
+  return d;
+}
+
+MoeForwardArgs forward_args(Layer const& layer, Inputs const& in, DeviceInputs const& d, bool fp16,
+                            bool weight_on_input = false) {
+  MoeForwardArgs a;
+  a.shape = layer.shape;
+  a.gemm1_weights = layer.gemm1.get();
+  a.gemm2_weights = layer.gemm2.get();
+  a.num_tokens = in.tokens;
+  a.hidden = d.hidden.get();
+  a.act_type = fp16 ? ActivationType::kFP16 : ActivationType::kBF16;
+  if (in.by_logits) {
+    a.router_logits = d.logits.get();
+  } else {
+    a.topk_ids = d.topk_ids.as<int32_t>();
+    a.topk_weights = d.topk_weights.as<float>();
+  }
+  a.expert_map = layer.expert_map.empty() ? nullptr : layer.expert_map_device.as<int32_t>();
+  a.apply_router_weight_on_input = weight_on_input;
+  a.out = d.out.get();
+  a.workspace = d.workspace.get();
+  a.workspace_bytes = d.workspace.bytes();
+  return a;
+}
+
+std::vector<float> download_output(DeviceInputs const& d, int64_t tokens, int hidden, bool fp16) {
+  auto const bits = d.out.to_host<uint16_t>();
+  std::vector<float> out(size_t(tokens) * hidden);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = fp16 ? fp16_to_float(bits[i]) : bf16_to_float(bits[i]);
+  return out;
+}
+
+std::vector<int64_t> sample_tokens(int64_t tokens, std::mt19937_64& rng) {
+  std::vector<int64_t> sample;
+  if (tokens <= 8) {
+    sample.resize(tokens);
+    std::iota(sample.begin(), sample.end(), 0);
+    return sample;
+  }
+  sample = {0, tokens - 1};
+  std::uniform_int_distribution<int64_t> pick(1, tokens - 2);
+  while (sample.size() < 8) sample.push_back(pick(rng));
+  return sample;
+}
+
+// The reference for the sampled tokens, one thread per token.
+std::vector<float> reference_tokens(Layer const& layer, Inputs const& in, std::vector<int64_t> const& tokens, bool fp16,
+                                    bool weight_on_input) {
+  std::vector<float> out(tokens.size() * layer.shape.hidden);
+  std::vector<std::thread> pool;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    pool.emplace_back([&, i] {
+      auto const one = reference::moe_layer(in.hidden, in.topk, layer.shape.top_k, layer.weights, layer.expert_map,
+                                            weight_on_input, fp16, {tokens[i]});
+      std::copy(one.begin(), one.end(), out.begin() + i * layer.shape.hidden);
+    });
+  }
+  for (auto& thread : pool) thread.join();
+  return out;
+}
+
+void expect_tokens_match(std::vector<float> const& gpu, int64_t hidden_size, std::vector<int64_t> const& tokens,
+                         std::vector<float> const& ref) {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    double err = 0, norm = 0, max_ref = 0, max_err = 0;
+    for (int64_t c = 0; c < hidden_size; ++c) {
+      double const g = gpu[tokens[i] * hidden_size + c], r = ref[i * hidden_size + c];
+      ASSERT_TRUE(std::isfinite(g)) << "token " << tokens[i] << " channel " << c;
+      err += (g - r) * (g - r);
+      norm += r * r;
+      max_ref = std::max(max_ref, std::fabs(r));
+      max_err = std::max(max_err, std::fabs(g - r));
+    }
+    if (norm == 0) {  // no local expert: the output must be exactly zero
+      EXPECT_EQ(max_err, 0.0) << "token " << tokens[i];
+      continue;
+    }
+    EXPECT_LE(std::sqrt(err / norm), 2e-2) << "token " << tokens[i];
+    EXPECT_LE(max_err, 0.1 * max_ref) << "token " << tokens[i];
+  }
+}
+
+void run_and_check(Layer const& layer, int64_t tokens, bool by_logits, bool fp16, bool weight_on_input,
+                   std::mt19937_64& rng) {
+  Inputs const in = make_inputs(layer.shape, tokens, by_logits, fp16, rng);
+  DeviceInputs d = upload(layer, in, tokens);
+  ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));  // poison: NaN in bf16 and fp16
+  ASSERT_OK(moe_forward(forward_args(layer, in, d, fp16, weight_on_input)));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  auto const gpu = download_output(d, tokens, layer.shape.hidden, fp16);
+  for (float v : gpu) ASSERT_TRUE(std::isfinite(v)) << "unwritten or non-finite output";
+  auto const sample = sample_tokens(tokens, rng);
+  expect_tokens_match(gpu, layer.shape.hidden, sample, reference_tokens(layer, in, sample, fp16, weight_on_input));
+}
+
+// --- Model shapes -------------------------------------------------------------------------------------------------
+
+struct ModelCase {
+  char const* name;
+  MoeShape shape;
+};
+
+ModelCase const kModels[] = {
+    {"qwen3_30b_a3b", {128, 128, 8, 2048, 768}},
+    {"mixtral_8x7b", {8, 8, 2, 4096, 14336}},
+    {"deepseek_v3_ep8", {256, 32, 8, 7168, 2048}},  // rank 0 of 8: 32 of 256 experts local
+};
+
+Layer const& model_layer(ModelCase const& model) {
+  static std::map<std::string, std::unique_ptr<Layer>> cache;
+  auto& slot = cache[model.name];
+  if (!slot) {
+    auto rng = fresh_rng();
+    slot = make_layer(model.shape, rng);
+  }
+  return *slot;
+}
+
+class MoeModel : public ::testing::TestWithParam<std::tuple<ModelCase, int64_t, bool>> {};
+
+TEST_P(MoeModel, LayerMatchesReference) {
+  SKIP_WITHOUT_HOPPER();
+  auto const& [model, tokens, by_logits] = GetParam();
+  auto rng = fresh_rng();
+  run_and_check(model_layer(model), tokens, by_logits, /*fp16=*/false, /*weight_on_input=*/false, rng);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, MoeModel,
+                         ::testing::Combine(::testing::ValuesIn(kModels), ::testing::Values(1, 7, 64, 1000),
+                                            ::testing::Bool()),
+                         [](auto const& info) {
+                           return std::string(std::get<0>(info.param).name) + "_T" +
+                                  std::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_logits" : "_skewed_ids");
+                         });
+
+// --- Options on a small layer -------------------------------------------------------------------------------------
+
+MoeShape const kSmall{16, 16, 4, 256, 256};
+
+TEST(MoeLayer, Fp16Activations) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kSmall, rng);
+  run_and_check(*layer, 50, true, /*fp16=*/true, false, rng);
+}
+
+TEST(MoeLayer, RouterWeightOnInput) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kSmall, rng);
+  run_and_check(*layer, 50, true, false, /*weight_on_input=*/true, rng);
+  run_and_check(*layer, 50, false, false, /*weight_on_input=*/true, rng);
+}
+
+TEST(MoeLayer, ZeroTokensIsANoOp) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kSmall, rng);
+  Inputs const in = make_inputs(kSmall, 0, true, false, rng);
+  DeviceInputs d = upload(*layer, in, 0);
+  ASSERT_OK(moe_forward(forward_args(*layer, in, d, false)));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+}
+
+// Every rank holds a slice of the experts; the ranks' outputs sum to the single-rank output. Tokens whose experts
+// are all elsewhere come out as exact zeros on that rank.
+TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  std::vector<uint16_t> scales1, scales2;
+  MoeShape const whole_shape{16, 16, 4, 256, 384};
+  auto const gemm1 = testing::random_experts({16, 2 * 384, 256, 128}, rng, &scales1);
+  auto const gemm2 = testing::random_experts({16, 256, 384, 128}, rng, &scales2);
+  int64_t const tokens = 77;
+  Inputs const in = make_inputs(whole_shape, tokens, true, false, rng);
+
+  auto run_rank = [&](int ranks, int rank) {
+    int const per_rank = 16 / ranks;
+    auto slice = [&](reference::QuantizedExperts const& w, std::vector<uint16_t> const& scales) {
+      auto const& s = w.shape;
+      size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * (s.k / 128);
+      reference::QuantizedExperts part;
+      part.shape = {per_rank, s.n, s.k, 128};
+      part.q.assign(w.q.begin() + rank * per_rank * q_per, w.q.begin() + (rank + 1) * per_rank * q_per);
+      std::vector<uint16_t> part_scales(scales.begin() + rank * per_rank * sg_per,
+                                        scales.begin() + (rank + 1) * per_rank * sg_per);
+      return prepack_on_device(part, part_scales);
+    };
+    Layer layer;
+    layer.shape = {16, per_rank, 4, 256, 384};
+    layer.gemm1 = slice(gemm1, scales1);
+    layer.gemm2 = slice(gemm2, scales2);
+    if (ranks > 1) {
+      layer.expert_map.assign(16, -1);
+      for (int i = 0; i < per_rank; ++i) layer.expert_map[rank * per_rank + i] = i;
+      layer.expert_map_device = DeviceBuffer(layer.expert_map);
+    }
+    DeviceInputs d = upload(layer, in, tokens);
+    Status const status = moe_forward(forward_args(layer, in, d, false));
+    EXPECT_TRUE(status.ok()) << status.to_string();
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    return download_output(d, tokens, 256, false);
+  };
+
+  auto const single = run_rank(1, 0);
+  for (int ranks : {2, 4, 8}) {
+    SCOPED_TRACE("ranks " + std::to_string(ranks));
+    std::vector<double> sum(single.size(), 0.0), magnitude(single.size(), 0.0);
+    for (int r = 0; r < ranks; ++r) {
+      auto const part = run_rank(ranks, r);
+      for (size_t i = 0; i < sum.size(); ++i) {
+        sum[i] += part[i];
+        magnitude[i] += std::fabs(part[i]);
+      }
+    }
+    // Each rank rounds its partial sum to bf16 once, the single rank its total once: at most 2^-8 of each.
+    int failures = 0;
+    for (size_t i = 0; i < sum.size(); ++i) {
+      double const bound = std::ldexp(magnitude[i] + std::fabs(single[i]), -8);
+      if (std::fabs(sum[i] - single[i]) > bound && failures++ < 5) {
+        ADD_FAILURE() << "element " << i << ": sum over ranks " << sum[i] << ", single rank " << single[i];
+      }
+    }
+  }
+}
+
+// Captured once, replayed with new hidden states and new router logits written into the captured buffers.
+TEST(MoeLayer, GraphCaptureReplaysWithNewInputs) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  MoeShape const shape{32, 32, 4, 512, 256};
+  auto const layer = make_layer(shape, rng);
+  int64_t const tokens = 64;
+  Inputs in = make_inputs(shape, tokens, true, false, rng);
+  DeviceInputs d = upload(*layer, in, tokens);
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  MoeForwardArgs args = forward_args(*layer, in, d, false);
+  args.stream = stream;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  Status const captured = moe_forward(args);
+  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_OK(captured);
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 3; ++replay) {
+    in = make_inputs(shape, tokens, true, false, rng);
+    ASSERT_CUDA(cudaMemcpy(d.hidden.get(), in.hidden_bits.data(), in.hidden_bits.size() * 2, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(d.logits.get(), in.logits.data(), in.logits.size() * 4, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));
+    ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    auto const gpu = download_output(d, tokens, shape.hidden, false);
+    auto const sample = sample_tokens(tokens, rng);
+    expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(*layer, in, sample, false, false));
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// --- The routing kernels, bit for bit ------------------------------------------------------------------------------
+
+TEST(MoeRouting, TopKSoftmaxMatchesReference) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int64_t const tokens = 500;
+  int const experts = 128, k = 8;
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(size_t(tokens) * experts);
+  for (auto& x : logits) x = normal(rng);
+  for (int e = 0; e < experts; ++e) logits[e] = float(e % 4);  // token 0: ties everywhere
+  DeviceBuffer d_logits(logits), ids(size_t(tokens) * k * 4), weights(size_t(tokens) * k * 4);
+  for (bool renormalize : {true, false}) {
+    ASSERT_CUDA(moe::launch_topk_softmax(d_logits.get(), LogitsType::kFP32, tokens, experts, k, renormalize,
+                                         ids.as<int32_t>(), weights.as<float>(), nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    auto const expected = reference::topk_softmax(logits, tokens, experts, k, renormalize);
+    EXPECT_EQ(ids.to_host<int32_t>(), expected.ids);
+    auto const got = weights.to_host<float>();
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected.weights[i], 1e-6f * expected.weights[i] + 1e-9f);
+  }
+}
+
+TEST(MoeRouting, RoutingDataMatchesReferenceExactly) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int64_t const tokens = 3001;  // slots span several chunks, the last one partial
+  int const experts = 64, k = 8;
+  std::vector<int32_t> ids(size_t(tokens) * k);
+  std::uniform_int_distribution<int> pick(0, experts - 1);
+  for (auto& id : ids) id = pick(rng);
+  ids[5] = -1;   // out of range ids are dropped
+  ids[17] = 99;
+  for (int local : {experts, 20}) {
+    SCOPED_TRACE("local experts " + std::to_string(local));
+    std::vector<int32_t> map;
+    if (local < experts) {  // a scattered expert map: local id i is global expert 3i
+      map.assign(experts, -1);
+      for (int i = 0; i < local; ++i) map[3 * i] = i;
+    }
+    auto const expected = reference::routing_data(ids, tokens, k, experts, local, map);
+    DeviceBuffer d_ids(ids), d_map(map.empty() ? std::vector<int32_t>{0} : map);
+    DeviceBuffer chunks(size_t(moe::routing_chunks(tokens * k)) * local * 4), offsets((local + 1) * 8);
+    DeviceBuffer dest(size_t(tokens) * k * 4), slots(size_t(tokens) * k * 4);
+    ASSERT_CUDA(cudaMemset(slots.get(), 0xFF, slots.bytes()));
+    ASSERT_CUDA(moe::launch_routing(d_ids.as<int32_t>(), map.empty() ? nullptr : d_map.as<int32_t>(), tokens, k,
+                                    experts, local, chunks.as<int32_t>(), offsets.as<int64_t>(), dest.as<int32_t>(),
+                                    slots.as<int32_t>(), nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    EXPECT_EQ(offsets.to_host<int64_t>(), expected.offsets);
+    EXPECT_EQ(dest.to_host<int32_t>(), expected.dest_row);
+    auto const row_slot = slots.to_host<int32_t>();
+    EXPECT_EQ(std::vector<int32_t>(row_slot.begin(), row_slot.begin() + expected.row_slot.size()), expected.row_slot);
+  }
+}
+
+}  // namespace
+}  // namespace w4a8moe

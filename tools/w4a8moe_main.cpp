@@ -1,0 +1,462 @@
+// w4a8moe: the project's command-line program.
+//
+//   w4a8moe run --model qwen3-30b-a3b --tokens 8192          a layer with random weights quantised the real way
+//   w4a8moe run --checkpoint DIR --layer 3 --tokens 64       one layer of a compressed-tensors W4A8 checkpoint
+//   w4a8moe quantize IN OUT [--config config.json]           bf16/fp16/fp32 MoE safetensors -> W4A8 checkpoint
+//   w4a8moe list-configs                                      the grouped GEMM kernels
+//
+// `run` builds the layer on the GPU, runs it, checks a sample of tokens against the CPU reference, and prints a
+// per-stage time table, the total, tokens per second and the kernels chosen; --json FILE writes the same numbers.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/device_buffer.h"
+#include "common/float_formats.h"
+#include "layer_weights.h"
+#include "reference/moe_reference.h"
+#include "w4a8moe/checkpoint.h"
+#include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/moe.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe::tools {
+namespace {
+
+struct Preset {
+  char const* name;
+  MoeShape shape;
+  int default_ep_ranks;
+};
+
+// Design 8's models. DeepSeek-V3 defaults to 8-way expert parallelism (one rank's 32 of 256 experts); gpt-oss is
+// absent because its H = 2880 is not a multiple of the 128-wide quantisation group.
+Preset const kPresets[] = {
+    {"qwen3-30b-a3b", {128, 128, 8, 2048, 768}, 1},   {"qwen3-235b-a22b", {128, 128, 8, 4096, 1536}, 1},
+    {"deepseek-v3", {256, 256, 8, 7168, 2048}, 8},    {"mixtral-8x7b", {8, 8, 2, 4096, 14336}, 1},
+    {"llama4-scout", {16, 16, 1, 5120, 8192}, 1},
+};
+
+[[noreturn]] void die(std::string const& message, int code = 1) {
+  std::fprintf(stderr, "w4a8moe: %s\n", message.c_str());
+  std::exit(code);
+}
+
+void check(Status const& status, char const* what) {
+  if (!status.ok()) die(std::string(what) + ": " + status.to_string());
+}
+
+void check_cuda(cudaError_t error, char const* what) {
+  if (error != cudaSuccess) die(std::string(what) + ": " + cudaGetErrorName(error) + " " + cudaGetErrorString(error));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// --- Arguments -------------------------------------------------------------------------------------------------------
+
+class Args {
+ public:
+  Args(int argc, char** argv, int first) {
+    for (int i = first; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg.rfind("--", 0) != 0) {
+        positional_.push_back(arg);
+        continue;
+      }
+      auto const eq = arg.find('=');
+      if (eq != std::string::npos) {
+        values_[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
+      } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0 && !is_flag(arg.substr(2))) {
+        values_[arg.substr(2)] = argv[++i];
+      } else {
+        values_[arg.substr(2)] = "1";
+      }
+    }
+  }
+  static bool is_flag(std::string const& name) { return name == "help" || name == "no-renormalize" || name == "no-check"; }
+  bool has(std::string const& name) const { return values_.count(name) > 0; }
+  std::string get(std::string const& name, std::string const& fallback = "") const {
+    auto const it = values_.find(name);
+    return it == values_.end() ? fallback : it->second;
+  }
+  int64_t integer(std::string const& name, int64_t fallback) const {
+    if (!has(name)) return fallback;
+    try {
+      size_t used = 0;
+      int64_t const value = std::stoll(get(name), &used);
+      if (used == get(name).size()) return value;
+    } catch (...) {
+    }
+    die("--" + name + "=" + get(name) + ": expected an integer");
+  }
+  std::vector<std::string> const& positional() const { return positional_; }
+  void reject_unknown(std::vector<std::string> const& known) const {
+    for (auto const& [name, value] : values_) {
+      if (std::find(known.begin(), known.end(), name) == known.end()) die("unknown option --" + name + " (see --help)");
+    }
+  }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+// --- run -------------------------------------------------------------------------------------------------------------
+
+char const* const kRunHelp =
+    "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
+    "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
+    "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
+    "                   [--seed S] [--json FILE]\n"
+    "models: qwen3-30b-a3b qwen3-235b-a22b deepseek-v3 (8 expert-parallel ranks by default) mixtral-8x7b llama4-scout\n";
+
+struct RunSetup {
+  std::string description;
+  MoeShape shape;
+  bool renormalize = true;
+  LayerExperts experts;
+  std::vector<int32_t> expert_map;  // empty without expert parallelism
+};
+
+RunSetup setup_from_args(Args const& args) {
+  RunSetup setup;
+  uint64_t const seed = uint64_t(args.integer("seed", 1));
+  int const threads = int(std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
+  int ep_ranks = 1;
+  MoeShape shape;
+  if (args.has("checkpoint")) {
+    std::string const dir = args.get("checkpoint");
+    ModelConfig config;
+    check(read_model_config(dir + "/config.json", &config), "config.json");
+    if (!config.w4a8) die(dir + "/config.json: no W4A8 quantization_config (quantize it first: w4a8moe quantize)");
+    Checkpoint checkpoint;
+    check(Checkpoint::open(dir, &checkpoint), "checkpoint");
+    int const layer = int(args.integer("layer", -1));
+    if (layer < 0) die("--checkpoint needs --layer N (a MoE layer of the model)");
+    auto const start = std::chrono::steady_clock::now();
+    check(gather_layer_experts(checkpoint, config, layer, &setup.experts), "gathering the layer's experts");
+    shape = {config.moe.num_experts, config.moe.num_experts, config.moe.experts_per_token, config.moe.hidden_size,
+             config.moe.intermediate_size};
+    setup.renormalize = config.moe.norm_topk_prob;
+    std::ostringstream text;
+    text << dir << " layer " << layer << " (" << config.moe.model_type << "; read in " << seconds_since(start) << " s";
+    if (config.moe.scoring != RouterScoring::kSoftmax || config.moe.num_expert_groups > 1) {
+      text << "; NOTE: the model routes with sigmoid/group-limited scores, this run uses softmax top-k";
+    }
+    text << ")";
+    setup.description = text.str();
+  } else {
+    if (args.has("model")) {
+      std::string const name = args.get("model");
+      Preset const* preset = nullptr;
+      for (auto const& p : kPresets) {
+        if (name == p.name) preset = &p;
+      }
+      if (!preset) die("--model " + name + ": unknown model\n" + kRunHelp);
+      shape = preset->shape;
+      ep_ranks = preset->default_ep_ranks;
+      setup.description = name;
+    } else if (args.has("experts") || args.has("hidden")) {
+      shape = {int(args.integer("experts", 0)), int(args.integer("experts", 0)), int(args.integer("topk", 0)),
+               int(args.integer("hidden", 0)), int(args.integer("inter", 0))};
+      setup.description = "custom";
+    } else {
+      die(std::string("choose a layer: --model, --experts/--topk/--hidden/--inter or --checkpoint\n") + kRunHelp);
+    }
+    ep_ranks = int(args.integer("ep-ranks", ep_ranks));
+    if (ep_ranks < 1 || shape.num_experts % ep_ranks != 0) {
+      die("--ep-ranks=" + std::to_string(ep_ranks) + ": must divide the " + std::to_string(shape.num_experts) +
+          " experts");
+    }
+    shape.num_local_experts = shape.num_experts / ep_ranks;
+    check(validate_moe_shape(shape), "layer shape");
+    auto const start = std::chrono::steady_clock::now();
+    check(make_random_layer(shape, seed, threads, &setup.experts), "random weights");
+    std::ostringstream text;
+    text << setup.description << " (random weights, RTN W4A8 g128, quantised in " << seconds_since(start) << " s)";
+    setup.description = text.str();
+  }
+  setup.renormalize = setup.renormalize && !args.has("no-renormalize");
+  if (ep_ranks > 1) {
+    int const rank = int(args.integer("rank", 0));
+    if (rank < 0 || rank >= ep_ranks) die("--rank must be in [0, --ep-ranks)");
+    setup.expert_map.assign(shape.num_experts, -1);
+    for (int i = 0; i < shape.num_local_experts; ++i) setup.expert_map[rank * shape.num_local_experts + i] = i;
+  }
+  setup.shape = shape;
+  check(validate_moe_shape(shape), "layer shape");
+  return setup;
+}
+
+DeviceBuffer prepack(std::vector<int32_t> const& weights, std::vector<uint16_t> const& scales,
+                     ExpertWeightShape const& shape) {
+  DeviceBuffer d_weights(weights), d_scales(scales), packed(packed_weights_bytes(shape));
+  if (!d_weights.ok() || !d_scales.ok() || !packed.ok()) die("out of device memory for the weights");
+  PrepackArgs args;
+  args.shape = shape;
+  args.weights = d_weights.get();
+  args.group_scales = d_scales.get();
+  args.packed = packed.get();
+  args.packed_bytes = packed.bytes();
+  check(prepack_weights(args), "prepack");
+  return packed;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+int run_command(Args const& args) {
+  if (args.has("help")) {
+    std::printf("%s", kRunHelp);
+    return 0;
+  }
+  args.reject_unknown({"model", "experts", "topk", "hidden", "inter", "checkpoint", "layer", "tokens", "ep-ranks",
+                       "rank", "dtype", "no-renormalize", "iters", "check-tokens", "no-check", "gemm1-config",
+                       "gemm2-config", "seed", "json", "help"});
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    die("no CUDA device found: `run` needs a Hopper GPU (H100/H200)", 2);
+  }
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, 0), "device properties");
+  if (prop.major != 9 || prop.minor != 0) {
+    die(std::string("device '") + prop.name + "' is not a Hopper GPU (sm_90): the kernels need an H100/H200", 2);
+  }
+  int64_t const tokens = args.integer("tokens", 16);
+  if (tokens < 1) die("--tokens must be at least 1");
+  std::string const dtype = args.get("dtype", "bf16");
+  if (dtype != "bf16" && dtype != "fp16") die("--dtype must be bf16 or fp16");
+  bool const fp16 = dtype == "fp16";
+  int const iters = int(std::max<int64_t>(1, args.integer("iters", 20)));
+
+  RunSetup setup = setup_from_args(args);
+  MoeShape const& s = setup.shape;
+  std::printf("w4a8moe run: %s\n", setup.description.c_str());
+  std::printf("  layer: E=%d (local %d), top-%d, H=%d, I=%d; %lld tokens, %s, %s\n", s.num_experts,
+              s.num_local_experts, s.top_k, s.hidden, s.inter, static_cast<long long>(tokens), dtype.c_str(), prop.name);
+
+  DeviceBuffer gemm1 = prepack(setup.experts.gemm1_weights, setup.experts.gemm1_scales, setup.experts.gemm1_shape());
+  DeviceBuffer gemm2 = prepack(setup.experts.gemm2_weights, setup.experts.gemm2_scales, setup.experts.gemm2_shape());
+  double const packed_gb = double(gemm1.bytes() + gemm2.bytes()) / 1e9;
+
+  // Inputs: hidden states N(0, 1) with a few outlier channels, router logits N(0, 1).
+  std::mt19937_64 rng(uint64_t(args.integer("seed", 1)) + 17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<uint16_t> hidden_bits(size_t(tokens) * s.hidden);
+  std::vector<float> hidden(hidden_bits.size()), logits(size_t(tokens) * s.num_experts);
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    float const x = normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f);
+    hidden_bits[i] = fp16 ? float_to_fp16(x) : float_to_bf16(x);
+    hidden[i] = fp16 ? fp16_to_float(hidden_bits[i]) : bf16_to_float(hidden_bits[i]);
+  }
+  for (auto& x : logits) x = normal(rng);
+  DeviceBuffer d_hidden(hidden_bits), d_logits(logits), d_out(size_t(tokens) * s.hidden * 2);
+  DeviceBuffer d_map(setup.expert_map.empty() ? std::vector<int32_t>{0} : setup.expert_map);
+  DeviceBuffer workspace(moe_workspace_bytes(s, tokens));
+  for (auto* b : {&d_hidden, &d_logits, &d_out, &d_map, &workspace}) {
+    if (!b->ok()) die("out of device memory for the activations and workspace");
+  }
+
+  cudaStream_t stream;
+  check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  std::vector<cudaEvent_t> events(kMoeStageCount + 1);
+  for (auto& e : events) check_cuda(cudaEventCreate(&e), "event");
+  MoeForwardArgs fa;
+  fa.shape = s;
+  fa.gemm1_weights = gemm1.get();
+  fa.gemm2_weights = gemm2.get();
+  fa.num_tokens = tokens;
+  fa.hidden = d_hidden.get();
+  fa.act_type = fp16 ? ActivationType::kFP16 : ActivationType::kBF16;
+  fa.router_logits = d_logits.get();
+  fa.renormalize = setup.renormalize;
+  fa.expert_map = setup.expert_map.empty() ? nullptr : d_map.as<int32_t>();
+  fa.out = d_out.get();
+  fa.workspace = workspace.get();
+  fa.workspace_bytes = workspace.bytes();
+  fa.gemm1_config = args.get("gemm1-config");
+  fa.gemm2_config = args.get("gemm2-config");
+  fa.stream = stream;
+  std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens) : fa.gemm1_config;
+  std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens) : fa.gemm2_config;
+
+  // Per-stage times from events around the stages, eager launches; the total also from CUDA graph replays.
+  check(moe_forward(fa), "moe_forward (warm-up)");
+  check_cuda(cudaStreamSynchronize(stream), "warm-up");
+  std::vector<std::vector<double>> stage_us(kMoeStageCount);
+  std::vector<double> eager_us;
+  fa.stage_events = events.data();
+  for (int i = 0; i < iters; ++i) {
+    check(moe_forward(fa), "moe_forward");
+    check_cuda(cudaEventSynchronize(events.back()), "moe_forward");
+    for (int st = 0; st < kMoeStageCount; ++st) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, events[st], events[st + 1]);
+      stage_us[st].push_back(1e3 * ms);
+    }
+    float ms = 0;
+    cudaEventElapsedTime(&ms, events.front(), events.back());
+    eager_us.push_back(1e3 * ms);
+  }
+  fa.stage_events = nullptr;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+  Status const captured = moe_forward(fa);
+  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
+  check(captured, "moe_forward (capture)");
+  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
+  size_t launches = 0;
+  check_cuda(cudaGraphGetNodes(graph, nullptr, &launches), "graph nodes");
+  std::vector<double> graph_us;
+  for (int i = 0; i < iters + 3; ++i) {
+    check_cuda(cudaEventRecord(events[0], stream), "record");
+    check_cuda(cudaGraphLaunch(exec, stream), "graph launch");
+    check_cuda(cudaEventRecord(events[1], stream), "record");
+    check_cuda(cudaEventSynchronize(events[1]), "graph");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, events[0], events[1]);
+    if (i >= 3) graph_us.push_back(1e3 * ms);
+  }
+
+  std::printf("  weights: %.2f GB packed; kernels: gemm1 %s, gemm2 %s\n", packed_gb, config1.c_str(), config2.c_str());
+  double const stages_total = median(eager_us), graph_total = median(graph_us);
+  std::printf("\n  %-18s %10s %8s\n", "stage", "median us", "share");
+  double gemm_us = 0;
+  for (int st = 0; st < kMoeStageCount; ++st) {
+    double const us = median(stage_us[st]);
+    if (st == 2 || st == 4) gemm_us += us;
+    std::printf("  %-18s %10.1f %7.1f%%\n", moe_stage_name(st), us, 100.0 * us / stages_total);
+  }
+  std::printf("  %-18s %10.1f   (outside the GEMMs: %.1f%%)\n", "total, eager", stages_total,
+              100.0 * (stages_total - gemm_us) / stages_total);
+  std::printf("  %-18s %10.1f   %.0f tokens/s, %zu graph nodes\n", "total, CUDA graph", graph_total,
+              double(tokens) / (graph_total * 1e-6), launches);
+
+  // Check a sample of tokens against the CPU reference.
+  int const check_tokens = args.has("no-check") ? 0 : int(std::min<int64_t>(tokens, args.integer("check-tokens", 8)));
+  double worst = 0.0;
+  bool passed = true;
+  if (check_tokens > 0) {
+    auto const bits = d_out.to_host<uint16_t>();
+    reference::MoeLayerWeights weights;
+    weights.gemm1 = unpack_for_reference(setup.experts.gemm1_weights, setup.experts.gemm1_scales,
+                                         setup.experts.gemm1_shape());
+    weights.gemm2 = unpack_for_reference(setup.experts.gemm2_weights, setup.experts.gemm2_scales,
+                                         setup.experts.gemm2_shape());
+    auto const topk = reference::topk_softmax(logits, tokens, s.num_experts, s.top_k, setup.renormalize);
+    std::vector<int64_t> sample;
+    for (int i = 0; i < check_tokens; ++i) sample.push_back(int64_t(i) * tokens / check_tokens);
+    std::vector<std::vector<float>> ref(sample.size());
+    std::vector<std::thread> pool;
+    for (size_t i = 0; i < sample.size(); ++i) {
+      pool.emplace_back([&, i] {
+        ref[i] = reference::moe_layer(hidden, topk, s.top_k, weights, setup.expert_map, false, fp16, {sample[i]});
+      });
+    }
+    for (auto& t : pool) t.join();
+    for (size_t i = 0; i < sample.size(); ++i) {
+      double err = 0, norm = 0;
+      for (int c = 0; c < s.hidden; ++c) {
+        uint16_t const b = bits[size_t(sample[i]) * s.hidden + c];
+        double const g = fp16 ? fp16_to_float(b) : bf16_to_float(b), r = ref[i][c];
+        if (!std::isfinite(g)) passed = false;
+        err += (g - r) * (g - r);
+        norm += r * r;
+      }
+      worst = std::max(worst, norm > 0 ? std::sqrt(err / norm) : std::sqrt(err));
+    }
+    passed = passed && worst <= 2e-2;  // see tests/gpu/moe_gpu_test.cu for the tolerance
+    std::printf("\n  check: %d tokens against the CPU reference: worst relative error %.2e (limit 2e-2): %s\n",
+                check_tokens, worst, passed ? "OK" : "FAILED");
+  }
+
+  if (args.has("json")) {
+    std::ofstream json(args.get("json"));
+    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"layer\": \"" << setup.description << "\",\n"
+         << "  \"experts\": " << s.num_experts << ", \"local_experts\": " << s.num_local_experts << ", \"top_k\": "
+         << s.top_k << ", \"hidden\": " << s.hidden << ", \"inter\": " << s.inter << ", \"tokens\": " << tokens
+         << ", \"dtype\": \"" << dtype << "\",\n  \"gemm1_config\": \"" << config1 << "\", \"gemm2_config\": \""
+         << config2 << "\",\n  \"stages_us\": {";
+    for (int st = 0; st < kMoeStageCount; ++st) {
+      json << (st ? ", " : "") << "\"" << moe_stage_name(st) << "\": " << median(stage_us[st]);
+    }
+    json << "},\n  \"total_eager_us\": " << stages_total << ", \"total_graph_us\": " << graph_total
+         << ", \"graph_nodes\": " << launches << ", \"tokens_per_s\": " << double(tokens) / (graph_total * 1e-6)
+         << ",\n  \"check_tokens\": " << check_tokens << ", \"check_worst_relative_error\": " << worst
+         << ", \"check_passed\": " << (passed ? "true" : "false") << "\n}\n";
+    std::printf("  wrote %s\n", args.get("json").c_str());
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  for (auto& e : events) cudaEventDestroy(e);
+  cudaStreamDestroy(stream);
+  return passed ? 0 : 3;
+}
+
+// --- quantize, list-configs ------------------------------------------------------------------------------------------
+
+int quantize_command(Args const& args) {
+  char const* const help =
+      "usage: w4a8moe quantize INPUT OUTPUT_DIR [--config config.json] [--shard-bytes N]\n"
+      "  INPUT: a safetensors file, a directory with model.safetensors(.index.json), or an index file.\n"
+      "  Routed expert weights (bf16/fp16/fp32) become compressed-tensors W4A8 (RTN, symmetric, group 128);\n"
+      "  every other tensor is copied; config.json gets the quantization_config.\n";
+  if (args.has("help") || args.positional().size() != 2) {
+    std::printf("%s", help);
+    return args.has("help") ? 0 : 1;
+  }
+  args.reject_unknown({"config", "shard-bytes", "help"});
+  QuantizeOptions options;
+  options.input = args.positional()[0];
+  options.output_dir = args.positional()[1];
+  options.input_config = args.get("config");
+  options.max_shard_bytes = uint64_t(std::max<int64_t>(0, args.integer("shard-bytes", 0)));
+  QuantizeSummary summary;
+  auto const start = std::chrono::steady_clock::now();
+  check(quantize_checkpoint(options, &summary), "quantize");
+  std::printf("w4a8moe quantize: %lld expert weights quantised, %lld tensors copied, %zu files written in %.1f s\n",
+              static_cast<long long>(summary.expert_weights_quantized), static_cast<long long>(summary.tensors_copied),
+              summary.files_written.size(), seconds_since(start));
+  for (auto const& file : summary.files_written) std::printf("  %s\n", file.c_str());
+  return 0;
+}
+
+int list_configs_command() {
+  for (auto const& name : gemm_config_names()) std::printf("%s\n", name.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace w4a8moe::tools
+
+int main(int argc, char** argv) {
+  using namespace w4a8moe::tools;
+  std::string const command = argc > 1 ? argv[1] : "";
+  if (command == "run") return run_command(Args(argc, argv, 2));
+  if (command == "quantize") return quantize_command(Args(argc, argv, 2));
+  if (command == "list-configs") return list_configs_command();
+  std::printf(
+      "usage: w4a8moe <command> [options]\n"
+      "  run           build a W4A8 MoE layer on the GPU, run it, time each stage, check it against the reference\n"
+      "  quantize      write a compressed-tensors W4A8 checkpoint from bf16/fp16/fp32 safetensors\n"
+      "  list-configs  the grouped GEMM kernel configs\n"
+      "`w4a8moe <command> --help` for a command's options.\n");
+  return command.empty() || command == "--help" || command == "help" ? 0 : 1;
+}
