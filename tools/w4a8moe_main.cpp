@@ -382,8 +382,8 @@ int run_command(Args const& args) {
       }
       worst = std::max(worst, norm > 0 ? std::sqrt(err / norm) : std::sqrt(err));
     }
-    passed = passed && worst <= 2e-2;  // see tests/gpu/moe_gpu_test.cu for the tolerance
-    std::printf("\n  check: %d tokens against the CPU reference: worst relative error %.2e (limit 2e-2): %s\n",
+    passed = passed && worst <= 6e-2;  // fp8 fast accumulation; see tests/gpu/moe_gpu_test.cu for the tolerance
+    std::printf("\n  check: %d tokens against the CPU reference: worst relative error %.2e (limit 6e-2): %s\n",
                 check_tokens, worst, passed ? "OK" : "FAILED");
   }
 

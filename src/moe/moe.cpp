@@ -17,6 +17,8 @@ constexpr size_t kAlign = 256;
 // The router keeps one token's probabilities in shared memory (48 KB without opt-in).
 constexpr int kMaxRouterExperts = 12288;
 constexpr int kMaxTopK = 32;
+// The SiLU stage keeps one row of I fp32 values in shared memory (up to 227 KB per block on Hopper).
+constexpr int kMaxInter = 32768;
 
 // Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
 struct WorkspacePlan {
@@ -94,26 +96,29 @@ Status validate_args(MoeForwardArgs const& a) {
   }
   bool const has_logits = a.router_logits != nullptr;
   bool const has_topk = a.topk_ids != nullptr || a.topk_weights != nullptr;
-  if (has_logits == has_topk) {
-    return invalid_argument("routing: give either args.router_logits or args.topk_ids + args.topk_weights, not ",
-                            has_logits ? "both" : "neither");
-  }
-  if (has_logits) {
-    if (a.logits_type != LogitsType::kFP32 && a.logits_type != LogitsType::kBF16) {
-      return invalid_argument("args.logits_type=", int(a.logits_type), ": must be kFP32 or kBF16");
+  // With no tokens there is nothing to route: an engine may pass empty tensors.
+  if (a.num_tokens > 0 || has_logits || has_topk) {
+    if (has_logits == has_topk) {
+      return invalid_argument("routing: give either args.router_logits or args.topk_ids + args.topk_weights, not ",
+                              has_logits ? "both" : "neither");
     }
-    if (!is_aligned(a.router_logits, a.logits_type == LogitsType::kFP32 ? 4 : 2)) {
-      return invalid_argument("args.router_logits is not aligned to its element type");
-    }
-    if (s.num_experts > kMaxRouterExperts) {
-      return invalid_argument("shape.num_experts=", s.num_experts, ": the router supports at most ",
-                              kMaxRouterExperts, " experts; pass precomputed top-k ids and weights instead");
-    }
-  } else {
-    if (a.topk_ids == nullptr) return invalid_argument("args.topk_ids is null (args.topk_weights is given)");
-    if (a.topk_weights == nullptr) return invalid_argument("args.topk_weights is null (args.topk_ids is given)");
-    if (!is_aligned(a.topk_ids, 4) || !is_aligned(a.topk_weights, 4)) {
-      return invalid_argument("args.topk_ids and args.topk_weights must be 4-byte aligned");
+    if (has_logits) {
+      if (a.logits_type != LogitsType::kFP32 && a.logits_type != LogitsType::kBF16) {
+        return invalid_argument("args.logits_type=", int(a.logits_type), ": must be kFP32 or kBF16");
+      }
+      if (!is_aligned(a.router_logits, a.logits_type == LogitsType::kFP32 ? 4 : 2)) {
+        return invalid_argument("args.router_logits is not aligned to its element type");
+      }
+      if (s.num_experts > kMaxRouterExperts) {
+        return invalid_argument("shape.num_experts=", s.num_experts, ": the router supports at most ",
+                                kMaxRouterExperts, " experts; pass precomputed top-k ids and weights instead");
+      }
+    } else {
+      if (a.topk_ids == nullptr) return invalid_argument("args.topk_ids is null (args.topk_weights is given)");
+      if (a.topk_weights == nullptr) return invalid_argument("args.topk_weights is null (args.topk_ids is given)");
+      if (!is_aligned(a.topk_ids, 4) || !is_aligned(a.topk_weights, 4)) {
+        return invalid_argument("args.topk_ids and args.topk_weights must be 4-byte aligned");
+      }
     }
   }
   if (s.num_local_experts < s.num_experts && a.expert_map == nullptr) {
@@ -166,8 +171,9 @@ Status validate_moe_shape(MoeShape const& s) {
   if (s.hidden < kGroupSize || s.hidden % kGroupSize != 0) {
     return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 128 (GEMM1's K)");
   }
-  if (s.inter < kGroupSize || s.inter % kGroupSize != 0) {
-    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 128 (GEMM2's K)");
+  if (s.inter < kGroupSize || s.inter % kGroupSize != 0 || s.inter > kMaxInter) {
+    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 128 (GEMM2's K), at most ",
+                            kMaxInter);
   }
   W4A8_RETURN_IF_ERROR(validate_weight_shape(gemm1_shape(s), "GEMM1 weights"));
   return validate_weight_shape(gemm2_shape(s), "GEMM2 weights");

@@ -179,38 +179,57 @@ __device__ int local_expert(int32_t id, int32_t const* expert_map, int experts, 
   return (local >= 0 && local < local_experts) ? local : -1;
 }
 
+// chunk_counts is expert-major, [E_local][chunks], so each expert's column is contiguous for its scan.
 __global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
-                             int64_t slots, int experts, int local_experts, int32_t* __restrict__ chunk_counts) {
+                             int64_t slots, int64_t chunks, int experts, int local_experts,
+                             int32_t* __restrict__ chunk_counts) {
   int64_t const chunk = blockIdx.x;
-  int64_t const end = min(slots, (chunk + 1) * kRoutingChunk);
-  for (int64_t s = chunk * kRoutingChunk + threadIdx.x; s < end; s += blockDim.x) {
-    int const e = local_expert(topk_ids[s], expert_map, experts, local_experts);
-    if (e >= 0) atomicAdd(&chunk_counts[chunk * local_experts + e], 1);
-  }
+  int64_t const s = chunk * kRoutingChunk + threadIdx.x;
+  if (s >= slots) return;
+  int const e = local_expert(topk_ids[s], expert_map, experts, local_experts);
+  if (e >= 0) atomicAdd(&chunk_counts[e * chunks + chunk], 1);
 }
 
-// One block: chunk_counts becomes each (chunk, expert)'s first row; offsets gets the experts' row ranges.
-__global__ void scan_chunks(int32_t* __restrict__ chunk_counts, int64_t chunks, int local_experts,
-                            int64_t* __restrict__ offsets) {
-  __shared__ int64_t carry;
-  __shared__ int64_t warp_sums[32];
-  // Per expert: exclusive scan over chunks; the total goes to offsets[e + 1] for now.
-  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
-    int64_t running = 0;
-    for (int64_t c = 0; c < chunks; ++c) {
-      int32_t const count = chunk_counts[c * local_experts + e];
-      chunk_counts[c * local_experts + e] = int32_t(running);
-      running += count;
+// One block per expert: its column of chunk counts becomes each chunk's first row within the expert (exclusive
+// scan); the expert's total goes to offsets[e + 1] for scan_totals.
+__global__ void scan_columns(int32_t* __restrict__ chunk_counts, int64_t chunks, int64_t* __restrict__ offsets) {
+  __shared__ int32_t warp_sums[32];
+  __shared__ int32_t carry;
+  int32_t* column = chunk_counts + int64_t(blockIdx.x) * chunks;
+  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (threadIdx.x == 0) carry = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < chunks; base += blockDim.x) {
+    int64_t const c = base + threadIdx.x;
+    int32_t const count = c < chunks ? column[c] : 0;
+    int32_t value = count;  // inclusive warp scan
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      int32_t const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
+      if (lane >= offset) value += up;
     }
-    offsets[e + 1] = running;
+    if (lane == 31) warp_sums[warp] = value;
+    __syncthreads();
+    int32_t before = carry;
+    for (int w = 0; w < warp; ++w) before += warp_sums[w];
+    if (c < chunks) column[c] = before + value - count;
+    __syncthreads();
+    if (threadIdx.x == blockDim.x - 1) carry = before + value;
+    __syncthreads();
   }
+  if (threadIdx.x == 0) offsets[blockIdx.x + 1] = carry;
+}
+
+// One block: offsets[1..E] hold the experts' totals; they become the experts' first rows (inclusive scan).
+__global__ void scan_totals(int64_t* __restrict__ offsets, int local_experts) {
+  __shared__ int64_t warp_sums[32];
+  __shared__ int64_t carry;
+  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (threadIdx.x == 0) {
     carry = 0;
     offsets[0] = 0;
   }
   __syncthreads();
-  // Inclusive scan of the totals over experts, blockDim.x at a time.
-  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (int base = 0; base < local_experts; base += blockDim.x) {
     int const e = base + threadIdx.x;
     int64_t value = e < local_experts ? offsets[e + 1] : 0;
@@ -228,30 +247,27 @@ __global__ void scan_chunks(int32_t* __restrict__ chunk_counts, int64_t chunks, 
     if (threadIdx.x == blockDim.x - 1) carry = before + value;
     __syncthreads();
   }
-  // Chunk bases become absolute rows.
-  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
-    int64_t const first = offsets[e];
-    for (int64_t c = 0; c < chunks; ++c) chunk_counts[c * local_experts + e] += int32_t(first);
-  }
 }
 
-// One warp per chunk, 32 slots at a time in slot order: a slot's row is its chunk's next row for its expert plus its
-// rank among the earlier lanes with the same expert. Only this warp touches its chunk's counters.
+// One warp per chunk, 32 slots at a time in slot order: a slot's row is its expert's first row, plus the rows of
+// earlier chunks, plus the rows of earlier slots of this chunk (same-expert lanes ranked by __match_any_sync).
+// Only this warp touches its chunk's counters.
 __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
-                               int64_t slots, int experts, int local_experts, int32_t* __restrict__ chunk_rows,
+                               int64_t slots, int64_t chunks, int experts, int local_experts,
+                               int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
                                int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
   int64_t const chunk = blockIdx.x;
   int const lane = threadIdx.x;
   int64_t const end = min(slots, (chunk + 1) * kRoutingChunk);
-  int32_t* next_row = chunk_rows + chunk * local_experts;
   for (int64_t first = chunk * kRoutingChunk; first < end; first += 32) {
     int64_t const s = first + lane;
     int const e = s < end ? local_expert(topk_ids[s], expert_map, experts, local_experts) : -2;
     unsigned const peers = __match_any_sync(0xFFFFFFFFu, e);
     int const rank = __popc(peers & ((1u << lane) - 1));
-    int32_t const base = e >= 0 ? next_row[e] : 0;
+    int32_t* next = e >= 0 ? &chunk_rows[e * chunks + chunk] : nullptr;
+    int32_t const base = e >= 0 ? int32_t(offsets[e]) + *next : 0;
     __syncwarp();
-    if (e >= 0 && rank == 0) next_row[e] = base + __popc(peers);
+    if (e >= 0 && rank == 0) *next += __popc(peers);
     __syncwarp();
     if (s < end) {
       int32_t const row = e >= 0 ? base + rank : -1;
@@ -307,10 +323,13 @@ __device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, i
   for (int i = 0; i < kVector; ++i) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+// One block per row. The row's SiLU(gate) * up values are kept in shared memory between the amax pass and the
+// quantisation pass, so GEMM1's output is read once.
 template <ActivationType kType>
 __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter,
                                          int64_t const* __restrict__ offsets, int local_experts,
                                          uint8_t* __restrict__ act, float* __restrict__ act_scales) {
+  extern __shared__ float h_row[];  // [inter]
   __shared__ float scratch[kThreads / 32];
   int64_t const row = blockIdx.x;
   if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
@@ -320,13 +339,17 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
     float h[kVector];
     silu_mul_vector<kType>(gemm1_out, row, inter, v, h);
 #pragma unroll
-    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(h[i]));
+    for (int i = 0; i < kVector; ++i) {
+      local_max = fmaxf(local_max, fabsf(h[i]));
+      h_row[v * kVector + i] = h[i];
+    }
   }
-  float const amax = block_reduce(local_max, MaxOp{}, scratch);
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish h_row
   float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
   for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
     float h[kVector];
-    silu_mul_vector<kType>(gemm1_out, row, inter, v, h);
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) h[i] = h_row[v * kVector + i];
     reinterpret_cast<uint2*>(act + row * inter)[v] = quantize_vector(h, inverse);
   }
   if (threadIdx.x == 0) act_scales[row] = amax / kE4M3Max;
@@ -383,15 +406,17 @@ cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, i
   cudaError_t error = cudaMemsetAsync(chunk_counts, 0, size_t(chunks) * local_experts * sizeof(int32_t), stream);
   if (error != cudaSuccess) return error;
   if (chunks > 0) {
-    count_chunks<<<unsigned(chunks), 256, 0, stream>>>(topk_ids, expert_map, slots, experts, local_experts,
-                                                       chunk_counts);
+    count_chunks<<<unsigned(chunks), kRoutingChunk, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts,
+                                                                 local_experts, chunk_counts);
     if ((error = cudaGetLastError()) != cudaSuccess) return error;
   }
-  scan_chunks<<<1, 1024, 0, stream>>>(chunk_counts, chunks, local_experts, offsets);
+  scan_columns<<<unsigned(local_experts), 256, 0, stream>>>(chunk_counts, chunks, offsets);
+  if ((error = cudaGetLastError()) != cudaSuccess) return error;
+  scan_totals<<<1, 1024, 0, stream>>>(offsets, local_experts);
   if ((error = cudaGetLastError()) != cudaSuccess) return error;
   if (chunks > 0) {
-    scatter_chunks<<<unsigned(chunks), 32, 0, stream>>>(topk_ids, expert_map, slots, experts, local_experts,
-                                                        chunk_counts, dest_row, row_slot);
+    scatter_chunks<<<unsigned(chunks), 32, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts, local_experts,
+                                                        offsets, chunk_counts, dest_row, row_slot);
   }
   return cudaGetLastError();
 }
@@ -413,8 +438,12 @@ template <ActivationType kType>
 struct SiluMulQuantize {
   static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
                          int local_experts, uint8_t* act, float* act_scales, cudaStream_t stream) {
-    silu_mul_quantize_kernel<kType><<<unsigned(max_rows), kThreads, 0, stream>>>(gemm1_out, inter, offsets,
-                                                                                  local_experts, act, act_scales);
+    size_t const shared = size_t(inter) * sizeof(float);
+    cudaError_t error = cudaFuncSetAttribute(silu_mul_quantize_kernel<kType>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+    if (error != cudaSuccess) return error;
+    silu_mul_quantize_kernel<kType><<<unsigned(max_rows), kThreads, shared, stream>>>(gemm1_out, inter, offsets,
+                                                                                       local_experts, act, act_scales);
     return cudaGetLastError();
   }
 };

@@ -10,8 +10,9 @@
 
 namespace w4a8moe::moe {
 
-// Slots per chunk of the routing sort: the count and scatter passes work chunk by chunk, in slot order.
-inline constexpr int kRoutingChunk = 1024;
+// Slots per chunk of the routing sort: the count and scatter passes work chunk by chunk, in slot order. Small
+// chunks give the scatter pass (one warp per chunk, 32 slots a step) enough warps to hide its latency.
+inline constexpr int kRoutingChunk = 256;
 
 inline int64_t routing_chunks(int64_t slots) { return (slots + kRoutingChunk - 1) / kRoutingChunk; }
 
@@ -21,7 +22,7 @@ cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tok
 
 // Counting sort of the token slots by local expert, stable in slot order (deterministic):
 //   offsets [E_local + 1] (int64), dest_row [T*k] (row of each slot or -1), row_slot [rows] (slot of each row).
-// chunk_counts: routing_chunks(T*k) * E_local int32 of scratch.
+// chunk_counts: E_local * routing_chunks(T*k) int32 of scratch.
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
                            int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
                            int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);

@@ -145,6 +145,7 @@ void expect_output_matches(Problem const& p, OutputType out_type, std::vector<in
     }
   }
   EXPECT_EQ(failures, 0) << "elements out of tolerance";
+  std::printf("  relative Frobenius error %.2e (K=%d)\n", std::sqrt(err2 / std::max(ref2, 1e-300)), p.shape.k);
   EXPECT_LE(std::sqrt(err2 / std::max(ref2, 1e-300)), std::ldexp(1.0, -7)) << "relative Frobenius error";
   for (int64_t m = 0; m < p.total_rows; ++m) {
     if (m >= p.offsets.front() && m < p.offsets.back()) continue;

@@ -3,12 +3,14 @@
 // logits and skewed precomputed routing; expert parallelism over 1/2/4/8 ranks; CUDA graph replay with new inputs;
 // the routing kernels bit for bit.
 //
-// Tolerance. Kernel and reference quantise the same values the same way, but the GEMMs accumulate in a different
-// order (fp8 fast accumulation, about 2^-10 of sum |a w|). Rounded to bf16 and then to e4m3 for GEMM2's input, such a
-// difference occasionally lands an element on the other side of an e4m3 rounding boundary: one step of 2^-3 of that
-// element, one term among I of a GEMM2 output. Per token the relative L2 error therefore stays around 10^-3; we allow
-// 2 * 10^-2, and 10 % of the token's largest output for any single element. A wrong expert, scale, row or weight
-// moves the whole token by tens of percent.
+// Tolerance. Kernel and reference quantise the same values the same way; what differs is the GEMMs' accumulation:
+// the reference sums in float64, the fp8 wgmma accumulates without promotion to full fp32 ("fast accumulation",
+// about 14 mantissa bits per 32-wide chunk, truncating). Each GEMM's output then differs by up to about 1 % (the
+// GEMM tests print the measured error), SiLU(gate) * up compounds GEMM1's gate and up errors, and the e4m3
+// requantisation turns some of them into whole e4m3 steps (2^-3) before GEMM2 adds its own. Measured on an H100
+// (2026-11-26): 2-3.3 % per token (relative L2) for K = 2048..7168, growing with K. We allow 6 % per token and 15 % of
+// the token's largest output for any element; a wrong expert, scale, row or weight moves a token by tens of percent.
+// SmallKIsTight checks the same pipeline at K = 128, where the accumulation error is negligible, to 0.5 %.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -201,7 +203,8 @@ std::vector<float> reference_tokens(Layer const& layer, Inputs const& in, std::v
 }
 
 void expect_tokens_match(std::vector<float> const& gpu, int64_t hidden_size, std::vector<int64_t> const& tokens,
-                         std::vector<float> const& ref) {
+                         std::vector<float> const& ref, double tolerance = 6e-2) {
+  double worst = 0;
   for (size_t i = 0; i < tokens.size(); ++i) {
     double err = 0, norm = 0, max_ref = 0, max_err = 0;
     for (int64_t c = 0; c < hidden_size; ++c) {
@@ -216,13 +219,15 @@ void expect_tokens_match(std::vector<float> const& gpu, int64_t hidden_size, std
       EXPECT_EQ(max_err, 0.0) << "token " << tokens[i];
       continue;
     }
-    EXPECT_LE(std::sqrt(err / norm), 2e-2) << "token " << tokens[i];
-    EXPECT_LE(max_err, 0.1 * max_ref) << "token " << tokens[i];
+    worst = std::max(worst, std::sqrt(err / norm));
+    EXPECT_LE(std::sqrt(err / norm), tolerance) << "token " << tokens[i];
+    EXPECT_LE(max_err, 2.5 * tolerance * max_ref) << "token " << tokens[i];
   }
+  std::printf("  worst per-token relative error %.2e (limit %.0e)\n", worst, tolerance);
 }
 
 void run_and_check(Layer const& layer, int64_t tokens, bool by_logits, bool fp16, bool weight_on_input,
-                   std::mt19937_64& rng) {
+                   std::mt19937_64& rng, double tolerance = 6e-2) {
   Inputs const in = make_inputs(layer.shape, tokens, by_logits, fp16, rng);
   DeviceInputs d = upload(layer, in, tokens);
   ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));  // poison: NaN in bf16 and fp16
@@ -231,7 +236,8 @@ void run_and_check(Layer const& layer, int64_t tokens, bool by_logits, bool fp16
   auto const gpu = download_output(d, tokens, layer.shape.hidden, fp16);
   for (float v : gpu) ASSERT_TRUE(std::isfinite(v)) << "unwritten or non-finite output";
   auto const sample = sample_tokens(tokens, rng);
-  expect_tokens_match(gpu, layer.shape.hidden, sample, reference_tokens(layer, in, sample, fp16, weight_on_input));
+  expect_tokens_match(gpu, layer.shape.hidden, sample, reference_tokens(layer, in, sample, fp16, weight_on_input),
+                      tolerance);
 }
 
 // --- Model shapes -------------------------------------------------------------------------------------------------
@@ -278,6 +284,13 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MoeModel,
 // --- Options on a small layer -------------------------------------------------------------------------------------
 
 MoeShape const kSmall{16, 16, 4, 256, 256};
+
+TEST(MoeLayer, SmallKIsTight) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer({16, 16, 4, 128, 128}, rng);
+  run_and_check(*layer, 50, true, false, false, rng, /*tolerance=*/5e-3);
+}
 
 TEST(MoeLayer, Fp16Activations) {
   SKIP_WITHOUT_HOPPER();
