@@ -6,6 +6,7 @@
 
 #include "common/status_util.h"
 #include "moe/moe_kernels.h"
+#include "moe/workspace_plan.h"
 #include "prepack/packed_format.h"
 #include "w4a8moe/grouped_gemm.h"
 #include "w4a8moe/prepack.h"
@@ -13,46 +14,11 @@
 namespace w4a8moe {
 namespace {
 
-constexpr size_t kAlign = 256;
 // The router keeps one token's probabilities in shared memory (48 KB without opt-in).
 constexpr int kMaxRouterExperts = 12288;
 constexpr int kMaxTopK = 32;
 // The SiLU stage keeps one row of I fp32 values in shared memory (up to 227 KB per block on Hopper).
 constexpr int kMaxInter = 32768;
-
-// Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
-struct WorkspacePlan {
-  size_t topk_ids = 0, topk_weights = 0, chunk_counts = 0, offsets = 0, dest_row = 0, row_slot = 0;
-  size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0, gemm_workspace = 0;
-  size_t gemm_workspace_bytes = 0, total = 0;
-};
-
-WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
-  size_t const rows = size_t(tokens) * shape.top_k;
-  size_t const chunks = size_t(moe::routing_chunks(int64_t(rows)));
-  WorkspacePlan p;
-  size_t offset = 0;
-  auto place = [&](size_t* field, size_t bytes) {
-    *field = offset;
-    offset = prepack::align_up(offset + bytes, kAlign);
-  };
-  place(&p.topk_ids, rows * sizeof(int32_t));
-  place(&p.topk_weights, rows * sizeof(float));
-  place(&p.chunk_counts, chunks * shape.num_local_experts * sizeof(int32_t));
-  place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
-  place(&p.dest_row, rows * sizeof(int32_t));
-  place(&p.row_slot, rows * sizeof(int32_t));
-  place(&p.act1, rows * shape.hidden);
-  place(&p.scale1, rows * sizeof(float));
-  place(&p.gemm1_out, rows * 2 * shape.inter * 2);
-  place(&p.act2, rows * shape.inter);
-  place(&p.scale2, rows * sizeof(float));
-  place(&p.gemm2_out, rows * shape.hidden * 2);
-  p.gemm_workspace_bytes = grouped_gemm_workspace_bytes(shape.num_local_experts);
-  place(&p.gemm_workspace, p.gemm_workspace_bytes);
-  p.total = offset;
-  return p;
-}
 
 bool is_aligned(void const* pointer, size_t alignment) {
   return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
@@ -135,8 +101,10 @@ Status validate_args(MoeForwardArgs const& a) {
     if (!is_aligned(a.out, 16)) return invalid_argument("args.out must be 16-byte aligned");
   }
   if (a.workspace == nullptr) return invalid_argument("args.workspace is null");
-  if (!is_aligned(a.workspace, kAlign)) return invalid_argument("args.workspace must be ", kAlign, "-byte aligned");
-  size_t const needed = plan_workspace(s, max_tokens).total;
+  if (!is_aligned(a.workspace, moe::kWorkspaceAlign)) {
+    return invalid_argument("args.workspace must be ", moe::kWorkspaceAlign, "-byte aligned");
+  }
+  size_t const needed = moe::plan_workspace(s, max_tokens).total;
   if (a.workspace_bytes < needed) {
     return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_workspace_bytes(shape, ",
                             max_tokens, ")=", needed);
@@ -181,7 +149,7 @@ Status validate_moe_shape(MoeShape const& s) {
 
 size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
   if (!validate_moe_shape(shape).ok() || max_tokens < 0) return 0;
-  return plan_workspace(shape, max_tokens).total;
+  return moe::plan_workspace(shape, max_tokens).total;
 }
 
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens) {
@@ -200,7 +168,7 @@ Status moe_forward(MoeForwardArgs const& a) {
   MoeShape const& s = a.shape;
   int64_t const tokens = a.num_tokens;
   int64_t const rows = tokens * s.top_k;
-  WorkspacePlan const plan = plan_workspace(s, a.max_tokens > 0 ? a.max_tokens : tokens);
+  moe::WorkspacePlan const plan = moe::plan_workspace(s, a.max_tokens > 0 ? a.max_tokens : tokens);
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };
   auto mark = [&](int stage) -> Status {

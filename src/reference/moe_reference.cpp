@@ -78,28 +78,40 @@ namespace {
 
 float round_activation(float x, bool half) { return half ? fp16_to_float(float_to_fp16(x)) : bf16_to_float(float_to_bf16(x)); }
 
-// One row through expert e: out[n] = round(st * sc[e, n] * sum_k a[k] * e4m3(q * sg)), accumulated in float64.
+}  // namespace
+
 // Works group by group with a 16-entry table, so even Mixtral-sized experts need no dequantized copy.
-void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float token_scale, bool half, float* out) {
+void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float token_scale, bool half, float* out,
+                     float* out_abs) {
   auto const& s = w.shape;
   int64_t const groups = w.group_count();
   std::vector<double> a(s.k);
   for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[k]);
   for (int n = 0; n < s.n; ++n) {
-    double sum = 0.0;
+    double sum = 0.0, sum_abs = 0.0;
     int8_t const* q = w.q.data() + w.q_index(e, n, 0);
     for (int64_t g = 0; g < groups; ++g) {
       double table[16];
       uint8_t const sg = w.group_scale[w.scale_index(e, n, int(g))];
       for (int v = -8; v < 8; ++v) table[v + 8] = dequantized_weight(v, sg);
-      for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) sum += a[k] * table[q[k] + 8];
+      for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
+        double const p = a[k] * table[q[k] + 8];
+        sum += p;
+        sum_abs += std::fabs(p);
+      }
     }
     double const scale = double(token_scale) * double(w.channel_scale[size_t(e) * s.n + n]);
     out[n] = round_activation(float(scale * sum), half);
+    if (out_abs) out_abs[n] = float(std::fabs(scale) * sum_abs);
   }
 }
 
-}  // namespace
+void silu_mul(float const* gemm1_row, int inter, float* out) {
+  for (int c = 0; c < inter; ++c) {
+    float const gate = gemm1_row[c], up = gemm1_row[inter + c];
+    out[c] = gate / (1.0f + std::exp(-gate)) * up;
+  }
+}
 
 std::vector<float> moe_layer(std::vector<float> const& hidden, TopK const& topk, int k, MoeLayerWeights const& weights,
                              std::vector<int32_t> const& expert_map, bool apply_router_weight_on_input,
@@ -122,10 +134,7 @@ std::vector<float> moe_layer(std::vector<float> const& hidden, TopK const& topk,
       float const w = topk.weights[size_t(t) * k + j];
       expert_gemm_row(weights.gemm1, e, act1.data(), apply_router_weight_on_input ? token_scale * w : token_scale,
                       half_output, g1.data());
-      for (int c = 0; c < inter; ++c) {
-        float const gate = g1[c], up = g1[inter + c];
-        hmid[c] = gate / (1.0f + std::exp(-gate)) * up;
-      }
+      silu_mul(g1.data(), inter, hmid.data());
       float row_scale;
       quantize_row(hmid.data(), inter, act2.data(), &row_scale);
       expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, half_output, g2.data());

@@ -34,6 +34,15 @@ RoutingData routing_data(std::vector<int32_t> const& topk_ids, int64_t tokens, i
 // scale 0 and q = 0. The kernels compute exactly these fp32 operations.
 void quantize_row(float const* x, int n, uint8_t* q, float* scale);
 
+// One row through expert e of w: out[n] = round(st * sc[e, n] * sum_k a[k] * e4m3(q * sg)), summed in float64 and
+// rounded to bf16 (fp16 with half_output). act: e4m3 bits [K]; out: [N]. out_abs, if given, receives
+// |st * sc| * sum_k |a w|, the magnitude that bounds the kernel's accumulation error.
+void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float token_scale, bool half_output,
+                     float* out, float* out_abs = nullptr);
+
+// SiLU(gate) * up in fp32 of one GEMM1 output row: gate = row[0, I), up = row[I, 2I).
+void silu_mul(float const* gemm1_row, int inter, float* out);
+
 struct MoeLayerWeights {
   QuantizedExperts gemm1;  // {E_local, 2I, H}: gate rows then up rows
   QuantizedExperts gemm2;  // {E_local, H, I}

@@ -1,0 +1,51 @@
+// Where the MoE layer keeps its intermediates in the caller's workspace. Internal; tests read the intermediates
+// through it to check every stage.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "moe/moe_kernels.h"
+#include "prepack/packed_format.h"
+#include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/moe.h"
+
+namespace w4a8moe::moe {
+
+inline constexpr size_t kWorkspaceAlign = 256;
+
+// Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
+struct WorkspacePlan {
+  size_t topk_ids = 0, topk_weights = 0, chunk_counts = 0, offsets = 0, dest_row = 0, row_slot = 0;
+  size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0, gemm_workspace = 0;
+  size_t gemm_workspace_bytes = 0, total = 0;
+};
+
+inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
+  size_t const rows = size_t(tokens) * shape.top_k;
+  size_t const chunks = size_t(routing_chunks(int64_t(rows)));
+  WorkspacePlan p;
+  size_t offset = 0;
+  auto place = [&](size_t* field, size_t bytes) {
+    *field = offset;
+    offset = prepack::align_up(offset + bytes, kWorkspaceAlign);
+  };
+  place(&p.topk_ids, rows * sizeof(int32_t));
+  place(&p.topk_weights, rows * sizeof(float));
+  place(&p.chunk_counts, chunks * shape.num_local_experts * sizeof(int32_t));
+  place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
+  place(&p.dest_row, rows * sizeof(int32_t));
+  place(&p.row_slot, rows * sizeof(int32_t));
+  place(&p.act1, rows * shape.hidden);
+  place(&p.scale1, rows * sizeof(float));
+  place(&p.gemm1_out, rows * 2 * shape.inter * 2);
+  place(&p.act2, rows * shape.inter);
+  place(&p.scale2, rows * sizeof(float));
+  place(&p.gemm2_out, rows * shape.hidden * 2);
+  p.gemm_workspace_bytes = grouped_gemm_workspace_bytes(shape.num_local_experts);
+  place(&p.gemm_workspace, p.gemm_workspace_bytes);
+  p.total = offset;
+  return p;
+}
+
+}  // namespace w4a8moe::moe
