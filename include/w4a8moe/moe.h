@@ -83,6 +83,24 @@ Status validate_moe_shape(MoeShape const& shape);
 // Enqueues the layer on args.stream. Returns an error, and launches nothing, if an argument breaks a rule.
 Status moe_forward(MoeForwardArgs const& args);
 
+// The routing data alone (what moe_forward() computes after the top-k), for engines that run the stages
+// themselves: rows grouped by local expert, each expert's rows in (token, slot) order; deterministic.
+struct MoeRoutingArgs {
+  MoeShape shape;                       // num_experts, num_local_experts and top_k are used
+  int64_t num_tokens = 0;
+  int32_t const* topk_ids = nullptr;    // device [T, top_k], global expert ids (out-of-range ids are dropped)
+  int32_t const* expert_map = nullptr;  // optional device [num_experts]: local id or -1
+  int64_t* expert_offsets = nullptr;    // device out [num_local_experts + 1]
+  int32_t* dest_row = nullptr;          // device out [T * top_k]: row of each slot t * top_k + j, or -1
+  int32_t* row_slot = nullptr;          // device out [T * top_k]: slot of each row (rows past offsets[E] unset)
+  void* workspace = nullptr;            // device, moe_routing_workspace_bytes() bytes, 256-byte aligned
+  size_t workspace_bytes = 0;
+  cudaStream_t stream = nullptr;
+};
+
+size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens);
+Status moe_routing(MoeRoutingArgs const& args);
+
 // The configs moe_forward() would pick for its two GEMMs with num_tokens tokens.
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens);
 std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens);

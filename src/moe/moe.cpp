@@ -152,6 +152,49 @@ size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
   return moe::plan_workspace(shape, max_tokens).total;
 }
 
+size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens) {
+  if (shape.num_local_experts < 1 || shape.top_k < 1 || num_tokens < 0) return 0;
+  return std::max<size_t>(1, size_t(moe::routing_chunks(num_tokens * shape.top_k)) * shape.num_local_experts *
+                                 sizeof(int32_t));
+}
+
+Status moe_routing(MoeRoutingArgs const& a) {
+  MoeShape const& s = a.shape;
+  if (s.num_experts < 1 || s.num_local_experts < 1 || s.num_local_experts > s.num_experts) {
+    return invalid_argument("shape: need 1 <= num_local_experts (", s.num_local_experts, ") <= num_experts (",
+                            s.num_experts, ")");
+  }
+  if (s.top_k < 1 || s.top_k > std::min(kMaxTopK, s.num_experts)) {
+    return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
+  }
+  if (a.num_tokens < 0 || a.num_tokens * s.top_k >= std::numeric_limits<int32_t>::max()) {
+    return invalid_argument("args.num_tokens=", a.num_tokens, ": must be >= 0 with num_tokens * top_k < 2^31");
+  }
+  if (s.num_local_experts < s.num_experts && a.expert_map == nullptr) {
+    return invalid_argument("args.expert_map is null: required when num_local_experts < num_experts");
+  }
+  for (auto [pointer, name] : {std::pair<void const*, char const*>{a.expert_offsets, "args.expert_offsets"},
+                               {a.workspace, "args.workspace"}}) {
+    if (pointer == nullptr) return invalid_argument(name, " is null");
+  }
+  if (a.num_tokens > 0) {
+    for (auto [pointer, name] : {std::pair<void const*, char const*>{a.topk_ids, "args.topk_ids"},
+                                 {a.dest_row, "args.dest_row"}, {a.row_slot, "args.row_slot"}}) {
+      if (pointer == nullptr) return invalid_argument(name, " is null");
+      if (!is_aligned(pointer, 4)) return invalid_argument(name, " must be 4-byte aligned");
+    }
+  }
+  if (!is_aligned(a.expert_offsets, 8)) return invalid_argument("args.expert_offsets must be 8-byte aligned");
+  if (a.workspace_bytes < moe_routing_workspace_bytes(s, a.num_tokens)) {
+    return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_routing_workspace_bytes()=",
+                            moe_routing_workspace_bytes(s, a.num_tokens));
+  }
+  W4A8_CUDA_RETURN(moe::launch_routing(a.topk_ids, a.expert_map, a.num_tokens, s.top_k, s.num_experts,
+                                       s.num_local_experts, static_cast<int32_t*>(a.workspace), a.expert_offsets,
+                                       a.dest_row, a.row_slot, a.stream));
+  return Status::Ok();
+}
+
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens) {
   if (!validate_moe_shape(shape).ok()) return {};
   return heuristic_config(gemm1_shape(shape), shape, num_tokens);

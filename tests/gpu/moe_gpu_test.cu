@@ -539,12 +539,21 @@ TEST(MoeRouting, RoutingDataMatchesReferenceExactly) {
     }
     auto const expected = reference::routing_data(ids, tokens, k, experts, local, map);
     DeviceBuffer d_ids(ids), d_map(map.empty() ? std::vector<int32_t>{0} : map);
-    DeviceBuffer chunks(size_t(moe::routing_chunks(tokens * k)) * local * 4), offsets((local + 1) * 8);
+    MoeShape const shape{experts, local, k, 128, 128};
+    DeviceBuffer scratch(moe_routing_workspace_bytes(shape, tokens)), offsets((local + 1) * 8);
     DeviceBuffer dest(size_t(tokens) * k * 4), slots(size_t(tokens) * k * 4);
     ASSERT_CUDA(cudaMemset(slots.get(), 0xFF, slots.bytes()));
-    ASSERT_CUDA(moe::launch_routing(d_ids.as<int32_t>(), map.empty() ? nullptr : d_map.as<int32_t>(), tokens, k,
-                                    experts, local, chunks.as<int32_t>(), offsets.as<int64_t>(), dest.as<int32_t>(),
-                                    slots.as<int32_t>(), nullptr));
+    MoeRoutingArgs args;  // the public entry point
+    args.shape = shape;
+    args.num_tokens = tokens;
+    args.topk_ids = d_ids.as<int32_t>();
+    args.expert_map = map.empty() ? nullptr : d_map.as<int32_t>();
+    args.expert_offsets = offsets.as<int64_t>();
+    args.dest_row = dest.as<int32_t>();
+    args.row_slot = slots.as<int32_t>();
+    args.workspace = scratch.get();
+    args.workspace_bytes = scratch.bytes();
+    ASSERT_OK(moe_routing(args));
     ASSERT_CUDA(cudaDeviceSynchronize());
     EXPECT_EQ(offsets.to_host<int64_t>(), expected.offsets);
     EXPECT_EQ(dest.to_host<int32_t>(), expected.dest_row);
