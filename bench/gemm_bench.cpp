@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "baselines/bench_fill.h"
+#include "bench_timing.h"
+#include "w4a8_method.h"
 #include "common/device_buffer.h"
 #include "method.h"
 #include "reference/routing.h"
@@ -45,151 +47,6 @@ std::vector<Model> const kModels = {
     {"mixtral-8x7b", 8, 8, 2, 4096, 14336},
 };
 std::vector<int64_t> const kAllTokens = {1, 4, 16, 64, 128, 512, 1024, 4096, 8192};
-
-void fail(std::string const& message) {
-  std::fprintf(stderr, "w4a8moe_gemm_bench: %s\n", message.c_str());
-  std::exit(1);
-}
-
-void check_cuda(cudaError_t error, char const* what) {
-  if (error != cudaSuccess) fail(std::string(what) + ": " + cudaGetErrorName(error) + " " + cudaGetErrorString(error));
-}
-
-// --- The W4A8 kernel, through the public API --------------------------------------------------------------------
-
-class W4A8Method final : public Method {
- public:
-  explicit W4A8Method(std::string config) : config_(std::move(config)) {}
-  std::string name() const override { return config_.empty() ? "w4a8" : "w4a8_" + config_; }
-  double weight_bytes_per_expert(int n, int k) const override {
-    return double(n) * k / 2 + 8.0 * n * (k / 128) + 4.0 * n;  // int4 + 8-byte lookup tables + channel scales
-  }
-  std::string const& chosen_config() const { return chosen_; }
-
-  std::string prepare(BenchCase const& c) override {
-    ExpertWeightShape const shape{c.num_experts, c.n, c.k, 128};
-    int64_t rows = 0;
-    std::vector<int64_t> offsets{0};
-    for (int64_t r : c.rows_per_expert) offsets.push_back(rows += r);
-    {
-      DeviceBuffer words(size_t(c.num_experts) * c.n * c.k / 2), scales(size_t(c.num_experts) * c.n * (c.k / 128) * 2);
-      if (!words.ok() || !scales.ok()) return "out of device memory";
-      fill_random_bytes(words.get(), words.bytes(), 31);
-      fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, 32);
-      size_t const bytes = packed_weights_bytes(shape);
-      packed_.clear();
-      for (int set = 0; set < c.weight_sets; ++set) {
-        packed_.emplace_back(bytes);
-        if (!packed_.back().ok()) return "out of device memory";
-        if (set > 0) {
-          check_cuda(cudaMemcpy(packed_[set].get(), packed_[0].get(), bytes, cudaMemcpyDeviceToDevice), "copy");
-          continue;
-        }
-        PrepackArgs args;
-        args.shape = shape;
-        args.weights = words.get();
-        args.group_scales = scales.get();
-        args.packed = packed_[0].get();
-        args.packed_bytes = bytes;
-        Status const status = prepack_weights(args);
-        if (!status.ok()) return status.to_string();
-      }
-    }
-    act_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * c.k);
-    token_scales_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * 4);
-    out_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * c.n * 2);
-    offsets_ = DeviceBuffer(offsets);
-    workspace_ = DeviceBuffer(grouped_gemm_workspace_bytes(c.num_experts));
-    for (auto* b : {&act_, &token_scales_, &out_, &offsets_, &workspace_}) {
-      if (!b->ok()) return "out of device memory";
-    }
-    fill_random_bytes(act_.get(), act_.bytes(), 33);
-    fill_random_bytes_no_fp8_nan(act_.get(), act_.bytes());
-    fill_uniform_floats(token_scales_.as<float>(), token_scales_.bytes() / 4, 0.001f, 0.01f, 34);
-
-    args_ = GroupedGemmArgs{};
-    args_.shape = shape;
-    args_.total_rows = rows;
-    args_.act = act_.get();
-    args_.token_scales = token_scales_.as<float>();
-    args_.expert_offsets = offsets_.as<int64_t>();
-    args_.out = out_.get();
-    args_.workspace = workspace_.get();
-    args_.workspace_bytes = workspace_.bytes();
-    args_.config = config_;
-    args_.packed_weights = packed_[0].get();
-    chosen_ = select_gemm_config(args_);  // what an engine gets: it knows only the row count, not the routing
-    return "";
-  }
-
-  std::string run(int set, cudaStream_t stream) override {
-    args_.packed_weights = packed_[set].get();
-    args_.stream = stream;
-    Status const status = grouped_gemm(args_);
-    return status.ok() ? "" : status.to_string();
-  }
-
- private:
-  std::string config_, chosen_;
-  std::vector<DeviceBuffer> packed_;
-  DeviceBuffer act_, token_scales_, out_, offsets_, workspace_;
-  GroupedGemmArgs args_;
-};
-
-// --- Timing -------------------------------------------------------------------------------------------------------
-
-struct Timing {
-  double us = 0;
-  std::string error;
-};
-
-Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream) {
-  Timing timing;
-  if (timing.error = method.prepare(c); !timing.error.empty()) return timing;
-  cudaEvent_t start, stop;
-  check_cuda(cudaEventCreate(&start), "event");
-  check_cuda(cudaEventCreate(&stop), "event");
-  // Eager warm-up over every weight copy, which also gives a first time per launch.
-  check_cuda(cudaEventRecord(start, stream), "record");
-  for (int set = 0; set < c.weight_sets; ++set) {
-    if (timing.error = method.run(set, stream); !timing.error.empty()) return timing;
-  }
-  check_cuda(cudaEventRecord(stop, stream), "record");
-  check_cuda(cudaEventSynchronize(stop), "warm-up");
-  float eager_ms = 0;
-  cudaEventElapsedTime(&eager_ms, start, stop);
-  double const eager_us = std::max(1.0, 1e3 * eager_ms / c.weight_sets);
-
-  // Enough launches per graph to take ~300 us, a multiple of the weight copies.
-  int launches = int(std::clamp(std::ceil(300.0 / eager_us), 1.0, 64.0));
-  launches = int(std::ceil(double(std::max(launches, c.weight_sets)) / c.weight_sets)) * c.weight_sets;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  for (int i = 0; i < launches && timing.error.empty(); ++i) timing.error = method.run(i % c.weight_sets, stream);
-  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
-  if (!timing.error.empty()) return timing;
-  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  check_cuda(cudaGraphLaunch(exec, stream), "graph warm-up");
-  std::vector<double> per_launch_us;
-  for (int r = 0; r < replays; ++r) {
-    check_cuda(cudaEventRecord(start, stream), "record");
-    check_cuda(cudaGraphLaunch(exec, stream), "graph");
-    check_cuda(cudaEventRecord(stop, stream), "record");
-    check_cuda(cudaEventSynchronize(stop), "replay");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    per_launch_us.push_back(1e3 * ms / launches);
-  }
-  check_cuda(cudaGetLastError(), "replays");
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(per_launch_us.begin(), per_launch_us.end());
-  timing.us = per_launch_us[per_launch_us.size() / 2];
-  return timing;
-}
 
 // --- Cases and results ---------------------------------------------------------------------------------------------
 
@@ -292,25 +149,10 @@ std::vector<int64_t> routing_counts(Model const& m, int64_t tokens, std::string 
   return counts;
 }
 
-std::string card_slug(std::string name) {
-  for (std::string const prefix : {"NVIDIA "}) {
-    if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
-  }
-  std::string slug;
-  for (char ch : name) slug += std::isalnum(static_cast<unsigned char>(ch)) ? char(std::tolower(ch)) : '-';
-  return slug;
-}
-
-std::string today() {
-  std::time_t const now = std::time(nullptr);
-  char buffer[16];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", std::gmtime(&now));
-  return buffer;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  set_program_name("w4a8moe_gemm_bench");
   Options const options = parse(argc, argv);
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -374,16 +216,17 @@ int main(int argc, char** argv) {
             rows.push_back(row);
             return row;
           };
-          W4A8Method chosen("");
-          Row const main = measure(chosen, "");
-          rows.back().config = chosen.chosen_config();
-          W4A8Method naive("128x16_1x1_coop");
-          double const naive_us = measure(naive, "128x16_1x1_coop").us;
+          auto chosen = make_w4a8_method("");
+          Row const main = measure(*chosen, "");
+          std::string const chosen_config = w4a8_chosen_config(*chosen);
+          rows.back().config = chosen_config;
+          auto naive = make_w4a8_method("128x16_1x1_coop");
+          double const naive_us = measure(*naive, "128x16_1x1_coop").us;
           double best_w4a8 = main.us;
-          std::string best_config = chosen.chosen_config();
+          std::string best_config = chosen_config;
           for (auto const& config : w4a8_configs) {
-            W4A8Method m(config);
-            double const us = measure(m, config).us;
+            auto m = make_w4a8_method(config);
+            double const us = measure(*m, config).us;
             if (us < best_w4a8) best_w4a8 = us, best_config = config;
           }
           double w8a8 = NAN, w4a16 = NAN, bf16 = NAN;
@@ -401,10 +244,10 @@ int main(int argc, char** argv) {
             auto m = make_bf16_cublas_method();
             bf16 = measure(*m, "").us;
           }
-          double const gbps = active * chosen.weight_bytes_per_expert(c.n, c.k) / (main.us * 1e3);
+          double const gbps = active * chosen->weight_bytes_per_expert(c.n, c.k) / (main.us * 1e3);
           std::printf("%-16s %4d %6lld %-8s | %-18s %9.2f %7.1f %6.0f %5.0f | %9.2f %9.2f %9.2f %9.2f %9.2f%s\n",
                       model.name.c_str(), gemm, static_cast<long long>(tokens), routing.c_str(),
-                      chosen.chosen_config().c_str(), main.us, flops / (main.us * 1e6), gbps, 100.0 * gbps * 1e9 / hbm,
+                      chosen_config.c_str(), main.us, flops / (main.us * 1e6), gbps, 100.0 * gbps * 1e9 / hbm,
                       naive_us / main.us, w8a8 / main.us, w4a16 / main.us, bf16 / main.us, best_w4a8 / main.us,
                       options.sweep ? (" (best " + best_config + ")").c_str() : "");
           std::fflush(stdout);

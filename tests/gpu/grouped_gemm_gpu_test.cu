@@ -213,7 +213,7 @@ TEST_P(ExpertCountSweep, UniformRoutingHeuristicPath) {
   run_and_check(p, OutputType::kFP16, "");
 }
 
-INSTANTIATE_TEST_SUITE_P(E, ExpertCountSweep, ::testing::Values(1, 8, 128, 256),
+INSTANTIATE_TEST_SUITE_P(E, ExpertCountSweep, ::testing::Values(1, 8, 128, 256, 2048),
                          [](auto const& info) { return "E" + std::to_string(info.param); });
 
 TEST(GroupedGemm, OneExpertHoldsAllRows) {

@@ -1,0 +1,96 @@
+#include "bench_timing.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+namespace w4a8moe::bench {
+namespace {
+
+char const* program_name = "w4a8moe bench";
+
+}  // namespace
+
+void set_program_name(char const* name) { program_name = name; }
+
+void fail(std::string const& message) {
+  std::fprintf(stderr, "%s: %s\n", program_name, message.c_str());
+  std::exit(1);
+}
+
+void check_cuda(cudaError_t error, char const* what) {
+  if (error != cudaSuccess) fail(std::string(what) + ": " + cudaGetErrorName(error) + " " + cudaGetErrorString(error));
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream) {
+  Timing timing;
+  if (timing.error = method.prepare(c); !timing.error.empty()) return timing;
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "event");
+  check_cuda(cudaEventCreate(&stop), "event");
+  // Eager warm-up over every weight copy, which also gives a first time per launch.
+  check_cuda(cudaEventRecord(start, stream), "record");
+  for (int set = 0; set < c.weight_sets; ++set) {
+    if (timing.error = method.run(set, stream); !timing.error.empty()) return timing;
+  }
+  check_cuda(cudaEventRecord(stop, stream), "record");
+  check_cuda(cudaEventSynchronize(stop), "warm-up");
+  float eager_ms = 0;
+  cudaEventElapsedTime(&eager_ms, start, stop);
+  double const eager_us = std::max(1.0, 1e3 * eager_ms / c.weight_sets);
+
+  // Enough launches per graph to take ~300 us, a multiple of the weight copies.
+  int launches = int(std::clamp(std::ceil(300.0 / eager_us), 1.0, 64.0));
+  launches = int(std::ceil(double(std::max(launches, c.weight_sets)) / c.weight_sets)) * c.weight_sets;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+  for (int i = 0; i < launches && timing.error.empty(); ++i) timing.error = method.run(i % c.weight_sets, stream);
+  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
+  if (!timing.error.empty()) return timing;
+  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  // Replays before timing: clocks settle after whatever ran before (a power-hungry baseline, say).
+  for (int i = 0; i < 3; ++i) check_cuda(cudaGraphLaunch(exec, stream), "graph warm-up");
+  std::vector<double> per_launch_us;
+  for (int r = 0; r < replays; ++r) {
+    check_cuda(cudaEventRecord(start, stream), "record");
+    check_cuda(cudaGraphLaunch(exec, stream), "graph");
+    check_cuda(cudaEventRecord(stop, stream), "record");
+    check_cuda(cudaEventSynchronize(stop), "replay");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    per_launch_us.push_back(1e3 * ms / launches);
+  }
+  check_cuda(cudaGetLastError(), "replays");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  timing.us = median(per_launch_us);
+  return timing;
+}
+
+std::string card_slug(std::string name) {
+  if (name.rfind("NVIDIA ", 0) == 0) name = name.substr(7);
+  std::string slug;
+  for (char ch : name) slug += std::isalnum(static_cast<unsigned char>(ch)) ? char(std::tolower(ch)) : '-';
+  return slug;
+}
+
+std::string today() {
+  std::time_t const now = std::time(nullptr);
+  char buffer[16];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", std::gmtime(&now));
+  return buffer;
+}
+
+}  // namespace w4a8moe::bench

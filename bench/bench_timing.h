@@ -1,0 +1,34 @@
+// Shared by the benchmark programs: fatal-error helpers, the timing loop (CUDA graph replays of many launches that
+// rotate through weight copies), and result-file naming.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+#include <vector>
+
+#include "method.h"
+
+namespace w4a8moe::bench {
+
+// Prints "<program>: message" and exits; benchmarks stop at the first CUDA error.
+[[noreturn]] void fail(std::string const& message);
+void check_cuda(cudaError_t error, char const* what);
+void set_program_name(char const* name);
+
+struct Timing {
+  double us = 0;      // median time per launch
+  std::string error;  // non-empty if preparing or running failed
+};
+
+// Prepares the method for the case, warms up over every weight copy, then captures a graph of enough launches to
+// take ~300 us (rotating through the copies) and returns the median over `replays` replays of graph time / launches.
+Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream);
+
+double median(std::vector<double> values);
+
+// "h100-80gb-hbm3" from "NVIDIA H100 80GB HBM3"; today's date as YYYY-MM-DD (UTC).
+std::string card_slug(std::string name);
+std::string today();
+
+}  // namespace w4a8moe::bench

@@ -1,0 +1,282 @@
+// MoE layer benchmark: per-stage times of the fused W4A8 layer (moe_forward), its total under CUDA graph replay, the
+// share of time outside the two GEMMs, and, in the same process and on the same routing, the same pipeline built
+// from W8A8 grouped GEMMs (best of their configs): the layer's total with its two W4A8 GEMMs (timed standalone, the
+// same way) swapped for the W8A8 ones. Everything outside the GEMMs (routing, fp8 quantisation, SiLU * up,
+// unpermute) would be the same in a W8A8 pipeline.
+//
+//   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
+//   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "baselines/bench_fill.h"
+#include "bench_timing.h"
+#include "common/device_buffer.h"
+#include "method.h"
+#include "reference/moe_reference.h"
+#include "w4a8_method.h"
+#include "w4a8moe/moe.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe::bench {
+namespace {
+
+struct Model {
+  std::string name;
+  MoeShape shape;
+};
+
+std::vector<Model> const kModels = {
+    {"qwen3-30b-a3b", {128, 128, 8, 2048, 768}},
+    {"deepseek-v3-ep8", {256, 32, 8, 7168, 2048}},  // one of 8 expert-parallel ranks
+    {"mixtral-8x7b", {8, 8, 2, 4096, 14336}},
+};
+
+DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed) {
+  DeviceBuffer words(size_t(shape.num_experts) * shape.n * shape.k / 2);
+  DeviceBuffer scales(size_t(shape.num_experts) * shape.n * (shape.k / 128) * 2);
+  DeviceBuffer packed(packed_weights_bytes(shape));
+  if (!words.ok() || !scales.ok() || !packed.ok()) fail("out of device memory for the weights");
+  fill_random_bytes(words.get(), words.bytes(), seed);
+  fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, seed + 1);
+  PrepackArgs args;
+  args.shape = shape;
+  args.weights = words.get();
+  args.group_scales = scales.get();
+  args.packed = packed.get();
+  args.packed_bytes = packed.bytes();
+  Status const status = prepack_weights(args);
+  if (!status.ok()) fail("prepack: " + status.to_string());
+  return packed;
+}
+
+struct Result {
+  std::string model;
+  int64_t tokens = 0;
+  std::vector<double> stage_us;
+  double total_us = 0, outside_share = 0;
+  std::string gemm1_config, gemm2_config;
+  double w4a8_gemm1 = 0, w4a8_gemm2 = 0, w8a8_gemm1 = 0, w8a8_gemm2 = 0, w8a8_pipeline = 0;
+};
+
+// Best time over the configs of a baseline family on this case.
+double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method> (*make)(std::string const&),
+                 BenchCase const& c, cudaStream_t stream) {
+  double best = INFINITY;
+  for (auto const& config : configs) {
+    auto method = make(config);
+    Timing const t = time_method(*method, c, 15, stream);
+    if (t.error.empty()) best = std::min(best, t.us);
+  }
+  return best;
+}
+
+Result run_case(Model const& model, int64_t tokens, int iters, cudaStream_t stream) {
+  MoeShape const& s = model.shape;
+  Result r;
+  r.model = model.name;
+  r.tokens = tokens;
+
+  // Routing from random logits; the host copy of the rows per expert feeds the standalone GEMM timings.
+  std::mt19937_64 rng(uint64_t(tokens) * 31 + s.num_experts);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> logits(size_t(tokens) * s.num_experts);
+  for (auto& x : logits) x = normal(rng);
+  auto const topk = reference::topk_softmax(logits, tokens, s.num_experts, s.top_k, true);
+  std::vector<int32_t> map;
+  if (s.num_local_experts < s.num_experts) {
+    map.assign(s.num_experts, -1);
+    for (int i = 0; i < s.num_local_experts; ++i) map[i] = i;
+  }
+  auto const routing = reference::routing_data(topk.ids, tokens, s.top_k, s.num_experts, s.num_local_experts, map);
+  std::vector<int64_t> counts(s.num_local_experts);
+  for (int e = 0; e < s.num_local_experts; ++e) counts[e] = routing.offsets[e + 1] - routing.offsets[e];
+
+  ExpertWeightShape const shape1{s.num_local_experts, 2 * s.inter, s.hidden, 128};
+  ExpertWeightShape const shape2{s.num_local_experts, s.hidden, s.inter, 128};
+  DeviceBuffer gemm1 = random_packed(shape1, 101), gemm2 = random_packed(shape2, 202);
+  DeviceBuffer hidden(size_t(tokens) * s.hidden * 2), d_logits(logits), out(size_t(tokens) * s.hidden * 2);
+  DeviceBuffer d_map(map.empty() ? std::vector<int32_t>{0} : map);
+  DeviceBuffer workspace(moe_workspace_bytes(s, tokens));
+  for (auto* b : {&hidden, &d_logits, &out, &d_map, &workspace}) {
+    if (!b->ok()) fail("out of device memory");
+  }
+  fill_uniform_bf16(hidden.get(), size_t(tokens) * s.hidden, -2.0f, 2.0f, 303);
+
+  MoeForwardArgs a;
+  a.shape = s;
+  a.gemm1_weights = gemm1.get();
+  a.gemm2_weights = gemm2.get();
+  a.num_tokens = tokens;
+  a.hidden = hidden.get();
+  a.router_logits = d_logits.get();
+  a.expert_map = map.empty() ? nullptr : d_map.as<int32_t>();
+  a.out = out.get();
+  a.workspace = workspace.get();
+  a.workspace_bytes = workspace.bytes();
+  a.stream = stream;
+  r.gemm1_config = moe_gemm1_config(s, tokens);
+  r.gemm2_config = moe_gemm2_config(s, tokens);
+
+  // Per-stage times: events around the stages of eager calls.
+  std::vector<cudaEvent_t> events(kMoeStageCount + 1);
+  for (auto& e : events) check_cuda(cudaEventCreate(&e), "event");
+  Status status = moe_forward(a);
+  if (!status.ok()) fail("moe_forward: " + status.to_string());
+  std::vector<std::vector<double>> stage(kMoeStageCount);
+  a.stage_events = events.data();
+  for (int i = 0; i < iters; ++i) {
+    status = moe_forward(a);
+    if (!status.ok()) fail("moe_forward: " + status.to_string());
+    check_cuda(cudaEventSynchronize(events.back()), "moe_forward");
+    for (int st = 0; st < kMoeStageCount; ++st) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, events[st], events[st + 1]);
+      stage[st].push_back(1e3 * ms);
+    }
+  }
+  a.stage_events = nullptr;
+  double eager_total = 0, eager_gemms = 0;
+  for (int st = 0; st < kMoeStageCount; ++st) {
+    r.stage_us.push_back(median(stage[st]));
+    eager_total += r.stage_us.back();
+    if (st == 2 || st == 4) eager_gemms += r.stage_us.back();
+  }
+  r.outside_share = 1.0 - eager_gemms / eager_total;
+
+  // The layer's total: a CUDA graph of the whole forward, replayed.
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+  status = moe_forward(a);
+  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
+  if (!status.ok()) fail("moe_forward (capture): " + status.to_string());
+  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  std::vector<double> total;
+  for (int i = 0; i < iters + 3; ++i) {
+    check_cuda(cudaEventRecord(events[0], stream), "record");
+    check_cuda(cudaGraphLaunch(exec, stream), "graph");
+    check_cuda(cudaEventRecord(events[1], stream), "record");
+    check_cuda(cudaEventSynchronize(events[1]), "graph");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, events[0], events[1]);
+    if (i >= 3) total.push_back(1e3 * ms);
+  }
+  r.total_us = median(total);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  for (auto& e : events) cudaEventDestroy(e);
+
+  // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike.
+  BenchCase c1{s.num_local_experts, 2 * s.inter, s.hidden, counts, 1};
+  BenchCase c2{s.num_local_experts, s.hidden, s.inter, counts, 1};
+  r.w4a8_gemm1 = best_time({r.gemm1_config}, make_w4a8_method, c1, stream);
+  r.w4a8_gemm2 = best_time({r.gemm2_config}, make_w4a8_method, c2, stream);
+  r.w8a8_gemm1 = best_time(w8a8_config_names(), make_w8a8_method, c1, stream);
+  r.w8a8_gemm2 = best_time(w8a8_config_names(), make_w8a8_method, c2, stream);
+  r.w8a8_pipeline = r.total_us - r.w4a8_gemm1 - r.w4a8_gemm2 + r.w8a8_gemm1 + r.w8a8_gemm2;
+  return r;
+}
+
+std::vector<std::string> split(std::string const& s) {
+  std::vector<std::string> parts;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  set_program_name("w4a8moe_moe_bench");
+  std::vector<std::string> models{"qwen3-30b-a3b"};
+  std::vector<int64_t> tokens{1, 16, 128, 1024, 8192};
+  int iters = 20;
+  std::string out_dir;
+  for (int i = 1; i < argc; ++i) {
+    std::string const arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) fail("missing value after " + arg);
+      return argv[++i];
+    };
+    if (arg == "--models") {
+      std::string const v = value();
+      models.clear();
+      for (auto const& m : kModels) {
+        if (v == "all") models.push_back(m.name);
+      }
+      if (v != "all") models = split(v);
+    } else if (arg == "--tokens") {
+      tokens.clear();
+      for (auto const& t : split(value())) tokens.push_back(std::stoll(t));
+    } else if (arg == "--iters") {
+      iters = std::max(1, std::stoi(value()));
+    } else if (arg == "--out") {
+      out_dir = value();
+    } else {
+      fail("unknown argument " + arg +
+           "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,mixtral-8x7b|all] [--tokens 1,16]"
+           " [--iters 20] [--out DIR]");
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) fail("no CUDA device: needs a Hopper GPU");
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, 0), "device properties");
+  cudaStream_t stream;
+  check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  std::printf("device: %s\n", prop.name);
+  std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %6s | %8s %8s %9s %6s\n", "model", "tokens", "route",
+              "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "out%", "w8a8 g1", "w8a8 g2", "w8a8 pipe",
+              "w8a8/x");
+  std::vector<Result> results;
+  for (auto const& name : models) {
+    Model const* model = nullptr;
+    for (auto const& m : kModels) {
+      if (m.name == name) model = &m;
+    }
+    if (!model) fail("unknown model " + name);
+    for (int64_t t : tokens) {
+      Result const r = run_case(*model, t, iters, stream);
+      results.push_back(r);
+      std::printf("%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %5.1f%% | %8.1f %8.1f %9.1f %6.2f\n",
+                  r.model.c_str(), static_cast<long long>(t), r.stage_us[0], r.stage_us[1], r.stage_us[2],
+                  r.stage_us[3], r.stage_us[4], r.stage_us[5], r.total_us, 100 * r.outside_share, r.w8a8_gemm1,
+                  r.w8a8_gemm2, r.w8a8_pipeline, r.w8a8_pipeline / r.total_us);
+      std::fflush(stdout);
+    }
+  }
+  if (!out_dir.empty()) {
+    std::string const path = out_dir + "/" + today() + "-" + card_slug(prop.name) + "-moe-layer.json";
+    std::ofstream json(path);
+    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"rows\": [\n";
+    for (size_t i = 0; i < results.size(); ++i) {
+      auto const& r = results[i];
+      json << "    {\"model\": \"" << r.model << "\", \"tokens\": " << r.tokens << ", \"stages_us\": {";
+      for (int st = 0; st < kMoeStageCount; ++st) {
+        json << (st ? ", " : "") << "\"" << moe_stage_name(st) << "\": " << r.stage_us[st];
+      }
+      json << "}, \"total_graph_us\": " << r.total_us << ", \"outside_gemms_share\": " << r.outside_share
+           << ", \"gemm1_config\": \"" << r.gemm1_config << "\", \"gemm2_config\": \"" << r.gemm2_config
+           << "\", \"w4a8_gemm1_us\": " << r.w4a8_gemm1 << ", \"w4a8_gemm2_us\": " << r.w4a8_gemm2
+           << ", \"w8a8_gemm1_us\": " << r.w8a8_gemm1 << ", \"w8a8_gemm2_us\": " << r.w8a8_gemm2
+           << ", \"w8a8_pipeline_us\": " << r.w8a8_pipeline << "}" << (i + 1 < results.size() ? ",\n" : "\n");
+    }
+    json << "  ]\n}\n";
+    std::printf("wrote %s\n", path.c_str());
+  }
+  cudaStreamDestroy(stream);
+  return 0;
+}
+
+}  // namespace w4a8moe::bench
+
+int main(int argc, char** argv) { return w4a8moe::bench::main(argc, argv); }
