@@ -1,5 +1,5 @@
-// MoE layer benchmark: per-stage times of the fused W4A8 layer (moe_forward), its total under CUDA graph replay, the
-// share of time outside the two GEMMs, and, in the same process and on the same routing, the same pipeline built
+// MoE layer benchmark: per-stage times of the fused W4A8 layer (moe_forward) and its total, both from CUDA graph
+// replays (tools/layer_timing.h), the share of time outside the two GEMMs, and, in the same process and on the same routing, the same pipeline built
 // from W8A8 grouped GEMMs (best of their configs): the layer's total with its two W4A8 GEMMs (timed standalone, the
 // same way) swapped for the W8A8 ones. Everything outside the GEMMs (routing, fp8 quantisation, SiLU * up,
 // unpermute) would be the same in a W8A8 pipeline.
@@ -20,6 +20,7 @@
 #include "baselines/bench_fill.h"
 #include "bench_timing.h"
 #include "common/device_buffer.h"
+#include "layer_timing.h"
 #include "method.h"
 #include "reference/moe_reference.h"
 #include "w4a8_method.h"
@@ -126,54 +127,12 @@ Result run_case(Model const& model, int64_t tokens, int iters, cudaStream_t stre
   r.gemm1_config = moe_gemm1_config(s, tokens);
   r.gemm2_config = moe_gemm2_config(s, tokens);
 
-  // Per-stage times: events around the stages of eager calls.
-  std::vector<cudaEvent_t> events(kMoeStageCount + 1);
-  for (auto& e : events) check_cuda(cudaEventCreate(&e), "event");
-  Status status = moe_forward(a);
-  if (!status.ok()) fail("moe_forward: " + status.to_string());
-  std::vector<std::vector<double>> stage(kMoeStageCount);
-  a.stage_events = events.data();
-  for (int i = 0; i < iters; ++i) {
-    status = moe_forward(a);
-    if (!status.ok()) fail("moe_forward: " + status.to_string());
-    check_cuda(cudaEventSynchronize(events.back()), "moe_forward");
-    for (int st = 0; st < kMoeStageCount; ++st) {
-      float ms = 0;
-      cudaEventElapsedTime(&ms, events[st], events[st + 1]);
-      stage[st].push_back(1e3 * ms);
-    }
-  }
-  a.stage_events = nullptr;
-  double eager_total = 0, eager_gemms = 0;
-  for (int st = 0; st < kMoeStageCount; ++st) {
-    r.stage_us.push_back(median(stage[st]));
-    eager_total += r.stage_us.back();
-    if (st == 2 || st == 4) eager_gemms += r.stage_us.back();
-  }
-  r.outside_share = 1.0 - eager_gemms / eager_total;
-
-  // The layer's total: a CUDA graph of the whole forward, replayed.
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  status = moe_forward(a);
-  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
-  if (!status.ok()) fail("moe_forward (capture): " + status.to_string());
-  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  std::vector<double> total;
-  for (int i = 0; i < iters + 3; ++i) {
-    check_cuda(cudaEventRecord(events[0], stream), "record");
-    check_cuda(cudaGraphLaunch(exec, stream), "graph");
-    check_cuda(cudaEventRecord(events[1], stream), "record");
-    check_cuda(cudaEventSynchronize(events[1]), "graph");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, events[0], events[1]);
-    if (i >= 3) total.push_back(1e3 * ms);
-  }
-  r.total_us = median(total);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  for (auto& e : events) cudaEventDestroy(e);
+  tools::LayerTiming timing;
+  Status const status = tools::time_layer(a, iters, &timing);
+  if (!status.ok()) fail("timing the layer: " + status.to_string());
+  r.stage_us = timing.stage_us;
+  r.total_us = timing.total_us;
+  r.outside_share = timing.outside_gemms;
 
   // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike.
   BenchCase c1{s.num_local_experts, 2 * s.inter, s.hidden, counts, 1};

@@ -25,6 +25,7 @@
 
 #include "common/device_buffer.h"
 #include "common/float_formats.h"
+#include "layer_timing.h"
 #include "layer_weights.h"
 #include "reference/moe_reference.h"
 #include "w4a8moe/checkpoint.h"
@@ -216,10 +217,6 @@ DeviceBuffer prepack(std::vector<int32_t> const& weights, std::vector<uint16_t> 
   return packed;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 int run_command(Args const& args) {
   if (args.has("help")) {
@@ -275,8 +272,6 @@ int run_command(Args const& args) {
 
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  std::vector<cudaEvent_t> events(kMoeStageCount + 1);
-  for (auto& e : events) check_cuda(cudaEventCreate(&e), "event");
   MoeForwardArgs fa;
   fa.shape = s;
   fa.gemm1_weights = gemm1.get();
@@ -296,58 +291,22 @@ int run_command(Args const& args) {
   std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens) : fa.gemm1_config;
   std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens) : fa.gemm2_config;
 
-  // Per-stage times from events around the stages, eager launches; the total also from CUDA graph replays.
-  check(moe_forward(fa), "moe_forward (warm-up)");
-  check_cuda(cudaStreamSynchronize(stream), "warm-up");
-  std::vector<std::vector<double>> stage_us(kMoeStageCount);
-  std::vector<double> eager_us;
-  fa.stage_events = events.data();
-  for (int i = 0; i < iters; ++i) {
-    check(moe_forward(fa), "moe_forward");
-    check_cuda(cudaEventSynchronize(events.back()), "moe_forward");
-    for (int st = 0; st < kMoeStageCount; ++st) {
-      float ms = 0;
-      cudaEventElapsedTime(&ms, events[st], events[st + 1]);
-      stage_us[st].push_back(1e3 * ms);
-    }
-    float ms = 0;
-    cudaEventElapsedTime(&ms, events.front(), events.back());
-    eager_us.push_back(1e3 * ms);
-  }
-  fa.stage_events = nullptr;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  Status const captured = moe_forward(fa);
-  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
-  check(captured, "moe_forward (capture)");
-  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
-  size_t launches = 0;
-  check_cuda(cudaGraphGetNodes(graph, nullptr, &launches), "graph nodes");
-  std::vector<double> graph_us;
-  for (int i = 0; i < iters + 3; ++i) {
-    check_cuda(cudaEventRecord(events[0], stream), "record");
-    check_cuda(cudaGraphLaunch(exec, stream), "graph launch");
-    check_cuda(cudaEventRecord(events[1], stream), "record");
-    check_cuda(cudaEventSynchronize(events[1]), "graph");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, events[0], events[1]);
-    if (i >= 3) graph_us.push_back(1e3 * ms);
-  }
+  // Timed as an engine runs it: a CUDA graph of the whole forward, replayed, with events between the stages.
+  LayerTiming timing;
+  check(time_layer(fa, iters, &timing), "timing the layer");
+  check(moe_forward(fa), "moe_forward");  // the output checked below, from a plain call
+  check_cuda(cudaStreamSynchronize(stream), "moe_forward");
 
   std::printf("  weights: %.2f GB packed; kernels: gemm1 %s, gemm2 %s\n", packed_gb, config1.c_str(), config2.c_str());
-  double const stages_total = median(eager_us), graph_total = median(graph_us);
-  std::printf("\n  %-18s %10s %8s\n", "stage", "median us", "share");
-  double gemm_us = 0;
+  double stages_total = 0;
+  for (double us : timing.stage_us) stages_total += us;
+  std::printf("\n  %-18s %10s %8s   (CUDA graph replays, median of %d)\n", "stage", "us", "share", iters);
   for (int st = 0; st < kMoeStageCount; ++st) {
-    double const us = median(stage_us[st]);
-    if (st == 2 || st == 4) gemm_us += us;
-    std::printf("  %-18s %10.1f %7.1f%%\n", moe_stage_name(st), us, 100.0 * us / stages_total);
+    std::printf("  %-18s %10.1f %7.1f%%\n", moe_stage_name(st), timing.stage_us[st],
+                100.0 * timing.stage_us[st] / stages_total);
   }
-  std::printf("  %-18s %10.1f   (outside the GEMMs: %.1f%%)\n", "total, eager", stages_total,
-              100.0 * (stages_total - gemm_us) / stages_total);
-  std::printf("  %-18s %10.1f   %.0f tokens/s, %zu graph nodes\n", "total, CUDA graph", graph_total,
-              double(tokens) / (graph_total * 1e-6), launches);
+  std::printf("  %-18s %10.1f   outside the GEMMs: %.1f%%; %.0f tokens/s; %zu graph nodes\n", "total", timing.total_us,
+              100.0 * timing.outside_gemms, double(tokens) / (timing.total_us * 1e-6), timing.graph_nodes);
 
   // Check a sample of tokens against the CPU reference.
   int const check_tokens = args.has("no-check") ? 0 : int(std::min<int64_t>(tokens, args.integer("check-tokens", 8)));
@@ -395,17 +354,15 @@ int run_command(Args const& args) {
          << ", \"dtype\": \"" << dtype << "\",\n  \"gemm1_config\": \"" << config1 << "\", \"gemm2_config\": \""
          << config2 << "\",\n  \"stages_us\": {";
     for (int st = 0; st < kMoeStageCount; ++st) {
-      json << (st ? ", " : "") << "\"" << moe_stage_name(st) << "\": " << median(stage_us[st]);
+      json << (st ? ", " : "") << "\"" << moe_stage_name(st) << "\": " << timing.stage_us[st];
     }
-    json << "},\n  \"total_eager_us\": " << stages_total << ", \"total_graph_us\": " << graph_total
-         << ", \"graph_nodes\": " << launches << ", \"tokens_per_s\": " << double(tokens) / (graph_total * 1e-6)
+    json << "},\n  \"total_us\": " << timing.total_us << ", \"outside_gemms_share\": " << timing.outside_gemms
+         << ", \"graph_nodes\": " << timing.graph_nodes << ", \"tokens_per_s\": "
+         << double(tokens) / (timing.total_us * 1e-6)
          << ",\n  \"check_tokens\": " << check_tokens << ", \"check_worst_relative_error\": " << worst
          << ", \"check_passed\": " << (passed ? "true" : "false") << "\n}\n";
     std::printf("  wrote %s\n", args.get("json").c_str());
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  for (auto& e : events) cudaEventDestroy(e);
   cudaStreamDestroy(stream);
   return passed ? 0 : 3;
 }

@@ -154,8 +154,7 @@ size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
 
 size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens) {
   if (shape.num_local_experts < 1 || shape.top_k < 1 || num_tokens < 0) return 0;
-  return std::max<size_t>(1, size_t(moe::routing_chunks(num_tokens * shape.top_k)) * shape.num_local_experts *
-                                 sizeof(int32_t));
+  return size_t(moe::routing_scratch_words(num_tokens * shape.top_k, shape.num_local_experts)) * sizeof(int32_t);
 }
 
 Status moe_routing(MoeRoutingArgs const& a) {

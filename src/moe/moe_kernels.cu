@@ -6,6 +6,7 @@
 
 #include <cfloat>
 #include <climits>
+#include <type_traits>
 
 #include "moe/moe_kernels.h"
 
@@ -171,6 +172,66 @@ __global__ void topk_softmax_kernel(Logit const* __restrict__ logits, int expert
   }
 }
 
+// One warp per token for up to 32 * kPerLane experts: the logits stay in registers and every reduction is a warp
+// shuffle (no block barriers). Lane l holds experts l, l + 32, ...
+template <int kPerLane, class Logit>
+__global__ void topk_softmax_warp_kernel(Logit const* __restrict__ logits, int64_t tokens, int experts, int top_k,
+                                         bool renormalize, int32_t* __restrict__ topk_ids,
+                                         float* __restrict__ topk_weights) {
+  int64_t const t = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (t >= tokens) return;  // whole warps exit together
+  int const lane = threadIdx.x % 32;
+  Logit const* row = logits + t * experts;
+  float prob[kPerLane];
+  float max = -FLT_MAX;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    int const e = lane + 32 * i;
+    prob[i] = e < experts ? logit_to_float(row[e]) : -FLT_MAX;
+    max = fmaxf(max, prob[i]);
+  }
+  max = warp_reduce(max, MaxOp{});
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    int const e = lane + 32 * i;
+    prob[i] = e < experts ? expf(prob[i] - max) : -1.0f;  // -1: not an expert, never chosen
+    if (e < experts) sum += prob[i];
+  }
+  sum = warp_reduce(sum, SumOp{});
+  float chosen_sum = 0.0f;
+  float my_weight = 0.0f;  // lane j keeps slot j's weight
+  int my_id = -1;
+  for (int j = 0; j < top_k; ++j) {
+    Candidate best{-1.0f, INT_MAX};
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) best = better(best, Candidate{prob[i], lane + 32 * i});
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      Candidate const other{__shfl_xor_sync(0xFFFFFFFFu, best.value, offset),
+                            __shfl_xor_sync(0xFFFFFFFFu, best.index, offset)};
+      best = better(best, other);
+    }
+    bool const found = best.index != INT_MAX && best.value >= 0.0f;  // NaN logits select nothing
+    float const weight = found ? best.value / sum : 0.0f;
+    chosen_sum += weight;
+    if (lane == j) {
+      my_weight = weight;
+      my_id = found ? best.index : -1;
+    }
+    if (found && best.index % 32 == lane) {
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) {
+        if (lane + 32 * i == best.index) prob[i] = -1.0f;
+      }
+    }
+  }
+  if (lane < top_k) {
+    topk_ids[t * top_k + lane] = my_id;
+    topk_weights[t * top_k + lane] = (renormalize && chosen_sum > 0.0f) ? my_weight / chosen_sum : my_weight;
+  }
+}
+
 // --- Routing: stable counting sort of the slots by local expert ----------------------------------------------------
 
 __device__ int local_expert(int32_t id, int32_t const* expert_map, int experts, int local_experts) {
@@ -190,11 +251,43 @@ __global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const
   if (e >= 0) atomicAdd(&chunk_counts[e * chunks + chunk], 1);
 }
 
+// offsets[1..E] hold the experts' totals; they become the experts' first rows (inclusive scan). One block.
+__device__ void scan_totals(int64_t* __restrict__ offsets, int local_experts) {
+  __shared__ int64_t warp_sums[32];
+  __shared__ int64_t carry;
+  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (threadIdx.x == 0) {
+    carry = 0;
+    offsets[0] = 0;
+  }
+  __syncthreads();
+  for (int base = 0; base < local_experts; base += blockDim.x) {
+    int const e = base + threadIdx.x;
+    int64_t value = e < local_experts ? __ldcg(&offsets[e + 1]) : 0;  // other blocks wrote them: skip L1
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      int64_t const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
+      if (lane >= offset) value += up;
+    }
+    if (lane == 31) warp_sums[warp] = value;
+    __syncthreads();
+    int64_t before = carry;
+    for (int w = 0; w < warp; ++w) before += warp_sums[w];
+    if (e < local_experts) offsets[e + 1] = before + value;
+    __syncthreads();
+    if (threadIdx.x == blockDim.x - 1) carry = before + value;
+    __syncthreads();
+  }
+}
+
 // One block per expert: its column of chunk counts becomes each chunk's first row within the expert (exclusive
-// scan); the expert's total goes to offsets[e + 1] for scan_totals.
-__global__ void scan_columns(int32_t* __restrict__ chunk_counts, int64_t chunks, int64_t* __restrict__ offsets) {
+// scan), and its total goes to offsets[e + 1]. The last block to finish (counted in *blocks_done, zeroed with the
+// counts) then scans the totals into the experts' first rows: one launch instead of two.
+__global__ void scan_counts(int32_t* __restrict__ chunk_counts, int64_t chunks, int local_experts,
+                            int64_t* __restrict__ offsets, unsigned* __restrict__ blocks_done) {
   __shared__ int32_t warp_sums[32];
   __shared__ int32_t carry;
+  __shared__ bool last_block;
   int32_t* column = chunk_counts + int64_t(blockIdx.x) * chunks;
   int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (threadIdx.x == 0) carry = 0;
@@ -217,35 +310,15 @@ __global__ void scan_columns(int32_t* __restrict__ chunk_counts, int64_t chunks,
     if (threadIdx.x == blockDim.x - 1) carry = before + value;
     __syncthreads();
   }
-  if (threadIdx.x == 0) offsets[blockIdx.x + 1] = carry;
-}
-
-// One block: offsets[1..E] hold the experts' totals; they become the experts' first rows (inclusive scan).
-__global__ void scan_totals(int64_t* __restrict__ offsets, int local_experts) {
-  __shared__ int64_t warp_sums[32];
-  __shared__ int64_t carry;
-  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (threadIdx.x == 0) {
-    carry = 0;
-    offsets[0] = 0;
+    offsets[blockIdx.x + 1] = carry;
+    __threadfence();  // the total is visible before this block counts as done
+    last_block = atomicAdd(blocks_done, 1u) == unsigned(local_experts) - 1;
   }
   __syncthreads();
-  for (int base = 0; base < local_experts; base += blockDim.x) {
-    int const e = base + threadIdx.x;
-    int64_t value = e < local_experts ? offsets[e + 1] : 0;
-#pragma unroll
-    for (int offset = 1; offset < 32; offset *= 2) {
-      int64_t const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
-      if (lane >= offset) value += up;
-    }
-    if (lane == 31) warp_sums[warp] = value;
-    __syncthreads();
-    int64_t before = carry;
-    for (int w = 0; w < warp; ++w) before += warp_sums[w];
-    if (e < local_experts) offsets[e + 1] = before + value;
-    __syncthreads();
-    if (threadIdx.x == blockDim.x - 1) carry = before + value;
-    __syncthreads();
+  if (last_block) {
+    __threadfence();
+    scan_totals(offsets, local_experts);
   }
 }
 
@@ -384,18 +457,43 @@ cudaError_t dispatch_type(ActivationType type, Args&&... args) {
 
 }  // namespace
 
+namespace {
+
+template <class Logit>
+cudaError_t launch_topk(Logit const* logits, int64_t tokens, int experts, int top_k, bool renormalize,
+                        int32_t* topk_ids, float* topk_weights, cudaStream_t stream) {
+  constexpr int kWarps = kThreads / 32;
+  unsigned const warp_blocks = unsigned((tokens + kWarps - 1) / kWarps);
+  auto warp_kernel = [&](auto per_lane) {
+    topk_softmax_warp_kernel<decltype(per_lane)::value><<<warp_blocks, kThreads, 0, stream>>>(
+        logits, tokens, experts, top_k, renormalize, topk_ids, topk_weights);
+  };
+  if (experts <= 32) {
+    warp_kernel(std::integral_constant<int, 1>{});
+  } else if (experts <= 128) {
+    warp_kernel(std::integral_constant<int, 4>{});
+  } else if (experts <= 256) {
+    warp_kernel(std::integral_constant<int, 8>{});
+  } else if (experts <= 512) {
+    warp_kernel(std::integral_constant<int, 16>{});
+  } else {
+    topk_softmax_kernel<<<unsigned(tokens), kThreads, size_t(experts) * sizeof(float), stream>>>(
+        logits, experts, top_k, renormalize, topk_ids, topk_weights);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
 cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
                                 bool renormalize, int32_t* topk_ids, float* topk_weights, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
-  size_t const shared = size_t(experts) * sizeof(float);
   if (type == LogitsType::kFP32) {
-    topk_softmax_kernel<<<unsigned(tokens), kThreads, shared, stream>>>(static_cast<float const*>(logits), experts,
-                                                                          top_k, renormalize, topk_ids, topk_weights);
-  } else {
-    topk_softmax_kernel<<<unsigned(tokens), kThreads, shared, stream>>>(
-        static_cast<__nv_bfloat16 const*>(logits), experts, top_k, renormalize, topk_ids, topk_weights);
+    return launch_topk(static_cast<float const*>(logits), tokens, experts, top_k, renormalize, topk_ids, topk_weights,
+                       stream);
   }
-  return cudaGetLastError();
+  return launch_topk(static_cast<__nv_bfloat16 const*>(logits), tokens, experts, top_k, renormalize, topk_ids,
+                     topk_weights, stream);
 }
 
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
@@ -403,16 +501,17 @@ cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, i
                            int32_t* dest_row, int32_t* row_slot, cudaStream_t stream) {
   int64_t const slots = tokens * top_k;
   int64_t const chunks = routing_chunks(slots);
-  cudaError_t error = cudaMemsetAsync(chunk_counts, 0, size_t(chunks) * local_experts * sizeof(int32_t), stream);
+  // The counts and, after them, scan_counts' finished-block counter.
+  cudaError_t error =
+      cudaMemsetAsync(chunk_counts, 0, (size_t(chunks) * local_experts + 1) * sizeof(int32_t), stream);
   if (error != cudaSuccess) return error;
   if (chunks > 0) {
     count_chunks<<<unsigned(chunks), kRoutingChunk, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts,
                                                                  local_experts, chunk_counts);
     if ((error = cudaGetLastError()) != cudaSuccess) return error;
   }
-  scan_columns<<<unsigned(local_experts), 256, 0, stream>>>(chunk_counts, chunks, offsets);
-  if ((error = cudaGetLastError()) != cudaSuccess) return error;
-  scan_totals<<<1, 1024, 0, stream>>>(offsets, local_experts);
+  auto* blocks_done = reinterpret_cast<unsigned*>(chunk_counts + chunks * local_experts);
+  scan_counts<<<unsigned(local_experts), 256, 0, stream>>>(chunk_counts, chunks, local_experts, offsets, blocks_done);
   if ((error = cudaGetLastError()) != cudaSuccess) return error;
   if (chunks > 0) {
     scatter_chunks<<<unsigned(chunks), 32, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts, local_experts,

@@ -16,13 +16,18 @@ inline constexpr int kRoutingChunk = 256;
 
 inline int64_t routing_chunks(int64_t slots) { return (slots + kRoutingChunk - 1) / kRoutingChunk; }
 
+// Scratch of the routing sort: the per-(expert, chunk) counts and one finished-block counter.
+inline int64_t routing_scratch_words(int64_t slots, int local_experts) {
+  return routing_chunks(slots) * local_experts + 1;
+}
+
 // Softmax over each token's logits, top-k (ties to the lower id), optional renormalisation.
 cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
                                 bool renormalize, int32_t* topk_ids, float* topk_weights, cudaStream_t stream);
 
 // Counting sort of the token slots by local expert, stable in slot order (deterministic):
 //   offsets [E_local + 1] (int64), dest_row [T*k] (row of each slot or -1), row_slot [rows] (slot of each row).
-// chunk_counts: E_local * routing_chunks(T*k) int32 of scratch.
+// chunk_counts: routing_scratch_words(T*k, E_local) int32 of scratch.
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
                            int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
                            int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);

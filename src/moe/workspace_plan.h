@@ -23,7 +23,6 @@ struct WorkspacePlan {
 
 inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   size_t const rows = size_t(tokens) * shape.top_k;
-  size_t const chunks = size_t(routing_chunks(int64_t(rows)));
   WorkspacePlan p;
   size_t offset = 0;
   auto place = [&](size_t* field, size_t bytes) {
@@ -32,7 +31,7 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   };
   place(&p.topk_ids, rows * sizeof(int32_t));
   place(&p.topk_weights, rows * sizeof(float));
-  place(&p.chunk_counts, chunks * shape.num_local_experts * sizeof(int32_t));
+  place(&p.chunk_counts, size_t(routing_scratch_words(int64_t(rows), shape.num_local_experts)) * sizeof(int32_t));
   place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
   place(&p.dest_row, rows * sizeof(int32_t));
   place(&p.row_slot, rows * sizeof(int32_t));

@@ -1,0 +1,381 @@
+// PyTorch custom ops over the w4a8moe C++ API (include/w4a8moe/*.h), registered as torch.ops.w4a8moe.*.
+//
+// Every op checks its tensors (device, dtype, shape, contiguity, alignment) before the library sees a pointer,
+// runs on the current CUDA stream of its tensors' device, and allocates outputs and workspaces through PyTorch's
+// allocator, so the ops work under CUDA graph capture and inside torch.compile graphs (the fake implementations
+// that let torch.compile trace them are in w4a8moe/_ops.py). A library Status error becomes a Python exception
+// carrying the library's message: ValueError for an invalid argument, NotImplementedError for a request this
+// build or device cannot serve, RuntimeError otherwise.
+#include <ATen/cuda/CUDAContext.h>
+#include <Python.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/moe.h"
+#include "w4a8moe/prepack.h"
+
+// `import w4a8moe._C` loads this library, which registers the ops; the module itself holds nothing.
+extern "C" PyObject* PyInit__C() {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+
+namespace w4a8moe_torch {
+namespace {
+
+using w4a8moe::Status;
+using w4a8moe::StatusCode;
+
+void throw_on_error(Status const& status, char const* op) {
+  if (status.ok()) return;
+  if (status.code() == StatusCode::kInvalidArgument) TORCH_CHECK_VALUE(false, op, ": ", status.to_string());
+  if (status.code() == StatusCode::kNotSupported) TORCH_CHECK_NOT_IMPLEMENTED(false, op, ": ", status.to_string());
+  TORCH_CHECK(false, op, ": ", status.to_string());
+}
+
+bool is_aligned(at::Tensor const& t, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
+}
+
+std::string dtype_list(std::vector<at::ScalarType> const& dtypes) {
+  std::string names;
+  for (size_t i = 0; i < dtypes.size(); ++i) {
+    names += (i == 0 ? "" : (i + 1 == dtypes.size() ? " or " : ", "));
+    names += c10::toString(dtypes[i]);
+  }
+  return names;
+}
+
+// The checks shared by every tensor argument of one call; `device` is that of the op's first tensor.
+class TensorChecks {
+ public:
+  TensorChecks(char const* op, at::Tensor const& first, char const* first_name) : op_(op), device_(first.device()) {
+    TORCH_CHECK_VALUE(first.is_cuda(), op_, ": ", first_name, " must be a CUDA tensor, got a tensor on ", first.device(),
+                      " (the W4A8 kernels run on a Hopper GPU)");
+  }
+
+  char const* op() const { return op_; }
+  c10::Device device() const { return device_; }
+
+  // Device, dtype, rank, sizes (`layout` names them in the message), contiguity and data-pointer alignment.
+  void check(at::Tensor const& t, char const* name, std::vector<at::ScalarType> const& dtypes,
+             std::vector<int64_t> const& sizes, char const* layout, size_t alignment) const {
+    TORCH_CHECK_VALUE(t.device() == device_, op_, ": ", name, " is on ", t.device(), ", expected ", device_,
+                      " like the op's other tensors");
+    bool dtype_ok = false;
+    for (auto dtype : dtypes) dtype_ok = dtype_ok || t.scalar_type() == dtype;
+    TORCH_CHECK_TYPE(dtype_ok, op_, ": ", name, " must be ", dtype_list(dtypes), ", got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(sizes), op_, ": ", name, " must have shape ", at::IntArrayRef(sizes),
+                      " (", layout, "), got ", t.sizes());
+    TORCH_CHECK_VALUE(t.is_contiguous(), op_, ": ", name, " must be contiguous (call .contiguous()), got strides ",
+                      t.strides());
+    TORCH_CHECK_VALUE(is_aligned(t, alignment), op_, ": ", name, "'s data pointer must be ", alignment,
+                      "-byte aligned; a view at an offset into a larger tensor may break this (call .clone())");
+  }
+
+  void rank(at::Tensor const& t, char const* name, int64_t dims, char const* layout) const {
+    TORCH_CHECK_VALUE(t.dim() == dims, op_, ": ", name, " must be ", dims, "-D (", layout, "), got shape ", t.sizes());
+  }
+
+  int to_int(int64_t value, char const* name) const {
+    TORCH_CHECK_VALUE(value >= 0 && value <= std::numeric_limits<int>::max(), op_, ": ", name, "=", value,
+                      " is out of range");
+    return static_cast<int>(value);
+  }
+
+  // A packed buffer from prepack_weights for `shape`, whose size is checked against that shape.
+  void check_packed(at::Tensor const& t, char const* name, w4a8moe::ExpertWeightShape const& shape) const {
+    throw_on_error(w4a8moe::validate_weight_shape(shape, name), op_);
+    int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape));
+    rank(t, name, 1, "uint8 [bytes] from prepack_weights");
+    TORCH_CHECK_VALUE(t.numel() == bytes, op_, ": ", name, " has ", t.numel(),
+                      " bytes, but weights packed for E=", shape.num_experts, ", N=", shape.n, ", K=", shape.k,
+                      " take ", bytes, ": it was packed for another shape");
+    check(t, name, {at::kByte}, {bytes}, "uint8 [bytes] from prepack_weights", 256);
+  }
+
+ private:
+  char const* op_;
+  c10::Device device_;
+};
+
+cudaStream_t current_stream(c10::Device device) { return at::cuda::getCurrentCUDAStream(device.index()).stream(); }
+
+at::Tensor workspace(size_t bytes, c10::Device device) {
+  return at::empty({static_cast<int64_t>(bytes)}, at::TensorOptions().dtype(at::kByte).device(device));
+}
+
+at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_scales,
+                           std::optional<at::Tensor> const& channel_scales) {
+  TensorChecks const c("w4a8moe.prepack_weights", weights, "weights");
+  c.rank(weights, "weights", 3, "int32 [E, N, K/8] or uint8 [E, N, K/2]");
+  w4a8moe::PrepackArgs args;
+  int64_t k = 0;
+  if (weights.scalar_type() == at::kInt) {
+    args.weight_format = w4a8moe::WeightFormat::kOffsetBinaryInt32;
+    k = weights.size(2) * 8;
+  } else {
+    TORCH_CHECK_TYPE(weights.scalar_type() == at::kByte, c.op(),
+                     ": weights must be int32 [E, N, K/8] (offset-binary nibbles, the checkpoint layout) or uint8 "
+                     "[E, N, K/2] (two's-complement int4, low nibble = even k), got ",
+                     weights.scalar_type());
+    args.weight_format = w4a8moe::WeightFormat::kSignedInt4;
+    k = weights.size(2) * 2;
+  }
+  args.shape = {c.to_int(weights.size(0), "E"), c.to_int(weights.size(1), "N"), c.to_int(k, "K"),
+                w4a8moe::kGroupSize};
+  throw_on_error(w4a8moe::validate_weight_shape(args.shape, "weights"), c.op());
+  auto const& s = args.shape;
+  c.check(weights, "weights", {weights.scalar_type()}, weights.sizes().vec(), "[E, N, K/8] or [E, N, K/2]", 4);
+
+  std::vector<int64_t> const scale_sizes{s.num_experts, s.n, s.k / w4a8moe::kGroupSize};
+  c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes, "[E, N, K/128]", 2);
+  if (group_scales.scalar_type() == at::kBFloat16) {
+    TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(),
+                      ": channel_scales must be None with bfloat16 group_scales (the channel scales are derived from "
+                      "them)");
+    args.scale_format = w4a8moe::ScaleFormat::kBF16;
+  } else {
+    TORCH_CHECK_VALUE(channel_scales.has_value(), c.op(),
+                      ": float8_e4m3fn group_scales need channel_scales, float32 [E, N] (W = q * sg * sc)");
+    c.check(*channel_scales, "channel_scales", {at::kFloat}, {s.num_experts, s.n}, "[E, N]", 4);
+    args.scale_format = w4a8moe::ScaleFormat::kFP8WithChannelScale;
+    args.channel_scales = channel_scales->data_ptr<float>();
+  }
+
+  c10::cuda::CUDAGuard const guard(c.device());
+  // Zeroed so that the padding between sections is deterministic (a packed buffer may be saved and compared).
+  at::Tensor packed = at::zeros({static_cast<int64_t>(w4a8moe::packed_weights_bytes(s))},
+                                weights.options().dtype(at::kByte));
+  args.weights = weights.data_ptr();
+  args.group_scales = group_scales.data_ptr();
+  args.packed = packed.data_ptr();
+  args.packed_bytes = static_cast<size_t>(packed.numel());
+  args.stream = current_stream(c.device());
+  throw_on_error(w4a8moe::prepack_weights(args), c.op());
+  return packed;
+}
+
+at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, at::Tensor const& expert_offsets,
+                        at::Tensor const& packed_weights, int64_t n, std::optional<at::ScalarType> out_dtype,
+                        std::optional<std::string> const& config) {
+  TensorChecks const c("w4a8moe.grouped_gemm", act, "act");
+  c.rank(act, "act", 2, "float8_e4m3fn [rows, K]");
+  c.rank(expert_offsets, "expert_offsets", 1, "int64 [E + 1]");
+  int64_t const rows = act.size(0);
+  TORCH_CHECK_VALUE(expert_offsets.size(0) >= 2, c.op(), ": expert_offsets must hold E + 1 >= 2 offsets, got ",
+                    expert_offsets.size(0));
+  w4a8moe::GroupedGemmArgs args;
+  args.shape = {c.to_int(expert_offsets.size(0) - 1, "E"), c.to_int(n, "n"), c.to_int(act.size(1), "K"),
+                w4a8moe::kGroupSize};
+  c.check(act, "act", {at::kFloat8_e4m3fn}, {rows, act.size(1)}, "[rows, K]", 16);
+  c.check(token_scales, "token_scales", {at::kFloat}, {rows}, "[rows]", 4);
+  c.check(expert_offsets, "expert_offsets", {at::kLong}, {expert_offsets.size(0)}, "[E + 1]", 8);
+  c.check_packed(packed_weights, "packed_weights", args.shape);
+  at::ScalarType const dtype = out_dtype.value_or(at::kBFloat16);
+  TORCH_CHECK_TYPE(dtype == at::kBFloat16 || dtype == at::kHalf, c.op(), ": out_dtype must be ",
+                   dtype_list({at::kBFloat16, at::kHalf}), ", got ", dtype);
+
+  c10::cuda::CUDAGuard const guard(c.device());
+  at::Tensor out = at::empty({rows, n}, act.options().dtype(dtype));
+  at::Tensor ws = workspace(w4a8moe::grouped_gemm_workspace_bytes(args.shape.num_experts), c.device());
+  args.packed_weights = packed_weights.data_ptr();
+  args.total_rows = rows;
+  args.act = act.data_ptr();
+  args.token_scales = token_scales.data_ptr<float>();
+  args.expert_offsets = expert_offsets.data_ptr<int64_t>();
+  args.out = out.data_ptr();
+  args.out_type = dtype == at::kBFloat16 ? w4a8moe::OutputType::kBF16 : w4a8moe::OutputType::kFP16;
+  args.workspace = ws.data_ptr();
+  args.workspace_bytes = static_cast<size_t>(ws.numel());
+  args.config = config.value_or("");
+  args.stream = current_stream(c.device());
+  throw_on_error(w4a8moe::grouped_gemm(args), c.op());
+  return out;
+}
+
+// expert_map is required exactly when this rank holds fewer experts than the router scores.
+void check_expert_map(TensorChecks const& c, std::optional<at::Tensor> const& expert_map, int64_t num_experts,
+                      int64_t num_local_experts) {
+  TORCH_CHECK_VALUE(num_local_experts >= 1 && num_local_experts <= num_experts, c.op(), ": num_local_experts=",
+                    num_local_experts, " must be in [1, num_experts=", num_experts, "]");
+  if (expert_map.has_value()) {
+    c.check(*expert_map, "expert_map", {at::kInt}, {num_experts}, "[num_experts]: local id or -1", 4);
+  } else {
+    TORCH_CHECK_VALUE(num_local_experts == num_experts, c.op(), ": expert_map (int32 [num_experts], local id or -1) "
+                      "is required when num_local_experts=", num_local_experts, " < num_experts=", num_experts);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> moe_routing(at::Tensor const& topk_ids,
+                                                           std::optional<at::Tensor> const& expert_map,
+                                                           int64_t num_experts, int64_t num_local_experts) {
+  TensorChecks const c("w4a8moe.moe_routing", topk_ids, "topk_ids");
+  c.rank(topk_ids, "topk_ids", 2, "int32 [num_tokens, top_k]");
+  int64_t const tokens = topk_ids.size(0), top_k = topk_ids.size(1);
+  c.check(topk_ids, "topk_ids", {at::kInt}, {tokens, top_k}, "[num_tokens, top_k]", 4);
+  check_expert_map(c, expert_map, num_experts, num_local_experts);
+  w4a8moe::MoeRoutingArgs args;
+  args.shape.num_experts = c.to_int(num_experts, "num_experts");
+  args.shape.num_local_experts = c.to_int(num_local_experts, "num_local_experts");
+  args.shape.top_k = c.to_int(top_k, "top_k");
+  args.num_tokens = tokens;
+
+  c10::cuda::CUDAGuard const guard(c.device());
+  auto const options = topk_ids.options();
+  at::Tensor offsets = at::empty({num_local_experts + 1}, options.dtype(at::kLong));
+  at::Tensor dest_row = at::empty({tokens, top_k}, options);
+  // Rows past offsets[-1] belong to no local expert; -1 there instead of whatever the allocator held.
+  at::Tensor row_slot = at::full({tokens * top_k}, -1, options);
+  at::Tensor ws = workspace(w4a8moe::moe_routing_workspace_bytes(args.shape, tokens), c.device());
+  args.topk_ids = topk_ids.data_ptr<int32_t>();
+  args.expert_map = expert_map.has_value() ? expert_map->data_ptr<int32_t>() : nullptr;
+  args.expert_offsets = offsets.data_ptr<int64_t>();
+  args.dest_row = dest_row.data_ptr<int32_t>();
+  args.row_slot = row_slot.data_ptr<int32_t>();
+  args.workspace = ws.data_ptr();
+  args.workspace_bytes = static_cast<size_t>(ws.numel());
+  args.stream = current_stream(c.device());
+  throw_on_error(w4a8moe::moe_routing(args), c.op());
+  return {offsets, dest_row, row_slot};
+}
+
+at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights, at::Tensor const& gemm2_weights,
+                       std::optional<at::Tensor> const& router_logits, std::optional<at::Tensor> const& topk_ids,
+                       std::optional<at::Tensor> const& topk_weights, std::optional<at::Tensor> const& expert_map,
+                       int64_t num_experts, int64_t num_local_experts, int64_t top_k, int64_t inter_size,
+                       bool renormalize, bool apply_router_weight_on_input,
+                       std::optional<std::string> const& gemm1_config, std::optional<std::string> const& gemm2_config) {
+  TensorChecks const c("w4a8moe.moe_forward", hidden, "hidden");
+  c.rank(hidden, "hidden", 2, "[num_tokens, hidden_size]");
+  int64_t const tokens = hidden.size(0), hidden_size = hidden.size(1);
+  c.check(hidden, "hidden", {at::kBFloat16, at::kHalf}, {tokens, hidden_size}, "[num_tokens, hidden_size]", 16);
+
+  w4a8moe::MoeForwardArgs args;
+  args.shape = {c.to_int(num_experts, "num_experts"), c.to_int(num_local_experts, "num_local_experts"),
+                c.to_int(top_k, "top_k"), c.to_int(hidden_size, "hidden_size"), c.to_int(inter_size, "inter_size")};
+  throw_on_error(w4a8moe::validate_moe_shape(args.shape), c.op());
+  auto const& s = args.shape;
+  c.check_packed(gemm1_weights, "gemm1_weights", {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize});
+  c.check_packed(gemm2_weights, "gemm2_weights", {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize});
+  check_expert_map(c, expert_map, num_experts, num_local_experts);
+
+  bool const has_topk = topk_ids.has_value() || topk_weights.has_value();
+  TORCH_CHECK_VALUE(router_logits.has_value() != has_topk, c.op(),
+                    ": give either router_logits or topk_ids + topk_weights, not ",
+                    has_topk ? "both" : "neither");
+  if (router_logits.has_value()) {
+    c.check(*router_logits, "router_logits", {at::kFloat, at::kBFloat16}, {tokens, num_experts},
+            "[num_tokens, num_experts]", 4);
+    args.router_logits = router_logits->data_ptr();
+    args.logits_type = router_logits->scalar_type() == at::kFloat ? w4a8moe::LogitsType::kFP32
+                                                                  : w4a8moe::LogitsType::kBF16;
+  } else {
+    TORCH_CHECK_VALUE(topk_ids.has_value() && topk_weights.has_value(), c.op(),
+                      ": topk_ids and topk_weights go together; got only ", topk_ids.has_value() ? "topk_ids" : "topk_weights");
+    c.check(*topk_ids, "topk_ids", {at::kInt}, {tokens, top_k}, "[num_tokens, top_k], global expert ids", 4);
+    c.check(*topk_weights, "topk_weights", {at::kFloat}, {tokens, top_k}, "[num_tokens, top_k]", 4);
+    args.topk_ids = topk_ids->data_ptr<int32_t>();
+    args.topk_weights = topk_weights->data_ptr<float>();
+  }
+
+  c10::cuda::CUDAGuard const guard(c.device());
+  at::Tensor out = at::empty_like(hidden, at::MemoryFormat::Contiguous);
+  at::Tensor ws = workspace(w4a8moe::moe_workspace_bytes(s, tokens), c.device());
+  args.gemm1_weights = gemm1_weights.data_ptr();
+  args.gemm2_weights = gemm2_weights.data_ptr();
+  args.num_tokens = tokens;
+  args.hidden = hidden.data_ptr();
+  args.act_type = hidden.scalar_type() == at::kBFloat16 ? w4a8moe::ActivationType::kBF16
+                                                        : w4a8moe::ActivationType::kFP16;
+  args.renormalize = renormalize;
+  args.expert_map = expert_map.has_value() ? expert_map->data_ptr<int32_t>() : nullptr;
+  args.apply_router_weight_on_input = apply_router_weight_on_input;
+  args.out = out.data_ptr();
+  args.workspace = ws.data_ptr();
+  args.workspace_bytes = static_cast<size_t>(ws.numel());
+  args.gemm1_config = gemm1_config.value_or("");
+  args.gemm2_config = gemm2_config.value_or("");
+  args.stream = current_stream(c.device());
+  throw_on_error(w4a8moe::moe_forward(args), c.op());
+  return out;
+}
+
+// Shape [E, N, K] of a packed buffer read back on the host (e.g. from disk); checks magic, version and size.
+std::vector<int64_t> packed_weights_shape(at::Tensor const& packed) {
+  char const* const op = "w4a8moe.packed_weights_shape";
+  TORCH_CHECK_VALUE(packed.is_cpu(), op, ": packed must be on the CPU (the header is read on the host), got ",
+                    packed.device(), "; pass packed.cpu()");
+  TORCH_CHECK_TYPE(packed.scalar_type() == at::kByte, op, ": packed must be uint8, got ", packed.scalar_type());
+  TORCH_CHECK_VALUE(packed.dim() == 1 && packed.is_contiguous(), op, ": packed must be a contiguous 1-D tensor, got "
+                    "shape ", packed.sizes(), " and strides ", packed.strides());
+  w4a8moe::ExpertWeightShape shape;
+  throw_on_error(w4a8moe::read_packed_header(packed.data_ptr(), static_cast<size_t>(packed.numel()), &shape), op);
+  return {shape.num_experts, shape.n, shape.k};
+}
+
+int64_t packed_weights_bytes(int64_t num_experts, int64_t n, int64_t k) {
+  char const* const op = "w4a8moe.packed_weights_bytes";
+  auto const narrow = [op](int64_t value, char const* name) {
+    TORCH_CHECK_VALUE(value >= 0 && value <= std::numeric_limits<int>::max(), op, ": ", name, "=", value,
+                      " is out of range");
+    return static_cast<int>(value);
+  };
+  w4a8moe::ExpertWeightShape const shape{narrow(num_experts, "num_experts"), narrow(n, "n"), narrow(k, "k"),
+                                         w4a8moe::kGroupSize};
+  throw_on_error(w4a8moe::validate_weight_shape(shape), op);
+  return static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape));
+}
+
+std::vector<std::string> gemm_config_names() { return w4a8moe::gemm_config_names(); }
+
+}  // namespace
+}  // namespace w4a8moe_torch
+
+TORCH_LIBRARY(w4a8moe, m) {
+  // Load time: waits for the stream and reads back the scale check, so it cannot be captured in a CUDA graph.
+  m.def("prepack_weights(Tensor weights, Tensor group_scales, Tensor? channel_scales=None) -> Tensor",
+        {at::Tag::cudagraph_unsafe});
+  // Run time: enqueue only, never wait for the host; safe to capture and to trace with torch.compile.
+  m.def("grouped_gemm(Tensor act, Tensor token_scales, Tensor expert_offsets, Tensor packed_weights, int n, "
+        "ScalarType? out_dtype=None, str? config=None) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  m.def("moe_routing(Tensor topk_ids, Tensor? expert_map, int num_experts, int num_local_experts) "
+        "-> (Tensor expert_offsets, Tensor dest_row, Tensor row_slot)",
+        {at::Tag::pt2_compliant_tag});
+  m.def("moe_forward(Tensor hidden, Tensor gemm1_weights, Tensor gemm2_weights, Tensor? router_logits, "
+        "Tensor? topk_ids, Tensor? topk_weights, Tensor? expert_map, int num_experts, int num_local_experts, "
+        "int top_k, int inter_size, bool renormalize, bool apply_router_weight_on_input, str? gemm1_config=None, "
+        "str? gemm2_config=None) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  m.def("packed_weights_shape(Tensor packed) -> int[]");
+  // No tensor arguments: these run on the host wherever they are called from.
+  m.def("packed_weights_bytes(int num_experts, int n, int k) -> int", &w4a8moe_torch::packed_weights_bytes);
+  m.def("gemm_config_names() -> str[]", &w4a8moe_torch::gemm_config_names);
+}
+
+TORCH_LIBRARY_IMPL(w4a8moe, CUDA, m) {
+  m.impl("prepack_weights", &w4a8moe_torch::prepack_weights);
+  m.impl("grouped_gemm", &w4a8moe_torch::grouped_gemm);
+  m.impl("moe_routing", &w4a8moe_torch::moe_routing);
+  m.impl("moe_forward", &w4a8moe_torch::moe_forward);
+  m.impl("packed_weights_shape", &w4a8moe_torch::packed_weights_shape);
+}
+
+// CPU tensors reach the same functions, whose first check explains that the tensor must be on the GPU (rather than
+// PyTorch's generic "could not run with arguments from the CPU backend"); packed_weights_shape is host-only.
+TORCH_LIBRARY_IMPL(w4a8moe, CPU, m) {
+  m.impl("prepack_weights", &w4a8moe_torch::prepack_weights);
+  m.impl("grouped_gemm", &w4a8moe_torch::grouped_gemm);
+  m.impl("moe_routing", &w4a8moe_torch::moe_routing);
+  m.impl("moe_forward", &w4a8moe_torch::moe_forward);
+  m.impl("packed_weights_shape", &w4a8moe_torch::packed_weights_shape);
+}
