@@ -1,5 +1,5 @@
-// Times the MoE layer the way an engine runs it: one CUDA graph of moe_forward() with events between the stages,
-// replayed; the per-stage times come from inside the graph, the total from events around each replay.
+// Times the MoE layer the way an engine runs it: a CUDA graph of moe_forward(), replayed. The total comes from events
+// around each replay of a plain graph; the per-stage times from a second graph with events between the stages.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,7 +14,7 @@ struct LayerTiming {
   std::vector<double> stage_us;  // [kMoeStageCount] medians
   double total_us = 0;           // median per replay, graph launch included
   double outside_gemms = 0;      // share of the stages' time outside GEMM1 and GEMM2
-  size_t graph_nodes = 0;
+  size_t graph_nodes = 0;        // of the plain graph: the layer's launches and memsets
 };
 
 // args.stream must be a stream other than the legacy default stream (graph capture). Returns an error status if

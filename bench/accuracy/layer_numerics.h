@@ -40,16 +40,16 @@ struct LayerProblem {
 LayerProblem make_layer_problem(MoeModel const& model, int64_t tokens, uint64_t seed);
 
 enum class WeightNumerics {
-  kBF16,                    // the bf16 weights themselves
-  kInt4BF16Scales,          // q * s, s the bf16 group scale (W4A16, or a kernel applying s in fp32)
-  kInt4SplitScales,         // e4m3(q * sg) * sc: design 6 split, product rounded to e4m3 (this project's kernel)
-  kInt4SplitScalesExactQSg, // q * sg * sc: the split, product not rounded
-  kFP8PerChannel,           // e4m3(W / sc) * sc, sc = max_k |W[n, k]| / 448 (W8A8)
+  kBF16,                     // the bf16 weights themselves
+  kInt4BF16Scales,           // q * s, s the bf16 group scale (W4A16, or a kernel applying s in fp32)
+  kInt4SplitScales,          // e4m3(q * sg) * sc: design-6 split, product rounded to e4m3 (this project's kernel)
+  kInt4SplitScalesExactQSg,  // q * sg * sc: the split, product not rounded
+  kFP8PerChannel,            // e4m3(W / sc) * sc, sc = max_k |W[n, k]| / 448 (W8A8)
 };
 
 enum class ActivationNumerics {
-  kBF16,          // bf16 values, no scale
-  kFP8PerToken,   // e4m3(x / st), st = max|x| / 448 per row (dynamic per-token fp8)
+  kBF16,         // bf16 values, no scale
+  kFP8PerToken,  // e4m3(x / st), st = max|x| / 448 per row (dynamic per-token fp8)
 };
 
 struct LayerNumerics {
@@ -64,5 +64,9 @@ std::vector<LayerNumerics> const& layer_numerics();
 
 // The layer's output [T, H] under `numerics`, float64.
 std::vector<double> layer_output(LayerProblem const& problem, LayerNumerics const& numerics);
+
+// The project's own CPU reference of the W4A8 layer (reference::moe_layer, bf16 output) for the listed tokens,
+// [tokens.size(), H]: the "w4a8" numerics above must reproduce it up to that final bf16 cast.
+std::vector<float> project_reference_output(LayerProblem const& problem, std::vector<int64_t> const& tokens);
 
 }  // namespace w4a8moe::accuracy

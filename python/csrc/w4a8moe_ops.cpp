@@ -6,6 +6,7 @@
 // that let torch.compile trace them are in w4a8moe/_ops.py). A library Status error becomes a Python exception
 // carrying the library's message: ValueError for an invalid argument, NotImplementedError for a request this
 // build or device cannot serve, RuntimeError otherwise.
+#include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <Python.h>
 #include <c10/cuda/CUDAGuard.h>

@@ -214,7 +214,10 @@ Status moe_forward(MoeForwardArgs const& a) {
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };
   auto mark = [&](int stage) -> Status {
-    if (a.stage_events != nullptr) W4A8_CUDA_RETURN(cudaEventRecord(a.stage_events[stage], a.stream));
+    // External: under stream capture the record becomes an event-record node of the graph, so replays are timed.
+    if (a.stage_events != nullptr) {
+      W4A8_CUDA_RETURN(cudaEventRecordWithFlags(a.stage_events[stage], a.stream, cudaEventRecordExternal));
+    }
     return Status::Ok();
   };
   auto* dest_row = reinterpret_cast<int32_t*>(at(plan.dest_row));

@@ -1,0 +1,205 @@
+#include "layer_numerics.h"
+
+#include <algorithm>
+
+#include "common/float_formats.h"
+#include "dot_product.h"
+#include "expert_quantization.h"
+#include "parallel.h"
+#include "realistic_data.h"
+
+namespace w4a8moe::accuracy {
+namespace {
+
+enum Projection : uint64_t { kGate = 0, kUp = 1, kDown = 2 };
+
+uint64_t weight_stream(int expert, Projection projection) { return uint64_t(expert) * 4 + projection; }
+
+// One expert's weights as the GEMM multiplies them, [N, K], and the per-output-channel scale applied after the sum
+// (empty: none).
+struct ExpertWeights {
+  int64_t n = 0, k = 0;
+  std::vector<float> values;
+  std::vector<float> channel_scales;
+};
+
+ExpertWeights expert_weights(LayerProblem const& p, bool down, int e, WeightNumerics numerics) {
+  reference::QuantizedExperts const& quantized = down ? p.int4.gemm2 : p.int4.gemm1;
+  std::vector<uint16_t> const& bf16 = down ? p.gemm2_bf16 : p.gemm1_bf16;
+  std::vector<uint16_t> const& scales = down ? p.gemm2_scales : p.gemm1_scales;
+  ExpertWeights w;
+  w.n = quantized.shape.n;
+  w.k = quantized.shape.k;
+  int64_t const groups = quantized.group_count();
+  int const group_size = quantized.shape.group_size;
+  w.values.resize(size_t(w.n) * w.k);
+  bool const has_channel_scale = numerics != WeightNumerics::kBF16 && numerics != WeightNumerics::kInt4BF16Scales;
+  if (has_channel_scale) w.channel_scales.resize(w.n);
+  parallel_for(w.n, 64, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> fp8_row(w.k);
+    for (int64_t n = begin; n < end; ++n) {
+      float* out = w.values.data() + size_t(n) * w.k;
+      uint16_t const* source = bf16.data() + (size_t(e) * w.n + n) * w.k;
+      int8_t const* q = quantized.q.data() + quantized.q_index(e, int(n), 0);
+      switch (numerics) {
+        case WeightNumerics::kBF16:
+          for (int64_t k = 0; k < w.k; ++k) out[k] = bf16_to_float(source[k]);
+          break;
+        case WeightNumerics::kInt4BF16Scales:
+          for (int64_t k = 0; k < w.k; ++k) {
+            out[k] = float(q[k]) * bf16_to_float(scales[(size_t(e) * w.n + n) * groups + k / group_size]);
+          }
+          break;
+        case WeightNumerics::kInt4SplitScales:
+        case WeightNumerics::kInt4SplitScalesExactQSg:
+          for (int64_t k = 0; k < w.k; ++k) {
+            uint8_t const sg = quantized.group_scale[quantized.scale_index(e, int(n), int(k / group_size))];
+            out[k] = numerics == WeightNumerics::kInt4SplitScales ? reference::dequantized_weight(q[k], sg)
+                                                                  : float(q[k]) * e4m3_to_float(sg);
+          }
+          w.channel_scales[n] = quantized.channel_scale[size_t(e) * w.n + n];
+          break;
+        case WeightNumerics::kFP8PerChannel:
+          for (int64_t k = 0; k < w.k; ++k) out[k] = bf16_to_float(source[k]);
+          reference::quantize_row(out, int(w.k), fp8_row.data(), &w.channel_scales[n]);
+          for (int64_t k = 0; k < w.k; ++k) out[k] = e4m3_to_float(fp8_row[k]);
+          break;
+      }
+    }
+  });
+  return w;
+}
+
+// GEMM inputs [rows, K] as the GEMM multiplies them, and the per-row scale applied after the sum.
+struct Activations {
+  int64_t rows = 0, k = 0;
+  std::vector<float> values;
+  std::vector<float> row_scales;
+};
+
+Activations quantize_activations(std::vector<float> const& x, int64_t rows, int64_t k, ActivationNumerics numerics) {
+  Activations a{rows, k, std::vector<float>(x.size()), std::vector<float>(rows, 1.0f)};
+  std::vector<uint8_t> fp8_row(k);
+  for (int64_t r = 0; r < rows; ++r) {
+    float const* in = x.data() + size_t(r) * k;
+    float* out = a.values.data() + size_t(r) * k;
+    if (numerics == ActivationNumerics::kBF16) {
+      for (int64_t i = 0; i < k; ++i) out[i] = bf16_to_float(float_to_bf16(in[i]));
+    } else {
+      reference::quantize_row(in, int(k), fp8_row.data(), &a.row_scales[r]);
+      for (int64_t i = 0; i < k; ++i) out[i] = e4m3_to_float(fp8_row[i]);
+    }
+  }
+  return a;
+}
+
+// out[r, n] = bf16(row_scale[r] * channel_scale[n] * sum_k a[r, k] w[n, k]), scales and sum in float64 as
+// reference::expert_gemm_row does. Channels are split over threads; a chunk of 16 weight rows stays in cache while
+// every activation row streams past it.
+std::vector<float> expert_gemm(Activations const& a, ExpertWeights const& w) {
+  std::vector<float> out(size_t(a.rows) * w.n);
+  parallel_for(w.n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = 0; r < a.rows; ++r) {
+      float const* row = a.values.data() + size_t(r) * a.k;
+      for (int64_t n = begin; n < end; ++n) {
+        double const channel_scale = w.channel_scales.empty() ? 1.0 : double(w.channel_scales[n]);
+        double const scale = double(a.row_scales[r]) * channel_scale;
+        double const sum = dot_product(row, w.values.data() + size_t(n) * w.k, w.k);
+        out[size_t(r) * w.n + n] = bf16_to_float(float_to_bf16(float(scale * sum)));
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+LayerProblem make_layer_problem(MoeModel const& model, int64_t tokens, uint64_t seed) {
+  LayerProblem p;
+  p.model = model;
+  p.tokens = tokens;
+  int const experts = model.experts, hidden = model.hidden, inter = model.inter;
+  size_t const projection_size = size_t(inter) * hidden;
+  p.gemm1_bf16.resize(size_t(experts) * 2 * projection_size);
+  p.gemm2_bf16.resize(size_t(experts) * projection_size);
+  for (int e = 0; e < experts; ++e) {
+    auto const gate = realistic_weights(inter, hidden, seed, weight_stream(e, kGate));
+    auto const up = realistic_weights(inter, hidden, seed, weight_stream(e, kUp));
+    auto const down = realistic_weights(hidden, inter, seed, weight_stream(e, kDown));
+    std::copy(gate.begin(), gate.end(), p.gemm1_bf16.begin() + size_t(e) * 2 * projection_size);
+    std::copy(up.begin(), up.end(), p.gemm1_bf16.begin() + (size_t(e) * 2 + 1) * projection_size);
+    std::copy(down.begin(), down.end(), p.gemm2_bf16.begin() + size_t(e) * projection_size);
+  }
+  p.int4.gemm1 = quantize_experts_rtn(p.gemm1_bf16, {experts, 2 * inter, hidden, kGroupSize}, &p.gemm1_scales);
+  p.int4.gemm2 = quantize_experts_rtn(p.gemm2_bf16, {experts, hidden, inter, kGroupSize}, &p.gemm2_scales);
+  p.hidden = realistic_hidden_states(tokens, hidden, seed);
+  p.topk = reference::topk_softmax(router_logits(tokens, experts, seed), tokens, experts, model.top_k,
+                                   /*renormalize=*/true);
+  return p;
+}
+
+std::vector<LayerNumerics> const& layer_numerics() {
+  static std::vector<LayerNumerics> const numerics = {
+      {"bf16", WeightNumerics::kBF16, ActivationNumerics::kBF16,
+       "bf16 weights and activations (the reference)"},
+      {"w16a8", WeightNumerics::kBF16, ActivationNumerics::kFP8PerToken,
+       "bf16 weights, per-token fp8 activations: activation quantisation alone"},
+      {"w8a8", WeightNumerics::kFP8PerChannel, ActivationNumerics::kFP8PerToken,
+       "fp8 e4m3 weights with per-channel fp32 scales, per-token fp8 activations"},
+      {"w4a16", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kBF16,
+       "int4 RTN g128 weights with their bf16 scales, bf16 activations"},
+      {"w4a16_split_scales", WeightNumerics::kInt4SplitScales, ActivationNumerics::kBF16,
+       "W4A16 with the design-6 split: e4m3(q * sg) * sc, bf16 activations"},
+      {"w4a8_bf16_scales", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8PerToken,
+       "int4 with bf16 scales applied exactly, fp8 activations (a kernel applying the group scale in fp32)"},
+      {"w4a8_exact_qsg", WeightNumerics::kInt4SplitScalesExactQSg, ActivationNumerics::kFP8PerToken,
+       "W4A8 with the split scales but q * sg not rounded to e4m3"},
+      {"w4a8", WeightNumerics::kInt4SplitScales, ActivationNumerics::kFP8PerToken,
+       "W4A8 as this project computes it: e4m3(q * sg) * sc, per-token fp8 activations"},
+  };
+  return numerics;
+}
+
+std::vector<double> layer_output(LayerProblem const& p, LayerNumerics const& numerics) {
+  int const hidden = p.model.hidden, inter = p.model.inter, top_k = p.model.top_k;
+  std::vector<double> out(size_t(p.tokens) * hidden, 0.0);
+  for (int e = 0; e < p.model.experts; ++e) {
+    std::vector<int64_t> slots;  // t * top_k + j of every (token, choice) routed to e
+    for (int64_t s = 0; s < p.tokens * top_k; ++s) {
+      if (p.topk.ids[s] == e) slots.push_back(s);
+    }
+    if (slots.empty()) continue;
+    int64_t const rows = int64_t(slots.size());
+    std::vector<float> x(size_t(rows) * hidden);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(p.hidden.begin() + (slots[r] / top_k) * hidden, hidden, x.begin() + r * hidden);
+    }
+    auto const gate_up = expert_gemm(quantize_activations(x, rows, hidden, numerics.activations),
+                                     expert_weights(p, /*down=*/false, e, numerics.weights));
+    std::vector<float> mid(size_t(rows) * inter);
+    for (int64_t r = 0; r < rows; ++r) reference::silu_mul(gate_up.data() + r * 2 * inter, inter, mid.data() + r * inter);
+    auto const down = expert_gemm(quantize_activations(mid, rows, inter, numerics.activations),
+                                  expert_weights(p, /*down=*/true, e, numerics.weights));
+    for (int64_t r = 0; r < rows; ++r) {
+      double const weight = p.topk.weights[slots[r]];
+      double* token_out = out.data() + (slots[r] / top_k) * hidden;
+      for (int c = 0; c < hidden; ++c) token_out[c] += weight * down[size_t(r) * hidden + c];
+    }
+  }
+  return out;
+}
+
+std::vector<float> project_reference_output(LayerProblem const& p, std::vector<int64_t> const& tokens) {
+  int const hidden = p.model.hidden;
+  std::vector<float> out(tokens.size() * hidden);
+  parallel_for(int64_t(tokens.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      auto const one = reference::moe_layer(p.hidden, p.topk, p.model.top_k, p.int4, /*expert_map=*/{},
+                                            /*apply_router_weight_on_input=*/false, /*half_output=*/false, {tokens[i]});
+      std::copy(one.begin(), one.end(), out.begin() + i * hidden);
+    }
+  });
+  return out;
+}
+
+}  // namespace w4a8moe::accuracy
