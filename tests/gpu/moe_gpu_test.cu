@@ -319,7 +319,6 @@ TEST(MoeLayer, EveryStageMatchesReference) {
     std::memcpy(&bits, base + 2 * index, 2);
     return bf16_to_float(bits);
   };
-  auto one_step = [](float got, float want) { return std::fabs(got - want) <= std::ldexp(std::fabs(want), -7) + 1e-30f; };
   auto gemm_close = [](float got, float want, float magnitude) {
     return std::fabs(got - want) <= std::ldexp(std::fabs(want), -7) + std::ldexp(magnitude, -10);
   };
