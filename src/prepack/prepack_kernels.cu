@@ -39,7 +39,10 @@ __device__ bool is_e4m3_nan(uint8_t bits) { return (bits & 0x7F) == 0x7F; }
 
 __global__ void write_header_and_layouts(PackedHeader header, uint8_t* packed, size_t layouts_offset) {
   int64_t const e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (e == 0) *reinterpret_cast<PackedHeader*>(packed) = header;
+  if (e == 0) {  // the whole header slot, padding zeroed, so packed buffers are byte-for-byte reproducible
+    for (size_t i = sizeof header; i < kHeaderBytes; ++i) packed[i] = 0;
+    *reinterpret_cast<PackedHeader*>(packed) = header;
+  }
   if (e < header.num_experts) {
     LayoutWeightReordered const layout = make_reordered_weight_layout(header.n, header.k);
     uint8_t* slot = packed + layouts_offset + e * kLayoutSlotBytes;
