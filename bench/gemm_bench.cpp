@@ -56,6 +56,7 @@ struct Options {
   std::vector<std::string> routings = {"uniform"};
   std::vector<int> gemms = {1, 2};
   bool sweep = false;
+  std::vector<std::string> configs;  // W4A8 configs to time besides the heuristic's (--sweep: all)
   bool baselines = true;
   int replays = 25;
   std::string out_dir;
@@ -106,6 +107,8 @@ Options parse(int argc, char** argv) {
       for (auto const& g : split(value())) o.gemms.push_back(std::stoi(g));
     } else if (arg == "--sweep") {
       o.sweep = true;
+    } else if (arg == "--configs") {
+      o.configs = split(value());
     } else if (arg == "--no-baselines") {
       o.baselines = false;
     } else if (arg == "--replays") {
@@ -115,7 +118,8 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--help" || arg == "-h") {
       std::printf(
           "usage: w4a8moe_gemm_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,mixtral-8x7b|all] [--tokens 1,16|all]\n"
-          "                          [--routing uniform,skewed] [--gemm 1,2] [--sweep] [--no-baselines]\n"
+          "                          [--routing uniform,skewed] [--gemm 1,2] [--sweep | --configs A,B]\n"
+          "                          [--no-baselines]\n"
           "                          [--replays 25] [--out DIR]\n");
       std::exit(0);
     } else {
@@ -173,7 +177,7 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs, L2 %d MB; streaming read %.0f GB/s\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20, hbm / 1e9);
 
-  std::vector<std::string> w4a8_configs;
+  std::vector<std::string> w4a8_configs = options.configs;
   if (options.sweep) w4a8_configs = gemm_config_names();
   std::vector<Row> rows;
   std::printf("%-16s %4s %6s %-8s | %-18s %9s %7s %6s %5s | %9s %9s %9s %9s %9s\n", "model", "gemm", "tokens",
@@ -228,6 +232,7 @@ int main(int argc, char** argv) {
             auto m = make_w4a8_method(config);
             double const us = measure(*m, config).us;
             if (us < best_w4a8) best_w4a8 = us, best_config = config;
+            if (!options.configs.empty()) std::printf("    %-20s %9.2f us\n", config.c_str(), us);
           }
           double w8a8 = NAN, w4a16 = NAN, bf16 = NAN;
           if (options.baselines) {

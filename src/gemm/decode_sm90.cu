@@ -185,6 +185,7 @@ __global__ void __launch_bounds__(kThreads) w4a8_decode_kernel(Params const p) {
   int64_t step = 0;
   for_each_item(p, [&](int e, int n0, int64_t first_row, int tokens) {
     int const rows = min(kTileN, p.n - n0);
+    int const token_tiles = (tokens + 7) / 8;  // MMAs only for the 8-token blocks that hold tokens
     float acc[2][kTokenTiles][4] = {};
     for (int g = 0; g < groups; ++g, ++step) {
       // Activations of this group (B): token 8j + lane/4, K (lane%4)*4 + 0..3 and + 16 of each 32-wide block, as f16
@@ -194,6 +195,7 @@ __global__ void __launch_bounds__(kThreads) w4a8_decode_kernel(Params const p) {
       for (int kb = 0; kb < kGroupK / 32; ++kb) {
 #pragma unroll
         for (int j = 0; j < kTokenTiles; ++j) {
+          if (j >= token_tiles) continue;
           int const token = 8 * j + lane / 4;
           int64_t const k0 = int64_t(g) * kGroupK + kb * 32 + (lane % 4) * 4;
           uint32_t const* src = reinterpret_cast<uint32_t const*>(p.act + (first_row + token) * p.k + k0);
@@ -224,7 +226,9 @@ __global__ void __launch_bounds__(kThreads) w4a8_decode_kernel(Params const p) {
           uint2 const row_g8[2] = {e4m3x4_to_f16(lut_convert(codes.x >> 16, negative[1], positive[1])),
                                    e4m3x4_to_f16(lut_convert(codes.y >> 16, negative[1], positive[1]))};
 #pragma unroll
-          for (int j = 0; j < kTokenTiles; ++j) mma_block(acc[a][j], row_g, row_g8, b[kb][j]);
+          for (int j = 0; j < kTokenTiles; ++j) {
+            if (j < token_tiles) mma_block(acc[a][j], row_g, row_g8, b[kb][j]);
+          }
         }
       }
       __syncwarp();
