@@ -6,8 +6,7 @@
 
 namespace w4a8moe::gemm {
 
-// kCooperative and kPingpong are CUTLASS's warp-specialised schedules; kDecode is this library's decode kernel.
-enum class Schedule { kCooperative, kPingpong, kDecode };
+enum class Schedule { kCooperative, kPingpong };
 
 struct GemmConfig {
   int tile_m = 0;     // GEMM M = output channels
@@ -16,7 +15,7 @@ struct GemmConfig {
   int cluster_n = 1;
   Schedule schedule = Schedule::kCooperative;
 
-  // "128x16_1x1_coop", "128x64_2x1_pp", "128x32_1x1_decode"
+  // "128x16_1x1_coop", "128x64_2x1_pp"
   std::string name() const;
   bool operator==(GemmConfig const& other) const {
     return tile_m == other.tile_m && tile_n == other.tile_n && cluster_m == other.cluster_m &&

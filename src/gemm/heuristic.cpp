@@ -44,8 +44,8 @@ double row_weighted_rows_per_expert(std::vector<int64_t> const& rows) {
 
 // Thresholds from the H100 sweep of every config over Qwen3-30B-A3B, DeepSeek-V3 (EP8) and Mixtral-8x7B, GEMM1 and
 // GEMM2, 1 to 8192 tokens, uniform and skewed routing (bench/results/2026-11-26-h100-80gb-hbm3-sweep.json): over
-// those 108 cases this table's pick is on average 3 % slower than the best config (worst 38 %, a skewed routing it
-// cannot see without hints). bench/NOTES.md has the analysis.
+// those 108 cases this table's pick is on average 2.6 % slower than the best config (worst 38 %, a skewed routing
+// it cannot see without hints). bench/NOTES.md has the analysis.
 GemmConfig select_config(HeuristicInput const& input) {
   std::vector<int64_t> const rows = estimate_rows_per_active_expert(input);
   double const m = row_weighted_rows_per_expert(rows);
@@ -69,9 +69,9 @@ GemmConfig select_config(HeuristicInput const& input) {
   if (m <= 48.0) {
     return (short_k || tiles_256 < 1.5 * wave) ? GemmConfig{128, 64, 1, 1, pp} : GemmConfig{256, 64, 1, 1, coop};
   }
-  if (m < 768.0 && (short_k || (m <= 192.0 && tiles_256 < 1.5 * wave))) return {128, 128, 2, 1, pp};
-  if (m < 768.0) return {256, 128, 2, 1, coop};
-  return {128, 256, 1, 1, coop};
+  if (m < 512.0 && (short_k || (m <= 192.0 && tiles_256 < 1.5 * wave))) return {128, 128, 2, 1, pp};
+  if (m < 512.0) return {256, 128, 2, 1, coop};
+  return short_k ? GemmConfig{128, 128, 2, 1, pp} : GemmConfig{128, 256, 1, 1, coop};
 }
 
 }  // namespace w4a8moe::gemm

@@ -1,13 +1,10 @@
 #include "gemm/registry.h"
 
-#include "gemm/decode_sm90.h"
-
 namespace w4a8moe::gemm {
 
 std::string GemmConfig::name() const {
-  char const* const suffix[] = {"_coop", "_pp", "_decode"};
   return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_" + std::to_string(cluster_m) + "x" +
-         std::to_string(cluster_n) + suffix[int(schedule)];
+         std::to_string(cluster_n) + (schedule == Schedule::kCooperative ? "_coop" : "_pp");
 }
 
 std::vector<GemmKernelEntry> const& gemm_registry() {
@@ -21,9 +18,6 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
   }
 #include "w4a8_gemm_configs.def"  // configs.def as filtered by CMake (W4A8_GEMM_CONFIGS)
 #undef W4A8_GEMM_CONFIG
-    GemmConfig const decode{128, kDecodeMaxTokens, 1, 1, Schedule::kDecode};
-    entries.push_back({decode, decode.name(), [](int, int) { return size_t(0); },
-                       [](GroupedGemmParams const& params, void*, size_t) { return run_decode_gemm(params); }});
     return entries;
   }();
   return registry;

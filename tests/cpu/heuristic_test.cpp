@@ -69,6 +69,7 @@ TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "256x32_1x1_coop");
   EXPECT_EQ(select_config(mixtral_gemm1(128)).name(), "256x64_1x1_coop");
   EXPECT_EQ(select_config(mixtral_gemm1(8192)).name(), "128x256_1x1_coop");
+  EXPECT_EQ(select_config(qwen3_gemm1(8192)).name(), "128x256_1x1_coop");
 }
 
 TEST(Heuristic, SkewHintsMoveTowardsLargerTiles) {
