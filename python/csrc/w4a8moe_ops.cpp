@@ -3,7 +3,7 @@
 // Every op checks its tensors (device, dtype, shape, contiguity, alignment) before the library sees a pointer,
 // runs on the current CUDA stream of its tensors' device, and allocates outputs and workspaces through PyTorch's
 // allocator, so the ops work under CUDA graph capture and inside torch.compile graphs (the fake implementations
-// that let torch.compile trace them are in w4a8moe/_ops.py). A library Status error becomes a Python exception
+// that let torch.compile trace them are in w4a8moe/_fake.py). A library Status error becomes a Python exception
 // carrying the library's message: ValueError for an invalid argument, NotImplementedError for a request this
 // build or device cannot serve, RuntimeError otherwise.
 #include <ATen/ATen.h>
@@ -59,8 +59,8 @@ std::string dtype_list(std::vector<at::ScalarType> const& dtypes) {
 class TensorChecks {
  public:
   TensorChecks(char const* op, at::Tensor const& first, char const* first_name) : op_(op), device_(first.device()) {
-    TORCH_CHECK_VALUE(first.is_cuda(), op_, ": ", first_name, " must be a CUDA tensor, got a tensor on ", first.device(),
-                      " (the W4A8 kernels run on a Hopper GPU)");
+    TORCH_CHECK_VALUE(first.is_cuda(), op_, ": ", first_name, " must be a CUDA tensor, got a tensor on ",
+                      first.device(), " (the W4A8 kernels run on a Hopper GPU)");
   }
 
   char const* op() const { return op_; }
@@ -135,10 +135,12 @@ at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_sc
                 w4a8moe::kGroupSize};
   throw_on_error(w4a8moe::validate_weight_shape(args.shape, "weights"), c.op());
   auto const& s = args.shape;
+  // dtype and sizes were read from weights above; this checks its device, contiguity and alignment.
   c.check(weights, "weights", {weights.scalar_type()}, weights.sizes().vec(), "[E, N, K/8] or [E, N, K/2]", 4);
 
   std::vector<int64_t> const scale_sizes{s.num_experts, s.n, s.k / w4a8moe::kGroupSize};
-  c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes, "[E, N, K/128]", 2);
+  c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes, "[E, N, K/128]",
+          group_scales.element_size());
   if (group_scales.scalar_type() == at::kBFloat16) {
     TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(),
                       ": channel_scales must be None with bfloat16 group_scales (the channel scales are derived from "
@@ -275,13 +277,14 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                     has_topk ? "both" : "neither");
   if (router_logits.has_value()) {
     c.check(*router_logits, "router_logits", {at::kFloat, at::kBFloat16}, {tokens, num_experts},
-            "[num_tokens, num_experts]", 4);
+            "[num_tokens, num_experts]", router_logits->element_size());
     args.router_logits = router_logits->data_ptr();
     args.logits_type = router_logits->scalar_type() == at::kFloat ? w4a8moe::LogitsType::kFP32
                                                                   : w4a8moe::LogitsType::kBF16;
   } else {
     TORCH_CHECK_VALUE(topk_ids.has_value() && topk_weights.has_value(), c.op(),
-                      ": topk_ids and topk_weights go together; got only ", topk_ids.has_value() ? "topk_ids" : "topk_weights");
+                      ": topk_ids and topk_weights go together; got only ",
+                      topk_ids.has_value() ? "topk_ids" : "topk_weights");
     c.check(*topk_ids, "topk_ids", {at::kInt}, {tokens, top_k}, "[num_tokens, top_k], global expert ids", 4);
     c.check(*topk_weights, "topk_weights", {at::kFloat}, {tokens, top_k}, "[num_tokens, top_k]", 4);
     args.topk_ids = topk_ids->data_ptr<int32_t>();

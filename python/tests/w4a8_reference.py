@@ -41,9 +41,11 @@ def random_experts(num_experts, n, k, generator, device="cuda"):
 
 def pack_offset_binary(q):
     """The checkpoint layout: int32 [E, N, K/8], nibble i of word j holds q + 8 for k = 8j + i."""
-    nibbles = (q.to(torch.int64) + 8).reshape(*q.shape[:-1], -1, 8)
-    words = (nibbles << (4 * torch.arange(8, device=q.device))).sum(-1)
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    nibbles = q.reshape(*q.shape[:-1], -1, 8)
+    words = torch.zeros(nibbles.shape[:-1], dtype=torch.int32, device=q.device)
+    for i in range(8):  # nibble 7 lands in the sign bit: int32 shifts wrap, which is the bit pattern wanted
+        words |= (nibbles[..., i].to(torch.int32) + 8) << (4 * i)
+    return words
 
 
 def pack_signed_int4(q):
@@ -201,8 +203,10 @@ def routing_data(topk_ids, num_experts, num_local_experts, expert_map=None):
 
 
 def topk_softmax(router_logits, top_k, renormalize):
+    """Softmax, then the top_k largest in descending order, ties to the lower expert id (a stable sort)."""
     probabilities = torch.softmax(router_logits.float(), dim=-1)
-    weights, ids = torch.topk(probabilities, top_k, dim=-1)
+    weights, ids = torch.sort(probabilities, dim=-1, descending=True, stable=True)
+    weights, ids = weights[:, :top_k], ids[:, :top_k]
     if renormalize:
         weights = weights / weights.sum(-1, keepdim=True)
     return ids.to(torch.int32), weights

@@ -1,0 +1,65 @@
+"""The fake implementations torch.compile traces with, on meta tensors, and the host-only helpers. No GPU needed."""
+
+import pytest
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+import w4a8moe
+
+
+def meta(*shape, dtype):
+    return torch.empty(*shape, dtype=dtype, device="meta")
+
+
+def small_weights():
+    return w4a8moe.PackedMoeWeights(
+        gemm1=meta(w4a8moe.packed_weights_bytes(16, 768, 256), dtype=torch.uint8),
+        gemm2=meta(w4a8moe.packed_weights_bytes(16, 256, 384), dtype=torch.uint8),
+        num_experts=16, hidden_size=256, intermediate_size=384)
+
+
+def test_prepack_weights_fake_has_the_packed_size():
+    for weights in (meta(4, 96, 48, dtype=torch.int32), meta(4, 96, 192, dtype=torch.uint8)):
+        packed = w4a8moe.prepack_weights(weights, meta(4, 96, 3, dtype=torch.bfloat16))
+        assert packed.shape == (w4a8moe.packed_weights_bytes(4, 96, 384),) and packed.dtype == torch.uint8
+
+
+def test_grouped_gemm_fake():
+    out = w4a8moe.grouped_gemm(meta(30, 256, dtype=torch.float8_e4m3fn), meta(30, dtype=torch.float32),
+                               meta(17, dtype=torch.int64), meta(1, dtype=torch.uint8), 768, torch.float16)
+    assert out.shape == (30, 768) and out.dtype == torch.float16
+
+
+def test_moe_routing_fake():
+    routing = w4a8moe.moe_routing(meta(5, 4, dtype=torch.int32), 16, meta(16, dtype=torch.int32), 8)
+    assert routing.expert_offsets.shape == (9,) and routing.expert_offsets.dtype == torch.int64
+    assert routing.dest_row.shape == (5, 4) and routing.row_slot.shape == (20,)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fused_moe_fake_traces(dtype):
+    def block(hidden, router_logits, gemm1, gemm2):
+        weights = w4a8moe.PackedMoeWeights(gemm1, gemm2, num_experts=16, hidden_size=256, intermediate_size=384)
+        return hidden + w4a8moe.fused_moe(hidden, router_logits, weights=weights, top_k=4)
+
+    packed = small_weights()
+    inputs = (meta(5, 256, dtype=dtype), meta(5, 16, dtype=torch.float32), packed.gemm1, packed.gemm2)
+    graph = make_fx(block, tracing_mode="fake")(*inputs)
+    assert "w4a8moe.moe_forward" in str(graph.code)
+    out = block(*inputs)
+    assert out.shape == (5, 256) and out.dtype == dtype
+
+
+def test_host_helpers():
+    assert w4a8moe.packed_weights_bytes(128, 1536, 2048) > 128 * 1536 * 2048 // 2
+    assert "128x16_1x1_coop" in w4a8moe.gemm_config_names()
+    with pytest.raises(ValueError, match="N must be a positive multiple of 16"):
+        w4a8moe.packed_weights_bytes(8, 100, 128)
+    with pytest.raises(ValueError, match="packed must be on the CPU|bad magic"):
+        w4a8moe.packed_weights_shape(torch.zeros(300, dtype=torch.uint8))
+    on_cpu = w4a8moe.PackedMoeWeights(
+        gemm1=torch.zeros(w4a8moe.packed_weights_bytes(16, 768, 256), dtype=torch.uint8),
+        gemm2=torch.zeros(w4a8moe.packed_weights_bytes(16, 256, 384), dtype=torch.uint8),
+        num_experts=16, hidden_size=256, intermediate_size=384)
+    with pytest.raises(ValueError, match="hidden must be a CUDA tensor"):
+        w4a8moe.fused_moe(torch.zeros(4, 256, dtype=torch.bfloat16), torch.zeros(4, 16), weights=on_cpu, top_k=4)
