@@ -9,8 +9,8 @@ float tensor_core_add(float accumulator, float const* products, int count) {
   float largest = std::fabs(accumulator);
   for (int i = 0; i < count; ++i) largest = std::max(largest, std::fabs(products[i]));
   if (largest == 0.0f) return 0.0f;
-  // Work in integer units of 2^(e - 13), e the largest addend's exponent. e4m3 products lie in [2^-18, 2^18], so
-  // the scaled addends and their sum (at most 33 of them below 2^14 each) are exact in double.
+  // Work in integer units of 2^(e - 13), e the largest addend's exponent: each truncated addend is an integer below
+  // 2^14, so their sum is exact in double for any block the report uses.
   int const exponent = std::ilogb(largest);
   double const to_units = std::ldexp(1.0, kTensorCoreFractionBits - exponent);
   double units = std::trunc(double(accumulator) * to_units);

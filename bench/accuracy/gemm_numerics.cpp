@@ -122,6 +122,32 @@ std::vector<double> fp64_reference_output(GemmProblem const& p) {
   return out;
 }
 
+std::vector<double> single_rounding_lut_output(GemmProblem const& p) {
+  auto const& shape = p.experts.shape;
+  auto exact_sg = [&](int e, int n, int g) {
+    return unrounded_group_scale(bf16_scale(p, e, n, g), p.experts.channel_scale[size_t(e) * shape.n + n]);
+  };
+  return for_each_output(
+      p,
+      [&](int e) {
+        std::vector<float> w(size_t(shape.n) * shape.k);
+        parallel_for(shape.n, 64, [&](int64_t begin, int64_t end) {
+          for (int64_t n = begin; n < end; ++n) {
+            int8_t const* q = p.experts.q.data() + p.experts.q_index(e, int(n), 0);
+            for (int k = 0; k < shape.k; ++k) {
+              float const sg = exact_sg(e, int(n), k / shape.group_size);
+              w[size_t(n) * shape.k + k] = e4m3_to_float(float_to_e4m3(float(q[k]) * sg));
+            }
+          }
+        });
+        return w;
+      },
+      [&](float const* a, float const* w, int64_t m, int e, int n, float*) {
+        double const channel_scale = p.experts.channel_scale[size_t(e) * shape.n + n];
+        return double(p.token_scales[m]) * channel_scale * dot_product(a, w, shape.k);
+      });
+}
+
 std::vector<double> modelled_kernel_output(GemmProblem const& p, int block) {
   auto const& shape = p.experts.shape;
   return for_each_output(

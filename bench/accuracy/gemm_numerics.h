@@ -43,6 +43,9 @@ std::vector<double> split_scale_exact_qsg_output(GemmProblem const& problem);
 // st * sc * sum_k a e4m3(q sg), exact: the project's float64 reference (reference::grouped_gemm), i.e. the kernel's
 // math without its accumulation error.
 std::vector<double> fp64_reference_output(GemmProblem const& problem);
+// st * sc * sum_k a e4m3(q s / sc), exact: the lookup table rounded once from the exact group scale instead of
+// twice (e4m3(q * e4m3(s / sc))), a change to the prepacked values alone.
+std::vector<double> single_rounding_lut_output(GemmProblem const& problem);
 // The kernel as modelled: e4m3(q sg) products in one tensor-core accumulator, `block` products per step, then
 // st * sc in fp32 and bf16 out.
 std::vector<double> modelled_kernel_output(GemmProblem const& problem, int block);

@@ -52,13 +52,27 @@ ExpertWeights expert_weights(LayerProblem const& p, bool down, int e, WeightNume
           break;
         case WeightNumerics::kInt4SplitScales:
         case WeightNumerics::kInt4SplitScalesExactQSg:
-          for (int64_t k = 0; k < w.k; ++k) {
-            uint8_t const sg = quantized.group_scale[quantized.scale_index(e, int(n), int(k / group_size))];
-            out[k] = numerics == WeightNumerics::kInt4SplitScales ? reference::dequantized_weight(q[k], sg)
-                                                                  : float(q[k]) * e4m3_to_float(sg);
+        case WeightNumerics::kInt4SingleRoundingLut: {
+          float const channel_scale = quantized.channel_scale[size_t(e) * w.n + n];
+          for (int64_t g = 0; g < groups; ++g) {
+            uint8_t const sg = quantized.group_scale[quantized.scale_index(e, int(n), int(g))];
+            float const exact_sg =
+                unrounded_group_scale(bf16_to_float(scales[(size_t(e) * w.n + n) * groups + g]), channel_scale);
+            float value_of_q[16];  // what each int4 value becomes in this group, as the kernel's lookup table
+            for (int v = -8; v < 8; ++v) {
+              if (numerics == WeightNumerics::kInt4SplitScales) {
+                value_of_q[v + 8] = reference::dequantized_weight(v, sg);
+              } else if (numerics == WeightNumerics::kInt4SplitScalesExactQSg) {
+                value_of_q[v + 8] = float(v) * e4m3_to_float(sg);
+              } else {
+                value_of_q[v + 8] = e4m3_to_float(float_to_e4m3(float(v) * exact_sg));
+              }
+            }
+            for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) out[k] = value_of_q[q[k] + 8];
           }
-          w.channel_scales[n] = quantized.channel_scale[size_t(e) * w.n + n];
+          w.channel_scales[n] = channel_scale;
           break;
+        }
         case WeightNumerics::kFP8PerChannel:
           for (int64_t k = 0; k < w.k; ++k) out[k] = bf16_to_float(source[k]);
           reference::quantize_row(out, int(w.k), fp8_row.data(), &w.channel_scales[n]);
@@ -156,6 +170,8 @@ std::vector<LayerNumerics> const& layer_numerics() {
        "W4A8 with the split scales but q * sg not rounded to e4m3"},
       {"w4a8", WeightNumerics::kInt4SplitScales, ActivationNumerics::kFP8PerToken,
        "W4A8 as this project computes it: e4m3(q * sg) * sc, per-token fp8 activations"},
+      {"w4a8_single_rounding_lut", WeightNumerics::kInt4SingleRoundingLut, ActivationNumerics::kFP8PerToken,
+       "W4A8 with each lookup-table entry rounded once, e4m3(q * s / sc), instead of e4m3(q * e4m3(s / sc))"},
   };
   return numerics;
 }

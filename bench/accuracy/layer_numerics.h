@@ -44,6 +44,7 @@ enum class WeightNumerics {
   kInt4BF16Scales,           // q * s, s the bf16 group scale (W4A16, or a kernel applying s in fp32)
   kInt4SplitScales,          // e4m3(q * sg) * sc: design-6 split, product rounded to e4m3 (this project's kernel)
   kInt4SplitScalesExactQSg,  // q * sg * sc: the split, product not rounded
+  kInt4SingleRoundingLut,    // e4m3(q * s / sc) * sc: each lookup-table entry rounded once from the exact scale
   kFP8PerChannel,            // e4m3(W / sc) * sc, sc = max_k |W[n, k]| / 448 (W8A8)
 };
 

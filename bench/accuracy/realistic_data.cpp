@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include "common/float_formats.h"
 #include "parallel.h"
@@ -11,19 +12,18 @@ namespace w4a8moe::accuracy {
 namespace {
 
 // Weights: typical magnitude of a transformer projection (~1/sqrt(hidden)), Student-t elements, lognormal output
-// channel scales, and one outlier input channel per 512 (at least 4) of 5-20x.
+// channel scales, and four outlier input channels of 5-20x.
 constexpr double kWeightBase = 0.02;
-constexpr double kWeightDegreesOfFreedom = 6.0;  // generated as chi-squared from three uniforms, so it must stay 6
+constexpr double kWeightDegreesOfFreedom = 8.0;  // generated as chi-squared from four uniforms, so it must stay 8
 constexpr double kWeightRowSigma = 0.6;
-constexpr int kWeightColumnsPerOutlier = 512;
-constexpr int kMinWeightOutliers = 4;
+constexpr int kWeightOutlierColumns = 4;
 constexpr double kWeightOutlierMin = 5.0, kWeightOutlierMax = 20.0;
 
-// Hidden states: channel and token spread, and six channels 20-60x the typical one.
+// Hidden states: channel and token spread, and six channels 10-30x the typical one.
 constexpr double kHiddenChannelSigma = 0.5;
 constexpr double kHiddenTokenSigma = 0.3;
 constexpr int kHiddenOutlierChannels = 6;
-constexpr double kHiddenOutlierMin = 20.0, kHiddenOutlierMax = 60.0;
+constexpr double kHiddenOutlierMin = 10.0, kHiddenOutlierMax = 30.0;
 constexpr double kHiddenOutlierJitter = 0.1;  // relative spread of an outlier channel across tokens
 
 // Down-projection inputs: gate pre-activations N(0, 1.5^2), up with lognormal channel spread and one channel per
@@ -61,8 +61,8 @@ class Random {
     has_spare_ = true;
     return radius * std::cos(angle);
   }
-  double student_t6() {
-    double const chi_squared = -2.0 * std::log(unit() * unit() * unit());  // 6 degrees of freedom
+  double student_t8() {
+    double const chi_squared = -2.0 * std::log(unit() * unit() * unit() * unit());  // 8 degrees of freedom
     return normal() / std::sqrt(chi_squared / kWeightDegreesOfFreedom);
   }
   double lognormal(double sigma) { return std::exp(sigma * normal()); }
@@ -97,31 +97,41 @@ float round_to_bf16(double x) { return bf16_to_float(float_to_bf16(float(x))); }
 }  // namespace
 
 std::string weight_statistics_description() {
-  return "W = 0.02 * row_scale * col_scale * t, t ~ Student-t(6), row_scale ~ lognormal(0, 0.6), col_scale = 1 "
-         "except max(4, cols/512) input channels of U(5, 20)x; bf16";
+  std::ostringstream text;
+  text << "W = " << kWeightBase << " * row_scale * col_scale * t, t ~ Student-t(" << kWeightDegreesOfFreedom
+       << "), row_scale ~ lognormal(0, " << kWeightRowSigma << "), col_scale = 1 except " << kWeightOutlierColumns
+       << " input channels of U(" << kWeightOutlierMin << ", " << kWeightOutlierMax << ")x; bf16";
+  return text.str();
 }
 
 std::string hidden_state_statistics_description() {
-  return "x = token_scale * channel_scale * N(0, 1), token_scale ~ lognormal(0, 0.3), channel_scale ~ "
-         "lognormal(0, 0.5); 6 channels of fixed sign and U(20, 60)x magnitude (10% jitter); bf16";
+  std::ostringstream text;
+  text << "x = token_scale * channel_scale * N(0, 1), token_scale ~ lognormal(0, " << kHiddenTokenSigma
+       << "), channel_scale ~ lognormal(0, " << kHiddenChannelSigma << "); " << kHiddenOutlierChannels
+       << " channels of fixed sign and U(" << kHiddenOutlierMin << ", " << kHiddenOutlierMax << ")x magnitude ("
+       << 100 * kHiddenOutlierJitter << "% jitter); bf16";
+  return text.str();
 }
 
 std::string intermediate_statistics_description() {
-  return "x = SiLU(g) * u, g ~ N(0, 1.5^2), u ~ channel_scale * N(0, 1), channel_scale ~ lognormal(0, 0.5) and "
-         "max(4, width/1024) channels of U(10, 20)x; bf16";
+  std::ostringstream text;
+  text << "x = SiLU(g) * u, g ~ N(0, " << kGateSigma << "^2), u ~ channel_scale * N(0, 1), channel_scale ~ "
+       << "lognormal(0, " << kUpChannelSigma << ") and max(" << kMinUpOutliers << ", width/" << kUpColumnsPerOutlier
+       << ") channels of U(" << kUpOutlierMin << ", " << kUpOutlierMax << ")x; bf16";
+  return text.str();
 }
 
 std::vector<uint16_t> realistic_weights(int64_t rows, int64_t cols, uint64_t seed, uint64_t stream) {
   Random column_random(seed, stream, kColumnRow);
-  int const outliers = std::max<int>(kMinWeightOutliers, int(cols / kWeightColumnsPerOutlier));
-  auto const col_scale = outlier_columns(cols, outliers, kWeightOutlierMin, kWeightOutlierMax, column_random);
+  auto const col_scale =
+      outlier_columns(cols, kWeightOutlierColumns, kWeightOutlierMin, kWeightOutlierMax, column_random);
   std::vector<uint16_t> weights(size_t(rows) * cols);
   parallel_for(rows, 64, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       Random random(seed, stream, uint64_t(r));
       double const row_scale = kWeightBase * random.lognormal(kWeightRowSigma);
       uint16_t* row = weights.data() + size_t(r) * cols;
-      for (int64_t c = 0; c < cols; ++c) row[c] = float_to_bf16(float(row_scale * col_scale[c] * random.student_t6()));
+      for (int64_t c = 0; c < cols; ++c) row[c] = float_to_bf16(float(row_scale * col_scale[c] * random.student_t8()));
     }
   });
   return weights;

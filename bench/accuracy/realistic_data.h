@@ -16,12 +16,12 @@ std::string hidden_state_statistics_description();
 std::string intermediate_statistics_description();
 
 // One weight matrix [rows, cols] as bf16 bits: W[r, c] = base * row_scale[r] * col_scale[c] * t, with t Student-t
-// (6 degrees of freedom), row_scale lognormal and col_scale 1 except a few input channels of 5-20x.
+// (8 degrees of freedom), row_scale lognormal and col_scale 1 except four input channels of 5-20x.
 std::vector<uint16_t> realistic_weights(int64_t rows, int64_t cols, uint64_t seed, uint64_t stream);
 
 // Hidden states [tokens, width], values representable in bf16: per-channel lognormal spread, a per-token
-// lognormal scale, and a few channels of 20-60x magnitude with a fixed sign per channel (the "massive activation"
-// channels of LLM hidden states).
+// lognormal scale, and six channels of 10-30x magnitude with a fixed sign per channel (the outlier channels of LLM
+// hidden states).
 std::vector<float> realistic_hidden_states(int64_t tokens, int width, uint64_t seed);
 
 // Down-projection inputs [rows, width], representable in bf16: SiLU(g) * u of Gaussian gate and up

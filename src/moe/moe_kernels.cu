@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <type_traits>
@@ -403,7 +404,7 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
                                          int64_t const* __restrict__ offsets, int local_experts,
                                          uint8_t* __restrict__ act, float* __restrict__ act_scales) {
   extern __shared__ float h_row[];  // [inter]
-  __shared__ float scratch[kThreads / 32];
+  __shared__ float scratch[32];     // one per warp; blocks have up to 1024 threads
   int64_t const row = blockIdx.x;
   if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
   int const vectors = inter / kVector;
@@ -541,8 +542,10 @@ struct SiluMulQuantize {
     cudaError_t error = cudaFuncSetAttribute(silu_mul_quantize_kernel<kType>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
     if (error != cudaSuccess) return error;
-    silu_mul_quantize_kernel<kType><<<unsigned(max_rows), kThreads, shared, stream>>>(gemm1_out, inter, offsets,
-                                                                                       local_experts, act, act_scales);
+    // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
+    int const threads = std::clamp((inter / kVector / 4 + 31) / 32 * 32, kThreads, 1024);
+    silu_mul_quantize_kernel<kType><<<unsigned(max_rows), threads, shared, stream>>>(gemm1_out, inter, offsets,
+                                                                                      local_experts, act, act_scales);
     return cudaGetLastError();
   }
 };
