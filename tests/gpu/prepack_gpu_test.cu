@@ -17,9 +17,25 @@ namespace {
 
 using testing::DeviceBuffer;
 
-std::vector<uint8_t> run_prepack(PrepackArgs args, Status* status) {
-  DeviceBuffer packed(packed_weights_bytes(args.shape));
-  cudaMemset(packed.get(), 0xA5, packed.bytes());  // poison: every byte must be written or be padding
+// Prepacks `experts` on the GPU from one of the two input formats: the checkpoint's (offset-binary int32 weights and
+// the given bf16 scales) when bf16_scales is set, else the caller-quantized one (signed int4, e4m3 group scales,
+// fp32 channel scales). The packed buffer is poisoned first: every byte must be written or be padding.
+std::vector<uint8_t> prepack_on_gpu(reference::QuantizedExperts const& experts,
+                                    std::vector<uint16_t> const* bf16_scales, Status* status) {
+  bool const checkpoint = bf16_scales != nullptr;
+  DeviceBuffer weights(checkpoint ? DeviceBuffer(reference::pack_offset_binary(experts))
+                                  : DeviceBuffer(reference::pack_signed_int4(experts)));
+  DeviceBuffer group_scales(checkpoint ? DeviceBuffer(*bf16_scales) : DeviceBuffer(experts.group_scale));
+  DeviceBuffer channel_scales(experts.channel_scale);
+  DeviceBuffer packed(packed_weights_bytes(experts.shape));
+  cudaMemset(packed.get(), 0xA5, packed.bytes());
+  PrepackArgs args;
+  args.shape = experts.shape;
+  args.weight_format = checkpoint ? WeightFormat::kOffsetBinaryInt32 : WeightFormat::kSignedInt4;
+  args.weights = weights.get();
+  args.scale_format = checkpoint ? ScaleFormat::kBF16 : ScaleFormat::kFP8WithChannelScale;
+  args.group_scales = group_scales.get();
+  args.channel_scales = checkpoint ? nullptr : channel_scales.as<float>();
   args.packed = packed.get();
   args.packed_bytes = packed.bytes();
   *status = prepack_weights(args);
@@ -52,19 +68,10 @@ class PrepackGpu : public ::testing::TestWithParam<ExpertWeightShape> {};
 TEST_P(PrepackGpu, CheckpointFormatMatchesReference) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape = GetParam();
   std::vector<uint16_t> bf16_scales;
-  auto const experts = testing::random_experts(shape, rng, &bf16_scales);
-  DeviceBuffer weights(reference::pack_offset_binary(experts));
-  DeviceBuffer scales(bf16_scales);
-  PrepackArgs args;
-  args.shape = shape;
-  args.weight_format = WeightFormat::kOffsetBinaryInt32;
-  args.weights = weights.get();
-  args.scale_format = ScaleFormat::kBF16;
-  args.group_scales = scales.get();
+  auto const experts = testing::random_experts(GetParam(), rng, &bf16_scales);
   Status status;
-  auto const packed = run_prepack(args, &status);
+  auto const packed = prepack_on_gpu(experts, &bf16_scales, &status);
   ASSERT_OK(status);
   expect_matches_reference(packed, experts);
 }
@@ -72,20 +79,9 @@ TEST_P(PrepackGpu, CheckpointFormatMatchesReference) {
 TEST_P(PrepackGpu, SignedInt4WithFp8ScalesMatchesReference) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape = GetParam();
-  auto const experts = testing::random_experts(shape, rng);
-  DeviceBuffer weights(reference::pack_signed_int4(experts));
-  DeviceBuffer group_scales(experts.group_scale);
-  DeviceBuffer channel_scales(experts.channel_scale);
-  PrepackArgs args;
-  args.shape = shape;
-  args.weight_format = WeightFormat::kSignedInt4;
-  args.weights = weights.get();
-  args.scale_format = ScaleFormat::kFP8WithChannelScale;
-  args.group_scales = group_scales.get();
-  args.channel_scales = channel_scales.as<float>();
+  auto const experts = testing::random_experts(GetParam(), rng);
   Status status;
-  auto const packed = run_prepack(args, &status);
+  auto const packed = prepack_on_gpu(experts, nullptr, &status);
   ASSERT_OK(status);
   expect_matches_reference(packed, experts);
 }
@@ -102,19 +98,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PrepackGpu,
 TEST(PrepackGpuErrors, NonFiniteBf16ScalesAreReported) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(1);
-  ExpertWeightShape const shape{2, 32, 256, 128};
   std::vector<uint16_t> bf16_scales;
-  auto const experts = testing::random_experts(shape, rng, &bf16_scales);
+  auto const experts = testing::random_experts({2, 32, 256, 128}, rng, &bf16_scales);
   bf16_scales[5] = 0x7FC0;   // NaN
   bf16_scales[17] = 0x7F80;  // +inf
-  DeviceBuffer weights(reference::pack_offset_binary(experts));
-  DeviceBuffer scales(bf16_scales);
-  PrepackArgs args;
-  args.shape = shape;
-  args.weights = weights.get();
-  args.group_scales = scales.get();
   Status status;
-  run_prepack(args, &status);
+  prepack_on_gpu(experts, &bf16_scales, &status);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("2 value(s)"), std::string::npos) << status.message();
 }
@@ -122,21 +111,10 @@ TEST(PrepackGpuErrors, NonFiniteBf16ScalesAreReported) {
 TEST(PrepackGpuErrors, Fp8GroupScalesAbove56AreReported) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(2);
-  ExpertWeightShape const shape{1, 16, 128, 128};
-  auto experts = testing::random_experts(shape, rng);
+  auto experts = testing::random_experts({1, 16, 128, 128}, rng);
   experts.group_scale[3] = float_to_e4m3(64.0f);  // 8 * 64 = 512 > 448
-  DeviceBuffer weights(reference::pack_signed_int4(experts));
-  DeviceBuffer group_scales(experts.group_scale);
-  DeviceBuffer channel_scales(experts.channel_scale);
-  PrepackArgs args;
-  args.shape = shape;
-  args.weight_format = WeightFormat::kSignedInt4;
-  args.weights = weights.get();
-  args.scale_format = ScaleFormat::kFP8WithChannelScale;
-  args.group_scales = group_scales.get();
-  args.channel_scales = channel_scales.as<float>();
   Status status;
-  run_prepack(args, &status);
+  prepack_on_gpu(experts, nullptr, &status);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("|sg| <= 56"), std::string::npos) << status.message();
 }
