@@ -44,17 +44,11 @@ std::vector<Model> const kModels = {
 DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed) {
   DeviceBuffer words(size_t(shape.num_experts) * shape.n * shape.k / 2);
   DeviceBuffer scales(size_t(shape.num_experts) * shape.n * (shape.k / 128) * 2);
-  DeviceBuffer packed(packed_weights_bytes(shape));
-  if (!words.ok() || !scales.ok() || !packed.ok()) fail("out of device memory for the weights");
+  if (!words.ok() || !scales.ok()) fail("out of device memory for the weights");
   fill_random_bytes(words.get(), words.bytes(), seed);
   fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, seed + 1);
-  PrepackArgs args;
-  args.shape = shape;
-  args.weights = words.get();
-  args.group_scales = scales.get();
-  args.packed = packed.get();
-  args.packed_bytes = packed.bytes();
-  Status const status = prepack_weights(args);
+  DeviceBuffer packed;
+  Status const status = prepack_to_new_buffer(words.get(), scales.get(), shape, &packed);
   if (!status.ok()) fail("prepack: " + status.to_string());
   return packed;
 }

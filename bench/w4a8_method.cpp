@@ -30,23 +30,15 @@ class W4A8Method final : public Method {
       if (!words.ok() || !scales.ok()) return "out of device memory";
       fill_random_bytes(words.get(), words.bytes(), 31);
       fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, 32);
-      size_t const bytes = packed_weights_bytes(shape);
       packed_.clear();
-      for (int set = 0; set < c.weight_sets; ++set) {
-        packed_.emplace_back(bytes);
+      packed_.emplace_back();
+      Status const status = prepack_to_new_buffer(words.get(), scales.get(), shape, &packed_[0]);
+      if (!status.ok()) return status.to_string();
+      for (int set = 1; set < c.weight_sets; ++set) {  // copies at other addresses, rotated against L2
+        packed_.emplace_back(packed_[0].bytes());
         if (!packed_.back().ok()) return "out of device memory";
-        if (set > 0) {
-          check_cuda(cudaMemcpy(packed_[set].get(), packed_[0].get(), bytes, cudaMemcpyDeviceToDevice), "copy");
-          continue;
-        }
-        PrepackArgs args;
-        args.shape = shape;
-        args.weights = words.get();
-        args.group_scales = scales.get();
-        args.packed = packed_[0].get();
-        args.packed_bytes = bytes;
-        Status const status = prepack_weights(args);
-        if (!status.ok()) return status.to_string();
+        check_cuda(cudaMemcpy(packed_[set].get(), packed_[0].get(), packed_[0].bytes(), cudaMemcpyDeviceToDevice),
+                   "copy");
       }
     }
     act_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * c.k);

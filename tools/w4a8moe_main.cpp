@@ -205,15 +205,9 @@ RunSetup setup_from_args(Args const& args) {
 
 DeviceBuffer prepack(std::vector<int32_t> const& weights, std::vector<uint16_t> const& scales,
                      ExpertWeightShape const& shape) {
-  DeviceBuffer d_weights(weights), d_scales(scales), packed(packed_weights_bytes(shape));
-  if (!d_weights.ok() || !d_scales.ok() || !packed.ok()) die("out of device memory for the weights");
-  PrepackArgs args;
-  args.shape = shape;
-  args.weights = d_weights.get();
-  args.group_scales = d_scales.get();
-  args.packed = packed.get();
-  args.packed_bytes = packed.bytes();
-  check(prepack_weights(args), "prepack");
+  DeviceBuffer d_weights(weights), d_scales(scales), packed;
+  if (!d_weights.ok() || !d_scales.ok()) die("out of device memory for the weights");
+  check(prepack_to_new_buffer(d_weights.get(), d_scales.get(), shape, &packed), "prepack");
   return packed;
 }
 

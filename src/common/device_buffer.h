@@ -1,4 +1,5 @@
-// An owning device allocation, for tests, benchmarks and tools (the library itself never allocates).
+// An owning device allocation and a prepack into one, for tests, benchmarks and tools (the library itself never
+// allocates).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -6,6 +7,8 @@
 #include <cstddef>
 #include <utility>
 #include <vector>
+
+#include "w4a8moe/prepack.h"
 
 namespace w4a8moe {
 
@@ -57,5 +60,20 @@ class DeviceBuffer {
   size_t bytes_ = 0;
   bool failed_ = false;
 };
+
+// Prepacks checkpoint-layout weights already on the device (offset-binary int32 [E, N, K/8], bf16 scales
+// [E, N, K/128]) into a new buffer of packed_weights_bytes(shape); an error if memory or the prepack fails.
+inline Status prepack_to_new_buffer(void const* weights, void const* bf16_scales, ExpertWeightShape const& shape,
+                                    DeviceBuffer* packed) {
+  *packed = DeviceBuffer(packed_weights_bytes(shape));
+  if (!packed->ok()) return Status(StatusCode::kCudaError, "out of device memory for the packed weights");
+  PrepackArgs args;
+  args.shape = shape;
+  args.weights = weights;
+  args.group_scales = bf16_scales;
+  args.packed = packed->get();
+  args.packed_bytes = packed->bytes();
+  return prepack_weights(args);
+}
 
 }  // namespace w4a8moe

@@ -45,16 +45,8 @@ struct Problem {
 };
 
 void prepack_experts(Problem& p, std::vector<uint16_t> const& bf16_scales) {
-  DeviceBuffer weights(reference::pack_offset_binary(p.experts));
-  DeviceBuffer scales(bf16_scales);
-  p.packed = DeviceBuffer(packed_weights_bytes(p.shape));
-  PrepackArgs args;
-  args.shape = p.shape;
-  args.weights = weights.get();
-  args.group_scales = scales.get();
-  args.packed = p.packed.get();
-  args.packed_bytes = p.packed.bytes();
-  Status const status = prepack_weights(args);
+  DeviceBuffer weights(reference::pack_offset_binary(p.experts)), scales(bf16_scales);
+  Status const status = prepack_to_new_buffer(weights.get(), scales.get(), p.shape, &p.packed);
   ASSERT_TRUE(status.ok()) << status.to_string();
 }
 
@@ -367,15 +359,7 @@ TEST(GroupedGemm, Int64SizedExperts) {
 
   Problem p;
   p.shape = shape;
-  p.packed = DeviceBuffer(packed_weights_bytes(shape));
-  ASSERT_TRUE(p.packed.ok());
-  PrepackArgs prepack;
-  prepack.shape = shape;
-  prepack.weights = weights.get();
-  prepack.group_scales = scales.get();
-  prepack.packed = p.packed.get();
-  prepack.packed_bytes = p.packed.bytes();
-  ASSERT_OK(prepack_weights(prepack));
+  ASSERT_OK(prepack_to_new_buffer(weights.get(), scales.get(), shape, &p.packed));
 
   // Rows for a few experts, the last one included (its weights start past 2^31 elements).
   std::vector<int64_t> counts(shape.num_experts, 0);

@@ -39,16 +39,8 @@ using testing::DeviceBuffer;
 std::mt19937_64 fresh_rng() { return std::mt19937_64(std::random_device{}()); }
 
 DeviceBuffer prepack_on_device(reference::QuantizedExperts const& experts, std::vector<uint16_t> const& bf16_scales) {
-  DeviceBuffer weights(reference::pack_offset_binary(experts));
-  DeviceBuffer scales(bf16_scales);
-  DeviceBuffer packed(packed_weights_bytes(experts.shape));
-  PrepackArgs args;
-  args.shape = experts.shape;
-  args.weights = weights.get();
-  args.group_scales = scales.get();
-  args.packed = packed.get();
-  args.packed_bytes = packed.bytes();
-  Status const status = prepack_weights(args);
+  DeviceBuffer weights(reference::pack_offset_binary(experts)), scales(bf16_scales), packed;
+  Status const status = prepack_to_new_buffer(weights.get(), scales.get(), experts.shape, &packed);
   EXPECT_TRUE(status.ok()) << status.to_string();
   return packed;
 }
