@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <sstream>
 
 namespace w4a8moe::bench {
 namespace {
@@ -77,6 +78,13 @@ Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t
   cudaEventDestroy(stop);
   timing.us = median(per_launch_us);
   return timing;
+}
+
+std::vector<std::string> split(std::string const& list) {
+  std::vector<std::string> parts;
+  std::stringstream in(list);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
 }
 
 std::string card_slug(std::string name) {

@@ -1,5 +1,5 @@
 // Shared by the benchmark programs: fatal-error helpers, the timing loop (CUDA graph replays of many launches that
-// rotate through weight copies), and result-file naming.
+// rotate through weight copies), list arguments and result-file naming.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,6 +26,9 @@ struct Timing {
 Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream);
 
 double median(std::vector<double> values);
+
+// "a,b,c" -> {"a", "b", "c"}: the benchmarks' list arguments.
+std::vector<std::string> split(std::string const& list);
 
 // "h100-80gb-hbm3" from "NVIDIA H100 80GB HBM3"; today's date as YYYY-MM-DD (UTC).
 std::string card_slug(std::string name);

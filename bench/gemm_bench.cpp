@@ -20,7 +20,6 @@
 #include <map>
 #include <memory>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -68,13 +67,6 @@ struct Row {
   int64_t tokens = 0, rows = 0;
   double us = 0, tflops = 0, weight_gbps = 0;
 };
-
-std::vector<std::string> split(std::string const& s) {
-  std::vector<std::string> parts;
-  std::stringstream in(s);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  return parts;
-}
 
 Options parse(int argc, char** argv) {
   Options o;

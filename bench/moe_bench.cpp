@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -137,13 +136,6 @@ Result run_case(Model const& model, int64_t tokens, int iters, cudaStream_t stre
   r.w8a8_gemm2 = best_time(w8a8_config_names(), make_w8a8_method, c2, stream);
   r.w8a8_pipeline = r.total_us - r.w4a8_gemm1 - r.w4a8_gemm2 + r.w8a8_gemm1 + r.w8a8_gemm2;
   return r;
-}
-
-std::vector<std::string> split(std::string const& s) {
-  std::vector<std::string> parts;
-  std::stringstream in(s);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  return parts;
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
-// Helpers to build Status values with context, without CUDA: host-only code (checkpoints, tools) includes this;
+// Helpers to build Status values with context and check arguments, without CUDA: host-only code (checkpoints, tools) includes this;
 // code that also checks CUDA calls includes status_util.h, which adds the CUDA helpers on top.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -24,6 +26,11 @@ Status invalid_argument(Parts const&... parts) {
 template <class... Parts>
 Status not_supported(Parts const&... parts) {
   return Status(StatusCode::kNotSupported, concat(parts...));
+}
+
+// For the argument checks of the public entry points.
+inline bool is_aligned(void const* pointer, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
 }
 
 }  // namespace w4a8moe

@@ -21,10 +21,6 @@ constexpr size_t kWorkspaceAlign = 256;
 // Used to size the workspace when no device is visible: more SMs than any Hopper part has.
 constexpr int kMaxSmCount = 160;
 
-bool is_aligned(void const* pointer, size_t alignment) {
-  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
-}
-
 size_t workspace_bytes_for(int num_experts, int sm_count) {
   size_t cutlass_bytes = 0;
   for (auto const& entry : gemm::gemm_registry()) {

@@ -20,10 +20,6 @@ constexpr int kMaxTopK = 32;
 // The SiLU stage keeps one row of I fp32 values in shared memory (up to 227 KB per block on Hopper).
 constexpr int kMaxInter = 32768;
 
-bool is_aligned(void const* pointer, size_t alignment) {
-  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
-}
-
 ExpertWeightShape gemm1_shape(MoeShape const& s) { return {s.num_local_experts, 2 * s.inter, s.hidden, kGroupSize}; }
 ExpertWeightShape gemm2_shape(MoeShape const& s) { return {s.num_local_experts, s.hidden, s.inter, kGroupSize}; }
 

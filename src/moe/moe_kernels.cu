@@ -252,33 +252,34 @@ __global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const
   if (e >= 0) atomicAdd(&chunk_counts[e * chunks + chunk], 1);
 }
 
-// offsets[1..E] hold the experts' totals; they become the experts' first rows (inclusive scan). One block.
-__device__ void scan_totals(int64_t* __restrict__ offsets, int local_experts) {
-  __shared__ int64_t warp_sums[32];
-  __shared__ int64_t carry;
+// Scans values[0, count) in place with one block, blockDim.x elements at a time (exclusive or inclusive); `load`
+// reads an element. Returns the total to every thread.
+template <class T, bool kExclusive, class Load>
+__device__ T block_scan(T* values, int64_t count, Load load) {
+  __shared__ T warp_sums[32];
+  __shared__ T carry;
   int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (threadIdx.x == 0) {
-    carry = 0;
-    offsets[0] = 0;
-  }
+  if (threadIdx.x == 0) carry = 0;
   __syncthreads();
-  for (int base = 0; base < local_experts; base += blockDim.x) {
-    int const e = base + threadIdx.x;
-    int64_t value = e < local_experts ? __ldcg(&offsets[e + 1]) : 0;  // other blocks wrote them: skip L1
+  for (int64_t base = 0; base < count; base += blockDim.x) {
+    int64_t const i = base + threadIdx.x;
+    T const own = i < count ? load(&values[i]) : T(0);
+    T value = own;  // inclusive warp scan
 #pragma unroll
     for (int offset = 1; offset < 32; offset *= 2) {
-      int64_t const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
+      T const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
       if (lane >= offset) value += up;
     }
     if (lane == 31) warp_sums[warp] = value;
     __syncthreads();
-    int64_t before = carry;
+    T before = carry;
     for (int w = 0; w < warp; ++w) before += warp_sums[w];
-    if (e < local_experts) offsets[e + 1] = before + value;
+    if (i < count) values[i] = before + value - (kExclusive ? own : T(0));
     __syncthreads();
     if (threadIdx.x == blockDim.x - 1) carry = before + value;
     __syncthreads();
   }
+  return carry;
 }
 
 // One block per expert: its column of chunk counts becomes each chunk's first row within the expert (exclusive
@@ -286,40 +287,20 @@ __device__ void scan_totals(int64_t* __restrict__ offsets, int local_experts) {
 // counts) then scans the totals into the experts' first rows: one launch instead of two.
 __global__ void scan_counts(int32_t* __restrict__ chunk_counts, int64_t chunks, int local_experts,
                             int64_t* __restrict__ offsets, unsigned* __restrict__ blocks_done) {
-  __shared__ int32_t warp_sums[32];
-  __shared__ int32_t carry;
   __shared__ bool last_block;
-  int32_t* column = chunk_counts + int64_t(blockIdx.x) * chunks;
-  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (threadIdx.x == 0) carry = 0;
-  __syncthreads();
-  for (int64_t base = 0; base < chunks; base += blockDim.x) {
-    int64_t const c = base + threadIdx.x;
-    int32_t const count = c < chunks ? column[c] : 0;
-    int32_t value = count;  // inclusive warp scan
-#pragma unroll
-    for (int offset = 1; offset < 32; offset *= 2) {
-      int32_t const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
-      if (lane >= offset) value += up;
-    }
-    if (lane == 31) warp_sums[warp] = value;
-    __syncthreads();
-    int32_t before = carry;
-    for (int w = 0; w < warp; ++w) before += warp_sums[w];
-    if (c < chunks) column[c] = before + value - count;
-    __syncthreads();
-    if (threadIdx.x == blockDim.x - 1) carry = before + value;
-    __syncthreads();
-  }
+  int32_t const total = block_scan<int32_t, true>(chunk_counts + int64_t(blockIdx.x) * chunks, chunks,
+                                                  [](int32_t const* x) { return *x; });
   if (threadIdx.x == 0) {
-    offsets[blockIdx.x + 1] = carry;
+    offsets[blockIdx.x + 1] = total;
     __threadfence();  // the total is visible before this block counts as done
     last_block = atomicAdd(blocks_done, 1u) == unsigned(local_experts) - 1;
   }
   __syncthreads();
   if (last_block) {
     __threadfence();
-    scan_totals(offsets, local_experts);
+    if (threadIdx.x == 0) offsets[0] = 0;
+    // Other blocks wrote the totals: read them past L1.
+    block_scan<int64_t, false>(offsets + 1, local_experts, [](int64_t const* x) { return __ldcg(x); });
   }
 }
 

@@ -9,14 +9,6 @@
 #include "prepack/prepack_kernels.h"
 
 namespace w4a8moe {
-namespace {
-
-bool is_aligned(void const* pointer, size_t alignment) {
-  return reinterpret_cast<uintptr_t>(pointer) % alignment == 0;
-}
-
-}  // namespace
-
 Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name) {
   if (shape.num_experts < 1) {
     return invalid_argument(arg_name, ".num_experts=", shape.num_experts, ": must be at least 1");
