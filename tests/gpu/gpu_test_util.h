@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/device_buffer.h"
+#include "w4a8moe/status.h"
 
 #define ASSERT_CUDA(expr)                                                                 \
   do {                                                                                    \
@@ -48,5 +49,41 @@ inline bool hopper_available(std::string* why) {
   } while (0)
 
 using ::w4a8moe::DeviceBuffer;
+
+// One library call captured into a CUDA graph on its own stream, for tests that replay it with new inputs written
+// into the captured buffers. Frees the graph and the stream on every exit, failed assertions included.
+class CapturedGraph {
+ public:
+  CapturedGraph() = default;
+  CapturedGraph(CapturedGraph const&) = delete;
+  CapturedGraph& operator=(CapturedGraph const&) = delete;
+  ~CapturedGraph() {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+    if (graph_ != nullptr) cudaGraphDestroy(graph_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  // Captures call(stream), a Status-returning library call; wrap in ASSERT_NO_FATAL_FAILURE.
+  template <class Call>
+  void capture(Call call) {
+    ASSERT_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    ASSERT_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    Status const captured = call(stream_);
+    ASSERT_CUDA(cudaStreamEndCapture(stream_, &graph_));
+    ASSERT_OK(captured);
+    ASSERT_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
+  }
+
+  // Launches the graph and waits for it.
+  cudaError_t replay() {
+    cudaError_t const launched = cudaGraphLaunch(exec_, stream_);
+    return launched != cudaSuccess ? launched : cudaStreamSynchronize(stream_);
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
 
 }  // namespace w4a8moe::testing

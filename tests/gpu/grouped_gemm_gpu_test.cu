@@ -28,6 +28,7 @@
 namespace w4a8moe {
 namespace {
 
+using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
 constexpr uint16_t kPoison = 0xFFFF;  // NaN in bf16 and fp16
@@ -293,18 +294,12 @@ TEST(GroupedGemm, GraphCaptureReplaysWithNewRouting) {
   int64_t const rows = 400;
   auto p = make_problem({16, 256, 512, 128}, testing::uniform_routing_counts(16, rows / 4, 4, rng), rng);
   ASSERT_EQ(p.total_rows, rows);
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, "");
-  args.stream = stream;
-
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  Status const captured = grouped_gemm(args);
-  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-  ASSERT_OK(captured);
-  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  CapturedGraph graph;
+  ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
+    args.stream = stream;
+    return grouped_gemm(args);
+  }));
 
   for (int replay = 0; replay < 3; ++replay) {
     SCOPED_TRACE("replay " + std::to_string(replay));
@@ -320,13 +315,9 @@ TEST(GroupedGemm, GraphCaptureReplaysWithNewRouting) {
     ASSERT_CUDA(cudaMemcpy(p.act.get(), p.acts.act.data(), p.acts.act.size(), cudaMemcpyHostToDevice));
     ASSERT_CUDA(cudaMemcpy(p.token_scales.get(), p.acts.scales.data(), rows * 4, cudaMemcpyHostToDevice));
     poison_output(p);
-    ASSERT_CUDA(cudaGraphLaunch(exec, stream));
-    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    ASSERT_CUDA(graph.replay());
     expect_output_matches(p, OutputType::kBF16);
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 // --- E=128, N=8192, K=4096: 4.3e9 weights, offsets past 2^31 ----------------------------------------------------

@@ -34,6 +34,7 @@
 namespace w4a8moe {
 namespace {
 
+using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
 std::mt19937_64 fresh_rng() { return std::mt19937_64(std::random_device{}()); }
@@ -466,31 +467,22 @@ TEST(MoeLayer, GraphCaptureReplaysWithNewInputs) {
   int64_t const tokens = 64;
   Inputs in = make_inputs(shape, tokens, true, false, rng);
   DeviceInputs d = upload(*layer, in, tokens);
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   MoeForwardArgs args = forward_args(*layer, in, d, false);
-  args.stream = stream;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  Status const captured = moe_forward(args);
-  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-  ASSERT_OK(captured);
-  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  CapturedGraph graph;
+  ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
+    args.stream = stream;
+    return moe_forward(args);
+  }));
   for (int replay = 0; replay < 3; ++replay) {
     in = make_inputs(shape, tokens, true, false, rng);
     ASSERT_CUDA(cudaMemcpy(d.hidden.get(), in.hidden_bits.data(), in.hidden_bits.size() * 2, cudaMemcpyHostToDevice));
     ASSERT_CUDA(cudaMemcpy(d.logits.get(), in.logits.data(), in.logits.size() * 4, cudaMemcpyHostToDevice));
     ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));
-    ASSERT_CUDA(cudaGraphLaunch(exec, stream));
-    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    ASSERT_CUDA(graph.replay());
     auto const gpu = download_output(d, tokens, shape.hidden, false);
     auto const sample = sample_tokens(tokens, rng);
     expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(*layer, in, sample, false, false));
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 // --- The routing kernels, bit for bit ------------------------------------------------------------------------------
