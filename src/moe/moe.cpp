@@ -16,7 +16,6 @@ namespace {
 
 // The router keeps one token's probabilities in shared memory (48 KB without opt-in).
 constexpr int kMaxRouterExperts = 12288;
-constexpr int kMaxTopK = 32;
 // The SiLU stage keeps one row of I fp32 values in shared memory (up to 227 KB per block on Hopper).
 constexpr int kMaxInter = 32768;
 
@@ -129,7 +128,7 @@ Status validate_moe_shape(MoeShape const& s) {
     return invalid_argument("shape.num_local_experts=", s.num_local_experts, ": must be in [1, num_experts=",
                             s.num_experts, "]");
   }
-  if (s.top_k < 1 || s.top_k > std::min(kMaxTopK, s.num_experts)) {
+  if (s.top_k < 1 || s.top_k > std::min(moe::kMaxTopK, s.num_experts)) {
     return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
   }
   if (s.hidden < kGroupSize || s.hidden % kGroupSize != 0) {
@@ -159,7 +158,7 @@ Status moe_routing(MoeRoutingArgs const& a) {
     return invalid_argument("shape: need 1 <= num_local_experts (", s.num_local_experts, ") <= num_experts (",
                             s.num_experts, ")");
   }
-  if (s.top_k < 1 || s.top_k > std::min(kMaxTopK, s.num_experts)) {
+  if (s.top_k < 1 || s.top_k > std::min(moe::kMaxTopK, s.num_experts)) {
     return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
   }
   if (a.num_tokens < 0 || a.num_tokens * s.top_k >= std::numeric_limits<int32_t>::max()) {
@@ -222,17 +221,20 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(mark(0));
   int32_t const* topk_ids = a.topk_ids;
   float const* topk_weights = a.topk_weights;
+  auto* chunk_counts = reinterpret_cast<int32_t*>(at(plan.chunk_counts));
+  auto* row_slot = reinterpret_cast<int32_t*>(at(plan.row_slot));
   if (a.router_logits != nullptr) {
     auto* ids = reinterpret_cast<int32_t*>(at(plan.topk_ids));
     auto* weights = reinterpret_cast<float*>(at(plan.topk_weights));
-    W4A8_CUDA_RETURN(moe::launch_topk_softmax(a.router_logits, a.logits_type, tokens, s.num_experts, s.top_k,
-                                              a.renormalize, ids, weights, a.stream));
+    W4A8_CUDA_RETURN(moe::launch_topk_and_routing(a.router_logits, a.logits_type, tokens, s.num_experts, s.top_k,
+                                                  a.renormalize, ids, weights, a.expert_map, s.num_local_experts,
+                                                  chunk_counts, offsets, dest_row, row_slot, a.stream));
     topk_ids = ids;
     topk_weights = weights;
+  } else {
+    W4A8_CUDA_RETURN(moe::launch_routing(topk_ids, a.expert_map, tokens, s.top_k, s.num_experts,
+                                         s.num_local_experts, chunk_counts, offsets, dest_row, row_slot, a.stream));
   }
-  W4A8_CUDA_RETURN(moe::launch_routing(topk_ids, a.expert_map, tokens, s.top_k, s.num_experts, s.num_local_experts,
-                                       reinterpret_cast<int32_t*>(at(plan.chunk_counts)), offsets, dest_row,
-                                       reinterpret_cast<int32_t*>(at(plan.row_slot)), a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(1));
   auto* act1 = reinterpret_cast<uint8_t*>(at(plan.act1));

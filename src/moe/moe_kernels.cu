@@ -17,6 +17,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kVector = 8;  // 16-bit values per 16-byte access
 constexpr float kE4M3Max = 448.0f;
+constexpr int kHeldVectors = 4;  // permute: row vectors a thread keeps in registers
 
 // --- Block reductions ------------------------------------------------------------------------------------------
 
@@ -65,12 +66,16 @@ struct Act<ActivationType::kFP16> {
 };
 
 template <ActivationType kType>
-__device__ void load_vector(void const* base, int64_t index, float (&v)[kVector]) {
+__device__ void unpack_vector(uint4 const& raw, float (&v)[kVector]) {
   using A = Act<kType>;
-  uint4 const raw = static_cast<uint4 const*>(base)[index];
   typename A::T const* x = reinterpret_cast<typename A::T const*>(&raw);
 #pragma unroll
   for (int i = 0; i < kVector; ++i) v[i] = A::to_float(x[i]);
+}
+
+template <ActivationType kType>
+__device__ void load_vector(void const* base, int64_t index, float (&v)[kVector]) {
+  unpack_vector<kType>(static_cast<uint4 const*>(base)[index], v);
 }
 
 template <ActivationType kType>
@@ -173,16 +178,12 @@ __global__ void topk_softmax_kernel(Logit const* __restrict__ logits, int expert
   }
 }
 
-// One warp per token for up to 32 * kPerLane experts: the logits stay in registers and every reduction is a warp
-// shuffle (no block barriers). Lane l holds experts l, l + 32, ...
+// One warp routes one token over up to 32 * kPerLane experts: the logits stay in registers and every reduction is a
+// warp shuffle (no block barriers). Lane l holds experts l, l + 32, ... Writes the token's k ids and weights.
 template <int kPerLane, class Logit>
-__global__ void topk_softmax_warp_kernel(Logit const* __restrict__ logits, int64_t tokens, int experts, int top_k,
-                                         bool renormalize, int32_t* __restrict__ topk_ids,
-                                         float* __restrict__ topk_weights) {
-  int64_t const t = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (t >= tokens) return;  // whole warps exit together
+__device__ void topk_softmax_warp(Logit const* __restrict__ row, int experts, int top_k, bool renormalize,
+                                  int32_t* __restrict__ ids, float* __restrict__ weights) {
   int const lane = threadIdx.x % 32;
-  Logit const* row = logits + t * experts;
   float prob[kPerLane];
   float max = -FLT_MAX;
 #pragma unroll
@@ -228,9 +229,19 @@ __global__ void topk_softmax_warp_kernel(Logit const* __restrict__ logits, int64
     }
   }
   if (lane < top_k) {
-    topk_ids[t * top_k + lane] = my_id;
-    topk_weights[t * top_k + lane] = (renormalize && chosen_sum > 0.0f) ? my_weight / chosen_sum : my_weight;
+    ids[lane] = my_id;
+    weights[lane] = (renormalize && chosen_sum > 0.0f) ? my_weight / chosen_sum : my_weight;
   }
+}
+
+template <int kPerLane, class Logit>
+__global__ void topk_softmax_warp_kernel(Logit const* __restrict__ logits, int64_t tokens, int experts, int top_k,
+                                         bool renormalize, int32_t* __restrict__ topk_ids,
+                                         float* __restrict__ topk_weights) {
+  int64_t const t = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (t >= tokens) return;  // whole warps exit together
+  topk_softmax_warp<kPerLane>(logits + t * experts, experts, top_k, renormalize, topk_ids + t * top_k,
+                              topk_weights + t * top_k);
 }
 
 // --- Routing: stable counting sort of the slots by local expert ----------------------------------------------------
@@ -332,39 +343,112 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
   }
 }
 
+// Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of four
+// and a memset. The same result as the chunked path: each expert's rows in slot order. The shared counters are
+// each expert's count, then its first row, then its next free row. kPerLane = 0: the top-k ids are given.
+template <int kPerLane, class Logit>
+__global__ void __launch_bounds__(kSmallRoutingSlots) route_small_kernel(
+    Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
+    int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
+    int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
+  extern __shared__ int32_t next_row[];  // [local_experts]
+  __shared__ int32_t slot_expert[kSmallRoutingSlots];
+  int const slots = tokens * top_k;
+  if constexpr (kPerLane > 0) {
+    for (int t = threadIdx.x / 32; t < tokens; t += blockDim.x / 32) {
+      topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize, ids_out + t * top_k,
+                                  weights_out + t * top_k);
+    }
+  }
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) next_row[e] = 0;
+  __syncthreads();  // also publishes the router's ids to the block
+  for (int s = threadIdx.x; s < slots; s += blockDim.x) {
+    int const e = local_expert(ids_in[s], expert_map, experts, local_experts);
+    slot_expert[s] = e;
+    if (e >= 0) atomicAdd(&next_row[e], 1);
+  }
+  __syncthreads();
+  int32_t const total = block_scan<int32_t, true>(next_row, local_experts, [](int32_t const* x) { return *x; });
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) offsets[e] = next_row[e];
+  if (threadIdx.x == 0) offsets[local_experts] = total;
+  if (threadIdx.x >= 32) return;
+  // One warp in slot order, 32 slots a step, as scatter_chunks does within a chunk.
+  int const lane = threadIdx.x;
+  for (int first = 0; first < slots; first += 32) {
+    int const s = first + lane;
+    int const e = s < slots ? slot_expert[s] : -2;
+    unsigned const peers = __match_any_sync(0xFFFFFFFFu, e);
+    int const rank = __popc(peers & ((1u << lane) - 1));
+    int32_t const base = e >= 0 ? next_row[e] : 0;
+    __syncwarp();
+    if (e >= 0 && rank == 0) next_row[e] += __popc(peers);
+    __syncwarp();
+    if (s < slots) {
+      int32_t const row = e >= 0 ? base + rank : -1;
+      dest_row[s] = row;
+      if (row >= 0) row_slot[row] = s;
+    }
+  }
+}
+
 // --- Permute + quantise, SiLU * up + requantise, unpermute ----------------------------------------------------------
 
+// One block per token. Each thread keeps up to kHeldVectors of the row in registers between the amax and the
+// quantisation, so the row is read once (rows longer than kHeldVectors * blockDim are read twice).
 template <ActivationType kType>
 __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
                                         int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
                                         bool weight_on_input, uint8_t* __restrict__ act,
                                         float* __restrict__ act_scales) {
-  __shared__ float scratch[kThreads / 32];
+  __shared__ float scratch[32];
+  __shared__ int32_t rows[kMaxTopK];
   int64_t const t = blockIdx.x;
+  if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
   int const vectors = hidden_size / kVector;
   int64_t const first_vector = t * vectors;
+  // All loads issued before the first use: at decode this kernel is a chain of load latencies.
+  uint4 raw[kHeldVectors];
+#pragma unroll
+  for (int h = 0; h < kHeldVectors; ++h) {
+    int const v = threadIdx.x + h * blockDim.x;
+    raw[h] = v < vectors ? static_cast<uint4 const*>(hidden)[first_vector + v] : make_uint4(0, 0, 0, 0);
+  }
+  float held[kHeldVectors][kVector];
   float local_max = 0.0f;
-  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+#pragma unroll
+  for (int h = 0; h < kHeldVectors; ++h) {
+    unpack_vector<kType>(raw[h], held[h]);  // zeros past the row: no effect on the max
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(held[h][i]));
+  }
+  for (int v = threadIdx.x + kHeldVectors * blockDim.x; v < vectors; v += blockDim.x) {
     float x[kVector];
     load_vector<kType>(hidden, first_vector + v, x);
 #pragma unroll
     for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
   }
-  float const amax = block_reduce(local_max, MaxOp{}, scratch);
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish rows
   float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
   float const scale = amax / kE4M3Max;
-  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
-    float x[kVector];
-    load_vector<kType>(hidden, first_vector + v, x);
+  auto store = [&](int v, float const (&x)[kVector]) {
     uint2 const q = quantize_vector(x, inverse);
     for (int j = 0; j < top_k; ++j) {
-      int32_t const row = dest_row[t * top_k + j];
-      if (row >= 0) reinterpret_cast<uint2*>(act + int64_t(row) * hidden_size)[v] = q;
+      if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * hidden_size)[v] = q;
     }
+  };
+#pragma unroll
+  for (int h = 0; h < kHeldVectors; ++h) {
+    int const v = threadIdx.x + h * blockDim.x;
+    if (v >= vectors) break;
+    store(v, held[h]);
   }
-  if (threadIdx.x < top_k) {
-    int32_t const row = dest_row[t * top_k + threadIdx.x];
-    if (row >= 0) act_scales[row] = weight_on_input ? scale * topk_weights[t * top_k + threadIdx.x] : scale;
+  for (int v = threadIdx.x + kHeldVectors * blockDim.x; v < vectors; v += blockDim.x) {
+    float x[kVector];
+    load_vector<kType>(hidden, first_vector + v, x);
+    store(v, x);
+  }
+  if (threadIdx.x < top_k && rows[threadIdx.x] >= 0) {
+    act_scales[rows[threadIdx.x]] = weight_on_input ? scale * topk_weights[t * top_k + threadIdx.x] : scale;
   }
 }
 
@@ -410,22 +494,41 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
   if (threadIdx.x == 0) act_scales[row] = amax / kE4M3Max;
 }
 
+// One block per token. The token's rows and weights go to shared memory first, and each step issues the loads of
+// kRowsInFlight rows before summing them (in slot order): at decode this kernel is a chain of load latencies.
 template <ActivationType kType>
 __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
                                  int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
                                  bool weight_on_input, void* __restrict__ out) {
+  constexpr int kRowsInFlight = 8;
+  __shared__ int32_t rows[kMaxTopK];
+  __shared__ float weights[kMaxTopK];
   int64_t const t = blockIdx.x;
+  if (threadIdx.x < top_k) {
+    rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
+    weights[threadIdx.x] = weight_on_input ? 1.0f : topk_weights[t * top_k + threadIdx.x];
+  }
+  __syncthreads();
   int const vectors = hidden_size / kVector;
   for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
     float sum[kVector] = {};
-    for (int j = 0; j < top_k; ++j) {
-      int32_t const row = dest_row[t * top_k + j];
-      if (row < 0) continue;
-      float const weight = weight_on_input ? 1.0f : topk_weights[t * top_k + j];
-      float x[kVector];
-      load_vector<kType>(gemm2_out, int64_t(row) * vectors + v, x);
+    for (int first = 0; first < top_k; first += kRowsInFlight) {
+      int32_t row[kRowsInFlight];
+      uint4 raw[kRowsInFlight];
 #pragma unroll
-      for (int i = 0; i < kVector; ++i) sum[i] += weight * x[i];
+      for (int b = 0; b < kRowsInFlight; ++b) {
+        row[b] = first + b < top_k ? rows[first + b] : -1;
+        raw[b] = row[b] >= 0 ? static_cast<uint4 const*>(gemm2_out)[int64_t(row[b]) * vectors + v]
+                             : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int b = 0; b < kRowsInFlight; ++b) {
+        if (row[b] < 0) continue;
+        float x[kVector];
+        unpack_vector<kType>(raw[b], x);
+#pragma unroll
+        for (int i = 0; i < kVector; ++i) sum[i] += weights[first + b] * x[i];
+      }
     }
     store_vector<kType>(out, t * vectors + v, sum);
   }
@@ -441,27 +544,45 @@ cudaError_t dispatch_type(ActivationType type, Args&&... args) {
 
 namespace {
 
+// Calls launch(std::integral_constant<int, kPerLane>) with the warp router's experts per lane, or returns false when
+// there are too many experts for one warp.
+template <class Launch>
+bool with_warp_router(int experts, Launch&& launch) {
+  if (experts <= 32) return launch(std::integral_constant<int, 1>{}), true;
+  if (experts <= 128) return launch(std::integral_constant<int, 4>{}), true;
+  if (experts <= 256) return launch(std::integral_constant<int, 8>{}), true;
+  if (experts <= 512) return launch(std::integral_constant<int, 16>{}), true;
+  return false;
+}
+
 template <class Logit>
 cudaError_t launch_topk(Logit const* logits, int64_t tokens, int experts, int top_k, bool renormalize,
                         int32_t* topk_ids, float* topk_weights, cudaStream_t stream) {
   constexpr int kWarps = kThreads / 32;
   unsigned const warp_blocks = unsigned((tokens + kWarps - 1) / kWarps);
-  auto warp_kernel = [&](auto per_lane) {
+  bool const warp_router = with_warp_router(experts, [&](auto per_lane) {
     topk_softmax_warp_kernel<decltype(per_lane)::value><<<warp_blocks, kThreads, 0, stream>>>(
         logits, tokens, experts, top_k, renormalize, topk_ids, topk_weights);
-  };
-  if (experts <= 32) {
-    warp_kernel(std::integral_constant<int, 1>{});
-  } else if (experts <= 128) {
-    warp_kernel(std::integral_constant<int, 4>{});
-  } else if (experts <= 256) {
-    warp_kernel(std::integral_constant<int, 8>{});
-  } else if (experts <= 512) {
-    warp_kernel(std::integral_constant<int, 16>{});
-  } else {
+  });
+  if (!warp_router) {
     topk_softmax_kernel<<<unsigned(tokens), kThreads, size_t(experts) * sizeof(float), stream>>>(
         logits, experts, top_k, renormalize, topk_ids, topk_weights);
   }
+  return cudaGetLastError();
+}
+
+bool small_routing(int64_t tokens, int top_k, int local_experts) {
+  return tokens * top_k <= kSmallRoutingSlots && local_experts <= kSmallRoutingMaxExperts;
+}
+
+template <int kPerLane, class Logit>
+cudaError_t launch_route_small(Logit const* logits, int64_t tokens, int top_k, int experts, bool renormalize,
+                               int32_t const* ids_in, int32_t* ids_out, float* weights_out,
+                               int32_t const* expert_map, int local_experts, int64_t* offsets, int32_t* dest_row,
+                               int32_t* row_slot, cudaStream_t stream) {
+  route_small_kernel<kPerLane><<<1, kSmallRoutingSlots, size_t(local_experts) * sizeof(int32_t), stream>>>(
+      logits, int(tokens), top_k, experts, renormalize, ids_in, ids_out, weights_out, expert_map, local_experts,
+      offsets, dest_row, row_slot);
   return cudaGetLastError();
 }
 
@@ -481,6 +602,10 @@ cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tok
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
                            int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
                            int32_t* dest_row, int32_t* row_slot, cudaStream_t stream) {
+  if (small_routing(tokens, top_k, local_experts)) {
+    return launch_route_small<0>(static_cast<float const*>(nullptr), tokens, top_k, experts, false, topk_ids, nullptr,
+                                 nullptr, expert_map, local_experts, offsets, dest_row, row_slot, stream);
+  }
   int64_t const slots = tokens * top_k;
   int64_t const chunks = routing_chunks(slots);
   // The counts and, after them, scan_counts' finished-block counter.
@@ -502,6 +627,33 @@ cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, i
   return cudaGetLastError();
 }
 
+cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
+                                    bool renormalize, int32_t* topk_ids, float* topk_weights,
+                                    int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
+                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream) {
+  if (small_routing(tokens, top_k, local_experts)) {
+    cudaError_t error = cudaSuccess;
+    auto fused = [&](auto per_lane) {
+      auto launch = [&](auto const* typed_logits) {
+        error = launch_route_small<decltype(per_lane)::value>(typed_logits, tokens, top_k, experts, renormalize,
+                                                               topk_ids, topk_ids, topk_weights, expert_map,
+                                                               local_experts, offsets, dest_row, row_slot, stream);
+      };
+      if (type == LogitsType::kFP32) {
+        launch(static_cast<float const*>(logits));
+      } else {
+        launch(static_cast<__nv_bfloat16 const*>(logits));
+      }
+    };
+    if (with_warp_router(experts, fused)) return error;
+  }
+  cudaError_t const error =
+      launch_topk_softmax(logits, type, tokens, experts, top_k, renormalize, topk_ids, topk_weights, stream);
+  if (error != cudaSuccess) return error;
+  return launch_routing(topk_ids, expert_map, tokens, top_k, experts, local_experts, chunk_counts, offsets, dest_row,
+                        row_slot, stream);
+}
+
 namespace {
 
 template <ActivationType kType>
@@ -509,7 +661,9 @@ struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
                          cudaStream_t stream) {
-    permute_quantize_kernel<kType><<<unsigned(tokens), kThreads, 0, stream>>>(
+    int const vectors = hidden_size / kVector;
+    int const threads = std::clamp((vectors + kHeldVectors * 32 - 1) / (kHeldVectors * 32) * 32, kThreads, 1024);
+    permute_quantize_kernel<kType><<<unsigned(tokens), threads, 0, stream>>>(
         hidden, hidden_size, top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
     return cudaGetLastError();
   }

@@ -10,6 +10,13 @@
 
 namespace w4a8moe::moe {
 
+inline constexpr int kMaxTopK = 32;
+
+// Small batches route in one block (one launch): up to kSmallRoutingSlots token slots (one per thread) and
+// kSmallRoutingMaxExperts local experts (their counters in shared memory).
+inline constexpr int kSmallRoutingSlots = 1024;
+inline constexpr int kSmallRoutingMaxExperts = 8192;
+
 // Slots per chunk of the routing sort: the count and scatter passes work chunk by chunk, in slot order. Small
 // chunks give the scatter pass (one warp per chunk, 32 slots a step) enough warps to hide its latency.
 inline constexpr int kRoutingChunk = 256;
@@ -31,6 +38,13 @@ cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tok
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
                            int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
                            int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);
+
+// The router and the routing sort, as launch_topk_softmax then launch_routing (topk_ids and topk_weights are
+// outputs), fused into one launch for small batches.
+cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
+                                    bool renormalize, int32_t* topk_ids, float* topk_weights,
+                                    int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
+                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);
 
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
 // is multiplied by its top-k weight.

@@ -508,16 +508,64 @@ TEST(MoeRouting, TopKSoftmaxMatchesReference) {
   }
 }
 
-TEST(MoeRouting, RoutingDataMatchesReferenceExactly) {
+// The router and the sort from logits, fused into one block up to kSmallRoutingSlots slots and launched as separate
+// kernels past it: the same ids, weights and routing as the reference on both sides of the limit.
+TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  int64_t const tokens = 3001;  // slots span several chunks, the last one partial
+  int const experts = 128, k = 8;
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (int64_t tokens : {int64_t(1), int64_t(37), int64_t(moe::kSmallRoutingSlots / k),
+                         int64_t(moe::kSmallRoutingSlots / k + 1)}) {
+    for (int local : {experts, 48}) {
+      SCOPED_TRACE("tokens " + std::to_string(tokens) + ", local experts " + std::to_string(local));
+      std::vector<float> logits(size_t(tokens) * experts);
+      for (auto& x : logits) x = normal(rng);
+      std::vector<int32_t> map;
+      if (local < experts) {  // local id i is global expert 2i + 1
+        map.assign(experts, -1);
+        for (int i = 0; i < local; ++i) map[2 * i + 1] = i;
+      }
+      auto const topk = reference::topk_softmax(logits, tokens, experts, k, true);
+      auto const expected = reference::routing_data(topk.ids, tokens, k, experts, local, map);
+      size_t const slots = size_t(tokens) * k;
+      DeviceBuffer d_logits(logits), d_map(map.empty() ? std::vector<int32_t>{0} : map);
+      DeviceBuffer ids(slots * 4), weights(slots * 4), dest(slots * 4), row_slot(slots * 4), offsets((local + 1) * 8);
+      DeviceBuffer scratch(moe_routing_workspace_bytes(MoeShape{experts, local, k, 128, 128}, tokens));
+      for (auto* buffer : {&ids, &weights, &dest, &row_slot, &offsets}) {
+        ASSERT_CUDA(cudaMemset(buffer->get(), 0xFF, buffer->bytes()));
+      }
+      ASSERT_CUDA(moe::launch_topk_and_routing(d_logits.get(), LogitsType::kFP32, tokens, experts, k, true,
+                                               ids.as<int32_t>(), weights.as<float>(),
+                                               map.empty() ? nullptr : d_map.as<int32_t>(), local,
+                                               scratch.as<int32_t>(), offsets.as<int64_t>(), dest.as<int32_t>(),
+                                               row_slot.as<int32_t>(), nullptr));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      EXPECT_EQ(ids.to_host<int32_t>(), topk.ids);
+      auto const got = weights.to_host<float>();
+      for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], topk.weights[i], 1e-6f * topk.weights[i] + 1e-9f);
+      EXPECT_EQ(offsets.to_host<int64_t>(), expected.offsets);
+      EXPECT_EQ(dest.to_host<int32_t>(), expected.dest_row);
+      auto const rows = row_slot.to_host<int32_t>();
+      EXPECT_EQ(std::vector<int32_t>(rows.begin(), rows.begin() + expected.row_slot.size()), expected.row_slot);
+    }
+  }
+}
+
+class MoeRoutingIds : public ::testing::TestWithParam<int64_t> {};
+
+// Given ids, through the public entry point: one block up to kSmallRoutingSlots slots, chunks past it (3001 tokens:
+// several chunks, the last one partial).
+TEST_P(MoeRoutingIds, RoutingDataMatchesReferenceExactly) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int64_t const tokens = GetParam();
   int const experts = 64, k = 8;
   std::vector<int32_t> ids(size_t(tokens) * k);
   std::uniform_int_distribution<int> pick(0, experts - 1);
   for (auto& id : ids) id = pick(rng);
-  ids[5] = -1;   // out of range ids are dropped
-  ids[17] = 99;
+  ids[5 % ids.size()] = -1;  // out of range ids are dropped
+  ids[17 % ids.size()] = 99;
   for (int local : {experts, 20}) {
     SCOPED_TRACE("local experts " + std::to_string(local));
     std::vector<int32_t> map;
@@ -549,6 +597,9 @@ TEST(MoeRouting, RoutingDataMatchesReferenceExactly) {
     EXPECT_EQ(std::vector<int32_t>(row_slot.begin(), row_slot.begin() + expected.row_slot.size()), expected.row_slot);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 100, 3001),
+                         [](auto const& info) { return "T" + std::to_string(info.param); });
 
 }  // namespace
 }  // namespace w4a8moe
