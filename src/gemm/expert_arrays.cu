@@ -2,6 +2,7 @@
 
 #include <cutlass/util/packed_stride.hpp>
 
+#include "common/pdl.cuh"
 #include "prepack/packed_format.h"
 
 namespace w4a8moe::gemm {
@@ -35,6 +36,8 @@ __global__ void build_expert_arrays(ExpertArrays arrays, int num_experts, int n,
                                     prepack::PackedSections sections, ElementAct const* act,
                                     float const* token_scales, uint8_t* out) {
   constexpr int64_t kOutElementBytes = 2;  // bf16 and fp16
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < num_experts; e += gridDim.x * blockDim.x) {
     int64_t const begin = offsets[e];
     int64_t const end = offsets[e + 1];
@@ -78,11 +81,10 @@ cudaError_t launch_build_expert_arrays(GroupedGemmParams const& params, ExpertAr
                                        cudaStream_t stream) {
   constexpr int kThreads = 128;
   int const blocks = (params.shape.num_experts + kThreads - 1) / kThreads;
-  build_expert_arrays<<<blocks, kThreads, 0, stream>>>(
-      arrays, params.shape.num_experts, params.shape.n, params.shape.k, params.total_rows, params.expert_offsets,
-      params.packed, params.sections, static_cast<ElementAct const*>(params.act), params.token_scales,
-      static_cast<uint8_t*>(params.out));
-  return cudaGetLastError();
+  return launch_with_pdl(build_expert_arrays, blocks, kThreads, 0, stream, arrays, params.shape.num_experts,
+                         params.shape.n, params.shape.k, params.total_rows, params.expert_offsets, params.packed,
+                         params.sections, static_cast<ElementAct const*>(params.act), params.token_scales,
+                         static_cast<uint8_t*>(params.out));
 }
 
 }  // namespace w4a8moe::gemm

@@ -9,6 +9,7 @@
 #include <climits>
 #include <type_traits>
 
+#include "common/pdl.cuh"
 #include "moe/moe_kernels.h"
 
 namespace w4a8moe::moe {
@@ -353,6 +354,8 @@ __global__ void __launch_bounds__(kSmallRoutingSlots) route_small_kernel(
     int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
   extern __shared__ int32_t next_row[];  // [local_experts]
   __shared__ int32_t slot_expert[kSmallRoutingSlots];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int const slots = tokens * top_k;
   if constexpr (kPerLane > 0) {
     for (int t = threadIdx.x / 32; t < tokens; t += blockDim.x / 32) {
@@ -402,6 +405,8 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
                                         float* __restrict__ act_scales) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int64_t const t = blockIdx.x;
   if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
   int const vectors = hidden_size / kVector;
@@ -470,6 +475,8 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
                                          uint8_t* __restrict__ act, float* __restrict__ act_scales) {
   extern __shared__ float h_row[];  // [inter]
   __shared__ float scratch[32];     // one per warp; blocks have up to 1024 threads
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int64_t const row = blockIdx.x;
   if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
   int const vectors = inter / kVector;
@@ -503,6 +510,8 @@ __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_
   constexpr int kRowsInFlight = 8;
   __shared__ int32_t rows[kMaxTopK];
   __shared__ float weights[kMaxTopK];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int64_t const t = blockIdx.x;
   if (threadIdx.x < top_k) {
     rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
@@ -580,10 +589,10 @@ cudaError_t launch_route_small(Logit const* logits, int64_t tokens, int top_k, i
                                int32_t const* ids_in, int32_t* ids_out, float* weights_out,
                                int32_t const* expert_map, int local_experts, int64_t* offsets, int32_t* dest_row,
                                int32_t* row_slot, cudaStream_t stream) {
-  route_small_kernel<kPerLane><<<1, kSmallRoutingSlots, size_t(local_experts) * sizeof(int32_t), stream>>>(
-      logits, int(tokens), top_k, experts, renormalize, ids_in, ids_out, weights_out, expert_map, local_experts,
-      offsets, dest_row, row_slot);
-  return cudaGetLastError();
+  return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingSlots,
+                         size_t(local_experts) * sizeof(int32_t), stream, logits, int(tokens), top_k, experts,
+                         renormalize, ids_in, ids_out, weights_out, expert_map, local_experts, offsets, dest_row,
+                         row_slot);
 }
 
 }  // namespace
@@ -663,9 +672,8 @@ struct PermuteQuantize {
                          cudaStream_t stream) {
     int const vectors = hidden_size / kVector;
     int const threads = std::clamp((vectors + kHeldVectors * 32 - 1) / (kHeldVectors * 32) * 32, kThreads, 1024);
-    permute_quantize_kernel<kType><<<unsigned(tokens), threads, 0, stream>>>(
-        hidden, hidden_size, top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
-    return cudaGetLastError();
+    return launch_with_pdl(permute_quantize_kernel<kType>, unsigned(tokens), threads, 0, stream, hidden, hidden_size,
+                           top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
   }
 };
 
@@ -679,9 +687,8 @@ struct SiluMulQuantize {
     if (error != cudaSuccess) return error;
     // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
     int const threads = std::clamp((inter / kVector / 4 + 31) / 32 * 32, kThreads, 1024);
-    silu_mul_quantize_kernel<kType><<<unsigned(max_rows), threads, shared, stream>>>(gemm1_out, inter, offsets,
-                                                                                      local_experts, act, act_scales);
-    return cudaGetLastError();
+    return launch_with_pdl(silu_mul_quantize_kernel<kType>, unsigned(max_rows), threads, shared, stream, gemm1_out,
+                           inter, offsets, local_experts, act, act_scales);
   }
 };
 
@@ -689,9 +696,8 @@ template <ActivationType kType>
 struct Unpermute {
   static cudaError_t run(void const* gemm2_out, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          float const* topk_weights, bool weight_on_input, void* out, cudaStream_t stream) {
-    unpermute_kernel<kType><<<unsigned(tokens), kThreads, 0, stream>>>(gemm2_out, hidden_size, top_k, dest_row,
-                                                                       topk_weights, weight_on_input, out);
-    return cudaGetLastError();
+    return launch_with_pdl(unpermute_kernel<kType>, unsigned(tokens), kThreads, 0, stream, gemm2_out, hidden_size,
+                           top_k, dest_row, topk_weights, weight_on_input, out);
   }
 };
 
