@@ -2,7 +2,9 @@
 // replays (tools/layer_timing.h), the share of time outside the two GEMMs, and, in the same process and on the same routing, the same pipeline built
 // from W8A8 grouped GEMMs (best of their configs): the layer's total with its two W4A8 GEMMs (timed standalone, the
 // same way) swapped for the W8A8 ones. Everything outside the GEMMs (routing, fp8 quantisation, SiLU * up,
-// unpermute) would be the same in a W8A8 pipeline.
+// unpermute) would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and issue 7's
+// measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte per
+// group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -59,7 +61,17 @@ struct Result {
   double total_us = 0, outside_share = 0;
   std::string gemm1_config, gemm2_config;
   double w4a8_gemm1 = 0, w4a8_gemm2 = 0, w8a8_gemm1 = 0, w8a8_gemm2 = 0, w8a8_pipeline = 0;
+  size_t launches = 0;
+  int active_experts = 0;
+  double active_expert_bytes = 0, read_us = 0;  // read_us: active_expert_bytes at the measured bandwidth
 };
+
+// The bytes a layer must read per expert that receives rows: int4 weights, one byte per (group, channel) scale and
+// the fp32 channel scales of both GEMMs.
+double expert_bytes(MoeShape const& s) {
+  auto gemm = [](double n, double k) { return n * k / 2 + n * k / 128 + 4 * n; };
+  return gemm(2.0 * s.inter, s.hidden) + gemm(s.hidden, s.inter);
+}
 
 // Best time over the configs of a baseline family on this case.
 double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method> (*make)(std::string const&),
@@ -73,7 +85,7 @@ double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method
   return best;
 }
 
-Result run_case(Model const& model, int64_t tokens, int iters, cudaStream_t stream) {
+Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_per_s, cudaStream_t stream) {
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
@@ -92,7 +104,12 @@ Result run_case(Model const& model, int64_t tokens, int iters, cudaStream_t stre
   }
   auto const routing = reference::routing_data(topk.ids, tokens, s.top_k, s.num_experts, s.num_local_experts, map);
   std::vector<int64_t> counts(s.num_local_experts);
-  for (int e = 0; e < s.num_local_experts; ++e) counts[e] = routing.offsets[e + 1] - routing.offsets[e];
+  for (int e = 0; e < s.num_local_experts; ++e) {
+    counts[e] = routing.offsets[e + 1] - routing.offsets[e];
+    r.active_experts += counts[e] > 0;
+  }
+  r.active_expert_bytes = r.active_experts * expert_bytes(s);
+  r.read_us = r.active_expert_bytes / hbm_bytes_per_s * 1e6;
 
   ExpertWeightShape const shape1{s.num_local_experts, 2 * s.inter, s.hidden, 128};
   ExpertWeightShape const shape2{s.num_local_experts, s.hidden, s.inter, 128};
@@ -126,6 +143,7 @@ Result run_case(Model const& model, int64_t tokens, int iters, cudaStream_t stre
   r.stage_us = timing.stage_us;
   r.total_us = timing.total_us;
   r.outside_share = timing.outside_gemms;
+  r.launches = timing.graph_nodes;
 
   // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike.
   BenchCase c1{s.num_local_experts, 2 * s.inter, s.hidden, counts, 1};
@@ -178,10 +196,11 @@ int main(int argc, char** argv) {
   check_cuda(cudaGetDeviceProperties(&prop, 0), "device properties");
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  std::printf("device: %s\n", prop.name);
-  std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %6s | %8s %8s %9s %6s\n", "model", "tokens", "route",
-              "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "out%", "w8a8 g1", "w8a8 g2", "w8a8 pipe",
-              "w8a8/x");
+  double const hbm = measure_hbm_read_bandwidth(size_t(4) << 30);
+  std::printf("device: %s, streaming read %.0f GB/s\n", prop.name, hbm / 1e9);
+  std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %6s %8s %6s | %8s %8s %9s %6s\n", "model", "tokens",
+              "route", "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "out%", "launches", "/read",
+              "w8a8 g1", "w8a8 g2", "w8a8 pipe", "w8a8/x");
   std::vector<Result> results;
   for (auto const& name : models) {
     Model const* model = nullptr;
@@ -190,19 +209,20 @@ int main(int argc, char** argv) {
     }
     if (!model) fail("unknown model " + name);
     for (int64_t t : tokens) {
-      Result const r = run_case(*model, t, iters, stream);
+      Result const r = run_case(*model, t, iters, hbm, stream);
       results.push_back(r);
-      std::printf("%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %5.1f%% | %8.1f %8.1f %9.1f %6.2f\n",
-                  r.model.c_str(), static_cast<long long>(t), r.stage_us[0], r.stage_us[1], r.stage_us[2],
-                  r.stage_us[3], r.stage_us[4], r.stage_us[5], r.total_us, 100 * r.outside_share, r.w8a8_gemm1,
-                  r.w8a8_gemm2, r.w8a8_pipeline, r.w8a8_pipeline / r.total_us);
+      std::printf(
+          "%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %5.1f%% %8zu %6.2f | %8.1f %8.1f %9.1f %6.2f\n",
+          r.model.c_str(), static_cast<long long>(t), r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3],
+          r.stage_us[4], r.stage_us[5], r.total_us, 100 * r.outside_share, r.launches, r.total_us / r.read_us,
+          r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline, r.w8a8_pipeline / r.total_us);
       std::fflush(stdout);
     }
   }
   if (!out_dir.empty()) {
     std::string const path = out_dir + "/" + today() + "-" + card_slug(prop.name) + "-moe-layer.json";
     std::ofstream json(path);
-    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"rows\": [\n";
+    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"hbm_read_gbps\": " << hbm / 1e9 << ",\n  \"rows\": [\n";
     for (size_t i = 0; i < results.size(); ++i) {
       auto const& r = results[i];
       json << "    {\"model\": \"" << r.model << "\", \"tokens\": " << r.tokens << ", \"stages_us\": {";
@@ -213,7 +233,9 @@ int main(int argc, char** argv) {
            << ", \"gemm1_config\": \"" << r.gemm1_config << "\", \"gemm2_config\": \"" << r.gemm2_config
            << "\", \"w4a8_gemm1_us\": " << r.w4a8_gemm1 << ", \"w4a8_gemm2_us\": " << r.w4a8_gemm2
            << ", \"w8a8_gemm1_us\": " << r.w8a8_gemm1 << ", \"w8a8_gemm2_us\": " << r.w8a8_gemm2
-           << ", \"w8a8_pipeline_us\": " << r.w8a8_pipeline << "}" << (i + 1 < results.size() ? ",\n" : "\n");
+           << ", \"w8a8_pipeline_us\": " << r.w8a8_pipeline << ", \"launches\": " << r.launches
+           << ", \"active_experts\": " << r.active_experts << ", \"active_expert_bytes\": " << r.active_expert_bytes
+           << ", \"read_once_us\": " << r.read_us << "}" << (i + 1 < results.size() ? ",\n" : "\n");
     }
     json << "  ]\n}\n";
     std::printf("wrote %s\n", path.c_str());
