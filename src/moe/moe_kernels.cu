@@ -344,8 +344,8 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
   }
 }
 
-// Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of four
-// and a memset. The same result as the chunked path: each expert's rows in slot order. The shared counters are
+// Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of up
+// to four and a memset. The same result as the chunked path: each expert's rows in slot order. The shared counters are
 // each expert's count, then its first row, then its next free row. kPerLane = 0: the top-k ids are given.
 template <int kPerLane, class Logit>
 __global__ void __launch_bounds__(kSmallRoutingSlots) route_small_kernel(
