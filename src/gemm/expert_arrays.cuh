@@ -7,8 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <cutlass/util/packed_stride.hpp>
+
 #include "gemm/grouped_params.h"
 #include "gemm/w4a8_types.cuh"
+#include "prepack/packed_format.h"
 
 namespace w4a8moe::gemm {
 
@@ -26,12 +29,59 @@ struct ExpertArrays {
   LayoutWeightReordered* weight_layout;  // lives in the packed weights, one per expert (CUTLASS wants non-const)
 };
 
+inline constexpr size_t kExpertArrayAlign = 128;
+
+// Assigns each array its place after `base` (which may be 0 when only the size is wanted) and returns the bytes used.
+// Host and device: the routing kernel of the MoE layer fills the arrays too.
+CUTE_HOST_DEVICE size_t place_expert_arrays(ExpertArrays& arrays, uintptr_t base, int num_experts) {
+  size_t offset = 0;
+  auto place = [&](auto*& pointer) {
+    using Element = cute::remove_reference_t<decltype(*pointer)>;
+    pointer = reinterpret_cast<Element*>(base + offset);
+    offset = prepack::align_up(offset + sizeof(Element) * size_t(num_experts), kExpertArrayAlign);
+  };
+  place(arrays.problem_shapes);
+  place(arrays.weight);
+  place(arrays.act);
+  place(arrays.stride_act);
+  place(arrays.group_scale);
+  place(arrays.stride_group_scale);
+  place(arrays.out);
+  place(arrays.stride_out);
+  place(arrays.channel_scale);
+  place(arrays.token_scale);
+  return offset;
+}
+
+// Expert e's entries, for its rows [begin, end). Rows of an expert whose offsets are negative, decreasing or beyond
+// total_rows count as zero rows (nothing read or written), so corrupt offsets cannot make the GEMM touch memory
+// outside its buffers.
+CUTE_DEVICE void fill_expert_arrays(ExpertArraysSource const& s, int e, int64_t begin, int64_t end) {
+  constexpr int64_t kOutElementBytes = 2;  // bf16 and fp16
+  ExpertArrays arrays{};
+  place_expert_arrays(arrays, reinterpret_cast<uintptr_t>(s.workspace), s.num_experts);
+  bool const valid = begin >= 0 && end >= begin && end <= s.total_rows;
+  int64_t const rows = valid ? end - begin : 0;
+  int64_t const first = valid ? begin : 0;
+  // rows <= total_rows, which the host checked to fit in int32 (CUTLASS problem sizes are int).
+  arrays.problem_shapes[e] = UnderlyingProblemShape(s.n, static_cast<int>(rows), s.k);
+  arrays.weight[e] = reinterpret_cast<ElementWeight const*>(s.packed + s.sections.weights +
+                                                            size_t(e) * s.sections.weight_bytes_per_expert);
+  arrays.group_scale[e] = reinterpret_cast<ElementGroupScale const*>(
+      s.packed + s.sections.group_scales + size_t(e) * s.sections.group_scale_bytes_per_expert);
+  arrays.channel_scale[e] = reinterpret_cast<float const*>(s.packed + s.sections.channel_scales) + size_t(e) * s.n;
+  arrays.act[e] = static_cast<ElementAct const*>(s.act) + first * s.k;
+  arrays.token_scale[e] = s.token_scales + first;
+  arrays.out[e] = static_cast<uint8_t*>(s.out) + first * s.n * kOutElementBytes;
+  arrays.stride_act[e] = cutlass::make_cute_packed_stride(StrideAct{}, cute::make_shape(int(rows), s.k, 1));
+  arrays.stride_group_scale[e] =
+      cutlass::make_cute_packed_stride(StrideGroupScale{}, cute::make_shape(s.n, s.k / kGroupSize, 1));
+  arrays.stride_out[e] = cutlass::make_cute_packed_stride(StrideOut{}, cute::make_shape(s.n, int(rows), 1));
+}
+
 ExpertArrays carve_expert_arrays(void* workspace, GroupedGemmParams const& params);
 
-// Launches the kernel that fills the arrays. Rows of an expert whose offsets are negative, decreasing or beyond
-// params.total_rows are treated as zero rows (nothing read or written), so a corrupt offsets array cannot make the
-// GEMM touch memory outside its buffers.
-cudaError_t launch_build_expert_arrays(GroupedGemmParams const& params, ExpertArrays const& arrays,
-                                       cudaStream_t stream);
+// Launches the kernel that fills the arrays from params.expert_offsets (fill_expert_arrays).
+cudaError_t launch_build_expert_arrays(GroupedGemmParams const& params, void* workspace, cudaStream_t stream);
 
 }  // namespace w4a8moe::gemm

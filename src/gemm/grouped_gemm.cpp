@@ -10,6 +10,7 @@
 
 #include "common/device_info.h"
 #include "common/status_util.h"
+#include "gemm/built_arrays.h"
 #include "gemm/heuristic.h"
 #include "gemm/registry.h"
 #include "w4a8moe/prepack.h"
@@ -134,17 +135,10 @@ std::string select_gemm_config(GroupedGemmArgs const& args) {
   return choose_kernel(args).name;
 }
 
-Status grouped_gemm(GroupedGemmArgs const& args) {
-  W4A8_RETURN_IF_ERROR(validate_args(args));
-  W4A8_RETURN_IF_ERROR(require_hopper_device());
-  int const sm_count = current_device_sm_count();
-  auto const& kernel = choose_kernel(args);
-  if (std::getenv("W4A8MOE_LOG_CONFIG") != nullptr) {
-    std::fprintf(stderr, "[w4a8moe] grouped_gemm E=%d N=%d K=%d rows=%lld -> %s\n", args.shape.num_experts,
-                 args.shape.n, args.shape.k, static_cast<long long>(args.total_rows), kernel.name.c_str());
-  }
-  if (args.total_rows == 0) return Status::Ok();  // nothing to compute or write
+namespace {
 
+// The launchers' view of validated arguments; the device fields are filled by run().
+gemm::GroupedGemmParams make_params(GroupedGemmArgs const& args) {
   gemm::GroupedGemmParams params;
   params.shape = args.shape;
   params.packed = static_cast<uint8_t const*>(args.packed_weights);
@@ -155,10 +149,38 @@ Status grouped_gemm(GroupedGemmArgs const& args) {
   params.expert_offsets = args.expert_offsets;
   params.out = args.out;
   params.out_type = args.out_type;
-  params.sm_count = sm_count;
-  W4A8_CUDA_RETURN(cudaGetDevice(&params.device_id));
   params.stream = args.stream;
+  return params;
+}
+
+Status run(GroupedGemmArgs const& args, bool arrays_built) {
+  W4A8_RETURN_IF_ERROR(validate_args(args));
+  W4A8_RETURN_IF_ERROR(require_hopper_device());
+  auto const& kernel = choose_kernel(args);
+  if (std::getenv("W4A8MOE_LOG_CONFIG") != nullptr) {
+    std::fprintf(stderr, "[w4a8moe] grouped_gemm E=%d N=%d K=%d rows=%lld -> %s\n", args.shape.num_experts,
+                 args.shape.n, args.shape.k, static_cast<long long>(args.total_rows), kernel.name.c_str());
+  }
+  if (args.total_rows == 0) return Status::Ok();  // nothing to compute or write
+
+  gemm::GroupedGemmParams params = make_params(args);
+  params.arrays_built = arrays_built;
+  params.sm_count = current_device_sm_count();
+  W4A8_CUDA_RETURN(cudaGetDevice(&params.device_id));
   return kernel.run(params, args.workspace, args.workspace_bytes);
 }
 
+}  // namespace
+
+Status grouped_gemm(GroupedGemmArgs const& args) { return run(args, false); }
+
+namespace gemm {
+
+ExpertArraysSource expert_arrays_source(GroupedGemmArgs const& args) {
+  return expert_arrays_source(make_params(args), args.workspace);
+}
+
+Status grouped_gemm_with_built_arrays(GroupedGemmArgs const& args) { return run(args, true); }
+
+}  // namespace gemm
 }  // namespace w4a8moe

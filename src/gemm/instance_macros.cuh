@@ -24,7 +24,7 @@ struct W4A8GroupedInstance {
   static Status run(GroupedGemmParams const& params, void* workspace, size_t workspace_bytes) {
     size_t const arrays_bytes = expert_arrays_bytes(params.shape.num_experts);
     ExpertArrays const arrays = carve_expert_arrays(workspace, params);
-    W4A8_CUDA_RETURN(launch_build_expert_arrays(params, arrays, params.stream));
+    if (!params.arrays_built) W4A8_CUDA_RETURN(launch_build_expert_arrays(params, workspace, params.stream));
     void* cutlass_workspace = static_cast<char*>(workspace) + arrays_bytes;
     size_t const cutlass_bytes = workspace_bytes - arrays_bytes;
     return params.out_type == OutputType::kBF16

@@ -16,7 +16,8 @@ struct GemmKernelEntry {
   std::string name;
   // CUTLASS's own workspace for num_experts experts on a device with sm_count SMs (both output types).
   size_t (*cutlass_workspace_bytes)(int num_experts, int sm_count);
-  // Fills the per-expert arrays at the start of `workspace` on the device, then launches the kernel.
+  // Fills the per-expert arrays at the start of `workspace` on the device (unless params.arrays_built), then
+  // launches the kernel.
   Status (*run)(GroupedGemmParams const& params, void* workspace, size_t workspace_bytes);
 };
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/status_util.h"
+#include "gemm/built_arrays.h"
 #include "moe/moe_kernels.h"
 #include "moe/workspace_plan.h"
 #include "prepack/packed_format.h"
@@ -218,6 +219,44 @@ Status moe_forward(MoeForwardArgs const& a) {
   auto* dest_row = reinterpret_cast<int32_t*>(at(plan.dest_row));
   auto* offsets = reinterpret_cast<int64_t*>(at(plan.offsets));
 
+  auto* act1 = reinterpret_cast<uint8_t*>(at(plan.act1));
+  auto* scale1 = reinterpret_cast<float*>(at(plan.scale1));
+  auto* act2 = reinterpret_cast<uint8_t*>(at(plan.act2));
+  auto* scale2 = reinterpret_cast<float*>(at(plan.scale2));
+  OutputType const out_type = a.act_type == ActivationType::kBF16 ? OutputType::kBF16 : OutputType::kFP16;
+  auto gemm_args = [&](ExpertWeightShape const& shape, void const* weights, void const* act, float const* scales,
+                       size_t out, size_t workspace, std::string const& config) {
+    GroupedGemmArgs g;
+    g.shape = shape;
+    g.packed_weights = weights;
+    g.total_rows = rows;
+    g.act = act;
+    g.token_scales = scales;
+    g.expert_offsets = offsets;
+    g.out = at(out);
+    g.out_type = out_type;
+    g.workspace = at(workspace);
+    g.workspace_bytes = plan.gemm_workspace_bytes;
+    g.config = config;
+    g.expected_rows_hint = expected_local_rows(s, tokens);
+    g.stream = a.stream;
+    return g;
+  };
+  GroupedGemmArgs const gemm1 =
+      gemm_args(gemm1_shape(s), a.gemm1_weights, act1, scale1, plan.gemm1_out, plan.gemm1_workspace, a.gemm1_config);
+  GroupedGemmArgs const gemm2 =
+      gemm_args(gemm2_shape(s), a.gemm2_weights, act2, scale2, plan.gemm2_out, plan.gemm2_workspace, a.gemm2_config);
+  // At small batches the routing kernel fills both GEMMs' per-expert arrays: two launches fewer.
+  moe::RoutingArraysFill fill;
+  if (moe::routes_in_one_block(tokens, s.top_k, s.num_local_experts)) {
+    fill.gemm[0] = gemm::expert_arrays_source(gemm1);
+    fill.gemm[1] = gemm::expert_arrays_source(gemm2);
+    fill.count = 2;
+  }
+  auto run_gemm = [&](GroupedGemmArgs const& g) {
+    return fill.count > 0 ? gemm::grouped_gemm_with_built_arrays(g) : grouped_gemm(g);
+  };
+
   W4A8_RETURN_IF_ERROR(mark(0));
   int32_t const* topk_ids = a.topk_ids;
   float const* topk_weights = a.topk_weights;
@@ -228,52 +267,29 @@ Status moe_forward(MoeForwardArgs const& a) {
     auto* weights = reinterpret_cast<float*>(at(plan.topk_weights));
     W4A8_CUDA_RETURN(moe::launch_topk_and_routing(a.router_logits, a.logits_type, tokens, s.num_experts, s.top_k,
                                                   a.renormalize, ids, weights, a.expert_map, s.num_local_experts,
-                                                  chunk_counts, offsets, dest_row, row_slot, a.stream));
+                                                  chunk_counts, offsets, dest_row, row_slot, a.stream, fill));
     topk_ids = ids;
     topk_weights = weights;
   } else {
     W4A8_CUDA_RETURN(moe::launch_routing(topk_ids, a.expert_map, tokens, s.top_k, s.num_experts,
-                                         s.num_local_experts, chunk_counts, offsets, dest_row, row_slot, a.stream));
+                                         s.num_local_experts, chunk_counts, offsets, dest_row, row_slot, a.stream,
+                                         fill));
   }
 
   W4A8_RETURN_IF_ERROR(mark(1));
-  auto* act1 = reinterpret_cast<uint8_t*>(at(plan.act1));
-  auto* scale1 = reinterpret_cast<float*>(at(plan.scale1));
   W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
                                                 topk_weights, a.apply_router_weight_on_input, act1, scale1,
                                                 a.stream));
 
-  OutputType const out_type = a.act_type == ActivationType::kBF16 ? OutputType::kBF16 : OutputType::kFP16;
-  auto gemm = [&](ExpertWeightShape const& shape, void const* weights, void const* act, float const* scales,
-                  void* out, std::string const& config) {
-    GroupedGemmArgs g;
-    g.shape = shape;
-    g.packed_weights = weights;
-    g.total_rows = rows;
-    g.act = act;
-    g.token_scales = scales;
-    g.expert_offsets = offsets;
-    g.out = out;
-    g.out_type = out_type;
-    g.workspace = at(plan.gemm_workspace);
-    g.workspace_bytes = plan.gemm_workspace_bytes;
-    g.config = config;
-    g.expected_rows_hint = expected_local_rows(s, tokens);
-    g.stream = a.stream;
-    return grouped_gemm(g);
-  };
-
   W4A8_RETURN_IF_ERROR(mark(2));
-  W4A8_RETURN_IF_ERROR(gemm(gemm1_shape(s), a.gemm1_weights, act1, scale1, at(plan.gemm1_out), a.gemm1_config));
+  W4A8_RETURN_IF_ERROR(run_gemm(gemm1));
 
   W4A8_RETURN_IF_ERROR(mark(3));
-  auto* act2 = reinterpret_cast<uint8_t*>(at(plan.act2));
-  auto* scale2 = reinterpret_cast<float*>(at(plan.scale2));
   W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.gemm1_out), a.act_type, rows, s.inter, offsets,
                                                  s.num_local_experts, act2, scale2, a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(4));
-  W4A8_RETURN_IF_ERROR(gemm(gemm2_shape(s), a.gemm2_weights, act2, scale2, at(plan.gemm2_out), a.gemm2_config));
+  W4A8_RETURN_IF_ERROR(run_gemm(gemm2));
 
   W4A8_RETURN_IF_ERROR(mark(5));
   W4A8_CUDA_RETURN(moe::launch_unpermute(at(plan.gemm2_out), a.act_type, tokens, s.hidden, s.top_k, dest_row,

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "common/pdl.cuh"
+#include "gemm/expert_arrays.cuh"
 #include "moe/moe_kernels.h"
 
 namespace w4a8moe::moe {
@@ -345,13 +346,15 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
 }
 
 // Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of up
-// to four and a memset. The same result as the chunked path: each expert's rows in slot order. The shared counters are
-// each expert's count, then its first row, then its next free row. kPerLane = 0: the top-k ids are given.
+// to four and a memset, and the GEMMs' per-expert arrays (two launches fewer). The same result as the chunked
+// path: each expert's rows in slot order. The shared counters are each expert's count, then its first row, then its
+// next free row. kPerLane = 0: the top-k ids are given.
 template <int kPerLane, class Logit>
 __global__ void __launch_bounds__(kSmallRoutingSlots) route_small_kernel(
     Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
     int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
-    int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
+    int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
+    RoutingArraysFill fill) {
   extern __shared__ int32_t next_row[];  // [local_experts]
   __shared__ int32_t slot_expert[kSmallRoutingSlots];
   pdl_wait_for_previous_grid();
@@ -372,8 +375,13 @@ __global__ void __launch_bounds__(kSmallRoutingSlots) route_small_kernel(
   }
   __syncthreads();
   int32_t const total = block_scan<int32_t, true>(next_row, local_experts, [](int32_t const* x) { return *x; });
-  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) offsets[e] = next_row[e];
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
+    int32_t const end = e + 1 < local_experts ? next_row[e + 1] : total;
+    offsets[e] = next_row[e];
+    for (int g = 0; g < fill.count; ++g) gemm::fill_expert_arrays(fill.gemm[g], e, next_row[e], end);
+  }
   if (threadIdx.x == 0) offsets[local_experts] = total;
+  __syncthreads();  // the scatter below moves the counters
   if (threadIdx.x >= 32) return;
   // One warp in slot order, 32 slots a step, as scatter_chunks does within a chunk.
   int const lane = threadIdx.x;
@@ -580,19 +588,15 @@ cudaError_t launch_topk(Logit const* logits, int64_t tokens, int experts, int to
   return cudaGetLastError();
 }
 
-bool small_routing(int64_t tokens, int top_k, int local_experts) {
-  return tokens * top_k <= kSmallRoutingSlots && local_experts <= kSmallRoutingMaxExperts;
-}
-
 template <int kPerLane, class Logit>
 cudaError_t launch_route_small(Logit const* logits, int64_t tokens, int top_k, int experts, bool renormalize,
                                int32_t const* ids_in, int32_t* ids_out, float* weights_out,
                                int32_t const* expert_map, int local_experts, int64_t* offsets, int32_t* dest_row,
-                               int32_t* row_slot, cudaStream_t stream) {
+                               int32_t* row_slot, RoutingArraysFill const& fill, cudaStream_t stream) {
   return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingSlots,
                          size_t(local_experts) * sizeof(int32_t), stream, logits, int(tokens), top_k, experts,
                          renormalize, ids_in, ids_out, weights_out, expert_map, local_experts, offsets, dest_row,
-                         row_slot);
+                         row_slot, fill);
 }
 
 }  // namespace
@@ -610,10 +614,11 @@ cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tok
 
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
                            int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
-                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream) {
-  if (small_routing(tokens, top_k, local_experts)) {
+                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
+                           RoutingArraysFill const& fill) {
+  if (routes_in_one_block(tokens, top_k, local_experts)) {
     return launch_route_small<0>(static_cast<float const*>(nullptr), tokens, top_k, experts, false, topk_ids, nullptr,
-                                 nullptr, expert_map, local_experts, offsets, dest_row, row_slot, stream);
+                                 nullptr, expert_map, local_experts, offsets, dest_row, row_slot, fill, stream);
   }
   int64_t const slots = tokens * top_k;
   int64_t const chunks = routing_chunks(slots);
@@ -639,14 +644,16 @@ cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, i
 cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
                                     bool renormalize, int32_t* topk_ids, float* topk_weights,
                                     int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
-                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream) {
-  if (small_routing(tokens, top_k, local_experts)) {
+                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
+                                    RoutingArraysFill const& fill) {
+  if (routes_in_one_block(tokens, top_k, local_experts)) {
     cudaError_t error = cudaSuccess;
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {
         error = launch_route_small<decltype(per_lane)::value>(typed_logits, tokens, top_k, experts, renormalize,
                                                                topk_ids, topk_ids, topk_weights, expert_map,
-                                                               local_experts, offsets, dest_row, row_slot, stream);
+                                                               local_experts, offsets, dest_row, row_slot, fill,
+                                                               stream);
       };
       if (type == LogitsType::kFP32) {
         launch(static_cast<float const*>(logits));
@@ -660,7 +667,7 @@ cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t
       launch_topk_softmax(logits, type, tokens, experts, top_k, renormalize, topk_ids, topk_weights, stream);
   if (error != cudaSuccess) return error;
   return launch_routing(topk_ids, expert_map, tokens, top_k, experts, local_experts, chunk_counts, offsets, dest_row,
-                        row_slot, stream);
+                        row_slot, stream, fill);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "gemm/grouped_params.h"
 #include "w4a8moe/moe.h"
 
 namespace w4a8moe::moe {
@@ -16,6 +17,18 @@ inline constexpr int kMaxTopK = 32;
 // kSmallRoutingMaxExperts local experts (their counters in shared memory).
 inline constexpr int kSmallRoutingSlots = 1024;
 inline constexpr int kSmallRoutingMaxExperts = 8192;
+
+// Whether the routing of these many slots runs in one block (and fills the GEMMs' arrays: RoutingArraysFill).
+inline bool routes_in_one_block(int64_t tokens, int top_k, int local_experts) {
+  return tokens * top_k <= kSmallRoutingSlots && local_experts <= kSmallRoutingMaxExperts;
+}
+
+// The grouped GEMMs' per-expert arrays the one-block routing fills as soon as the offsets are final, so the GEMMs
+// skip their own build launches (gemm/built_arrays.h). Ignored when the routing runs in chunks.
+struct RoutingArraysFill {
+  gemm::ExpertArraysSource gemm[2];
+  int count = 0;
+};
 
 // Slots per chunk of the routing sort: the count and scatter passes work chunk by chunk, in slot order. Small
 // chunks give the scatter pass (one warp per chunk, 32 slots a step) enough warps to hide its latency.
@@ -37,14 +50,16 @@ cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tok
 // chunk_counts: routing_scratch_words(T*k, E_local) int32 of scratch.
 cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
                            int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
-                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);
+                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
+                           RoutingArraysFill const& fill = {});
 
 // The router and the routing sort, as launch_topk_softmax then launch_routing (topk_ids and topk_weights are
 // outputs), fused into one launch for small batches.
 cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
                                     bool renormalize, int32_t* topk_ids, float* topk_weights,
                                     int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
-                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream);
+                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
+                                    RoutingArraysFill const& fill = {});
 
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
 // is multiplied by its top-k weight.

@@ -17,7 +17,9 @@ inline constexpr size_t kWorkspaceAlign = 256;
 // Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
 struct WorkspacePlan {
   size_t topk_ids = 0, topk_weights = 0, chunk_counts = 0, offsets = 0, dest_row = 0, row_slot = 0;
-  size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0, gemm_workspace = 0;
+  size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0;
+  // One workspace per GEMM: at small batches the routing kernel fills both GEMMs' per-expert arrays at once.
+  size_t gemm1_workspace = 0, gemm2_workspace = 0;
   size_t gemm_workspace_bytes = 0, total = 0;
 };
 
@@ -42,7 +44,8 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   place(&p.scale2, rows * sizeof(float));
   place(&p.gemm2_out, rows * shape.hidden * 2);
   p.gemm_workspace_bytes = grouped_gemm_workspace_bytes(shape.num_local_experts);
-  place(&p.gemm_workspace, p.gemm_workspace_bytes);
+  place(&p.gemm1_workspace, p.gemm_workspace_bytes);
+  place(&p.gemm2_workspace, p.gemm_workspace_bytes);
   p.total = offset;
   return p;
 }
