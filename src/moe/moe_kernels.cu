@@ -350,7 +350,7 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
 // path: each expert's rows in slot order. The shared counters are each expert's count, then its first row, then its
 // next free row. kPerLane = 0: the top-k ids are given.
 template <int kPerLane, class Logit>
-__global__ void __launch_bounds__(kSmallRoutingSlots) route_small_kernel(
+__global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
     Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
     int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
     int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
@@ -593,7 +593,7 @@ cudaError_t launch_route_small(Logit const* logits, int64_t tokens, int top_k, i
                                int32_t const* ids_in, int32_t* ids_out, float* weights_out,
                                int32_t const* expert_map, int local_experts, int64_t* offsets, int32_t* dest_row,
                                int32_t* row_slot, RoutingArraysFill const& fill, cudaStream_t stream) {
-  return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingSlots,
+  return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingThreads,
                          size_t(local_experts) * sizeof(int32_t), stream, logits, int(tokens), top_k, experts,
                          renormalize, ids_in, ids_out, weights_out, expert_map, local_experts, offsets, dest_row,
                          row_slot, fill);

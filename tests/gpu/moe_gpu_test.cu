@@ -564,8 +564,8 @@ TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
 
 class MoeRoutingIds : public ::testing::TestWithParam<int64_t> {};
 
-// Given ids, through the public entry point: one block up to kSmallRoutingSlots slots, chunks past it (3001 tokens:
-// several chunks, the last one partial).
+// Given ids, through the public entry point: one block up to kSmallRoutingSlots slots (1 and 50 tokens of 8 slots),
+// chunks past it (100 tokens; 3001: several chunks, the last one partial).
 TEST_P(MoeRoutingIds, RoutingDataMatchesReferenceExactly) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
@@ -608,7 +608,7 @@ TEST_P(MoeRoutingIds, RoutingDataMatchesReferenceExactly) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 100, 3001),
+INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 50, 100, 3001),
                          [](auto const& info) { return "T" + std::to_string(info.param); });
 
 }  // namespace
