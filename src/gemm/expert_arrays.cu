@@ -5,11 +5,11 @@
 namespace w4a8moe::gemm {
 namespace {
 
-__global__ void build_expert_arrays(ExpertArraysSource source, int64_t const* __restrict__ offsets) {
+__global__ void build_expert_arrays(GroupedGemmParams params, void* workspace) {
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
-  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < source.num_experts; e += gridDim.x * blockDim.x) {
-    fill_expert_arrays(source, e, offsets[e], offsets[e + 1]);
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < params.shape.num_experts; e += gridDim.x * blockDim.x) {
+    fill_expert_arrays(params, workspace, e, params.expert_offsets[e], params.expert_offsets[e + 1]);
   }
 }
 
@@ -18,21 +18,6 @@ __global__ void build_expert_arrays(ExpertArraysSource source, int64_t const* __
 size_t expert_arrays_bytes(int num_experts) {
   ExpertArrays arrays{};
   return place_expert_arrays(arrays, 0, num_experts);
-}
-
-ExpertArraysSource expert_arrays_source(GroupedGemmParams const& params, void* workspace) {
-  ExpertArraysSource s;
-  s.workspace = workspace;
-  s.num_experts = params.shape.num_experts;
-  s.n = params.shape.n;
-  s.k = params.shape.k;
-  s.total_rows = params.total_rows;
-  s.packed = params.packed;
-  s.sections = params.sections;
-  s.act = params.act;
-  s.token_scales = params.token_scales;
-  s.out = params.out;
-  return s;
 }
 
 ExpertArrays carve_expert_arrays(void* workspace, GroupedGemmParams const& params) {
@@ -46,8 +31,7 @@ ExpertArrays carve_expert_arrays(void* workspace, GroupedGemmParams const& param
 cudaError_t launch_build_expert_arrays(GroupedGemmParams const& params, void* workspace, cudaStream_t stream) {
   constexpr int kThreads = 128;
   int const blocks = (params.shape.num_experts + kThreads - 1) / kThreads;
-  return launch_with_pdl(build_expert_arrays, blocks, kThreads, 0, stream, expert_arrays_source(params, workspace),
-                         params.expert_offsets);
+  return launch_with_pdl(build_expert_arrays, blocks, kThreads, 0, stream, params, workspace);
 }
 
 }  // namespace w4a8moe::gemm

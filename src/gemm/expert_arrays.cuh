@@ -53,30 +53,31 @@ CUTE_HOST_DEVICE size_t place_expert_arrays(ExpertArrays& arrays, uintptr_t base
   return offset;
 }
 
-// Expert e's entries, for its rows [begin, end). Rows of an expert whose offsets are negative, decreasing or beyond
-// total_rows count as zero rows (nothing read or written), so corrupt offsets cannot make the GEMM touch memory
-// outside its buffers.
-CUTE_DEVICE void fill_expert_arrays(ExpertArraysSource const& s, int e, int64_t begin, int64_t end) {
+// Expert e's entries in the arrays at the start of `workspace`, for its rows [begin, end). Rows of an expert whose
+// offsets are negative, decreasing or beyond total_rows count as zero rows (nothing read or written), so corrupt
+// offsets cannot make the GEMM touch memory outside its buffers.
+CUTE_DEVICE void fill_expert_arrays(GroupedGemmParams const& p, void* workspace, int e, int64_t begin, int64_t end) {
   constexpr int64_t kOutElementBytes = 2;  // bf16 and fp16
+  int const n = p.shape.n, k = p.shape.k;
   ExpertArrays arrays{};
-  place_expert_arrays(arrays, reinterpret_cast<uintptr_t>(s.workspace), s.num_experts);
-  bool const valid = begin >= 0 && end >= begin && end <= s.total_rows;
+  place_expert_arrays(arrays, reinterpret_cast<uintptr_t>(workspace), p.shape.num_experts);
+  bool const valid = begin >= 0 && end >= begin && end <= p.total_rows;
   int64_t const rows = valid ? end - begin : 0;
   int64_t const first = valid ? begin : 0;
   // rows <= total_rows, which the host checked to fit in int32 (CUTLASS problem sizes are int).
-  arrays.problem_shapes[e] = UnderlyingProblemShape(s.n, static_cast<int>(rows), s.k);
-  arrays.weight[e] = reinterpret_cast<ElementWeight const*>(s.packed + s.sections.weights +
-                                                            size_t(e) * s.sections.weight_bytes_per_expert);
+  arrays.problem_shapes[e] = UnderlyingProblemShape(n, static_cast<int>(rows), k);
+  arrays.weight[e] = reinterpret_cast<ElementWeight const*>(p.packed + p.sections.weights +
+                                                            size_t(e) * p.sections.weight_bytes_per_expert);
   arrays.group_scale[e] = reinterpret_cast<ElementGroupScale const*>(
-      s.packed + s.sections.group_scales + size_t(e) * s.sections.group_scale_bytes_per_expert);
-  arrays.channel_scale[e] = reinterpret_cast<float const*>(s.packed + s.sections.channel_scales) + size_t(e) * s.n;
-  arrays.act[e] = static_cast<ElementAct const*>(s.act) + first * s.k;
-  arrays.token_scale[e] = s.token_scales + first;
-  arrays.out[e] = static_cast<uint8_t*>(s.out) + first * s.n * kOutElementBytes;
-  arrays.stride_act[e] = cutlass::make_cute_packed_stride(StrideAct{}, cute::make_shape(int(rows), s.k, 1));
+      p.packed + p.sections.group_scales + size_t(e) * p.sections.group_scale_bytes_per_expert);
+  arrays.channel_scale[e] = reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(e) * n;
+  arrays.act[e] = static_cast<ElementAct const*>(p.act) + first * k;
+  arrays.token_scale[e] = p.token_scales + first;
+  arrays.out[e] = static_cast<uint8_t*>(p.out) + first * n * kOutElementBytes;
+  arrays.stride_act[e] = cutlass::make_cute_packed_stride(StrideAct{}, cute::make_shape(int(rows), k, 1));
   arrays.stride_group_scale[e] =
-      cutlass::make_cute_packed_stride(StrideGroupScale{}, cute::make_shape(s.n, s.k / kGroupSize, 1));
-  arrays.stride_out[e] = cutlass::make_cute_packed_stride(StrideOut{}, cute::make_shape(s.n, int(rows), 1));
+      cutlass::make_cute_packed_stride(StrideGroupScale{}, cute::make_shape(n, k / kGroupSize, 1));
+  arrays.stride_out[e] = cutlass::make_cute_packed_stride(StrideOut{}, cute::make_shape(n, int(rows), 1));
 }
 
 ExpertArrays carve_expert_arrays(void* workspace, GroupedGemmParams const& params);

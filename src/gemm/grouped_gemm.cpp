@@ -135,11 +135,11 @@ std::string select_gemm_config(GroupedGemmArgs const& args) {
   return choose_kernel(args).name;
 }
 
-namespace {
+namespace gemm {
 
-// The launchers' view of validated arguments; the device fields are filled by run().
-gemm::GroupedGemmParams make_params(GroupedGemmArgs const& args) {
-  gemm::GroupedGemmParams params;
+// The launchers' view of validated arguments; run() fills the device fields.
+GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
+  GroupedGemmParams params;
   params.shape = args.shape;
   params.packed = static_cast<uint8_t const*>(args.packed_weights);
   params.sections = prepack::packed_sections(args.shape);
@@ -153,6 +153,10 @@ gemm::GroupedGemmParams make_params(GroupedGemmArgs const& args) {
   return params;
 }
 
+}  // namespace gemm
+
+namespace {
+
 Status run(GroupedGemmArgs const& args, bool arrays_built) {
   W4A8_RETURN_IF_ERROR(validate_args(args));
   W4A8_RETURN_IF_ERROR(require_hopper_device());
@@ -163,7 +167,7 @@ Status run(GroupedGemmArgs const& args, bool arrays_built) {
   }
   if (args.total_rows == 0) return Status::Ok();  // nothing to compute or write
 
-  gemm::GroupedGemmParams params = make_params(args);
+  gemm::GroupedGemmParams params = gemm::grouped_gemm_params(args);
   params.arrays_built = arrays_built;
   params.sm_count = current_device_sm_count();
   W4A8_CUDA_RETURN(cudaGetDevice(&params.device_id));
@@ -175,10 +179,6 @@ Status run(GroupedGemmArgs const& args, bool arrays_built) {
 Status grouped_gemm(GroupedGemmArgs const& args) { return run(args, false); }
 
 namespace gemm {
-
-ExpertArraysSource expert_arrays_source(GroupedGemmArgs const& args) {
-  return expert_arrays_source(make_params(args), args.workspace);
-}
 
 Status grouped_gemm_with_built_arrays(GroupedGemmArgs const& args) { return run(args, true); }
 

@@ -249,8 +249,10 @@ Status moe_forward(MoeForwardArgs const& a) {
   // At small batches the routing kernel fills both GEMMs' per-expert arrays: two launches fewer.
   moe::RoutingArraysFill fill;
   if (moe::routes_in_one_block(tokens, s.top_k, s.num_local_experts)) {
-    fill.gemm[0] = gemm::expert_arrays_source(gemm1);
-    fill.gemm[1] = gemm::expert_arrays_source(gemm2);
+    fill.gemm[0] = gemm::grouped_gemm_params(gemm1);
+    fill.gemm[1] = gemm::grouped_gemm_params(gemm2);
+    fill.workspace[0] = gemm1.workspace;
+    fill.workspace[1] = gemm2.workspace;
     fill.count = 2;
   }
   auto run_gemm = [&](GroupedGemmArgs const& g) {

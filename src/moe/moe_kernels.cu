@@ -378,7 +378,7 @@ __global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
   for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
     int32_t const end = e + 1 < local_experts ? next_row[e + 1] : total;
     offsets[e] = next_row[e];
-    for (int g = 0; g < fill.count; ++g) gemm::fill_expert_arrays(fill.gemm[g], e, next_row[e], end);
+    for (int g = 0; g < fill.count; ++g) gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], e, next_row[e], end);
   }
   if (threadIdx.x == 0) offsets[local_experts] = total;
   __syncthreads();  // the scatter below moves the counters

@@ -29,7 +29,8 @@ inline bool routes_in_one_block(int64_t tokens, int top_k, int local_experts) {
 // The grouped GEMMs' per-expert arrays the one-block routing fills as soon as the offsets are final, so the GEMMs
 // skip their own build launches (gemm/built_arrays.h). Ignored when the routing runs in chunks.
 struct RoutingArraysFill {
-  gemm::ExpertArraysSource gemm[2];
+  gemm::GroupedGemmParams gemm[2];
+  void* workspace[2] = {};
   int count = 0;
 };
 
