@@ -317,23 +317,21 @@ __global__ void scan_counts(int32_t* __restrict__ chunk_counts, int64_t chunks, 
   }
 }
 
-// One warp per chunk, 32 slots at a time in slot order: a slot's row is its expert's first row, plus the rows of
-// earlier chunks, plus the rows of earlier slots of this chunk (same-expert lanes ranked by __match_any_sync).
-// Only this warp touches its chunk's counters.
-__global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
-                               int64_t slots, int64_t chunks, int experts, int local_experts,
-                               int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
-                               int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
-  int64_t const chunk = blockIdx.x;
-  int const lane = threadIdx.x;
-  int64_t const end = min(slots, (chunk + 1) * kRoutingChunk);
-  for (int64_t first = chunk * kRoutingChunk; first < end; first += 32) {
+// One warp gives the slots [first, end) their rows, 32 slots a step in slot order: a slot's row is its expert's next
+// free row (*next_row(e), which the warp advances) plus its rank among the same-expert lanes of the step
+// (__match_any_sync), plus row_base(e). expert_of(s) is the slot's local expert or -1.
+template <class ExpertOf, class NextRow, class RowBase>
+__device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf expert_of, NextRow next_row,
+                                      RowBase row_base, int32_t* __restrict__ dest_row,
+                                      int32_t* __restrict__ row_slot) {
+  int const lane = threadIdx.x % 32;
+  for (; first < end; first += 32) {
     int64_t const s = first + lane;
-    int const e = s < end ? local_expert(topk_ids[s], expert_map, experts, local_experts) : -2;
+    int const e = s < end ? expert_of(s) : -2;
     unsigned const peers = __match_any_sync(0xFFFFFFFFu, e);
     int const rank = __popc(peers & ((1u << lane) - 1));
-    int32_t* next = e >= 0 ? &chunk_rows[e * chunks + chunk] : nullptr;
-    int32_t const base = e >= 0 ? int32_t(offsets[e]) + *next : 0;
+    int32_t* next = e >= 0 ? next_row(e) : nullptr;
+    int32_t const base = e >= 0 ? row_base(e) + *next : 0;
     __syncwarp();
     if (e >= 0 && rank == 0) *next += __popc(peers);
     __syncwarp();
@@ -343,6 +341,20 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
       if (row >= 0) row_slot[row] = int32_t(s);
     }
   }
+}
+
+// One warp per chunk: a slot's row is its expert's first row, plus the rows of earlier chunks, plus the rows of
+// earlier slots of this chunk. Only this warp touches its chunk's counters.
+__global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
+                               int64_t slots, int64_t chunks, int experts, int local_experts,
+                               int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
+                               int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
+  int64_t const chunk = blockIdx.x;
+  scatter_in_slot_order(
+      chunk * kRoutingChunk, min(slots, (chunk + 1) * kRoutingChunk),
+      [&](int64_t s) { return local_expert(topk_ids[s], expert_map, experts, local_experts); },
+      [&](int e) { return &chunk_rows[e * chunks + chunk]; }, [&](int e) { return int32_t(offsets[e]); },
+      dest_row, row_slot);
 }
 
 // Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of up
@@ -378,28 +390,17 @@ __global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
   for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
     int32_t const end = e + 1 < local_experts ? next_row[e + 1] : total;
     offsets[e] = next_row[e];
-    for (int g = 0; g < fill.count; ++g) gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], e, next_row[e], end);
+    for (int g = 0; g < fill.count; ++g) {
+      gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], e, next_row[e], end);
+    }
   }
   if (threadIdx.x == 0) offsets[local_experts] = total;
   __syncthreads();  // the scatter below moves the counters
   if (threadIdx.x >= 32) return;
-  // One warp in slot order, 32 slots a step, as scatter_chunks does within a chunk.
-  int const lane = threadIdx.x;
-  for (int first = 0; first < slots; first += 32) {
-    int const s = first + lane;
-    int const e = s < slots ? slot_expert[s] : -2;
-    unsigned const peers = __match_any_sync(0xFFFFFFFFu, e);
-    int const rank = __popc(peers & ((1u << lane) - 1));
-    int32_t const base = e >= 0 ? next_row[e] : 0;
-    __syncwarp();
-    if (e >= 0 && rank == 0) next_row[e] += __popc(peers);
-    __syncwarp();
-    if (s < slots) {
-      int32_t const row = e >= 0 ? base + rank : -1;
-      dest_row[s] = row;
-      if (row >= 0) row_slot[row] = s;
-    }
-  }
+  // One warp in slot order; the shared counters already hold each expert's first free row.
+  scatter_in_slot_order(
+      0, slots, [&](int64_t s) { return slot_expert[s]; }, [&](int e) { return &next_row[e]; },
+      [](int) { return 0; }, dest_row, row_slot);
 }
 
 // --- Permute + quantise, SiLU * up + requantise, unpermute ----------------------------------------------------------
