@@ -552,6 +552,11 @@ __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_
   }
 }
 
+// Threads of a one-row-per-block kernel: about `per_thread` of the row's 16-byte vectors a thread, whole warps.
+int threads_for_row(int vectors, int per_thread) {
+  return std::clamp((vectors + per_thread * 32 - 1) / (per_thread * 32) * 32, kThreads, 1024);
+}
+
 template <template <ActivationType> class Launch, class... Args>
 cudaError_t dispatch_type(ActivationType type, Args&&... args) {
   if (type == ActivationType::kBF16) return Launch<ActivationType::kBF16>::run(args...);
@@ -678,8 +683,7 @@ struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
                          cudaStream_t stream) {
-    int const vectors = hidden_size / kVector;
-    int const threads = std::clamp((vectors + kHeldVectors * 32 - 1) / (kHeldVectors * 32) * 32, kThreads, 1024);
+    int const threads = threads_for_row(hidden_size / kVector, kHeldVectors);
     return launch_with_pdl(permute_quantize_kernel<kType>, unsigned(tokens), threads, 0, stream, hidden, hidden_size,
                            top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
   }
@@ -694,7 +698,7 @@ struct SiluMulQuantize {
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
     if (error != cudaSuccess) return error;
     // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
-    int const threads = std::clamp((inter / kVector / 4 + 31) / 32 * 32, kThreads, 1024);
+    int const threads = threads_for_row(inter / kVector, 4);
     return launch_with_pdl(silu_mul_quantize_kernel<kType>, unsigned(max_rows), threads, shared, stream, gemm1_out,
                            inter, offsets, local_experts, act, act_scales);
   }
