@@ -6,7 +6,8 @@
 
 namespace w4a8moe::gemm {
 
-enum class Schedule { kCooperative, kPingpong };
+// kDecode is not CUTLASS: the streaming mma.sync kernel of decode_gemm.cu (tile_m 16 channels, tile_n 8 or 16 rows).
+enum class Schedule { kCooperative, kPingpong, kDecode };
 
 struct GemmConfig {
   int tile_m = 0;     // GEMM M = output channels
@@ -15,7 +16,7 @@ struct GemmConfig {
   int cluster_n = 1;
   Schedule schedule = Schedule::kCooperative;
 
-  // "128x16_1x1_coop", "128x64_2x1_pp"
+  // "128x16_1x1_coop", "128x64_2x1_pp", "16x8_1x1_decode"
   std::string name() const;
   bool operator==(GemmConfig const& other) const {
     return tile_m == other.tile_m && tile_n == other.tile_n && cluster_m == other.cluster_m &&

@@ -18,6 +18,11 @@
 namespace w4a8moe {
 namespace {
 
+// The rows the experts are expected to hold: the hint where given (an expert-parallel rank), else all rows.
+int64_t expected_rows(GroupedGemmArgs const& args) {
+  return args.expected_rows_hint > 0 ? std::min(args.expected_rows_hint, args.total_rows) : args.total_rows;
+}
+
 constexpr size_t kWorkspaceAlign = 256;
 // Used to size the workspace when no device is visible: more SMs than any Hopper part has.
 constexpr int kMaxSmCount = 160;
@@ -98,7 +103,7 @@ gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {
   input.n = args.shape.n;
   input.k = args.shape.k;
   input.num_experts = args.shape.num_experts;
-  input.total_rows = args.expected_rows_hint > 0 ? std::min(args.expected_rows_hint, args.total_rows) : args.total_rows;
+  input.total_rows = expected_rows(args);
   input.max_rows_per_expert = args.max_rows_per_expert_hint;
   input.sm_count = sm_count_or_max();
   if (args.host_expert_offsets != nullptr) {
@@ -144,6 +149,7 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
   params.packed = static_cast<uint8_t const*>(args.packed_weights);
   params.sections = prepack::packed_sections(args.shape);
   params.total_rows = args.total_rows;
+  params.expected_rows = expected_rows(args);
   params.act = args.act;
   params.token_scales = args.token_scales;
   params.expert_offsets = args.expert_offsets;

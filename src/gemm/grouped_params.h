@@ -16,6 +16,7 @@ struct GroupedGemmParams {
   uint8_t const* packed = nullptr;
   prepack::PackedSections sections;
   int64_t total_rows = 0;
+  int64_t expected_rows = 0;  // rows the experts are expected to hold (args.expected_rows_hint, else total_rows)
   void const* act = nullptr;
   float const* token_scales = nullptr;
   int64_t const* expert_offsets = nullptr;  // [E + 1]

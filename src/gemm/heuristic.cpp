@@ -59,6 +59,10 @@ GemmConfig select_config(HeuristicInput const& input) {
 
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
+  // About one row per expert: the decode kernel (decode_gemm.cu), which has no per-call set-up and splits K over
+  // warps. CUTLASS's 256-channel tiles stream one very large expert better (Mixtral GEMM1, 117M weights): §6 of
+  // bench/NOTES.md.
+  if (m <= 2.0 && double(input.n) * input.k <= double(1 << 26)) return {16, 8, 1, 1, Schedule::kDecode};
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile
     // overhead (Mixtral GEMM1: 28672 channels).

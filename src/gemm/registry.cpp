@@ -1,10 +1,12 @@
 #include "gemm/registry.h"
 
+#include "gemm/decode_gemm.h"
+
 namespace w4a8moe::gemm {
 
 std::string GemmConfig::name() const {
   return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_" + std::to_string(cluster_m) + "x" +
-         std::to_string(cluster_n) + (schedule == Schedule::kCooperative ? "_coop" : "_pp");
+         std::to_string(cluster_n) + (schedule == Schedule::kCooperative ? "_coop" : schedule == Schedule::kPingpong ? "_pp" : "_decode");
 }
 
 std::vector<GemmKernelEntry> const& gemm_registry() {
@@ -18,6 +20,10 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
   }
 #include "w4a8_gemm_configs.def"  // configs.def as filtered by CMake (W4A8_GEMM_CONFIGS)
 #undef W4A8_GEMM_CONFIG
+    for (GemmConfig const config : {GemmConfig{16, 8, 1, 1, Schedule::kDecode}, GemmConfig{16, 16, 1, 1, Schedule::kDecode}}) {
+      entries.push_back({config, config.name(), &decode_gemm_workspace_bytes,
+                         config.tile_n == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
+    }
     return entries;
   }();
   return registry;

@@ -1,6 +1,7 @@
 // The grouped GEMM on the GPU against the float64 CPU reference: every registered config and the heuristic path,
 // bf16 and fp16 out, zero-row experts, one expert holding every row, rows per expert from 1 to 4096, K from 128 to
-// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing, and corrupt device offsets.
+// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing, corrupt device offsets, and the
+// decode kernel with more rows than the caller expected.
 //
 // Tolerance. The kernel and the reference multiply the same e4m3 values (the reference rounds q * sg to e4m3 as the
 // lookup table does), so differences come only from (a) the order and precision of the accumulation and (b) the
@@ -179,6 +180,23 @@ TEST_P(EveryConfig, LargeUniformRouting) {
 
 INSTANTIATE_TEST_SUITE_P(Registry, EveryConfig, ::testing::ValuesIn(gemm_config_names()),
                          [](auto const& info) { return info.param; });
+
+// The decode configs size their grid from the expected rows (an expert-parallel rank's hint); when the experts hold
+// far more rows than that, the blocks loop over the remaining chunks.
+TEST(GroupedGemm, DecodeKernelCoversMoreRowsThanExpected) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({6, 160, 1280, 128}, {3, 0, 40, 1, 17, 9}, rng);
+  for (char const* config : {"16x8_1x1_decode", "16x16_1x1_decode"}) {
+    SCOPED_TRACE(config);
+    poison_output(p);
+    GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, config);
+    args.expected_rows_hint = 1;
+    ASSERT_OK(grouped_gemm(args));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    expect_output_matches(p, OutputType::kBF16);
+  }
+}
 
 // --- The heuristic path over shapes ---------------------------------------------------------------------------
 

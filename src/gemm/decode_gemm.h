@@ -1,0 +1,18 @@
+// The decode kernel (decode_gemm.cu): registry entry points, for 8 or 16 rows per chunk of an expert's rows.
+#pragma once
+
+#include <cstddef>
+
+#include "gemm/grouped_params.h"
+#include "w4a8moe/status.h"
+
+namespace w4a8moe::gemm {
+
+// It needs no workspace: it finds its rows in expert_offsets itself.
+size_t decode_gemm_workspace_bytes(int num_experts, int sm_count);
+
+// kTokenTiles tiles of 8 rows per chunk (1 or 2).
+template <int kTokenTiles>
+Status run_decode_gemm(GroupedGemmParams const& params, void* workspace, size_t workspace_bytes);
+
+}  // namespace w4a8moe::gemm
