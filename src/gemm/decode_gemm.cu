@@ -305,11 +305,14 @@ Status launch(GroupedGemmParams const& p) {
   int const stripes_per_block = kWarps / splits;
   int const stripes = p.shape.n / kStripeChannels;
   // Chunks: at most one partial chunk per expert that holds rows, plus the full ones. The grid covers twice the
-  // chunks the expected rows make, not all that total_rows could: blocks without a chunk still scan the offsets,
-  // which cost an expert-parallel rank (8 of 32 rows local) more than its GEMM. Blocks loop if there are more.
+  // chunks the expected rows make (at least 16), not all that total_rows could: blocks without a chunk still scan
+  // the offsets, which cost an expert-parallel rank (4 of 32 rows local) more than its GEMM. Blocks loop over the
+  // chunks past the grid, so a rank that gets more rows than expected (3 experts where 1 row was) is right, slower.
   auto chunks_of = [&](int64_t rows) { return std::min<int64_t>(p.shape.num_experts, rows) + rows / kChunkRows; };
-  int64_t const grid_chunks = std::min({chunks_of(p.total_rows), 2 * chunks_of(p.expected_rows), int64_t(65535)});
-  dim3 const grid(unsigned((stripes + stripes_per_block - 1) / stripes_per_block), unsigned(std::max<int64_t>(grid_chunks, 1)));
+  int64_t const grid_chunks = std::min(
+      {chunks_of(p.total_rows), std::max<int64_t>(2 * chunks_of(p.expected_rows), 16), int64_t(65535)});
+  dim3 const grid(unsigned((stripes + stripes_per_block - 1) / stripes_per_block),
+                  unsigned(std::max<int64_t>(grid_chunks, 1)));
   W4A8_CUDA_RETURN(launch_with_pdl(decode_gemm_kernel<kTokenTiles, Out>, grid, dim3(kThreads), 0, p.stream, p,
                                    stripes_per_block, splits));
   return Status::Ok();

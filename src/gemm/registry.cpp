@@ -5,8 +5,11 @@
 namespace w4a8moe::gemm {
 
 std::string GemmConfig::name() const {
+  char const* const suffix = schedule == Schedule::kCooperative ? "_coop"
+                             : schedule == Schedule::kPingpong  ? "_pp"
+                                                                : "_decode";
   return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_" + std::to_string(cluster_m) + "x" +
-         std::to_string(cluster_n) + (schedule == Schedule::kCooperative ? "_coop" : schedule == Schedule::kPingpong ? "_pp" : "_decode");
+         std::to_string(cluster_n) + suffix;
 }
 
 std::vector<GemmKernelEntry> const& gemm_registry() {
@@ -20,9 +23,11 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
   }
 #include "w4a8_gemm_configs.def"  // configs.def as filtered by CMake (W4A8_GEMM_CONFIGS)
 #undef W4A8_GEMM_CONFIG
-    for (GemmConfig const config : {GemmConfig{16, 8, 1, 1, Schedule::kDecode}, GemmConfig{16, 16, 1, 1, Schedule::kDecode}}) {
+    // The decode kernel (not CUTLASS): 8 or 16 rows per chunk.
+    for (int rows : {8, 16}) {
+      GemmConfig const config{16, rows, 1, 1, Schedule::kDecode};
       entries.push_back({config, config.name(), &decode_gemm_workspace_bytes,
-                         config.tile_n == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
+                         rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
     }
     return entries;
   }();
