@@ -26,6 +26,8 @@ def main(path):
     for r in data["rows"]:
         cases.setdefault((r["model"], r["gemm"], r["routing"], r["tokens"]), []).append(r)
     print(f"# W4A8 grouped GEMM on {data['device']} ({data['sm_count']} SMs)\n")
+    if "note" in data:  # a file merged from two runs says which rows came from which
+        print(f"Note: {data['note']}.\n")
     print(f"Streaming read bandwidth measured in the same run: {hbm:.0f} GB/s. Times are medians of CUDA-graph "
           "replays with weights rotated out of L2. Ratios are baseline time / W4A8 time (above 1: W4A8 is faster). "
           "Effective bandwidth counts the weights and scales of the experts that received rows, as each method "
