@@ -1,6 +1,7 @@
 // The grouped GEMM on the GPU against the float64 CPU reference: every registered config and the heuristic path,
 // bf16 and fp16 out, zero-row experts, one expert holding every row, rows per expert from 1 to 4096, K from 128 to
-// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing, corrupt device offsets, and the
+// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing (CUTLASS and decode kernels), corrupt
+// device offsets, and the
 // decode kernel with more rows than the caller expected.
 //
 // Tolerance. The kernel and the reference multiply the same e4m3 values (the reference rounds q * sg to e4m3 as the
@@ -306,13 +307,17 @@ TEST(GroupedGemm, CorruptDeviceOffsetsComputeNothingForThoseExperts) {
 
 // --- CUDA graph: capture once, replay with new routing and new activations ----------------------------------------
 
-TEST(GroupedGemm, GraphCaptureReplaysWithNewRouting) {
+// (config, rows): the heuristic's CUTLASS kernel at 400 rows; the decode kernel at 12 rows, whose grid of a few
+// blocks is spread with dynamic shared memory past the default limit (an attribute set during the capture).
+class GraphCapture : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
+
+TEST_P(GraphCapture, ReplaysWithNewRouting) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  int64_t const rows = 400;
+  auto const& [config, rows] = GetParam();
   auto p = make_problem({16, 256, 512, 128}, testing::uniform_routing_counts(16, rows / 4, 4, rng), rng);
   ASSERT_EQ(p.total_rows, rows);
-  GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, "");
+  GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, config);
   CapturedGraph graph;
   ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
     args.stream = stream;
@@ -337,6 +342,12 @@ TEST(GroupedGemm, GraphCaptureReplaysWithNewRouting) {
     expect_output_matches(p, OutputType::kBF16);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(GroupedGemm, GraphCapture,
+                         ::testing::Values(std::make_tuple(std::string(), int64_t(400)),
+                                           std::make_tuple(std::string("16x8_1x1_decode"), int64_t(12))),
+                         [](auto const& info) { return std::get<0>(info.param).empty() ? std::string("Heuristic400Rows")
+                                                                                        : std::string("Decode12Rows"); });
 
 // --- E=128, N=8192, K=4096: 4.3e9 weights, offsets past 2^31 ----------------------------------------------------
 
