@@ -1,8 +1,7 @@
 // The grouped GEMM on the GPU against the float64 CPU reference: every registered config and the heuristic path,
 // bf16 and fp16 out, zero-row experts, one expert holding every row, rows per expert from 1 to 4096, K from 128 to
 // 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing (CUTLASS and decode kernels), corrupt
-// device offsets, and the
-// decode kernel with more rows than the caller expected.
+// device offsets, and the decode kernel with more rows than the caller expected.
 //
 // Tolerance. The kernel and the reference multiply the same e4m3 values (the reference rounds q * sg to e4m3 as the
 // lookup table does), so differences come only from (a) the order and precision of the accumulation and (b) the
