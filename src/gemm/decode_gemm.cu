@@ -105,8 +105,8 @@ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t select
   return out;
 }
 
-// The lookup table of {+-1..8 sg} from the stored {-8 sg, ..., -1 sg}: the positive half flips the sign bits, and
-// its entry 0 (nibble 0) is zero. As CUTLASS's mixed-input mainloop builds it.
+// The positive half {0, 7 sg, ..., 1 sg} of the lookup table from the stored negative half {-8 sg, ..., -1 sg}: the
+// sign bits flipped, entry 0 (nibble 0, the value 0) zeroed. As CUTLASS's mixed-input mainloop builds it.
 __device__ __forceinline__ uint2 positive_table(uint2 negative) {
   return {(negative.x & 0xFFFFFF00u) ^ 0x80808080u, negative.y ^ 0x80808080u};
 }
