@@ -46,9 +46,8 @@ struct Chunk {
   int64_t first_row;
 };
 
-// The chunk-th chunk of kChunkRows rows, counting each expert's rows in expert order. Experts whose offsets are
-// negative, decreasing or past total_rows hold no rows, as in fill_expert_arrays(). False when there are fewer
-// chunks. Called by the whole block.
+// The chunk-th chunk of kChunkRows rows, counting each expert's rows in expert order; an expert whose offsets are
+// not expert_rows_valid() holds none. False when there are fewer chunks. Called by the whole block.
 template <int kChunkRows>
 __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* found) {
   using Scan = cub::BlockScan<int64_t, kThreads>;
@@ -62,7 +61,7 @@ __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* fou
     if (e < p.shape.num_experts) {
       begin = p.expert_offsets[e];
       int64_t const end = p.expert_offsets[e + 1];
-      if (begin >= 0 && end >= begin && end <= p.total_rows) rows = end - begin;
+      if (expert_rows_valid(begin, end, p.total_rows)) rows = end - begin;
     }
     int64_t const chunks = (rows + kChunkRows - 1) / kChunkRows;
     int64_t inclusive = 0, total = 0;
@@ -216,7 +215,7 @@ __device__ __forceinline__ __half to_output<__half>(float x) { return __float2ha
 
 template <int kTokenTiles, class Out>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
-    decode_gemm_kernel(GroupedGemmParams p, int stripes_per_block, int splits) {
+    decode_gemm_kernel(GroupedGemmParams p, int splits) {
   constexpr int kChunkRows = kTokensPerTile * kTokenTiles;
   __shared__ float partial[kWarps][kChunkRows][kStripeChannels];
   __shared__ Chunk chunk;
@@ -225,6 +224,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   pdl_allow_next_grid();
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  int const stripes_per_block = kWarps / splits;
   int const split = warp / stripes_per_block;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const stripe = int(blockIdx.x) * stripes_per_block + warp % stripes_per_block;
@@ -310,8 +310,9 @@ Status launch(GroupedGemmParams const& p) {
   // the offsets, which cost an expert-parallel rank (4 of 32 rows local) more than its GEMM. Blocks loop over the
   // chunks past the grid, so a rank that gets more rows than expected (3 experts where 1 row was) is right, slower.
   auto chunks_of = [&](int64_t rows) { return std::min<int64_t>(p.shape.num_experts, rows) + rows / kChunkRows; };
-  int64_t const grid_chunks = std::min(
-      {chunks_of(p.total_rows), std::max<int64_t>(2 * chunks_of(p.expected_rows), 16), int64_t(65535)});
+  int64_t const expected_chunks = chunks_of(p.expected_rows);
+  int64_t const grid_chunks =
+      std::min({chunks_of(p.total_rows), std::max<int64_t>(2 * expected_chunks, 16), int64_t(65535)});
   dim3 const grid(unsigned((stripes + stripes_per_block - 1) / stripes_per_block),
                   unsigned(std::max<int64_t>(grid_chunks, 1)));
   // Less than a wave of blocks with work: the block scheduler fills an SM up to its limit before the next, so
@@ -320,14 +321,13 @@ Status launch(GroupedGemmParams const& p) {
   // grid: capped for 1 expected expert, a rank that got 3 runs three waves (DeepSeek-V3 GEMM1 32.6 -> 38.2 us).
   auto kernel = decode_gemm_kernel<kTokenTiles, Out>;
   int64_t const sms = std::max(p.sm_count, 1);
-  int64_t const working_blocks = int64_t(grid.x) * std::min<int64_t>(grid_chunks, 2 * chunks_of(p.expected_rows));
+  int64_t const working_blocks = int64_t(grid.x) * std::min<int64_t>(grid_chunks, 2 * expected_chunks);
   int64_t const per_sm = std::clamp<int64_t>((working_blocks + sms - 1) / sms, 1, kBlocksPerSm<kTokenTiles>);
   size_t const spread_bytes = per_sm < kBlocksPerSm<kTokenTiles> ? kSharedMemoryPerSm / size_t(per_sm + 1) + 1024 : 0;
   if (spread_bytes > 48 * 1024) {  // past the default limit; per call, since the attribute is per device
     W4A8_CUDA_RETURN(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(spread_bytes)));
   }
-  W4A8_CUDA_RETURN(launch_with_pdl(kernel, grid, dim3(kThreads), spread_bytes, p.stream, p, stripes_per_block,
-                                   splits));
+  W4A8_CUDA_RETURN(launch_with_pdl(kernel, grid, dim3(kThreads), spread_bytes, p.stream, p, splits));
   return Status::Ok();
 }
 

@@ -53,15 +53,14 @@ CUTE_HOST_DEVICE size_t place_expert_arrays(ExpertArrays& arrays, uintptr_t base
   return offset;
 }
 
-// Expert e's entries in the arrays at the start of `workspace`, for its rows [begin, end). Rows of an expert whose
-// offsets are negative, decreasing or beyond total_rows count as zero rows (nothing read or written), so corrupt
-// offsets cannot make the GEMM touch memory outside its buffers.
+// Expert e's entries in the arrays at the start of `workspace`, for its rows [begin, end); zero rows (nothing read
+// or written) unless expert_rows_valid().
 CUTE_DEVICE void fill_expert_arrays(GroupedGemmParams const& p, void* workspace, int e, int64_t begin, int64_t end) {
   constexpr int64_t kOutElementBytes = 2;  // bf16 and fp16
   int const n = p.shape.n, k = p.shape.k;
   ExpertArrays arrays{};
   place_expert_arrays(arrays, reinterpret_cast<uintptr_t>(workspace), p.shape.num_experts);
-  bool const valid = begin >= 0 && end >= begin && end <= p.total_rows;
+  bool const valid = expert_rows_valid(begin, end, p.total_rows);
   int64_t const rows = valid ? end - begin : 0;
   int64_t const first = valid ? begin : 0;
   // rows <= total_rows, which the host checked to fit in int32 (CUTLASS problem sizes are int).

@@ -33,5 +33,11 @@ struct GroupedGemmParams {
 // Bytes of the per-expert argument arrays (expert_arrays.cuh) at the start of the workspace.
 size_t expert_arrays_bytes(int num_experts);
 
+// Whether an expert's rows [begin, end) from the device offsets are usable: not negative, not decreasing, not past
+// total_rows. The kernels give an expert that breaks this zero rows, so corrupt offsets cannot make them touch
+// memory outside their buffers.
+W4A8_HOST_DEVICE inline bool expert_rows_valid(int64_t begin, int64_t end, int64_t total_rows) {
+  return begin >= 0 && end >= begin && end <= total_rows;
+}
 
 }  // namespace w4a8moe::gemm
