@@ -1,5 +1,5 @@
-// Helpers to build Status values with context and check arguments, without CUDA: host-only code (checkpoints, tools) includes this;
-// code that also checks CUDA calls includes status_util.h, which adds the CUDA helpers on top.
+// Helpers to build Status values with context and check arguments, without CUDA: host-only code (checkpoints,
+// tools) includes this; code that also checks CUDA calls includes status_util.h, which adds the CUDA helpers on top.
 #pragma once
 
 #include <cstddef>
