@@ -159,6 +159,10 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
   return params;
 }
 
+bool reads_expert_arrays(GroupedGemmArgs const& args) {
+  return choose_kernel(args).config.schedule != Schedule::kDecode;
+}
+
 }  // namespace gemm
 
 namespace {

@@ -246,17 +246,18 @@ Status moe_forward(MoeForwardArgs const& a) {
       gemm_args(gemm1_shape(s), a.gemm1_weights, act1, scale1, plan.gemm1_out, plan.gemm1_workspace, a.gemm1_config);
   GroupedGemmArgs const gemm2 =
       gemm_args(gemm2_shape(s), a.gemm2_weights, act2, scale2, plan.gemm2_out, plan.gemm2_workspace, a.gemm2_config);
-  // At small batches the routing kernel fills both GEMMs' per-expert arrays: two launches fewer.
+  // At small batches the routing kernel fills the GEMMs' per-expert arrays (where their kernels read them): two
+  // launches fewer.
+  bool const one_block_routing = moe::routes_in_one_block(tokens, s.top_k, s.num_local_experts);
   moe::RoutingArraysFill fill;
-  if (moe::routes_in_one_block(tokens, s.top_k, s.num_local_experts)) {
-    fill.gemm[0] = gemm::grouped_gemm_params(gemm1);
-    fill.gemm[1] = gemm::grouped_gemm_params(gemm2);
-    fill.workspace[0] = gemm1.workspace;
-    fill.workspace[1] = gemm2.workspace;
-    fill.count = 2;
+  for (GroupedGemmArgs const* g : {&gemm1, &gemm2}) {
+    if (!one_block_routing || !gemm::reads_expert_arrays(*g)) continue;
+    fill.gemm[fill.count] = gemm::grouped_gemm_params(*g);
+    fill.workspace[fill.count] = g->workspace;
+    ++fill.count;
   }
   auto run_gemm = [&](GroupedGemmArgs const& g) {
-    return fill.count > 0 ? gemm::grouped_gemm_with_built_arrays(g) : grouped_gemm(g);
+    return one_block_routing ? gemm::grouped_gemm_with_built_arrays(g) : grouped_gemm(g);
   };
 
   W4A8_RETURN_IF_ERROR(mark(0));
