@@ -141,20 +141,35 @@ struct WarpItem {
   int32_t first_row;
 };
 
-// Issues the loads of one group of the warp's stripe: 4 atoms (8 bytes per lane each) and the two channels' tables.
-__device__ __forceinline__ void load_group(GroupedGemmParams const& p, WarpItem const& w, int group,
-                                           GroupFragments& f) {
+// A lane's pointers to the next group of its warp's stripe to load: each group adds a constant, so the loop has no
+// 64-bit index arithmetic for the weights.
+struct StripeCursor {
+  uint8_t const* weights;  // the lane's 8 bytes of the group's first atom
+  uint2 const* table;      // the table of channel lane/4 (channel lane/4 + 8: 8 entries on)
+};
+
+// Bytes between consecutive K atoms of a stripe.
+__device__ __forceinline__ size_t atom_stride(int n) { return size_t(n / kStripeChannels) * kAtomBytes; }
+
+__device__ __forceinline__ StripeCursor stripe_cursor(GroupedGemmParams const& p, WarpItem const& w, int group) {
   int const lane = int(threadIdx.x) % 32, n = p.shape.n;
-  size_t const atom_stride = size_t(n / kStripeChannels) * kAtomBytes;  // between consecutive K atoms of a stripe
-  uint8_t const* weights = p.packed + p.sections.weights + size_t(w.expert) * p.sections.weight_bytes_per_expert +
-                           size_t(group) * kAtomsPerGroup * atom_stride + size_t(w.stripe) * kAtomBytes + lane * 8;
+  StripeCursor c;
+  c.weights = p.packed + p.sections.weights + size_t(w.expert) * p.sections.weight_bytes_per_expert +
+              size_t(group) * kAtomsPerGroup * atom_stride(n) + size_t(w.stripe) * kAtomBytes + lane * 8;
+  c.table = reinterpret_cast<uint2 const*>(p.packed + p.sections.group_scales +
+                                           size_t(w.expert) * p.sections.group_scale_bytes_per_expert) +
+            size_t(group) * n + w.stripe * kStripeChannels + lane / 4;
+  return c;
+}
+
+// Issues the loads of the cursor's group: 4 atoms (8 bytes per lane each) and the two channels' tables.
+__device__ __forceinline__ void load_group(int n, StripeCursor& c, GroupFragments& f) {
 #pragma unroll
-  for (int a = 0; a < kAtomsPerGroup; ++a) f.weights[a] = load_streaming(weights + a * atom_stride);
-  uint2 const* table = reinterpret_cast<uint2 const*>(p.packed + p.sections.group_scales +
-                                                      size_t(w.expert) * p.sections.group_scale_bytes_per_expert) +
-                       size_t(group) * n + w.stripe * kStripeChannels + lane / 4;
-  f.table_low = __ldg(table);
-  f.table_high = __ldg(table + 8);
+  for (int a = 0; a < kAtomsPerGroup; ++a) f.weights[a] = load_streaming(c.weights + a * atom_stride(n));
+  f.table_low = __ldg(c.table);
+  f.table_high = __ldg(c.table + 8);
+  c.weights += kAtomsPerGroup * atom_stride(n);
+  c.table += n;
 }
 
 // Multiplies one loaded group into acc. The activations (L1 hits: the block's warps share them) load here.
@@ -236,17 +251,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
     float acc[kTokenTiles][4] = {};
     if (stripe < stripes) {
       // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
+      StripeCursor cursor = stripe_cursor(p, w, group_begin);
       GroupFragments stage[kStages];
 #pragma unroll
       for (int i = 0; i < kStages; ++i) {
-        if (group_begin + i < group_end) load_group(p, w, group_begin + i, stage[i]);
+        if (group_begin + i < group_end) load_group(n, cursor, stage[i]);
       }
       for (int g = group_begin; g < group_end; g += kStages) {
 #pragma unroll
         for (int i = 0; i < kStages; ++i) {
           if (g + i < group_end) {
             multiply_group(p, w, g + i, stage[i], acc);
-            if (g + i + kStages < group_end) load_group(p, w, g + i + kStages, stage[i]);
+            if (g + i + kStages < group_end) load_group(n, cursor, stage[i]);
           }
         }
       }
