@@ -61,9 +61,10 @@ GemmConfig select_config(HeuristicInput const& input) {
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
   // About one row per expert: the decode kernel (decode_gemm.cu), which has no per-call set-up and splits K over
-  // warps. Not at 1.4-1.7 rows per expert (16 tokens): there it ties CUTLASS standalone but lost 6-8 us in the layer;
-  // and not for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1, 117M weights).
-  // §6 of bench/NOTES.md.
+  // warps. Not at 1.4-1.8 rows per expert: there it wins some shapes and loses others (in the layer, Qwen3 16 tokens
+  // -2 %, Mixtral GEMM2 4 tokens -8 %, DeepSeek-V3 EP8 32 tokens +8 %; bench/NOTES.md §7d), with no rule over the
+  // shapes yet; and not for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1,
+  // 117M weights). §6-7 of bench/NOTES.md.
   if (m <= 1.3 && double(input.n) * input.k <= double(1 << 26)) return {16, 8, 1, 1, Schedule::kDecode};
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine, with build/bin carried: Nsight Compute on the kernels issue 7's closing analysis
+# cites (the decode kernel at 1 and 16 tokens, CUTLASS's picks at 16, 128 and 8192 tokens, and every kernel of the
+# Qwen3-30B-A3B layer at 1 token). Prints a few lines per kernel: duration, throughput, scheduler state and the
+# stall reasons above 0.05 cycles per issued instruction; the full reports go to $OUT (or out/).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=build/bin OUT=${OUT:-out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name --format=csv,noheader
+stalls=long_scoreboard,barrier,wait,math_pipe_throttle,short_scoreboard,mio_throttle,lg_throttle,not_selected,selected
+stalls+=,no_instruction,dispatch_stall,membar
+metrics=$(for s in ${stalls//,/ }; do printf "smsp__average_warps_issue_stalled_%s_per_issue_active.ratio," "$s"; done)
+metrics+=sm__cycles_active.avg,gpc__cycles_elapsed.max,dram__bytes_read.sum,lts__t_sector_hit_rate.pct
+sections="--section SpeedOfLight --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats"
+probe() {  # name kernel-regex gemm-bench-args...
+  local name=$1 kernel=$2
+  shift 2
+  ncu --clock-control none -k "regex:$kernel" --launch-skip 2 -c 1 $sections --metrics "$metrics" \
+    $bin/w4a8moe_gemm_bench --no-baselines --replays 3 "$@" >"$OUT/ncu-$name.txt" 2>&1
+  echo "## $name"
+  grep -E "^\s+(Duration|DRAM Throughput|Compute \(SM\) Throughput|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|Achieved Occupancy|Warp Cycles Per Issued Instruction|Registers Per Thread|Grid Size|smsp__average_warps_issue_stalled_[a-z_]+|dram__bytes_read.sum|lts__t_sector_hit_rate.pct|sm__cycles_active.avg|gpc__cycles_elapsed.max)\b" \
+    "$OUT/ncu-$name.txt" | sed -E 's/smsp__average_warps_issue_stalled_([a-z_]+)_per_issue_active.ratio/stall_\1/' |
+    awk '$NF + 0 >= 0.05 || $0 !~ /stall_/' | tr -s ' '
+}
+probe qwen3-g1-1tok-decode decode_gemm --models qwen3-30b-a3b --gemm 1 --tokens 1 --configs 16x8_1x1_decode
+probe qwen3-g2-1tok-decode decode_gemm --models qwen3-30b-a3b --gemm 2 --tokens 1 --configs 16x8_1x1_decode
+probe qwen3-g1-16tok-decode decode_gemm --models qwen3-30b-a3b --gemm 1 --tokens 16 --configs 16x8_1x1_decode
+probe qwen3-g1-16tok-cutlass device_kernel --models qwen3-30b-a3b --gemm 1 --tokens 16 --configs 128x16_1x1_pp
+probe qwen3-g1-128tok-cutlass device_kernel --models qwen3-30b-a3b --gemm 1 --tokens 128
+probe deepseek-g1-8192tok-cutlass device_kernel --models deepseek-v3-ep8 --gemm 1 --tokens 8192
+ncu --clock-control none --section SpeedOfLight $bin/w4a8moe run --model qwen3-30b-a3b --tokens 1 --iters 2 \
+  --no-check >"$OUT/ncu-layer.txt" 2>&1
+echo "## the Qwen3-30B-A3B layer at 1 token, one forward (kernel, duration)"
+grep -E "^  [a-zA-Z_].*\(|Duration" "$OUT/ncu-layer.txt" | tail -12 | sed -E 's/\(.*//' | paste - - | tr -s ' '
