@@ -285,15 +285,18 @@ MoeShape const kSmall{16, 16, 4, 256, 256};
 // sum |a w| for the summation order); the SiLU stage's e4m3 output within one e4m3 step of the reference computed
 // from the GPU's GEMM1 row (the GPU's expf may differ from the host's by an ulp); the unpermuted sum within one bf16
 // step (plus the fp32 rounding of the k terms where they cancel).
-TEST(MoeLayer, EveryStageMatchesReference) {
-  SKIP_WITHOUT_HOPPER();
+// gemm_config: both GEMMs' config ("" = the heuristic's).
+void check_every_stage(std::string const& gemm_config) {
   auto rng = fresh_rng();
   MoeShape const shape{16, 16, 4, 256, 384};
   auto const layer = make_layer(shape, rng);
   int64_t const tokens = 50;
   Inputs const in = make_inputs(shape, tokens, true, false, rng);
   DeviceInputs d = upload(*layer, in, tokens);
-  ASSERT_OK(moe_forward(forward_args(*layer, in, d, false)));
+  MoeForwardArgs args = forward_args(*layer, in, d, false);
+  args.gemm1_config = args.gemm2_config = gemm_config;
+  ASSERT_CUDA(cudaMemset(d.workspace.get(), 0xFF, d.workspace.bytes()));  // poison every intermediate
+  ASSERT_OK(moe_forward(args));
   ASSERT_CUDA(cudaDeviceSynchronize());
 
   auto const plan = moe::plan_workspace(shape, tokens);
@@ -369,6 +372,17 @@ TEST(MoeLayer, EveryStageMatchesReference) {
   EXPECT_EQ(bad_act2, 0) << "rows whose SiLU*up quantisation differs by more than one e4m3 step";
   EXPECT_EQ(bad_g2, 0) << "GEMM2 outputs out of the GEMM bound";
   EXPECT_EQ(bad_out, 0) << "unpermuted outputs more than one bf16 step off";
+}
+
+TEST(MoeLayer, EveryStageMatchesReference) {
+  SKIP_WITHOUT_HOPPER();
+  check_every_stage("");
+}
+
+// The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert.
+TEST(MoeLayer, EveryStageMatchesReferenceOnTheDecodeKernel) {
+  SKIP_WITHOUT_HOPPER();
+  check_every_stage("16x8_1x1_decode");
 }
 
 TEST(MoeLayer, Fp16Activations) {
@@ -459,7 +473,11 @@ TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
 }
 
 // Captured once, replayed with new hidden states and new router logits written into the captured buffers.
-TEST(MoeLayer, GraphCaptureReplaysWithNewInputs) {
+// Replays with new routing, on the heuristic's configs and on the decode kernel (which sets its shared-memory
+// attribute while the graph is captured).
+class MoeGraph : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   MoeShape const shape{32, 32, 4, 512, 256};
@@ -468,6 +486,7 @@ TEST(MoeLayer, GraphCaptureReplaysWithNewInputs) {
   Inputs in = make_inputs(shape, tokens, true, false, rng);
   DeviceInputs d = upload(*layer, in, tokens);
   MoeForwardArgs args = forward_args(*layer, in, d, false);
+  args.gemm1_config = args.gemm2_config = GetParam();
   CapturedGraph graph;
   ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
     args.stream = stream;
@@ -484,6 +503,9 @@ TEST(MoeLayer, GraphCaptureReplaysWithNewInputs) {
     expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(*layer, in, sample, false, false));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Configs, MoeGraph, ::testing::Values("", "16x8_1x1_decode", "16x16_1x1_decode"),
+                         [](auto const& info) { return info.param.empty() ? std::string("Heuristic") : info.param; });
 
 // --- The routing kernels, bit for bit ------------------------------------------------------------------------------
 
