@@ -472,9 +472,9 @@ TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
   }
 }
 
-// Captured once, replayed with new hidden states and new router logits written into the captured buffers.
-// Replays with new routing, on the heuristic's configs and on the decode kernel (which sets its shared-memory
-// attribute while the graph is captured).
+// Captured once, replayed with new hidden states and new router logits written into the captured buffers (so new
+// routing): on the heuristic's configs and on the decode kernel, which sets its shared-memory attribute during the
+// capture.
 class MoeGraph : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
