@@ -11,7 +11,8 @@ namespace w4a8moe::gemm {
 // What fill_expert_arrays() (expert_arrays.cuh) reads for this call; the arrays go to the start of args.workspace.
 GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args);
 
-// Whether the config this call runs reads the per-expert arrays (the decode kernel finds its rows itself).
+// Whether the config this call runs reads the per-expert arrays (the decode kernel finds its rows itself). For
+// validated arguments: args.config empty or a registered name.
 bool reads_expert_arrays(GroupedGemmArgs const& args);
 
 // grouped_gemm() for a call whose arrays were filled from grouped_gemm_params(args) after the offsets were final,

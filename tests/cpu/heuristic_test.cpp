@@ -3,6 +3,7 @@
 
 #include <numeric>
 
+#include "gemm/built_arrays.h"
 #include "gemm/heuristic.h"
 #include "gemm/registry.h"
 
@@ -117,6 +118,18 @@ TEST(Registry, NamesAreCanonicalAndUnique) {
   EXPECT_EQ((GemmConfig{128, 16, 1, 1, Schedule::kCooperative}.name()), "128x16_1x1_coop");
   EXPECT_EQ((GemmConfig{128, 128, 2, 1, Schedule::kPingpong}.name()), "128x128_2x1_pp");
   EXPECT_EQ((GemmConfig{16, 8, 1, 1, Schedule::kDecode}.name()), "16x8_1x1_decode");
+}
+
+// The MoE layer's one-block routing fills per-expert arrays only for configs that read them: not the decode kernel.
+TEST(Registry, OnlyCutlassConfigsReadExpertArrays) {
+  GroupedGemmArgs args;
+  args.shape = {8, 256, 256, kGroupSize};
+  for (auto const& entry : gemm_registry()) {
+    args.config = entry.name;
+    EXPECT_EQ(reads_expert_arrays(args), entry.config.schedule != Schedule::kDecode) << entry.name;
+  }
+  args.config = "16x8_1x1_decode";
+  EXPECT_FALSE(reads_expert_arrays(args));
 }
 
 }  // namespace
