@@ -237,9 +237,11 @@ Status moe_forward(MoeForwardArgs const& a) {
     g.out_type = out_type;
     g.workspace = at(workspace);
     g.workspace_bytes = plan.gemm_workspace_bytes;
-    g.config = config;
     g.expected_rows_hint = expected_local_rows(s, tokens);
     g.stream = a.stream;
+    // Resolved once here: reads_expert_arrays() and the launch below then look the config up instead of each
+    // running the heuristic.
+    g.config = config.empty() ? select_gemm_config(g) : config;
     return g;
   };
   GroupedGemmArgs const gemm1 =
