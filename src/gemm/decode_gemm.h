@@ -8,10 +8,7 @@
 
 namespace w4a8moe::gemm {
 
-// It needs no workspace: it finds its rows in expert_offsets itself.
-size_t decode_gemm_workspace_bytes(int num_experts, int sm_count);
-
-// kTokenTiles tiles of 8 rows per chunk (1 or 2).
+// kTokenTiles tiles of 8 rows per chunk (1 or 2). It needs no workspace: it finds its rows in expert_offsets itself.
 template <int kTokenTiles>
 Status run_decode_gemm(GroupedGemmParams const& params, void* workspace, size_t workspace_bytes);
 

@@ -160,7 +160,8 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
 }
 
 bool reads_expert_arrays(GroupedGemmArgs const& args) {
-  return choose_kernel(args).config.schedule != Schedule::kDecode;
+  Schedule const schedule = choose_kernel(args).config.schedule;
+  return schedule != Schedule::kDecode && schedule != Schedule::kStream;
 }
 
 }  // namespace gemm

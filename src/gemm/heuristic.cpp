@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "gemm/stream_plan.h"
+
 namespace w4a8moe::gemm {
 
 std::vector<int64_t> estimate_rows_per_active_expert(HeuristicInput const& input) {
@@ -60,12 +62,20 @@ GemmConfig select_config(HeuristicInput const& input) {
 
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
-  // About one row per expert: the decode kernel (decode_gemm.cu), which has no per-call set-up and splits K over
-  // warps. Not at 1.4-1.8 rows per expert: there it wins some shapes and loses others (in the layer, Qwen3 16 tokens
-  // -2 %, Mixtral GEMM2 4 tokens -8 %, DeepSeek-V3 EP8 32 tokens +8 %; bench/NOTES.md §7d), with no rule over the
-  // shapes yet; and not for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1,
-  // 117M weights). §6-7 of bench/NOTES.md.
-  if (m <= 1.3 && double(input.n) * input.k <= double(1 << 26)) return {16, 8, 1, 1, Schedule::kDecode};
+  // About one row per expert and small experts: the streaming kernels, which have no per-call set-up. The wgmma
+  // kernel (stream_gemm.cu) where the chunks alone fill the SMs; the mma.sync decode kernel (decode_gemm.cu) where
+  // K must be split to fill them, which it does inside a block while the wgmma kernel needs a cluster that costs
+  // more (H200, bench/NOTES.md §8: Qwen3-30B-A3B at 4 tokens 25.2 / 16.3 us against 28.1 / 17.3; DeepSeek-V3 EP8
+  // GEMM1 at 1 token 15.8 against 11.1). Not at 1.4-1.8 rows per expert: there both win some shapes and lose others
+  // (in the layer, Qwen3 16 tokens -2 %, Mixtral GEMM2 4 tokens -8 %, DeepSeek-V3 EP8 32 tokens +8 %; §7d), and not
+  // for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1, 117M weights).
+  if (m <= 1.3 && double(input.n) * input.k <= double(1 << 26)) {
+    StreamLaunchPlan const stream =
+        plan_stream_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
+                           input.sm_count, kStreamChunkRows, kStreamBlocksPerSm, 0);
+    return stream.splits == 1 ? GemmConfig{64, kStreamChunkRows, 1, 1, Schedule::kStream}
+                              : GemmConfig{16, 8, 1, 1, Schedule::kDecode};
+  }
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile
     // overhead (Mixtral GEMM1: 28672 channels).

@@ -1,10 +1,19 @@
 #include "gemm/registry.h"
 
 #include "gemm/decode_gemm.h"
+#include "gemm/stream_gemm.h"
 
 namespace w4a8moe::gemm {
 
+namespace {
+
+// The two streaming kernels find their rows in expert_offsets themselves.
+size_t no_workspace_bytes(int, int) { return 0; }
+
+}  // namespace
+
 std::string GemmConfig::name() const {
+  if (schedule == Schedule::kStream) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_stream";
   char const* const suffix = schedule == Schedule::kCooperative ? "_coop"
                              : schedule == Schedule::kPingpong  ? "_pp"
                                                                 : "_decode";
@@ -26,9 +35,12 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
     // The decode kernel (not CUTLASS): 8 or 16 rows per chunk.
     for (int rows : {8, 16}) {
       GemmConfig const config{16, rows, 1, 1, Schedule::kDecode};
-      entries.push_back({config, config.name(), &decode_gemm_workspace_bytes,
+      entries.push_back({config, config.name(), &no_workspace_bytes,
                          rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
     }
+    // The wgmma streaming kernel, 8 rows per chunk (16, 32 and 64 measured slower everywhere: bench/NOTES.md §8).
+    GemmConfig const stream{64, 8, 1, 1, Schedule::kStream};
+    entries.push_back({stream, stream.name(), &no_workspace_bytes, &run_stream_gemm<8>});
     return entries;
   }();
   return registry;

@@ -24,6 +24,7 @@ HeuristicInput qwen3_gemm2(int64_t tokens) { return gemm_input(2048, 768, 128, 8
 HeuristicInput mixtral_gemm1(int64_t tokens) { return gemm_input(28672, 4096, 8, 2, tokens); }
 HeuristicInput mixtral_gemm2(int64_t tokens) { return gemm_input(4096, 14336, 8, 2, tokens); }
 HeuristicInput deepseek_ep8_gemm1(int64_t tokens) { return gemm_input(4096, 7168, 32, 1, tokens); }
+HeuristicInput deepseek_ep8_gemm2(int64_t tokens) { return gemm_input(7168, 2048, 32, 1, tokens); }
 
 TEST(Heuristic, UniformEstimateCountsDistinctExperts) {
   auto input = qwen3_gemm1(1);  // 8 rows over 128 experts: almost surely 8 experts with one row each
@@ -74,20 +75,24 @@ TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm1(8192)).name(), "128x256_1x1_coop");
 }
 
-// The decode kernel where it measured faster (bench/NOTES.md §6): about one row per expert (row-weighted <= 1.3),
-// experts up to 2^26 weights; CUTLASS for more rows and for Mixtral's 117M-weight GEMM1 experts.
-TEST(Heuristic, DecodeKernelForAboutOneRowPerExpert) {
-  for (int64_t tokens : {1, 4}) {  // 8 and 32 rows over 128 experts: 1.0 and 1.25 rows per expert
-    EXPECT_EQ(select_config(qwen3_gemm1(tokens)).name(), "16x8_1x1_decode") << tokens;
-    EXPECT_EQ(select_config(qwen3_gemm2(tokens)).name(), "16x8_1x1_decode") << tokens;
-  }
-  EXPECT_EQ(select_config(mixtral_gemm2(1)).name(), "16x8_1x1_decode");
-  EXPECT_EQ(select_config(deepseek_ep8_gemm1(4)).name(), "16x8_1x1_decode");
+// The streaming kernels where they measured faster (bench/NOTES.md §6-8): about one row per expert (row-weighted
+// <= 1.3), experts up to 2^26 weights; the wgmma kernel where the chunks fill the SMs without a K split, the decode
+// kernel where K must be split; CUTLASS for more rows and for Mixtral's 117M-weight GEMM1 experts.
+TEST(Heuristic, StreamingKernelsForAboutOneRowPerExpert) {
+  // 1 token: 8 rows over 128 experts, 192 (GEMM1) or 256 (GEMM2) tiles of 64 channels for 528 resident blocks.
+  EXPECT_EQ(select_config(qwen3_gemm1(1)).name(), "16x8_1x1_decode");
+  EXPECT_EQ(select_config(qwen3_gemm2(1)).name(), "16x8_1x1_decode");
+  // 4 tokens: 32 rows, 768 and 1024 tiles.
+  EXPECT_EQ(select_config(qwen3_gemm1(4)).name(), "64x8_stream");
+  EXPECT_EQ(select_config(qwen3_gemm2(4)).name(), "64x8_stream");
+  EXPECT_EQ(select_config(mixtral_gemm2(1)).name(), "16x8_1x1_decode");       // 2 x 64 tiles
+  EXPECT_EQ(select_config(deepseek_ep8_gemm1(4)).name(), "16x8_1x1_decode");  // 4 x 64 tiles
+  EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");      // 4 x 112 tiles
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "256x32_1x1_coop");
-  EXPECT_NE(select_config(qwen3_gemm1(16)).schedule, Schedule::kDecode);        // 1.7 rows per expert
-  EXPECT_NE(select_config(deepseek_ep8_gemm1(16)).schedule, Schedule::kDecode);  // 1.4
-  EXPECT_NE(select_config(mixtral_gemm2(4)).schedule, Schedule::kDecode);        // 1.75
-  EXPECT_NE(select_config(qwen3_gemm1(128)).schedule, Schedule::kDecode);        // 8
+  for (auto const& input : {qwen3_gemm1(16), deepseek_ep8_gemm1(16), mixtral_gemm2(4), qwen3_gemm1(128)}) {
+    Schedule const schedule = select_config(input).schedule;  // 1.7, 1.4, 1.75 and 8 rows per expert
+    EXPECT_TRUE(schedule == Schedule::kCooperative || schedule == Schedule::kPingpong);
+  }
 }
 
 TEST(Heuristic, SkewHintsMoveTowardsLargerTiles) {
@@ -98,7 +103,8 @@ TEST(Heuristic, SkewHintsMoveTowardsLargerTiles) {
 }
 
 TEST(Heuristic, EveryChoiceIsRegistered) {
-  for (auto const& make : {qwen3_gemm1, qwen3_gemm2, mixtral_gemm1, mixtral_gemm2, deepseek_ep8_gemm1}) {
+  for (auto const& make : {qwen3_gemm1, qwen3_gemm2, mixtral_gemm1, mixtral_gemm2, deepseek_ep8_gemm1,
+                           deepseek_ep8_gemm2}) {
     for (int64_t tokens : {1, 4, 16, 64, 128, 512, 1024, 4096, 8192}) {
       auto const config = select_config(make(tokens));
       EXPECT_NE(find_gemm_kernel(config.name()), nullptr) << config.name();
@@ -118,17 +124,23 @@ TEST(Registry, NamesAreCanonicalAndUnique) {
   EXPECT_EQ((GemmConfig{128, 16, 1, 1, Schedule::kCooperative}.name()), "128x16_1x1_coop");
   EXPECT_EQ((GemmConfig{128, 128, 2, 1, Schedule::kPingpong}.name()), "128x128_2x1_pp");
   EXPECT_EQ((GemmConfig{16, 8, 1, 1, Schedule::kDecode}.name()), "16x8_1x1_decode");
+  EXPECT_EQ((GemmConfig{64, 8, 1, 1, Schedule::kStream}.name()), "64x8_stream");
 }
 
-// The MoE layer's one-block routing fills per-expert arrays only for configs that read them: not the decode kernel.
+// The MoE layer's one-block routing fills per-expert arrays only for configs that read them: not the streaming
+// kernels.
 TEST(Registry, OnlyCutlassConfigsReadExpertArrays) {
   GroupedGemmArgs args;
   args.shape = {8, 256, 256, kGroupSize};
   for (auto const& entry : gemm_registry()) {
     args.config = entry.name;
-    EXPECT_EQ(reads_expert_arrays(args), entry.config.schedule != Schedule::kDecode) << entry.name;
+    Schedule const schedule = entry.config.schedule;
+    bool const cutlass = schedule == Schedule::kCooperative || schedule == Schedule::kPingpong;
+    EXPECT_EQ(reads_expert_arrays(args), cutlass) << entry.name;
   }
   args.config = "16x8_1x1_decode";
+  EXPECT_FALSE(reads_expert_arrays(args));
+  args.config = "64x8_stream";
   EXPECT_FALSE(reads_expert_arrays(args));
 }
 

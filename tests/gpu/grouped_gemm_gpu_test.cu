@@ -1,7 +1,8 @@
 // The grouped GEMM on the GPU against the float64 CPU reference: every registered config and the heuristic path,
 // bf16 and fp16 out, zero-row experts, one expert holding every row, rows per expert from 1 to 4096, K from 128 to
-// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing (CUTLASS and decode kernels), corrupt
-// device offsets, and the decode kernel with more rows than the caller expected.
+// 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing (CUTLASS and streaming kernels), corrupt
+// device offsets, the streaming kernels with more rows than the caller expected, and the wgmma kernel's K split
+// over clusters.
 //
 // Tolerance. The kernel and the reference multiply the same e4m3 values (the reference rounds q * sg to e4m3 as the
 // lookup table does), so differences come only from (a) the order and precision of the accumulation and (b) the
@@ -181,13 +182,21 @@ TEST_P(EveryConfig, LargeUniformRouting) {
 INSTANTIATE_TEST_SUITE_P(Registry, EveryConfig, ::testing::ValuesIn(gemm_config_names()),
                          [](auto const& info) { return info.param; });
 
-// The decode configs size their grid from the expected rows (an expert-parallel rank's hint); when the experts hold
-// far more rows than that, the blocks loop over the remaining chunks.
-TEST(GroupedGemm, DecodeKernelCoversMoreRowsThanExpected) {
+// The streaming configs (decode and wgmma kernels) size their grid from the expected rows (an expert-parallel
+// rank's hint); when the experts hold far more rows than that, the blocks loop over the remaining chunks.
+std::vector<std::string> streaming_configs() {
+  std::vector<std::string> names;
+  for (auto const& name : gemm_config_names()) {
+    if (name.find("_decode") != std::string::npos || name.find("_stream") != std::string::npos) names.push_back(name);
+  }
+  return names;
+}
+
+TEST(GroupedGemm, StreamingKernelsCoverMoreRowsThanExpected) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   auto p = make_problem({6, 160, 1280, 128}, {3, 0, 40, 1, 17, 9}, rng);
-  for (char const* config : {"16x8_1x1_decode", "16x16_1x1_decode"}) {
+  for (auto const& config : streaming_configs()) {
     SCOPED_TRACE(config);
     poison_output(p);
     GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, config);
@@ -195,6 +204,29 @@ TEST(GroupedGemm, DecodeKernelCoversMoreRowsThanExpected) {
     ASSERT_OK(grouped_gemm(args));
     ASSERT_CUDA(cudaDeviceSynchronize());
     expect_output_matches(p, OutputType::kBF16);
+  }
+}
+
+// One expected row over 5 tiles of a long K: the wgmma kernel splits K over clusters of 8 blocks, which sum their
+// partial tiles through distributed shared memory; N = 320 leaves the last tile a partial one. With 1 and 3 rows
+// per expert, and with an expert of 70 rows that the blocks reach by looping.
+TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
+    auto p = make_problem({4, 320, 4096, 128}, counts, rng, /*first_row=*/1, /*trailing=*/2);
+    for (auto const& config : streaming_configs()) {
+      if (config.find("_stream") == std::string::npos) continue;
+      SCOPED_TRACE(config + " with " + std::to_string(p.offsets.back() - p.offsets.front()) + " rows");
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+        poison_output(p);
+        GroupedGemmArgs args = gemm_args(p, type, config);
+        args.expected_rows_hint = 1;
+        ASSERT_OK(grouped_gemm(args));
+        ASSERT_CUDA(cudaDeviceSynchronize());
+        expect_output_matches(p, type);
+      }
+    }
   }
 }
 
@@ -306,8 +338,9 @@ TEST(GroupedGemm, CorruptDeviceOffsetsComputeNothingForThoseExperts) {
 
 // --- CUDA graph: capture once, replay with new routing and new activations ----------------------------------------
 
-// (config, rows): the heuristic's CUTLASS kernel at 400 rows; the decode kernel at 12 rows, whose grid of a few
-// blocks is spread with dynamic shared memory past the default limit (an attribute set during the capture).
+// (config, rows): the heuristic's CUTLASS kernel at 400 rows; the decode and wgmma streaming kernels at 12 rows,
+// whose grids of a few blocks are spread with dynamic shared memory past the default limit (an attribute set during
+// the capture), the latter in clusters that split K.
 class GraphCapture : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
 
 TEST_P(GraphCapture, ReplaysWithNewRouting) {
@@ -344,9 +377,13 @@ TEST_P(GraphCapture, ReplaysWithNewRouting) {
 
 INSTANTIATE_TEST_SUITE_P(GroupedGemm, GraphCapture,
                          ::testing::Values(std::make_tuple(std::string(), int64_t(400)),
-                                           std::make_tuple(std::string("16x8_1x1_decode"), int64_t(12))),
-                         [](auto const& info) { return std::get<0>(info.param).empty() ? std::string("Heuristic400Rows")
-                                                                                        : std::string("Decode12Rows"); });
+                                           std::make_tuple(std::string("16x8_1x1_decode"), int64_t(12)),
+                                           std::make_tuple(std::string("64x8_stream"), int64_t(12))),
+                         [](auto const& info) {
+                           std::string const& config = std::get<0>(info.param);
+                           return (config.empty() ? std::string("Heuristic") : config) + "_" +
+                                  std::to_string(std::get<1>(info.param)) + "Rows";
+                         });
 
 // --- E=128, N=8192, K=4096: 4.3e9 weights, offsets past 2^31 ----------------------------------------------------
 

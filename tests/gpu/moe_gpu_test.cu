@@ -385,6 +385,12 @@ TEST(MoeLayer, EveryStageMatchesReferenceOnTheDecodeKernel) {
   check_every_stage("16x8_1x1_decode");
 }
 
+// The wgmma streaming kernel in the layer: chunks of 8 rows, several per expert.
+TEST(MoeLayer, EveryStageMatchesReferenceOnTheStreamKernel) {
+  SKIP_WITHOUT_HOPPER();
+  check_every_stage("64x8_stream");
+}
+
 TEST(MoeLayer, Fp16Activations) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
@@ -504,7 +510,7 @@ TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Configs, MoeGraph, ::testing::Values("", "16x8_1x1_decode", "16x16_1x1_decode"),
+INSTANTIATE_TEST_SUITE_P(Configs, MoeGraph, ::testing::Values("", "16x8_1x1_decode", "16x16_1x1_decode", "64x8_stream"),
                          [](auto const& info) { return info.param.empty() ? std::string("Heuristic") : info.param; });
 
 // --- The routing kernels, bit for bit ------------------------------------------------------------------------------

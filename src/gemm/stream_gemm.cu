@@ -1,0 +1,276 @@
+// The wgmma streaming kernel: a few rows per expert, where the GEMM is a stream of the packed weights
+// (bench/NOTES.md §8).
+//
+// A block takes a 64-channel tile of one expert and a chunk of up to kRows of that expert's rows (found on the
+// device from expert_offsets: no host sync, no workspace), over one slice of K. One producer warp streams each
+// 128-K group into a ring of shared-memory stages with the tensor copy engine: the tile's four reorder atoms (1 KB
+// each, contiguous), its 64 lookup tables and the chunk's activations (a 2D tensor copy in wgmma's 128-byte
+// swizzle), all completing on the stage's mbarrier. A consumer warpgroup reads each warp's atoms and tables from
+// the stage (one 8-byte load per lane each: the atom is exactly wgmma's m64k32 A fragment, 16 rows per warp),
+// turns the nibbles into e4m3 through the lookup table in registers (6 PRMT per 8 weights, the same e4m3 values as
+// the CUTLASS mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage. The
+// tensor cores do the token dimension: 1 or 64 rows cost the same instructions per weight.
+//
+// Why the copy engine for the weights: loads into registers, kept several groups ahead, all share one scoreboard
+// in the SASS ptxas emits, so each group's first use waited for every load in flight, and a proxy fence for
+// cp.async-written activations compiled to a MEMBAR that did the same; both held the first versions of this kernel
+// at about one group in flight per block (bench/NOTES.md §8b).
+//
+// K is split over the blocks of a thread-block cluster (up to 8) when the expected chunks are too few to fill the
+// SMs; each block then writes its partial tile to shared memory and the cluster sums them through distributed shared
+// memory, in rank order (deterministic), each rank a slice of the channels.
+//
+// Numerics: as the CUTLASS configs (the same e4m3 products, the fp8 wgmma's accumulation).
+#include "gemm/stream_gemm.h"
+
+#include <cooperative_groups.h>
+
+#include <algorithm>
+
+#include "common/pdl.cuh"
+#include "common/status_util.h"
+#include "gemm/async_copy.cuh"
+#include "gemm/stream_layout.h"
+#include "gemm/stream_plan.h"
+#include "gemm/tensor_map.h"
+#include "gemm/weight_stream.cuh"
+#include "gemm/wgmma_rs.cuh"
+
+namespace w4a8moe::gemm {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kConsumerThreads = 128;  // one warpgroup
+constexpr int kThreads = kConsumerThreads + 32;  // and the producer warp
+constexpr int kTileStripes = 4;  // a consumer warp per 16-channel stripe: wgmma's 64 rows
+constexpr int kTileChannels = kTileStripes * kStripeChannels;
+constexpr uint32_t kWeightBytes = kAtomsPerGroup * kTileStripes * kAtomBytes;  // a group of the tile: 4 x 1 KB
+constexpr uint32_t kTableBytes = kTileChannels * prepack::kLutBytes;
+
+// A stage: the activations first (1024-byte aligned for the swizzle), then the weights and the tables.
+template <int kRows>
+struct Stage {
+  static constexpr uint32_t kActBytes = kRows * kGroupSize;
+  static constexpr uint32_t kBytes = (kActBytes + kWeightBytes + kTableBytes + kSwizzleAtomBytes - 1) /
+                                     kSwizzleAtomBytes * kSwizzleAtomBytes;
+  static constexpr int kBlocksPerSm = kStreamBlocksPerSm;  // 102 registers per thread (94 used at 8 rows)
+  static constexpr uint32_t kPartialBytes = kTileChannels * kRows * sizeof(float);
+  // As many stages as the block's share of an SM's shared memory holds (1 KB of it reserved per block, ~2 KB of
+  // static shared memory), at most 8.
+  static constexpr int kCount = std::min<int>(
+      8, int((kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes) / kBytes));
+  static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
+};
+
+// The ring's shared addresses and the count of stages used before the current chunk (the same in every thread):
+// use u goes to stage u % kCount, and waits for parity (u / kCount) % 2 of its barriers.
+struct Ring {
+  uint32_t stages;  // 1024-byte aligned
+  uint32_t full;    // per stage: the copies landed (the producer's arrival + their bytes)
+  uint32_t empty;   // per stage: the four consumer warps are done with it
+  uint32_t uses;
+};
+
+// The producer's lane 0: copies groups [group_begin, group_end) of the chunk's tile into the next stages.
+template <int kRows>
+__device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map, Chunk const& chunk,
+                                        int tile, int group_begin, int group_end, Ring const& ring) {
+  using S = Stage<kRows>;
+  int const n = p.shape.n;
+  // The tile's stripes that exist: a partial last tile copies only those (the rest of the stage is never stored).
+  uint32_t const stripes = uint32_t(min(kTileStripes, n / kStripeChannels - tile * kTileStripes));
+  uint32_t const atom_bytes = stripes * kAtomBytes, table_bytes = stripes * kStripeChannels * prepack::kLutBytes;
+  uint8_t const* weights = p.packed + p.sections.weights + size_t(chunk.expert) * p.sections.weight_bytes_per_expert +
+                           size_t(tile) * kTileStripes * kAtomBytes;
+  uint8_t const* tables = p.packed + p.sections.group_scales +
+                          size_t(chunk.expert) * p.sections.group_scale_bytes_per_expert +
+                          size_t(tile) * kTileChannels * prepack::kLutBytes;
+  for (int group = group_begin; group < group_end; ++group) {
+    uint32_t const use = ring.uses + uint32_t(group - group_begin), slot = use % S::kCount;
+    if (use >= S::kCount) barrier_wait(ring.empty + 8 * slot, (use / S::kCount - 1) % 2);
+    uint32_t const stage = ring.stages + slot * S::kBytes, full = ring.full + 8 * slot;
+    barrier_arrive_expect(full, S::kActBytes + kAtomsPerGroup * atom_bytes + table_bytes);
+    tensor_copy_2d(stage, act_map, group * kGroupSize, int(chunk.first_row), full);
+#pragma unroll
+    for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+      bulk_copy(stage + S::kActBytes + atom * (kTileStripes * kAtomBytes),
+                weights + (size_t(group) * kAtomsPerGroup + atom) * atom_stride(n), atom_bytes, full);
+    }
+    bulk_copy(stage + S::kActBytes + kWeightBytes, tables + size_t(group) * n * prepack::kLutBytes, table_bytes, full);
+  }
+}
+
+__device__ __forceinline__ uint2 load_shared(uint32_t address) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(address));
+  return v;
+}
+
+// The consumer warpgroup: multiplies `groups` staged groups into acc, releasing each stage once its wgmmas are done.
+// Two sets of A registers, so a group converts while the previous group's wgmmas run.
+template <int kRows>
+__device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kRows / 2]) {
+  using S = Stage<kRows>;
+  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  // This lane's 8 bytes of each atom, and the tables of its channels lane/4 and lane/4 + 8.
+  uint32_t const weights_offset = S::kActBytes + warp * kAtomBytes + lane * 8;
+  uint32_t const table_offset = S::kActBytes + kWeightBytes + (warp * kStripeChannels + lane / 4) * prepack::kLutBytes;
+  uint32_t a[2][kAtomsPerGroup][4];
+  for (int first = 0; first < groups; first += 2) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int const i = first + h;
+      if (i < groups) {
+        uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % S::kCount * S::kBytes;
+        barrier_wait(ring.full + 8 * (use % S::kCount), use / S::kCount % 2);
+        GroupWeights w;
+#pragma unroll
+        for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+          w.atoms[atom] = load_shared(stage + weights_offset + atom * (kTileStripes * kAtomBytes));
+        }
+        w.table_low = load_shared(stage + table_offset);
+        w.table_high = load_shared(stage + table_offset + 8 * prepack::kLutBytes);
+        wgmma_wait<1>();  // group i - 2's wgmmas, which read a[h] and its stage, are done
+        if (i >= 2 && lane == 0) barrier_arrive(ring.empty + 8 * ((use - 2) % S::kCount));
+        convert_group(w, a[h]);
+        wgmma_fence();
+#pragma unroll
+        for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+          wgmma_e4m3_rs<kRows>(acc, a[h][atom], activation_descriptor(stage, atom));
+        }
+        wgmma_commit();
+      }
+    }
+  }
+  wgmma_wait<0>();
+  fence_accumulators<kRows>(acc);
+  if (lane == 0) {
+    for (int i = max(groups - 2, 0); i < groups; ++i) barrier_arrive(ring.empty + 8 * ((ring.uses + i) % S::kCount));
+  }
+}
+
+template <int kRows, class Out>
+__global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
+    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map, int const splits) {
+  using S = Stage<kRows>;
+  extern __shared__ uint8_t shared_memory[];
+  __shared__ alignas(8) uint64_t barriers[2 * S::kCount];
+  __shared__ Chunk chunk_found;
+
+  uint32_t const base = shared_address(shared_memory);
+  Ring ring{(base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes, shared_address(barriers),
+            shared_address(barriers + S::kCount), 0};
+  float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + S::kCount * S::kBytes);
+  bool const producer = threadIdx.x >= kConsumerThreads;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S::kCount; ++s) {
+      barrier_init(ring.full + 8 * s, 1);
+      barrier_init(ring.empty + 8 * s, kTileStripes);
+    }
+    barrier_init_fence();
+  }
+  if (threadIdx.x == kConsumerThreads) prefetch_tensor_map(act_map);
+  __syncthreads();
+
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
+  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  // The K slices of a tile are consecutive blocks along x: one cluster.
+  int const split = int(blockIdx.x) % splits, tile = int(blockIdx.x) / splits;
+  int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
+  int const stripe = tile * kTileStripes + warp;
+  Out* out = static_cast<Out*>(p.out);
+
+  for (int64_t index = blockIdx.y; index < p.total_rows + p.shape.num_experts; index += gridDim.y) {
+    // Every block of a cluster sees the same offsets, so all of them leave at the same index.
+    if (!find_chunk<kThreads, kRows>(p, index, &chunk_found)) return;
+    Chunk const chunk = chunk_found;
+    float acc[kRows / 2];
+    if (producer) {
+      if (lane == 0) produce<kRows>(p, act_map, chunk, tile, group_begin, group_end, ring);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
+      fence_accumulators<kRows>(acc);
+      consume<kRows>(ring, group_end - group_begin, acc);
+    }
+    ring.uses += uint32_t(group_end - group_begin);
+
+    float const* channel_scales =
+        reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(chunk.expert) * n;
+    // Accumulator 4j + 2h + t: channel 16 warp + lane/4 + 8h of the tile, row 8j + 2 (lane % 4) + t of the chunk.
+    if (splits == 1) {
+      if (!producer && stripe < stripes) {
+#pragma unroll
+        for (int i = 0; i < kRows / 2; ++i) {
+          int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+          int const column = stripe * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
+          if (row < chunk.rows) {
+            int64_t const out_row = chunk.first_row + row;
+            out[out_row * n + column] = to_output<Out>(channel_scales[column] * (p.token_scales[out_row] * acc[i]));
+          }
+        }
+      }
+      __syncthreads();  // chunk_found is rewritten for the next chunk
+      continue;
+    }
+    // K split over the cluster: each block's partial tile [64 channels][kRows], then each rank sums a slice of the
+    // channels over the ranks in rank order.
+    if (!producer) {
+#pragma unroll
+      for (int i = 0; i < kRows / 2; ++i) {
+        int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+        int const channel = warp * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
+        partial[channel * kRows + row] = acc[i];
+      }
+    }
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    int const slice = kTileChannels / splits;
+    for (int i = int(threadIdx.x); i < slice * chunk.rows; i += kThreads) {
+      int const channel = split * slice + i % slice, row = i / slice;
+      int const column = tile * kTileChannels + channel;
+      float sum = 0.f;
+      for (int rank = 0; rank < splits; ++rank) {
+        sum += cluster.map_shared_rank(partial, rank)[channel * kRows + row];
+      }
+      if (column < n) {
+        int64_t const out_row = chunk.first_row + row;
+        out[out_row * n + column] = to_output<Out>(channel_scales[column] * (p.token_scales[out_row] * sum));
+      }
+    }
+    cluster.sync();  // the partial tiles are read, chunk_found may be rewritten
+  }
+}
+
+template <int kRows, class Out>
+Status launch(GroupedGemmParams const& p) {
+  using S = Stage<kRows>;
+  StreamLaunchPlan const plan = plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows,
+                                                   S::kBlocksPerSm, S::kSharedBytes);
+  CUtensorMap act_map;
+  W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
+  auto kernel = stream_gemm_kernel<kRows, Out>;
+  if (plan.shared_bytes > 48 * 1024) {  // past the default limit; per call, since the attribute is per device
+    W4A8_CUDA_RETURN(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.shared_bytes)));
+  }
+  dim3 const grid(unsigned(plan.grid_x), unsigned(plan.grid_y));
+  W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, grid, dim3(kThreads), plan.shared_bytes, p.stream,
+                                               unsigned(plan.splits), p, act_map, plan.splits));
+  return Status::Ok();
+}
+
+}  // namespace
+
+template <int kRows>
+Status run_stream_gemm(GroupedGemmParams const& params, void*, size_t) {
+  return params.out_type == OutputType::kBF16 ? launch<kRows, __nv_bfloat16>(params)
+                                              : launch<kRows, __half>(params);
+}
+
+template Status run_stream_gemm<8>(GroupedGemmParams const&, void*, size_t);
+
+}  // namespace w4a8moe::gemm

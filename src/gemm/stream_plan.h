@@ -1,0 +1,54 @@
+// Launch plans of the two weight-streaming kernels (decode_gemm.cu, stream_gemm.cu): how many chunks of an expert's
+// rows a call can have, how the grid covers them, how K is split, and how a small grid is spread over the SMs.
+// Host-only and unit-tested on the CPU; the launchers only enqueue what these return.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "w4a8moe/types.h"
+
+namespace w4a8moe::gemm {
+
+// Shared memory per SM on Hopper (H100 and H200, the only devices require_hopper_device() accepts).
+inline constexpr size_t kSharedMemoryPerSm = 228 * 1024;
+// Resident blocks per SM of the wgmma streaming kernel (registers and its ring of stages).
+inline constexpr int kStreamBlocksPerSm = 4;
+// Rows per chunk of the registered wgmma streaming config ("64x8_stream").
+inline constexpr int kStreamChunkRows = 8;
+
+// The chunks of chunk_rows rows `rows` rows over num_experts experts can make: at most one per expert that holds
+// rows, plus one per chunk_rows rows beyond each expert's first. (The looser "one partial per expert plus the full
+// ones" counted a ninth chunk for 8 rows over 8 experts, and that empty chunk's blocks kept the grid from
+// spreading: Qwen3 GEMM2 at 1 token 8.6 -> 7.3 us.)
+int64_t max_chunks(int64_t rows, int num_experts, int64_t chunk_rows);
+
+// Grid rows (one chunk index each; blocks loop over the chunks past the grid): twice the chunks the expected rows
+// make, at least 16, at most what total_rows can make. Not all that total_rows could make: blocks without a chunk
+// still scan the offsets, which cost an expert-parallel rank (4 of 32 rows local) more than its GEMM. A rank that
+// gets more rows than expected (3 experts where 1 row was) is right, slower.
+int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, int64_t chunk_rows);
+
+// Dynamic shared memory that spreads a grid of less than a wave over all SMs: the block scheduler fills an SM up to
+// its limit before the next, so 256 blocks at 3 per SM leave 46 SMs idle. The bytes leave no room for one more
+// block than the grid needs per SM; at least `needed`. working_blocks counts blocks with work for twice the
+// expected rows, like the grid: capped for 1 expected expert, a rank that got 3 runs three waves (DeepSeek-V3
+// GEMM1 32.6 -> 38.2 us on the decode kernel).
+size_t spread_shared_bytes(int64_t working_blocks, int sm_count, int max_blocks_per_sm, size_t needed);
+
+// The wgmma streaming kernel (stream_gemm.cu): blocks of one warpgroup, each a 64-channel tile of one chunk over one
+// K slice; the K slices of a tile form a thread-block cluster that sums its partial tiles through distributed
+// shared memory.
+struct StreamLaunchPlan {
+  int tiles = 0;           // 64-channel tiles of N
+  int splits = 1;          // K slices per tile = the cluster's size along x
+  int64_t grid_x = 0;      // tiles * splits
+  int64_t grid_y = 0;      // chunk indices (grid_chunks)
+  size_t shared_bytes = 0; // dynamic shared memory per block
+};
+
+// block_shared_bytes: the block's own dynamic shared memory (its ring of stages).
+StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
+                                    int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes);
+
+}  // namespace w4a8moe::gemm

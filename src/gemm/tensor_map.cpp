@@ -1,0 +1,46 @@
+#include "gemm/tensor_map.h"
+
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+
+#include "common/status_util.h"
+
+namespace w4a8moe::gemm {
+namespace {
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point: no link against libcuda.
+PFN_cuTensorMapEncodeTiled_v12000 encode_function() {
+  static PFN_cuTensorMapEncodeTiled_v12000 const function = [] {
+    void* pointer = nullptr;
+    cudaDriverEntryPointQueryResult result{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &pointer, 12000, cudaEnableDefault, &result) !=
+            cudaSuccess ||
+        result != cudaDriverEntryPointSuccess) {
+      pointer = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(pointer);
+  }();
+  return function;
+}
+
+}  // namespace
+
+Status make_activation_tensor_map(void const* base, int64_t rows, int64_t cols, int box_rows, CUtensorMap* map) {
+  auto const encode = encode_function();
+  if (encode == nullptr) return Status(StatusCode::kCudaError, "cuTensorMapEncodeTiled is not available");
+  cuuint64_t const dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
+  cuuint64_t const strides[1] = {cuuint64_t(cols)};  // bytes between rows
+  cuuint32_t const box[2] = {128, cuuint32_t(box_rows)};
+  cuuint32_t const element_strides[2] = {1, 1};
+  CUresult const result =
+      encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides, box, element_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (result != CUDA_SUCCESS) {
+    return Status(StatusCode::kCudaError, concat("cuTensorMapEncodeTiled failed (CUresult ", int(result),
+                                                 ") for activations [", rows, ", ", cols, "]"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace w4a8moe::gemm

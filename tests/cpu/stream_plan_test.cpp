@@ -1,0 +1,58 @@
+// The launch plans of the streaming kernels: chunk counts, grid, the K split over clusters, spreading small grids.
+#include <gtest/gtest.h>
+
+#include "gemm/stream_plan.h"
+
+namespace w4a8moe::gemm {
+namespace {
+
+constexpr int kSms = 132;
+constexpr int kBlocksPerSm = 4;
+constexpr size_t kRing = 4096;
+
+StreamLaunchPlan plan(int experts, int n, int k, int64_t rows, int64_t expected_rows = 0, int chunk_rows = 8) {
+  return plan_stream_launch({experts, n, k, 128}, rows, expected_rows > 0 ? expected_rows : rows, kSms, chunk_rows,
+                            kBlocksPerSm, kRing);
+}
+
+TEST(StreamPlan, ChunksOnePerActiveExpertPlusFullChunks) {
+  EXPECT_EQ(max_chunks(8, 128, 8), 8);    // 8 rows over 128 experts: at most 8 experts, one chunk each
+  EXPECT_EQ(max_chunks(8, 8, 8), 8);      // never a ninth, empty chunk
+  EXPECT_EQ(max_chunks(40, 4, 8), 8);     // 4 partial chunks + 36 / 8 full ones
+  EXPECT_EQ(max_chunks(0, 4, 8), 0);
+  EXPECT_EQ(grid_chunks(0, 0, 4, 8), 1);
+  EXPECT_EQ(grid_chunks(1000, 8, 128, 8), 16);      // twice the expected chunks, at least 16
+  EXPECT_EQ(grid_chunks(1 << 24, 1 << 24, 4, 8), 65535);
+}
+
+TEST(StreamPlan, SplitsKOnlyWhenTheTilesCannotFillTheSms) {
+  // DeepSeek-V3 GEMM1 on an expert-parallel rank at 1 token: 1 expected expert x 64 tiles: 8 K slices.
+  auto p = plan(32, 4096, 7168, 8, 1);
+  EXPECT_EQ(p.tiles, 64);
+  EXPECT_EQ(p.splits, 8);
+  EXPECT_EQ(p.grid_x, 64 * 8);
+  // Qwen3-30B-A3B GEMM1 at 1 token: 8 experts x 24 tiles = 192 blocks; 2 slices fill 384 of 528 slots.
+  EXPECT_EQ(plan(128, 1536, 2048, 8).splits, 2);
+  // At 16 tokens (128 rows, ~81 experts) the tiles alone fill the SMs.
+  EXPECT_EQ(plan(128, 1536, 2048, 128).splits, 1);
+  // Each slice keeps at least two 128-K groups: K = 768 (6 groups) splits in 2, K = 384 not at all ...
+  EXPECT_EQ(plan(128, 2048, 768, 8).splits, 2);
+  EXPECT_EQ(plan(128, 2048, 384, 8).splits, 1);
+  // ... and a cluster has at most 8 blocks.
+  EXPECT_EQ(plan(1, 64, 16384, 1).splits, 8);
+}
+
+TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {
+  // 64 working blocks on 132 SMs: one per SM, so the shared memory leaves room for one block only.
+  size_t const bytes = spread_shared_bytes(64, kSms, kBlocksPerSm, kRing);
+  EXPECT_GT(2 * bytes, kSharedMemoryPerSm);
+  // A full wave needs no spreading: the ring alone.
+  EXPECT_EQ(spread_shared_bytes(int64_t(kSms) * kBlocksPerSm, kSms, kBlocksPerSm, kRing), kRing);
+  // Two blocks per SM wanted: room for two, not three.
+  size_t const two = spread_shared_bytes(2 * kSms, kSms, kBlocksPerSm, kRing);
+  EXPECT_LE(2 * two, kSharedMemoryPerSm);
+  EXPECT_GT(3 * two, kSharedMemoryPerSm);
+}
+
+}  // namespace
+}  // namespace w4a8moe::gemm
