@@ -234,9 +234,6 @@ Status launch(GroupedGemmParams const& p) {
   auto kernel = decode_gemm_kernel<kTokenTiles, Out>;
   int64_t const working_blocks = int64_t(grid.x) * std::min<int64_t>(chunks, 2 * expected_chunks);
   size_t const spread_bytes = spread_shared_bytes(working_blocks, p.sm_count, kBlocksPerSm<kTokenTiles>, 0);
-  if (spread_bytes > 48 * 1024) {  // past the default limit; per call, since the attribute is per device
-    W4A8_CUDA_RETURN(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(spread_bytes)));
-  }
   W4A8_CUDA_RETURN(launch_with_pdl(kernel, grid, dim3(kThreads), spread_bytes, p.stream, p, splits));
   return Status::Ok();
 }

@@ -253,10 +253,6 @@ Status launch(GroupedGemmParams const& p) {
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
   auto kernel = stream_gemm_kernel<kRows, Out>;
-  if (plan.shared_bytes > 48 * 1024) {  // past the default limit; per call, since the attribute is per device
-    W4A8_CUDA_RETURN(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.shared_bytes)));
-  }
   dim3 const grid(unsigned(plan.grid_x), unsigned(plan.grid_y));
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, grid, dim3(kThreads), plan.shared_bytes, p.stream,
                                                unsigned(plan.splits), p, act_map, plan.splits));

@@ -694,9 +694,6 @@ struct SiluMulQuantize {
   static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
                          int local_experts, uint8_t* act, float* act_scales, cudaStream_t stream) {
     size_t const shared = size_t(inter) * sizeof(float);
-    cudaError_t error = cudaFuncSetAttribute(silu_mul_quantize_kernel<kType>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-    if (error != cudaSuccess) return error;
     // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
     int const threads = threads_for_row(inter / kVector, 4);
     return launch_with_pdl(silu_mul_quantize_kernel<kType>, unsigned(max_rows), threads, shared, stream, gemm1_out,
