@@ -3,7 +3,11 @@
 # GPU test, compute-sanitizer memcheck on small cases, the layer program on model presets and on a checkpoint made
 # and quantised here, then the layer and GEMM benchmarks; a short summary last. Logs and results go to $OUT (or
 # out/); at most 8 files come back from there, so they are kept to six.
-#   [BENCH_ARGS="--models all --sweep"] [MOE_BENCH_ARGS="--models all"] [SKIP_TESTS=1] scripts/gpu-check.sh
+#   [BENCH_ARGS="--models all --sweep"] [MOE_BENCH_ARGS="--models all"] [SKIP_TESTS=1] [SKIP_BENCH=1]
+#   [VLLM_OPS_DIR=dir [PEERS_ARGS=...]] scripts/gpu-check.sh
+# VLLM_OPS_DIR (vLLM 0.24.0's _C.so.xz and _moe_C.so.xz) adds the peers benchmark (bench/peers_bench.py): it builds
+# the PyTorch extension from build/libw4a8moe.a and runs our layer and GEMMs beside vLLM's MoE kernels. With only
+# build/libw4a8moe.a carried (no build/bin), the C++ steps skip themselves.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
@@ -13,6 +17,7 @@ tests_log="$OUT/tests.log" layer_log="$OUT/layer.log"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader
 
 status=0
+[[ -x $bin/w4a8moe_gpu_tests ]] || { echo "no $bin: C++ tests and benchmarks skipped"; SKIP_TESTS=1 SKIP_BENCH=1; }
 if [[ -z "${SKIP_TESTS:-}" ]]; then
   echo "== CPU tests" | tee "$tests_log"
   $bin/w4a8moe_cpu_tests --gtest_brief=1 >>"$tests_log" 2>&1 || status=1
@@ -21,10 +26,21 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   $bin/w4a8moe_gpu_tests >>"$tests_log" 2>&1 || status=1
   echo "== compute-sanitizer memcheck (small cases)" | tee -a "$tests_log"
   compute-sanitizer --tool memcheck --error-exitcode 3 $bin/w4a8moe_gpu_tests --gtest_brief=1 \
-    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.DecodeKernel*:MoeLayer.RouterWeightOnInput:MoeLayer.EveryStageMatchesReferenceOnTheDecodeKernel:*MoeRouting*' \
+    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernelSplitsKOverClusters:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:MoeLayer.RouterWeightOnInput:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*' \
     >>"$tests_log" 2>&1 || status=1
   grep -E "PASSED|FAILED|ERROR SUMMARY" "$tests_log" | tail -8
 fi
+
+if [[ -n "${VLLM_OPS_DIR:-}" ]]; then
+  echo "== peers: vLLM's MoE kernels beside ours (bench/peers_bench.py)"
+  mkdir -p /tmp/vllm
+  for lib in _C _moe_C; do xz -dc "$VLLM_OPS_DIR/$lib.so.xz" >/tmp/vllm/$lib.so || status=1; done
+  python3 -m pip install -q --no-build-isolation --no-deps ./python >"$OUT/peers.log" 2>&1 || status=1
+  PYTHONUNBUFFERED=1 python3 bench/peers_bench.py --vllm-dir /tmp/vllm --out-dir "$OUT" ${PEERS_ARGS:-} \
+    >>"$OUT/peers.log" 2>&1 || status=1
+  sed -n '/^wrote /,$p' "$OUT/peers.log"
+fi
+[[ -n "${SKIP_BENCH:-}" ]] && exit $status
 
 echo "== MoE layer: w4a8moe run on model presets" | tee "$layer_log"
 for run in "qwen3-30b-a3b 16" "qwen3-30b-a3b 8192" "mixtral-8x7b 16" "deepseek-v3 16"; do
