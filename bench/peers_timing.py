@@ -57,9 +57,10 @@ class Timer:
         return us, out, iters
 
 
-def median_event_ms(op, repeats):
-    """Median ms of `op` between CUDA events after one untimed call (no graph: one large kernel per call)."""
-    op()
+def median_event_ms(op, repeats, warmup=1):
+    """Median ms of `op` between CUDA events after `warmup` untimed calls (no graph of its own: `op` may replay one)."""
+    for _ in range(warmup):
+        op()
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
     for start, end in events:
         start.record()

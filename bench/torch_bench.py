@@ -13,11 +13,11 @@ calls and as replays of a captured CUDA graph (how engines run decode). Needs a 
 """
 
 import argparse
-import statistics
 
 import torch
 
 import w4a8moe
+from peers_timing import median_event_ms  # bench/ is on sys.path: this runs as a script
 
 
 def parse_args():
@@ -95,18 +95,6 @@ def w4a8_layer(num_experts, hidden, inter):
     return w4a8moe.prepack_moe_weights(*weights(2 * inter, hidden), *weights(hidden, inter))
 
 
-def median_ms(fn, warmup, iters):
-    for _ in range(warmup):
-        fn()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) for start, end in events)
-
-
 def as_graph(fn):
     """Captures fn once (after a warm-up on a side stream) and returns the replay."""
     side = torch.cuda.Stream()
@@ -155,7 +143,7 @@ def main():
             times = {}
             for name, call in calls.items():
                 try:
-                    times[name] = median_ms(call if mode == "eager" else as_graph(call), args.warmup, args.iters)
+                    times[name] = median_event_ms(call if mode == "eager" else as_graph(call), args.iters, args.warmup)
                 except RuntimeError as error:  # e.g. a baseline op that rejects this shape
                     print(f"  {name} {mode} at {tokens} tokens failed: {str(error).splitlines()[0]}")
                     times[name] = float("nan")
