@@ -2,8 +2,8 @@
 // replays (tools/layer_timing.h), the share of time outside the two GEMMs, and, in the same process and on the same routing, the same pipeline built
 // from W8A8 grouped GEMMs (best of their configs): the layer's total with its two W4A8 GEMMs (timed standalone, the
 // same way) swapped for the W8A8 ones. Everything outside the GEMMs (routing, fp8 quantisation, SiLU * up,
-// unpermute) would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and issue 7's
-// measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte per
+// unpermute) would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
+// read-once measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte per
 // group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens

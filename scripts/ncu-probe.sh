@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs on the lent GPU machine, with build/bin carried: Nsight Compute on the kernels issue 7's closing analysis
+# Runs on the lent GPU machine, with build/bin carried: Nsight Compute on the kernels the decode analysis
 # cites (the decode kernel at 1 and 16 tokens, CUTLASS's picks at 16, 128 and 8192 tokens, and every kernel of the
 # Qwen3-30B-A3B layer at 1 token). Prints a few lines per kernel: duration, throughput, scheduler state and the
 # stall reasons above 0.05 cycles per issued instruction; the full reports go to $OUT (or out/).

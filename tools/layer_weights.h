@@ -15,7 +15,8 @@ namespace w4a8moe::tools {
 // weights have), quantised by RoundToNearestQuantizer into the checkpoint layout. Uses `threads` host threads.
 Status make_random_layer(MoeShape const& shape, uint64_t seed, int threads, LayerExperts* experts);
 
-// The reference's view of a gathered layer: q, e4m3 group scales and channel scales (split per design 6).
+// The reference's view of a gathered layer: q, e4m3 group scales and channel scales (split from the bf16 scales as
+// the prepack does).
 reference::QuantizedExperts unpack_for_reference(std::vector<int32_t> const& weights,
                                                  std::vector<uint16_t> const& scales, ExpertWeightShape const& shape);
 

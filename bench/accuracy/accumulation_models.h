@@ -7,7 +7,7 @@
 // the report checks it against the kernel's own output before using it.
 //
 // The kernel (CUTLASS's mixed-input mainloop) keeps one such accumulator over all of K: "fast accumulation".
-// The alternative of design 10 (TensorRT-LLM's fork) converts int4 to e4m3 exactly, starts a fresh accumulator for
+// The alternative (TensorRT-LLM's fork of the mainloop) converts int4 to e4m3 exactly, starts a fresh accumulator for
 // each 128-wide K chunk, then multiplies the chunk's sum by the group scale and adds it to an fp32 accumulator
 // (one fp32 FMA per chunk).
 #pragma once

@@ -12,8 +12,8 @@
 //           the exact result of the checkpoint's weights W = q * s_bf16 on the same fp8 activations, beside CPU
 //           computations that separate the terms (gemm_numerics.h): the float64 reference of the kernel's math
 //           (isolates the fp8 fast accumulation), the split scales alone, a lookup table rounded once instead of
-//           twice, and the alternative accumulation of design 10 (exact int4 -> fp8, per-128-chunk sums, group
-//           scale in fp32) through a tensor-core model (accumulation_models.h) checked bit for bit against the
+//           twice, and the alternative accumulation of TensorRT-LLM's fork (exact int4 -> fp8, per-128-chunk
+//           sums, group scale in fp32) through a tensor-core model (accumulation_models.h) checked bit for bit against the
 //           kernel's own output.
 //
 //   w4a8moe_accuracy layer  [--models qwen3-30b-a3b,deepseek-v3,mixtral-8x7b] [--tokens 256] [--numerics LIST]

@@ -1,5 +1,6 @@
-// One MoE layer (design 7) computed on the CPU under different number formats, so that each format's error
-// against the bf16 layer can be measured on the same weights, activations and routing.
+// One MoE layer (routing, GEMM1, SiLU * up, GEMM2, weighted sum) computed on the CPU under different number
+// formats, so that each format's error against the bf16 layer can be measured on the same weights, activations and
+// routing.
 //
 // Every format runs the same pipeline, which mirrors the kernels' roundings (src/reference/moe_reference.h):
 // activations quantised per the format, GEMM1 summed in float64, scaled and rounded to bf16, SiLU(gate) * up in

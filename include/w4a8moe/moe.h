@@ -1,5 +1,5 @@
 // The fused W4A8 MoE layer: hidden states in, hidden states out, all on the device with no host synchronisation, so
-// a CUDA graph can capture it (design 7):
+// a CUDA graph can capture it:
 //
 //   router logits -> softmax top-k (optional renormalisation)      or precomputed top-k ids and weights
 //   -> routing data (per-expert counts, int64 offsets, the permutation and its inverse; deterministic)

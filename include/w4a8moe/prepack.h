@@ -29,7 +29,7 @@ enum class WeightFormat : int {
 enum class ScaleFormat : int {
   // bf16 [E, N, K/128]: W = q * s (the checkpoint's weight_scale). Split per output channel n into
   //   c = max_g |s[n,g]| / 448,  sg = e4m3(s[n,g] / c / 8),  sc[n] = 8 c
-  // so that every |q * sg| <= 448 fits e4m3 (design 6).
+  // so that every |q * sg| <= 448 fits e4m3.
   kBF16 = 0,
   // e4m3 [E, N, K/128] group scales and fp32 [E, N] channel scales, W = q * sg * sc, from callers that quantized
   // themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3.

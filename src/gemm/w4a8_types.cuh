@@ -1,6 +1,6 @@
 // CUTLASS/CuTe types shared by the W4A8 grouped kernel, its device-side setup and the weight prepack.
 //
-// Swapped operands (design 4): the int4 weights are the GEMM's A operand (GEMM M = output channels), because
+// Swapped operands: the int4 weights are the GEMM's A operand (GEMM M = output channels), because
 // wgmma takes only A from registers and the int4 -> fp8 conversion happens in registers. The fp8 tokens are the
 // GEMM's B operand (GEMM N = tokens), and the output [tokens, channels] is the transposed GEMM D.
 //
@@ -16,7 +16,7 @@
 #include <cutlass/gemm/group_array_problem_shape.hpp>
 #include <cutlass/integer_subbyte.h>
 #include <cutlass/layout/matrix.h>
-// NOTE: the mixed-input helpers need the collective builder's headers first (CUTLASS 4.2, design 10).
+// NOTE: the mixed-input helpers need the collective builder's headers first (CUTLASS 4.2).
 #include <cutlass/gemm/collective/collective_builder.hpp>
 #include <cutlass/util/mixed_dtype_utils.hpp>
 

@@ -74,7 +74,7 @@ W4A8_HOST_DEVICE inline PackedSections packed_sections(ExpertWeightShape const& 
   return s;
 }
 
-// LUT-friendly int4 encoding (design 2): positive v in 1..7 becomes 8 - v, zero and negatives keep their
+// LUT-friendly int4 encoding: positive v in 1..7 becomes 8 - v, zero and negatives keep their
 // two's-complement nibble, so +p and -p share their three low bits (the LUT index) and differ in the sign bit.
 W4A8_HOST_DEVICE inline uint32_t encode_lut_nibble(int q) {
   return (q > 0) ? static_cast<uint32_t>(8 - q) : static_cast<uint32_t>(q) & 0xFu;

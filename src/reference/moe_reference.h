@@ -1,4 +1,4 @@
-// Plain C++ reference of the MoE layer (design 7), step by step as the kernels do it, so tests can check every
+// Plain C++ reference of the MoE layer, step by step as the kernels do it, so tests can check every
 // stage and the whole layer. No CUDA.
 #pragma once
 

@@ -36,7 +36,7 @@ void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> con
 // The 8-byte lookup table of one group scale: byte i = e4m3((i - 8) * sg), i.e. {-8 sg, ..., -1 sg}.
 void lut_from_group_scale(uint8_t group_scale, uint8_t lut[8]);
 
-// The weight value the kernel multiplies: e4m3(q * sg), as a float (design 1).
+// The weight value the kernel multiplies: e4m3(q * sg), as a float.
 float dequantized_weight(int q, uint8_t group_scale);
 
 // Expert e's weights as the kernel multiplies them, e4m3(q * sg) as floats, [N, K] (channel scale not applied).

@@ -13,8 +13,8 @@ namespace w4a8moe::testing {
 using reference::uniform_routing_counts;
 
 // Experts quantized the way a checkpoint is: q uniform in [-8, 7], bf16 group scales spread over two orders of
-// magnitude (some channels much larger than others), then split per design 6. bf16_scales receives the
-// checkpoint's scales [E, N, K/128].
+// magnitude (some channels much larger than others), then split into fp8 group scales and fp32 channel scales.
+// bf16_scales receives the checkpoint's scales [E, N, K/128].
 reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::mt19937_64& rng,
                                            std::vector<uint16_t>* bf16_scales = nullptr);
 
