@@ -121,7 +121,7 @@ __device__ __forceinline__ void multiply_group(GroupedGemmParams const& p, WarpI
       // Nibbles 0-3: channel lane/4 at K 4c..4c+3 of this half atom (c = lane % 4); nibbles 4-7: channel + 8.
       uint32_t const word = h == 0 ? f.atoms[a].x : f.atoms[a].y;
       uint32_t low, high;
-      lookup8(word, f.table_low, pos_low, f.table_high, pos_high, low, high);
+      lookup8<false>(word, f.table_low, pos_low, f.table_high, pos_high, low, high);
       // mma k slots {2c, 2c+1} <- K {4c, 4c+1}, slots {2c+8, 2c+9} <- K {4c+2, 4c+3}; the activations match.
       uint32_t const a0 = e4m3x2_to_f16x2(low), a2 = e4m3x2_to_f16x2<true>(low);
       uint32_t const a1 = e4m3x2_to_f16x2(high), a3 = e4m3x2_to_f16x2<true>(high);

@@ -1,24 +1,29 @@
 // The wgmma streaming kernel: a few rows per expert, where the GEMM is a stream of the packed weights
 // (bench/NOTES.md §8).
 //
-// A block takes a 64-channel tile of one expert and a chunk of up to kRows of that expert's rows (found on the
-// device from expert_offsets: no host sync, no workspace), over one slice of K. One producer warp streams each
-// 128-K group into a ring of shared-memory stages with the tensor copy engine: the tile's four reorder atoms (1 KB
-// each, contiguous), its 64 lookup tables and the chunk's activations (a 2D tensor copy in wgmma's 128-byte
-// swizzle), all completing on the stage's mbarrier. A consumer warpgroup reads each warp's atoms and tables from
-// the stage (one 8-byte load per lane each: the atom is exactly wgmma's m64k32 A fragment, 16 rows per warp),
-// turns the nibbles into e4m3 through the lookup table in registers (6 PRMT per 8 weights, the same e4m3 values as
-// the CUTLASS mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage. The
-// tensor cores do the token dimension: 1 or 64 rows cost the same instructions per weight.
+// The blocks are workers over the call's items (a 64-channel tile of a chunk of up to kRows rows of one expert, over
+// one slice of K): worker w takes items w, w + workers, ...; one wave of persistent workers for short items, one
+// item per block otherwise (stream_plan.h says when). One producer warp finds each item's chunk from expert_offsets
+// (on the device: no host sync, no workspace) and streams each 128-K group into a ring of shared-memory stages with
+// the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous), its 64 lookup tables and the
+// chunk's activations (a 2D tensor copy in wgmma's 128-byte swizzle), all completing on the stage's mbarrier, and
+// the item's chunk beside the stage. It runs ahead across items, so a worker's next item is in flight while its
+// consumers finish the last one (per-block set-up, the chunk search and the epilogue were 30 % of the warps' time
+// when every block took one item, bench/NOTES.md §9). A consumer warpgroup reads each warp's atoms and tables from
+// the stage (one 8-byte load per lane each: the atom is exactly wgmma's m64k32 A fragment, 16 rows per warp), turns
+// the nibbles into e4m3 through the lookup table in registers (the same e4m3 values as the CUTLASS mainloop), and
+// issues four wgmma m64nRk32 with A from those registers and B from the stage. The tensor cores do the token
+// dimension: 1 or 64 rows cost the same instructions per weight.
 //
 // Why the copy engine for the weights: loads into registers, kept several groups ahead, all share one scoreboard
 // in the SASS ptxas emits, so each group's first use waited for every load in flight, and a proxy fence for
 // cp.async-written activations compiled to a MEMBAR that did the same; both held the first versions of this kernel
 // at about one group in flight per block (bench/NOTES.md §8b).
 //
-// K is split over the blocks of a thread-block cluster (up to 8) when the expected chunks are too few to fill the
+// K is split over the blocks of a thread-block cluster (up to 8) when the expected items are too few to fill the
 // SMs; each block then writes its partial tile to shared memory and the cluster sums them through distributed shared
-// memory, in rank order (deterministic), each rank a slice of the channels.
+// memory, in rank order (deterministic), each rank a slice of the channels. The producer then waits for each item's
+// sums like the consumers (the cluster barrier counts every thread), so it runs ahead only within an item.
 //
 // Numerics: as the CUTLASS configs (the same e4m3 products, the fp8 wgmma's accumulation).
 #include "gemm/stream_gemm.h"
@@ -63,7 +68,7 @@ struct Stage {
   static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
 };
 
-// The ring's shared addresses and the count of stages used before the current chunk (the same in every thread):
+// The ring's shared addresses and the count of stages used before the current item (the same in every thread):
 // use u goes to stage u % kCount, and waits for parity (u / kCount) % 2 of its barriers.
 struct Ring {
   uint32_t stages;  // 1024-byte aligned
@@ -72,26 +77,35 @@ struct Ring {
   uint32_t uses;
 };
 
-// The producer's lane 0: copies groups [group_begin, group_end) of the chunk's tile into the next stages.
+// Beside each stage: the item its group belongs to, written by the producer before the stage's arrival and read by
+// the consumers after its phase completed. rows == 0: the worker has no more items.
+struct StagedItem {
+  Chunk chunk;
+  int tile;
+};
+
+// The producer's lane 0: copies groups [group_begin, group_end) of the item's tile into the next stages.
 template <int kRows>
-__device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map, Chunk const& chunk,
-                                        int tile, int group_begin, int group_end, Ring const& ring) {
+__device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map, StagedItem const& item,
+                                        int group_begin, int group_end, Ring const& ring, StagedItem* staged) {
   using S = Stage<kRows>;
-  int const n = p.shape.n;
+  int const n = p.shape.n, tile = item.tile;
   // The tile's stripes that exist: a partial last tile copies only those (the rest of the stage is never stored).
   uint32_t const stripes = uint32_t(min(kTileStripes, n / kStripeChannels - tile * kTileStripes));
   uint32_t const atom_bytes = stripes * kAtomBytes, table_bytes = stripes * kStripeChannels * prepack::kLutBytes;
-  uint8_t const* weights = p.packed + p.sections.weights + size_t(chunk.expert) * p.sections.weight_bytes_per_expert +
+  uint8_t const* weights = p.packed + p.sections.weights +
+                           size_t(item.chunk.expert) * p.sections.weight_bytes_per_expert +
                            size_t(tile) * kTileStripes * kAtomBytes;
   uint8_t const* tables = p.packed + p.sections.group_scales +
-                          size_t(chunk.expert) * p.sections.group_scale_bytes_per_expert +
+                          size_t(item.chunk.expert) * p.sections.group_scale_bytes_per_expert +
                           size_t(tile) * kTileChannels * prepack::kLutBytes;
   for (int group = group_begin; group < group_end; ++group) {
     uint32_t const use = ring.uses + uint32_t(group - group_begin), slot = use % S::kCount;
     if (use >= S::kCount) barrier_wait(ring.empty + 8 * slot, (use / S::kCount - 1) % 2);
     uint32_t const stage = ring.stages + slot * S::kBytes, full = ring.full + 8 * slot;
+    staged[slot] = item;
     barrier_arrive_expect(full, S::kActBytes + kAtomsPerGroup * atom_bytes + table_bytes);
-    tensor_copy_2d(stage, act_map, group * kGroupSize, int(chunk.first_row), full);
+    tensor_copy_2d(stage, act_map, group * kGroupSize, int(item.chunk.first_row), full);
 #pragma unroll
     for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
       bulk_copy(stage + S::kActBytes + atom * (kTileStripes * kAtomBytes),
@@ -99,6 +113,16 @@ __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap 
     }
     bulk_copy(stage + S::kActBytes + kWeightBytes, tables + size_t(group) * n * prepack::kLutBytes, table_bytes, full);
   }
+}
+
+// The producer's lane 0, once the worker's items are done: the next stage carries no item.
+template <int kRows>
+__device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* staged) {
+  using S = Stage<kRows>;
+  uint32_t const slot = ring.uses % S::kCount;
+  if (ring.uses >= S::kCount) barrier_wait(ring.empty + 8 * slot, (ring.uses / S::kCount - 1) % 2);
+  staged[slot] = StagedItem{{0, 0, 0}, 0};
+  barrier_arrive(ring.full + 8 * slot);
 }
 
 __device__ __forceinline__ uint2 load_shared(uint32_t address) {
@@ -156,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
   using S = Stage<kRows>;
   extern __shared__ uint8_t shared_memory[];
   __shared__ alignas(8) uint64_t barriers[2 * S::kCount];
-  __shared__ Chunk chunk_found;
+  __shared__ StagedItem staged[S::kCount];
 
   uint32_t const base = shared_address(shared_memory);
   Ring ring{(base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes, shared_address(barriers),
@@ -176,33 +200,59 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
+  int const tiles = (n + kTileChannels - 1) / kTileChannels;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  // The K slices of a tile are consecutive blocks along x: one cluster.
-  int const split = int(blockIdx.x) % splits, tile = int(blockIdx.x) / splits;
+  // The K slices of an item are the consecutive blocks of one cluster.
+  int const split = int(blockIdx.x) % splits, worker = int(blockIdx.x) / splits, workers = int(gridDim.x) / splits;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
-  int const stripe = tile * kTileStripes + warp;
+  int const item_groups = group_end - group_begin;
   Out* out = static_cast<Out*>(p.out);
+  cg::cluster_group cluster = cg::this_cluster();
 
-  for (int64_t index = blockIdx.y; index < p.total_rows + p.shape.num_experts; index += gridDim.y) {
-    // Every block of a cluster sees the same offsets, so all of them leave at the same index.
-    if (!find_chunk<kThreads, kRows>(p, index, &chunk_found)) return;
-    Chunk const chunk = chunk_found;
-    float acc[kRows / 2];
-    if (producer) {
-      if (lane == 0) produce<kRows>(p, act_map, chunk, tile, group_begin, group_end, ring);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
-      fence_accumulators<kRows>(acc);
-      consume<kRows>(ring, group_end - group_begin, acc);
+  if (producer) {
+    // No search for chunk indices past the most the rows can make (the last search of every worker, mostly).
+    int64_t const chunk_bound = max_chunks(p.total_rows, p.shape.num_experts, kRows);
+    ChunkCursor cursor;
+    for (int64_t index = worker;; index += workers) {
+      StagedItem item{{}, int(index % tiles)};
+      bool const found =
+          index / tiles < chunk_bound && find_chunk_in_warp<kRows>(p, index / tiles, cursor, &item.chunk);
+      if (lane == 0) {
+        if (found) {
+          produce<kRows>(p, act_map, item, group_begin, group_end, ring, staged);
+        } else {
+          announce_end<kRows>(ring, staged);
+        }
+      }
+      __syncwarp();
+      if (!found) return;
+      ring.uses += uint32_t(item_groups);
+      if (splits > 1) {  // the consumers' two cluster barriers of this item
+        cluster.sync();
+        cluster.sync();
+      }
     }
-    ring.uses += uint32_t(group_end - group_begin);
+  }
 
+  while (true) {
+    uint32_t const slot = ring.uses % S::kCount;
+    barrier_wait(ring.full + 8 * slot, ring.uses / S::kCount % 2);
+    StagedItem const item = staged[slot];
+    if (item.chunk.rows == 0) return;
+    float acc[kRows / 2];
+#pragma unroll
+    for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
+    fence_accumulators<kRows>(acc);
+    consume<kRows>(ring, item_groups, acc);
+    ring.uses += uint32_t(item_groups);
+
+    Chunk const& chunk = item.chunk;
     float const* channel_scales =
         reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(chunk.expert) * n;
+    int const stripe = item.tile * kTileStripes + warp;
     // Accumulator 4j + 2h + t: channel 16 warp + lane/4 + 8h of the tile, row 8j + 2 (lane % 4) + t of the chunk.
     if (splits == 1) {
-      if (!producer && stripe < stripes) {
+      if (stripe < stripes) {
 #pragma unroll
         for (int i = 0; i < kRows / 2; ++i) {
           int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
@@ -213,25 +263,21 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
           }
         }
       }
-      __syncthreads();  // chunk_found is rewritten for the next chunk
       continue;
     }
     // K split over the cluster: each block's partial tile [64 channels][kRows], then each rank sums a slice of the
     // channels over the ranks in rank order.
-    if (!producer) {
 #pragma unroll
-      for (int i = 0; i < kRows / 2; ++i) {
-        int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-        int const channel = warp * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
-        partial[channel * kRows + row] = acc[i];
-      }
+    for (int i = 0; i < kRows / 2; ++i) {
+      int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+      int const channel = warp * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
+      partial[channel * kRows + row] = acc[i];
     }
-    cg::cluster_group cluster = cg::this_cluster();
     cluster.sync();
     int const slice = kTileChannels / splits;
-    for (int i = int(threadIdx.x); i < slice * chunk.rows; i += kThreads) {
+    for (int i = int(threadIdx.x); i < slice * chunk.rows; i += kConsumerThreads) {
       int const channel = split * slice + i % slice, row = i / slice;
-      int const column = tile * kTileChannels + channel;
+      int const column = item.tile * kTileChannels + channel;
       float sum = 0.f;
       for (int rank = 0; rank < splits; ++rank) {
         sum += cluster.map_shared_rank(partial, rank)[channel * kRows + row];
@@ -241,21 +287,20 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
         out[out_row * n + column] = to_output<Out>(channel_scales[column] * (p.token_scales[out_row] * sum));
       }
     }
-    cluster.sync();  // the partial tiles are read, chunk_found may be rewritten
+    cluster.sync();  // the partial tiles are read
   }
 }
 
 template <int kRows, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
-  StreamLaunchPlan const plan = plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows,
-                                                   S::kBlocksPerSm, S::kSharedBytes);
+  StreamLaunchPlan const plan =
+      plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, S::kBlocksPerSm, S::kSharedBytes);
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
   auto kernel = stream_gemm_kernel<kRows, Out>;
-  dim3 const grid(unsigned(plan.grid_x), unsigned(plan.grid_y));
-  W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, grid, dim3(kThreads), plan.shared_bytes, p.stream,
-                                               unsigned(plan.splits), p, act_map, plan.splits));
+  W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(kThreads), plan.shared_bytes,
+                                               p.stream, unsigned(plan.splits), p, act_map, plan.splits));
   return Status::Ok();
 }
 

@@ -24,9 +24,11 @@ W4A8_HOST_DEVICE constexpr uint32_t activation_slot_offset(int row, int k) {
 
 // The wgmma shared-memory descriptor of K atom `atom` (32 bytes) of the slot at this 1024-byte aligned shared address:
 // start address (16-byte units, 14 bits), leading byte offset 1 (unused with a swizzle), stride byte offset 1024,
-// base offset 0, layout type 128-byte swizzle.
+// base offset 0, layout type 128-byte swizzle. The atom adds 2 to the slot's start address after the mask, not 32
+// bytes before it (shared addresses stay below 2^18, so the 14-bit field never carries): the four descriptors of a
+// group then cost one masked address and an OR each in the kernel's SASS.
 W4A8_HOST_DEVICE constexpr uint64_t activation_descriptor(uint32_t slot_address, int atom) {
-  return uint64_t(((slot_address + uint32_t(atom) * 32) & 0x3FFFF) >> 4) | (uint64_t(1) << 16) |
+  return uint64_t((((slot_address & 0x3FFFF) >> 4) + uint32_t(atom) * 2) | (uint32_t(1) << 16)) |
          (uint64_t(kSwizzleAtomBytes >> 4) << 32) | (kSwizzle128Layout << 62);
 }
 

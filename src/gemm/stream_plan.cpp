@@ -4,11 +4,6 @@
 
 namespace w4a8moe::gemm {
 
-int64_t max_chunks(int64_t rows, int num_experts, int64_t chunk_rows) {
-  int64_t const active = std::min<int64_t>(num_experts, rows);
-  return active + (rows - active) / chunk_rows;
-}
-
 int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, int64_t chunk_rows) {
   int64_t const expected = max_chunks(expected_rows, num_experts, chunk_rows);
   int64_t const chunks = std::min({max_chunks(total_rows, num_experts, chunk_rows),
@@ -27,6 +22,10 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
                                     int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes) {
   constexpr int kTileChannels = 64;
   constexpr int kMaxSplits = 8;  // the portable cluster size
+  // Persistent workers pay for their static deal (an SM with an item more) with items of up to 16 groups: Qwen3
+  // GEMM2 (6 groups) 1.2-1.3x faster at 16-128 tokens, Qwen3 GEMM1 and DeepSeek-V3 GEMM2 (16) 1.01-1.08x; items of 32
+  // and 56 groups (Mixtral and DeepSeek-V3 GEMM1) up to 13 % slower (H200, bench/NOTES.md §9).
+  constexpr int kPersistentMaxGroups = 16;
   StreamLaunchPlan plan;
   plan.tiles = (shape.n + kTileChannels - 1) / kTileChannels;
   int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
@@ -36,9 +35,18 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
   int64_t const slots = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm;
   int const groups = shape.k / kGroupSize;
   while (plan.splits < kMaxSplits && 4 * plan.splits <= groups && items * 2 * plan.splits <= slots) plan.splits *= 2;
-  plan.grid_x = int64_t(plan.tiles) * plan.splits;
-  plan.grid_y = grid_chunks(total_rows, expected_rows, shape.num_experts, chunk_rows);
-  int64_t const working_blocks = plan.grid_x * std::min<int64_t>(plan.grid_y, 2 * expected_chunks);
+  int64_t const wave = std::max<int64_t>(slots / plan.splits, 1);
+  plan.persistent = groups / plan.splits <= kPersistentMaxGroups && 2 * items >= 3 * wave;
+  int64_t working_blocks = 0;
+  if (plan.persistent) {
+    plan.workers = wave;
+    working_blocks = wave * plan.splits;
+  } else {
+    int64_t const chunks = grid_chunks(total_rows, expected_rows, shape.num_experts, chunk_rows);
+    plan.workers = chunks * plan.tiles;
+    working_blocks = std::min(chunks, 2 * expected_chunks) * plan.tiles * plan.splits;
+  }
+  plan.blocks = plan.workers * plan.splits;
   plan.shared_bytes = spread_shared_bytes(working_blocks, sm_count, max_blocks_per_sm, block_shared_bytes);
   return plan;
 }

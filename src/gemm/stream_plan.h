@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "prepack/packed_format.h"  // W4A8_HOST_DEVICE
 #include "w4a8moe/types.h"
 
 namespace w4a8moe::gemm {
@@ -21,7 +22,11 @@ inline constexpr int kStreamChunkRows = 8;
 // rows, plus one per chunk_rows rows beyond each expert's first. (The looser "one partial per expert plus the full
 // ones" counted a ninth chunk for 8 rows over 8 experts, and that empty chunk's blocks kept the grid from
 // spreading: Qwen3 GEMM2 at 1 token 8.6 -> 7.3 us.)
-int64_t max_chunks(int64_t rows, int num_experts, int64_t chunk_rows);
+// Host and device: the wgmma kernel skips searching for chunk indices past it.
+W4A8_HOST_DEVICE inline int64_t max_chunks(int64_t rows, int num_experts, int64_t chunk_rows) {
+  int64_t const active = rows < num_experts ? rows : num_experts;
+  return active + (rows - active) / chunk_rows;
+}
 
 // Grid rows (one chunk index each; blocks loop over the chunks past the grid): twice the chunks the expected rows
 // make, at least 16, at most what total_rows can make. Not all that total_rows could make: blocks without a chunk
@@ -36,15 +41,21 @@ int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, 
 // GEMM1 32.6 -> 38.2 us on the decode kernel).
 size_t spread_shared_bytes(int64_t working_blocks, int sm_count, int max_blocks_per_sm, size_t needed);
 
-// The wgmma streaming kernel (stream_gemm.cu): blocks of one warpgroup, each a 64-channel tile of one chunk over one
-// K slice; the K slices of a tile form a thread-block cluster that sums its partial tiles through distributed
-// shared memory.
+// The wgmma streaming kernel (stream_gemm.cu): workers, each a block (or a thread-block cluster of `splits` blocks,
+// one K slice each, that sums its partial tiles through distributed shared memory), taking the items worker,
+// worker + workers, ... of the call, item = chunk * tiles + tile.
+//  - Persistent (short items, at least 1.5 per worker of one wave): one wave of workers, each streaming its items
+//    back to back, the next already in flight while the last finishes. Per-item set-up then costs nothing, but the
+//    items are dealt statically, so an SM can end up with one item more than another.
+//  - Otherwise one item per block (grid_chunks covers the expected chunks; more make the blocks loop), and the
+//    block scheduler balances the SMs.
 struct StreamLaunchPlan {
-  int tiles = 0;           // 64-channel tiles of N
-  int splits = 1;          // K slices per tile = the cluster's size along x
-  int64_t grid_x = 0;      // tiles * splits
-  int64_t grid_y = 0;      // chunk indices (grid_chunks)
-  size_t shared_bytes = 0; // dynamic shared memory per block
+  int tiles = 0;            // 64-channel tiles of N
+  int splits = 1;           // K slices per tile = the cluster's size along x
+  bool persistent = false;
+  int64_t workers = 0;      // blocks / splits
+  int64_t blocks = 0;       // the 1D grid
+  size_t shared_bytes = 0;  // dynamic shared memory per block
 };
 
 // block_shared_bytes: the block's own dynamic shared memory (its ring of stages).

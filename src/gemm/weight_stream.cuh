@@ -64,12 +64,60 @@ __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* fou
   return false;
 }
 
-// The chunks a call can have: at most one per expert that holds rows, plus one per kChunkRows rows beyond each
-// expert's first. (The looser "one partial per expert plus the full ones" counted a ninth chunk for 8 rows over 8
-// experts, and that empty chunk's blocks kept the grid from spreading: Qwen3 GEMM2 at 1 token 8.6 -> 7.3 us.)
-inline int64_t max_chunks(int64_t rows, int num_experts, int64_t chunk_rows) {
-  int64_t const active = rows < num_experts ? rows : num_experts;
-  return active + (rows - active) / chunk_rows;
+// Where a warp's search for chunks stands: the chunks before expert `expert` (a multiple of 32). A warp that asks for
+// non-decreasing chunk indices resumes from here instead of rescanning the offsets from expert 0.
+struct ChunkCursor {
+  int expert = 0;
+  int64_t chunks_before = 0;
+};
+
+// find_chunk for one warp (all 32 lanes), from the cursor on; every lane gets the chunk. The indices asked for must
+// not decrease between calls with the same cursor. The offsets of 128 experts load at once (one round trip to L2
+// for Qwen3-30B-A3B's 128 experts), then the warp scans them 32 at a time. (The four scans interleaved failed
+// GroupedGemm.StreamKernelPersistentWorkers every time on the H200; bench/NOTES.md §9c.)
+template <int kChunkRows>
+__device__ bool find_chunk_in_warp(GroupedGemmParams const& p, int64_t chunk, ChunkCursor& cursor, Chunk* found) {
+  constexpr int kWindows = 4;
+  int const lane = int(threadIdx.x) % 32;
+  while (cursor.expert < p.shape.num_experts) {
+    int64_t begin[kWindows], rows[kWindows];
+#pragma unroll
+    for (int w = 0; w < kWindows; ++w) {
+      int const e = cursor.expert + 32 * w + lane;
+      begin[w] = rows[w] = 0;
+      if (e < p.shape.num_experts) {
+        int64_t const b = p.expert_offsets[e], end = p.expert_offsets[e + 1];
+        if (expert_rows_valid(b, end, p.total_rows)) begin[w] = b, rows[w] = end - b;
+      }
+    }
+    bool hit = false;  // no early exit from the loop: it must unroll for begin[] and rows[] to stay in registers
+#pragma unroll
+    for (int w = 0; w < kWindows; ++w) {
+      if (hit || cursor.expert >= p.shape.num_experts) continue;
+      int64_t const chunks = (rows[w] + kChunkRows - 1) / kChunkRows;
+      int64_t inclusive = chunks;
+#pragma unroll
+      for (int d = 1; d < 32; d *= 2) {
+        int64_t const before = __shfl_up_sync(0xFFFFFFFFu, inclusive, d);
+        if (lane >= d) inclusive += before;
+      }
+      int64_t const first = cursor.chunks_before + inclusive - chunks;
+      unsigned const holders = __ballot_sync(0xFFFFFFFFu, chunk >= first && chunk < first + chunks);
+      if (holders != 0) {  // the cursor stays on this window: the next index may be in it
+        int const holder = __ffs(holders) - 1;
+        int64_t const skipped = (chunk - __shfl_sync(0xFFFFFFFFu, first, holder)) * kChunkRows;
+        int64_t const holder_rows = __shfl_sync(0xFFFFFFFFu, rows[w], holder);
+        *found = {cursor.expert + holder, int(min(int64_t(kChunkRows), holder_rows - skipped)),
+                  __shfl_sync(0xFFFFFFFFu, begin[w], holder) + skipped};
+        hit = true;
+      } else {
+        cursor.chunks_before += __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+        cursor.expert += 32;
+      }
+    }
+    if (hit) return true;
+  }
+  return false;
 }
 
 __device__ __forceinline__ uint2 load_streaming(void const* address) {
@@ -88,7 +136,9 @@ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t select
 // The positive half {0, 7 sg, ..., 1 sg} of the lookup table from the stored negative half {-8 sg, ..., -1 sg}: the
 // sign bits flipped, entry 0 (nibble 0, the value 0) zeroed. As CUTLASS's mixed-input mainloop builds it.
 __device__ __forceinline__ uint2 positive_table(uint2 negative) {
-  return {(negative.x & 0xFFFFFF00u) ^ 0x80808080u, negative.y ^ 0x80808080u};
+  uint32_t low;  // one LOP3, (a & b) ^ c, where the compiler emits an AND and an XOR
+  asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(low) : "r"(negative.x), "r"(0xFFFFFF00u), "r"(0x80808080u));
+  return {low, negative.y ^ 0x80808080u};
 }
 
 // Four LUT-encoded nibbles (the low 16 bits of index and select) -> four e4m3 bytes: the three low bits pick the
@@ -99,16 +149,45 @@ __device__ __forceinline__ uint32_t lookup4(uint32_t index, uint32_t select, uin
   return prmt(pos, neg, select);
 }
 
+// Multipliers that move lookup8's shifts to the FMA pipe (hi(x * 2^(32-s)) = x >> s). They live in constant memory
+// so that ptxas cannot see their values and strength-reduce the multiplies back into shifts. No addends: ptxas passes
+// mad.hi's addend as a register pair and rematerialises it with two moves per use.
+struct ShiftMultipliers {
+  uint32_t right_1;   // 2^31
+  uint32_t right_16;  // 2^16
+  uint32_t right_17;  // 2^15
+};
+static __constant__ ShiftMultipliers kShiftMultipliers = {1u << 31, 1u << 16, 1u << 15};
+
+// x >> s as SHF (integer pipe) or, kOnFmaPipe, as IMAD.HI by `multiplier` = 2^(32-s).
+template <bool kOnFmaPipe>
+__device__ __forceinline__ uint32_t shift_right(uint32_t x, int s, uint32_t multiplier) {
+  if constexpr (kOnFmaPipe) {
+    uint32_t out;
+    asm("mul.hi.u32 %0, %1, %2;" : "=r"(out) : "r"(x), "r"(multiplier));
+    return out;
+  } else {
+    return x >> s;
+  }
+}
+
 // Eight LUT-encoded nibbles of one word (nibbles 0-3 of channel `low`, 4-7 of channel `high`, as the reorder atom
-// stores them) -> four e4m3 of each channel.
+// stores them) -> four e4m3 of each channel: two LOP3, six PRMT and three shifts. kShiftsOnFmaPipe moves the shifts
+// off the integer pipe, which LOP3 and PRMT share: 4 % faster for the wgmma kernel at DeepSeek-V3's and Mixtral's
+// larger K, 2.5 % slower for the mma.sync decode kernel, whose FMA pipe also converts e4m3 to f16 (H200,
+// bench/NOTES.md §9).
+template <bool kShiftsOnFmaPipe>
 __device__ __forceinline__ void lookup8(uint32_t word, uint2 low, uint2 low_positive, uint2 high, uint2 high_positive,
                                         uint32_t& low_out, uint32_t& high_out) {
+  ShiftMultipliers const& m = kShiftMultipliers;
   uint32_t const index = word & 0x77777777u;
-  uint32_t select;  // per nibble j: j, or j + 4 (the negative table) when its sign bit is set
+  // Per nibble j: its sign bit at bit 3 over j << 1 at bits 0-2; shifted right by one, j or j + 4 (the negative
+  // table) in the low half, and shifted by 17, the same for nibbles 4-7.
+  uint32_t select;
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(select) : "r"(word), "r"(0x88888888u), "r"(0x64206420u));
-  select >>= 1;
-  low_out = lookup4(index, select, low, low_positive);
-  high_out = lookup4(index >> 16, select >> 16, high, high_positive);
+  low_out = lookup4(index, shift_right<kShiftsOnFmaPipe>(select, 1, m.right_1), low, low_positive);
+  high_out = lookup4(shift_right<kShiftsOnFmaPipe>(index, 16, m.right_16),
+                     shift_right<kShiftsOnFmaPipe>(select, 17, m.right_17), high, high_positive);
 }
 
 // One lane's weights of one 128-K group: its 8 bytes of each of its stripe's four atoms, and the lookup tables of
@@ -124,8 +203,8 @@ __device__ __forceinline__ void convert_group(GroupWeights const& w, uint32_t (&
   uint2 const low_positive = positive_table(w.table_low), high_positive = positive_table(w.table_high);
 #pragma unroll
   for (int i = 0; i < kAtomsPerGroup; ++i) {
-    lookup8(w.atoms[i].x, w.table_low, low_positive, w.table_high, high_positive, a[i][0], a[i][1]);
-    lookup8(w.atoms[i].y, w.table_low, low_positive, w.table_high, high_positive, a[i][2], a[i][3]);
+    lookup8<true>(w.atoms[i].x, w.table_low, low_positive, w.table_high, high_positive, a[i][0], a[i][1]);
+    lookup8<true>(w.atoms[i].y, w.table_low, low_positive, w.table_high, high_positive, a[i][2], a[i][3]);
   }
 }
 

@@ -89,8 +89,12 @@ TEST(Heuristic, StreamingKernelsForAboutOneRowPerExpert) {
   EXPECT_EQ(select_config(deepseek_ep8_gemm1(4)).name(), "16x8_1x1_decode");  // 4 x 64 tiles
   EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");      // 4 x 112 tiles
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "256x32_1x1_coop");
-  for (auto const& input : {qwen3_gemm1(16), deepseek_ep8_gemm1(16), mixtral_gemm2(4), qwen3_gemm1(128)}) {
-    Schedule const schedule = select_config(input).schedule;  // 1.7, 1.4, 1.75 and 8 rows per expert
+  // Short K: the wgmma kernel's persistent workers up to ~6 rows per expert (Qwen3 GEMM2 at 16 and 64 tokens).
+  EXPECT_EQ(select_config(qwen3_gemm2(16)).name(), "64x8_stream");
+  EXPECT_EQ(select_config(qwen3_gemm2(64)).name(), "64x8_stream");
+  for (auto const& input : {qwen3_gemm1(16), deepseek_ep8_gemm1(16), mixtral_gemm2(4), qwen3_gemm1(128),
+                            qwen3_gemm2(128)}) {
+    Schedule const schedule = select_config(input).schedule;  // 1.7, 1.4, 1.75, 8 and 8 rows per expert
     EXPECT_TRUE(schedule == Schedule::kCooperative || schedule == Schedule::kPingpong);
   }
 }

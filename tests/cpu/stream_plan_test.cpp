@@ -30,7 +30,7 @@ TEST(StreamPlan, SplitsKOnlyWhenTheTilesCannotFillTheSms) {
   auto p = plan(32, 4096, 7168, 8, 1);
   EXPECT_EQ(p.tiles, 64);
   EXPECT_EQ(p.splits, 8);
-  EXPECT_EQ(p.grid_x, 64 * 8);
+  EXPECT_FALSE(p.persistent);
   // Qwen3-30B-A3B GEMM1 at 1 token: 8 experts x 24 tiles = 192 blocks; 2 slices fill 384 of 528 slots.
   EXPECT_EQ(plan(128, 1536, 2048, 8).splits, 2);
   // At 16 tokens (128 rows, ~81 experts) the tiles alone fill the SMs.
@@ -40,6 +40,29 @@ TEST(StreamPlan, SplitsKOnlyWhenTheTilesCannotFillTheSms) {
   EXPECT_EQ(plan(128, 2048, 384, 8).splits, 1);
   // ... and a cluster has at most 8 blocks.
   EXPECT_EQ(plan(1, 64, 16384, 1).splits, 8);
+}
+
+TEST(StreamPlan, PersistentWorkersForShortItemsOnly) {
+  // Qwen3-30B-A3B GEMM2 (6 groups) at 16 tokens: up to 128 chunks x 32 tiles, many per block: one wave of persistent
+  // workers and no shared memory beyond the ring (the wave fills every SM).
+  auto const p = plan(128, 2048, 768, 128);
+  EXPECT_TRUE(p.persistent);
+  EXPECT_EQ(p.workers, kSms * kBlocksPerSm);
+  EXPECT_EQ(p.blocks, p.workers);
+  EXPECT_EQ(p.shared_bytes, kRing);
+  // Qwen3 GEMM1 (16 groups) at 4 tokens: 32 chunks x 24 tiles is 1.45 items per worker, too few to deal evenly.
+  EXPECT_FALSE(plan(128, 1536, 2048, 32).persistent);
+  EXPECT_TRUE(plan(128, 1536, 2048, 128).persistent);
+  // Mixtral GEMM1 (32 groups): never, however many items.
+  EXPECT_FALSE(plan(8, 28672, 4096, 1024).persistent);
+  // One item per block otherwise: at 1 token, 8 chunks x 24 tiles in two K slices; the grid covers up to 16 chunks,
+  // and the 384 blocks with work are spread at most 3 to an SM.
+  auto const q = plan(128, 1536, 2048, 8);
+  EXPECT_FALSE(q.persistent);
+  EXPECT_EQ(q.workers, 8 * 24);
+  EXPECT_EQ(q.blocks, 8 * 24 * 2);
+  EXPECT_GT(4 * q.shared_bytes, kSharedMemoryPerSm);
+  EXPECT_LE(3 * q.shared_bytes, kSharedMemoryPerSm);
 }
 
 TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/float_formats.h"
+#include "gemm/stream_plan.h"
 #include "gpu_test_util.h"
 #include "reference/quantized_experts.h"
 #include "test_data.h"
@@ -227,6 +228,33 @@ TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
         expect_output_matches(p, type);
       }
     }
+  }
+}
+
+// Many short items (K = 768: 6 groups) over 160 experts: one wave of persistent wgmma workers, each streaming several
+// items back to back; their chunks are found 128 experts at a time from a cursor that crosses windows. Uneven
+// experts, empty ones, and one of 23 rows (three chunks).
+TEST(GroupedGemm, StreamKernelPersistentWorkers) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  constexpr int kExperts = 160;
+  std::vector<int64_t> counts(kExperts);
+  std::uniform_int_distribution<int> rows(0, 6);
+  for (auto& count : counts) count = rows(rng);
+  counts[3] = 0;
+  counts[150] = 23;
+  ExpertWeightShape const shape{kExperts, 1024, 768, 128};
+  auto p = make_problem(shape, counts, rng);
+  int64_t const total = p.offsets.back() - p.offsets.front();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  ASSERT_TRUE(gemm::plan_stream_launch(shape, total, total, sms, gemm::kStreamChunkRows, gemm::kStreamBlocksPerSm, 0)
+                  .persistent);
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+    poison_output(p);
+    ASSERT_OK(grouped_gemm(gemm_args(p, type, "64x8_stream")));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    expect_output_matches(p, type);
   }
 }
 
