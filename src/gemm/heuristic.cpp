@@ -77,8 +77,8 @@ GemmConfig select_config(HeuristicInput const& input) {
                               : GemmConfig{16, 8, 1, 1, Schedule::kDecode};
   }
   // Short K (at most 8 groups) and up to about 6 rows per expert: the wgmma kernel's persistent workers, which
-  // stream many short items without per-block set-up (H200, bench/NOTES.md §9: Qwen3-30B-A3B GEMM2 at 16 and 64
-  // tokens 29.6-32.4 and 49.5-50.8 us against CUTLASS's best 35.0-38.4 and 53.9-55.3; at 128 tokens, 8 rows per
+  // stream many short items without per-block set-up (H200s, bench/NOTES.md §9c: Qwen3-30B-A3B GEMM2 at 16 and 64
+  // tokens 29.6-32.2 and 49.6-51.3 us against CUTLASS's best 34.3-38.4 and 51.6-55.3; at 128 tokens, 8 rows per
   // expert, CUTLASS is ahead again).
   if (input.k <= 8 * kGroupSize && m <= 6.0) return {64, kStreamChunkRows, 1, 1, Schedule::kStream};
   if (m <= 1.0) {

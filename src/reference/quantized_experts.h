@@ -28,7 +28,8 @@ std::vector<int8_t> unpack_offset_binary(std::vector<int32_t> const& packed, Exp
 // Two's-complement int4, two per byte, low nibble = even k: uint8 [E, N, K/2].
 std::vector<uint8_t> pack_signed_int4(QuantizedExperts const& experts);
 
-// Design 6: bf16 group scales [E, N, K/128] -> e4m3 group scales and fp32 channel scales, per output channel:
+// The scale split of bf16 checkpoints: bf16 group scales [E, N, K/128] -> e4m3 group scales and fp32 channel scales,
+// per output channel:
 //   c = max_g |s| / 448, sg = e4m3(s / c / 8), sc = 8 c   (an all-zero row gives sg = 0, sc = 0)
 void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
                        std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale);
