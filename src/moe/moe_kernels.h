@@ -1,5 +1,5 @@
-// Launchers of the MoE layer's kernels (moe_kernels.cu), around the two grouped GEMMs. Arguments are validated by
-// moe.cpp; every launcher checks its launch and returns the CUDA error. No CUTLASS types.
+// Launchers of the MoE layer's kernels around the two grouped GEMMs (router.cu, routing.cu, token_kernels.cu).
+// Arguments are validated by moe.cpp; every launcher checks its launch and returns the CUDA error. No CUTLASS types.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,0 +1,86 @@
+// Device pieces the MoE layer's kernels share (router.cu, routing.cu, token_kernels.cu): block reductions and rows
+// of 16-bit activations as vectors of 8 values (16-byte accesses: H and I are multiples of 128).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "w4a8moe/moe.h"
+
+namespace w4a8moe::moe {
+
+inline constexpr int kThreads = 128;
+inline constexpr int kVector = 8;  // 16-bit values per 16-byte access
+
+// --- Block reductions ------------------------------------------------------------------------------------------
+
+template <class T, class Op>
+__device__ T warp_reduce(T value, Op op) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xFFFFFFFFu, value, offset));
+  return value;
+}
+
+// All threads get the result. `scratch` holds one value per warp.
+template <class T, class Op>
+__device__ T block_reduce(T value, Op op, T* scratch) {
+  int const warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  value = warp_reduce(value, op);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = value;
+  __syncthreads();
+  value = scratch[0];
+  for (int w = 1; w < int(blockDim.x / 32); ++w) value = op(value, scratch[w]);
+  return value;
+}
+
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+
+// --- 16-bit activation vectors ---------------------------------------------------------------------------------
+
+template <ActivationType kType>
+struct Act;
+template <>
+struct Act<ActivationType::kBF16> {
+  using T = __nv_bfloat16;
+  __device__ static float to_float(T x) { return __bfloat162float(x); }
+  __device__ static T from_float(float x) { return __float2bfloat16_rn(x); }
+};
+template <>
+struct Act<ActivationType::kFP16> {
+  using T = __half;
+  __device__ static float to_float(T x) { return __half2float(x); }
+  __device__ static T from_float(float x) { return __float2half_rn(x); }
+};
+
+template <ActivationType kType>
+__device__ void unpack_vector(uint4 const& raw, float (&v)[kVector]) {
+  using A = Act<kType>;
+  typename A::T const* x = reinterpret_cast<typename A::T const*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVector; ++i) v[i] = A::to_float(x[i]);
+}
+
+template <ActivationType kType>
+__device__ void load_vector(void const* base, int64_t index, float (&v)[kVector]) {
+  unpack_vector<kType>(static_cast<uint4 const*>(base)[index], v);
+}
+
+template <ActivationType kType>
+__device__ void store_vector(void* base, int64_t index, float const (&v)[kVector]) {
+  using A = Act<kType>;
+  uint4 raw;
+  typename A::T* x = reinterpret_cast<typename A::T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < kVector; ++i) x[i] = A::from_float(v[i]);
+  static_cast<uint4*>(base)[index] = raw;
+}
+
+}  // namespace w4a8moe::moe

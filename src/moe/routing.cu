@@ -1,0 +1,242 @@
+// The routing sort: a stable counting sort of the token slots by local expert (deterministic), in chunks for large
+// batches and in one block, fused with the router and the GEMMs' per-expert arrays, for small ones.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "common/pdl.cuh"
+#include "gemm/expert_arrays.cuh"
+#include "moe/kernel_common.cuh"
+#include "moe/moe_kernels.h"
+#include "moe/topk_softmax.cuh"
+
+namespace w4a8moe::moe {
+namespace {
+
+__device__ int local_expert(int32_t id, int32_t const* expert_map, int experts, int local_experts) {
+  if (id < 0 || id >= experts) return -1;
+  int const local = expert_map ? expert_map[id] : id;
+  return (local >= 0 && local < local_experts) ? local : -1;
+}
+
+// chunk_counts is expert-major, [E_local][chunks], so each expert's column is contiguous for its scan.
+__global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
+                             int64_t slots, int64_t chunks, int experts, int local_experts,
+                             int32_t* __restrict__ chunk_counts) {
+  int64_t const chunk = blockIdx.x;
+  int64_t const s = chunk * kRoutingChunk + threadIdx.x;
+  if (s >= slots) return;
+  int const e = local_expert(topk_ids[s], expert_map, experts, local_experts);
+  if (e >= 0) atomicAdd(&chunk_counts[e * chunks + chunk], 1);
+}
+
+// Scans values[0, count) in place with one block, blockDim.x elements at a time (exclusive or inclusive); `load`
+// reads an element. Returns the total to every thread.
+template <class T, bool kExclusive, class Load>
+__device__ T block_scan(T* values, int64_t count, Load load) {
+  __shared__ T warp_sums[32];
+  __shared__ T carry;
+  int const lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (threadIdx.x == 0) carry = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < count; base += blockDim.x) {
+    int64_t const i = base + threadIdx.x;
+    T const own = i < count ? load(&values[i]) : T(0);
+    T value = own;  // inclusive warp scan
+#pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+      T const up = __shfl_up_sync(0xFFFFFFFFu, value, offset);
+      if (lane >= offset) value += up;
+    }
+    if (lane == 31) warp_sums[warp] = value;
+    __syncthreads();
+    T before = carry;
+    for (int w = 0; w < warp; ++w) before += warp_sums[w];
+    if (i < count) values[i] = before + value - (kExclusive ? own : T(0));
+    __syncthreads();
+    if (threadIdx.x == blockDim.x - 1) carry = before + value;
+    __syncthreads();
+  }
+  return carry;
+}
+
+// One block per expert: its column of chunk counts becomes each chunk's first row within the expert (exclusive
+// scan), and its total goes to offsets[e + 1]. The last block to finish (counted in *blocks_done, zeroed with the
+// counts) then scans the totals into the experts' first rows: one launch instead of two.
+__global__ void scan_counts(int32_t* __restrict__ chunk_counts, int64_t chunks, int local_experts,
+                            int64_t* __restrict__ offsets, unsigned* __restrict__ blocks_done) {
+  __shared__ bool last_block;
+  int32_t const total = block_scan<int32_t, true>(chunk_counts + int64_t(blockIdx.x) * chunks, chunks,
+                                                  [](int32_t const* x) { return *x; });
+  if (threadIdx.x == 0) {
+    offsets[blockIdx.x + 1] = total;
+    __threadfence();  // the total is visible before this block counts as done
+    last_block = atomicAdd(blocks_done, 1u) == unsigned(local_experts) - 1;
+  }
+  __syncthreads();
+  if (last_block) {
+    __threadfence();
+    if (threadIdx.x == 0) offsets[0] = 0;
+    // Other blocks wrote the totals: read them past L1.
+    block_scan<int64_t, false>(offsets + 1, local_experts, [](int64_t const* x) { return __ldcg(x); });
+  }
+}
+
+// One warp gives the slots [first, end) their rows, 32 slots a step in slot order: a slot's row is its expert's next
+// free row (*next_row(e), which the warp advances) plus its rank among the same-expert lanes of the step
+// (__match_any_sync), plus row_base(e). expert_of(s) is the slot's local expert or -1.
+template <class ExpertOf, class NextRow, class RowBase>
+__device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf expert_of, NextRow next_row,
+                                      RowBase row_base, int32_t* __restrict__ dest_row,
+                                      int32_t* __restrict__ row_slot) {
+  int const lane = threadIdx.x % 32;
+  for (; first < end; first += 32) {
+    int64_t const s = first + lane;
+    int const e = s < end ? expert_of(s) : -2;
+    unsigned const peers = __match_any_sync(0xFFFFFFFFu, e);
+    int const rank = __popc(peers & ((1u << lane) - 1));
+    int32_t* next = e >= 0 ? next_row(e) : nullptr;
+    int32_t const base = e >= 0 ? row_base(e) + *next : 0;
+    __syncwarp();
+    if (e >= 0 && rank == 0) *next += __popc(peers);
+    __syncwarp();
+    if (s < end) {
+      int32_t const row = e >= 0 ? base + rank : -1;
+      dest_row[s] = row;
+      if (row >= 0) row_slot[row] = int32_t(s);
+    }
+  }
+}
+
+// One warp per chunk: a slot's row is its expert's first row, plus the rows of earlier chunks, plus the rows of
+// earlier slots of this chunk. Only this warp touches its chunk's counters.
+__global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
+                               int64_t slots, int64_t chunks, int experts, int local_experts,
+                               int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
+                               int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
+  int64_t const chunk = blockIdx.x;
+  scatter_in_slot_order(
+      chunk * kRoutingChunk, min(slots, (chunk + 1) * kRoutingChunk),
+      [&](int64_t s) { return local_expert(topk_ids[s], expert_map, experts, local_experts); },
+      [&](int e) { return &chunk_rows[e * chunks + chunk]; }, [&](int e) { return int32_t(offsets[e]); },
+      dest_row, row_slot);
+}
+
+// Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of up
+// to four and a memset, and the GEMMs' per-expert arrays (two launches fewer). The same result as the chunked
+// path: each expert's rows in slot order. The shared counters are each expert's count, then its first row, then its
+// next free row. kPerLane = 0: the top-k ids are given.
+template <int kPerLane, class Logit>
+__global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
+    Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
+    int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
+    int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
+    RoutingArraysFill fill) {
+  extern __shared__ int32_t next_row[];  // [local_experts]
+  __shared__ int32_t slot_expert[kSmallRoutingSlots];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  int const slots = tokens * top_k;
+  if constexpr (kPerLane > 0) {
+    for (int t = threadIdx.x / 32; t < tokens; t += blockDim.x / 32) {
+      topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize, ids_out + t * top_k,
+                                  weights_out + t * top_k);
+    }
+  }
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) next_row[e] = 0;
+  __syncthreads();  // also publishes the router's ids to the block
+  for (int s = threadIdx.x; s < slots; s += blockDim.x) {
+    int const e = local_expert(ids_in[s], expert_map, experts, local_experts);
+    slot_expert[s] = e;
+    if (e >= 0) atomicAdd(&next_row[e], 1);
+  }
+  __syncthreads();
+  int32_t const total = block_scan<int32_t, true>(next_row, local_experts, [](int32_t const* x) { return *x; });
+  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
+    int32_t const end = e + 1 < local_experts ? next_row[e + 1] : total;
+    offsets[e] = next_row[e];
+    for (int g = 0; g < fill.count; ++g) {
+      gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], e, next_row[e], end);
+    }
+  }
+  if (threadIdx.x == 0) offsets[local_experts] = total;
+  __syncthreads();  // the scatter below moves the counters
+  if (threadIdx.x >= 32) return;
+  // One warp in slot order; the shared counters already hold each expert's first free row.
+  scatter_in_slot_order(
+      0, slots, [&](int64_t s) { return slot_expert[s]; }, [&](int e) { return &next_row[e]; },
+      [](int) { return 0; }, dest_row, row_slot);
+}
+
+template <int kPerLane, class Logit>
+cudaError_t launch_route_small(Logit const* logits, int64_t tokens, int top_k, int experts, bool renormalize,
+                               int32_t const* ids_in, int32_t* ids_out, float* weights_out,
+                               int32_t const* expert_map, int local_experts, int64_t* offsets, int32_t* dest_row,
+                               int32_t* row_slot, RoutingArraysFill const& fill, cudaStream_t stream) {
+  return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingThreads,
+                         size_t(local_experts) * sizeof(int32_t), stream, logits, int(tokens), top_k, experts,
+                         renormalize, ids_in, ids_out, weights_out, expert_map, local_experts, offsets, dest_row,
+                         row_slot, fill);
+}
+
+}  // namespace
+
+cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
+                           int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
+                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
+                           RoutingArraysFill const& fill) {
+  if (routes_in_one_block(tokens, top_k, local_experts)) {
+    return launch_route_small<0>(static_cast<float const*>(nullptr), tokens, top_k, experts, false, topk_ids, nullptr,
+                                 nullptr, expert_map, local_experts, offsets, dest_row, row_slot, fill, stream);
+  }
+  int64_t const slots = tokens * top_k;
+  int64_t const chunks = routing_chunks(slots);
+  // The counts and, after them, scan_counts' finished-block counter.
+  cudaError_t error =
+      cudaMemsetAsync(chunk_counts, 0, (size_t(chunks) * local_experts + 1) * sizeof(int32_t), stream);
+  if (error != cudaSuccess) return error;
+  if (chunks > 0) {
+    count_chunks<<<unsigned(chunks), kRoutingChunk, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts,
+                                                                 local_experts, chunk_counts);
+    if ((error = cudaGetLastError()) != cudaSuccess) return error;
+  }
+  auto* blocks_done = reinterpret_cast<unsigned*>(chunk_counts + chunks * local_experts);
+  scan_counts<<<unsigned(local_experts), 256, 0, stream>>>(chunk_counts, chunks, local_experts, offsets, blocks_done);
+  if ((error = cudaGetLastError()) != cudaSuccess) return error;
+  if (chunks > 0) {
+    scatter_chunks<<<unsigned(chunks), 32, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts, local_experts,
+                                                        offsets, chunk_counts, dest_row, row_slot);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
+                                    bool renormalize, int32_t* topk_ids, float* topk_weights,
+                                    int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
+                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
+                                    RoutingArraysFill const& fill) {
+  if (routes_in_one_block(tokens, top_k, local_experts)) {
+    cudaError_t error = cudaSuccess;
+    auto fused = [&](auto per_lane) {
+      auto launch = [&](auto const* typed_logits) {
+        error = launch_route_small<decltype(per_lane)::value>(typed_logits, tokens, top_k, experts, renormalize,
+                                                               topk_ids, topk_ids, topk_weights, expert_map,
+                                                               local_experts, offsets, dest_row, row_slot, fill,
+                                                               stream);
+      };
+      if (type == LogitsType::kFP32) {
+        launch(static_cast<float const*>(logits));
+      } else {
+        launch(static_cast<__nv_bfloat16 const*>(logits));
+      }
+    };
+    if (with_warp_router(experts, fused)) return error;
+  }
+  cudaError_t const error =
+      launch_topk_softmax(logits, type, tokens, experts, top_k, renormalize, topk_ids, topk_weights, stream);
+  if (error != cudaSuccess) return error;
+  return launch_routing(topk_ids, expert_map, tokens, top_k, experts, local_experts, chunk_counts, offsets, dest_row,
+                        row_slot, stream, fill);
+}
+
+}  // namespace w4a8moe::moe

@@ -1,0 +1,252 @@
+// The kernels on the token rows around the GEMMs: permute + quantise, SiLU(gate) * up + requantise, the weighted
+// unpermute.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+
+#include "common/pdl.cuh"
+#include "moe/kernel_common.cuh"
+#include "moe/moe_kernels.h"
+
+namespace w4a8moe::moe {
+namespace {
+
+constexpr float kE4M3Max = 448.0f;
+constexpr int kHeldVectors = 4;  // permute: row vectors a thread keeps in registers
+
+// 8 values times `inverse`, to e4m3 (round to nearest even, saturating), as 8 bytes.
+__device__ uint2 quantize_vector(float const (&v)[kVector], float inverse) {
+  uint32_t words[2];
+#pragma unroll
+  for (int w = 0; w < 2; ++w) {
+    uint32_t word = 0;
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      float2 const pair = make_float2(v[4 * w + 2 * p] * inverse, v[4 * w + 2 * p + 1] * inverse);
+      word |= uint32_t(__nv_cvt_float2_to_fp8x2(pair, __NV_SATFINITE, __NV_E4M3)) << (16 * p);
+    }
+    words[w] = word;
+  }
+  return make_uint2(words[0], words[1]);
+}
+
+// One block per token. Each thread keeps up to kHeldVectors of the row in registers between the amax and the
+// quantisation, so the row is read once (rows longer than kHeldVectors * blockDim are read twice).
+template <ActivationType kType>
+__global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
+                                        int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
+                                        bool weight_on_input, uint8_t* __restrict__ act,
+                                        float* __restrict__ act_scales) {
+  __shared__ float scratch[32];
+  __shared__ int32_t rows[kMaxTopK];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  int64_t const t = blockIdx.x;
+  if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
+  int const vectors = hidden_size / kVector;
+  int64_t const first_vector = t * vectors;
+  // All loads issued before the first use: at decode this kernel is a chain of load latencies.
+  uint4 raw[kHeldVectors];
+#pragma unroll
+  for (int h = 0; h < kHeldVectors; ++h) {
+    int const v = threadIdx.x + h * blockDim.x;
+    raw[h] = v < vectors ? static_cast<uint4 const*>(hidden)[first_vector + v] : make_uint4(0, 0, 0, 0);
+  }
+  float held[kHeldVectors][kVector];
+  float local_max = 0.0f;
+#pragma unroll
+  for (int h = 0; h < kHeldVectors; ++h) {
+    unpack_vector<kType>(raw[h], held[h]);  // zeros past the row: no effect on the max
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(held[h][i]));
+  }
+  for (int v = threadIdx.x + kHeldVectors * blockDim.x; v < vectors; v += blockDim.x) {
+    float x[kVector];
+    load_vector<kType>(hidden, first_vector + v, x);
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
+  }
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish rows
+  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  float const scale = amax / kE4M3Max;
+  auto store = [&](int v, float const (&x)[kVector]) {
+    uint2 const q = quantize_vector(x, inverse);
+    for (int j = 0; j < top_k; ++j) {
+      if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * hidden_size)[v] = q;
+    }
+  };
+#pragma unroll
+  for (int h = 0; h < kHeldVectors; ++h) {
+    int const v = threadIdx.x + h * blockDim.x;
+    if (v >= vectors) break;
+    store(v, held[h]);
+  }
+  for (int v = threadIdx.x + kHeldVectors * blockDim.x; v < vectors; v += blockDim.x) {
+    float x[kVector];
+    load_vector<kType>(hidden, first_vector + v, x);
+    store(v, x);
+  }
+  if (threadIdx.x < top_k && rows[threadIdx.x] >= 0) {
+    act_scales[rows[threadIdx.x]] = weight_on_input ? scale * topk_weights[t * top_k + threadIdx.x] : scale;
+  }
+}
+
+template <ActivationType kType>
+__device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, int v, float (&h)[kVector]) {
+  int const vectors = inter / kVector;
+  float gate[kVector], up[kVector];
+  load_vector<kType>(gemm1_out, row * 2 * vectors + v, gate);
+  load_vector<kType>(gemm1_out, row * 2 * vectors + vectors + v, up);
+#pragma unroll
+  for (int i = 0; i < kVector; ++i) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+// One block per row. The row's SiLU(gate) * up values are kept in shared memory between the amax pass and the
+// quantisation pass, so GEMM1's output is read once.
+template <ActivationType kType>
+__global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter,
+                                         int64_t const* __restrict__ offsets, int local_experts,
+                                         uint8_t* __restrict__ act, float* __restrict__ act_scales) {
+  extern __shared__ float h_row[];  // [inter]
+  __shared__ float scratch[32];     // one per warp; blocks have up to 1024 threads
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  int64_t const row = blockIdx.x;
+  if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
+  int const vectors = inter / kVector;
+  float local_max = 0.0f;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float h[kVector];
+    silu_mul_vector<kType>(gemm1_out, row, inter, v, h);
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) {
+      local_max = fmaxf(local_max, fabsf(h[i]));
+      h_row[v * kVector + i] = h[i];
+    }
+  }
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish h_row
+  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float h[kVector];
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) h[i] = h_row[v * kVector + i];
+    reinterpret_cast<uint2*>(act + row * inter)[v] = quantize_vector(h, inverse);
+  }
+  if (threadIdx.x == 0) act_scales[row] = amax / kE4M3Max;
+}
+
+// One block per token. The token's rows and weights go to shared memory first, and each step issues the loads of
+// kRowsInFlight rows before summing them (in slot order): at decode this kernel is a chain of load latencies.
+template <ActivationType kType>
+__global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
+                                 int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
+                                 bool weight_on_input, void* __restrict__ out) {
+  constexpr int kRowsInFlight = 8;
+  __shared__ int32_t rows[kMaxTopK];
+  __shared__ float weights[kMaxTopK];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  int64_t const t = blockIdx.x;
+  if (threadIdx.x < top_k) {
+    rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
+    weights[threadIdx.x] = weight_on_input ? 1.0f : topk_weights[t * top_k + threadIdx.x];
+  }
+  __syncthreads();
+  int const vectors = hidden_size / kVector;
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+    float sum[kVector] = {};
+    for (int first = 0; first < top_k; first += kRowsInFlight) {
+      int32_t row[kRowsInFlight];
+      uint4 raw[kRowsInFlight];
+#pragma unroll
+      for (int b = 0; b < kRowsInFlight; ++b) {
+        row[b] = first + b < top_k ? rows[first + b] : -1;
+        raw[b] = row[b] >= 0 ? static_cast<uint4 const*>(gemm2_out)[int64_t(row[b]) * vectors + v]
+                             : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int b = 0; b < kRowsInFlight; ++b) {
+        if (row[b] < 0) continue;
+        float x[kVector];
+        unpack_vector<kType>(raw[b], x);
+#pragma unroll
+        for (int i = 0; i < kVector; ++i) sum[i] += weights[first + b] * x[i];
+      }
+    }
+    store_vector<kType>(out, t * vectors + v, sum);
+  }
+}
+
+// Threads of a one-row-per-block kernel: about `per_thread` of the row's 16-byte vectors a thread, whole warps.
+int threads_for_row(int vectors, int per_thread) {
+  return std::clamp((vectors + per_thread * 32 - 1) / (per_thread * 32) * 32, kThreads, 1024);
+}
+
+template <template <ActivationType> class Launch, class... Args>
+cudaError_t dispatch_type(ActivationType type, Args&&... args) {
+  if (type == ActivationType::kBF16) return Launch<ActivationType::kBF16>::run(args...);
+  return Launch<ActivationType::kFP16>::run(args...);
+}
+
+template <ActivationType kType>
+struct PermuteQuantize {
+  static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
+                         float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
+                         cudaStream_t stream) {
+    int const threads = threads_for_row(hidden_size / kVector, kHeldVectors);
+    return launch_with_pdl(permute_quantize_kernel<kType>, unsigned(tokens), threads, 0, stream, hidden, hidden_size,
+                           top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
+  }
+};
+
+template <ActivationType kType>
+struct SiluMulQuantize {
+  static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
+                         int local_experts, uint8_t* act, float* act_scales, cudaStream_t stream) {
+    size_t const shared = size_t(inter) * sizeof(float);
+    // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
+    int const threads = threads_for_row(inter / kVector, 4);
+    return launch_with_pdl(silu_mul_quantize_kernel<kType>, unsigned(max_rows), threads, shared, stream, gemm1_out,
+                           inter, offsets, local_experts, act, act_scales);
+  }
+};
+
+template <ActivationType kType>
+struct Unpermute {
+  static cudaError_t run(void const* gemm2_out, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
+                         float const* topk_weights, bool weight_on_input, void* out, cudaStream_t stream) {
+    return launch_with_pdl(unpermute_kernel<kType>, unsigned(tokens), kThreads, 0, stream, gemm2_out, hidden_size,
+                           top_k, dest_row, topk_weights, weight_on_input, out);
+  }
+};
+
+
+}  // namespace
+
+cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
+                                    int top_k, int32_t const* dest_row, float const* topk_weights,
+                                    bool weight_on_input, uint8_t* act, float* act_scales, cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  return dispatch_type<PermuteQuantize>(type, hidden, tokens, hidden_size, top_k, dest_row, topk_weights,
+                                        weight_on_input, act, act_scales, stream);
+}
+
+cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
+                                     int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
+                                     cudaStream_t stream) {
+  if (max_rows == 0) return cudaSuccess;
+  return dispatch_type<SiluMulQuantize>(type, gemm1_out, max_rows, inter, offsets, local_experts, act, act_scales,
+                                        stream);
+}
+
+cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,
+                             int32_t const* dest_row, float const* topk_weights, bool weight_on_input, void* out,
+                             cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  return dispatch_type<Unpermute>(type, gemm2_out, tokens, hidden_size, top_k, dest_row, topk_weights,
+                                  weight_on_input, out, stream);
+}
+
+}  // namespace w4a8moe::moe
