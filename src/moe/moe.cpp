@@ -36,6 +36,30 @@ std::string heuristic_config(ExpertWeightShape const& weights, MoeShape const& s
   return select_gemm_config(args);
 }
 
+// The routing half of a layer's shape (all moe_routing needs): experts, local experts, top-k.
+Status validate_routing_shape(MoeShape const& s) {
+  if (s.num_experts < 1) return invalid_argument("shape.num_experts=", s.num_experts, ": must be >= 1");
+  if (s.num_local_experts < 1 || s.num_local_experts > s.num_experts) {
+    return invalid_argument("shape.num_local_experts=", s.num_local_experts, ": must be in [1, num_experts=",
+                            s.num_experts, "]");
+  }
+  if (s.top_k < 1 || s.top_k > std::min(moe::kMaxTopK, s.num_experts)) {
+    return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
+  }
+  return Status::Ok();
+}
+
+Status validate_expert_map(MoeShape const& s, int32_t const* expert_map) {
+  if (s.num_local_experts < s.num_experts && expert_map == nullptr) {
+    return invalid_argument("args.expert_map is null: required when shape.num_local_experts (", s.num_local_experts,
+                            ") < shape.num_experts (", s.num_experts, ")");
+  }
+  if (expert_map != nullptr && !is_aligned(expert_map, 4)) {
+    return invalid_argument("args.expert_map must be 4-byte aligned");
+  }
+  return Status::Ok();
+}
+
 Status validate_args(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(validate_moe_shape(a.shape));
   MoeShape const& s = a.shape;
@@ -83,13 +107,7 @@ Status validate_args(MoeForwardArgs const& a) {
       }
     }
   }
-  if (s.num_local_experts < s.num_experts && a.expert_map == nullptr) {
-    return invalid_argument("args.expert_map is null: required when shape.num_local_experts (", s.num_local_experts,
-                            ") < shape.num_experts (", s.num_experts, ")");
-  }
-  if (a.expert_map != nullptr && !is_aligned(a.expert_map, 4)) {
-    return invalid_argument("args.expert_map must be 4-byte aligned");
-  }
+  W4A8_RETURN_IF_ERROR(validate_expert_map(s, a.expert_map));
   if (a.num_tokens > 0) {
     if (a.hidden == nullptr) return invalid_argument("args.hidden is null");
     if (!is_aligned(a.hidden, 16)) return invalid_argument("args.hidden must be 16-byte aligned");
@@ -124,14 +142,7 @@ char const* moe_stage_name(int stage) {
 }
 
 Status validate_moe_shape(MoeShape const& s) {
-  if (s.num_experts < 1) return invalid_argument("shape.num_experts=", s.num_experts, ": must be >= 1");
-  if (s.num_local_experts < 1 || s.num_local_experts > s.num_experts) {
-    return invalid_argument("shape.num_local_experts=", s.num_local_experts, ": must be in [1, num_experts=",
-                            s.num_experts, "]");
-  }
-  if (s.top_k < 1 || s.top_k > std::min(moe::kMaxTopK, s.num_experts)) {
-    return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
-  }
+  W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
   if (s.hidden < kGroupSize || s.hidden % kGroupSize != 0) {
     return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 128 (GEMM1's K)");
   }
@@ -155,22 +166,17 @@ size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens) {
 
 Status moe_routing(MoeRoutingArgs const& a) {
   MoeShape const& s = a.shape;
-  if (s.num_experts < 1 || s.num_local_experts < 1 || s.num_local_experts > s.num_experts) {
-    return invalid_argument("shape: need 1 <= num_local_experts (", s.num_local_experts, ") <= num_experts (",
-                            s.num_experts, ")");
-  }
-  if (s.top_k < 1 || s.top_k > std::min(moe::kMaxTopK, s.num_experts)) {
-    return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
-  }
+  W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
   if (a.num_tokens < 0 || a.num_tokens * s.top_k >= std::numeric_limits<int32_t>::max()) {
     return invalid_argument("args.num_tokens=", a.num_tokens, ": must be >= 0 with num_tokens * top_k < 2^31");
   }
-  if (s.num_local_experts < s.num_experts && a.expert_map == nullptr) {
-    return invalid_argument("args.expert_map is null: required when num_local_experts < num_experts");
-  }
+  W4A8_RETURN_IF_ERROR(validate_expert_map(s, a.expert_map));
   for (auto [pointer, name] : {std::pair<void const*, char const*>{a.expert_offsets, "args.expert_offsets"},
                                {a.workspace, "args.workspace"}}) {
     if (pointer == nullptr) return invalid_argument(name, " is null");
+  }
+  if (!is_aligned(a.workspace, moe::kWorkspaceAlign)) {
+    return invalid_argument("args.workspace must be ", moe::kWorkspaceAlign, "-byte aligned");
   }
   if (a.num_tokens > 0) {
     for (auto [pointer, name] : {std::pair<void const*, char const*>{a.topk_ids, "args.topk_ids"},

@@ -214,6 +214,44 @@ TEST(Validation, MoeShapeRules) {
   EXPECT_EQ(moe_workspace_bytes({8, 8, 2, 256, 100}, 16), 0u);
 }
 
+// moe_routing checks the routing half of the shape with the same rules as the layer, and its own pointers, before it
+// touches the device (fake but aligned device addresses: no launch happens on these paths).
+TEST(Validation, MoeRoutingRules) {
+  alignas(256) static char fake_device[1024];
+  MoeRoutingArgs good;
+  good.shape = {8, 8, 2, 256, 256};
+  good.num_tokens = 4;
+  good.topk_ids = reinterpret_cast<int32_t const*>(fake_device);
+  good.expert_offsets = reinterpret_cast<int64_t*>(fake_device);
+  good.dest_row = reinterpret_cast<int32_t*>(fake_device);
+  good.row_slot = reinterpret_cast<int32_t*>(fake_device);
+  good.workspace = fake_device;
+  good.workspace_bytes = moe_routing_workspace_bytes(good.shape, good.num_tokens);
+  struct Case {
+    char const* what;
+    std::function<void(MoeRoutingArgs&)> mutate;
+    char const* needle;
+  };
+  for (Case const& c : std::vector<Case>{
+           {"no experts", [](auto& a) { a.shape.num_experts = 0; }, "num_experts=0"},
+           {"more local experts than experts", [](auto& a) { a.shape.num_local_experts = 9; }, "num_local_experts=9"},
+           {"top-k past the experts", [](auto& a) { a.shape.top_k = 9; }, "top_k=9"},
+           {"negative tokens", [](auto& a) { a.num_tokens = -1; }, "num_tokens=-1"},
+           {"local experts without map", [](auto& a) { a.shape.num_local_experts = 4; }, "expert_map is null"},
+           {"misaligned map", [](auto& a) { a.expert_map = reinterpret_cast<int32_t const*>(fake_device + 2); },
+            "expert_map must be 4-byte aligned"},
+           {"no offsets", [](auto& a) { a.expert_offsets = nullptr; }, "expert_offsets is null"},
+           {"no ids", [](auto& a) { a.topk_ids = nullptr; }, "topk_ids is null"},
+           {"misaligned workspace", [](auto& a) { a.workspace = fake_device + 16; }, "256-byte aligned"},
+           {"small workspace", [](auto& a) { a.workspace_bytes = 0; }, "workspace_bytes=0"},
+       }) {
+    SCOPED_TRACE(c.what);
+    MoeRoutingArgs args = good;
+    c.mutate(args);
+    expect_error(moe_routing(args), StatusCode::kInvalidArgument, c.needle);
+  }
+}
+
 TEST(Validation, MoeForwardArguments) {
   MoeShape const shape{16, 16, 4, 256, 256};
   auto valid = [&] {
