@@ -1,4 +1,4 @@
-// The MoE layer's entry points: validation, the workspace plan, and the sequence of stages (see moe.h).
+// The MoE layer's entry points: validation, then the plan (moe_plan.h) run as its sequence of stages (see moe.h).
 #include "w4a8moe/moe.h"
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
 #include "moe/moe_kernels.h"
+#include "moe/moe_plan.h"
 #include "moe/workspace_plan.h"
 #include "prepack/packed_format.h"
 #include "w4a8moe/grouped_gemm.h"
@@ -19,22 +20,6 @@ namespace {
 constexpr int kMaxRouterExperts = 12288;
 // The SiLU stage keeps one row of I fp32 values in shared memory (up to 227 KB per block on Hopper).
 constexpr int kMaxInter = 32768;
-
-ExpertWeightShape gemm1_shape(MoeShape const& s) { return {s.num_local_experts, 2 * s.inter, s.hidden, kGroupSize}; }
-ExpertWeightShape gemm2_shape(MoeShape const& s) { return {s.num_local_experts, s.hidden, s.inter, kGroupSize}; }
-
-// Rows the local experts should hold: all of them without expert parallelism, their share with it.
-int64_t expected_local_rows(MoeShape const& s, int64_t tokens) {
-  return std::max<int64_t>(1, tokens * s.top_k * s.num_local_experts / s.num_experts);
-}
-
-std::string heuristic_config(ExpertWeightShape const& weights, MoeShape const& s, int64_t tokens) {
-  GroupedGemmArgs args;
-  args.shape = weights;
-  args.total_rows = tokens * s.top_k;
-  args.expected_rows_hint = expected_local_rows(s, tokens);
-  return select_gemm_config(args);
-}
 
 // The routing half of a layer's shape (all moe_routing needs): experts, local experts, top-k.
 Status validate_routing_shape(MoeShape const& s) {
@@ -150,8 +135,8 @@ Status validate_moe_shape(MoeShape const& s) {
     return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 128 (GEMM2's K), at most ",
                             kMaxInter);
   }
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(gemm1_shape(s), "GEMM1 weights"));
-  return validate_weight_shape(gemm2_shape(s), "GEMM2 weights");
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), "GEMM1 weights"));
+  return validate_weight_shape(moe::gemm2_shape(s), "GEMM2 weights");
 }
 
 size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
@@ -197,22 +182,21 @@ Status moe_routing(MoeRoutingArgs const& a) {
 }
 
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens) {
-  if (!validate_moe_shape(shape).ok()) return {};
-  return heuristic_config(gemm1_shape(shape), shape, num_tokens);
+  if (!validate_moe_shape(shape).ok() || num_tokens < 0) return {};
+  return moe::plan_moe(shape, num_tokens, 0).gemm1.config;
 }
 
 std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens) {
-  if (!validate_moe_shape(shape).ok()) return {};
-  return heuristic_config(gemm2_shape(shape), shape, num_tokens);
+  if (!validate_moe_shape(shape).ok() || num_tokens < 0) return {};
+  return moe::plan_moe(shape, num_tokens, 0).gemm2.config;
 }
 
 Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(validate_args(a));
   if (a.num_tokens == 0) return Status::Ok();
   MoeShape const& s = a.shape;
-  int64_t const tokens = a.num_tokens;
-  int64_t const rows = tokens * s.top_k;
-  moe::WorkspacePlan const plan = moe::plan_workspace(s, a.max_tokens > 0 ? a.max_tokens : tokens);
+  moe::MoePlan const plan = moe::plan_moe(s, a.num_tokens, a.max_tokens, a.gemm1_config, a.gemm2_config);
+  int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };
   auto mark = [&](int stage) -> Status {
@@ -222,60 +206,57 @@ Status moe_forward(MoeForwardArgs const& a) {
     }
     return Status::Ok();
   };
-  auto* dest_row = reinterpret_cast<int32_t*>(at(plan.dest_row));
-  auto* offsets = reinterpret_cast<int64_t*>(at(plan.offsets));
+  auto* dest_row = reinterpret_cast<int32_t*>(at(plan.workspace.dest_row));
+  auto* offsets = reinterpret_cast<int64_t*>(at(plan.workspace.offsets));
 
-  auto* act1 = reinterpret_cast<uint8_t*>(at(plan.act1));
-  auto* scale1 = reinterpret_cast<float*>(at(plan.scale1));
-  auto* act2 = reinterpret_cast<uint8_t*>(at(plan.act2));
-  auto* scale2 = reinterpret_cast<float*>(at(plan.scale2));
+  auto* act1 = reinterpret_cast<uint8_t*>(at(plan.workspace.act1));
+  auto* scale1 = reinterpret_cast<float*>(at(plan.workspace.scale1));
+  auto* act2 = reinterpret_cast<uint8_t*>(at(plan.workspace.act2));
+  auto* scale2 = reinterpret_cast<float*>(at(plan.workspace.scale2));
   OutputType const out_type = a.act_type == ActivationType::kBF16 ? OutputType::kBF16 : OutputType::kFP16;
-  auto gemm_args = [&](ExpertWeightShape const& shape, void const* weights, void const* act, float const* scales,
-                       size_t out, size_t workspace, std::string const& config) {
+  auto gemm_args = [&](moe::GemmStagePlan const& stage, void const* weights, void const* act, float const* scales,
+                       size_t out, size_t workspace) {
     GroupedGemmArgs g;
-    g.shape = shape;
+    g.shape = stage.shape;
     g.packed_weights = weights;
-    g.total_rows = rows;
+    g.total_rows = plan.rows;
     g.act = act;
     g.token_scales = scales;
     g.expert_offsets = offsets;
     g.out = at(out);
     g.out_type = out_type;
     g.workspace = at(workspace);
-    g.workspace_bytes = plan.gemm_workspace_bytes;
-    g.expected_rows_hint = expected_local_rows(s, tokens);
+    g.workspace_bytes = plan.workspace.gemm_workspace_bytes;
+    g.expected_rows_hint = plan.expected_local_rows;
     g.stream = a.stream;
-    // Resolved once here: reads_expert_arrays() and the launch below then look the config up instead of each
-    // running the heuristic.
-    g.config = config.empty() ? select_gemm_config(g) : config;
+    g.config = stage.config;
     return g;
   };
-  GroupedGemmArgs const gemm1 =
-      gemm_args(gemm1_shape(s), a.gemm1_weights, act1, scale1, plan.gemm1_out, plan.gemm1_workspace, a.gemm1_config);
-  GroupedGemmArgs const gemm2 =
-      gemm_args(gemm2_shape(s), a.gemm2_weights, act2, scale2, plan.gemm2_out, plan.gemm2_workspace, a.gemm2_config);
+  GroupedGemmArgs const gemm1 = gemm_args(plan.gemm1, a.gemm1_weights, act1, scale1, plan.workspace.gemm1_out,
+                                          plan.workspace.gemm1_workspace);
+  GroupedGemmArgs const gemm2 = gemm_args(plan.gemm2, a.gemm2_weights, act2, scale2, plan.workspace.gemm2_out,
+                                          plan.workspace.gemm2_workspace);
   // At small batches the routing kernel fills the GEMMs' per-expert arrays (where their kernels read them): two
   // launches fewer.
-  bool const one_block_routing = moe::routes_in_one_block(tokens, s.top_k, s.num_local_experts);
   moe::RoutingArraysFill fill;
-  for (GroupedGemmArgs const* g : {&gemm1, &gemm2}) {
-    if (!one_block_routing || !gemm::reads_expert_arrays(*g)) continue;
+  for (auto [g, stage] : {std::pair{&gemm1, &plan.gemm1}, {&gemm2, &plan.gemm2}}) {
+    if (!stage->arrays_from_routing) continue;
     fill.gemm[fill.count] = gemm::grouped_gemm_params(*g);
     fill.workspace[fill.count] = g->workspace;
     ++fill.count;
   }
   auto run_gemm = [&](GroupedGemmArgs const& g) {
-    return one_block_routing ? gemm::grouped_gemm_with_built_arrays(g) : grouped_gemm(g);
+    return plan.one_block_routing ? gemm::grouped_gemm_with_built_arrays(g) : grouped_gemm(g);
   };
 
   W4A8_RETURN_IF_ERROR(mark(0));
   int32_t const* topk_ids = a.topk_ids;
   float const* topk_weights = a.topk_weights;
-  auto* chunk_counts = reinterpret_cast<int32_t*>(at(plan.chunk_counts));
-  auto* row_slot = reinterpret_cast<int32_t*>(at(plan.row_slot));
+  auto* chunk_counts = reinterpret_cast<int32_t*>(at(plan.workspace.chunk_counts));
+  auto* row_slot = reinterpret_cast<int32_t*>(at(plan.workspace.row_slot));
   if (a.router_logits != nullptr) {
-    auto* ids = reinterpret_cast<int32_t*>(at(plan.topk_ids));
-    auto* weights = reinterpret_cast<float*>(at(plan.topk_weights));
+    auto* ids = reinterpret_cast<int32_t*>(at(plan.workspace.topk_ids));
+    auto* weights = reinterpret_cast<float*>(at(plan.workspace.topk_weights));
     W4A8_CUDA_RETURN(moe::launch_topk_and_routing(a.router_logits, a.logits_type, tokens, s.num_experts, s.top_k,
                                                   a.renormalize, ids, weights, a.expert_map, s.num_local_experts,
                                                   chunk_counts, offsets, dest_row, row_slot, a.stream, fill));
@@ -296,15 +277,15 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(run_gemm(gemm1));
 
   W4A8_RETURN_IF_ERROR(mark(3));
-  W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.gemm1_out), a.act_type, rows, s.inter, offsets,
-                                                 s.num_local_experts, act2, scale2, a.stream));
+  W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.workspace.gemm1_out), a.act_type, plan.rows, s.inter,
+                                                 offsets, s.num_local_experts, act2, scale2, a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(4));
   W4A8_RETURN_IF_ERROR(run_gemm(gemm2));
 
   W4A8_RETURN_IF_ERROR(mark(5));
-  W4A8_CUDA_RETURN(moe::launch_unpermute(at(plan.gemm2_out), a.act_type, tokens, s.hidden, s.top_k, dest_row,
-                                         topk_weights, a.apply_router_weight_on_input, a.out, a.stream));
+  W4A8_CUDA_RETURN(moe::launch_unpermute(at(plan.workspace.gemm2_out), a.act_type, tokens, s.hidden, s.top_k,
+                                         dest_row, topk_weights, a.apply_router_weight_on_input, a.out, a.stream));
   return mark(6);
 }
 

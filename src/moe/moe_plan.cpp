@@ -1,0 +1,40 @@
+#include "moe/moe_plan.h"
+
+#include <algorithm>
+
+#include "gemm/built_arrays.h"
+#include "moe/moe_kernels.h"
+#include "w4a8moe/grouped_gemm.h"
+
+namespace w4a8moe::moe {
+namespace {
+
+GemmStagePlan plan_gemm(ExpertWeightShape const& shape, MoePlan const& plan, std::string const& config) {
+  GroupedGemmArgs args;
+  args.shape = shape;
+  args.total_rows = plan.rows;
+  args.expected_rows_hint = plan.expected_local_rows;
+  GemmStagePlan stage;
+  stage.shape = shape;
+  stage.config = config.empty() ? select_gemm_config(args) : config;
+  args.config = stage.config;
+  stage.arrays_from_routing = plan.one_block_routing && gemm::reads_expert_arrays(args);
+  return stage;
+}
+
+}  // namespace
+
+MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, std::string const& gemm1_config,
+                 std::string const& gemm2_config) {
+  MoePlan plan;
+  plan.tokens = tokens;
+  plan.rows = tokens * shape.top_k;
+  plan.expected_local_rows = std::max<int64_t>(1, plan.rows * shape.num_local_experts / shape.num_experts);
+  plan.workspace = plan_workspace(shape, max_tokens > 0 ? max_tokens : tokens);
+  plan.one_block_routing = routes_in_one_block(tokens, shape.top_k, shape.num_local_experts);
+  plan.gemm1 = plan_gemm(gemm1_shape(shape), plan, gemm1_config);
+  plan.gemm2 = plan_gemm(gemm2_shape(shape), plan, gemm2_config);
+  return plan;
+}
+
+}  // namespace w4a8moe::moe

@@ -1,0 +1,64 @@
+// The MoE layer's plan: the GEMMs' configs and shapes, the routing path, which GEMMs' arrays the routing fills,
+// the workspace, for the shapes of the benchmark models.
+#include <gtest/gtest.h>
+
+#include "moe/moe_plan.h"
+
+namespace w4a8moe::moe {
+namespace {
+
+MoeShape const kQwen3{128, 128, 8, 2048, 768};
+MoeShape const kDeepSeekEp8{256, 32, 8, 7168, 2048};
+
+TEST(MoePlan, DecodeRoutesInOneBlockAndSkipsArraysTheStreamingKernelsDoNotRead) {
+  MoePlan const p = plan_moe(kQwen3, 1, 0);
+  EXPECT_EQ(p.rows, 8);
+  EXPECT_EQ(p.expected_local_rows, 8);
+  EXPECT_TRUE(p.one_block_routing);
+  EXPECT_EQ(p.gemm1.shape.n, 2 * 768);
+  EXPECT_EQ(p.gemm1.shape.k, 2048);
+  EXPECT_EQ(p.gemm2.shape.n, 2048);
+  EXPECT_EQ(p.gemm2.shape.k, 768);
+  EXPECT_EQ(p.gemm1.config, "16x8_1x1_decode");  // the heuristic's pick (heuristic_test.cpp)
+  EXPECT_FALSE(p.gemm1.arrays_from_routing);
+  EXPECT_FALSE(p.gemm2.arrays_from_routing);
+}
+
+TEST(MoePlan, OneBlockRoutingFillsTheArraysOfTheGemmsThatReadThem) {
+  // 16 tokens: 128 slots route in one block; GEMM1 on a CUTLASS config reads per-expert arrays, GEMM2 on the
+  // persistent wgmma kernel does not.
+  MoePlan const p = plan_moe(kQwen3, 16, 0);
+  EXPECT_TRUE(p.one_block_routing);
+  EXPECT_EQ(p.gemm1.config, "128x16_1x1_pp");
+  EXPECT_TRUE(p.gemm1.arrays_from_routing);
+  EXPECT_EQ(p.gemm2.config, "64x8_stream");
+  EXPECT_FALSE(p.gemm2.arrays_from_routing);
+  // A caller's configs win.
+  MoePlan const forced = plan_moe(kQwen3, 16, 0, "16x8_1x1_decode", "128x16_1x1_coop");
+  EXPECT_EQ(forced.gemm1.config, "16x8_1x1_decode");
+  EXPECT_FALSE(forced.gemm1.arrays_from_routing);
+  EXPECT_EQ(forced.gemm2.config, "128x16_1x1_coop");
+  EXPECT_TRUE(forced.gemm2.arrays_from_routing);
+}
+
+TEST(MoePlan, PrefillRoutesInChunks) {
+  MoePlan const p = plan_moe(kQwen3, 8192, 0);
+  EXPECT_FALSE(p.one_block_routing);  // 65536 slots
+  EXPECT_FALSE(p.gemm1.arrays_from_routing);
+  EXPECT_FALSE(p.gemm2.arrays_from_routing);
+  EXPECT_EQ(p.workspace.total, plan_workspace(kQwen3, 8192).total);
+  EXPECT_FALSE(plan_moe(kQwen3, 65, 0).one_block_routing);  // 520 slots: past the one block's 512
+}
+
+TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
+  MoePlan const p = plan_moe(kDeepSeekEp8, 16, 64);
+  EXPECT_EQ(p.rows, 128);
+  EXPECT_EQ(p.expected_local_rows, 16);  // 32 of 256 experts
+  EXPECT_EQ(p.gemm1.shape.num_experts, 32);
+  EXPECT_EQ(p.workspace.total, plan_workspace(kDeepSeekEp8, 64).total);
+  EXPECT_EQ(plan_moe(kDeepSeekEp8, 1, 0).expected_local_rows, 1);  // at least one row
+  EXPECT_EQ(moe_gemm1_config(kDeepSeekEp8, 16), p.gemm1.config);  // the public query is the plan's
+}
+
+}  // namespace
+}  // namespace w4a8moe::moe
