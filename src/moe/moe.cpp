@@ -45,6 +45,19 @@ Status validate_expert_map(MoeShape const& s, int32_t const* expert_map) {
   return Status::Ok();
 }
 
+// The routing problem of a layer shape; the caller adds the ids, the outputs and the scratch.
+moe::RoutingProblem routing_problem(MoeShape const& s, int64_t tokens, int32_t const* expert_map,
+                                    cudaStream_t stream) {
+  moe::RoutingProblem p;
+  p.tokens = tokens;
+  p.experts = s.num_experts;
+  p.top_k = s.top_k;
+  p.local_experts = s.num_local_experts;
+  p.expert_map = expert_map;
+  p.stream = stream;
+  return p;
+}
+
 Status validate_args(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(validate_moe_shape(a.shape));
   MoeShape const& s = a.shape;
@@ -175,9 +188,13 @@ Status moe_routing(MoeRoutingArgs const& a) {
     return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_routing_workspace_bytes()=",
                             moe_routing_workspace_bytes(s, a.num_tokens));
   }
-  W4A8_CUDA_RETURN(moe::launch_routing(a.topk_ids, a.expert_map, a.num_tokens, s.top_k, s.num_experts,
-                                       s.num_local_experts, static_cast<int32_t*>(a.workspace), a.expert_offsets,
-                                       a.dest_row, a.row_slot, a.stream));
+  moe::RoutingProblem problem = routing_problem(s, a.num_tokens, a.expert_map, a.stream);
+  problem.topk_ids = a.topk_ids;
+  problem.chunk_counts = static_cast<int32_t*>(a.workspace);
+  problem.offsets = a.expert_offsets;
+  problem.dest_row = a.dest_row;
+  problem.row_slot = a.row_slot;
+  W4A8_CUDA_RETURN(moe::launch_routing(problem));
   return Status::Ok();
 }
 
@@ -250,22 +267,25 @@ Status moe_forward(MoeForwardArgs const& a) {
   };
 
   W4A8_RETURN_IF_ERROR(mark(0));
-  int32_t const* topk_ids = a.topk_ids;
+  moe::RoutingProblem routing = routing_problem(s, tokens, a.expert_map, a.stream);
+  routing.topk_ids = a.topk_ids;
+  routing.chunk_counts = reinterpret_cast<int32_t*>(at(plan.workspace.chunk_counts));
+  routing.offsets = offsets;
+  routing.dest_row = dest_row;
+  routing.row_slot = reinterpret_cast<int32_t*>(at(plan.workspace.row_slot));
+  routing.fill = fill;
   float const* topk_weights = a.topk_weights;
-  auto* chunk_counts = reinterpret_cast<int32_t*>(at(plan.workspace.chunk_counts));
-  auto* row_slot = reinterpret_cast<int32_t*>(at(plan.workspace.row_slot));
   if (a.router_logits != nullptr) {
-    auto* ids = reinterpret_cast<int32_t*>(at(plan.workspace.topk_ids));
-    auto* weights = reinterpret_cast<float*>(at(plan.workspace.topk_weights));
-    W4A8_CUDA_RETURN(moe::launch_topk_and_routing(a.router_logits, a.logits_type, tokens, s.num_experts, s.top_k,
-                                                  a.renormalize, ids, weights, a.expert_map, s.num_local_experts,
-                                                  chunk_counts, offsets, dest_row, row_slot, a.stream, fill));
-    topk_ids = ids;
-    topk_weights = weights;
+    moe::Router router;
+    router.logits = a.router_logits;
+    router.type = a.logits_type;
+    router.renormalize = a.renormalize;
+    router.topk_ids = reinterpret_cast<int32_t*>(at(plan.workspace.topk_ids));
+    router.topk_weights = reinterpret_cast<float*>(at(plan.workspace.topk_weights));
+    W4A8_CUDA_RETURN(moe::launch_topk_and_routing(routing, router));
+    topk_weights = router.topk_weights;
   } else {
-    W4A8_CUDA_RETURN(moe::launch_routing(topk_ids, a.expert_map, tokens, s.top_k, s.num_experts,
-                                         s.num_local_experts, chunk_counts, offsets, dest_row, row_slot, a.stream,
-                                         fill));
+    W4A8_CUDA_RETURN(moe::launch_routing(routing));
   }
 
   W4A8_RETURN_IF_ERROR(mark(1));

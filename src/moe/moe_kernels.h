@@ -45,25 +45,41 @@ inline int64_t routing_scratch_words(int64_t slots, int local_experts) {
   return routing_chunks(slots) * local_experts + 1;
 }
 
-// Softmax over each token's logits, top-k (ties to the lower id), optional renormalisation.
-cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
-                                bool renormalize, int32_t* topk_ids, float* topk_weights, cudaStream_t stream);
+// One call's routing sort: the slots' expert ids, which experts are local, and where the sort's outputs go.
+struct RoutingProblem {
+  int64_t tokens = 0;
+  int experts = 0;                      // global expert ids are [0, experts); others are dropped
+  int top_k = 0;
+  int local_experts = 0;
+  int32_t const* expert_map = nullptr;  // optional device [experts]: local id or -1
+  int32_t const* topk_ids = nullptr;    // device [tokens, top_k] (launch_topk_and_routing: the router's output)
+  int32_t* chunk_counts = nullptr;      // device scratch, routing_scratch_words(tokens * top_k, local_experts) int32
+  int64_t* offsets = nullptr;           // device out [local_experts + 1]
+  int32_t* dest_row = nullptr;          // device out [tokens * top_k]: row of each slot, or -1
+  int32_t* row_slot = nullptr;          // device out [tokens * top_k]: slot of each row
+  RoutingArraysFill fill;               // the GEMMs' arrays to fill; the one-block routing only
+  cudaStream_t stream = nullptr;
+};
 
-// Counting sort of the token slots by local expert, stable in slot order (deterministic):
-//   offsets [E_local + 1] (int64), dest_row [T*k] (row of each slot or -1), row_slot [rows] (slot of each row).
-// chunk_counts: routing_scratch_words(T*k, E_local) int32 of scratch.
-cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
-                           int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
-                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
-                           RoutingArraysFill const& fill = {});
+// The router: softmax over each token's logits, top-k (ties to the lower id), optional renormalisation.
+struct Router {
+  void const* logits = nullptr;  // device [tokens, experts]
+  LogitsType type = LogitsType::kFP32;
+  bool renormalize = true;
+  int32_t* topk_ids = nullptr;    // device out [tokens, top_k]
+  float* topk_weights = nullptr;  // device out [tokens, top_k]
+};
 
-// The router and the routing sort, as launch_topk_softmax then launch_routing (topk_ids and topk_weights are
-// outputs), fused into one launch for small batches.
-cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
-                                    bool renormalize, int32_t* topk_ids, float* topk_weights,
-                                    int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
-                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
-                                    RoutingArraysFill const& fill = {});
+// The router alone, over problem.tokens tokens of problem.experts logits, top problem.top_k.
+cudaError_t launch_topk_softmax(RoutingProblem const& problem, Router const& router);
+
+// Counting sort of the token slots by local expert, stable in slot order (deterministic): offsets, dest_row and
+// row_slot from problem.topk_ids.
+cudaError_t launch_routing(RoutingProblem const& problem);
+
+// The router, then the routing sort of its ids (problem.topk_ids is ignored), fused into one launch for small
+// batches.
+cudaError_t launch_topk_and_routing(RoutingProblem const& problem, Router const& router);
 
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
 // is multiplied by its top-k weight.

@@ -92,15 +92,14 @@ cudaError_t launch_topk(Logit const* logits, int64_t tokens, int experts, int to
 
 }  // namespace
 
-cudaError_t launch_topk_softmax(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
-                                bool renormalize, int32_t* topk_ids, float* topk_weights, cudaStream_t stream) {
-  if (tokens == 0) return cudaSuccess;
-  if (type == LogitsType::kFP32) {
-    return launch_topk(static_cast<float const*>(logits), tokens, experts, top_k, renormalize, topk_ids, topk_weights,
-                       stream);
+cudaError_t launch_topk_softmax(RoutingProblem const& problem, Router const& router) {
+  if (problem.tokens == 0) return cudaSuccess;
+  if (router.type == LogitsType::kFP32) {
+    return launch_topk(static_cast<float const*>(router.logits), problem.tokens, problem.experts, problem.top_k,
+                       router.renormalize, router.topk_ids, router.topk_weights, problem.stream);
   }
-  return launch_topk(static_cast<__nv_bfloat16 const*>(logits), tokens, experts, top_k, renormalize, topk_ids,
-                     topk_weights, stream);
+  return launch_topk(static_cast<__nv_bfloat16 const*>(router.logits), problem.tokens, problem.experts, problem.top_k,
+                     router.renormalize, router.topk_ids, router.topk_weights, problem.stream);
 }
 
 }  // namespace w4a8moe::moe

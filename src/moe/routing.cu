@@ -168,75 +168,66 @@ __global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
       [](int) { return 0; }, dest_row, row_slot);
 }
 
+// The one-block routing; kPerLane = 0 sorts ids_in, else the router runs first on the logits.
 template <int kPerLane, class Logit>
-cudaError_t launch_route_small(Logit const* logits, int64_t tokens, int top_k, int experts, bool renormalize,
-                               int32_t const* ids_in, int32_t* ids_out, float* weights_out,
-                               int32_t const* expert_map, int local_experts, int64_t* offsets, int32_t* dest_row,
-                               int32_t* row_slot, RoutingArraysFill const& fill, cudaStream_t stream) {
+cudaError_t launch_route_small(RoutingProblem const& p, Logit const* logits, bool renormalize, int32_t const* ids_in,
+                               int32_t* ids_out, float* weights_out) {
   return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingThreads,
-                         size_t(local_experts) * sizeof(int32_t), stream, logits, int(tokens), top_k, experts,
-                         renormalize, ids_in, ids_out, weights_out, expert_map, local_experts, offsets, dest_row,
-                         row_slot, fill);
+                         size_t(p.local_experts) * sizeof(int32_t), p.stream, logits, int(p.tokens), p.top_k,
+                         p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map, p.local_experts,
+                         p.offsets, p.dest_row, p.row_slot, p.fill);
 }
 
 }  // namespace
 
-cudaError_t launch_routing(int32_t const* topk_ids, int32_t const* expert_map, int64_t tokens, int top_k,
-                           int experts, int local_experts, int32_t* chunk_counts, int64_t* offsets,
-                           int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
-                           RoutingArraysFill const& fill) {
-  if (routes_in_one_block(tokens, top_k, local_experts)) {
-    return launch_route_small<0>(static_cast<float const*>(nullptr), tokens, top_k, experts, false, topk_ids, nullptr,
-                                 nullptr, expert_map, local_experts, offsets, dest_row, row_slot, fill, stream);
+cudaError_t launch_routing(RoutingProblem const& p) {
+  if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
+    return launch_route_small<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
   }
-  int64_t const slots = tokens * top_k;
+  int64_t const slots = p.tokens * p.top_k;
   int64_t const chunks = routing_chunks(slots);
   // The counts and, after them, scan_counts' finished-block counter.
   cudaError_t error =
-      cudaMemsetAsync(chunk_counts, 0, (size_t(chunks) * local_experts + 1) * sizeof(int32_t), stream);
+      cudaMemsetAsync(p.chunk_counts, 0, (size_t(chunks) * p.local_experts + 1) * sizeof(int32_t), p.stream);
   if (error != cudaSuccess) return error;
   if (chunks > 0) {
-    count_chunks<<<unsigned(chunks), kRoutingChunk, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts,
-                                                                 local_experts, chunk_counts);
+    count_chunks<<<unsigned(chunks), kRoutingChunk, 0, p.stream>>>(p.topk_ids, p.expert_map, slots, chunks,
+                                                                   p.experts, p.local_experts, p.chunk_counts);
     if ((error = cudaGetLastError()) != cudaSuccess) return error;
   }
-  auto* blocks_done = reinterpret_cast<unsigned*>(chunk_counts + chunks * local_experts);
-  scan_counts<<<unsigned(local_experts), 256, 0, stream>>>(chunk_counts, chunks, local_experts, offsets, blocks_done);
+  auto* blocks_done = reinterpret_cast<unsigned*>(p.chunk_counts + chunks * p.local_experts);
+  scan_counts<<<unsigned(p.local_experts), 256, 0, p.stream>>>(p.chunk_counts, chunks, p.local_experts, p.offsets,
+                                                               blocks_done);
   if ((error = cudaGetLastError()) != cudaSuccess) return error;
   if (chunks > 0) {
-    scatter_chunks<<<unsigned(chunks), 32, 0, stream>>>(topk_ids, expert_map, slots, chunks, experts, local_experts,
-                                                        offsets, chunk_counts, dest_row, row_slot);
+    scatter_chunks<<<unsigned(chunks), 32, 0, p.stream>>>(p.topk_ids, p.expert_map, slots, chunks, p.experts,
+                                                          p.local_experts, p.offsets, p.chunk_counts, p.dest_row,
+                                                          p.row_slot);
   }
   return cudaGetLastError();
 }
 
-cudaError_t launch_topk_and_routing(void const* logits, LogitsType type, int64_t tokens, int experts, int top_k,
-                                    bool renormalize, int32_t* topk_ids, float* topk_weights,
-                                    int32_t const* expert_map, int local_experts, int32_t* chunk_counts,
-                                    int64_t* offsets, int32_t* dest_row, int32_t* row_slot, cudaStream_t stream,
-                                    RoutingArraysFill const& fill) {
-  if (routes_in_one_block(tokens, top_k, local_experts)) {
+cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& router) {
+  if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
     cudaError_t error = cudaSuccess;
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {
-        error = launch_route_small<decltype(per_lane)::value>(typed_logits, tokens, top_k, experts, renormalize,
-                                                               topk_ids, topk_ids, topk_weights, expert_map,
-                                                               local_experts, offsets, dest_row, row_slot, fill,
-                                                               stream);
+        error = launch_route_small<decltype(per_lane)::value>(p, typed_logits, router.renormalize, router.topk_ids,
+                                                               router.topk_ids, router.topk_weights);
       };
-      if (type == LogitsType::kFP32) {
-        launch(static_cast<float const*>(logits));
+      if (router.type == LogitsType::kFP32) {
+        launch(static_cast<float const*>(router.logits));
       } else {
-        launch(static_cast<__nv_bfloat16 const*>(logits));
+        launch(static_cast<__nv_bfloat16 const*>(router.logits));
       }
     };
-    if (with_warp_router(experts, fused)) return error;
+    if (with_warp_router(p.experts, fused)) return error;
   }
-  cudaError_t const error =
-      launch_topk_softmax(logits, type, tokens, experts, top_k, renormalize, topk_ids, topk_weights, stream);
+  cudaError_t const error = launch_topk_softmax(p, router);
   if (error != cudaSuccess) return error;
-  return launch_routing(topk_ids, expert_map, tokens, top_k, experts, local_experts, chunk_counts, offsets, dest_row,
-                        row_slot, stream, fill);
+  RoutingProblem sort = p;
+  sort.topk_ids = router.topk_ids;
+  return launch_routing(sort);
 }
 
 }  // namespace w4a8moe::moe

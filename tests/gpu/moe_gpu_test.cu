@@ -532,8 +532,12 @@ TEST(MoeRouting, TopKSoftmaxMatchesReference) {
   for (int e = 0; e < experts; ++e) logits[e] = float(e % 4);  // token 0: ties everywhere
   DeviceBuffer d_logits(logits), ids(size_t(tokens) * k * 4), weights(size_t(tokens) * k * 4);
   for (bool renormalize : {true, false}) {
-    ASSERT_CUDA(moe::launch_topk_softmax(d_logits.get(), LogitsType::kFP32, tokens, experts, k, renormalize,
-                                         ids.as<int32_t>(), weights.as<float>(), nullptr));
+    moe::RoutingProblem problem;
+    problem.tokens = tokens;
+    problem.experts = experts;
+    problem.top_k = k;
+    moe::Router const router{d_logits.get(), LogitsType::kFP32, renormalize, ids.as<int32_t>(), weights.as<float>()};
+    ASSERT_CUDA(moe::launch_topk_softmax(problem, router));
     ASSERT_CUDA(cudaDeviceSynchronize());
     auto const expected = reference::topk_softmax(logits, tokens, experts, k, renormalize);
     EXPECT_EQ(ids.to_host<int32_t>(), expected.ids);
@@ -571,11 +575,18 @@ TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
       for (auto* buffer : {&ids, &weights, &dest, &row_slot, &offsets}) {
         ASSERT_CUDA(cudaMemset(buffer->get(), 0xFF, buffer->bytes()));
       }
-      ASSERT_CUDA(moe::launch_topk_and_routing(d_logits.get(), LogitsType::kFP32, tokens, experts, k, true,
-                                               ids.as<int32_t>(), weights.as<float>(),
-                                               map.empty() ? nullptr : d_map.as<int32_t>(), local,
-                                               scratch.as<int32_t>(), offsets.as<int64_t>(), dest.as<int32_t>(),
-                                               row_slot.as<int32_t>(), nullptr));
+      moe::RoutingProblem problem;
+      problem.tokens = tokens;
+      problem.experts = experts;
+      problem.top_k = k;
+      problem.local_experts = local;
+      problem.expert_map = map.empty() ? nullptr : d_map.as<int32_t>();
+      problem.chunk_counts = scratch.as<int32_t>();
+      problem.offsets = offsets.as<int64_t>();
+      problem.dest_row = dest.as<int32_t>();
+      problem.row_slot = row_slot.as<int32_t>();
+      moe::Router const router{d_logits.get(), LogitsType::kFP32, true, ids.as<int32_t>(), weights.as<float>()};
+      ASSERT_CUDA(moe::launch_topk_and_routing(problem, router));
       ASSERT_CUDA(cudaDeviceSynchronize());
       EXPECT_EQ(ids.to_host<int32_t>(), topk.ids);
       auto const got = weights.to_host<float>();
