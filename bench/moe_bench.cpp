@@ -34,11 +34,13 @@ namespace {
 struct Model {
   std::string name;
   MoeShape shape;
+  bool idle = false;  // the router never picks a local expert: what a rank without local tokens pays
 };
 
 std::vector<Model> const kModels = {
     {"qwen3-30b-a3b", {128, 128, 8, 2048, 768}},
     {"deepseek-v3-ep8", {256, 32, 8, 7168, 2048}},  // one of 8 expert-parallel ranks
+    {"deepseek-v3-ep8-idle", {256, 32, 8, 7168, 2048}, true},
     {"mixtral-8x7b", {8, 8, 2, 4096, 14336}},
 };
 
@@ -96,6 +98,12 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> logits(size_t(tokens) * s.num_experts);
   for (auto& x : logits) x = normal(rng);
+  // Experts [0, num_local_experts) are this rank's; an idle rank's never win the top-k.
+  if (model.idle) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int e = 0; e < s.num_local_experts; ++e) logits[size_t(t) * s.num_experts + e] = -1e4f;
+    }
+  }
   auto const topk = reference::topk_softmax(logits, tokens, s.num_experts, s.top_k, true);
   std::vector<int32_t> map;
   if (s.num_local_experts < s.num_experts) {
@@ -145,7 +153,12 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   r.outside_share = timing.outside_gemms;
   r.launches = timing.graph_nodes;
 
-  // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike.
+  // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike. None
+  // for an idle rank: no rows.
+  if (r.active_experts == 0) {
+    r.w8a8_pipeline = r.total_us;
+    return r;
+  }
   BenchCase c1{s.num_local_experts, 2 * s.inter, s.hidden, counts, 1};
   BenchCase c2{s.num_local_experts, s.hidden, s.inter, counts, 1};
   r.w4a8_gemm1 = best_time({r.gemm1_config}, make_w4a8_method, c1, stream);
@@ -186,7 +199,8 @@ int main(int argc, char** argv) {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
-           "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,mixtral-8x7b|all] [--tokens 1,16]"
+           "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b|all]"
+           " [--tokens 1,16]"
            " [--iters 20] [--out DIR]");
     }
   }
@@ -214,7 +228,8 @@ int main(int argc, char** argv) {
       std::printf(
           "%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %5.1f%% %8zu %6.2f | %8.1f %8.1f %9.1f %6.2f\n",
           r.model.c_str(), static_cast<long long>(t), r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3],
-          r.stage_us[4], r.stage_us[5], r.total_us, 100 * r.outside_share, r.launches, r.total_us / r.read_us,
+          r.stage_us[4], r.stage_us[5], r.total_us, 100 * r.outside_share, r.launches,
+          r.read_us > 0 ? r.total_us / r.read_us : 0.0,
           r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline, r.w8a8_pipeline / r.total_us);
       std::fflush(stdout);
     }

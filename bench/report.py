@@ -119,11 +119,12 @@ def layer(path):
           "| total / read once | W8A8 pipeline / W4A8 |")
     print("|---|---|" + "---|" * len(stages) + "---|---|---|---|---|---|")
     for r in data["rows"]:
-        ratio = r["total_graph_us"] / r["read_once_us"]
         mark = " (target <= 3)" if r["tokens"] in (1, 4) else ""
+        # An idle expert-parallel rank reads nothing: no ratio.
+        ratio = f"{r['total_graph_us'] / r['read_once_us']:.2f}{mark}" if r["read_once_us"] > 0 else "-"
         print(f"| {r['model']} | {r['tokens']} | " + " | ".join(f"{r['stages_us'][s]:.1f}" for s in stages) +
               f" | {r['total_graph_us']:.1f} | {r['launches']} | {r['active_experts']} | {r['read_once_us']:.1f} "
-              f"| {ratio:.2f}{mark} | {r['w8a8_pipeline_us'] / r['total_graph_us']:.2f} |")
+              f"| {ratio} | {r['w8a8_pipeline_us'] / r['total_graph_us']:.2f} |")
 
 
 if __name__ == "__main__":
