@@ -28,6 +28,7 @@
 #include "w4a8_method.h"
 #include "common/device_buffer.h"
 #include "method.h"
+#include "model_presets.h"
 #include "reference/routing.h"
 #include "w4a8moe/grouped_gemm.h"
 #include "w4a8moe/prepack.h"
@@ -35,16 +36,6 @@
 namespace w4a8moe::bench {
 namespace {
 
-struct Model {
-  std::string name;
-  int global_experts, local_experts, top_k, hidden, inter;
-};
-
-std::vector<Model> const kModels = {
-    {"qwen3-30b-a3b", 128, 128, 8, 2048, 768},
-    {"deepseek-v3-ep8", 256, 32, 8, 7168, 2048},  // 8-way expert parallelism: 32 local experts of 256
-    {"mixtral-8x7b", 8, 8, 2, 4096, 14336},
-};
 std::vector<int64_t> const kAllTokens = {1, 4, 16, 64, 128, 512, 1024, 4096, 8192};
 
 // --- Cases and results ---------------------------------------------------------------------------------------------
@@ -80,7 +71,7 @@ Options parse(int argc, char** argv) {
       std::string const v = value();
       o.models.clear();
       if (v == "all") {
-        for (auto const& m : kModels) o.models.push_back(m.name);
+        for (auto const& m : tools::benchmark_models()) o.models.push_back(m.name);
       } else {
         o.models = split(v);
       }
@@ -127,21 +118,19 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-Model const& find_model(std::string const& name) {
-  for (auto const& m : kModels) {
-    if (m.name == name) return m;
-  }
-  fail("unknown model '" + name + "'");
-  return kModels[0];
+tools::BenchModel const& find_model(std::string const& name) {
+  tools::BenchModel const* model = tools::find_benchmark_model(name);
+  if (model == nullptr) fail("unknown model '" + name + "'");
+  return *model;
 }
 
-// Rows per local expert: tokens route over all global experts; this rank holds the first local_experts of them.
-std::vector<int64_t> routing_counts(Model const& m, int64_t tokens, std::string const& routing) {
-  std::mt19937_64 rng(uint64_t(tokens) * 7919 + m.global_experts);
+// Rows per local expert: tokens route over all global experts; this rank holds the first local experts of them.
+std::vector<int64_t> routing_counts(MoeShape const& s, int64_t tokens, std::string const& routing) {
+  std::mt19937_64 rng(uint64_t(tokens) * 7919 + s.num_experts);
   auto counts = routing == "uniform"
-                    ? reference::uniform_routing_counts(m.global_experts, tokens, m.top_k, rng)
-                    : reference::skewed_routing_counts(m.global_experts, tokens, m.top_k, 4, 20.0, rng);
-  counts.resize(m.local_experts);
+                    ? reference::uniform_routing_counts(s.num_experts, tokens, s.top_k, rng)
+                    : reference::skewed_routing_counts(s.num_experts, tokens, s.top_k, 4, 20.0, rng);
+  counts.resize(s.num_local_experts);
   return counts;
 }
 
@@ -176,13 +165,13 @@ int main(int argc, char** argv) {
               "routing", "w4a8 config", "us", "TFLOP/s", "GB/s", "%HBM", "naive/x", "w8a8/x", "w4a16/x", "bf16/x",
               "best/x");
   for (auto const& model_name : options.models) {
-    Model const& model = find_model(model_name);
+    MoeShape const& model = find_model(model_name).shape;
     for (auto const& routing : options.routings) {
       for (int64_t tokens : options.tokens) {
         auto const counts = routing_counts(model, tokens, routing);
         for (int gemm : options.gemms) {
           BenchCase c;
-          c.num_experts = model.local_experts;
+          c.num_experts = model.num_local_experts;
           c.n = gemm == 1 ? 2 * model.inter : model.hidden;
           c.k = gemm == 1 ? model.hidden : model.inter;
           c.rows_per_expert = counts;
@@ -199,7 +188,7 @@ int main(int argc, char** argv) {
             c.weight_sets = int(std::clamp(std::ceil(3.0 * prop.l2CacheSize / active_bytes), 1.0,
                                            std::max(1.0, std::floor(16e9 / all_bytes))));
             Timing const t = time_method(method, c, options.replays, stream);
-            Row row{model.name, routing, method.name(), config, gemm, c.num_experts, c.n, c.k, active, tokens,
+            Row row{model_name, routing, method.name(), config, gemm, c.num_experts, c.n, c.k, active, tokens,
                     total_rows};
             if (!t.error.empty()) {
               std::fprintf(stderr, "  %s: %s\n", method.name().c_str(), t.error.c_str());
@@ -243,7 +232,7 @@ int main(int argc, char** argv) {
           }
           double const gbps = active * chosen->weight_bytes_per_expert(c.n, c.k) / (main.us * 1e3);
           std::printf("%-16s %4d %6lld %-8s | %-18s %9.2f %7.1f %6.0f %5.0f | %9.2f %9.2f %9.2f %9.2f %9.2f%s\n",
-                      model.name.c_str(), gemm, static_cast<long long>(tokens), routing.c_str(),
+                      model_name.c_str(), gemm, static_cast<long long>(tokens), routing.c_str(),
                       chosen_config.c_str(), main.us, flops / (main.us * 1e6), gbps, 100.0 * gbps * 1e9 / hbm,
                       naive_us / main.us, w8a8 / main.us, w4a16 / main.us, bf16 / main.us, best_w4a8 / main.us,
                       options.sweep ? (" (best " + best_config + ")").c_str() : "");

@@ -23,6 +23,7 @@
 #include "common/device_buffer.h"
 #include "layer_timing.h"
 #include "method.h"
+#include "model_presets.h"
 #include "reference/moe_reference.h"
 #include "w4a8_method.h"
 #include "w4a8moe/moe.h"
@@ -37,12 +38,15 @@ struct Model {
   bool idle = false;  // the router never picks a local expert: what a rank without local tokens pays
 };
 
-std::vector<Model> const kModels = {
-    {"qwen3-30b-a3b", {128, 128, 8, 2048, 768}},
-    {"deepseek-v3-ep8", {256, 32, 8, 7168, 2048}},  // one of 8 expert-parallel ranks
-    {"deepseek-v3-ep8-idle", {256, 32, 8, 7168, 2048}, true},
-    {"mixtral-8x7b", {8, 8, 2, 4096, 14336}},
-};
+// The benchmark models, and the DeepSeek-V3 rank once more as an idle one.
+std::vector<Model> const kModels = [] {
+  std::vector<Model> models;
+  for (auto const& m : tools::benchmark_models()) {
+    models.push_back({m.name, m.shape});
+    if (m.shape.num_local_experts < m.shape.num_experts) models.push_back({m.name + "-idle", m.shape, true});
+  }
+  return models;
+}();
 
 DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed) {
   DeviceBuffer words(size_t(shape.num_experts) * shape.n * shape.k / 2);

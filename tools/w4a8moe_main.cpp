@@ -27,6 +27,7 @@
 #include "common/float_formats.h"
 #include "layer_timing.h"
 #include "layer_weights.h"
+#include "model_presets.h"
 #include "reference/moe_reference.h"
 #include "w4a8moe/checkpoint.h"
 #include "w4a8moe/grouped_gemm.h"
@@ -35,20 +36,6 @@
 
 namespace w4a8moe::tools {
 namespace {
-
-struct Preset {
-  char const* name;
-  MoeShape shape;
-  int default_ep_ranks;
-};
-
-// Design 8's models. DeepSeek-V3 defaults to 8-way expert parallelism (one rank's 32 of 256 experts); gpt-oss is
-// absent because its H = 2880 is not a multiple of the 128-wide quantisation group.
-Preset const kPresets[] = {
-    {"qwen3-30b-a3b", {128, 128, 8, 2048, 768}, 1},   {"qwen3-235b-a22b", {128, 128, 8, 4096, 1536}, 1},
-    {"deepseek-v3", {256, 256, 8, 7168, 2048}, 8},    {"mixtral-8x7b", {8, 8, 2, 4096, 14336}, 1},
-    {"llama4-scout", {16, 16, 1, 5120, 8192}, 1},
-};
 
 [[noreturn]] void die(std::string const& message, int code = 1) {
   std::fprintf(stderr, "w4a8moe: %s\n", message.c_str());
@@ -118,12 +105,13 @@ class Args {
 
 // --- run -------------------------------------------------------------------------------------------------------------
 
-char const* const kRunHelp =
-    "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
-    "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
-    "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
-    "                   [--seed S] [--json FILE]\n"
-    "models: qwen3-30b-a3b qwen3-235b-a22b deepseek-v3 (8 expert-parallel ranks by default) mixtral-8x7b llama4-scout\n";
+std::string run_help() {
+  return "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
+         "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
+         "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
+         "                   [--seed S] [--json FILE]\n"
+         "models: " + tools::model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n";
+}
 
 struct RunSetup {
   std::string description;
@@ -163,11 +151,8 @@ RunSetup setup_from_args(Args const& args) {
   } else {
     if (args.has("model")) {
       std::string const name = args.get("model");
-      Preset const* preset = nullptr;
-      for (auto const& p : kPresets) {
-        if (name == p.name) preset = &p;
-      }
-      if (!preset) die("--model " + name + ": unknown model\n" + kRunHelp);
+      tools::ModelPreset const* preset = tools::find_model_preset(name);
+      if (!preset) die("--model " + name + ": unknown model\n" + run_help());
       shape = preset->shape;
       ep_ranks = preset->default_ep_ranks;
       setup.description = name;
@@ -176,7 +161,7 @@ RunSetup setup_from_args(Args const& args) {
                int(args.integer("hidden", 0)), int(args.integer("inter", 0))};
       setup.description = "custom";
     } else {
-      die(std::string("choose a layer: --model, --experts/--topk/--hidden/--inter or --checkpoint\n") + kRunHelp);
+      die(std::string("choose a layer: --model, --experts/--topk/--hidden/--inter or --checkpoint\n") + run_help());
     }
     ep_ranks = int(args.integer("ep-ranks", ep_ranks));
     if (ep_ranks < 1 || shape.num_experts % ep_ranks != 0) {
@@ -214,7 +199,7 @@ DeviceBuffer prepack(std::vector<int32_t> const& weights, std::vector<uint16_t> 
 
 int run_command(Args const& args) {
   if (args.has("help")) {
-    std::printf("%s", kRunHelp);
+    std::printf("%s", run_help().c_str());
     return 0;
   }
   args.reject_unknown({"model", "experts", "topk", "hidden", "inter", "checkpoint", "layer", "tokens", "ep-ranks",
