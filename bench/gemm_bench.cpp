@@ -16,7 +16,6 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -27,6 +26,7 @@
 #include "bench_timing.h"
 #include "w4a8_method.h"
 #include "common/device_buffer.h"
+#include "json_output.h"
 #include "method.h"
 #include "model_presets.h"
 #include "reference/routing.h"
@@ -244,19 +244,20 @@ int main(int argc, char** argv) {
 
   if (!options.out_dir.empty()) {
     std::string const stem = options.out_dir + "/" + today() + "-" + card_slug(prop.name);
-    std::ofstream json(stem + ".json");
-    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"sm_count\": " << prop.multiProcessorCount
-         << ",\n  \"hbm_read_gbps\": " << hbm / 1e9 << ",\n  \"rows\": [\n";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      auto const& r = rows[i];
-      json << "    {\"model\": \"" << r.model << "\", \"gemm\": " << r.gemm << ", \"tokens\": " << r.tokens
-           << ", \"routing\": \"" << r.routing << "\", \"experts\": " << r.experts << ", \"active_experts\": "
-           << r.active << ", \"n\": " << r.n << ", \"k\": " << r.k << ", \"rows\": " << r.rows << ", \"method\": \""
-           << r.method << "\", \"config\": \"" << r.config << "\", \"us\": " << (std::isnan(r.us) ? -1.0 : r.us)
-           << ", \"tflops\": " << r.tflops << ", \"weight_gbps\": " << r.weight_gbps << "}"
-           << (i + 1 < rows.size() ? ",\n" : "\n");
+    tools::Json doc = {{"device", prop.name},
+                       {"sm_count", prop.multiProcessorCount},
+                       {"hbm_read_gbps", hbm / 1e9},
+                       {"rows", tools::Json::array()}};
+    for (auto const& r : rows) {
+      doc["rows"].push_back({{"model", r.model},           {"gemm", r.gemm},
+                             {"tokens", r.tokens},         {"routing", r.routing},
+                             {"experts", r.experts},       {"active_experts", r.active},
+                             {"n", r.n},                   {"k", r.k},
+                             {"rows", r.rows},             {"method", r.method},
+                             {"config", r.config},         {"us", std::isnan(r.us) ? -1.0 : r.us},
+                             {"tflops", r.tflops},         {"weight_gbps", r.weight_gbps}});
     }
-    json << "  ]\n}\n";
+    if (!tools::write_json(doc, stem + ".json")) fail("cannot write " + stem + ".json");
     std::printf("wrote %s.json\n", stem.c_str());
   }
   cudaStreamDestroy(stream);

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "bench_timing.h"
 #include "common/device_buffer.h"
 #include "layer_timing.h"
+#include "json_output.h"
 #include "method.h"
 #include "model_presets.h"
 #include "reference/moe_reference.h"
@@ -240,23 +240,26 @@ int main(int argc, char** argv) {
   }
   if (!out_dir.empty()) {
     std::string const path = out_dir + "/" + today() + "-" + card_slug(prop.name) + "-moe-layer.json";
-    std::ofstream json(path);
-    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"hbm_read_gbps\": " << hbm / 1e9 << ",\n  \"rows\": [\n";
-    for (size_t i = 0; i < results.size(); ++i) {
-      auto const& r = results[i];
-      json << "    {\"model\": \"" << r.model << "\", \"tokens\": " << r.tokens << ", \"stages_us\": {";
-      for (int st = 0; st < kMoeStageCount; ++st) {
-        json << (st ? ", " : "") << "\"" << moe_stage_name(st) << "\": " << r.stage_us[st];
-      }
-      json << "}, \"total_graph_us\": " << r.total_us << ", \"outside_gemms_share\": " << r.outside_share
-           << ", \"gemm1_config\": \"" << r.gemm1_config << "\", \"gemm2_config\": \"" << r.gemm2_config
-           << "\", \"w4a8_gemm1_us\": " << r.w4a8_gemm1 << ", \"w4a8_gemm2_us\": " << r.w4a8_gemm2
-           << ", \"w8a8_gemm1_us\": " << r.w8a8_gemm1 << ", \"w8a8_gemm2_us\": " << r.w8a8_gemm2
-           << ", \"w8a8_pipeline_us\": " << r.w8a8_pipeline << ", \"launches\": " << r.launches
-           << ", \"active_experts\": " << r.active_experts << ", \"active_expert_bytes\": " << r.active_expert_bytes
-           << ", \"read_once_us\": " << r.read_us << "}" << (i + 1 < results.size() ? ",\n" : "\n");
+    tools::Json doc = {{"device", prop.name}, {"hbm_read_gbps", hbm / 1e9}, {"rows", tools::Json::array()}};
+    for (auto const& r : results) {
+      doc["rows"].push_back({{"model", r.model},
+                             {"tokens", r.tokens},
+                             {"stages_us", tools::stage_times(r.stage_us)},
+                             {"total_graph_us", r.total_us},
+                             {"outside_gemms_share", r.outside_share},
+                             {"gemm1_config", r.gemm1_config},
+                             {"gemm2_config", r.gemm2_config},
+                             {"w4a8_gemm1_us", r.w4a8_gemm1},
+                             {"w4a8_gemm2_us", r.w4a8_gemm2},
+                             {"w8a8_gemm1_us", r.w8a8_gemm1},
+                             {"w8a8_gemm2_us", r.w8a8_gemm2},
+                             {"w8a8_pipeline_us", r.w8a8_pipeline},
+                             {"launches", r.launches},
+                             {"active_experts", r.active_experts},
+                             {"active_expert_bytes", r.active_expert_bytes},
+                             {"read_once_us", r.read_us}});
     }
-    json << "  ]\n}\n";
+    if (!tools::write_json(doc, path)) fail("cannot write " + path);
     std::printf("wrote %s\n", path.c_str());
   }
   cudaStreamDestroy(stream);

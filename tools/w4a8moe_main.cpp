@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
@@ -26,6 +25,7 @@
 #include "common/device_buffer.h"
 #include "common/float_formats.h"
 #include "layer_timing.h"
+#include "json_output.h"
 #include "layer_weights.h"
 #include "model_presets.h"
 #include "reference/moe_reference.h"
@@ -327,20 +327,27 @@ int run_command(Args const& args) {
   }
 
   if (args.has("json")) {
-    std::ofstream json(args.get("json"));
-    json << "{\n  \"device\": \"" << prop.name << "\",\n  \"layer\": \"" << setup.description << "\",\n"
-         << "  \"experts\": " << s.num_experts << ", \"local_experts\": " << s.num_local_experts << ", \"top_k\": "
-         << s.top_k << ", \"hidden\": " << s.hidden << ", \"inter\": " << s.inter << ", \"tokens\": " << tokens
-         << ", \"dtype\": \"" << dtype << "\",\n  \"gemm1_config\": \"" << config1 << "\", \"gemm2_config\": \""
-         << config2 << "\",\n  \"stages_us\": {";
-    for (int st = 0; st < kMoeStageCount; ++st) {
-      json << (st ? ", " : "") << "\"" << moe_stage_name(st) << "\": " << timing.stage_us[st];
-    }
-    json << "},\n  \"total_us\": " << timing.total_us << ", \"outside_gemms_share\": " << timing.outside_gemms
-         << ", \"graph_nodes\": " << timing.graph_nodes << ", \"tokens_per_s\": "
-         << double(tokens) / (timing.total_us * 1e-6)
-         << ",\n  \"check_tokens\": " << check_tokens << ", \"check_worst_relative_error\": " << worst
-         << ", \"check_passed\": " << (passed ? "true" : "false") << "\n}\n";
+    tools::Json const doc = {{"device", prop.name},
+                             {"layer", setup.description},
+                             {"experts", s.num_experts},
+                             {"local_experts", s.num_local_experts},
+                             {"top_k", s.top_k},
+                             {"hidden", s.hidden},
+                             {"inter", s.inter},
+                             {"tokens", tokens},
+                             {"dtype", dtype},
+                             {"gemm1_config", config1},
+                             {"gemm2_config", config2},
+                             {"stages_us", tools::stage_times(timing.stage_us)},
+                             {"total_us", timing.total_us},
+                             {"outside_gemms_share", timing.outside_gemms},
+                             {"graph_nodes", timing.graph_nodes},
+                             {"tokens_per_s", double(tokens) / (timing.total_us * 1e-6)},
+                             {"check_tokens", check_tokens},
+                             {"check_worst_relative_error", worst},
+                             {"check_passed", passed}};
+    // One line: runs append to a JSON Lines file (scripts/gpu-check.sh).
+    if (!tools::write_json(doc, args.get("json"), /*one_line=*/true)) die("cannot write " + args.get("json"));
     std::printf("  wrote %s\n", args.get("json").c_str());
   }
   cudaStreamDestroy(stream);
