@@ -17,7 +17,7 @@ import argparse
 import torch
 
 import w4a8moe
-from peers_timing import median_event_ms  # bench/ is on sys.path: this runs as a script
+from peers_timing import capture, median_event_ms  # bench/ is on sys.path: this runs as a script
 
 
 def parse_args():
@@ -95,19 +95,6 @@ def w4a8_layer(num_experts, hidden, inter):
     return w4a8moe.prepack_moe_weights(*weights(2 * inter, hidden), *weights(hidden, inter))
 
 
-def as_graph(fn):
-    """Captures fn once (after a warm-up on a side stream) and returns the replay."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
 def main():
     args = parse_args()
     torch.manual_seed(0)
@@ -143,7 +130,8 @@ def main():
             times = {}
             for name, call in calls.items():
                 try:
-                    times[name] = median_event_ms(call if mode == "eager" else as_graph(call), args.iters, args.warmup)
+                    replay = call if mode == "eager" else capture(call)[0].replay
+                    times[name] = median_event_ms(replay, args.iters, args.warmup)
                 except RuntimeError as error:  # e.g. a baseline op that rejects this shape
                     print(f"  {name} {mode} at {tokens} tokens failed: {str(error).splitlines()[0]}")
                     times[name] = float("nan")
