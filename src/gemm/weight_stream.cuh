@@ -31,6 +31,16 @@ struct Chunk {
   int64_t first_row;
 };
 
+// Expert e's rows and its first row (0 past the last expert); no rows where its offsets are not
+// expert_rows_valid().
+__device__ __forceinline__ int64_t expert_rows(GroupedGemmParams const& p, int e, int64_t* begin) {
+  *begin = 0;
+  if (e >= p.shape.num_experts) return 0;
+  *begin = p.expert_offsets[e];
+  int64_t const end = p.expert_offsets[e + 1];
+  return expert_rows_valid(*begin, end, p.total_rows) ? end - *begin : 0;
+}
+
 // The chunk-th chunk of kChunkRows rows, counting each expert's rows in expert order; an expert whose offsets are
 // not expert_rows_valid() holds none. False when there are fewer chunks. Called by the whole block of kThreads.
 template <int kThreads, int kChunkRows>
@@ -42,12 +52,8 @@ __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* fou
   int64_t chunks_before = 0;
   for (int base = 0; base < p.shape.num_experts; base += kThreads) {
     int const e = base + int(threadIdx.x);
-    int64_t begin = 0, rows = 0;
-    if (e < p.shape.num_experts) {
-      begin = p.expert_offsets[e];
-      int64_t const end = p.expert_offsets[e + 1];
-      if (expert_rows_valid(begin, end, p.total_rows)) rows = end - begin;
-    }
+    int64_t begin;
+    int64_t const rows = expert_rows(p, e, &begin);
     int64_t const chunks = (rows + kChunkRows - 1) / kChunkRows;
     int64_t inclusive = 0, total = 0;
     Scan(scan_storage).InclusiveSum(chunks, inclusive, total);
@@ -82,14 +88,7 @@ __device__ bool find_chunk_in_warp(GroupedGemmParams const& p, int64_t chunk, Ch
   while (cursor.expert < p.shape.num_experts) {
     int64_t begin[kWindows], rows[kWindows];
 #pragma unroll
-    for (int w = 0; w < kWindows; ++w) {
-      int const e = cursor.expert + 32 * w + lane;
-      begin[w] = rows[w] = 0;
-      if (e < p.shape.num_experts) {
-        int64_t const b = p.expert_offsets[e], end = p.expert_offsets[e + 1];
-        if (expert_rows_valid(b, end, p.total_rows)) begin[w] = b, rows[w] = end - b;
-      }
-    }
+    for (int w = 0; w < kWindows; ++w) rows[w] = expert_rows(p, cursor.expert + 32 * w + lane, &begin[w]);
     bool hit = false;  // no early exit from the loop: it must unroll for begin[] and rows[] to stay in registers
 #pragma unroll
     for (int w = 0; w < kWindows; ++w) {
