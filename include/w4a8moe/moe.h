@@ -34,6 +34,11 @@ struct MoeShape {
 };
 
 enum class ActivationType : int { kBF16 = 0, kFP16 = 1 };  // hidden states in and out
+
+// How moe_forward runs the layer. kStaged: the stages below, each its own launch. kOneLaunch: the whole layer in one
+// cooperative launch (1..8 tokens; from router logits up to 512 experts), with the staged path's roundings. kAuto:
+// one launch where it measured faster, while a rank's experts expect at most 4 rows (bench/NOTES.md §10).
+enum class MoePath : int { kAuto = 0, kStaged = 1, kOneLaunch = 2 };
 enum class LogitsType : int { kFP32 = 0, kBF16 = 1 };
 
 // Number of stages the optional per-stage events delimit (moe_stage_name gives their names).
@@ -68,8 +73,12 @@ struct MoeForwardArgs {
   size_t workspace_bytes = 0;
   int64_t max_tokens = 0;     // the T the workspace was sized for (0: num_tokens)
 
+  // kAuto picks; kOneLaunch where it cannot run, or with GEMM configs, is an error. GEMM config overrides and
+  // stage events make kAuto stage the layer; with kOneLaunch the stage events bracket the one launch.
+  MoePath path = MoePath::kAuto;
   std::string gemm1_config, gemm2_config;  // optional kernel overrides (gemm_config_names())
-  // Optional: kMoeStageCount + 1 events recorded on the stream around the stages, for per-stage timing.
+  // Optional: kMoeStageCount + 1 events recorded on the stream around the stages, for per-stage timing (of the
+  // staged path).
   cudaEvent_t const* stage_events = nullptr;
   cudaStream_t stream = nullptr;
 };

@@ -18,6 +18,7 @@
 #include "common/pdl.cuh"
 #include "common/status_util.h"
 #include "gemm/stream_plan.h"
+#include "gemm/stripe_mma.cuh"
 #include "gemm/weight_stream.cuh"
 
 namespace w4a8moe::gemm {
@@ -33,27 +34,6 @@ constexpr int kStages = 2;
 template <int kTokenTiles>
 constexpr int kBlocksPerSm = kTokenTiles == 1 ? 3 : 2;
 
-// Two e4m3 in the low (kHigh: high) half of a word -> f16x2.
-template <bool kHigh = false>
-__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t word) {
-  uint32_t out;
-  if constexpr (kHigh) {
-    asm("{ .reg .b16 lo, hi; mov.b32 {lo, hi}, %1; cvt.rn.f16x2.e4m3x2 %0, hi; }" : "=r"(out) : "r"(word));
-  } else {
-    asm("{ .reg .b16 lo, hi; mov.b32 {lo, hi}, %1; cvt.rn.f16x2.e4m3x2 %0, lo; }" : "=r"(out) : "r"(word));
-  }
-  return out;
-}
-
-__device__ __forceinline__ void mma_f16_16x8x16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                                uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // One warp's share of one chunk: up to 8 * kTokenTiles rows of one expert, one 16-channel stripe.
 struct WarpItem {
   int expert;
@@ -61,34 +41,6 @@ struct WarpItem {
   int rows;
   int32_t first_row;
 };
-
-// A lane's pointers to the next group of its warp's stripe to load: each group adds a constant, so the loop has no
-// 64-bit index arithmetic for the weights.
-struct StripeCursor {
-  uint8_t const* weights;  // the lane's 8 bytes of the group's first atom
-  uint2 const* table;      // the table of channel lane/4 (channel lane/4 + 8: 8 entries on)
-};
-
-__device__ __forceinline__ StripeCursor stripe_cursor(GroupedGemmParams const& p, WarpItem const& w, int group) {
-  int const lane = int(threadIdx.x) % 32, n = p.shape.n;
-  StripeCursor c;
-  c.weights = p.packed + p.sections.weights + size_t(w.expert) * p.sections.weight_bytes_per_expert +
-              size_t(group) * kAtomsPerGroup * atom_stride(n) + size_t(w.stripe) * kAtomBytes + lane * 8;
-  c.table = reinterpret_cast<uint2 const*>(p.packed + p.sections.group_scales +
-                                           size_t(w.expert) * p.sections.group_scale_bytes_per_expert) +
-            size_t(group) * n + w.stripe * kStripeChannels + lane / 4;
-  return c;
-}
-
-// Issues the loads of the cursor's group: 4 atoms (8 bytes per lane each) and the two channels' tables.
-__device__ __forceinline__ void load_group(int n, StripeCursor& c, GroupWeights& f) {
-#pragma unroll
-  for (int a = 0; a < kAtomsPerGroup; ++a) f.atoms[a] = load_streaming(c.weights + a * atom_stride(n));
-  f.table_low = __ldg(c.table);
-  f.table_high = __ldg(c.table + 8);
-  c.weights += kAtomsPerGroup * atom_stride(n);
-  c.table += n;
-}
 
 // Multiplies one loaded group into acc. The activations (L1 hits: the block's warps share them) load here.
 template <int kTokenTiles>
@@ -118,18 +70,12 @@ __device__ __forceinline__ void multiply_group(GroupedGemmParams const& p, WarpI
   for (int a = 0; a < kAtomsPerGroup; ++a) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      // Nibbles 0-3: channel lane/4 at K 4c..4c+3 of this half atom (c = lane % 4); nibbles 4-7: channel + 8.
-      uint32_t const word = h == 0 ? f.atoms[a].x : f.atoms[a].y;
-      uint32_t low, high;
-      lookup8<false>(word, f.table_low, pos_low, f.table_high, pos_high, low, high);
-      // mma k slots {2c, 2c+1} <- K {4c, 4c+1}, slots {2c+8, 2c+9} <- K {4c+2, 4c+3}; the activations match.
-      uint32_t const a0 = e4m3x2_to_f16x2(low), a2 = e4m3x2_to_f16x2<true>(low);
-      uint32_t const a1 = e4m3x2_to_f16x2(high), a3 = e4m3x2_to_f16x2<true>(high);
+      F16Fragment const fragment = weight_fragment(h == 0 ? f.atoms[a].x : f.atoms[a].y, f, pos_low, pos_high);
 #pragma unroll
       for (int t = 0; t < kTokenTiles; ++t) {
         if (t > 0 && t >= tiles) break;
         uint32_t const act4 = x[t][a][h];
-        mma_f16_16x8x16(acc[t], a0, a1, a2, a3, e4m3x2_to_f16x2(act4), e4m3x2_to_f16x2<true>(act4));
+        mma_f16_16x8x16(acc[t], fragment, e4m3x2_to_f16x2(act4), e4m3x2_to_f16x2<true>(act4));
       }
     }
   }
@@ -158,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
     float acc[kTokenTiles][4] = {};
     if (stripe < stripes) {
       // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
-      StripeCursor cursor = stripe_cursor(p, w, group_begin);
+      StripeCursor cursor = stripe_cursor(p.packed, p.sections, n, w.expert, w.stripe, group_begin);
       GroupWeights stage[kStages];
 #pragma unroll
       for (int i = 0; i < kStages; ++i) {
@@ -203,23 +149,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   }
 }
 
-// K split per stripe: as many warps as fill about one wave of resident warps over the experts that can be active,
-// and at least enough that no warp streams more than kMaxGroupsPerWarp groups one after another (a warp keeps
-// kStages groups in flight, so a long K alone is latency-bound: DeepSeek-V3 GEMM1 at 16 tokens, §6);
-// at most one warp per group and kWarps per block.
 template <int kTokenTiles>
 int choose_splits(GroupedGemmParams const& p) {
   int64_t const active_experts = std::max<int64_t>(1, std::min<int64_t>(p.shape.num_experts, p.expected_rows));
-  int64_t const columns = active_experts * (p.shape.n / kStripeChannels);
   int64_t const wave_warps = int64_t(std::max(p.sm_count, 1)) * kBlocksPerSm<kTokenTiles> * kWarps;
-  int const groups = p.shape.k / kGroupSize;
-  constexpr int kMaxGroupsPerWarp = 16;
-  int splits = 1;
-  while (splits < kWarps && 2 * splits <= groups &&
-         (columns * 2 * splits <= wave_warps || splits * kMaxGroupsPerWarp < groups)) {
-    splits *= 2;
-  }
-  return splits;
+  return stripe_k_splits(active_experts * (p.shape.n / kStripeChannels), p.shape.k / kGroupSize, wave_warps);
 }
 
 template <int kTokenTiles, class Out>

@@ -18,6 +18,21 @@ inline constexpr int kStreamBlocksPerSm = 4;
 // Rows per chunk of the registered wgmma streaming config ("64x8_stream").
 inline constexpr int kStreamChunkRows = 8;
 
+// K splits of the mma.sync stripe kernels (the decode GEMM, the one-launch layer): `items` warp items (16-channel
+// stripes, or the layer's gate/up pairs) of `groups` K groups each, on `wave_warps` resident warps. The warps of one
+// item split K (a power of two, at most 8: a block's warps; at most one warp per group) until the items cover about
+// a wave, or until no warp streams more than 16 groups one after another (a warp keeps two groups in flight, so a
+// long K alone is latency-bound: DeepSeek-V3 GEMM1 at 16 tokens, bench/NOTES.md §6).
+W4A8_HOST_DEVICE inline int stripe_k_splits(int64_t items, int groups, int64_t wave_warps) {
+  constexpr int kMaxSplits = 8, kMaxGroupsPerWarp = 16;
+  int splits = 1;
+  while (splits < kMaxSplits && 2 * splits <= groups &&
+         (items * 2 * splits <= wave_warps || splits * kMaxGroupsPerWarp < groups)) {
+    splits *= 2;
+  }
+  return splits;
+}
+
 // The chunks of chunk_rows rows `rows` rows over num_experts experts can make: at most one per expert that holds
 // rows, plus one per chunk_rows rows beyond each expert's first. (The looser "one partial per expert plus the full
 // ones" counted a ninth chunk for 8 rows over 8 experts, and that empty chunk's blocks kept the grid from

@@ -4,6 +4,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cstdint>
 
@@ -13,6 +14,7 @@ namespace w4a8moe::moe {
 
 inline constexpr int kThreads = 128;
 inline constexpr int kVector = 8;  // 16-bit values per 16-byte access
+inline constexpr float kE4M3Max = 448.0f;
 
 // --- Block reductions ------------------------------------------------------------------------------------------
 
@@ -81,6 +83,20 @@ __device__ void store_vector(void* base, int64_t index, float const (&v)[kVector
 #pragma unroll
   for (int i = 0; i < kVector; ++i) x[i] = A::from_float(v[i]);
   static_cast<uint4*>(base)[index] = raw;
+}
+
+// --- e4m3 quantisation ----------------------------------------------------------------------------------------
+
+// Four values times `inverse`, to e4m3 (round to nearest even, saturating), as the four bytes of a word.
+__device__ __forceinline__ uint32_t quantize4(float a, float b, float c, float d, float inverse) {
+  uint32_t const low = __nv_cvt_float2_to_fp8x2(make_float2(a * inverse, b * inverse), __NV_SATFINITE, __NV_E4M3);
+  uint32_t const high = __nv_cvt_float2_to_fp8x2(make_float2(c * inverse, d * inverse), __NV_SATFINITE, __NV_E4M3);
+  return low | high << 16;
+}
+
+// 8 values times `inverse`, to e4m3, as 8 bytes.
+__device__ __forceinline__ uint2 quantize_vector(float const (&v)[kVector], float inverse) {
+  return make_uint2(quantize4(v[0], v[1], v[2], v[3], inverse), quantize4(v[4], v[5], v[6], v[7], inverse));
 }
 
 }  // namespace w4a8moe::moe

@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <limits>
 
+#include "common/device_info.h"
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
+#include "moe/decode_layer.h"
 #include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
 #include "moe/workspace_plan.h"
@@ -121,6 +123,19 @@ Status validate_args(MoeForwardArgs const& a) {
     return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_workspace_bytes(shape, ",
                             max_tokens, ")=", needed);
   }
+  if (a.path != MoePath::kAuto && a.path != MoePath::kStaged && a.path != MoePath::kOneLaunch) {
+    return invalid_argument("args.path=", int(a.path), ": must be kAuto, kStaged or kOneLaunch");
+  }
+  if (a.path == MoePath::kOneLaunch) {
+    if (a.num_tokens > 0 && !moe::decode_layer_fits(s, a.num_tokens, has_logits)) {
+      return invalid_argument("args.path=kOneLaunch: the one-launch layer takes 1..", moe::kDecodeLayerMaxTokens,
+                              " tokens and, from router logits, at most ", moe::kDecodeLayerMaxRouterExperts,
+                              " experts; got num_tokens=", a.num_tokens, ", num_experts=", s.num_experts);
+    }
+    if (!a.gemm1_config.empty() || !a.gemm2_config.empty()) {
+      return invalid_argument("args.path=kOneLaunch: GEMM configs belong to the staged path");
+    }
+  }
   for (auto const& name : {a.gemm1_config, a.gemm2_config}) {
     if (name.empty()) continue;
     auto const names = gemm_config_names();
@@ -128,6 +143,14 @@ Status validate_args(MoeForwardArgs const& a) {
       return not_supported("GEMM config '", name, "': no such config (see gemm_config_names())");
     }
   }
+  return Status::Ok();
+}
+
+// The one-launch layer over the staged path's workspace regions (decode_layer.h says which it uses).
+Status run_one_launch(MoeForwardArgs const& a, moe::MoePlan const& plan) {
+  int const sm_count = current_device_sm_count();
+  if (sm_count < 1) return Status(StatusCode::kCudaError, "no usable CUDA device for the one-launch layer");
+  W4A8_CUDA_RETURN(moe::launch_decode_layer(moe::decode_layer_problem(a, plan.workspace), sm_count, a.stream));
   return Status::Ok();
 }
 
@@ -212,7 +235,13 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(validate_args(a));
   if (a.num_tokens == 0) return Status::Ok();
   MoeShape const& s = a.shape;
-  moe::MoePlan const plan = moe::plan_moe(s, a.num_tokens, a.max_tokens, a.gemm1_config, a.gemm2_config);
+  moe::MoePlanOptions options;
+  options.gemm1_config = a.gemm1_config;
+  options.gemm2_config = a.gemm2_config;
+  options.from_logits = a.router_logits != nullptr;
+  options.path = a.path;
+  options.stage_events = a.stage_events != nullptr;
+  moe::MoePlan const plan = moe::plan_moe(s, a.num_tokens, a.max_tokens, options);
   int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };
@@ -223,6 +252,12 @@ Status moe_forward(MoeForwardArgs const& a) {
     }
     return Status::Ok();
   };
+  if (plan.one_launch) {  // stage events, if any, bracket the one launch: the first stage's time is the layer's
+    W4A8_RETURN_IF_ERROR(mark(0));
+    W4A8_RETURN_IF_ERROR(run_one_launch(a, plan));
+    for (int stage = 1; stage <= kMoeStageCount; ++stage) W4A8_RETURN_IF_ERROR(mark(stage));
+    return Status::Ok();
+  }
   auto* dest_row = reinterpret_cast<int32_t*>(at(plan.workspace.dest_row));
   auto* offsets = reinterpret_cast<int64_t*>(at(plan.workspace.offsets));
 

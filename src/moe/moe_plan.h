@@ -24,8 +24,19 @@ struct GemmStagePlan {
   bool arrays_from_routing = false;  // the one-block routing fills its per-expert arrays: no build launch
 };
 
+// What the caller asks of the plan besides the shape and the token counts.
+struct MoePlanOptions {
+  std::string gemm1_config, gemm2_config;  // kernel overrides; empty: the heuristic's (either one: staged path)
+  bool from_logits = true;                 // routing from router logits (else precomputed top-k)
+  MoePath path = MoePath::kAuto;
+  bool stage_events = false;               // per-stage events asked for: kAuto stages the layer
+};
+
 struct MoePlan {
   int64_t tokens = 0;
+  // The whole layer in one cooperative launch (moe/decode_layer.h) instead of the stages below; then only
+  // `workspace` of the rest is used.
+  bool one_launch = false;
   int64_t rows = 0;                 // token slots, tokens * top_k
   int64_t expected_local_rows = 0;  // the rows the local experts should hold: the GEMMs' hint
   WorkspacePlan workspace;          // for max_tokens
@@ -35,8 +46,8 @@ struct MoePlan {
   GemmStagePlan gemm1, gemm2;
 };
 
-// For a validated shape, 0 <= tokens <= max_tokens (max_tokens 0: tokens); empty configs ask the heuristic.
-MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, std::string const& gemm1_config = {},
-                 std::string const& gemm2_config = {});
+// For a validated shape, 0 <= tokens <= max_tokens (max_tokens 0: tokens). With MoePath::kOneLaunch, one_launch is
+// set whenever the layer can run as one launch (moe_forward rejects the rest).
+MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoePlanOptions const& options = {});
 
 }  // namespace w4a8moe::moe

@@ -8,16 +8,11 @@
 #include "gemm/expert_arrays.cuh"
 #include "moe/kernel_common.cuh"
 #include "moe/moe_kernels.h"
+#include "moe/routing_rules.cuh"
 #include "moe/topk_softmax.cuh"
 
 namespace w4a8moe::moe {
 namespace {
-
-__device__ int local_expert(int32_t id, int32_t const* expert_map, int experts, int local_experts) {
-  if (id < 0 || id >= experts) return -1;
-  int const local = expert_map ? expert_map[id] : id;
-  return (local >= 0 && local < local_experts) ? local : -1;
-}
 
 // chunk_counts is expert-major, [E_local][chunks], so each expert's column is contiguous for its scan.
 __global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
@@ -26,7 +21,7 @@ __global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const
   int64_t const chunk = blockIdx.x;
   int64_t const s = chunk * kRoutingChunk + threadIdx.x;
   if (s >= slots) return;
-  int const e = local_expert(topk_ids[s], expert_map, experts, local_experts);
+  int const e = local_expert_of(topk_ids[s], experts, expert_map, local_experts);
   if (e >= 0) atomicAdd(&chunk_counts[e * chunks + chunk], 1);
 }
 
@@ -117,7 +112,7 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
   int64_t const chunk = blockIdx.x;
   scatter_in_slot_order(
       chunk * kRoutingChunk, min(slots, (chunk + 1) * kRoutingChunk),
-      [&](int64_t s) { return local_expert(topk_ids[s], expert_map, experts, local_experts); },
+      [&](int64_t s) { return local_expert_of(topk_ids[s], experts, expert_map, local_experts); },
       [&](int e) { return &chunk_rows[e * chunks + chunk]; }, [&](int e) { return int32_t(offsets[e]); },
       dest_row, row_slot);
 }
@@ -146,7 +141,7 @@ __global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
   for (int e = threadIdx.x; e < local_experts; e += blockDim.x) next_row[e] = 0;
   __syncthreads();  // also publishes the router's ids to the block
   for (int s = threadIdx.x; s < slots; s += blockDim.x) {
-    int const e = local_expert(ids_in[s], expert_map, experts, local_experts);
+    int const e = local_expert_of(ids_in[s], experts, expert_map, local_experts);
     slot_expert[s] = e;
     if (e >= 0) atomicAdd(&next_row[e], 1);
   }

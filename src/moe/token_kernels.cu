@@ -13,24 +13,7 @@
 namespace w4a8moe::moe {
 namespace {
 
-constexpr float kE4M3Max = 448.0f;
 constexpr int kHeldVectors = 4;  // permute: row vectors a thread keeps in registers
-
-// 8 values times `inverse`, to e4m3 (round to nearest even, saturating), as 8 bytes.
-__device__ uint2 quantize_vector(float const (&v)[kVector], float inverse) {
-  uint32_t words[2];
-#pragma unroll
-  for (int w = 0; w < 2; ++w) {
-    uint32_t word = 0;
-#pragma unroll
-    for (int p = 0; p < 2; ++p) {
-      float2 const pair = make_float2(v[4 * w + 2 * p] * inverse, v[4 * w + 2 * p + 1] * inverse);
-      word |= uint32_t(__nv_cvt_float2_to_fp8x2(pair, __NV_SATFINITE, __NV_E4M3)) << (16 * p);
-    }
-    words[w] = word;
-  }
-  return make_uint2(words[0], words[1]);
-}
 
 // One block per token. Each thread keeps up to kHeldVectors of the row in registers between the amax and the
 // quantisation, so the row is read once (rows longer than kHeldVectors * blockDim are read twice).

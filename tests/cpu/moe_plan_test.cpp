@@ -1,7 +1,8 @@
-// The MoE layer's plan: the GEMMs' configs and shapes, the routing path, which GEMMs' arrays the routing fills,
-// the workspace, for the shapes of the benchmark models.
+// The MoE layer's plan: one launch or stages, the GEMMs' configs and shapes, the routing path, which GEMMs' arrays
+// the routing fills, the workspace, for the shapes of the benchmark models.
 #include <gtest/gtest.h>
 
+#include "moe/decode_layer.h"
 #include "moe/moe_plan.h"
 
 namespace w4a8moe::moe {
@@ -34,7 +35,10 @@ TEST(MoePlan, OneBlockRoutingFillsTheArraysOfTheGemmsThatReadThem) {
   EXPECT_EQ(p.gemm2.config, "64x8_stream");
   EXPECT_FALSE(p.gemm2.arrays_from_routing);
   // A caller's configs win.
-  MoePlan const forced = plan_moe(kQwen3, 16, 0, "16x8_1x1_decode", "128x16_1x1_coop");
+  MoePlanOptions options;
+  options.gemm1_config = "16x8_1x1_decode";
+  options.gemm2_config = "128x16_1x1_coop";
+  MoePlan const forced = plan_moe(kQwen3, 16, 0, options);
   EXPECT_EQ(forced.gemm1.config, "16x8_1x1_decode");
   EXPECT_FALSE(forced.gemm1.arrays_from_routing);
   EXPECT_EQ(forced.gemm2.config, "128x16_1x1_coop");
@@ -58,6 +62,42 @@ TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
   EXPECT_EQ(p.workspace.total, plan_workspace(kDeepSeekEp8, 64).total);
   EXPECT_EQ(plan_moe(kDeepSeekEp8, 1, 0).expected_local_rows, 1);  // at least one row
   EXPECT_EQ(moe_gemm1_config(kDeepSeekEp8, 16), p.gemm1.config);  // the public query is the plan's
+}
+
+TEST(MoePlan, AutoRunsOneLaunchWhileTheLocalExpertsExpectAtMostFourRows) {
+  MoeShape const kMixtral{8, 8, 2, 4096, 14336};
+  EXPECT_FALSE(plan_moe(kQwen3, 1, 0).one_launch);         // 8 rows
+  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);    // 1 row
+  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 4, 64).one_launch);   // 4 rows; a workspace for more tokens is fine
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 8, 0).one_launch);   // 8 rows
+  EXPECT_TRUE(plan_moe(kMixtral, 2, 0).one_launch);        // 4 rows
+  EXPECT_FALSE(plan_moe(kMixtral, 4, 0).one_launch);       // 8 rows
+  MoeShape const wide{4096, 32, 8, 2048, 768};             // 1 of 128 ranks: 8 tokens are still 1 expected row
+  EXPECT_TRUE(plan_moe(wide, 8, 0, {"", "", false}).one_launch);
+  EXPECT_FALSE(plan_moe(wide, 9, 0, {"", "", false}).one_launch);  // past the kernel's 8 tokens
+}
+
+TEST(MoePlan, OneLaunchWheneverItFitsWhenAskedAndNeverWhenStaged) {
+  MoePlanOptions options;
+  options.path = MoePath::kOneLaunch;
+  for (int64_t tokens = 1; tokens <= 8; ++tokens) EXPECT_TRUE(plan_moe(kQwen3, tokens, 0, options).one_launch);
+  EXPECT_FALSE(plan_moe(kQwen3, 9, 0, options).one_launch);
+  options.path = MoePath::kStaged;
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
+}
+
+TEST(MoePlan, AutoStagesTheLayerForKernelOverridesStageEventsAndWideRouters) {
+  MoePlanOptions options;
+  options.gemm2_config = "16x8_1x1_decode";  // a kernel override: the stages that run it
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
+  options = {};
+  options.stage_events = true;  // per-stage timing: only the staged path has stages
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
+  MoeShape const many{1024, 64, 8, 2048, 768};  // one warp's router takes up to 512 logits
+  EXPECT_FALSE(plan_moe(many, 1, 0).one_launch);
+  options = {};
+  options.from_logits = false;  // precomputed top-k: any expert count
+  EXPECT_TRUE(plan_moe(many, 1, 0, options).one_launch);
 }
 
 }  // namespace

@@ -77,5 +77,20 @@ TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {
   EXPECT_GT(3 * two, kSharedMemoryPerSm);
 }
 
+TEST(StripeKSplits, FillAWaveAndCapTheGroupsAWarpStreams) {
+  int64_t const wave = 132 * 2 * 8;  // 2112 warps: the one-launch layer's grid on 132 SMs
+  // Qwen3 at 1 token, 8 experts. GEMM1: 8 x 48 gate/up pairs over 16 groups -> 4 splits (1536 warps, 4 groups each).
+  EXPECT_EQ(stripe_k_splits(8 * 48, 16, wave), 4);
+  // GEMM2: 8 x 128 stripes over 6 groups -> 2 splits (2048 warps).
+  EXPECT_EQ(stripe_k_splits(8 * 128, 6, wave), 2);
+  // Mixtral GEMM2 at 1 token, 2 experts x 256 stripes over 112 groups: a wave at 4 splits, but 28 groups a warp
+  // is too long a chain: 8 splits (14 groups).
+  EXPECT_EQ(stripe_k_splits(2 * 256, 112, wave), 8);
+  // Many items: no split; at most one warp per group; never more than the block's warps.
+  EXPECT_EQ(stripe_k_splits(8 * 1024, 16, wave), 1);
+  EXPECT_EQ(stripe_k_splits(1, 2, wave), 2);
+  EXPECT_EQ(stripe_k_splits(1, 1024, wave), 8);
+}
+
 }  // namespace
 }  // namespace w4a8moe::gemm

@@ -1,0 +1,437 @@
+// The one-launch decode layer: route, quantise, GEMM1 with SiLU(gate) * up, GEMM2 and the weighted combine in one
+// cooperative launch for up to kDecodeLayerMaxTokens tokens, where the staged path is six launches whose fixed costs
+// outweigh the weights they read. The phases meet at three grid-wide barriers. What it gains and where the time
+// goes (phase stamps: DecodeLayerProblem::stamps) is in bench/NOTES.md §10.
+//
+//   every block   routes the tokens itself, in shared memory (decode_layer_routing.cuh); blocks 0..T-1 also
+//                 quantise token t (per-token e4m3, as the staged permute+quantise)                       -> barrier
+//   GEMM1         block items (active expert, stripe pairs): a warp streams the gate stripe and the up stripe of
+//                 one 16-channel pair over its share of K (mma.sync, gemm/stripe_mma.cuh); the block sums the
+//                 shares, rounds gate and up to the activation type (the staged GEMM1's output), and writes
+//                 SiLU(gate) * up in fp32 with each row's maximum over the item                          -> barrier
+//   GEMM2         block items (active expert, stripes): each row's scale from the maxima; the activations are
+//                 quantised to e4m3 as they load (bit for bit the staged requantisation); rows of the activation
+//                 type                                                                                    -> barrier
+//   combine       out[t] = sum over t's slots, in slot order, of weight * row (the staged unpermute)
+//
+// Every rounding is the staged path's, so both paths agree up to the GEMMs' summation order. Deterministic: fixed
+// orders everywhere, no atomics outside shared memory. A rank with no local rows skips to the combine (zeros)
+// without a barrier.
+#include "moe/decode_layer.h"
+
+#include <cooperative_groups.h>
+
+#include "gemm/stripe_mma.cuh"
+#include "moe/decode_layer_routing.cuh"
+#include "moe/kernel_common.cuh"
+#include "moe/moe_plan.h"
+
+namespace w4a8moe::moe {
+namespace {
+
+namespace cg = cooperative_groups;
+using gemm::GroupWeights;
+using gemm::kAtomK;
+using gemm::kAtomsPerGroup;
+using gemm::kStripeChannels;
+
+constexpr int kWarps = kDecodeLayerWarps;
+constexpr int kThreads = kDecodeLayerThreads;
+constexpr int kTileRows = 8;  // mma.sync n
+constexpr int kStages = 2;    // groups in flight per stripe, as the decode GEMM
+constexpr int kMinBlocksPerSm = 2;
+
+// The B fragments of one 128-K group for a lane's row: per atom and half, the f16x2 pair of K {4c, 4c+1} and
+// {4c+2, 4c+3} (c = lane % 4), in the order of gemm::weight_fragment's k slots.
+using GroupActivations = uint32_t[kAtomsPerGroup][2][2];
+
+__device__ __forceinline__ void fragments_from_e4m3(uint32_t word, uint32_t (&b)[2]) {
+  b[0] = gemm::e4m3x2_to_f16x2(word);
+  b[1] = gemm::e4m3x2_to_f16x2<true>(word);
+}
+
+// The activations are written earlier in the same launch, so they load through L1 (plain loads, no read-only
+// path): no block reads them before the barrier after which they are complete.
+//
+// GEMM1's activations: the token's e4m3 row (L1 hits: the block's warps share it).
+struct E4m3Row {
+  uint8_t const* row;  // the lane's row at K 4c, or null past the item's rows
+  __device__ void load(int group, GroupActivations& b) const {
+#pragma unroll
+    for (int a = 0; a < kAtomsPerGroup; ++a) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint32_t const word = row ? *reinterpret_cast<uint32_t const*>(row + group * kGroupSize + a * kAtomK + h * 16)
+                                  : 0u;
+        fragments_from_e4m3(word, b[a][h]);
+      }
+    }
+  }
+};
+
+// GEMM2's activations: the fp32 SiLU(gate) * up row, quantised to e4m3 with the row's scale as it loads.
+struct QuantisedFloatRow {
+  float const* row;  // the lane's row at K 4c, or null past the item's rows
+  float inverse;
+  __device__ void load(int group, GroupActivations& b) const {
+#pragma unroll
+    for (int a = 0; a < kAtomsPerGroup; ++a) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float4 const v = row ? *reinterpret_cast<float4 const*>(row + group * kGroupSize + a * kAtomK + h * 16)
+                             : make_float4(0.f, 0.f, 0.f, 0.f);
+        fragments_from_e4m3(quantize4(v.x, v.y, v.z, v.w, inverse), b[a][h]);
+      }
+    }
+  }
+};
+
+// One warp: kStripes stripes of one expert over K groups [begin, end), kStages groups in flight per stripe.
+template <int kStripes, class Activations>
+__device__ __forceinline__ void stream_stripes(uint8_t const* packed, prepack::PackedSections const& sections, int n,
+                                               int expert, int const (&stripes)[kStripes], int begin, int end,
+                                               Activations const& act, float (&acc)[kStripes][4]) {
+  gemm::StripeCursor cursor[kStripes];
+  GroupWeights stage[kStages][kStripes];
+#pragma unroll
+  for (int s = 0; s < kStripes; ++s) cursor[s] = gemm::stripe_cursor(packed, sections, n, expert, stripes[s], begin);
+#pragma unroll
+  for (int i = 0; i < kStages; ++i) {
+#pragma unroll
+    for (int s = 0; s < kStripes; ++s) {
+      if (begin + i < end) gemm::load_group(n, cursor[s], stage[i][s]);
+    }
+  }
+  for (int g = begin; g < end; g += kStages) {
+#pragma unroll
+    for (int i = 0; i < kStages; ++i) {
+      if (g + i >= end) break;
+      GroupActivations b;
+      act.load(g + i, b);
+#pragma unroll
+      for (int s = 0; s < kStripes; ++s) {
+        GroupWeights const& f = stage[i][s];
+        uint2 const positive_low = gemm::positive_table(f.table_low);
+        uint2 const positive_high = gemm::positive_table(f.table_high);
+#pragma unroll
+        for (int a = 0; a < kAtomsPerGroup; ++a) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            gemm::F16Fragment const w =
+                gemm::weight_fragment(h == 0 ? f.atoms[a].x : f.atoms[a].y, f, positive_low, positive_high);
+            gemm::mma_f16_16x8x16(acc[s], w, b[a][h][0], b[a][h][1]);
+          }
+        }
+        if (g + i + kStages < end) gemm::load_group(n, cursor[s], stage[i][s]);
+      }
+    }
+  }
+}
+
+// Accumulator j of a lane: channel lane/4 + 8 (j / 2) of the stripe, row 2 (lane % 4) + j % 2.
+template <int kStripes>
+__device__ __forceinline__ void store_partials(float const (&acc)[kStripes][4],
+                                               float (*partial)[2][kTileRows][kStripeChannels]) {
+  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+#pragma unroll
+  for (int s = 0; s < kStripes; ++s) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) partial[warp][s][2 * (lane % 4) + j % 2][lane / 4 + 8 * (j / 2)] = acc[s][j];
+  }
+}
+
+// How a GEMM phase deals its items: `per_block` items (stripes or stripe pairs) of an expert per block, whose K the
+// block's warps split `splits` ways.
+struct PhaseSplit {
+  int splits, per_block, blocks_per_expert;
+};
+
+__device__ PhaseSplit phase_split(int active, int items_per_expert, int groups) {
+  int const splits =
+      gemm::stripe_k_splits(int64_t(active) * items_per_expert, groups, int64_t(gridDim.x) * kWarps);
+  int const per_block = kWarps / splits;
+  return {splits, per_block, (items_per_expert + per_block - 1) / per_block};
+}
+
+struct Shared {
+  BlockRouting routing;
+  float partial[kWarps][2][kTileRows][kStripeChannels];
+  int row_max[kTileRows];  // fp32 bits of non-negative maxima
+  float row_scale[kTileRows], row_inverse[kTileRows];
+  float scratch[kWarps];
+};
+
+// Token t to e4m3 with its per-token scale, as the staged permute+quantise computes it.
+template <ActivationType kType>
+__device__ void quantize_token(DecodeLayerProblem const& p, int t, Shared& sh) {
+  int const vectors = p.shape.hidden / kVector;
+  int64_t const first = int64_t(t) * vectors;
+  float local_max = 0.0f;
+  for (int v = int(threadIdx.x); v < vectors; v += kThreads) {
+    float x[kVector];
+    load_vector<kType>(p.hidden, first + v, x);
+#pragma unroll
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
+  }
+  float const amax = block_reduce(local_max, MaxOp{}, sh.scratch);
+  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  for (int v = int(threadIdx.x); v < vectors; v += kThreads) {
+    float x[kVector];
+    load_vector<kType>(p.hidden, first + v, x);
+    reinterpret_cast<uint2*>(p.act)[first + v] = quantize_vector(x, inverse);
+  }
+  if (threadIdx.x == 0) p.act_scales[t] = amax / kE4M3Max;
+}
+
+template <ActivationType kType>
+__device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split, Shared& sh) {
+  using A = Act<kType>;
+  BlockRouting const& r = sh.routing;
+  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  int const hidden = p.shape.hidden, inter = p.shape.inter, top_k = p.shape.top_k, pairs = inter / kStripeChannels;
+  int const groups = hidden / kGroupSize;
+  int const split_index = warp / split.per_block;
+  int const group_begin = split_index * groups / split.splits, group_end = (split_index + 1) * groups / split.splits;
+  float const* channel_scales = reinterpret_cast<float const*>(p.gemm1 + p.sections1.channel_scales);
+  for (int item = int(blockIdx.x); item < r.active * split.blocks_per_expert; item += int(gridDim.x)) {
+    int const active = item / split.blocks_per_expert, block_index = item % split.blocks_per_expert;
+    int const expert = r.active_expert[active];
+    int const pair = block_index * split.per_block + warp % split.per_block;
+    for (int first_row = r.active_begin[active]; first_row < r.active_begin[active + 1]; first_row += kTileRows) {
+      int const rows = min(kTileRows, r.active_begin[active + 1] - first_row);
+      float acc[2][4] = {};
+      if (pair < pairs) {
+        int const lane_row = lane / 4;
+        E4m3Row act{nullptr};
+        if (lane_row < rows) {
+          int const token = r.row_slot[first_row + lane_row] / top_k;
+          act.row = p.act + int64_t(token) * hidden + (lane % 4) * 4;
+        }
+        int const stripes[2] = {pair, pairs + pair};  // gate, up
+        stream_stripes<2>(p.gemm1, p.sections1, 2 * inter, expert, stripes, group_begin, group_end, act, acc);
+      }
+      store_partials<2>(acc, sh.partial);
+      __syncthreads();
+      float const* expert_scales = channel_scales + size_t(expert) * 2 * inter;
+      for (int i = int(threadIdx.x); i < split.per_block * rows * kStripeChannels; i += kThreads) {
+        int const channel = i % kStripeChannels, row = i / kStripeChannels % rows;
+        int const block_pair = i / (kStripeChannels * rows);
+        int const out_pair = block_index * split.per_block + block_pair;
+        if (out_pair >= pairs) continue;
+        float gate = 0.f, up = 0.f;
+        for (int sp = 0; sp < split.splits; ++sp) {
+          gate += sh.partial[sp * split.per_block + block_pair][0][row][channel];
+          up += sh.partial[sp * split.per_block + block_pair][1][row][channel];
+        }
+        int const slot = r.row_slot[first_row + row], column = out_pair * kStripeChannels + channel;
+        float const token_scale = p.act_scales[slot / top_k] * (p.weight_on_input ? r.slot_weight[slot] : 1.0f);
+        float const g = A::to_float(A::from_float(expert_scales[column] * (token_scale * gate)));
+        float const u = A::to_float(A::from_float(expert_scales[inter + column] * (token_scale * up)));
+        float const h = g / (1.0f + expf(-g)) * u;
+        p.silu[int64_t(first_row + row) * inter + column] = h;
+        atomicMax(&sh.row_max[row], __float_as_int(fabsf(h)));
+      }
+      __syncthreads();
+      if (int(threadIdx.x) < rows) {
+        p.silu_max[int64_t(first_row + threadIdx.x) * split.blocks_per_expert + block_index] =
+            __int_as_float(sh.row_max[threadIdx.x]);
+        sh.row_max[threadIdx.x] = 0;
+      }
+      __syncthreads();
+    }
+  }
+}
+
+template <ActivationType kType>
+__device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int silu_blocks, Shared& sh) {
+  using A = Act<kType>;
+  BlockRouting const& r = sh.routing;
+  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  int const hidden = p.shape.hidden, inter = p.shape.inter, stripes = hidden / kStripeChannels;
+  int const groups = inter / kGroupSize;
+  int const split_index = warp / split.per_block;
+  int const group_begin = split_index * groups / split.splits, group_end = (split_index + 1) * groups / split.splits;
+  float const* channel_scales = reinterpret_cast<float const*>(p.gemm2 + p.sections2.channel_scales);
+  auto* out = static_cast<typename A::T*>(p.gemm2_out);
+  for (int item = int(blockIdx.x); item < r.active * split.blocks_per_expert; item += int(gridDim.x)) {
+    int const active = item / split.blocks_per_expert, block_index = item % split.blocks_per_expert;
+    int const expert = r.active_expert[active];
+    int const stripe = block_index * split.per_block + warp % split.per_block;
+    for (int first_row = r.active_begin[active]; first_row < r.active_begin[active + 1]; first_row += kTileRows) {
+      int const rows = min(kTileRows, r.active_begin[active + 1] - first_row);
+      if (warp < rows) {  // the row's maximum over GEMM1's items, as the staged requantisation's
+        float m = 0.0f;
+        for (int i = lane; i < silu_blocks; i += 32) {
+          m = fmaxf(m, __ldcg(p.silu_max + int64_t(first_row + warp) * silu_blocks + i));
+        }
+        m = warp_reduce(m, MaxOp{});
+        if (lane == 0) {
+          sh.row_inverse[warp] = m > 0.0f ? kE4M3Max / m : 0.0f;
+          sh.row_scale[warp] = m / kE4M3Max;
+        }
+      }
+      __syncthreads();
+      float acc[1][4] = {};
+      if (stripe < stripes) {
+        int const lane_row = lane / 4;
+        QuantisedFloatRow act{nullptr, 0.0f};
+        if (lane_row < rows) {
+          act.row = p.silu + int64_t(first_row + lane_row) * inter + (lane % 4) * 4;
+          act.inverse = sh.row_inverse[lane_row];
+        }
+        int const stripe_list[1] = {stripe};
+        stream_stripes<1>(p.gemm2, p.sections2, hidden, expert, stripe_list, group_begin, group_end, act, acc);
+      }
+      store_partials<1>(acc, sh.partial);
+      __syncthreads();
+      float const* expert_scales = channel_scales + size_t(expert) * hidden;
+      for (int i = int(threadIdx.x); i < split.per_block * rows * kStripeChannels; i += kThreads) {
+        int const channel = i % kStripeChannels, row = i / kStripeChannels % rows;
+        int const block_stripe = i / (kStripeChannels * rows);
+        int const out_stripe = block_index * split.per_block + block_stripe;
+        if (out_stripe >= stripes) continue;
+        float sum = 0.f;
+        for (int sp = 0; sp < split.splits; ++sp) sum += sh.partial[sp * split.per_block + block_stripe][0][row][channel];
+        int const column = out_stripe * kStripeChannels + channel;
+        out[int64_t(first_row + row) * hidden + column] =
+            A::from_float(expert_scales[column] * (sh.row_scale[row] * sum));
+      }
+      __syncthreads();  // partial and the row scales are rewritten by the next tile
+    }
+  }
+}
+
+// out[t] = sum over the token's slots, in slot order, of its weight (1 with weight_on_input) times its row; zero
+// where no slot is local. The grid's threads share the [T, H] vectors.
+template <ActivationType kType>
+__device__ void combine(DecodeLayerProblem const& p, Shared const& sh) {
+  BlockRouting const& r = sh.routing;
+  int const top_k = p.shape.top_k, vectors = p.shape.hidden / kVector;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < int64_t(p.tokens) * vectors;
+       i += int64_t(gridDim.x) * kThreads) {
+    int const t = int(i / vectors), v = int(i % vectors);
+    float sum[kVector] = {};
+    for (int j = 0; j < top_k; ++j) {
+      int const slot = t * top_k + j, row = r.slot_row[slot];
+      if (row < 0) continue;
+      float const weight = p.weight_on_input ? 1.0f : r.slot_weight[slot];
+      float x[kVector];
+      unpack_vector<kType>(__ldcg(static_cast<uint4 const*>(p.gemm2_out) + int64_t(row) * vectors + v), x);
+#pragma unroll
+      for (int e = 0; e < kVector; ++e) sum[e] += weight * x[e];
+    }
+    store_vector<kType>(p.out, i, sum);
+  }
+}
+
+// Profiling: thread 0's globaltimer at phase boundary `index` (DecodeLayerProblem::stamps).
+__device__ __forceinline__ void stamp(DecodeLayerProblem const& p, int index) {
+  if (p.stamps == nullptr || threadIdx.x != 0) return;
+  unsigned long long now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  p.stamps[blockIdx.x * kDecodeLayerStamps + index] = now;
+}
+
+template <ActivationType kType>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) decode_layer_kernel(DecodeLayerProblem p) {
+  __shared__ Shared sh;
+  stamp(p, 0);
+  if (threadIdx.x < kTileRows) sh.row_max[threadIdx.x] = 0;
+  route_in_block(p, sh.routing);
+  stamp(p, 1);
+  BlockRouting const& r = sh.routing;
+  if (r.rows > 0) {  // the same in every block: all blocks meet at the barriers, or none does
+    cg::grid_group grid = cg::this_grid();
+    PhaseSplit const split1 = phase_split(r.active, p.shape.inter / kStripeChannels, p.shape.hidden / kGroupSize);
+    PhaseSplit const split2 = phase_split(r.active, p.shape.hidden / kStripeChannels, p.shape.inter / kGroupSize);
+    if (int(blockIdx.x) < p.tokens) quantize_token<kType>(p, int(blockIdx.x), sh);
+    stamp(p, 2);
+    grid.sync();
+    stamp(p, 3);
+    gemm1_silu<kType>(p, split1, sh);
+    stamp(p, 4);
+    grid.sync();
+    stamp(p, 5);
+    gemm2<kType>(p, split2, split1.blocks_per_expert, sh);
+    stamp(p, 6);
+    grid.sync();
+    stamp(p, 7);
+  }
+  combine<kType>(p, sh);
+  stamp(p, 8);
+}
+
+template <ActivationType kType>
+int blocks_per_sm() {
+  static int const blocks = [] {
+    int b = 0;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_layer_kernel<kType>, kThreads, 0) ==
+                   cudaSuccess
+               ? b
+               : 0;
+  }();
+  return blocks;
+}
+
+template <ActivationType kType>
+cudaError_t launch(DecodeLayerProblem const& p, int sm_count, cudaStream_t stream) {
+  int const blocks = blocks_per_sm<kType>() * sm_count;
+  if (blocks < 1) return cudaErrorInvalidConfiguration;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeCooperative;
+  attribute.val.cooperative = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(blocks));
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, decode_layer_kernel<kType>, p);
+}
+
+}  // namespace
+
+char const* const* decode_layer_stamp_names() {
+  static char const* const names[kDecodeLayerStamps] = {"start",  "routed",    "quantised", "barrier 1", "gemm1",
+                                                         "barrier 2", "gemm2", "barrier 3", "end"};
+  return names;
+}
+
+DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& a, WorkspacePlan const& w) {
+  char* ws = static_cast<char*>(a.workspace);
+  DecodeLayerProblem p;
+  p.shape = a.shape;
+  p.tokens = int(a.num_tokens);
+  p.hidden = a.hidden;
+  p.act_type = a.act_type;
+  p.router_logits = a.router_logits;
+  p.logits_type = a.logits_type;
+  p.renormalize = a.renormalize;
+  p.topk_ids = a.topk_ids;
+  p.topk_weights = a.topk_weights;
+  p.expert_map = a.expert_map;
+  p.weight_on_input = a.apply_router_weight_on_input;
+  p.gemm1 = static_cast<uint8_t const*>(a.gemm1_weights);
+  p.gemm2 = static_cast<uint8_t const*>(a.gemm2_weights);
+  p.sections1 = prepack::packed_sections(gemm1_shape(a.shape));
+  p.sections2 = prepack::packed_sections(gemm2_shape(a.shape));
+  p.act = reinterpret_cast<uint8_t*>(ws + w.act1);
+  p.act_scales = reinterpret_cast<float*>(ws + w.scale1);
+  p.silu = reinterpret_cast<float*>(ws + w.gemm1_out);
+  p.silu_max = reinterpret_cast<float*>(ws + w.act2);
+  p.gemm2_out = ws + w.gemm2_out;
+  p.out = a.out;
+  return p;
+}
+
+int decode_layer_blocks_per_sm(ActivationType type) {
+  return type == ActivationType::kBF16 ? blocks_per_sm<ActivationType::kBF16>()
+                                       : blocks_per_sm<ActivationType::kFP16>();
+}
+
+cudaError_t launch_decode_layer(DecodeLayerProblem const& p, int sm_count, cudaStream_t stream) {
+  return p.act_type == ActivationType::kBF16 ? launch<ActivationType::kBF16>(p, sm_count, stream)
+                                             : launch<ActivationType::kFP16>(p, sm_count, stream);
+}
+
+}  // namespace w4a8moe::moe

@@ -1,0 +1,80 @@
+// The one-launch decode layer (decode_layer.cu): the whole MoE layer for a few tokens in one cooperative launch
+// instead of six (bench/NOTES.md §10). Host side: the rules that allow and pick it, the split rule its phases use,
+// the problem and the launcher. No CUTLASS types.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "gemm/stream_plan.h"
+#include "moe/workspace_plan.h"
+#include "prepack/packed_format.h"
+#include "w4a8moe/moe.h"
+
+namespace w4a8moe::moe {
+
+// Up to this many tokens the layer runs as one launch: each expert's rows fit one mma.sync n = 8 tile.
+inline constexpr int64_t kDecodeLayerMaxTokens = 8;
+// Token slots the block-wide routing handles (tokens * top_k, top_k <= 32): one per thread.
+inline constexpr int kDecodeLayerThreads = 256;
+inline constexpr int kDecodeLayerWarps = kDecodeLayerThreads / 32;
+// The router's logits of one token in one warp (topk_softmax_warp).
+inline constexpr int kDecodeLayerMaxRouterExperts = 512;
+
+// MoePath::kAuto's rule: one launch while the local experts expect at most this many rows. Measured on an H200 with
+// the L2 flushed (bench/NOTES.md §10): DeepSeek-V3 EP8 at 1 and 4 tokens (1 and 4 rows) and idle ranks gain, Mixtral
+// at 1 token (2 rows) ties; Qwen3-30B-A3B at 1 token (8 rows) ties and loses from 4 tokens (32 rows) on, as do Mixtral
+// at 4 (8 rows) and DeepSeek-V3 at 8 (8 rows).
+inline constexpr int64_t kDecodeLayerAutoMaxRows = 4;
+
+// Whether the one-launch layer can run this call: few tokens, and from logits an expert count one warp routes.
+inline bool decode_layer_fits(MoeShape const& s, int64_t tokens, bool from_logits) {
+  return tokens >= 1 && tokens <= kDecodeLayerMaxTokens && tokens * s.top_k <= kDecodeLayerThreads &&
+         (!from_logits || s.num_experts <= kDecodeLayerMaxRouterExperts);
+}
+
+// One call of the one-launch layer. Pointers are device pointers, validated by moe_forward.
+struct DecodeLayerProblem {
+  MoeShape shape;
+  int tokens = 0;
+  void const* hidden = nullptr;  // [T, H]
+  ActivationType act_type = ActivationType::kBF16;
+  void const* router_logits = nullptr;  // [T, E], or null with topk_ids / topk_weights
+  LogitsType logits_type = LogitsType::kFP32;
+  bool renormalize = true;
+  int32_t const* topk_ids = nullptr;
+  float const* topk_weights = nullptr;
+  int32_t const* expert_map = nullptr;
+  bool weight_on_input = false;
+  uint8_t const* gemm1 = nullptr;  // packed [E_local, 2I, H]
+  uint8_t const* gemm2 = nullptr;  // packed [E_local, H, I]
+  prepack::PackedSections sections1, sections2;
+  // Workspace (the staged path's regions, which are large enough): the quantised tokens [T, H] e4m3 and their
+  // scales [T]; SiLU(gate) * up [T * top_k, I] fp32 and its per-(row, GEMM1 block item) maxima; GEMM2's rows
+  // [T * top_k, H] of the activation type.
+  uint8_t* act = nullptr;
+  float* act_scales = nullptr;
+  float* silu = nullptr;
+  float* silu_max = nullptr;
+  void* gemm2_out = nullptr;
+  void* out = nullptr;  // [T, H]
+  // Profiling only (null otherwise): [grid][kDecodeLayerStamps] globaltimer stamps (ns) of each block at the
+  // phase boundaries (decode_layer_stamp_names()).
+  unsigned long long* stamps = nullptr;
+};
+
+inline constexpr int kDecodeLayerStamps = 9;
+// "start", "routed", "quantised", "barrier 1", "gemm1", "barrier 2", "gemm2", "barrier 3", "end"
+char const* const* decode_layer_stamp_names();
+
+// The problem of a moe_forward call that runs as one launch, over its workspace's regions.
+DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& args, WorkspacePlan const& workspace);
+
+// Resident blocks of the one-launch kernel per SM (the cooperative grid is that times the SM count), 0 on error.
+int decode_layer_blocks_per_sm(ActivationType type);
+
+// Enqueues the one-launch layer (a cooperative launch of decode_layer_blocks_per_sm() blocks per SM).
+cudaError_t launch_decode_layer(DecodeLayerProblem const& problem, int sm_count, cudaStream_t stream);
+
+}  // namespace w4a8moe::moe

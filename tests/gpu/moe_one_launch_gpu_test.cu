@@ -1,0 +1,168 @@
+// The one-launch decode layer (moe/decode_layer.cu) against the CPU reference and against the staged path on the
+// same inputs, over poisoned workspaces and outputs: 1..8 tokens and the switch to the staged path at 9, both
+// activation types, router logits and precomputed top-k (with repeated experts: more than one 8-row tile per
+// expert), the router weight on the input, expert-parallel ranks (idle ones write exact zeros) and CUDA graph
+// replay with new routing; the rules for args.path. Tolerances as in moe_gpu_test.cu; the two paths share every rounding and differ only in
+// the GEMMs' summation order, so they are held to the same bound as the reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "gpu_test_util.h"
+#include "moe/decode_layer.h"
+#include "moe_test_layer.h"
+
+namespace w4a8moe::testing {
+namespace {
+
+// Runs the layer over a poisoned workspace and output and returns the output.
+std::vector<float> run_layer(MoeForwardArgs args, DeviceInputs& d, int64_t tokens, int hidden, bool fp16) {
+  EXPECT_EQ(cudaMemset(d.workspace.get(), 0xFF, d.workspace.bytes()), cudaSuccess);
+  EXPECT_EQ(cudaMemset(d.out.get(), 0xFF, d.out.bytes()), cudaSuccess);  // NaN in bf16 and fp16
+  Status const status = moe_forward(args);
+  EXPECT_TRUE(status.ok()) << status.to_string();
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  auto out = download_output(d, tokens, hidden, fp16);
+  for (float v : out) EXPECT_TRUE(std::isfinite(v)) << "unwritten or non-finite output";
+  return out;
+}
+
+// One-launch and staged outputs against the reference, and against each other.
+void check_both_paths(Layer const& layer, Inputs const& in, bool fp16, bool weight_on_input) {
+  int const hidden = layer.shape.hidden;
+  DeviceInputs d = upload(layer, in, in.tokens);
+  MoeForwardArgs args = forward_args(layer, in, d, fp16, weight_on_input);
+  args.path = in.tokens <= moe::kDecodeLayerMaxTokens ? MoePath::kOneLaunch : MoePath::kAuto;
+  auto const one_launch = run_layer(args, d, in.tokens, hidden, fp16);
+  args.path = MoePath::kStaged;
+  auto const staged = run_layer(args, d, in.tokens, hidden, fp16);
+  std::vector<int64_t> all(in.tokens);
+  std::iota(all.begin(), all.end(), 0);
+  auto const ref = reference_tokens(layer, in, all, fp16, weight_on_input);
+  expect_tokens_match(one_launch, hidden, all, ref);
+  expect_tokens_match(one_launch, hidden, all, staged);
+}
+
+MoeShape const kQwenLike{64, 64, 8, 512, 384};
+
+TEST(MoeOneLaunch, MatchesReferenceAndStagedPathFromOneToNineTokens) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kQwenLike, rng);
+  for (int64_t tokens = 1; tokens <= moe::kDecodeLayerMaxTokens + 1; ++tokens) {
+    for (bool by_logits : {true, false}) {
+      SCOPED_TRACE("tokens " + std::to_string(tokens) + (by_logits ? ", logits" : ", skewed ids"));
+      check_both_paths(*layer, make_inputs(kQwenLike, tokens, by_logits, false, rng), false, false);
+    }
+  }
+}
+
+TEST(MoeOneLaunch, Fp16BF16LogitsAndRouterWeightOnInput) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kQwenLike, rng);
+  check_both_paths(*layer, make_inputs(kQwenLike, 5, true, /*fp16=*/true, rng), true, false);
+  check_both_paths(*layer, make_inputs(kQwenLike, 3, true, false, rng), false, /*weight_on_input=*/true);
+  check_both_paths(*layer, make_inputs(kQwenLike, 8, false, false, rng), false, /*weight_on_input=*/true);
+}
+
+// A large-K, few-expert shape (Mixtral-like: top-2 of 8, I = 14336 / 4): long K per warp, many splits.
+TEST(MoeOneLaunch, FewLargeExperts) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  MoeShape const shape{8, 8, 2, 1024, 3584};
+  auto const layer = make_layer(shape, rng);
+  for (int64_t tokens : {1, 4, 8}) {
+    SCOPED_TRACE("tokens " + std::to_string(tokens));
+    check_both_paths(*layer, make_inputs(shape, tokens, true, false, rng), false, false);
+  }
+}
+
+// Precomputed top-k naming one expert several times per token: 8 tokens x 4 slots give expert 0 24 rows (three
+// 8-row tiles) and expert 1 8 rows.
+TEST(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  MoeShape const shape{16, 16, 4, 256, 256};
+  auto const layer = make_layer(shape, rng);
+  Inputs in = make_inputs(shape, 8, false, false, rng);
+  for (int64_t t = 0; t < 8; ++t) {
+    for (int j = 0; j < 4; ++j) in.topk.ids[t * 4 + j] = j == 2 ? 1 : 0;
+  }
+  check_both_paths(*layer, in, false, false);
+}
+
+// Expert-parallel ranks: the ranks' outputs sum to the single rank's; a rank none of whose experts is chosen writes
+// exact zeros (no barrier: it skips to the combine).
+TEST(MoeOneLaunch, ExpertParallelRanksAndIdleRanks) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  MoeShape const shape{32, 8, 4, 256, 256};  // rank 0 of 4: global experts 0..7
+  auto const layer = make_layer(shape, rng);
+  for (int64_t tokens : {1, 6}) {
+    Inputs in = make_inputs(shape, tokens, true, false, rng);
+    check_both_paths(*layer, in, false, false);
+    for (int64_t t = 0; t < tokens; ++t) {  // no token picks a local expert
+      for (int e = 0; e < 8; ++e) in.logits[t * 32 + e] = -1e4f;
+    }
+    in.topk = reference::topk_softmax(in.logits, tokens, 32, 4, true);
+    DeviceInputs d = upload(*layer, in, tokens);
+    MoeForwardArgs args = forward_args(*layer, in, d, false);
+    args.path = MoePath::kOneLaunch;
+    auto const out = run_layer(args, d, tokens, 256, false);
+    for (float v : out) ASSERT_EQ(v, 0.0f);
+  }
+}
+
+// Captured once at 6 tokens (one launch), replayed with new hidden states and router logits.
+TEST(MoeOneLaunch, CaptureReplaysWithNewRouting) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kQwenLike, rng);
+  int64_t const tokens = 6;
+  Inputs in = make_inputs(kQwenLike, tokens, true, false, rng);
+  DeviceInputs d = upload(*layer, in, tokens);
+  MoeForwardArgs args = forward_args(*layer, in, d, false);
+  args.path = MoePath::kOneLaunch;
+  CapturedGraph graph;
+  ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
+    args.stream = stream;
+    return moe_forward(args);
+  }));
+  for (int replay = 0; replay < 3; ++replay) {
+    in = make_inputs(kQwenLike, tokens, true, false, rng);
+    ASSERT_CUDA(cudaMemcpy(d.hidden.get(), in.hidden_bits.data(), in.hidden_bits.size() * 2, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(d.logits.get(), in.logits.data(), in.logits.size() * 4, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemset(d.workspace.get(), 0xFF, d.workspace.bytes()));
+    ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));
+    ASSERT_CUDA(graph.replay());
+    auto const gpu = download_output(d, tokens, kQwenLike.hidden, false);
+    std::vector<int64_t> all(tokens);
+    std::iota(all.begin(), all.end(), 0);
+    expect_tokens_match(gpu, kQwenLike.hidden, all, reference_tokens(*layer, in, all, false, false));
+  }
+}
+
+// kOneLaunch where the kernel cannot run it is an error naming the rule, and launches nothing.
+TEST(MoeOneLaunch, AskingForItBeyondItsLimitsIsAnError) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(kQwenLike, rng);
+  Inputs const in = make_inputs(kQwenLike, 9, true, false, rng);
+  DeviceInputs d = upload(*layer, in, 9);
+  MoeForwardArgs args = forward_args(*layer, in, d, false);
+  args.path = MoePath::kOneLaunch;
+  Status status = moe_forward(args);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.to_string().find("args.path=kOneLaunch"), std::string::npos) << status.to_string();
+  args.num_tokens = 4;
+  args.gemm1_config = "16x8_1x1_decode";  // GEMM configs belong to the staged path
+  EXPECT_EQ(moe_forward(args).code(), StatusCode::kInvalidArgument);
+  args.gemm1_config.clear();
+  args.path = static_cast<MoePath>(7);
+  EXPECT_EQ(moe_forward(args).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace w4a8moe::testing
