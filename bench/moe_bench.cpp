@@ -1,10 +1,12 @@
-// MoE layer benchmark: per-stage times of the fused W4A8 layer (moe_forward) and its total, both from CUDA graph
-// replays (tools/layer_timing.h), the share of time outside the two GEMMs, and, in the same process and on the same routing, the same pipeline built
-// from W8A8 grouped GEMMs (best of their configs): the layer's total with its two W4A8 GEMMs (timed standalone, the
-// same way) swapped for the W8A8 ones. Everything outside the GEMMs (routing, fp8 quantisation, SiLU * up,
-// unpermute) would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
-// read-once measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte per
-// group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
+// MoE layer benchmark: the total of the W4A8 layer (moe_forward) and its per-stage times, both from CUDA graph
+// replays with the L2 flushed before each (tools/layer_timing.h), and the share of time outside the two GEMMs. Up to
+// 8 tokens the layer can run as one launch, which has no stages: the stage times are always the staged path's, and
+// there both paths' totals are timed ("staged", "1 launch"; "total" is the one MoePath::kAuto picks). In the same
+// process and on the same routing, the same pipeline built from W8A8 grouped GEMMs (best of their configs): the
+// staged total with its two W4A8 GEMMs (timed standalone, the same way) swapped for the W8A8 ones; everything
+// outside the GEMMs would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
+// read-once measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte
+// per group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -20,10 +22,12 @@
 #include "baselines/bench_fill.h"
 #include "bench_timing.h"
 #include "common/device_buffer.h"
+#include "common/device_info.h"
 #include "layer_timing.h"
 #include "json_output.h"
 #include "method.h"
 #include "model_presets.h"
+#include "moe/decode_layer.h"
 #include "reference/moe_reference.h"
 #include "w4a8_method.h"
 #include "w4a8moe/moe.h"
@@ -65,6 +69,8 @@ struct Result {
   int64_t tokens = 0;
   std::vector<double> stage_us;
   double total_us = 0, outside_share = 0;
+  // Both paths timed alike in the same process wherever the layer can run as one launch (else 0).
+  double staged_total_us = 0, one_launch_total_us = 0;
   std::string gemm1_config, gemm2_config;
   double w4a8_gemm1 = 0, w4a8_gemm2 = 0, w8a8_gemm1 = 0, w8a8_gemm2 = 0, w8a8_pipeline = 0;
   size_t launches = 0;
@@ -91,7 +97,37 @@ double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method
   return best;
 }
 
-Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_per_s, cudaStream_t stream) {
+// The one-launch layer's timeline: each block's globaltimer stamps at the phase boundaries (moe/decode_layer.h),
+// relative to the first block's start, median and latest over the blocks, from one launch after a cold L2.
+void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
+  int const sm_count = current_device_sm_count();
+  int const blocks = moe::decode_layer_blocks_per_sm(a.act_type) * sm_count;
+  DeviceBuffer stamps(size_t(blocks) * moe::kDecodeLayerStamps * sizeof(unsigned long long));
+  DeviceBuffer flush(size_t(256) << 20);
+  moe::DecodeLayerProblem p = moe::decode_layer_problem(a, moe::plan_workspace(a.shape, a.num_tokens));
+  p.stamps = stamps.as<unsigned long long>();
+  check_cuda(cudaMemsetAsync(flush.get(), 1, flush.bytes(), stream), "L2 flush");
+  check_cuda(moe::launch_decode_layer(p, sm_count, stream), "one-launch layer");
+  check_cuda(cudaStreamSynchronize(stream), "one-launch layer");
+  auto const t = stamps.to_host<unsigned long long>();
+  unsigned long long origin = ~0ull;
+  for (int b = 0; b < blocks; ++b) origin = std::min(origin, t[size_t(b) * moe::kDecodeLayerStamps]);
+  std::printf("  phases (us from the first start, median / latest block):");
+  for (int i = 0; i < moe::kDecodeLayerStamps; ++i) {
+    std::vector<double> at;
+    for (int b = 0; b < blocks; ++b) {
+      unsigned long long const v = t[size_t(b) * moe::kDecodeLayerStamps + i];
+      if (v >= origin && v - origin < 1000000000ull) at.push_back(1e-3 * double(v - origin));  // stamped
+    }
+    if (at.empty()) continue;
+    std::sort(at.begin(), at.end());
+    std::printf(" %s %.1f/%.1f", moe::decode_layer_stamp_names()[i], at[at.size() / 2], at.back());
+  }
+  std::printf("\n");
+}
+
+Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_per_s, bool phases,
+                cudaStream_t stream) {
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
@@ -156,11 +192,23 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   r.total_us = timing.total_us;
   r.outside_share = timing.outside_gemms;
   r.launches = timing.graph_nodes;
+  r.staged_total_us = r.total_us;
+  if (moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
+    bool const one_launch = r.launches == 1;
+    a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
+    tools::LayerTiming other;
+    Status const other_status = tools::time_layer(a, iters, &other);
+    if (!other_status.ok()) fail("timing the other path: " + other_status.to_string());
+    r.staged_total_us = one_launch ? other.total_us : r.total_us;
+    r.one_launch_total_us = one_launch ? r.total_us : other.total_us;
+    a.path = MoePath::kAuto;
+    if (phases) print_phases(a, stream);
+  }
 
   // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike. None
   // for an idle rank: no rows.
   if (r.active_experts == 0) {
-    r.w8a8_pipeline = r.total_us;
+    r.w8a8_pipeline = r.staged_total_us;
     return r;
   }
   BenchCase c1{s.num_local_experts, 2 * s.inter, s.hidden, counts, 1};
@@ -169,7 +217,7 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   r.w4a8_gemm2 = best_time({r.gemm2_config}, make_w4a8_method, c2, stream);
   r.w8a8_gemm1 = best_time(w8a8_config_names(), make_w8a8_method, c1, stream);
   r.w8a8_gemm2 = best_time(w8a8_config_names(), make_w8a8_method, c2, stream);
-  r.w8a8_pipeline = r.total_us - r.w4a8_gemm1 - r.w4a8_gemm2 + r.w8a8_gemm1 + r.w8a8_gemm2;
+  r.w8a8_pipeline = r.staged_total_us - r.w4a8_gemm1 - r.w4a8_gemm2 + r.w8a8_gemm1 + r.w8a8_gemm2;
   return r;
 }
 
@@ -180,6 +228,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> models{"qwen3-30b-a3b"};
   std::vector<int64_t> tokens{1, 16, 128, 1024, 8192};
   int iters = 20;
+  bool phases = false;
   std::string out_dir;
   for (int i = 1; i < argc; ++i) {
     std::string const arg = argv[i];
@@ -199,13 +248,15 @@ int main(int argc, char** argv) {
       for (auto const& t : split(value())) tokens.push_back(std::stoll(t));
     } else if (arg == "--iters") {
       iters = std::max(1, std::stoi(value()));
+    } else if (arg == "--phases") {
+      phases = true;
     } else if (arg == "--out") {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b|all]"
            " [--tokens 1,16]"
-           " [--iters 20] [--out DIR]");
+           " [--iters 20] [--phases] [--out DIR]");
     }
   }
   int devices = 0;
@@ -216,8 +267,9 @@ int main(int argc, char** argv) {
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   double const hbm = measure_hbm_read_bandwidth(size_t(4) << 30);
   std::printf("device: %s, streaming read %.0f GB/s\n", prop.name, hbm / 1e9);
-  std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %6s %8s %6s | %8s %8s %9s %6s\n", "model", "tokens",
-              "route", "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "out%", "launches", "/read",
+  std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %9s %9s %6s %8s %6s | %8s %8s %9s %6s\n", "model",
+              "tokens", "route", "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "staged", "1 launch",
+              "out%", "launches", "/read",
               "w8a8 g1", "w8a8 g2", "w8a8 pipe", "w8a8/x");
   std::vector<Result> results;
   for (auto const& name : models) {
@@ -227,12 +279,14 @@ int main(int argc, char** argv) {
     }
     if (!model) fail("unknown model " + name);
     for (int64_t t : tokens) {
-      Result const r = run_case(*model, t, iters, hbm, stream);
+      Result const r = run_case(*model, t, iters, hbm, phases, stream);
       results.push_back(r);
       std::printf(
-          "%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %5.1f%% %8zu %6.2f | %8.1f %8.1f %9.1f %6.2f\n",
+          "%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f %8.1f "
+          "%9.1f %6.2f\n",
           r.model.c_str(), static_cast<long long>(t), r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3],
-          r.stage_us[4], r.stage_us[5], r.total_us, 100 * r.outside_share, r.launches,
+          r.stage_us[4], r.stage_us[5], r.total_us, r.staged_total_us, r.one_launch_total_us, 100 * r.outside_share,
+          r.launches,
           r.read_us > 0 ? r.total_us / r.read_us : 0.0,
           r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline, r.w8a8_pipeline / r.total_us);
       std::fflush(stdout);
@@ -246,6 +300,8 @@ int main(int argc, char** argv) {
                              {"tokens", r.tokens},
                              {"stages_us", tools::stage_times(r.stage_us)},
                              {"total_graph_us", r.total_us},
+                             {"staged_total_graph_us", r.staged_total_us},
+                             {"one_launch_total_graph_us", r.one_launch_total_us},
                              {"outside_gemms_share", r.outside_share},
                              {"gemm1_config", r.gemm1_config},
                              {"gemm2_config", r.gemm2_config},

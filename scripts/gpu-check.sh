@@ -2,18 +2,19 @@
 # Runs on the lent GPU machine, from the repository root, with build/bin carried from the build machine: every
 # GPU test, compute-sanitizer memcheck on small cases, the layer program on model presets and on a checkpoint made
 # and quantised here, then the layer and GEMM benchmarks; a short summary last. Logs and results go to $OUT (or
-# out/); at most 8 files come back from there, so they are kept to six.
+# out/); at most 8 files come back from there, and these are the 8: tests.log, bench.log (layer and GEMM
+# benchmarks), layers.json, the two benchmarks' JSON, and with the peers peers.log and their JSON and table.
 #   [BENCH_ARGS="--models all --sweep"] [MOE_BENCH_ARGS="--models all"] [SKIP_TESTS=1] [SKIP_BENCH=1]
 #   [VLLM_OPS_DIR=dir [PEERS_ARGS=...]] scripts/gpu-check.sh
-# VLLM_OPS_DIR (vLLM 0.24.0's _C.so.xz and _moe_C.so.xz) adds the peers benchmark (bench/peers_bench.py): it builds
-# the PyTorch extension from build/libw4a8moe.a and runs our layer and GEMMs beside vLLM's MoE kernels. With only
-# build/libw4a8moe.a carried (no build/bin), the C++ steps skip themselves.
+# VLLM_OPS_DIR (vLLM 0.24.0's _C.so.xz and _moe_C.so.xz) adds the Python side: it builds the PyTorch extension from
+# build/libw4a8moe.a, runs its pytest suite, then the peers benchmark (bench/peers_bench.py): our layer and GEMMs
+# beside vLLM's MoE kernels. With only build/libw4a8moe.a carried (no build/bin), the C++ steps skip themselves.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 bin=build/bin
-tests_log="$OUT/tests.log" layer_log="$OUT/layer.log"
+tests_log="$OUT/tests.log" layer_log="$OUT/bench.log"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader
 
 status=0
@@ -26,7 +27,7 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   $bin/w4a8moe_gpu_tests >>"$tests_log" 2>&1 || status=1
   echo "== compute-sanitizer memcheck (small cases)" | tee -a "$tests_log"
   compute-sanitizer --tool memcheck --error-exitcode 3 $bin/w4a8moe_gpu_tests --gtest_brief=1 \
-    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:MoeLayer.RouterWeightOnInput:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*' \
+    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:MoeLayer.RouterWeightOnInput:MoeOneLaunch.*:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*' \
     >>"$tests_log" 2>&1 || status=1
   grep -E "PASSED|FAILED|ERROR SUMMARY" "$tests_log" | tail -8
 fi
@@ -36,6 +37,9 @@ if [[ -n "${VLLM_OPS_DIR:-}" ]]; then
   mkdir -p /tmp/vllm
   for lib in _C _moe_C; do xz -dc "$VLLM_OPS_DIR/$lib.so.xz" >/tmp/vllm/$lib.so || status=1; done
   python3 -m pip install -q --no-build-isolation --no-deps ./python >"$OUT/peers.log" 2>&1 || status=1
+  echo "== pytest python/tests (the extension just installed)" | tee -a "$OUT/peers.log"
+  python3 -m pytest -q python/tests >>"$OUT/peers.log" 2>&1 || status=1
+  grep -E "passed|failed|error" "$OUT/peers.log" | tail -3
   PYTHONUNBUFFERED=1 python3 bench/peers_bench.py --vllm-dir /tmp/vllm --out-dir "$OUT" ${PEERS_ARGS:-} \
     >>"$OUT/peers.log" 2>&1 || status=1
   sed -n '/^wrote /,$p' "$OUT/peers.log"
@@ -59,7 +63,8 @@ echo "== MoE layer benchmark" | tee -a "$layer_log"
 $bin/w4a8moe_moe_bench --out "$OUT" ${MOE_BENCH_ARGS:-} >>"$layer_log" 2>&1 || status=1
 
 echo "== GEMM benchmark"
-$bin/w4a8moe_gemm_bench --out "$OUT" ${BENCH_ARGS:-} >"$OUT/bench.log" 2>&1 || status=1
+echo "== GEMM benchmark" >>"$layer_log"
+$bin/w4a8moe_gemm_bench --out "$OUT" ${BENCH_ARGS:-} >>"$layer_log" 2>&1 || status=1
 
 echo "== summary"
 if [[ -z "${SKIP_TESTS:-}" ]]; then
@@ -68,6 +73,6 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   grep -E "ERROR SUMMARY" "$tests_log" | tail -1
 fi
 grep -E "^w4a8moe (run|quantize)|total, CUDA graph|check:|FAILED|error" "$layer_log"
-sed -n '/== MoE layer benchmark/,$p' "$layer_log"
-grep -E "^(model|qwen3|deepseek|mixtral)" "$OUT/bench.log"
+sed -n '/== MoE layer benchmark/,/== GEMM benchmark/p' "$layer_log"
+sed -n '/== GEMM benchmark/,$p' "$layer_log" | grep -E "^(model|qwen3|deepseek|mixtral)"
 exit $status

@@ -1,5 +1,6 @@
 // Times the MoE layer the way an engine runs it: a CUDA graph of moe_forward(), replayed. The total comes from events
-// around each replay of a plain graph; the per-stage times from a second graph with events between the stages.
+// around each replay of a plain graph; the per-stage times from a second graph with events between the stages. The L2
+// is flushed before every replay, outside the timed events.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -109,8 +109,9 @@ std::string run_help() {
   return "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
          "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
          "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
-         "                   [--seed S] [--json FILE]\n"
-         "models: " + tools::model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n";
+         "                   [--path auto|staged|one-launch] [--seed S] [--json FILE]\n"
+         "models: " + tools::model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n"
+         "--path: the layer's stages, or one launch (1..8 tokens); auto picks (a GEMM config stages it).\n";
 }
 
 struct RunSetup {
@@ -204,7 +205,7 @@ int run_command(Args const& args) {
   }
   args.reject_unknown({"model", "experts", "topk", "hidden", "inter", "checkpoint", "layer", "tokens", "ep-ranks",
                        "rank", "dtype", "no-renormalize", "iters", "check-tokens", "no-check", "gemm1-config",
-                       "gemm2-config", "seed", "json", "help"});
+                       "gemm2-config", "path", "seed", "json", "help"});
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     die("no CUDA device found: `run` needs a Hopper GPU (H100/H200)", 2);
@@ -266,6 +267,9 @@ int run_command(Args const& args) {
   fa.workspace_bytes = workspace.bytes();
   fa.gemm1_config = args.get("gemm1-config");
   fa.gemm2_config = args.get("gemm2-config");
+  std::string const path = args.get("path", "auto");
+  if (path != "auto" && path != "staged" && path != "one-launch") die("--path must be auto, staged or one-launch");
+  fa.path = path == "staged" ? MoePath::kStaged : path == "one-launch" ? MoePath::kOneLaunch : MoePath::kAuto;
   fa.stream = stream;
   std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens) : fa.gemm1_config;
   std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens) : fa.gemm2_config;
@@ -276,10 +280,17 @@ int run_command(Args const& args) {
   check(moe_forward(fa), "moe_forward");  // the output checked below, from a plain call
   check_cuda(cudaStreamSynchronize(stream), "moe_forward");
 
-  std::printf("  weights: %.2f GB packed; kernels: gemm1 %s, gemm2 %s\n", packed_gb, config1.c_str(), config2.c_str());
+  bool const one_launch = timing.graph_nodes == 1;
+  if (one_launch) {
+    std::printf("  weights: %.2f GB packed; kernels: the one-launch layer (staged path: gemm1 %s, gemm2 %s)\n",
+                packed_gb, config1.c_str(), config2.c_str());
+  } else {
+    std::printf("  weights: %.2f GB packed; kernels: gemm1 %s, gemm2 %s\n", packed_gb, config1.c_str(), config2.c_str());
+  }
   double stages_total = 0;
   for (double us : timing.stage_us) stages_total += us;
-  std::printf("\n  %-18s %10s %8s   (CUDA graph replays, median of %d)\n", "stage", "us", "share", iters);
+  std::printf("\n  %-18s %10s %8s   (CUDA graph replays, median of %d%s)\n", "stage", "us", "share", iters,
+              one_launch ? "; the staged path's stages" : "");
   for (int st = 0; st < kMoeStageCount; ++st) {
     std::printf("  %-18s %10.1f %7.1f%%\n", moe_stage_name(st), timing.stage_us[st],
                 100.0 * timing.stage_us[st] / stages_total);
@@ -338,6 +349,7 @@ int run_command(Args const& args) {
                              {"dtype", dtype},
                              {"gemm1_config", config1},
                              {"gemm2_config", config2},
+                             {"one_launch", one_launch},
                              {"stages_us", tools::stage_times(timing.stage_us)},
                              {"total_us", timing.total_us},
                              {"outside_gemms_share", timing.outside_gemms},
