@@ -205,16 +205,11 @@ at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, a
   return out;
 }
 
-// expert_map is required exactly when this rank holds fewer experts than the router scores.
-void check_expert_map(TensorChecks const& c, std::optional<at::Tensor> const& expert_map, int64_t num_experts,
-                      int64_t num_local_experts) {
-  TORCH_CHECK_VALUE(num_local_experts >= 1 && num_local_experts <= num_experts, c.op(), ": num_local_experts=",
-                    num_local_experts, " must be in [1, num_experts=", num_experts, "]");
+// The tensor itself; when it is required (fewer local than global experts) is the library's rule (moe_forward and
+// moe_routing return it as an error naming the argument).
+void check_expert_map(TensorChecks const& c, std::optional<at::Tensor> const& expert_map, int64_t num_experts) {
   if (expert_map.has_value()) {
     c.check(*expert_map, "expert_map", {at::kInt}, {num_experts}, "[num_experts]: local id or -1", 4);
-  } else {
-    TORCH_CHECK_VALUE(num_local_experts == num_experts, c.op(), ": expert_map (int32 [num_experts], local id or -1) "
-                      "is required when num_local_experts=", num_local_experts, " < num_experts=", num_experts);
   }
 }
 
@@ -225,7 +220,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> moe_routing(at::Tensor const& top
   c.rank(topk_ids, "topk_ids", 2, "int32 [num_tokens, top_k]");
   int64_t const tokens = topk_ids.size(0), top_k = topk_ids.size(1);
   c.check(topk_ids, "topk_ids", {at::kInt}, {tokens, top_k}, "[num_tokens, top_k]", 4);
-  check_expert_map(c, expert_map, num_experts, num_local_experts);
+  check_expert_map(c, expert_map, num_experts);
   w4a8moe::MoeRoutingArgs args;
   args.shape.num_experts = c.to_int(num_experts, "num_experts");
   args.shape.num_local_experts = c.to_int(num_local_experts, "num_local_experts");
@@ -256,7 +251,8 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                        std::optional<at::Tensor> const& topk_weights, std::optional<at::Tensor> const& expert_map,
                        int64_t num_experts, int64_t num_local_experts, int64_t top_k, int64_t inter_size,
                        bool renormalize, bool apply_router_weight_on_input,
-                       std::optional<std::string> const& gemm1_config, std::optional<std::string> const& gemm2_config) {
+                       std::optional<std::string> const& gemm1_config, std::optional<std::string> const& gemm2_config,
+                       int64_t path) {
   TensorChecks const c("w4a8moe.moe_forward", hidden, "hidden");
   c.rank(hidden, "hidden", 2, "[num_tokens, hidden_size]");
   int64_t const tokens = hidden.size(0), hidden_size = hidden.size(1);
@@ -269,7 +265,7 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
   auto const& s = args.shape;
   c.check_packed(gemm1_weights, "gemm1_weights", {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize});
   c.check_packed(gemm2_weights, "gemm2_weights", {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize});
-  check_expert_map(c, expert_map, num_experts, num_local_experts);
+  check_expert_map(c, expert_map, num_experts);
 
   bool const has_topk = topk_ids.has_value() || topk_weights.has_value();
   TORCH_CHECK_VALUE(router_logits.has_value() != has_topk, c.op(),
@@ -308,6 +304,7 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
   args.workspace_bytes = static_cast<size_t>(ws.numel());
   args.gemm1_config = gemm1_config.value_or("");
   args.gemm2_config = gemm2_config.value_or("");
+  args.path = static_cast<w4a8moe::MoePath>(path);  // checked by moe_forward
   args.stream = current_stream(c.device());
   throw_on_error(w4a8moe::moe_forward(args), c.op());
   return out;
@@ -358,7 +355,7 @@ TORCH_LIBRARY(w4a8moe, m) {
   m.def("moe_forward(Tensor hidden, Tensor gemm1_weights, Tensor gemm2_weights, Tensor? router_logits, "
         "Tensor? topk_ids, Tensor? topk_weights, Tensor? expert_map, int num_experts, int num_local_experts, "
         "int top_k, int inter_size, bool renormalize, bool apply_router_weight_on_input, str? gemm1_config=None, "
-        "str? gemm2_config=None) -> Tensor",
+        "str? gemm2_config=None, int path=0) -> Tensor",
         {at::Tag::pt2_compliant_tag});
   m.def("packed_weights_shape(Tensor packed) -> int[]");
   // No tensor arguments: these run on the host wherever they are called from.

@@ -31,5 +31,5 @@ def _moe_routing_fake(topk_ids, expert_map, num_experts, num_local_experts):
 @torch.library.register_fake("w4a8moe::moe_forward")
 def _moe_forward_fake(hidden, gemm1_weights, gemm2_weights, router_logits, topk_ids, topk_weights, expert_map,
                       num_experts, num_local_experts, top_k, inter_size, renormalize, apply_router_weight_on_input,
-                      gemm1_config=None, gemm2_config=None):
+                      gemm1_config=None, gemm2_config=None, path=0):
     return torch.empty_like(hidden, memory_format=torch.contiguous_format)

@@ -189,12 +189,15 @@ def moe_routing(topk_ids: torch.Tensor, num_experts: int, expert_map: Optional[t
     return MoeRouting(*torch.ops.w4a8moe.moe_routing(topk_ids, expert_map, num_experts, local))
 
 
+_PATHS = {"auto": 0, "staged": 1, "one_launch": 2}  # MoePath in include/w4a8moe/moe.h
+
+
 def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None,
               topk_ids: Optional[torch.Tensor] = None, topk_weights: Optional[torch.Tensor] = None, *,
               weights: PackedMoeWeights, top_k: int, renormalize: bool = True,
               expert_map: Optional[torch.Tensor] = None, apply_router_weight_on_input: bool = False,
               num_experts: Optional[int] = None, gemm1_config: Optional[str] = None,
-              gemm2_config: Optional[str] = None) -> torch.Tensor:
+              gemm2_config: Optional[str] = None, path: str = "auto") -> torch.Tensor:
     """The W4A8 MoE layer: routing, per-token fp8 quantisation, GEMM1 (gate, up), SiLU(gate) * up, fp8
     requantisation, GEMM2 (down), and the top-k weighted sum. All on the current stream, no host synchronisation:
     capturable in a CUDA graph and traceable by torch.compile.
@@ -216,6 +219,9 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
         num_experts: global experts; default router_logits.shape[-1], else expert_map.shape[0], else
             weights.num_experts.
         gemm1_config, gemm2_config: optional kernel overrides from gemm_config_names().
+        path: "staged" (one launch per stage), "one_launch" (the whole layer in one launch: 1..8 tokens, from
+            router_logits at most 512 experts; the staged path's roundings) or "auto" (one launch where it
+            measured faster: while this rank's experts expect at most 4 rows; kernel overrides stage it).
 
     Returns:
         [T, H] of hidden's dtype.
@@ -230,4 +236,4 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
     return torch.ops.w4a8moe.moe_forward(
         hidden, weights.gemm1, weights.gemm2, router_logits, topk_ids, topk_weights, expert_map, num_experts,
         weights.num_experts, top_k, weights.intermediate_size, renormalize, apply_router_weight_on_input,
-        gemm1_config, gemm2_config)
+        gemm1_config, gemm2_config, _PATHS[path])
