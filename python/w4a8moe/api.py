@@ -226,6 +226,8 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
     Returns:
         [T, H] of hidden's dtype.
     """
+    if path not in _PATHS:
+        raise ValueError(f"fused_moe: path must be one of {', '.join(_PATHS)}, got {path!r}")
     if num_experts is None:
         if router_logits is not None:
             num_experts = router_logits.shape[-1]
