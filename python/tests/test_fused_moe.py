@@ -253,6 +253,8 @@ BAD_INPUTS = [
     ("int64 expert_map", TypeError, "expert_map must be Int"),
     ("hidden size not a multiple of 128", ValueError, "shape.hidden=200: must be a positive multiple of 128"),
     ("unknown kernel config", NotImplementedError, "no such config"),
+    ("unknown path", ValueError, "path must be one of auto, staged, one_launch"),
+    ("one launch for too many tokens", ValueError, "args.path=kOneLaunch: the one-launch layer takes 1..8 tokens"),
 ]
 
 
@@ -292,6 +294,10 @@ def test_bad_inputs_raise_clear_errors(case, error, message):
         hidden = torch.zeros(50, 200, dtype=torch.bfloat16, device="cuda")
     elif case == "unknown kernel config":
         kwargs["gemm1_config"] = "no_such_kernel"
+    elif case == "unknown path":
+        kwargs["path"] = "fused"
+    elif case == "one launch for too many tokens":  # the layer's 50 tokens
+        kwargs["path"] = "one_launch"
     with pytest.raises(error, match=message):
         w4a8moe.fused_moe(hidden, **args, **kwargs)
 
