@@ -174,13 +174,13 @@ __device__ void quantize_token(DecodeLayerProblem const& p, int t, Shared& sh) {
     for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
   }
   float const amax = block_reduce(local_max, MaxOp{}, sh.scratch);
-  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  E4m3Scale const e4m3 = e4m3_scale(amax);
   for (int v = int(threadIdx.x); v < vectors; v += kThreads) {
     float x[kVector];
     load_vector<kType>(p.hidden, first + v, x);
-    reinterpret_cast<uint2*>(p.act)[first + v] = quantize_vector(x, inverse);
+    reinterpret_cast<uint2*>(p.act)[first + v] = quantize_vector(x, e4m3.inverse);
   }
-  if (threadIdx.x == 0) p.act_scales[t] = amax / kE4M3Max;
+  if (threadIdx.x == 0) p.act_scales[t] = e4m3.scale;
 }
 
 template <ActivationType kType>
@@ -227,7 +227,7 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
         float const token_scale = p.act_scales[slot / top_k] * (p.weight_on_input ? r.slot_weight[slot] : 1.0f);
         float const g = A::to_float(A::from_float(expert_scales[column] * (token_scale * gate)));
         float const u = A::to_float(A::from_float(expert_scales[inter + column] * (token_scale * up)));
-        float const h = g / (1.0f + expf(-g)) * u;
+        float const h = silu_mul(g, u);
         p.silu[int64_t(first_row + row) * inter + column] = h;
         atomicMax(&sh.row_max[row], __float_as_int(fabsf(h)));
       }
@@ -266,8 +266,9 @@ __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int 
         }
         m = warp_reduce(m, MaxOp{});
         if (lane == 0) {
-          sh.row_inverse[warp] = m > 0.0f ? kE4M3Max / m : 0.0f;
-          sh.row_scale[warp] = m / kE4M3Max;
+          E4m3Scale const e4m3 = e4m3_scale(m);
+          sh.row_inverse[warp] = e4m3.inverse;
+          sh.row_scale[warp] = e4m3.scale;
         }
       }
       __syncthreads();
@@ -291,7 +292,9 @@ __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int 
         int const out_stripe = block_index * split.per_block + block_stripe;
         if (out_stripe >= stripes) continue;
         float sum = 0.f;
-        for (int sp = 0; sp < split.splits; ++sp) sum += sh.partial[sp * split.per_block + block_stripe][0][row][channel];
+        for (int sp = 0; sp < split.splits; ++sp) {
+          sum += sh.partial[sp * split.per_block + block_stripe][0][row][channel];
+        }
         int const column = out_stripe * kStripeChannels + channel;
         out[int64_t(first_row + row) * hidden + column] =
             A::from_float(expert_scales[column] * (sh.row_scale[row] * sum));

@@ -87,6 +87,19 @@ __device__ void store_vector(void* base, int64_t index, float const (&v)[kVector
 
 // --- e4m3 quantisation ----------------------------------------------------------------------------------------
 
+// The per-row (per-token) e4m3 scale of a row whose largest magnitude is amax: the scale stored beside the row and
+// the inverse its values are multiplied by before rounding (0 for an all-zero row). Both layer paths use it, so they
+// quantise bit for bit alike.
+struct E4m3Scale {
+  float scale, inverse;
+};
+__device__ __forceinline__ E4m3Scale e4m3_scale(float amax) {
+  return {amax / kE4M3Max, amax > 0.0f ? kE4M3Max / amax : 0.0f};
+}
+
+// SiLU(gate) * up, in fp32, as both layer paths compute it.
+__device__ __forceinline__ float silu_mul(float gate, float up) { return gate / (1.0f + expf(-gate)) * up; }
+
 // Four values times `inverse`, to e4m3 (round to nearest even, saturating), as the four bytes of a word.
 __device__ __forceinline__ uint32_t quantize4(float a, float b, float c, float d, float inverse) {
   uint32_t const low = __nv_cvt_float2_to_fp8x2(make_float2(a * inverse, b * inverse), __NV_SATFINITE, __NV_E4M3);

@@ -52,10 +52,9 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
     for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
   }
   float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish rows
-  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
-  float const scale = amax / kE4M3Max;
+  E4m3Scale const e4m3 = e4m3_scale(amax);
   auto store = [&](int v, float const (&x)[kVector]) {
-    uint2 const q = quantize_vector(x, inverse);
+    uint2 const q = quantize_vector(x, e4m3.inverse);
     for (int j = 0; j < top_k; ++j) {
       if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * hidden_size)[v] = q;
     }
@@ -72,7 +71,7 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
     store(v, x);
   }
   if (threadIdx.x < top_k && rows[threadIdx.x] >= 0) {
-    act_scales[rows[threadIdx.x]] = weight_on_input ? scale * topk_weights[t * top_k + threadIdx.x] : scale;
+    act_scales[rows[threadIdx.x]] = weight_on_input ? e4m3.scale * topk_weights[t * top_k + threadIdx.x] : e4m3.scale;
   }
 }
 
@@ -83,7 +82,7 @@ __device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, i
   load_vector<kType>(gemm1_out, row * 2 * vectors + v, gate);
   load_vector<kType>(gemm1_out, row * 2 * vectors + vectors + v, up);
 #pragma unroll
-  for (int i = 0; i < kVector; ++i) h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+  for (int i = 0; i < kVector; ++i) h[i] = silu_mul(gate[i], up[i]);
 }
 
 // One block per row. The row's SiLU(gate) * up values are kept in shared memory between the amax pass and the
@@ -110,14 +109,14 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
     }
   }
   float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish h_row
-  float const inverse = amax > 0.0f ? kE4M3Max / amax : 0.0f;
+  E4m3Scale const e4m3 = e4m3_scale(amax);
   for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
     float h[kVector];
 #pragma unroll
     for (int i = 0; i < kVector; ++i) h[i] = h_row[v * kVector + i];
-    reinterpret_cast<uint2*>(act + row * inter)[v] = quantize_vector(h, inverse);
+    reinterpret_cast<uint2*>(act + row * inter)[v] = quantize_vector(h, e4m3.inverse);
   }
-  if (threadIdx.x == 0) act_scales[row] = amax / kE4M3Max;
+  if (threadIdx.x == 0) act_scales[row] = e4m3.scale;
 }
 
 // One block per token. The token's rows and weights go to shared memory first, and each step issues the loads of
