@@ -105,6 +105,11 @@ def targets(path):
         print(f"| {target} | {met}/{len(mine)} | {worst[1]} | {worst[2]:.2f} ({worst[3]:.2f}) |")
 
 
+def both(row, key):
+    """One path's total where the benchmark timed both (files from before carry neither)."""
+    return f"{row[key]:.1f}" if row.get(key, 0) > 0 else "-"
+
+
 def layer(path):
     """The layer benchmark as a table, with the layer target: at 1 and 4 tokens, at most 3x the time to read
     the active experts' bytes once at the measured bandwidth."""
@@ -115,15 +120,19 @@ def layer(path):
           "once\" is the time to read the active experts' int4 weights, one byte per group scale and the channel "
           "scales of both GEMMs at that bandwidth. The W8A8 pipeline is this layer with its two GEMM stages replaced "
           "by the best W8A8 grouped GEMMs, timed standalone on the same routing.\n")
-    print("| model | tokens | " + " | ".join(stages) + " | total us | launches | active experts | read once us "
-          "| total / read once | W8A8 pipeline / W4A8 |")
-    print("|---|---|" + "---|" * len(stages) + "---|---|---|---|---|---|")
+    print("Up to 8 tokens both paths are timed in the same process: \"staged\" (the stages' launches) and \"1 launch\" "
+          "(the whole layer in one cooperative launch); \"total\" is the one MoePath::kAuto picks. The stage times "
+          "are always the staged path's.\n")
+    print("| model | tokens | " + " | ".join(stages) + " | total us | staged us | 1 launch us | launches "
+          "| active experts | read once us | total / read once | W8A8 pipeline / W4A8 |")
+    print("|---|---|" + "---|" * len(stages) + "---|---|---|---|---|---|---|---|")
     for r in data["rows"]:
         mark = " (target <= 3)" if r["tokens"] in (1, 4) else ""
         # An idle expert-parallel rank reads nothing: no ratio.
         ratio = f"{r['total_graph_us'] / r['read_once_us']:.2f}{mark}" if r["read_once_us"] > 0 else "-"
         print(f"| {r['model']} | {r['tokens']} | " + " | ".join(f"{r['stages_us'][s]:.1f}" for s in stages) +
-              f" | {r['total_graph_us']:.1f} | {r['launches']} | {r['active_experts']} | {r['read_once_us']:.1f} "
+              f" | {r['total_graph_us']:.1f} | {both(r, 'staged_total_graph_us')} | {both(r, 'one_launch_total_graph_us')}"
+              f" | {r['launches']} | {r['active_experts']} | {r['read_once_us']:.1f} "
               f"| {ratio} | {r['w8a8_pipeline_us'] / r['total_graph_us']:.2f} |")
 
 

@@ -69,7 +69,7 @@ GemmConfig select_config(HeuristicInput const& input) {
   // GEMM1 at 1 token 15.8 against 11.1). Not at 1.4-1.8 rows per expert: there both win some shapes and lose others
   // (in the layer, Qwen3 16 tokens -2 %, Mixtral GEMM2 4 tokens -8 %, DeepSeek-V3 EP8 32 tokens +8 %; §7d), and not
   // for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1, 117M weights).
-  if (m <= 1.3 && double(input.n) * input.k <= double(1 << 26)) {
+  if (m <= 1.3 && stripe_loop_suits_expert(input.n, input.k)) {
     StreamLaunchPlan const stream =
         plan_stream_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
                            input.sm_count, kStreamChunkRows, kStreamBlocksPerSm, 0);

@@ -27,6 +27,12 @@ std::vector<int64_t> estimate_rows_per_active_expert(HeuristicInput const& input
 // even; pulled towards the hot experts when they are not, since those hold most of the work.
 double row_weighted_rows_per_expert(std::vector<int64_t> const& rows);
 
+// Whether the streaming kernels' stripe loop (decode_gemm.cu, stream_gemm.cu, and the one-launch layer built on it)
+// suits an expert of n x k weights. Over 2^26 weights CUTLASS's 256-channel tiles stream one expert better
+// (Mixtral-8x7B GEMM1, 117M weights: bench/NOTES.md §6), and the one-launch layer loses to the staged one (Mixtral at
+// 1 and 2 tokens, §10c).
+inline bool stripe_loop_suits_expert(int64_t n, int64_t k) { return double(n) * double(k) <= double(1 << 26); }
+
 // The config for these arguments: a decision table over rows per expert, K and the number of M tiles, fitted to
 // the H100 sweep (see heuristic.cpp).
 GemmConfig select_config(HeuristicInput const& input);

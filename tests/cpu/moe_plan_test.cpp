@@ -64,14 +64,14 @@ TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
   EXPECT_EQ(moe_gemm1_config(kDeepSeekEp8, 16), p.gemm1.config);  // the public query is the plan's
 }
 
-TEST(MoePlan, AutoRunsOneLaunchWhileTheLocalExpertsExpectAtMostFourRows) {
+TEST(MoePlan, AutoRunsOneLaunchForAtMostFourExpectedRowsOfStripeSizedExperts) {
   MoeShape const kMixtral{8, 8, 2, 4096, 14336};
   EXPECT_FALSE(plan_moe(kQwen3, 1, 0).one_launch);         // 8 rows
   EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);    // 1 row
+  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 2, 0).one_launch);    // 2 rows
   EXPECT_TRUE(plan_moe(kDeepSeekEp8, 4, 64).one_launch);   // 4 rows; a workspace for more tokens is fine
   EXPECT_FALSE(plan_moe(kDeepSeekEp8, 8, 0).one_launch);   // 8 rows
-  EXPECT_TRUE(plan_moe(kMixtral, 2, 0).one_launch);        // 4 rows
-  EXPECT_FALSE(plan_moe(kMixtral, 4, 0).one_launch);       // 8 rows
+  EXPECT_FALSE(plan_moe(kMixtral, 1, 0).one_launch);       // 2 rows, but 117M weights per GEMM1 expert
   MoeShape const wide{4096, 32, 8, 2048, 768};             // 1 of 128 ranks: 8 tokens are still 1 expected row
   EXPECT_TRUE(plan_moe(wide, 8, 0, {"", "", false}).one_launch);
   EXPECT_FALSE(plan_moe(wide, 9, 0, {"", "", false}).one_launch);  // past the kernel's 8 tokens
