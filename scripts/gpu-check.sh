@@ -5,10 +5,12 @@
 # out/); at most 8 files come back from there, and these are the 8: tests.log, bench.log (layer and GEMM
 # benchmarks), layers.json, the two benchmarks' JSON, and with the peers peers.log and their JSON and table.
 #   [BENCH_ARGS="--models all --sweep"] [MOE_BENCH_ARGS="--models all"] [SKIP_TESTS=1] [SKIP_BENCH=1]
-#   [VLLM_OPS_DIR=dir [PEERS_ARGS=...]] scripts/gpu-check.sh
-# VLLM_OPS_DIR (vLLM 0.24.0's _C.so.xz and _moe_C.so.xz) adds the Python side: it builds the PyTorch extension from
-# build/libw4a8moe.a, runs its pytest suite, then the peers benchmark (bench/peers_bench.py): our layer and GEMMs
-# beside vLLM's MoE kernels. With only build/libw4a8moe.a carried (no build/bin), the C++ steps skip themselves.
+#   [VLLM_OPS_DIR=dir [WHEEL=w4a8moe-*.whl] [PEERS_ARGS=...]] scripts/gpu-check.sh
+# VLLM_OPS_DIR (vLLM 0.24.0's _C.so.xz and _moe_C.so.xz) adds the Python side: it installs the package, runs its
+# pytest suite, then the peers benchmark (bench/peers_bench.py): our layer and GEMMs beside vLLM's MoE kernels. The
+# package is the wheel WHEEL names (`pip wheel --no-build-isolation --no-deps .` on the build machine, for this
+# machine's Python and torch), else built here from the source tree (pip and CMake; CUTLASS_DIR must name CUTLASS,
+# as nothing is downloaded here). Without build/bin carried, the C++ steps skip themselves.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
@@ -36,7 +38,7 @@ if [[ -n "${VLLM_OPS_DIR:-}" ]]; then
   echo "== peers: vLLM's MoE kernels beside ours (bench/peers_bench.py)"
   mkdir -p /tmp/vllm
   for lib in _C _moe_C; do xz -dc "$VLLM_OPS_DIR/$lib.so.xz" >/tmp/vllm/$lib.so || status=1; done
-  python3 -m pip install -q --no-build-isolation --no-deps ./python >"$OUT/peers.log" 2>&1 || status=1
+  python3 -m pip install -q --no-build-isolation --no-deps "${WHEEL:-.}" >"$OUT/peers.log" 2>&1 || status=1
   echo "== pytest python/tests (the extension just installed)" | tee -a "$OUT/peers.log"
   python3 -m pytest -q python/tests >>"$OUT/peers.log" 2>&1 || status=1
   grep -E "passed|failed|error" "$OUT/peers.log" | tail -3
