@@ -27,7 +27,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -41,6 +40,7 @@
 #include "error_stats.h"
 #include "gemm_numerics.h"
 #include "gpu_runs.h"
+#include "json_output.h"
 #include "layer_numerics.h"
 #include "parallel.h"
 #include "realistic_data.h"
@@ -183,11 +183,9 @@ std::string percent(double x) {
 // "mean / p99" in percent.
 std::string cell(ErrorStats const& s) { return percent(s.mean) + " / " + percent(s.p99); }
 
+// The raw numbers in the layout of every JSON the tools write (tools/json_output.h).
 void write_json(ordered_json const& doc, std::string const& path) {
-  if (path.empty()) return;
-  std::ofstream file(path);
-  file << doc.dump(2) << "\n";
-  if (!file) throw std::runtime_error("cannot write " + path);
+  if (!path.empty() && !tools::write_json(doc, path)) throw std::runtime_error("cannot write " + path);
 }
 
 // --- layer ----------------------------------------------------------------------------------------------------

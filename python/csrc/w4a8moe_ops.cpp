@@ -24,7 +24,7 @@
 #include "w4a8moe/prepack.h"
 
 // `import w4a8moe._C` loads this library, which registers the ops; the module itself holds nothing.
-extern "C" PyObject* PyInit__C() {
+PyMODINIT_FUNC PyInit__C() {  // extern "C", default visibility: the one symbol Python looks up
   static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module);
 }
