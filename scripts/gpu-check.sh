@@ -38,7 +38,9 @@ if [[ -n "${VLLM_OPS_DIR:-}" ]]; then
   echo "== peers: vLLM's MoE kernels beside ours (bench/peers_bench.py)"
   mkdir -p /tmp/vllm
   for lib in _C _moe_C; do xz -dc "$VLLM_OPS_DIR/$lib.so.xz" >/tmp/vllm/$lib.so || status=1; done
-  python3 -m pip install -q --no-build-isolation --no-deps "${WHEEL:-.}" >"$OUT/peers.log" 2>&1 || status=1
+  # The image's CXX and first gcc on PATH link libstdc++ statically, which the build refuses (python/README.md).
+  CXX=g++ CUDAHOSTCXX=g++ python3 -m pip install -q --no-build-isolation --no-deps "${WHEEL:-.}" \
+    >"$OUT/peers.log" 2>&1 || status=1
   echo "== pytest python/tests (the extension just installed)" | tee -a "$OUT/peers.log"
   python3 -m pytest -q python/tests >>"$OUT/peers.log" 2>&1 || status=1
   grep -E "passed|failed|error" "$OUT/peers.log" | tail -3
