@@ -221,7 +221,7 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
         gemm1_config, gemm2_config: optional kernel overrides from gemm_config_names().
         path: "staged" (one launch per stage), "one_launch" (the whole layer in one launch: 1..8 tokens, from
             router_logits at most 512 experts; the staged path's roundings) or "auto" (one launch where it
-            measured faster: while this rank's experts expect at most 4 rows; kernel overrides stage it).
+            measured faster, by the rule of MoePath::kAuto in include/w4a8moe/moe.h; kernel overrides stage it).
 
     Returns:
         [T, H] of hidden's dtype.
