@@ -66,25 +66,37 @@ GemmConfig select_config(HeuristicInput const& input) {
   // kernel (stream_gemm.cu) where the chunks alone fill the SMs; the mma.sync decode kernel (decode_gemm.cu) where
   // K must be split to fill them, which it does inside a block while the wgmma kernel needs a cluster that costs
   // more (H200, bench/NOTES.md §8: Qwen3-30B-A3B at 4 tokens 25.2 / 16.3 us against 28.1 / 17.3; DeepSeek-V3 EP8
-  // GEMM1 at 1 token 15.8 against 11.1). Not at 1.4-1.8 rows per expert: there both win some shapes and lose others
-  // (in the layer, Qwen3 16 tokens -2 %, Mixtral GEMM2 4 tokens -8 %, DeepSeek-V3 EP8 32 tokens +8 %; §7d), and not
-  // for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1, 117M weights).
-  if (m <= 1.3 && stripe_loop_suits_expert(input.n, input.k)) {
-    StreamLaunchPlan const stream =
+  // GEMM1 at 1 token 15.8 against 11.1). The decode kernel stops at 1.3 rows per expert (at 1.4-1.8 it won some
+  // shapes in the layer and lost others, §7d); the wgmma kernel, unsplit, goes on to 1.6 for K of at most 16 groups
+  // (H200, §9g: Qwen3 GEMM1 at 8 tokens 35.7 us against 39.8 for 128x16 ping-pong, and 77.2 against 83.0 for the
+  // layer; DeepSeek-V3 EP8 GEMM2 at 16 tokens 32.5 against 35.6; its GEMM1, K = 56 groups, won alone and lost in the
+  // layer). Neither for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1, 117M
+  // weights).
+  GemmConfig const stream{64, kStreamChunkRows, 1, 1, Schedule::kStream};
+  if (m <= 1.6 && stripe_loop_suits_expert(input.n, input.k)) {
+    StreamLaunchPlan const plan =
         plan_stream_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
                            input.sm_count, kStreamChunkRows, kStreamBlocksPerSm, 0);
-    return stream.splits == 1 ? GemmConfig{64, kStreamChunkRows, 1, 1, Schedule::kStream}
-                              : GemmConfig{16, 8, 1, 1, Schedule::kDecode};
+    if (m <= 1.3) return plan.splits == 1 ? stream : GemmConfig{16, 8, 1, 1, Schedule::kDecode};
+    if (plan.splits == 1 && input.k <= 16 * kGroupSize) return stream;
   }
   // Short K (at most 8 groups) and up to about 6 rows per expert: the wgmma kernel's persistent workers, which
   // stream many short items without per-block set-up (H200s, bench/NOTES.md §9c: Qwen3-30B-A3B GEMM2 at 16 and 64
   // tokens 29.6-32.2 and 49.6-51.3 us against CUTLASS's best 34.3-38.4 and 51.6-55.3; at 128 tokens, 8 rows per
   // expert, CUTLASS is ahead again).
-  if (input.k <= 8 * kGroupSize && m <= 6.0) return {64, kStreamChunkRows, 1, 1, Schedule::kStream};
+  if (input.k <= 8 * kGroupSize && m <= 6.0) return stream;
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile
     // overhead (Mixtral GEMM1: 28672 channels).
     return tiles_128 > 2 * wave ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{128, 16, 1, 1, coop};
+  }
+  // Long K (at least 64 groups: Mixtral-8x7B's GEMM2, K = 14336) up to 48 rows per expert: the cooperative
+  // 256-channel tiles, once 128-channel tiles would need more than a wave. H100 and H200 agree up to 16 rows (at 1.3
+  // rows 1.25x and 1.15x faster than 128x16 ping-pong, at 2.7 rows 1.15x on the H200); at 16 and 32 rows the H200
+  // gains 1.27x and 1.16x over 128x64 ping-pong where the H100 lost 3 % and 1 % (bench/NOTES.md §9g). With fewer
+  // tiles than a wave (Mixtral at 2 tokens: 4 experts) the 128-channel tiles keep the SMs busy: 1.55x faster.
+  if (input.k >= 64 * kGroupSize && m <= 48.0 && tiles_128 > wave) {
+    return m <= 16.0 ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{256, 64, 1, 1, coop};
   }
   if (m <= 3.0) return {128, 16, 1, 1, pp};
   if (m <= 12.0) return {256, 32, 1, 1, coop};

@@ -92,11 +92,25 @@ TEST(Heuristic, StreamingKernelsForAboutOneRowPerExpert) {
   // Short K: the wgmma kernel's persistent workers up to ~6 rows per expert (Qwen3 GEMM2 at 16 and 64 tokens).
   EXPECT_EQ(select_config(qwen3_gemm2(16)).name(), "64x8_stream");
   EXPECT_EQ(select_config(qwen3_gemm2(64)).name(), "64x8_stream");
-  for (auto const& input : {qwen3_gemm1(16), deepseek_ep8_gemm1(16), mixtral_gemm2(4), qwen3_gemm1(128),
+  // Up to 1.6 rows per expert the wgmma kernel where it needs no K split and K is at most 16 groups (Qwen3 GEMM1 at
+  // 8 tokens: 1.4 rows; DeepSeek-V3 EP8 GEMM2 at 16 tokens: 1.5 rows).
+  EXPECT_EQ(select_config(qwen3_gemm1(8)).name(), "64x8_stream");
+  EXPECT_EQ(select_config(deepseek_ep8_gemm2(16)).name(), "64x8_stream");
+  for (auto const& input : {deepseek_ep8_gemm1(16), mixtral_gemm2(4), qwen3_gemm1(32), qwen3_gemm1(128),
                             qwen3_gemm2(128)}) {
-    Schedule const schedule = select_config(input).schedule;  // 1.7, 1.4, 1.75, 8 and 8 rows per expert
+    Schedule const schedule = select_config(input).schedule;  // 1.5 (K = 56 groups), 1.75 (112), 2.4, 8, 8 rows
     EXPECT_TRUE(schedule == Schedule::kCooperative || schedule == Schedule::kPingpong);
   }
+}
+
+// Long K (Mixtral GEMM2, 112 groups): 256-channel cooperative tiles from 1.3 to 48 rows per expert once 128-channel
+// tiles overfill a wave (H100 and H200 sweeps, bench/NOTES.md §9g); with fewer experts than that, 128-channel tiles.
+TEST(Heuristic, LongKTakesCooperative256ChannelTiles) {
+  EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "128x16_1x1_pp");     // ~3 experts: 96 tiles of 128
+  EXPECT_EQ(select_config(mixtral_gemm2(4)).name(), "256x32_1x1_coop");   // ~5 experts: 160 tiles of 128
+  EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "256x32_1x1_coop");  // 16 rows per expert
+  EXPECT_EQ(select_config(mixtral_gemm2(128)).name(), "256x64_1x1_coop");  // 32
+  EXPECT_EQ(select_config(mixtral_gemm2(512)).name(), "128x128_2x1_pp");   // 128: past the rule
 }
 
 TEST(Heuristic, SkewHintsMoveTowardsLargerTiles) {
