@@ -13,8 +13,6 @@
 // wave of warps covers the experts that can be active.
 #include "gemm/decode_gemm.h"
 
-#include <algorithm>
-
 #include "common/pdl.cuh"
 #include "common/status_util.h"
 #include "gemm/stream_plan.h"
@@ -149,26 +147,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   }
 }
 
-template <int kTokenTiles>
-int choose_splits(GroupedGemmParams const& p) {
-  int64_t const active_experts = std::max<int64_t>(1, std::min<int64_t>(p.shape.num_experts, p.expected_rows));
-  int64_t const wave_warps = int64_t(std::max(p.sm_count, 1)) * kBlocksPerSm<kTokenTiles> * kWarps;
-  return stripe_k_splits(active_experts * (p.shape.n / kStripeChannels), p.shape.k / kGroupSize, wave_warps);
-}
-
 template <int kTokenTiles, class Out>
 Status launch(GroupedGemmParams const& p) {
-  constexpr int64_t kChunkRows = kTokensPerTile * kTokenTiles;
-  int const splits = choose_splits<kTokenTiles>(p);
-  int const stripes_per_block = kWarps / splits;
-  int const stripes = p.shape.n / kStripeChannels;
-  int64_t const expected_chunks = max_chunks(p.expected_rows, p.shape.num_experts, kChunkRows);
-  int64_t const chunks = grid_chunks(p.total_rows, p.expected_rows, p.shape.num_experts, kChunkRows);
-  dim3 const grid(unsigned((stripes + stripes_per_block - 1) / stripes_per_block), unsigned(chunks));
+  DecodeLaunchPlan const plan = plan_decode_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count,
+                                                   kTokensPerTile * kTokenTiles, kWarps, kBlocksPerSm<kTokenTiles>);
+  dim3 const grid(unsigned(plan.grid_x), unsigned(plan.grid_y));
   auto kernel = decode_gemm_kernel<kTokenTiles, Out>;
-  int64_t const working_blocks = int64_t(grid.x) * std::min<int64_t>(chunks, 2 * expected_chunks);
-  size_t const spread_bytes = spread_shared_bytes(working_blocks, p.sm_count, kBlocksPerSm<kTokenTiles>, 0);
-  W4A8_CUDA_RETURN(launch_with_pdl(kernel, grid, dim3(kThreads), spread_bytes, p.stream, p, splits));
+  W4A8_CUDA_RETURN(launch_with_pdl(kernel, grid, dim3(kThreads), plan.shared_bytes, p.stream, p, plan.splits));
   return Status::Ok();
 }
 

@@ -18,6 +18,22 @@ size_t spread_shared_bytes(int64_t working_blocks, int sm_count, int max_blocks_
   return std::max(spread, needed);
 }
 
+DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
+                                    int sm_count, int chunk_rows, int warps_per_block, int max_blocks_per_sm) {
+  DecodeLaunchPlan plan;
+  int64_t const active_experts = std::max<int64_t>(1, std::min<int64_t>(shape.num_experts, expected_rows));
+  int64_t const wave_warps = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm * warps_per_block;
+  int const stripes = shape.n / kStripeChannels;
+  plan.splits = stripe_k_splits(active_experts * stripes, shape.k / kGroupSize, wave_warps);
+  plan.stripes_per_block = warps_per_block / plan.splits;
+  plan.grid_x = (stripes + plan.stripes_per_block - 1) / plan.stripes_per_block;
+  plan.grid_y = grid_chunks(total_rows, expected_rows, shape.num_experts, chunk_rows);
+  int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
+  int64_t const working_blocks = plan.grid_x * std::min<int64_t>(plan.grid_y, 2 * expected_chunks);
+  plan.shared_bytes = spread_shared_bytes(working_blocks, sm_count, max_blocks_per_sm, 0);
+  return plan;
+}
+
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
                                     int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes) {
   constexpr int kTileChannels = 64;

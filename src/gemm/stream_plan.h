@@ -15,6 +15,9 @@ namespace w4a8moe::gemm {
 inline constexpr size_t kSharedMemoryPerSm = 228 * 1024;
 // Resident blocks per SM of the wgmma streaming kernel (registers and its ring of stages).
 inline constexpr int kStreamBlocksPerSm = 4;
+// Channels a warp of the streaming kernels streams together: the rows of a reorder atom
+// (prepack::reorder_atom_offset).
+inline constexpr int kStripeChannels = 16;
 // Rows per chunk of the registered wgmma streaming config ("64x8_stream").
 inline constexpr int kStreamChunkRows = 8;
 
@@ -55,6 +58,20 @@ int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, 
 // expected rows, like the grid: capped for 1 expected expert, a rank that got 3 runs three waves (DeepSeek-V3
 // GEMM1 32.6 -> 38.2 us on the decode kernel).
 size_t spread_shared_bytes(int64_t working_blocks, int sm_count, int max_blocks_per_sm, size_t needed);
+
+// The mma.sync decode kernel (decode_gemm.cu): a 2D grid of stripe groups x chunks. A block's warps take
+// `stripes_per_block` stripes and split K `splits` ways (stripe_k_splits over the experts the expected rows can
+// reach, against one wave of warps); grid_chunks covers the chunks, and a small grid is spread over the SMs.
+struct DecodeLaunchPlan {
+  int splits = 1;
+  int stripes_per_block = 0;
+  int64_t grid_x = 0;       // blocks over the stripes of N
+  int64_t grid_y = 0;       // chunk indices
+  size_t shared_bytes = 0;  // dynamic shared memory per block (spreading only)
+};
+
+DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
+                                    int sm_count, int chunk_rows, int warps_per_block, int max_blocks_per_sm);
 
 // The wgmma streaming kernel (stream_gemm.cu): workers, each a block (or a thread-block cluster of `splits` blocks,
 // one K slice each, that sums its partial tiles through distributed shared memory), taking the items worker,

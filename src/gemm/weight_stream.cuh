@@ -14,10 +14,10 @@
 #include <cstdint>
 
 #include "gemm/grouped_params.h"
+#include "gemm/stream_plan.h"  // kStripeChannels
 
 namespace w4a8moe::gemm {
 
-constexpr int kStripeChannels = 16;  // rows of a reorder atom (prepack::reorder_atom_offset)
 constexpr int kAtomK = 32;
 constexpr int kAtomBytes = kStripeChannels * kAtomK / 2;
 constexpr int kAtomsPerGroup = kGroupSize / kAtomK;

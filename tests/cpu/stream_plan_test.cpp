@@ -77,6 +77,31 @@ TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {
   EXPECT_GT(3 * two, kSharedMemoryPerSm);
 }
 
+// The decode kernel's grid: 8 warps a block, 3 blocks per SM (one token tile).
+TEST(DecodePlan, SplitsKToFillAWaveAndSpreadsSmallGrids) {
+  // Qwen3 GEMM1 at 1 token: 8 experts x 96 stripes, 16 groups -> 4 splits, 2 stripes a block, 48 x 8 blocks (a
+  // full wave of 3 per SM: no spreading).
+  auto const qwen3 = plan_decode_launch({128, 1536, 2048, 128}, 8, 8, kSms, 8, 8, 3);
+  EXPECT_EQ(qwen3.splits, 4);
+  EXPECT_EQ(qwen3.stripes_per_block, 2);
+  EXPECT_EQ(qwen3.grid_x, 48);
+  EXPECT_EQ(qwen3.grid_y, 8);
+  EXPECT_EQ(qwen3.shared_bytes, 0u);
+  // DeepSeek-V3 EP8 GEMM1 at 1 token: one expert's 256 stripes over 56 groups -> 8 splits, one stripe a block;
+  // 256 blocks are two per SM, so the shared memory leaves room for two, not three.
+  auto const deepseek = plan_decode_launch({32, 4096, 7168, 128}, 1, 1, kSms, 8, 8, 3);
+  EXPECT_EQ(deepseek.splits, 8);
+  EXPECT_EQ(deepseek.stripes_per_block, 1);
+  EXPECT_EQ(deepseek.grid_x, 256);
+  EXPECT_EQ(deepseek.grid_y, 1);
+  EXPECT_LE(2 * deepseek.shared_bytes, kSharedMemoryPerSm);
+  EXPECT_GT(3 * deepseek.shared_bytes, kSharedMemoryPerSm);
+  // More rows than expected (a rank that got 40 where 4 were expected): the grid covers at least 16 chunks, and the
+  // blocks loop over the rest.
+  auto const more = plan_decode_launch({32, 4096, 7168, 128}, 40, 4, kSms, 8, 8, 3);
+  EXPECT_EQ(more.grid_y, 16);
+}
+
 TEST(StripeKSplits, FillAWaveAndCapTheGroupsAWarpStreams) {
   int64_t const wave = 132 * 2 * 8;  // 2112 warps: the one-launch layer's grid on 132 SMs
   // Qwen3 at 1 token, 8 experts. GEMM1: 8 x 48 gate/up pairs over 16 groups -> 4 splits (1536 warps, 4 groups each).
