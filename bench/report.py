@@ -116,6 +116,8 @@ def layer(path):
     data = json.load(open(path))
     stages = list(data["rows"][0]["stages_us"])
     print(f"# The fused W4A8 MoE layer on {data['device']}\n")
+    if "note" in data:
+        print(f"Note: {data['note']}.\n")
     print(f"CUDA graph replays; streaming read measured in the same run: {data['hbm_read_gbps']:.0f} GB/s. \"read "
           "once\" is the time to read the active experts' int4 weights, one byte per group scale and the channel "
           "scales of both GEMMs at that bandwidth. The W8A8 pipeline is this layer with its two GEMM stages replaced "

@@ -38,7 +38,7 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
       entries.push_back({config, config.name(), &no_workspace_bytes,
                          rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
     }
-    // The wgmma streaming kernel, 8 rows per chunk (16, 32 and 64 measured slower everywhere: bench/NOTES.md §8).
+    // The wgmma streaming kernel, 8 rows per chunk (16, 32 and 64 measured slower: bench/NOTES.md §8c, §9f).
     GemmConfig const stream{64, 8, 1, 1, Schedule::kStream};
     entries.push_back({stream, stream.name(), &no_workspace_bytes, &run_stream_gemm<8>});
     return entries;
