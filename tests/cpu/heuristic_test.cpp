@@ -64,7 +64,8 @@ TEST(Heuristic, RowWeightedMeanFollowsHotExperts) {
 // sweep's fastest config or within 5 % of it.
 TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm1(16)).name(), "128x16_1x1_pp");
-  EXPECT_EQ(select_config(qwen3_gemm1(128)).name(), "256x32_1x1_coop");
+  EXPECT_EQ(select_config(qwen3_gemm1(128)).name(), "128x16_1x1_pp");    // 8 rows, K = 16 groups
+  EXPECT_EQ(select_config(deepseek_ep8_gemm1(128)).name(), "256x32_1x1_coop");  // 4 rows, K = 56 groups
   EXPECT_EQ(select_config(qwen3_gemm2(1024)).name(), "128x128_2x1_pp");
   EXPECT_EQ(select_config(qwen3_gemm1(4096)).name(), "256x128_2x1_coop");
   EXPECT_EQ(select_config(qwen3_gemm2(512)).name(), "128x64_1x1_pp");
