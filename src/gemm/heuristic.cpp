@@ -48,7 +48,7 @@ double row_weighted_rows_per_expert(std::vector<int64_t> const& rows) {
 // GEMM2, 1 to 8192 tokens, uniform and skewed routing (bench/results/2026-11-26-h100-80gb-hbm3-sweep.json): over
 // those 108 cases this table's pick is on average 2.6 % slower than the best config (worst 38 %, a skewed routing
 // it cannot see without hints). bench/NOTES.md has the analysis. The decode-kernel rule came later, from the
-// 1-16 token runs of §6.
+// 1-16 token runs of §6, and three rules were refit where H200 sweeps of 1-256 tokens agree with it (§9g).
 GemmConfig select_config(HeuristicInput const& input) {
   std::vector<int64_t> const rows = estimate_rows_per_active_expert(input);
   double const m = row_weighted_rows_per_expert(rows);

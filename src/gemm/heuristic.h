@@ -34,7 +34,7 @@ double row_weighted_rows_per_expert(std::vector<int64_t> const& rows);
 inline bool stripe_loop_suits_expert(int64_t n, int64_t k) { return double(n) * double(k) <= double(1 << 26); }
 
 // The config for these arguments: a decision table over rows per expert, K and the number of M tiles, fitted to
-// the H100 sweep (see heuristic.cpp).
+// the H100 sweep and refit where H200 sweeps agree (see heuristic.cpp).
 GemmConfig select_config(HeuristicInput const& input);
 
 }  // namespace w4a8moe::gemm
