@@ -48,6 +48,7 @@ struct Options {
   bool sweep = false;
   std::vector<std::string> configs;  // W4A8 configs to time besides the heuristic's (--sweep: all)
   bool baselines = true;
+  bool exact = false;  // also time the exact-scale layout's streaming kernel
   int replays = 25;
   std::string out_dir;
 };
@@ -92,6 +93,8 @@ Options parse(int argc, char** argv) {
       o.sweep = true;
     } else if (arg == "--configs") {
       o.configs = split(value());
+    } else if (arg == "--exact") {
+      o.exact = true;
     } else if (arg == "--no-baselines") {
       o.baselines = false;
     } else if (arg == "--replays") {
@@ -102,7 +105,7 @@ Options parse(int argc, char** argv) {
       std::printf(
           "usage: w4a8moe_gemm_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,mixtral-8x7b|all] [--tokens 1,16|all]\n"
           "                          [--routing uniform,skewed] [--gemm 1,2] [--sweep | --configs A,B]\n"
-          "                          [--no-baselines]\n"
+          "                          [--no-baselines] [--exact]\n"
           "                          [--replays 25] [--out DIR]\n");
       std::exit(0);
     } else {
@@ -214,6 +217,12 @@ int main(int argc, char** argv) {
             double const us = measure(*m, config).us;
             if (us < best_w4a8) best_w4a8 = us, best_config = config;
             if (!options.configs.empty()) std::printf("    %-20s %9.2f us\n", config.c_str(), us);
+          }
+          if (options.exact) {
+            for (int chunk_rows : {8, 64, 128}) {
+              auto m = make_exact_method(chunk_rows);
+              std::printf("    %-20s %9.2f us\n", m->name().c_str(), measure(*m, m->name()).us);
+            }
           }
           double w8a8 = NAN, w4a16 = NAN, bf16 = NAN;
           if (options.baselines) {

@@ -52,20 +52,24 @@ std::vector<Model> const kModels = [] {
   return models;
 }();
 
-DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed) {
+DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed, PackedLayout layout) {
   DeviceBuffer words(size_t(shape.num_experts) * shape.n * shape.k / 2);
   DeviceBuffer scales(size_t(shape.num_experts) * shape.n * (shape.k / 128) * 2);
   if (!words.ok() || !scales.ok()) fail("out of device memory for the weights");
   fill_random_bytes(words.get(), words.bytes(), seed);
   fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, seed + 1);
   DeviceBuffer packed;
-  Status const status = prepack_to_new_buffer(words.get(), scales.get(), shape, &packed);
+  Status const status = prepack_to_new_buffer(words.get(), scales.get(), shape, &packed, layout);
   if (!status.ok()) fail("prepack: " + status.to_string());
   return packed;
 }
 
+char const* layout_name(PackedLayout layout) {
+  return layout == PackedLayout::kExactScales ? "exact" : "lookup";
+}
+
 struct Result {
-  std::string model;
+  std::string model, layout;
   int64_t tokens = 0;
   std::vector<double> stage_us;
   double total_us = 0, outside_share = 0;
@@ -126,11 +130,12 @@ void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   std::printf("\n");
 }
 
-Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_per_s, bool phases,
-                cudaStream_t stream) {
+Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int iters, double hbm_bytes_per_s,
+                bool phases, cudaStream_t stream) {
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
+  r.layout = layout_name(layout);
   r.tokens = tokens;
 
   // Routing from random logits; the host copy of the rows per expert feeds the standalone GEMM timings.
@@ -161,7 +166,7 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
 
   ExpertWeightShape const shape1{s.num_local_experts, 2 * s.inter, s.hidden, 128};
   ExpertWeightShape const shape2{s.num_local_experts, s.hidden, s.inter, 128};
-  DeviceBuffer gemm1 = random_packed(shape1, 101), gemm2 = random_packed(shape2, 202);
+  DeviceBuffer gemm1 = random_packed(shape1, 101, layout), gemm2 = random_packed(shape2, 202, layout);
   DeviceBuffer hidden(size_t(tokens) * s.hidden * 2), d_logits(logits), out(size_t(tokens) * s.hidden * 2);
   DeviceBuffer d_map(map.empty() ? std::vector<int32_t>{0} : map);
   DeviceBuffer workspace(moe_workspace_bytes(s, tokens));
@@ -174,6 +179,7 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   a.shape = s;
   a.gemm1_weights = gemm1.get();
   a.gemm2_weights = gemm2.get();
+  a.weight_layout = layout;
   a.num_tokens = tokens;
   a.hidden = hidden.get();
   a.router_logits = d_logits.get();
@@ -182,8 +188,8 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   a.workspace = workspace.get();
   a.workspace_bytes = workspace.bytes();
   a.stream = stream;
-  r.gemm1_config = moe_gemm1_config(s, tokens);
-  r.gemm2_config = moe_gemm2_config(s, tokens);
+  r.gemm1_config = moe_gemm1_config(s, tokens, layout);
+  r.gemm2_config = moe_gemm2_config(s, tokens, layout);
 
   tools::LayerTiming timing;
   Status const status = tools::time_layer(a, iters, &timing);
@@ -193,7 +199,8 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   r.outside_share = timing.outside_gemms;
   r.launches = timing.graph_nodes;
   r.staged_total_us = r.total_us;
-  if (moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
+  bool const lookup_table = layout == PackedLayout::kLookupTable;
+  if (lookup_table && moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
@@ -206,8 +213,8 @@ Result run_case(Model const& model, int64_t tokens, int iters, double hbm_bytes_
   }
 
   // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike. None
-  // for an idle rank: no rows.
-  if (r.active_experts == 0) {
+  // for an idle rank (no rows), nor for the exact-scale layout (gemm_bench --exact times its kernels).
+  if (r.active_experts == 0 || !lookup_table) {
     r.w8a8_pipeline = r.staged_total_us;
     return r;
   }
@@ -227,6 +234,7 @@ int main(int argc, char** argv) {
   set_program_name("w4a8moe_moe_bench");
   std::vector<std::string> models{"qwen3-30b-a3b"};
   std::vector<int64_t> tokens{1, 16, 128, 1024, 8192};
+  std::vector<PackedLayout> layouts{PackedLayout::kLookupTable};
   int iters = 20;
   bool phases = false;
   std::string out_dir;
@@ -248,6 +256,12 @@ int main(int argc, char** argv) {
       for (auto const& t : split(value())) tokens.push_back(std::stoll(t));
     } else if (arg == "--iters") {
       iters = std::max(1, std::stoi(value()));
+    } else if (arg == "--layouts") {
+      layouts.clear();
+      for (auto const& name : split(value())) {
+        if (name != "lookup" && name != "exact") fail("--layouts: lookup or exact, not " + name);
+        layouts.push_back(name == "exact" ? PackedLayout::kExactScales : PackedLayout::kLookupTable);
+      }
     } else if (arg == "--phases") {
       phases = true;
     } else if (arg == "--out") {
@@ -256,7 +270,7 @@ int main(int argc, char** argv) {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b|all]"
            " [--tokens 1,16]"
-           " [--iters 20] [--phases] [--out DIR]");
+           " [--layouts lookup,exact] [--iters 20] [--phases] [--out DIR]");
     }
   }
   int devices = 0;
@@ -279,17 +293,19 @@ int main(int argc, char** argv) {
     }
     if (!model) fail("unknown model " + name);
     for (int64_t t : tokens) {
-      Result const r = run_case(*model, t, iters, hbm, phases, stream);
-      results.push_back(r);
-      std::printf(
-          "%-16s %6lld | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f %8.1f "
-          "%9.1f %6.2f\n",
-          r.model.c_str(), static_cast<long long>(t), r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3],
-          r.stage_us[4], r.stage_us[5], r.total_us, r.staged_total_us, r.one_launch_total_us, 100 * r.outside_share,
-          r.launches,
-          r.read_us > 0 ? r.total_us / r.read_us : 0.0,
-          r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline, r.w8a8_pipeline / r.total_us);
-      std::fflush(stdout);
+      for (PackedLayout layout : layouts) {
+        Result const r = run_case(*model, t, layout, iters, hbm, phases, stream);
+        results.push_back(r);
+        std::printf(
+            "%-16s %6lld%s | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f "
+            "%8.1f %9.1f %6.2f\n",
+            r.model.c_str(), static_cast<long long>(t), layout == PackedLayout::kExactScales ? " exact" : "",
+            r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3], r.stage_us[4], r.stage_us[5], r.total_us,
+            r.staged_total_us, r.one_launch_total_us, 100 * r.outside_share, r.launches,
+            r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
+            r.w8a8_pipeline / r.total_us);
+        std::fflush(stdout);
+      }
     }
   }
   if (!out_dir.empty()) {
@@ -298,6 +314,7 @@ int main(int argc, char** argv) {
     for (auto const& r : results) {
       doc["rows"].push_back({{"model", r.model},
                              {"tokens", r.tokens},
+                             {"layout", r.layout},
                              {"stages_us", tools::stage_times(r.stage_us)},
                              {"total_graph_us", r.total_us},
                              {"staged_total_graph_us", r.staged_total_us},

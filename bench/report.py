@@ -125,17 +125,24 @@ def layer(path):
     print("Up to 8 tokens both paths are timed in the same process: \"staged\" (the stages' launches) and \"1 launch\" "
           "(the whole layer in one cooperative launch); \"total\" is the one MoePath::kAuto picks. The stage times "
           "are always the staged path's.\n")
-    print("| model | tokens | " + " | ".join(stages) + " | total us | staged us | 1 launch us | launches "
-          "| active experts | read once us | total / read once | W8A8 pipeline / W4A8 |")
-    print("|---|---|" + "---|" * len(stages) + "---|---|---|---|---|---|---|---|")
+    # Files with both packed layouts (moe_bench --layouts) name each row's; the W8A8 pipeline is timed for the
+    # lookup-table layout only.
+    layouts = any("layout" in r for r in data["rows"])
+    print("| model | " + ("layout | " if layouts else "") + "tokens | " + " | ".join(stages) +
+          " | total us | staged us | 1 launch us | launches | active experts | read once us | total / read once "
+          "| W8A8 pipeline / W4A8 |")
+    print("|---|---|" + ("---|" if layouts else "") + "---|" * len(stages) + "---|---|---|---|---|---|---|---|")
     for r in data["rows"]:
         mark = " (target <= 3)" if r["tokens"] in (1, 4) else ""
         # An idle expert-parallel rank reads nothing: no ratio.
         ratio = f"{r['total_graph_us'] / r['read_once_us']:.2f}{mark}" if r["read_once_us"] > 0 else "-"
-        print(f"| {r['model']} | {r['tokens']} | " + " | ".join(f"{r['stages_us'][s]:.1f}" for s in stages) +
+        exact = r.get("layout") == "exact"
+        w8a8 = "-" if exact else f"{r['w8a8_pipeline_us'] / r['total_graph_us']:.2f}"
+        print(f"| {r['model']} | " + (f"{r.get('layout', 'lookup')} | " if layouts else "") + f"{r['tokens']} | " +
+              " | ".join(f"{r['stages_us'][s]:.1f}" for s in stages) +
               f" | {r['total_graph_us']:.1f} | {both(r, 'staged_total_graph_us')} | {both(r, 'one_launch_total_graph_us')}"
               f" | {r['launches']} | {r['active_experts']} | {r['read_once_us']:.1f} "
-              f"| {ratio} | {r['w8a8_pipeline_us'] / r['total_graph_us']:.2f} |")
+              f"| {ratio} | {w8a8} |")
 
 
 if __name__ == "__main__":

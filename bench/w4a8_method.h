@@ -12,6 +12,9 @@ namespace w4a8moe::bench {
 // config: a name from gemm_config_names(), or "" for the heuristic's choice.
 std::unique_ptr<Method> make_w4a8_method(std::string const& config);
 
+// The streaming kernel on the exact-scale layout (bench/exact_method.cpp), chunks of 8, 64 or 128 rows.
+std::unique_ptr<Method> make_exact_method(int chunk_rows);
+
 // The config the method chose in its last prepare() (its own config when forced).
 std::string w4a8_chosen_config(Method const& method);
 

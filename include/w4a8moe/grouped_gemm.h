@@ -3,9 +3,10 @@
 //   out[m, n] = token_scales[m] * sc[e, n] * sum_k act[m, k] * e4m3(q[e, n, k] * sg[e, k / 128, n])
 //
 // for every row m of expert e, i.e. expert_offsets[e] <= m < expert_offsets[e + 1]; fp32 accumulation, bf16 or
-// fp16 out. Weights come from prepack_weights(). Per-expert problem sizes and pointers are built on the device from
-// expert_offsets, so a call never waits for the host and can be captured in a CUDA graph; experts with no rows cost
-// nothing. The caller owns all memory: nothing is allocated inside a call.
+// fp16 out. Weights come from prepack_weights(). In the exact-scale layout (PackedLayout::kExactScales) the product
+// q * sg is not rounded: each 128-K group's sum is scaled by its sg in fp32. Per-expert problem sizes and pointers
+// are built on the device from expert_offsets, so a call never waits for the host and can be captured in a CUDA
+// graph; experts with no rows cost nothing. The caller owns all memory: nothing is allocated inside a call.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,11 +24,15 @@ namespace w4a8moe {
 struct GroupedGemmArgs {
   ExpertWeightShape shape;              // of the packed weights: E experts of [N, K]
   void const* packed_weights = nullptr;  // device, from prepack_weights() for this shape
+  PackedLayout layout = PackedLayout::kLookupTable;  // the layout packed_weights was packed in
 
   int64_t total_rows = 0;               // rows of act/out; expert_offsets[E] must not exceed it
   void const* act = nullptr;            // device, e4m3 [total_rows, K], rows grouped by expert, 16-byte aligned
   float const* token_scales = nullptr;  // device, fp32 [total_rows]
   int64_t const* expert_offsets = nullptr;  // device, int64 [E + 1], non-decreasing, offsets[E] <= total_rows
+  // kExactScales only: device, activation_group_sums_bytes(total_rows, K) bytes from compute_activation_group_sums()
+  // on act (or the MoE layer's quantisation), 16-byte aligned.
+  float const* act_group_sums = nullptr;
   void* out = nullptr;                  // device, [total_rows, N] of out_type, 16-byte aligned; rows outside
   OutputType out_type = OutputType::kBF16;  //   [offsets[0], offsets[E]) are not written
 
@@ -50,12 +55,18 @@ struct GroupedGemmArgs {
 // Workspace bytes a call with num_experts experts needs on the current device (any config).
 size_t grouped_gemm_workspace_bytes(int num_experts);
 
+// The exact-scale layout's second input: per row m and 128-K group g, 2^-6 * sum_k act[m, 128 g + k] (fp32,
+// group-major, rows padded to a multiple of 4). Bytes for `rows` rows of K inputs, and the kernel that computes them
+// on `stream` (act as in GroupedGemmArgs).
+size_t activation_group_sums_bytes(int64_t rows, int k);
+Status compute_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream);
+
 // Enqueues the GEMM on args.stream. Returns an error, and launches nothing, if an argument breaks a rule.
 Status grouped_gemm(GroupedGemmArgs const& args);
 
 // Canonical names of the registered kernel configs, e.g. "128x16_1x1_coop" (GEMM M = channels x GEMM N = tokens,
 // cluster, schedule).
-std::vector<std::string> gemm_config_names();
+std::vector<std::string> gemm_config_names(PackedLayout layout = PackedLayout::kLookupTable);
 
 // The config the heuristic picks for these arguments (what grouped_gemm() runs when args.config is empty).
 std::string select_gemm_config(GroupedGemmArgs const& args);

@@ -53,6 +53,9 @@ struct MoeForwardArgs {
   //   gemm2: {num_local_experts, hidden, inter}
   void const* gemm1_weights = nullptr;
   void const* gemm2_weights = nullptr;
+  // The layout both were packed in. kExactScales runs the staged path (the one-launch layer reads the lookup-table
+  // layout only) and computes the activations' group sums beside each quantisation.
+  PackedLayout weight_layout = PackedLayout::kLookupTable;
 
   int64_t num_tokens = 0;  // T; 0 is allowed (nothing to do)
   void const* hidden = nullptr;  // device [T, H] of act_type, 16-byte aligned
@@ -112,7 +115,9 @@ size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens);
 Status moe_routing(MoeRoutingArgs const& args);
 
 // The configs moe_forward() would pick for its two GEMMs with num_tokens tokens.
-std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens);
-std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens);
+std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens,
+                             PackedLayout layout = PackedLayout::kLookupTable);
+std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens,
+                             PackedLayout layout = PackedLayout::kLookupTable);
 
 }  // namespace w4a8moe

@@ -15,8 +15,10 @@
 
 namespace w4a8moe {
 
-// Bumped whenever the bytes produced by prepack_weights() change meaning.
+// Bumped whenever the bytes produced by prepack_weights() change meaning (the lookup-table layout's version; the
+// exact-scale layout is version 2).
 inline constexpr uint32_t kPackedFormatVersion = 1;
+
 
 enum class WeightFormat : int {
   // compressed-tensors "pack-quantized": int32 [E, N, K/8]; nibble i (bits 4i..4i+3) of word j holds q + 8 for
@@ -43,8 +45,9 @@ struct PrepackArgs {
   ScaleFormat scale_format = ScaleFormat::kBF16;
   void const* group_scales = nullptr;    // device, layout per scale_format
   float const* channel_scales = nullptr;  // device [E, N]; only with kFP8WithChannelScale
-  void* packed = nullptr;                 // device, packed_weights_bytes(shape) bytes, 256-byte aligned
+  void* packed = nullptr;                 // device, packed_weights_bytes(shape, layout) bytes, 256-byte aligned
   size_t packed_bytes = 0;
+  PackedLayout layout = PackedLayout::kLookupTable;
   cudaStream_t stream = nullptr;
 };
 
@@ -52,15 +55,17 @@ struct PrepackArgs {
 // expert's N * K below 2^31.
 Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name = "shape");
 
-// Bytes of the packed buffer for this shape (0 if the shape is invalid).
-size_t packed_weights_bytes(ExpertWeightShape const& shape);
+// Bytes of the packed buffer for this shape and layout (0 if the shape or the layout is invalid).
+size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout = PackedLayout::kLookupTable);
 
 // Runs the prepack on args.stream and waits for it: a load-time step, which also checks the values (finite scales,
 // |sg| <= 56, finite channel scales) and reports how many break the rules. Inputs are read, never modified.
 Status prepack_weights(PrepackArgs const& args);
 
 // Reads the header of a packed buffer copied to the host (for example loaded from disk) and checks its magic,
-// format version and size. On success *shape holds the shape the buffer was packed for.
-Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeightShape* shape);
+// format version and size. On success *shape holds the shape the buffer was packed for and, if layout is not null,
+// *layout its layout.
+Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeightShape* shape,
+                          PackedLayout* layout = nullptr);
 
 }  // namespace w4a8moe

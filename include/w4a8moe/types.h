@@ -13,6 +13,18 @@ char const* output_type_name(OutputType type);
 // K tile (128), and no checkpoint format in use has a larger one, so 128 is the only value accepted.
 inline constexpr int kGroupSize = 128;
 
+// How the packed bytes are laid out; the grouped GEMM and the MoE layer must be told the layout they were packed in.
+enum class PackedLayout : int {
+  // int4 beside an 8-byte e4m3 lookup table per (group, channel) holding q * sg rounded to e4m3: what CUTLASS's
+  // mixed-input mainloop reads. Every kernel config of gemm_config_names(kLookupTable); 0.5625 bytes per weight.
+  kLookupTable = 0,
+  // Offset-binary int4 that the fp8 tensor cores read as they are, the checkpoint's group scales kept exact (bf16)
+  // and applied in fp32 per 128-K group: 0.516 bytes per weight, products q * sg not rounded. Read by the configs
+  // of gemm_config_names(kExactScales) only; the grouped GEMM then takes the activations' group sums
+  // (compute_activation_group_sums, grouped_gemm.h).
+  kExactScales = 1,
+};
+
 // Stacked weights of the experts of one projection: E experts, each [N output channels, K inputs].
 struct ExpertWeightShape {
   int num_experts = 0;

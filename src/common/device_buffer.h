@@ -64,8 +64,8 @@ class DeviceBuffer {
 // Prepacks checkpoint-layout weights already on the device (offset-binary int32 [E, N, K/8], bf16 scales
 // [E, N, K/128]) into a new buffer of packed_weights_bytes(shape); an error if memory or the prepack fails.
 inline Status prepack_to_new_buffer(void const* weights, void const* bf16_scales, ExpertWeightShape const& shape,
-                                    DeviceBuffer* packed) {
-  *packed = DeviceBuffer(packed_weights_bytes(shape));
+                                    DeviceBuffer* packed, PackedLayout layout = PackedLayout::kLookupTable) {
+  *packed = DeviceBuffer(packed_weights_bytes(shape, layout));
   if (!packed->ok()) return Status(StatusCode::kCudaError, "out of device memory for the packed weights");
   PrepackArgs args;
   args.shape = shape;
@@ -73,6 +73,7 @@ inline Status prepack_to_new_buffer(void const* weights, void const* bf16_scales
   args.group_scales = bf16_scales;
   args.packed = packed->get();
   args.packed_bytes = packed->bytes();
+  args.layout = layout;
   return prepack_weights(args);
 }
 

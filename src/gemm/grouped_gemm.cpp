@@ -11,6 +11,7 @@
 #include "common/device_info.h"
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
+#include "gemm/exact_stream_gemm.h"
 #include "gemm/heuristic.h"
 #include "gemm/registry.h"
 #include "w4a8moe/prepack.h"
@@ -40,9 +41,14 @@ int sm_count_or_max() {
   return count > 0 ? count : kMaxSmCount;
 }
 
+bool exact_layout(GroupedGemmArgs const& args) { return args.layout == PackedLayout::kExactScales; }
+
 Status validate_args(GroupedGemmArgs const& args) {
   W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, "args.shape"));
   int const e = args.shape.num_experts;
+  if (args.layout != PackedLayout::kLookupTable && !exact_layout(args)) {
+    return invalid_argument("args.layout=", int(args.layout), ": unknown layout");
+  }
   if (args.packed_weights == nullptr) return invalid_argument("args.packed_weights is null");
   if (!is_aligned(args.packed_weights, prepack::kSectionAlign)) {
     return invalid_argument("args.packed_weights must be ", prepack::kSectionAlign, "-byte aligned");
@@ -62,6 +68,13 @@ Status validate_args(GroupedGemmArgs const& args) {
     if (!is_aligned(args.token_scales, 4)) return invalid_argument("args.token_scales must be 4-byte aligned");
     if (args.out == nullptr) return invalid_argument("args.out is null");
     if (!is_aligned(args.out, 16)) return invalid_argument("args.out must be 16-byte aligned (TMA)");
+    if (exact_layout(args)) {
+      if (args.act_group_sums == nullptr) {
+        return invalid_argument("args.act_group_sums is null: required with PackedLayout::kExactScales "
+                                "(compute_activation_group_sums)");
+      }
+      if (!is_aligned(args.act_group_sums, 16)) return invalid_argument("args.act_group_sums must be 16-byte aligned");
+    }
   }
   if (args.max_rows_per_expert_hint < 0) {
     return invalid_argument("args.max_rows_per_expert_hint=", args.max_rows_per_expert_hint, ": must be >= 0");
@@ -83,8 +96,15 @@ Status validate_args(GroupedGemmArgs const& args) {
                               args.total_rows);
     }
   }
-  if (!args.config.empty() && gemm::find_gemm_kernel(args.config) == nullptr) {
-    return not_supported("args.config='", args.config, "': no such config (see gemm_config_names())");
+  if (!args.config.empty()) {
+    gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(args.config);
+    if (entry == nullptr) {
+      return not_supported("args.config='", args.config, "': no such config (see gemm_config_names())");
+    }
+    if (entry->config.layout() != args.layout) {
+      return invalid_argument("args.config='", args.config, "' reads the other packed layout than args.layout=",
+                              int(args.layout), " (see gemm_config_names(layout))");
+    }
   }
   if (args.workspace == nullptr) return invalid_argument("args.workspace is null");
   if (!is_aligned(args.workspace, kWorkspaceAlign)) {
@@ -117,7 +137,9 @@ gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {
 
 gemm::GemmKernelEntry const& choose_kernel(GroupedGemmArgs const& args) {
   if (!args.config.empty()) return *gemm::find_gemm_kernel(args.config);
-  gemm::GemmKernelEntry const* chosen = gemm::find_gemm_kernel(gemm::select_config(heuristic_input(args)).name());
+  gemm::HeuristicInput const input = heuristic_input(args);
+  gemm::GemmKernelEntry const* chosen = gemm::find_gemm_kernel(
+      (exact_layout(args) ? gemm::select_exact_config(input) : gemm::select_config(input)).name());
   // Only a development build filtered with W4A8_GEMM_CONFIGS can lack the heuristic's choice.
   return chosen != nullptr ? *chosen : gemm::gemm_registry().front();
 }
@@ -129,10 +151,34 @@ size_t grouped_gemm_workspace_bytes(int num_experts) {
   return workspace_bytes_for(num_experts, sm_count_or_max());
 }
 
-std::vector<std::string> gemm_config_names() {
+std::vector<std::string> gemm_config_names(PackedLayout layout) {
   std::vector<std::string> names;
-  for (auto const& entry : gemm::gemm_registry()) names.push_back(entry.name);
+  for (auto const& entry : gemm::gemm_registry()) {
+    if (entry.config.layout() == layout) names.push_back(entry.name);
+  }
   return names;
+}
+
+size_t activation_group_sums_bytes(int64_t rows, int k) {
+  if (rows < 0 || k < kGroupSize || k % kGroupSize != 0) return 0;
+  return size_t(gemm::group_sums_stride(rows)) * size_t(k / kGroupSize) * sizeof(float);
+}
+
+Status compute_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream) {
+  if (k < kGroupSize || k % kGroupSize != 0) {
+    return invalid_argument("k=", k, ": must be a positive multiple of ", kGroupSize);
+  }
+  if (rows < 0 || rows > std::numeric_limits<int32_t>::max()) {
+    return invalid_argument("rows=", rows, ": must be in [0, 2^31)");
+  }
+  if (rows > 0) {
+    if (act == nullptr) return invalid_argument("act is null");
+    if (!is_aligned(act, 16)) return invalid_argument("act must be 16-byte aligned");
+    if (sums == nullptr) return invalid_argument("sums is null");
+    if (!is_aligned(sums, 16)) return invalid_argument("sums must be 16-byte aligned");
+  }
+  W4A8_RETURN_IF_ERROR(require_hopper_device());
+  return gemm::launch_activation_group_sums(act, rows, k, sums, stream);
 }
 
 std::string select_gemm_config(GroupedGemmArgs const& args) {
@@ -147,7 +193,8 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
   GroupedGemmParams params;
   params.shape = args.shape;
   params.packed = static_cast<uint8_t const*>(args.packed_weights);
-  params.sections = prepack::packed_sections(args.shape);
+  params.sections = prepack::packed_sections(args.shape);  // the lookup-table layout's (the exact kernel's own)
+  params.group_sums = args.act_group_sums;
   params.total_rows = args.total_rows;
   params.expected_rows = expected_rows(args);
   params.act = args.act;
@@ -161,7 +208,7 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
 
 bool reads_expert_arrays(GroupedGemmArgs const& args) {
   Schedule const schedule = choose_kernel(args).config.schedule;
-  return schedule != Schedule::kDecode && schedule != Schedule::kStream;
+  return schedule == Schedule::kCooperative || schedule == Schedule::kPingpong;
 }
 
 }  // namespace gemm

@@ -20,6 +20,9 @@ struct GroupedGemmParams {
   void const* act = nullptr;
   float const* token_scales = nullptr;
   int64_t const* expert_offsets = nullptr;  // [E + 1]
+  // Exact-scale layout only (exact_stream_gemm.h): 2^-6 sum_k act[m, k] over each 128-K group g at
+  // [g * group_sums_stride(total_rows) + m].
+  float const* group_sums = nullptr;
   void* out = nullptr;
   OutputType out_type = OutputType::kBF16;
   // The per-expert arrays are already in the workspace: a kernel that knew the final offsets filled them

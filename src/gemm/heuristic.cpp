@@ -111,4 +111,15 @@ GemmConfig select_config(HeuristicInput const& input) {
   return short_k ? GemmConfig{128, 128, 2, 1, pp} : GemmConfig{128, 256, 1, 1, coop};
 }
 
+// The exact-scale layout's chunks: 8 rows (one 64-channel tile per block, four blocks per SM) up to 12 rows per
+// expert, where streaming the weights once or twice beats wider chunks' larger accumulators (DeepSeek-V3 EP8 GEMM1
+// at 8 rows 176 against 275 us for 64-row chunks); 64-row chunks up to 48 (Mixtral-8x7B at 32 rows 308 against 466
+// us for 128); 128 beyond (Qwen3-30B-A3B GEMM1 at 64 rows 233 against 321 us). H200, bench/NOTES.md §11.
+GemmConfig select_exact_config(HeuristicInput const& input) {
+  double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
+  if (m <= 12.0) return {64, 8, 1, 1, Schedule::kExact};
+  if (m <= 48.0) return {128, 64, 1, 1, Schedule::kExact};
+  return {128, 128, 1, 1, Schedule::kExact};
+}
+
 }  // namespace w4a8moe::gemm

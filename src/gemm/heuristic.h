@@ -37,4 +37,8 @@ inline bool stripe_loop_suits_expert(int64_t n, int64_t k) { return double(n) * 
 // the H100 sweep and refit where H200 sweeps agree (see heuristic.cpp).
 GemmConfig select_config(HeuristicInput const& input);
 
+// The config for the exact-scale layout (PackedLayout::kExactScales), whose only kernel comes in three chunk sizes:
+// see heuristic.cpp.
+GemmConfig select_exact_config(HeuristicInput const& input);
+
 }  // namespace w4a8moe::gemm

@@ -35,6 +35,7 @@
 #include "common/pdl.cuh"
 #include "common/status_util.h"
 #include "gemm/async_copy.cuh"
+#include "gemm/stream_epilogue.cuh"
 #include "gemm/stream_layout.h"
 #include "gemm/stream_plan.h"
 #include "gemm/tensor_map.h"
@@ -250,44 +251,12 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
     float const* channel_scales =
         reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(chunk.expert) * n;
     int const stripe = item.tile * kTileStripes + warp;
-    // Accumulator 4j + 2h + t: channel 16 warp + lane/4 + 8h of the tile, row 8j + 2 (lane % 4) + t of the chunk.
     if (splits == 1) {
-      if (stripe < stripes) {
-#pragma unroll
-        for (int i = 0; i < kRows / 2; ++i) {
-          int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-          int const column = stripe * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
-          if (row < chunk.rows) {
-            int64_t const out_row = chunk.first_row + row;
-            out[out_row * n + column] = to_output<Out>(channel_scales[column] * (p.token_scales[out_row] * acc[i]));
-          }
-        }
-      }
-      continue;
+      if (stripe < stripes) store_stripe<kRows>(out, n, channel_scales, p.token_scales, chunk, stripe, acc);
+    } else {
+      store_cluster_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
+                                                 splits, partial, acc);
     }
-    // K split over the cluster: each block's partial tile [64 channels][kRows], then each rank sums a slice of the
-    // channels over the ranks in rank order.
-#pragma unroll
-    for (int i = 0; i < kRows / 2; ++i) {
-      int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-      int const channel = warp * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
-      partial[channel * kRows + row] = acc[i];
-    }
-    cluster.sync();
-    int const slice = kTileChannels / splits;
-    for (int i = int(threadIdx.x); i < slice * chunk.rows; i += kConsumerThreads) {
-      int const channel = split * slice + i % slice, row = i / slice;
-      int const column = item.tile * kTileChannels + channel;
-      float sum = 0.f;
-      for (int rank = 0; rank < splits; ++rank) {
-        sum += cluster.map_shared_rank(partial, rank)[channel * kRows + row];
-      }
-      if (column < n) {
-        int64_t const out_row = chunk.first_row + row;
-        out[out_row * n + column] = to_output<Out>(channel_scales[column] * (p.token_scales[out_row] * sum));
-      }
-    }
-    cluster.sync();  // the partial tiles are read
   }
 }
 

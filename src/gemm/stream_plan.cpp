@@ -35,15 +35,15 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
 }
 
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
-                                    int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes) {
-  constexpr int kTileChannels = 64;
-  constexpr int kMaxSplits = 8;  // the portable cluster size
+                                    int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes,
+                                    int tile_channels, int max_splits) {
+  int const kMaxSplits = std::min(max_splits, 8);  // 8: the portable cluster size
   // Persistent workers pay for their static deal (an SM with an item more) with items of up to 16 groups: Qwen3
   // GEMM2 (6 groups) 1.2-1.3x faster at 16-128 tokens, Qwen3 GEMM1 and DeepSeek-V3 GEMM2 (16) 1.01-1.08x; items of 32
   // and 56 groups (Mixtral and DeepSeek-V3 GEMM1) up to 13 % slower (H200, bench/NOTES.md §9).
   constexpr int kPersistentMaxGroups = 16;
   StreamLaunchPlan plan;
-  plan.tiles = (shape.n + kTileChannels - 1) / kTileChannels;
+  plan.tiles = (shape.n + tile_channels - 1) / tile_channels;
   int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
   // K slices: as many as fill about one wave of blocks over the expected chunks, each slice at least two groups.
   // One expert at 1 token (a DeepSeek-V3 expert-parallel rank) has 64 tiles of GEMM1 for 132 SMs.

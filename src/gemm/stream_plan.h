@@ -82,7 +82,7 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
 //  - Otherwise one item per block (grid_chunks covers the expected chunks; more make the blocks loop), and the
 //    block scheduler balances the SMs.
 struct StreamLaunchPlan {
-  int tiles = 0;            // 64-channel tiles of N
+  int tiles = 0;            // tile_channels tiles of N
   int splits = 1;           // K slices per tile = the cluster's size along x
   bool persistent = false;
   int64_t workers = 0;      // blocks / splits
@@ -90,8 +90,10 @@ struct StreamLaunchPlan {
   size_t shared_bytes = 0;  // dynamic shared memory per block
 };
 
-// block_shared_bytes: the block's own dynamic shared memory (its ring of stages).
+// block_shared_bytes: the block's own dynamic shared memory (its ring of stages); tile_channels: the channels of an
+// item (64, or 128 for the exact-scale kernel's two warpgroups); max_splits: 1 where the kernel cannot split K.
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
-                                    int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes);
+                                    int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes,
+                                    int tile_channels = 64, int max_splits = 8);
 
 }  // namespace w4a8moe::gemm

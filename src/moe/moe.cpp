@@ -7,6 +7,7 @@
 #include "common/device_info.h"
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
+#include "gemm/exact_stream_gemm.h"
 #include "moe/decode_layer.h"
 #include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
@@ -74,6 +75,9 @@ Status validate_args(MoeForwardArgs const& a) {
   if (a.act_type != ActivationType::kBF16 && a.act_type != ActivationType::kFP16) {
     return invalid_argument("args.act_type=", int(a.act_type), ": must be kBF16 or kFP16");
   }
+  if (a.weight_layout != PackedLayout::kLookupTable && a.weight_layout != PackedLayout::kExactScales) {
+    return invalid_argument("args.weight_layout=", int(a.weight_layout), ": unknown layout");
+  }
   for (auto [pointer, name] : {std::pair{a.gemm1_weights, "args.gemm1_weights"}, {a.gemm2_weights, "args.gemm2_weights"}}) {
     if (pointer == nullptr) return invalid_argument(name, " is null");
     if (!is_aligned(pointer, prepack::kSectionAlign)) {
@@ -127,6 +131,9 @@ Status validate_args(MoeForwardArgs const& a) {
     return invalid_argument("args.path=", int(a.path), ": must be kAuto, kStaged or kOneLaunch");
   }
   if (a.path == MoePath::kOneLaunch) {
+    if (a.weight_layout != PackedLayout::kLookupTable) {
+      return invalid_argument("args.path=kOneLaunch: the one-launch layer reads the lookup-table layout only");
+    }
     if (a.num_tokens > 0 && !moe::decode_layer_fits(s, a.num_tokens, has_logits)) {
       return invalid_argument("args.path=kOneLaunch: the one-launch layer takes 1..", moe::kDecodeLayerMaxTokens,
                               " tokens and, from router logits, at most ", moe::kDecodeLayerMaxRouterExperts,
@@ -138,9 +145,10 @@ Status validate_args(MoeForwardArgs const& a) {
   }
   for (auto const& name : {a.gemm1_config, a.gemm2_config}) {
     if (name.empty()) continue;
-    auto const names = gemm_config_names();
+    auto const names = gemm_config_names(a.weight_layout);
     if (std::find(names.begin(), names.end(), name) == names.end()) {
-      return not_supported("GEMM config '", name, "': no such config (see gemm_config_names())");
+      return not_supported("GEMM config '", name, "': no such config for args.weight_layout (see ",
+                           "gemm_config_names(layout))");
     }
   }
   return Status::Ok();
@@ -221,14 +229,18 @@ Status moe_routing(MoeRoutingArgs const& a) {
   return Status::Ok();
 }
 
-std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens) {
+std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
   if (!validate_moe_shape(shape).ok() || num_tokens < 0) return {};
-  return moe::plan_moe(shape, num_tokens, 0).gemm1.config;
+  moe::MoePlanOptions options;
+  options.layout = layout;
+  return moe::plan_moe(shape, num_tokens, 0, options).gemm1.config;
 }
 
-std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens) {
+std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
   if (!validate_moe_shape(shape).ok() || num_tokens < 0) return {};
-  return moe::plan_moe(shape, num_tokens, 0).gemm2.config;
+  moe::MoePlanOptions options;
+  options.layout = layout;
+  return moe::plan_moe(shape, num_tokens, 0, options).gemm2.config;
 }
 
 Status moe_forward(MoeForwardArgs const& a) {
@@ -241,6 +253,7 @@ Status moe_forward(MoeForwardArgs const& a) {
   options.from_logits = a.router_logits != nullptr;
   options.path = a.path;
   options.stage_events = a.stage_events != nullptr;
+  options.layout = a.weight_layout;
   moe::MoePlan const plan = moe::plan_moe(s, a.num_tokens, a.max_tokens, options);
   int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
@@ -267,10 +280,12 @@ Status moe_forward(MoeForwardArgs const& a) {
   auto* scale2 = reinterpret_cast<float*>(at(plan.workspace.scale2));
   OutputType const out_type = a.act_type == ActivationType::kBF16 ? OutputType::kBF16 : OutputType::kFP16;
   auto gemm_args = [&](moe::GemmStagePlan const& stage, void const* weights, void const* act, float const* scales,
-                       size_t out, size_t workspace) {
+                       size_t sums, size_t out, size_t workspace) {
     GroupedGemmArgs g;
     g.shape = stage.shape;
     g.packed_weights = weights;
+    g.layout = a.weight_layout;
+    g.act_group_sums = plan.group_sums ? reinterpret_cast<float const*>(at(sums)) : nullptr;
     g.total_rows = plan.rows;
     g.act = act;
     g.token_scales = scales;
@@ -284,10 +299,16 @@ Status moe_forward(MoeForwardArgs const& a) {
     g.config = stage.config;
     return g;
   };
-  GroupedGemmArgs const gemm1 = gemm_args(plan.gemm1, a.gemm1_weights, act1, scale1, plan.workspace.gemm1_out,
-                                          plan.workspace.gemm1_workspace);
-  GroupedGemmArgs const gemm2 = gemm_args(plan.gemm2, a.gemm2_weights, act2, scale2, plan.workspace.gemm2_out,
-                                          plan.workspace.gemm2_workspace);
+  GroupedGemmArgs const gemm1 = gemm_args(plan.gemm1, a.gemm1_weights, act1, scale1, plan.workspace.sums1,
+                                          plan.workspace.gemm1_out, plan.workspace.gemm1_workspace);
+  GroupedGemmArgs const gemm2 = gemm_args(plan.gemm2, a.gemm2_weights, act2, scale2, plan.workspace.sums2,
+                                          plan.workspace.gemm2_out, plan.workspace.gemm2_workspace);
+  // The exact-scale layout's GEMMs also take each quantised row's group sums, which the quantising kernels write.
+  auto group_sums = [&](size_t sums) {
+    moe::GroupSumsOut out;
+    if (plan.group_sums) out = {reinterpret_cast<float*>(at(sums)), gemm::group_sums_stride(plan.rows)};
+    return out;
+  };
   // At small batches the routing kernel fills the GEMMs' per-expert arrays (where their kernels read them): two
   // launches fewer.
   moe::RoutingArraysFill fill;
@@ -326,14 +347,15 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(mark(1));
   W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
                                                 topk_weights, a.apply_router_weight_on_input, act1, scale1,
-                                                a.stream));
+                                                group_sums(plan.workspace.sums1), a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(2));
   W4A8_RETURN_IF_ERROR(run_gemm(gemm1));
 
   W4A8_RETURN_IF_ERROR(mark(3));
   W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.workspace.gemm1_out), a.act_type, plan.rows, s.inter,
-                                                 offsets, s.num_local_experts, act2, scale2, a.stream));
+                                                 offsets, s.num_local_experts, act2, scale2,
+                                                 group_sums(plan.workspace.sums2), a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(4));
   W4A8_RETURN_IF_ERROR(run_gemm(gemm2));

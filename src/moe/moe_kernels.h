@@ -81,17 +81,26 @@ cudaError_t launch_routing(RoutingProblem const& problem);
 // batches.
 cudaError_t launch_topk_and_routing(RoutingProblem const& problem, Router const& router);
 
+// Where a quantising kernel also writes each row's group sums (the exact-scale layout's GEMM input, grouped_gemm.h's
+// compute_activation_group_sums): 2^-6 * the sum of the row's e4m3 values per 128 columns, at
+// [g * stride + row]. sums null: not written.
+struct GroupSumsOut {
+  float* sums = nullptr;
+  int64_t stride = 0;
+};
+
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
 // is multiplied by its top-k weight.
 cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
                                     int top_k, int32_t const* dest_row, float const* topk_weights,
-                                    bool weight_on_input, uint8_t* act, float* act_scales, cudaStream_t stream);
+                                    bool weight_on_input, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
+                                    cudaStream_t stream);
 
 // h = SiLU(gate) * up per row (gate = columns [0, I), up = [I, 2I)), then per-row e4m3 quantisation. Rows at or
 // past offsets[local_experts] are skipped.
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
                                      int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
-                                     cudaStream_t stream);
+                                     GroupSumsOut group_sums, cudaStream_t stream);
 
 // out[t] = sum_j w_j * gemm2_out[dest_row[t*k + j]] in slot order (w_j = 1 with weight_on_input); zero where no
 // slot of the token is local.

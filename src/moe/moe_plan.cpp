@@ -11,9 +11,11 @@
 namespace w4a8moe::moe {
 namespace {
 
-GemmStagePlan plan_gemm(ExpertWeightShape const& shape, MoePlan const& plan, std::string const& config) {
+GemmStagePlan plan_gemm(ExpertWeightShape const& shape, MoePlan const& plan, std::string const& config,
+                        PackedLayout layout) {
   GroupedGemmArgs args;
   args.shape = shape;
+  args.layout = layout;
   args.total_rows = plan.rows;
   args.expected_rows_hint = plan.expected_local_rows;
   GemmStagePlan stage;
@@ -34,15 +36,17 @@ MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoeP
   bool const fits = decode_layer_fits(shape, tokens, options.from_logits);
   bool const staged_asked = options.stage_events || !options.gemm1_config.empty() || !options.gemm2_config.empty();
   ExpertWeightShape const gemm1 = gemm1_shape(shape);
-  plan.one_launch = options.path == MoePath::kOneLaunch
-                        ? fits
-                        : options.path == MoePath::kAuto && fits && !staged_asked &&
-                              plan.expected_local_rows <= kDecodeLayerAutoMaxRows &&
-                              gemm::stripe_loop_suits_expert(gemm1.n, gemm1.k);
+  bool const lookup_table = options.layout == PackedLayout::kLookupTable;
+  plan.one_launch = lookup_table && (options.path == MoePath::kOneLaunch
+                                         ? fits
+                                         : options.path == MoePath::kAuto && fits && !staged_asked &&
+                                               plan.expected_local_rows <= kDecodeLayerAutoMaxRows &&
+                                               gemm::stripe_loop_suits_expert(gemm1.n, gemm1.k));
+  plan.group_sums = !lookup_table;
   plan.workspace = plan_workspace(shape, max_tokens > 0 ? max_tokens : tokens);
   plan.one_block_routing = routes_in_one_block(tokens, shape.top_k, shape.num_local_experts);
-  plan.gemm1 = plan_gemm(gemm1, plan, options.gemm1_config);
-  plan.gemm2 = plan_gemm(gemm2_shape(shape), plan, options.gemm2_config);
+  plan.gemm1 = plan_gemm(gemm1, plan, options.gemm1_config, options.layout);
+  plan.gemm2 = plan_gemm(gemm2_shape(shape), plan, options.gemm2_config, options.layout);
   return plan;
 }
 

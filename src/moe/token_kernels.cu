@@ -14,6 +14,28 @@ namespace w4a8moe::moe {
 namespace {
 
 constexpr int kHeldVectors = 4;  // permute: row vectors a thread keeps in registers
+constexpr int kGroupVectors = 128 / kVector;  // vectors of a 128-column group
+
+// The group sum of the quantised vector v of a row (GroupSumsOut): its 8 e4m3 values summed, then over the 16
+// consecutive threads that hold the group's vectors (16-aligned in every warp: rows are whole groups, blocks whole
+// warps, so a half-warp is either all active or all inactive). Returns the sum in the group's first thread.
+__device__ __forceinline__ float group_sum(uint2 q) {
+  float sum = 0.0f;
+  uint32_t const words[2] = {q.x, q.y};
+#pragma unroll
+  for (int w = 0; w < 2; ++w) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      __half2_raw const h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(words[w] >> (16 * half)), __NV_E4M3);
+      float2 const f = __half22float2(__half2(h));
+      sum += f.x + f.y;
+    }
+  }
+  unsigned const half_warp = 0xFFFFu << (threadIdx.x & 16);  // the group's half of the warp, all of it here
+#pragma unroll
+  for (int d = 1; d < kGroupVectors; d *= 2) sum += __shfl_xor_sync(half_warp, sum, d);
+  return sum * (1.0f / 64.0f);  // 2^-6, the offset's value at the nibbles' scale (prepack/exact_format.h)
+}
 
 // One block per token. Each thread keeps up to kHeldVectors of the row in registers between the amax and the
 // quantisation, so the row is read once (rows longer than kHeldVectors * blockDim are read twice).
@@ -21,7 +43,7 @@ template <ActivationType kType>
 __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
                                         int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
                                         bool weight_on_input, uint8_t* __restrict__ act,
-                                        float* __restrict__ act_scales) {
+                                        float* __restrict__ act_scales, GroupSumsOut group_sums) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
   pdl_wait_for_previous_grid();
@@ -58,6 +80,14 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
     for (int j = 0; j < top_k; ++j) {
       if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * hidden_size)[v] = q;
     }
+    if (group_sums.sums != nullptr) {
+      float const sum = group_sum(q);
+      if (v % kGroupVectors == 0) {
+        for (int j = 0; j < top_k; ++j) {
+          if (rows[j] >= 0) group_sums.sums[(v / kGroupVectors) * group_sums.stride + rows[j]] = sum;
+        }
+      }
+    }
   };
 #pragma unroll
   for (int h = 0; h < kHeldVectors; ++h) {
@@ -90,7 +120,8 @@ __device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, i
 template <ActivationType kType>
 __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter,
                                          int64_t const* __restrict__ offsets, int local_experts,
-                                         uint8_t* __restrict__ act, float* __restrict__ act_scales) {
+                                         uint8_t* __restrict__ act, float* __restrict__ act_scales,
+                                         GroupSumsOut group_sums) {
   extern __shared__ float h_row[];  // [inter]
   __shared__ float scratch[32];     // one per warp; blocks have up to 1024 threads
   pdl_wait_for_previous_grid();
@@ -114,7 +145,12 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
     float h[kVector];
 #pragma unroll
     for (int i = 0; i < kVector; ++i) h[i] = h_row[v * kVector + i];
-    reinterpret_cast<uint2*>(act + row * inter)[v] = quantize_vector(h, e4m3.inverse);
+    uint2 const q = quantize_vector(h, e4m3.inverse);
+    reinterpret_cast<uint2*>(act + row * inter)[v] = q;
+    if (group_sums.sums != nullptr) {
+      float const sum = group_sum(q);
+      if (v % kGroupVectors == 0) group_sums.sums[(v / kGroupVectors) * group_sums.stride + row] = sum;
+    }
   }
   if (threadIdx.x == 0) act_scales[row] = e4m3.scale;
 }
@@ -176,22 +212,23 @@ template <ActivationType kType>
 struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
-                         cudaStream_t stream) {
+                         GroupSumsOut group_sums, cudaStream_t stream) {
     int const threads = threads_for_row(hidden_size / kVector, kHeldVectors);
     return launch_with_pdl(permute_quantize_kernel<kType>, unsigned(tokens), threads, 0, stream, hidden, hidden_size,
-                           top_k, dest_row, topk_weights, weight_on_input, act, act_scales);
+                           top_k, dest_row, topk_weights, weight_on_input, act, act_scales, group_sums);
   }
 };
 
 template <ActivationType kType>
 struct SiluMulQuantize {
   static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
-                         int local_experts, uint8_t* act, float* act_scales, cudaStream_t stream) {
+                         int local_experts, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
+                         cudaStream_t stream) {
     size_t const shared = size_t(inter) * sizeof(float);
     // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
     int const threads = threads_for_row(inter / kVector, 4);
     return launch_with_pdl(silu_mul_quantize_kernel<kType>, unsigned(max_rows), threads, shared, stream, gemm1_out,
-                           inter, offsets, local_experts, act, act_scales);
+                           inter, offsets, local_experts, act, act_scales, group_sums);
   }
 };
 
@@ -209,18 +246,19 @@ struct Unpermute {
 
 cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
                                     int top_k, int32_t const* dest_row, float const* topk_weights,
-                                    bool weight_on_input, uint8_t* act, float* act_scales, cudaStream_t stream) {
+                                    bool weight_on_input, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
+                                    cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   return dispatch_type<PermuteQuantize>(type, hidden, tokens, hidden_size, top_k, dest_row, topk_weights,
-                                        weight_on_input, act, act_scales, stream);
+                                        weight_on_input, act, act_scales, group_sums, stream);
 }
 
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
                                      int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
-                                     cudaStream_t stream) {
+                                     GroupSumsOut group_sums, cudaStream_t stream) {
   if (max_rows == 0) return cudaSuccess;
   return dispatch_type<SiluMulQuantize>(type, gemm1_out, max_rows, inter, offsets, local_experts, act, act_scales,
-                                        stream);
+                                        group_sums, stream);
 }
 
 cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,

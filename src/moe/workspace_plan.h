@@ -18,6 +18,7 @@ inline constexpr size_t kWorkspaceAlign = 256;
 struct WorkspacePlan {
   size_t topk_ids = 0, topk_weights = 0, chunk_counts = 0, offsets = 0, dest_row = 0, row_slot = 0;
   size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0;
+  size_t sums1 = 0, sums2 = 0;  // the activations' group sums (the exact-scale layout's GEMMs; a few % of act)
   // One workspace per GEMM: at small batches the routing kernel fills both GEMMs' per-expert arrays at once.
   size_t gemm1_workspace = 0, gemm2_workspace = 0;
   size_t gemm_workspace_bytes = 0, total = 0;
@@ -43,6 +44,8 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   place(&p.act2, rows * shape.inter);
   place(&p.scale2, rows * sizeof(float));
   place(&p.gemm2_out, rows * shape.hidden * 2);
+  place(&p.sums1, activation_group_sums_bytes(int64_t(rows), shape.hidden));
+  place(&p.sums2, activation_group_sums_bytes(int64_t(rows), shape.inter));
   p.gemm_workspace_bytes = grouped_gemm_workspace_bytes(shape.num_local_experts);
   place(&p.gemm1_workspace, p.gemm_workspace_bytes);
   place(&p.gemm2_workspace, p.gemm_workspace_bytes);

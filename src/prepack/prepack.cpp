@@ -5,6 +5,7 @@
 
 #include "common/device_info.h"
 #include "common/status_util.h"
+#include "prepack/exact_format.h"
 #include "prepack/packed_format.h"
 #include "prepack/prepack_kernels.h"
 
@@ -33,9 +34,22 @@ Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_nam
   return Status::Ok();
 }
 
-size_t packed_weights_bytes(ExpertWeightShape const& shape) {
-  if (!validate_weight_shape(shape).ok()) return 0;
-  return prepack::packed_sections(shape).total;
+namespace {
+
+bool known_layout(PackedLayout layout) {
+  return layout == PackedLayout::kLookupTable || layout == PackedLayout::kExactScales;
+}
+
+size_t layout_bytes(ExpertWeightShape const& shape, PackedLayout layout) {
+  return layout == PackedLayout::kExactScales ? prepack::exact_sections(shape).total
+                                              : prepack::packed_sections(shape).total;
+}
+
+}  // namespace
+
+size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout) {
+  if (!validate_weight_shape(shape).ok() || !known_layout(layout)) return 0;
+  return layout_bytes(shape, layout);
 }
 
 Status prepack_weights(PrepackArgs const& args) {
@@ -46,6 +60,7 @@ Status prepack_weights(PrepackArgs const& args) {
   if (args.scale_format != ScaleFormat::kBF16 && args.scale_format != ScaleFormat::kFP8WithChannelScale) {
     return invalid_argument("args.scale_format=", int(args.scale_format), ": unknown scale format");
   }
+  if (!known_layout(args.layout)) return invalid_argument("args.layout=", int(args.layout), ": unknown layout");
   if (args.weights == nullptr) return invalid_argument("args.weights is null");
   if (!is_aligned(args.weights, 4)) return invalid_argument("args.weights must be 4-byte aligned");
   if (args.group_scales == nullptr) return invalid_argument("args.group_scales is null");
@@ -64,27 +79,32 @@ Status prepack_weights(PrepackArgs const& args) {
   if (!is_aligned(args.packed, prepack::kSectionAlign)) {
     return invalid_argument("args.packed must be ", prepack::kSectionAlign, "-byte aligned");
   }
-  auto const sections = prepack::packed_sections(args.shape);
-  if (args.packed_bytes < sections.total) {
-    return invalid_argument("args.packed_bytes=", args.packed_bytes, ": too small, packed_weights_bytes(shape)=",
-                            sections.total);
+  size_t const needed = layout_bytes(args.shape, args.layout);
+  if (args.packed_bytes < needed) {
+    return invalid_argument("args.packed_bytes=", args.packed_bytes,
+                            ": too small, packed_weights_bytes(shape, layout)=", needed);
   }
   W4A8_RETURN_IF_ERROR(require_hopper_device());
 
-  W4A8_CUDA_RETURN(prepack::launch_prepack(args, sections));
+  if (args.layout == PackedLayout::kExactScales) {
+    W4A8_CUDA_RETURN(prepack::launch_prepack_exact(args, prepack::exact_sections(args.shape)));
+  } else {
+    W4A8_CUDA_RETURN(prepack::launch_prepack(args, prepack::packed_sections(args.shape)));
+  }
   prepack::PackedHeader header{};
   W4A8_CUDA_RETURN(cudaMemcpyAsync(&header, args.packed, sizeof header, cudaMemcpyDeviceToHost, args.stream));
   W4A8_CUDA_RETURN(cudaStreamSynchronize(args.stream));
   if (header.bad_value_count != 0) {
     return invalid_argument(
         "args.group_scales/args.channel_scales: ", header.bad_value_count,
-        " value(s) break the scale rules (scales must be finite; fp8 group scales must satisfy |sg| <= 56 so that "
-        "|q*sg| <= 448); the packed buffer is not usable");
+        " value(s) break the scale rules (scales must be finite; in the lookup-table layout fp8 group scales must "
+        "satisfy |sg| <= 56 so that |q*sg| <= 448); the packed buffer is not usable");
   }
   return Status::Ok();
 }
 
-Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeightShape* shape) {
+Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeightShape* shape,
+                          PackedLayout* layout) {
   if (host_bytes == nullptr) return invalid_argument("host_bytes is null");
   if (shape == nullptr) return invalid_argument("shape is null");
   if (num_bytes < prepack::kHeaderBytes) {
@@ -95,13 +115,16 @@ Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeight
   if (std::memcmp(header.magic, prepack::kPackedMagic, sizeof header.magic) != 0) {
     return invalid_argument("packed header: bad magic, not a W4A8 packed-weights buffer");
   }
-  if (header.version != kPackedFormatVersion) {
-    return invalid_argument("packed header: format version ", header.version, ", this library reads version ",
-                            kPackedFormatVersion, " (re-run prepack_weights on the checkpoint)");
+  if (header.version != kPackedFormatVersion && header.version != prepack::kExactFormatVersion) {
+    return invalid_argument("packed header: format version ", header.version, ", this library reads versions ",
+                            kPackedFormatVersion, " and ", prepack::kExactFormatVersion,
+                            " (re-run prepack_weights on the checkpoint)");
   }
+  PackedLayout const read_layout =
+      header.version == prepack::kExactFormatVersion ? PackedLayout::kExactScales : PackedLayout::kLookupTable;
   ExpertWeightShape const read{header.num_experts, header.n, header.k, header.group_size};
   W4A8_RETURN_IF_ERROR(validate_weight_shape(read, "packed header shape"));
-  size_t const expected = prepack::packed_sections(read).total;
+  size_t const expected = layout_bytes(read, read_layout);
   if (header.total_bytes != expected || header.header_bytes != prepack::kHeaderBytes) {
     return invalid_argument("packed header: total_bytes=", header.total_bytes, " does not match the ", expected,
                             " bytes its shape needs");
@@ -111,6 +134,7 @@ Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeight
   }
   if (header.bad_value_count != 0) return invalid_argument("packed header: packed from invalid scales");
   *shape = read;
+  if (layout != nullptr) *layout = read_layout;
   return Status::Ok();
 }
 

@@ -93,7 +93,9 @@ void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float
     for (int64_t g = 0; g < groups; ++g) {
       double table[16];
       uint8_t const sg = w.group_scale[w.scale_index(e, n, int(g))];
-      for (int v = -8; v < 8; ++v) table[v + 8] = dequantized_weight(v, sg);
+      for (int v = -8; v < 8; ++v) {
+        table[v + 8] = w.exact_products ? double(v) * e4m3_to_float(sg) : dequantized_weight(v, sg);
+      }
       for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
         double const p = a[k] * table[q[k] + 8];
         sum += p;

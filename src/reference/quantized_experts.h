@@ -15,6 +15,9 @@ struct QuantizedExperts {
   std::vector<int8_t> q;               // [E, N, K], values in [-8, 7]
   std::vector<uint8_t> group_scale;    // [E, N, K/128], e4m3 bits
   std::vector<float> channel_scale;    // [E, N]
+  // The weights as the exact-scale layout holds them (packed from these e4m3 sg and fp32 sc): q * sg not rounded to
+  // e4m3. moe_reference's GEMM rows honour it.
+  bool exact_products = false;
 
   int64_t group_count() const { return shape.k / shape.group_size; }
   int64_t q_index(int e, int n, int k) const { return (int64_t(e) * shape.n + n) * shape.k + k; }

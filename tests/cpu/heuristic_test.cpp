@@ -131,6 +131,35 @@ TEST(Heuristic, EveryChoiceIsRegistered) {
   }
 }
 
+// The exact-scale layout's chunk sizes by rows per expert, and only its own configs.
+TEST(Heuristic, ExactLayoutChunksGrowWithRowsPerExpert) {
+  auto pick = [](int64_t rows_per_expert) {
+    HeuristicInput input;
+    input.n = 1536;
+    input.k = 2048;
+    input.num_experts = 128;
+    input.rows_per_expert.assign(128, rows_per_expert);
+    return select_exact_config(input).name();
+  };
+  EXPECT_EQ(pick(1), "64x8_exact");
+  EXPECT_EQ(pick(12), "64x8_exact");
+  EXPECT_EQ(pick(13), "128x64_exact");
+  EXPECT_EQ(pick(48), "128x64_exact");
+  EXPECT_EQ(pick(49), "128x128_exact");
+  EXPECT_EQ(pick(4096), "128x128_exact");
+  for (int64_t rows : {1, 8, 32, 512}) {
+    auto const* entry = find_gemm_kernel(pick(rows));
+    ASSERT_NE(entry, nullptr);
+    EXPECT_EQ(entry->config.layout(), PackedLayout::kExactScales);
+  }
+  for (auto const& name : gemm_config_names(PackedLayout::kExactScales)) {
+    EXPECT_EQ(find_gemm_kernel(name)->config.schedule, Schedule::kExact) << name;
+  }
+  for (auto const& name : gemm_config_names()) {
+    EXPECT_NE(find_gemm_kernel(name)->config.schedule, Schedule::kExact) << name;
+  }
+}
+
 TEST(Registry, NamesAreCanonicalAndUnique) {
   auto const& registry = gemm_registry();
   ASSERT_FALSE(registry.empty());
@@ -144,6 +173,7 @@ TEST(Registry, NamesAreCanonicalAndUnique) {
   EXPECT_EQ((GemmConfig{128, 128, 2, 1, Schedule::kPingpong}.name()), "128x128_2x1_pp");
   EXPECT_EQ((GemmConfig{16, 8, 1, 1, Schedule::kDecode}.name()), "16x8_1x1_decode");
   EXPECT_EQ((GemmConfig{64, 8, 1, 1, Schedule::kStream}.name()), "64x8_stream");
+  EXPECT_EQ((GemmConfig{128, 64, 1, 1, Schedule::kExact}.name()), "128x64_exact");
 }
 
 // The MoE layer's one-block routing fills per-expert arrays only for configs that read them: not the streaming

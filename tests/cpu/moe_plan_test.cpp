@@ -86,6 +86,28 @@ TEST(MoePlan, OneLaunchWheneverItFitsWhenAskedAndNeverWhenStaged) {
   EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
 }
 
+// The exact-scale layout: always staged (the one-launch layer reads the lookup-table layout), its own GEMM configs,
+// and the activations' group sums; the workspace holds them whichever layout runs.
+TEST(MoePlan, ExactLayoutStagesWithItsOwnConfigsAndGroupSums) {
+  MoePlanOptions options;
+  options.layout = PackedLayout::kExactScales;
+  for (int64_t tokens : {1, 4, 16, 1024}) {
+    MoePlan const p = plan_moe(kDeepSeekEp8, tokens, 0, options);
+    EXPECT_FALSE(p.one_launch);
+    EXPECT_TRUE(p.group_sums);
+    EXPECT_NE(p.gemm1.config.find("_exact"), std::string::npos) << p.gemm1.config;
+    EXPECT_NE(p.gemm2.config.find("_exact"), std::string::npos) << p.gemm2.config;
+    EXPECT_FALSE(p.gemm1.arrays_from_routing);
+    EXPECT_FALSE(p.gemm2.arrays_from_routing);
+  }
+  EXPECT_EQ(plan_moe(kQwen3, 1, 0, options).gemm1.config, "64x8_exact");
+  EXPECT_EQ(plan_moe(kQwen3, 8192, 0, options).gemm1.config, "128x128_exact");
+  EXPECT_FALSE(plan_moe(kQwen3, 1, 0).group_sums);
+  WorkspacePlan const w = plan_workspace(kQwen3, 64);
+  EXPECT_GE(w.sums2 - w.sums1, activation_group_sums_bytes(64 * 8, kQwen3.hidden));
+  EXPECT_GE(w.total - w.sums2, activation_group_sums_bytes(64 * 8, kQwen3.inter));
+}
+
 TEST(MoePlan, AutoStagesTheLayerForKernelOverridesStageEventsAndWideRouters) {
   MoePlanOptions options;
   options.gemm2_config = "16x8_1x1_decode";  // a kernel override: the stages that run it

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "prepack/packed_format.h"
+#include "reference/exact_experts.h"
 #include "reference/quantized_experts.h"
 #include "test_data.h"
 #include "w4a8moe/grouped_gemm.h"
@@ -90,6 +91,25 @@ TEST(Validation, GroupedGemmArguments) {
       {"unknown config", [](auto& a) { a.config = "64x8_9x9_coop"; }, StatusCode::kNotSupported, "64x8_9x9_coop"},
       {"negative hint", [](auto& a) { a.max_rows_per_expert_hint = -3; }, StatusCode::kInvalidArgument,
        "max_rows_per_expert_hint"},
+      {"unknown layout", [](auto& a) { a.layout = PackedLayout(5); }, StatusCode::kInvalidArgument,
+       "args.layout=5"},
+      {"exact layout without group sums", [](auto& a) { a.layout = PackedLayout::kExactScales; },
+       StatusCode::kInvalidArgument, "act_group_sums is null"},
+      {"misaligned group sums",
+       [](auto& a) {
+         a.layout = PackedLayout::kExactScales;
+         a.act_group_sums = static_cast<float const*>(fake(0x700004));
+       },
+       StatusCode::kInvalidArgument, "act_group_sums must be 16-byte aligned"},
+      {"lookup-table config on the exact layout",
+       [](auto& a) {
+         a.layout = PackedLayout::kExactScales;
+         a.act_group_sums = static_cast<float const*>(fake(0x700000));
+         a.config = "128x16_1x1_coop";
+       },
+       StatusCode::kInvalidArgument, "other packed layout"},
+      {"exact config on the lookup-table layout", [](auto& a) { a.config = "64x8_exact"; },
+       StatusCode::kInvalidArgument, "other packed layout"},
   };
   for (auto const& c : cases) {
     SCOPED_TRACE(c.what);
@@ -161,6 +181,13 @@ TEST(Validation, PrepackArguments) {
       {"small packed", [](auto& a) { a.packed_bytes -= 1; }, "packed_bytes"},
       {"unknown weight format", [](auto& a) { a.weight_format = WeightFormat(9); }, "weight_format"},
       {"unknown scale format", [](auto& a) { a.scale_format = ScaleFormat(9); }, "scale_format"},
+      {"unknown layout", [](auto& a) { a.layout = PackedLayout(3); }, "args.layout=3"},
+      {"small packed for the exact layout",
+       [&](auto& a) {
+         a.layout = PackedLayout::kExactScales;
+         a.packed_bytes = packed_weights_bytes(shape, PackedLayout::kExactScales) - 1;
+       },
+       "packed_bytes"},
   };
   for (auto const& c : cases) {
     SCOPED_TRACE(c.what);
@@ -186,7 +213,7 @@ TEST(Validation, PackedHeaderChecks) {
   expect_error(read_packed_header(corrupt.data(), corrupt.size(), &read), StatusCode::kInvalidArgument, "magic");
   corrupt = packed;
   auto* header = reinterpret_cast<prepack::PackedHeader*>(corrupt.data());
-  header->version = kPackedFormatVersion + 1;
+  header->version = kPackedFormatVersion + 7;
   expect_error(read_packed_header(corrupt.data(), corrupt.size(), &read), StatusCode::kInvalidArgument,
                "format version");
   corrupt = packed;
@@ -199,6 +226,19 @@ TEST(Validation, PackedHeaderChecks) {
   header->total_bytes += 256;
   expect_error(read_packed_header(corrupt.data(), corrupt.size(), &read), StatusCode::kInvalidArgument,
                "does not match");
+
+  // The exact-scale layout's header names its layout; its size is checked against that layout.
+  std::vector<uint16_t> bf16_scales;
+  auto const lut = testing::random_experts(shape, rng, &bf16_scales);
+  auto const exact = reference::prepack_exact(reference::exact_from_checkpoint(shape, lut.q, bf16_scales));
+  EXPECT_EQ(exact.size(), packed_weights_bytes(shape, PackedLayout::kExactScales));
+  EXPECT_LT(exact.size(), packed.size());
+  PackedLayout layout = PackedLayout::kLookupTable;
+  EXPECT_TRUE(read_packed_header(exact.data(), exact.size(), &read, &layout).ok());
+  EXPECT_EQ(layout, PackedLayout::kExactScales);
+  EXPECT_TRUE(read_packed_header(packed.data(), packed.size(), &read, &layout).ok());
+  EXPECT_EQ(layout, PackedLayout::kLookupTable);
+  expect_error(read_packed_header(exact.data(), exact.size() - 1, &read), StatusCode::kInvalidArgument, "truncated");
 }
 
 TEST(Validation, MoeShapeRules) {
@@ -305,6 +345,20 @@ TEST(Validation, MoeForwardArguments) {
       {"bad logits type", [](auto& a) { a.logits_type = LogitsType(5); }, StatusCode::kInvalidArgument,
        "logits_type"},
       {"unknown config", [](auto& a) { a.gemm2_config = "1x1_1x1_pp"; }, StatusCode::kNotSupported, "1x1_1x1_pp"},
+      {"unknown layout", [](auto& a) { a.weight_layout = PackedLayout(4); }, StatusCode::kInvalidArgument,
+       "weight_layout=4"},
+      {"exact layout in one launch",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kExactScales;
+         a.path = MoePath::kOneLaunch;
+       },
+       StatusCode::kInvalidArgument, "lookup-table layout only"},
+      {"lookup-table config on the exact layout",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kExactScales;
+         a.gemm1_config = "128x16_1x1_pp";
+       },
+       StatusCode::kNotSupported, "128x16_1x1_pp"},
       {"router too wide",
        [](auto& a) {
          a.shape.num_experts = 20000;

@@ -330,6 +330,49 @@ TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
 INSTANTIATE_TEST_SUITE_P(Configs, MoeGraph, ::testing::Values("", "16x8_1x1_decode", "16x16_1x1_decode", "64x8_stream"),
                          [](auto const& info) { return info.param.empty() ? std::string("Heuristic") : info.param; });
 
+// The exact-scale layout through the layer: every exact config's chunk size is reached (1 to 1000 tokens), router
+// logits and skewed ids, an expert-parallel rank, bf16 and fp16, and a graph replayed with new routing.
+TEST(MoeLayer, ExactScaleLayoutMatchesReference) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  for (MoeShape const shape : {MoeShape{64, 64, 8, 512, 384}, MoeShape{256, 32, 8, 768, 256}}) {
+    auto const layer = make_layer(shape, rng, PackedLayout::kExactScales);
+    for (int64_t tokens : {1, 7, 64, 1000}) {
+      for (bool by_logits : {true, false}) {
+        SCOPED_TRACE("E " + std::to_string(shape.num_local_experts) + "/" + std::to_string(shape.num_experts) +
+                     ", tokens " + std::to_string(tokens) + (by_logits ? ", logits" : ", ids"));
+        run_and_check(*layer, tokens, by_logits, /*fp16=*/tokens == 7, /*weight_on_input=*/false, rng);
+      }
+    }
+  }
+  // Every exact config forced, and a graph replayed with new inputs.
+  MoeShape const shape{32, 32, 4, 512, 256};
+  auto const layer = make_layer(shape, rng, PackedLayout::kExactScales);
+  for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
+    SCOPED_TRACE(config);
+    int64_t const tokens = 64;
+    Inputs in = make_inputs(shape, tokens, true, false, rng);
+    DeviceInputs d = upload(*layer, in, tokens);
+    MoeForwardArgs args = forward_args(*layer, in, d, false);
+    args.gemm1_config = args.gemm2_config = config;
+    CapturedGraph graph;
+    ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
+      args.stream = stream;
+      return moe_forward(args);
+    }));
+    for (int replay = 0; replay < 2; ++replay) {
+      in = make_inputs(shape, tokens, true, false, rng);
+      ASSERT_CUDA(cudaMemcpy(d.hidden.get(), in.hidden_bits.data(), in.hidden_bits.size() * 2, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemcpy(d.logits.get(), in.logits.data(), in.logits.size() * 4, cudaMemcpyHostToDevice));
+      ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));
+      ASSERT_CUDA(graph.replay());
+      auto const gpu = download_output(d, tokens, shape.hidden, false);
+      auto const sample = sample_tokens(tokens, rng);
+      expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(*layer, in, sample, false, false));
+    }
+  }
+}
+
 // --- The routing kernels, bit for bit ------------------------------------------------------------------------------
 
 // Top-k weights, relative. Both sides compute in float: expf (GPU, 2 ulp) against std::exp, and the 128-term sum in

@@ -24,16 +24,41 @@ DeviceBuffer prepack_on_device(reference::QuantizedExperts const& experts, std::
 }
 
 
-std::unique_ptr<Layer> make_layer(MoeShape shape, std::mt19937_64& rng) {
+// The exact-scale layout from the experts' own e4m3 group and fp32 channel scales.
+DeviceBuffer prepack_exact_on_device(reference::QuantizedExperts const& experts) {
+  DeviceBuffer weights(reference::pack_offset_binary(experts)), group(experts.group_scale),
+      channel(experts.channel_scale), packed(packed_weights_bytes(experts.shape, PackedLayout::kExactScales));
+  PrepackArgs args;
+  args.shape = experts.shape;
+  args.weights = weights.get();
+  args.scale_format = ScaleFormat::kFP8WithChannelScale;
+  args.group_scales = group.get();
+  args.channel_scales = channel.as<float>();
+  args.packed = packed.get();
+  args.packed_bytes = packed.bytes();
+  args.layout = PackedLayout::kExactScales;
+  Status const status = prepack_weights(args);
+  EXPECT_TRUE(status.ok()) << status.to_string();
+  return packed;
+}
+
+std::unique_ptr<Layer> make_layer(MoeShape shape, std::mt19937_64& rng, PackedLayout layout) {
   auto layer = std::make_unique<Layer>();
   layer->shape = shape;
+  layer->layout = layout;
   std::vector<uint16_t> scales1, scales2;
   layer->weights.gemm1 = testing::random_experts({shape.num_local_experts, 2 * shape.inter, shape.hidden, 128}, rng,
                                                  &scales1);
   layer->weights.gemm2 = testing::random_experts({shape.num_local_experts, shape.hidden, shape.inter, 128}, rng,
                                                  &scales2);
-  layer->gemm1 = prepack_on_device(layer->weights.gemm1, scales1);
-  layer->gemm2 = prepack_on_device(layer->weights.gemm2, scales2);
+  if (layout == PackedLayout::kExactScales) {
+    layer->weights.gemm1.exact_products = layer->weights.gemm2.exact_products = true;
+    layer->gemm1 = prepack_exact_on_device(layer->weights.gemm1);
+    layer->gemm2 = prepack_exact_on_device(layer->weights.gemm2);
+  } else {
+    layer->gemm1 = prepack_on_device(layer->weights.gemm1, scales1);
+    layer->gemm2 = prepack_on_device(layer->weights.gemm2, scales2);
+  }
   if (shape.num_local_experts < shape.num_experts) {  // this rank holds the first local experts
     layer->expert_map.assign(shape.num_experts, -1);
     std::iota(layer->expert_map.begin(), layer->expert_map.begin() + shape.num_local_experts, 0);
@@ -102,6 +127,7 @@ MoeForwardArgs forward_args(Layer const& layer, Inputs const& in, DeviceInputs c
   a.shape = layer.shape;
   a.gemm1_weights = layer.gemm1.get();
   a.gemm2_weights = layer.gemm2.get();
+  a.weight_layout = layer.layout;
   a.num_tokens = in.tokens;
   a.hidden = d.hidden.get();
   a.act_type = fp16 ? ActivationType::kFP16 : ActivationType::kBF16;

@@ -22,13 +22,16 @@ DeviceBuffer prepack_on_device(reference::QuantizedExperts const& experts, std::
 // A layer's local experts, on the host (reference) and packed on the device.
 struct Layer {
   MoeShape shape;
+  PackedLayout layout = PackedLayout::kLookupTable;
   std::vector<int32_t> expert_map;  // empty: all experts local
   reference::MoeLayerWeights weights;
   DeviceBuffer gemm1, gemm2, expert_map_device;
 };
 
-// Random experts; a rank with fewer local than global experts holds the first ones.
-std::unique_ptr<Layer> make_layer(MoeShape shape, std::mt19937_64& rng);
+// Random experts; a rank with fewer local than global experts holds the first ones. kExactScales packs the
+// experts' e4m3 group and fp32 channel scales as they are, so the reference multiplies q * sg * sc unrounded.
+std::unique_ptr<Layer> make_layer(MoeShape shape, std::mt19937_64& rng,
+                                  PackedLayout layout = PackedLayout::kLookupTable);
 
 // Hidden states, routing and the layer's output buffers for one call.
 struct Inputs {

@@ -1,0 +1,122 @@
+// Prepack kernels of the exact-scale layout (exact_format.h): offset-binary nibbles placed as the wgmma fragments
+// want them, bf16 group scales beside each block, channel scales times 2^9.
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstring>
+
+#include "prepack/exact_format.h"
+#include "prepack/prepack_kernels.h"
+
+namespace w4a8moe::prepack {
+namespace {
+
+constexpr int kThreads = 256;
+
+// One thread per channel pair (n, n + 8) of a 16-channel stripe and 8 consecutive K (one checkpoint word per
+// channel): the pair shares the layout's bytes (low and high nibbles), so one thread writes them whole.
+__global__ void place_exact_weights(uint32_t const* __restrict__ words, WeightFormat format, ExpertWeightShape shape,
+                                    uint8_t* __restrict__ blocks, size_t bytes_per_expert) {
+  int const words_per_row = shape.k / 8, groups = shape.k / 128;
+  int64_t const pairs_per_expert = int64_t(shape.n / 2) * words_per_row;
+  int64_t const total = pairs_per_expert * shape.num_experts;
+  // Signed int4 (two's complement t) becomes offset binary by flipping each nibble's top bit: t + 8 mod 16.
+  uint32_t const flip = format == WeightFormat::kSignedInt4 ? 0x88888888u : 0u;
+  for (int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; item < total;
+       item += int64_t(gridDim.x) * blockDim.x) {
+    int64_t const e = item / pairs_per_expert, in_expert = item % pairs_per_expert;
+    int const pair = int(in_expert / words_per_row), word = int(in_expert % words_per_row);
+    int const n = (pair / 8) * 16 + pair % 8;  // channels n and n + 8 of one stripe
+    uint32_t const low = words[(e * shape.n + n) * words_per_row + word] ^ flip;
+    uint32_t const high = words[(e * shape.n + n + 8) * words_per_row + word] ^ flip;
+    uint8_t* expert = blocks + e * bytes_per_expert;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      uint32_t out = 0;
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        int const i = 4 * half + b;
+        out |= (((low >> (4 * i)) & 0xFu) | (((high >> (4 * i)) & 0xFu) << 4)) << (8 * b);
+      }
+      auto const place = exact_weight_place(shape.n, groups, n, 8 * word + 4 * half);
+      *reinterpret_cast<uint32_t*>(expert + place.byte) = out;
+    }
+  }
+}
+
+// One thread per (expert, channel): its group scales as bf16 (exact for both input formats) and 2^9 sc; counts
+// non-finite scales.
+__global__ void place_exact_scales(void const* __restrict__ group_scales, float const* __restrict__ channel_scales,
+                                   ScaleFormat format, ExpertWeightShape shape, uint8_t* __restrict__ blocks,
+                                   size_t bytes_per_expert, float* __restrict__ packed_channel_scales,
+                                   uint32_t* bad_value_count) {
+  int const groups = shape.k / 128;
+  for (int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; row < int64_t(shape.num_experts) * shape.n;
+       row += int64_t(gridDim.x) * blockDim.x) {
+    int64_t const e = row / shape.n;
+    int const n = int(row % shape.n);
+    uint32_t bad = 0;
+    float channel = 1.0f;
+    if (format == ScaleFormat::kFP8WithChannelScale) {
+      channel = channel_scales[row];
+      if (!isfinite(channel)) ++bad;
+    }
+    packed_channel_scales[row] = channel * kExactNibbleScale;
+    for (int g = 0; g < groups; ++g) {
+      __nv_bfloat16 sg;
+      if (format == ScaleFormat::kBF16) {
+        sg = static_cast<__nv_bfloat16 const*>(group_scales)[row * groups + g];
+      } else {
+        uint8_t const bits = static_cast<uint8_t const*>(group_scales)[row * groups + g];
+        __half_raw const h = __nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(bits), __NV_E4M3);
+        sg = __float2bfloat16_rn(__half2float(__half(h)));  // e4m3 values are exact in bf16
+      }
+      if (!isfinite(__bfloat162float(sg))) ++bad;
+      *reinterpret_cast<__nv_bfloat16*>(blocks + e * bytes_per_expert + exact_scale_offset(shape.n, groups, n, g)) =
+          sg;
+    }
+    if (bad) atomicAdd(bad_value_count, bad);
+  }
+}
+
+__global__ void write_exact_header(PackedHeader header, uint8_t* packed) {
+  for (size_t i = sizeof header; i < kHeaderBytes; ++i) packed[i] = 0;
+  *reinterpret_cast<PackedHeader*>(packed) = header;
+}
+
+unsigned grid_for(int64_t items) {
+  int64_t const blocks = (items + kThreads - 1) / kThreads;
+  return unsigned(blocks < 1 ? 1 : (blocks > (int64_t(1) << 20) ? (int64_t(1) << 20) : blocks));
+}
+
+}  // namespace
+
+cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& sections) {
+  auto const& s = args.shape;
+  uint8_t* packed = static_cast<uint8_t*>(args.packed);
+  PackedHeader header{};
+  memcpy(header.magic, kPackedMagic, sizeof header.magic);
+  header.version = kExactFormatVersion;
+  header.header_bytes = kHeaderBytes;
+  header.num_experts = s.num_experts;
+  header.n = s.n;
+  header.k = s.k;
+  header.group_size = s.group_size;
+  header.total_bytes = sections.total;
+  write_exact_header<<<1, 1, 0, args.stream>>>(header, packed);
+  cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  place_exact_weights<<<grid_for(int64_t(s.num_experts) * (s.n / 2) * (s.k / 8)), kThreads, 0, args.stream>>>(
+      static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
+      sections.block_bytes_per_expert);
+  error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  place_exact_scales<<<grid_for(int64_t(s.num_experts) * s.n), kThreads, 0, args.stream>>>(
+      args.group_scales, args.channel_scales, args.scale_format, s, packed + sections.blocks,
+      sections.block_bytes_per_expert, reinterpret_cast<float*>(packed + sections.channel_scales),
+      &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);
+  return cudaGetLastError();
+}
+
+}  // namespace w4a8moe::prepack

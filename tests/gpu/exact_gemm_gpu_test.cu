@@ -1,0 +1,307 @@
+// The exact-scale layout's streaming kernel (gemm/exact_stream_gemm.cu) against the float64 CPU reference of the
+// checkpoint's own weights (q * bf16 sg, no rounding): uneven and empty experts, a partial last tile, K split over
+// clusters, persistent workers, bf16 and fp16 out, stray rows before and after the experts, and graph replay with
+// new routing.
+//
+// Tolerance. Each group's four wgmmas sum x * u * 2^-9 with u = q + 8 (the tensor core keeps about 13-14 mantissa
+// bits per 32-wide product chunk, bench/NOTES.md §9d), and the group is then corrected by 2^-6 sum x and scaled in
+// fp32. The error is bounded by the magnitude of what the tensor cores sum, st * sc * sum |a| |sg| (|q| + 8)
+// (reference::grouped_gemm_exact's out_abs), times sqrt(K / 32) * 2^-14 <= 2^-10 for K up to 16384; the output cast
+// adds at most 2^-8 relative (bf16). So |out - ref| <= 2^-7 |ref| + 2^-10 out_abs; a wrong scale, nibble or row
+// breaks this by orders of magnitude, and unwritten outputs stay NaN (the poison).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "common/float_formats.h"
+#include "common/status_util.h"
+#include "gemm/exact_stream_gemm.h"
+#include "gemm/stream_plan.h"
+#include "prepack/exact_format.h"
+#include "gpu_test_util.h"
+#include "reference/exact_experts.h"
+#include "test_data.h"
+#include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe {
+namespace {
+
+using testing::CapturedGraph;
+using testing::DeviceBuffer;
+
+constexpr uint16_t kPoison = 0xFFFF;  // NaN in bf16 and fp16
+
+struct ExactProblem {
+  ExpertWeightShape shape;
+  reference::ExactExperts experts;
+  std::vector<int64_t> offsets;
+  int64_t total_rows = 0;
+  testing::QuantizedActivations acts;
+  DeviceBuffer packed, act, token_scales, offsets_device, sums, out;
+};
+
+ExactProblem make_problem(ExpertWeightShape shape, std::vector<int64_t> const& counts, std::mt19937_64& rng,
+                          int64_t first_row = 0, int64_t trailing_rows = 0) {
+  ExactProblem p;
+  p.shape = shape;
+  std::vector<uint16_t> bf16_scales;
+  auto lut_experts = testing::random_experts(shape, rng, &bf16_scales);
+  p.experts = reference::exact_from_checkpoint(shape, lut_experts.q, bf16_scales);
+  p.offsets = testing::offsets_from_counts(counts, first_row);
+  p.total_rows = p.offsets.back() + trailing_rows;
+  p.acts = testing::random_activations(p.total_rows, shape.k, rng);
+  p.packed = DeviceBuffer(reference::prepack_exact(p.experts));
+  p.act = DeviceBuffer(p.acts.act);
+  p.token_scales = DeviceBuffer(p.acts.scales);
+  p.offsets_device = DeviceBuffer(p.offsets);
+  p.sums = DeviceBuffer(size_t(gemm::group_sums_stride(p.total_rows)) * (shape.k / 128) * sizeof(float));
+  p.out = DeviceBuffer(size_t(std::max<int64_t>(p.total_rows, 1)) * shape.n * sizeof(uint16_t));
+  return p;
+}
+
+gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream) {
+  gemm::GroupedGemmParams g;
+  g.shape = p.shape;
+  g.packed = p.packed.as<uint8_t>();
+  g.total_rows = p.total_rows;
+  g.expected_rows = expected_rows;
+  g.act = p.act.get();
+  g.token_scales = p.token_scales.as<float>();
+  g.expert_offsets = p.offsets_device.as<int64_t>();
+  g.group_sums = p.sums.as<float>();
+  g.out = p.out.get();
+  g.out_type = out_type;
+  cudaDeviceGetAttribute(&g.sm_count, cudaDevAttrMultiProcessorCount, 0);
+  g.stream = stream;
+  return g;
+}
+
+// The kernel shapes: chunk rows x consumer warpgroups.
+enum class Shape { k8x1, k64x2, k128x2 };
+
+Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
+           Shape shape = Shape::k8x1) {
+  W4A8_RETURN_IF_ERROR(
+      gemm::launch_activation_group_sums(p.act.get(), p.total_rows, p.shape.k, p.sums.as<float>(), stream));
+  auto const g = params(p, out_type, expected_rows, stream);
+  switch (shape) {
+    case Shape::k64x2:
+      return gemm::run_exact_stream_gemm<64, 2>(g);
+    case Shape::k128x2:
+      return gemm::run_exact_stream_gemm<128, 2>(g);
+    default:
+      return gemm::run_exact_stream_gemm<8, 1>(g);
+  }
+}
+
+void expect_output_matches(ExactProblem const& p, OutputType out_type) {
+  std::vector<double> ref(size_t(std::max<int64_t>(p.total_rows, 1)) * p.shape.n, 0.0), ref_abs(ref.size(), 0.0);
+  reference::grouped_gemm_exact(p.experts, p.acts.act, p.acts.scales, p.offsets, &ref, &ref_abs);
+  auto const out = p.out.to_host<uint16_t>();
+  auto decode = [&](uint16_t bits) {
+    return out_type == OutputType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits);
+  };
+  int64_t failures = 0;
+  double err2 = 0, ref2 = 0;
+  for (int64_t m = 0; m < p.total_rows; ++m) {
+    bool const owned = m >= p.offsets.front() && m < p.offsets.back();
+    for (int n = 0; n < p.shape.n; ++n) {
+      size_t const i = size_t(m) * p.shape.n + n;
+      if (!owned) {
+        ASSERT_EQ(out[i], kPoison) << "row " << m << " belongs to no expert but was written";
+        continue;
+      }
+      double const got = decode(out[i]);
+      double const bound = std::ldexp(std::fabs(ref[i]), -7) + std::ldexp(ref_abs[i], -10);
+      double const err = std::fabs(got - ref[i]);
+      err2 += err * err;
+      ref2 += ref[i] * ref[i];
+      if (!(err <= bound) && failures++ < 8) {
+        ADD_FAILURE() << "row " << m << " channel " << n << ": got " << got << ", reference " << ref[i]
+                      << ", |error| " << err << " > bound " << bound;
+      }
+    }
+  }
+  EXPECT_EQ(failures, 0) << "elements out of tolerance";
+  double const relative = std::sqrt(err2 / std::max(ref2, 1e-300));
+  std::printf("  relative Frobenius error %.2e (K=%d)\n", relative, p.shape.k);
+  EXPECT_LE(relative, std::ldexp(1.0, -7)) << "relative Frobenius error";
+}
+
+void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, Shape shape = Shape::k8x1) {
+  ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
+  ASSERT_OK(run(p, type, expected_rows, nullptr, shape));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  expect_output_matches(p, type);
+}
+
+TEST(ExactStreamGemm, UnevenExpertsPartialTileBothOutputTypes) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  // N = 208: 13 stripes, the last tile one stripe. Empty experts, an expert of 33 rows (five chunks).
+  auto p = make_problem({8, 208, 640, 128}, {3, 0, 9, 1, 33, 0, 2, 5}, rng, /*first_row=*/3, /*trailing=*/2);
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+    SCOPED_TRACE(type == OutputType::kBF16 ? "bf16" : "fp16");
+    run_and_check(p, type, p.offsets.back() - p.offsets.front());
+  }
+}
+
+// The wide shapes: 128-channel tiles (two warpgroups; N = 208 leaves the second warpgroup of the last tile
+// without channels), chunks of 64 and 128 rows; experts of 1 to 300 rows, empty ones.
+TEST(ExactStreamGemm, WideShapesUnevenExperts) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  for (int n : {208, 512}) {
+    auto p = make_problem({6, n, 1152, 128}, {1, 0, 300, 64, 129, 7}, rng, /*first_row=*/2, /*trailing=*/3);
+    for (Shape shape : {Shape::k64x2, Shape::k128x2}) {
+      SCOPED_TRACE(std::string(shape == Shape::k64x2 ? "64x2" : "128x2") + ", N " + std::to_string(n));
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+        run_and_check(p, type, p.offsets.back() - p.offsets.front(), shape);
+      }
+    }
+  }
+}
+
+// One expected row over a long K: K split over clusters of blocks that sum their partial tiles; N = 320 leaves a
+// partial last tile; with 70 rows the blocks loop.
+TEST(ExactStreamGemm, SplitsKOverClusters) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  ExpertWeightShape const shape{4, 320, 4096, 128};
+  ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, 8, gemm::kStreamBlocksPerSm, 0).splits, 1);
+  for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
+    auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
+    for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1);
+  }
+}
+
+// Many short items over 160 experts: one wave of persistent workers.
+TEST(ExactStreamGemm, PersistentWorkers) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  std::vector<int64_t> counts(160);
+  std::uniform_int_distribution<int> rows(0, 6);
+  for (auto& count : counts) count = rows(rng);
+  counts[150] = 23;
+  ExpertWeightShape const shape{160, 1024, 768, 128};
+  auto p = make_problem(shape, counts, rng);
+  int64_t const total = p.offsets.back();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  ASSERT_TRUE(gemm::plan_stream_launch(shape, total, total, sms, 8, gemm::kStreamBlocksPerSm, 0).persistent);
+  run_and_check(p, OutputType::kBF16, total);
+}
+
+// Captured once, replayed with new activations and new routing written into the captured buffers.
+TEST(ExactStreamGemm, GraphReplayWithNewRouting) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  ExpertWeightShape const shape{16, 256, 1024, 128};
+  auto p = make_problem(shape, testing::uniform_routing_counts(16, 24, 4, rng), rng);
+  CapturedGraph graph;
+  ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s); }));
+  for (int replay = 0; replay < 3; ++replay) {
+    p.offsets = testing::offsets_from_counts(testing::uniform_routing_counts(16, 24, 4, rng));
+    p.acts = testing::random_activations(p.total_rows, shape.k, rng);
+    ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), p.offsets.data(), p.offsets.size() * 8, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(p.act.get(), p.acts.act.data(), p.acts.act.size(), cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(p.token_scales.get(), p.acts.scales.data(), p.acts.scales.size() * 4,
+                           cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
+    ASSERT_CUDA(graph.replay());
+    expect_output_matches(p, OutputType::kBF16);
+  }
+}
+
+// The public path: prepack_weights() into the exact layout (byte for byte the CPU packing, from the checkpoint format
+// and from signed int4 with fp8 group and fp32 channel scales), then grouped_gemm() with every exact config and the
+// heuristic, the group sums from compute_activation_group_sums().
+TEST(ExactStreamGemm, PublicPrepackAndGemm) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  ExpertWeightShape const shape{5, 208, 896, 128};
+  std::vector<uint16_t> bf16_scales;
+  auto const lut = testing::random_experts(shape, rng, &bf16_scales);
+  for (bool checkpoint : {true, false}) {
+    SCOPED_TRACE(checkpoint ? "checkpoint format" : "signed int4, fp8 scales");
+    reference::ExactExperts experts = reference::exact_from_checkpoint(shape, lut.q, bf16_scales);
+    if (!checkpoint) {  // W = q * sg * sc with the split's e4m3 sg (exact in bf16) and fp32 sc
+      for (size_t i = 0; i < experts.group_scale.size(); ++i) {
+        experts.group_scale[i] = float_to_bf16(e4m3_to_float(lut.group_scale[i]));
+      }
+      experts.channel_scale = lut.channel_scale;
+    }
+    DeviceBuffer weights(checkpoint ? DeviceBuffer(reference::pack_offset_binary(lut))
+                                    : DeviceBuffer(reference::pack_signed_int4(lut)));
+    DeviceBuffer group(checkpoint ? DeviceBuffer(bf16_scales) : DeviceBuffer(lut.group_scale));
+    DeviceBuffer channel(lut.channel_scale);
+    DeviceBuffer packed(packed_weights_bytes(shape, PackedLayout::kExactScales));
+    ASSERT_CUDA(cudaMemset(packed.get(), 0xA5, packed.bytes()));
+    PrepackArgs args;
+    args.shape = shape;
+    args.weight_format = checkpoint ? WeightFormat::kOffsetBinaryInt32 : WeightFormat::kSignedInt4;
+    args.weights = weights.get();
+    args.scale_format = checkpoint ? ScaleFormat::kBF16 : ScaleFormat::kFP8WithChannelScale;
+    args.group_scales = group.get();
+    args.channel_scales = checkpoint ? nullptr : channel.as<float>();
+    args.packed = packed.get();
+    args.packed_bytes = packed.bytes();
+    args.layout = PackedLayout::kExactScales;
+    ASSERT_OK(prepack_weights(args));
+    auto const gpu = packed.to_host<uint8_t>();
+    auto const expected = reference::prepack_exact(experts);
+    auto const sections = prepack::exact_sections(shape);
+    ASSERT_EQ(gpu.size(), expected.size());
+    for (size_t i = 0; i < sizeof(prepack::PackedHeader); ++i) ASSERT_EQ(gpu[i], expected[i]) << "header byte " << i;
+    for (size_t i = sections.blocks; i < sections.channel_scales + size_t(shape.num_experts) * shape.n * 4; ++i) {
+      if (i >= sections.blocks + shape.num_experts * sections.block_bytes_per_expert && i < sections.channel_scales) {
+        continue;  // padding between the sections
+      }
+      ASSERT_EQ(gpu[i], expected[i]) << "byte " << i;
+    }
+
+    ExactProblem p;
+    p.shape = shape;
+    p.experts = experts;
+    p.offsets = testing::offsets_from_counts({0, 3, 40, 1, 130}, 2);
+    p.total_rows = p.offsets.back() + 1;
+    p.acts = testing::random_activations(p.total_rows, shape.k, rng);
+    p.packed = std::move(packed);
+    p.act = DeviceBuffer(p.acts.act);
+    p.token_scales = DeviceBuffer(p.acts.scales);
+    p.offsets_device = DeviceBuffer(p.offsets);
+    p.sums = DeviceBuffer(activation_group_sums_bytes(p.total_rows, shape.k));
+    p.out = DeviceBuffer(size_t(p.total_rows) * shape.n * sizeof(uint16_t));
+    DeviceBuffer workspace(grouped_gemm_workspace_bytes(shape.num_experts));
+    auto configs = gemm_config_names(PackedLayout::kExactScales);
+    configs.push_back("");
+    for (auto const& config : configs) {
+      SCOPED_TRACE(config.empty() ? "heuristic" : config);
+      ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
+      ASSERT_OK(compute_activation_group_sums(p.act.get(), p.total_rows, shape.k, p.sums.as<float>(), nullptr));
+      GroupedGemmArgs g;
+      g.shape = shape;
+      g.packed_weights = p.packed.get();
+      g.layout = PackedLayout::kExactScales;
+      g.total_rows = p.total_rows;
+      g.act = p.act.get();
+      g.token_scales = p.token_scales.as<float>();
+      g.expert_offsets = p.offsets_device.as<int64_t>();
+      g.act_group_sums = p.sums.as<float>();
+      g.out = p.out.get();
+      g.workspace = workspace.get();
+      g.workspace_bytes = workspace.bytes();
+      g.config = config;
+      ASSERT_OK(grouped_gemm(g));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      expect_output_matches(p, OutputType::kBF16);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace w4a8moe
