@@ -95,15 +95,7 @@ unsigned grid_for(int64_t items) {
 cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& sections) {
   auto const& s = args.shape;
   uint8_t* packed = static_cast<uint8_t*>(args.packed);
-  PackedHeader header{};
-  memcpy(header.magic, kPackedMagic, sizeof header.magic);
-  header.version = kExactFormatVersion;
-  header.header_bytes = kHeaderBytes;
-  header.num_experts = s.num_experts;
-  header.n = s.n;
-  header.k = s.k;
-  header.group_size = s.group_size;
-  header.total_bytes = sections.total;
+  PackedHeader const header = make_packed_header(s, kExactFormatVersion, sections.total);
   write_exact_header<<<1, 1, 0, args.stream>>>(header, packed);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;

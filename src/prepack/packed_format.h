@@ -44,6 +44,20 @@ struct PackedHeader {
 };
 static_assert(sizeof(PackedHeader) <= kHeaderBytes, "header must fit its slot");
 
+// The header of a buffer of `total_bytes` packed for `shape` in format `version` (either layout's; host side).
+inline PackedHeader make_packed_header(ExpertWeightShape const& shape, uint32_t version, size_t total_bytes) {
+  PackedHeader header{};
+  for (size_t i = 0; i < sizeof header.magic; ++i) header.magic[i] = kPackedMagic[i];
+  header.version = version;
+  header.header_bytes = kHeaderBytes;
+  header.num_experts = shape.num_experts;
+  header.n = shape.n;
+  header.k = shape.k;
+  header.group_size = shape.group_size;
+  header.total_bytes = total_bytes;
+  return header;
+}
+
 W4A8_HOST_DEVICE inline size_t align_up(size_t bytes, size_t alignment) {
   return (bytes + alignment - 1) / alignment * alignment;
 }

@@ -154,15 +154,7 @@ cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sectio
   auto const& s = args.shape;
   uint8_t* packed = static_cast<uint8_t*>(args.packed);
 
-  PackedHeader header{};
-  memcpy(header.magic, kPackedMagic, sizeof header.magic);
-  header.version = kPackedFormatVersion;
-  header.header_bytes = kHeaderBytes;
-  header.num_experts = s.num_experts;
-  header.n = s.n;
-  header.k = s.k;
-  header.group_size = s.group_size;
-  header.total_bytes = sections.total;
+  PackedHeader const header = make_packed_header(s, kPackedFormatVersion, sections.total);
 
   write_header_and_layouts<<<grid_for(s.num_experts), kThreads, 0, args.stream>>>(header, packed, sections.layouts);
   cudaError_t error = cudaGetLastError();

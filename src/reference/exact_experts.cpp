@@ -23,15 +23,7 @@ std::vector<uint8_t> prepack_exact(ExactExperts const& experts) {
   auto const sections = prepack::exact_sections(s);
   std::vector<uint8_t> packed(sections.total, 0);
 
-  prepack::PackedHeader header{};
-  std::memcpy(header.magic, prepack::kPackedMagic, sizeof header.magic);
-  header.version = prepack::kExactFormatVersion;
-  header.header_bytes = prepack::kHeaderBytes;
-  header.num_experts = s.num_experts;
-  header.n = s.n;
-  header.k = s.k;
-  header.group_size = s.group_size;
-  header.total_bytes = sections.total;
+  prepack::PackedHeader const header = prepack::make_packed_header(s, prepack::kExactFormatVersion, sections.total);
   std::memcpy(packed.data(), &header, sizeof header);
 
   int const groups = s.k / s.group_size;

@@ -88,15 +88,7 @@ std::vector<uint8_t> prepack(QuantizedExperts const& experts) {
   auto const sections = prepack::packed_sections(s);
   std::vector<uint8_t> packed(sections.total, 0);
 
-  prepack::PackedHeader header{};
-  std::memcpy(header.magic, prepack::kPackedMagic, sizeof header.magic);
-  header.version = kPackedFormatVersion;
-  header.header_bytes = prepack::kHeaderBytes;
-  header.num_experts = s.num_experts;
-  header.n = s.n;
-  header.k = s.k;
-  header.group_size = s.group_size;
-  header.total_bytes = sections.total;
+  prepack::PackedHeader const header = prepack::make_packed_header(s, kPackedFormatVersion, sections.total);
   std::memcpy(packed.data(), &header, sizeof header);
 
   int64_t const groups = experts.group_count();
