@@ -133,7 +133,10 @@ __device__ __forceinline__ uint2 load_shared(uint32_t address) {
 }
 
 // The consumer warpgroup: multiplies `groups` staged groups into acc, releasing each stage once its wgmmas are done.
-// Two sets of A registers, so a group converts while the previous group's wgmmas run.
+// Group i + 1 is loaded and converted into the other set of A registers while group i's wgmmas run, and only then
+// does the warpgroup wait for them. The order matters: ptxas frees a wgmma's A registers at the first
+// wgmma.wait_group after it, whatever that wait's count, so converting after a "wait 1" (the earlier order) let the
+// new values take the registers of the group still in flight (bench/NOTES.md §12a).
 template <int kRows>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kRows / 2]) {
   using S = Stage<kRows>;
@@ -142,37 +145,39 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
   uint32_t const weights_offset = S::kActBytes + warp * kAtomBytes + lane * 8;
   uint32_t const table_offset = S::kActBytes + kWeightBytes + (warp * kStripeChannels + lane / 4) * prepack::kLutBytes;
   uint32_t a[2][kAtomsPerGroup][4];
+  // Waits for group i's stage and converts it into set h.
+  auto load = [&](int i, int h) {
+    uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % S::kCount * S::kBytes;
+    barrier_wait(ring.full + 8 * (use % S::kCount), use / S::kCount % 2);
+    GroupWeights w;
+#pragma unroll
+    for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+      w.atoms[atom] = load_shared(stage + weights_offset + atom * (kTileStripes * kAtomBytes));
+    }
+    w.table_low = load_shared(stage + table_offset);
+    w.table_high = load_shared(stage + table_offset + 8 * prepack::kLutBytes);
+    convert_group(w, a[h]);
+  };
+  if (groups > 0) load(0, 0);
   for (int first = 0; first < groups; first += 2) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       int const i = first + h;
       if (i < groups) {
         uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % S::kCount * S::kBytes;
-        barrier_wait(ring.full + 8 * (use % S::kCount), use / S::kCount % 2);
-        GroupWeights w;
-#pragma unroll
-        for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
-          w.atoms[atom] = load_shared(stage + weights_offset + atom * (kTileStripes * kAtomBytes));
-        }
-        w.table_low = load_shared(stage + table_offset);
-        w.table_high = load_shared(stage + table_offset + 8 * prepack::kLutBytes);
-        wgmma_wait<1>();  // group i - 2's wgmmas, which read a[h] and its stage, are done
-        if (i >= 2 && lane == 0) barrier_arrive(ring.empty + 8 * ((use - 2) % S::kCount));
-        convert_group(w, a[h]);
         wgmma_fence();
 #pragma unroll
         for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
           wgmma_e4m3_rs<kRows>(acc, a[h][atom], activation_descriptor(stage, atom));
         }
         wgmma_commit();
+        if (i + 1 < groups) load(i + 1, 1 - h);
+        wgmma_wait<0>();
+        if (lane == 0) barrier_arrive(ring.empty + 8 * (use % S::kCount));
       }
     }
   }
-  wgmma_wait<0>();
   fence_accumulators<kRows>(acc);
-  if (lane == 0) {
-    for (int i = max(groups - 2, 0); i < groups; ++i) barrier_arrive(ring.empty + 8 * ((ring.uses + i) % S::kCount));
-  }
 }
 
 template <int kRows, class Out>
