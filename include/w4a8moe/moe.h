@@ -53,8 +53,8 @@ struct MoeForwardArgs {
   //   gemm2: {num_local_experts, hidden, inter}
   void const* gemm1_weights = nullptr;
   void const* gemm2_weights = nullptr;
-  // The layout both were packed in. kExactScales runs the staged path (the one-launch layer reads the lookup-table
-  // layout only) and computes the activations' group sums beside each quantisation.
+  // The layout both were packed in. With kExactScales the staged path's quantising kernels also write the
+  // activations' group sums, which its GEMMs take.
   PackedLayout weight_layout = PackedLayout::kLookupTable;
 
   int64_t num_tokens = 0;  // T; 0 is allowed (nothing to do)

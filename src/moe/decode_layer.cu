@@ -1,14 +1,14 @@
 // The one-launch decode layer: route, quantise, GEMM1 with SiLU(gate) * up, GEMM2 and the weighted combine in one
 // cooperative launch for up to kDecodeLayerMaxTokens tokens, where the staged path is six launches whose fixed costs
 // outweigh the weights they read. The phases meet at three grid-wide barriers. What it gains and where the time
-// goes (phase stamps: DecodeLayerProblem::stamps) is in bench/NOTES.md §10.
+// goes (phase stamps: DecodeLayerProblem::stamps) is in bench/NOTES.md §10, and on the exact-scale layout §12b.
 //
 //   every block   routes the tokens itself, in shared memory (decode_layer_routing.cuh); blocks 0..T-1 also
 //                 quantise token t (per-token e4m3, as the staged permute+quantise)                       -> barrier
 //   GEMM1         block items (active expert, stripe pairs): a warp streams the gate stripe and the up stripe of
-//                 one 16-channel pair over its share of K (mma.sync, gemm/stripe_mma.cuh); the block sums the
-//                 shares, rounds gate and up to the activation type (the staged GEMM1's output), and writes
-//                 SiLU(gate) * up in fp32 with each row's maximum over the item                          -> barrier
+//                 one 16-channel pair over its share of K (mma.sync, either packed layout: decode_layer_stripes.cuh);
+//                 the block sums the shares, rounds gate and up to the activation type (the staged GEMM1's
+//                 output), and writes SiLU(gate) * up in fp32 with each row's maximum over the item      -> barrier
 //   GEMM2         block items (active expert, stripes): each row's scale from the maxima; the activations are
 //                 quantised to e4m3 as they load (bit for bit the staged requantisation); rows of the activation
 //                 type                                                                                    -> barrier
@@ -21,8 +21,8 @@
 
 #include <cooperative_groups.h>
 
-#include "gemm/stripe_mma.cuh"
 #include "moe/decode_layer_routing.cuh"
+#include "moe/decode_layer_stripes.cuh"
 #include "moe/kernel_common.cuh"
 #include "moe/moe_plan.h"
 
@@ -30,103 +30,12 @@ namespace w4a8moe::moe {
 namespace {
 
 namespace cg = cooperative_groups;
-using gemm::GroupWeights;
-using gemm::kAtomK;
-using gemm::kAtomsPerGroup;
 using gemm::kStripeChannels;
 
 constexpr int kWarps = kDecodeLayerWarps;
 constexpr int kThreads = kDecodeLayerThreads;
 constexpr int kTileRows = 8;  // mma.sync n
-constexpr int kStages = 2;    // groups in flight per stripe, as the decode GEMM
 constexpr int kMinBlocksPerSm = 2;
-
-// The B fragments of one 128-K group for a lane's row: per atom and half, the f16x2 pair of K {4c, 4c+1} and
-// {4c+2, 4c+3} (c = lane % 4), in the order of gemm::weight_fragment's k slots.
-using GroupActivations = uint32_t[kAtomsPerGroup][2][2];
-
-__device__ __forceinline__ void fragments_from_e4m3(uint32_t word, uint32_t (&b)[2]) {
-  b[0] = gemm::e4m3x2_to_f16x2(word);
-  b[1] = gemm::e4m3x2_to_f16x2<true>(word);
-}
-
-// The activations are written earlier in the same launch, so they load through L1 (plain loads, no read-only
-// path): no block reads them before the barrier after which they are complete.
-//
-// GEMM1's activations: the token's e4m3 row (L1 hits: the block's warps share it).
-struct E4m3Row {
-  uint8_t const* row;  // the lane's row at K 4c, or null past the item's rows
-  __device__ void load(int group, GroupActivations& b) const {
-#pragma unroll
-    for (int a = 0; a < kAtomsPerGroup; ++a) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        uint32_t const word = row ? *reinterpret_cast<uint32_t const*>(row + group * kGroupSize + a * kAtomK + h * 16)
-                                  : 0u;
-        fragments_from_e4m3(word, b[a][h]);
-      }
-    }
-  }
-};
-
-// GEMM2's activations: the fp32 SiLU(gate) * up row, quantised to e4m3 with the row's scale as it loads.
-struct QuantisedFloatRow {
-  float const* row;  // the lane's row at K 4c, or null past the item's rows
-  float inverse;
-  __device__ void load(int group, GroupActivations& b) const {
-#pragma unroll
-    for (int a = 0; a < kAtomsPerGroup; ++a) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float4 const v = row ? *reinterpret_cast<float4 const*>(row + group * kGroupSize + a * kAtomK + h * 16)
-                             : make_float4(0.f, 0.f, 0.f, 0.f);
-        fragments_from_e4m3(quantize4(v.x, v.y, v.z, v.w, inverse), b[a][h]);
-      }
-    }
-  }
-};
-
-// One warp: kStripes stripes of one expert over K groups [begin, end), kStages groups in flight per stripe.
-template <int kStripes, class Activations>
-__device__ __forceinline__ void stream_stripes(uint8_t const* packed, prepack::PackedSections const& sections, int n,
-                                               int expert, int const (&stripes)[kStripes], int begin, int end,
-                                               Activations const& act, float (&acc)[kStripes][4]) {
-  gemm::StripeCursor cursor[kStripes];
-  GroupWeights stage[kStages][kStripes];
-#pragma unroll
-  for (int s = 0; s < kStripes; ++s) cursor[s] = gemm::stripe_cursor(packed, sections, n, expert, stripes[s], begin);
-#pragma unroll
-  for (int i = 0; i < kStages; ++i) {
-#pragma unroll
-    for (int s = 0; s < kStripes; ++s) {
-      if (begin + i < end) gemm::load_group(n, cursor[s], stage[i][s]);
-    }
-  }
-  for (int g = begin; g < end; g += kStages) {
-#pragma unroll
-    for (int i = 0; i < kStages; ++i) {
-      if (g + i >= end) break;
-      GroupActivations b;
-      act.load(g + i, b);
-#pragma unroll
-      for (int s = 0; s < kStripes; ++s) {
-        GroupWeights const& f = stage[i][s];
-        uint2 const positive_low = gemm::positive_table(f.table_low);
-        uint2 const positive_high = gemm::positive_table(f.table_high);
-#pragma unroll
-        for (int a = 0; a < kAtomsPerGroup; ++a) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            gemm::F16Fragment const w =
-                gemm::weight_fragment(h == 0 ? f.atoms[a].x : f.atoms[a].y, f, positive_low, positive_high);
-            gemm::mma_f16_16x8x16(acc[s], w, b[a][h][0], b[a][h][1]);
-          }
-        }
-        if (g + i + kStages < end) gemm::load_group(n, cursor[s], stage[i][s]);
-      }
-    }
-  }
-}
 
 // Accumulator j of a lane: channel lane/4 + 8 (j / 2) of the stripe, row 2 (lane % 4) + j % 2.
 template <int kStripes>
@@ -183,7 +92,7 @@ __device__ void quantize_token(DecodeLayerProblem const& p, int t, Shared& sh) {
   if (threadIdx.x == 0) p.act_scales[t] = e4m3.scale;
 }
 
-template <ActivationType kType>
+template <ActivationType kType, PackedLayout kLayout>
 __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split, Shared& sh) {
   using A = Act<kType>;
   BlockRouting const& r = sh.routing;
@@ -192,7 +101,6 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
   int const groups = hidden / kGroupSize;
   int const split_index = warp / split.per_block;
   int const group_begin = split_index * groups / split.splits, group_end = (split_index + 1) * groups / split.splits;
-  float const* channel_scales = reinterpret_cast<float const*>(p.gemm1 + p.sections1.channel_scales);
   for (int item = int(blockIdx.x); item < r.active * split.blocks_per_expert; item += int(gridDim.x)) {
     int const active = item / split.blocks_per_expert, block_index = item % split.blocks_per_expert;
     int const expert = r.active_expert[active];
@@ -208,11 +116,12 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
           act.row = p.act + int64_t(token) * hidden + (lane % 4) * 4;
         }
         int const stripes[2] = {pair, pairs + pair};  // gate, up
-        stream_stripes<2>(p.gemm1, p.sections1, 2 * inter, expert, stripes, group_begin, group_end, act, acc);
+        stream_stripes(stripes_of<kLayout>(p.gemm1, 2 * inter, groups, expert), stripes, group_begin, group_end, act,
+                       acc);
       }
       store_partials<2>(acc, sh.partial);
       __syncthreads();
-      float const* expert_scales = channel_scales + size_t(expert) * 2 * inter;
+      float const* expert_scales = p.gemm1.channel_scales + size_t(expert) * 2 * inter;
       for (int i = int(threadIdx.x); i < split.per_block * rows * kStripeChannels; i += kThreads) {
         int const channel = i % kStripeChannels, row = i / kStripeChannels % rows;
         int const block_pair = i / (kStripeChannels * rows);
@@ -242,7 +151,7 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
   }
 }
 
-template <ActivationType kType>
+template <ActivationType kType, PackedLayout kLayout>
 __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int silu_blocks, Shared& sh) {
   using A = Act<kType>;
   BlockRouting const& r = sh.routing;
@@ -251,7 +160,6 @@ __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int 
   int const groups = inter / kGroupSize;
   int const split_index = warp / split.per_block;
   int const group_begin = split_index * groups / split.splits, group_end = (split_index + 1) * groups / split.splits;
-  float const* channel_scales = reinterpret_cast<float const*>(p.gemm2 + p.sections2.channel_scales);
   auto* out = static_cast<typename A::T*>(p.gemm2_out);
   for (int item = int(blockIdx.x); item < r.active * split.blocks_per_expert; item += int(gridDim.x)) {
     int const active = item / split.blocks_per_expert, block_index = item % split.blocks_per_expert;
@@ -281,11 +189,12 @@ __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int 
           act.inverse = sh.row_inverse[lane_row];
         }
         int const stripe_list[1] = {stripe};
-        stream_stripes<1>(p.gemm2, p.sections2, hidden, expert, stripe_list, group_begin, group_end, act, acc);
+        stream_stripes(stripes_of<kLayout>(p.gemm2, hidden, groups, expert), stripe_list, group_begin, group_end, act,
+                       acc);
       }
       store_partials<1>(acc, sh.partial);
       __syncthreads();
-      float const* expert_scales = channel_scales + size_t(expert) * hidden;
+      float const* expert_scales = p.gemm2.channel_scales + size_t(expert) * hidden;
       for (int i = int(threadIdx.x); i < split.per_block * rows * kStripeChannels; i += kThreads) {
         int const channel = i % kStripeChannels, row = i / kStripeChannels % rows;
         int const block_stripe = i / (kStripeChannels * rows);
@@ -335,7 +244,7 @@ __device__ __forceinline__ void stamp(DecodeLayerProblem const& p, int index) {
   p.stamps[blockIdx.x * kDecodeLayerStamps + index] = now;
 }
 
-template <ActivationType kType>
+template <ActivationType kType, PackedLayout kLayout>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) decode_layer_kernel(DecodeLayerProblem p) {
   __shared__ Shared sh;
   stamp(p, 0);
@@ -351,11 +260,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) decode_layer_kernel
     stamp(p, 2);
     grid.sync();
     stamp(p, 3);
-    gemm1_silu<kType>(p, split1, sh);
+    gemm1_silu<kType, kLayout>(p, split1, sh);
     stamp(p, 4);
     grid.sync();
     stamp(p, 5);
-    gemm2<kType>(p, split2, split1.blocks_per_expert, sh);
+    gemm2<kType, kLayout>(p, split2, split1.blocks_per_expert, sh);
     stamp(p, 6);
     grid.sync();
     stamp(p, 7);
@@ -364,11 +273,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) decode_layer_kernel
   stamp(p, 8);
 }
 
-template <ActivationType kType>
+template <ActivationType kType, PackedLayout kLayout>
 int blocks_per_sm() {
   static int const blocks = [] {
     int b = 0;
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_layer_kernel<kType>, kThreads, 0) ==
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_layer_kernel<kType, kLayout>, kThreads, 0) ==
                    cudaSuccess
                ? b
                : 0;
@@ -376,9 +285,9 @@ int blocks_per_sm() {
   return blocks;
 }
 
-template <ActivationType kType>
+template <ActivationType kType, PackedLayout kLayout>
 cudaError_t launch(DecodeLayerProblem const& p, int sm_count, cudaStream_t stream) {
-  int const blocks = blocks_per_sm<kType>() * sm_count;
+  int const blocks = blocks_per_sm<kType, kLayout>() * sm_count;
   if (blocks < 1) return cudaErrorInvalidConfiguration;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeCooperative;
@@ -389,7 +298,18 @@ cudaError_t launch(DecodeLayerProblem const& p, int sm_count, cudaStream_t strea
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, decode_layer_kernel<kType>, p);
+  return cudaLaunchKernelEx(&config, decode_layer_kernel<kType, kLayout>, p);
+}
+
+DecodeLayerWeights layer_weights(void const* packed, ExpertWeightShape const& shape, PackedLayout layout) {
+  DecodeLayerWeights w;
+  w.packed = static_cast<uint8_t const*>(packed);
+  w.lookup = prepack::packed_sections(shape);
+  w.exact = prepack::exact_sections(shape);
+  size_t const channel_scales =
+      layout == PackedLayout::kExactScales ? w.exact.channel_scales : w.lookup.channel_scales;
+  w.channel_scales = reinterpret_cast<float const*>(w.packed + channel_scales);
+  return w;
 }
 
 }  // namespace
@@ -414,10 +334,9 @@ DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& a, WorkspacePlan c
   p.topk_weights = a.topk_weights;
   p.expert_map = a.expert_map;
   p.weight_on_input = a.apply_router_weight_on_input;
-  p.gemm1 = static_cast<uint8_t const*>(a.gemm1_weights);
-  p.gemm2 = static_cast<uint8_t const*>(a.gemm2_weights);
-  p.sections1 = prepack::packed_sections(gemm1_shape(a.shape));
-  p.sections2 = prepack::packed_sections(gemm2_shape(a.shape));
+  p.layout = a.weight_layout;
+  p.gemm1 = layer_weights(a.gemm1_weights, gemm1_shape(a.shape), a.weight_layout);
+  p.gemm2 = layer_weights(a.gemm2_weights, gemm2_shape(a.shape), a.weight_layout);
   p.act = reinterpret_cast<uint8_t*>(ws + w.act1);
   p.act_scales = reinterpret_cast<float*>(ws + w.scale1);
   p.silu = reinterpret_cast<float*>(ws + w.gemm1_out);
@@ -427,14 +346,22 @@ DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& a, WorkspacePlan c
   return p;
 }
 
-int decode_layer_blocks_per_sm(ActivationType type) {
-  return type == ActivationType::kBF16 ? blocks_per_sm<ActivationType::kBF16>()
-                                       : blocks_per_sm<ActivationType::kFP16>();
+int decode_layer_blocks_per_sm(ActivationType type, PackedLayout layout) {
+  constexpr auto kBF16 = ActivationType::kBF16, kFP16 = ActivationType::kFP16;
+  constexpr auto kExact = PackedLayout::kExactScales, kLookup = PackedLayout::kLookupTable;
+  bool const exact = layout == kExact;
+  if (type == kBF16) return exact ? blocks_per_sm<kBF16, kExact>() : blocks_per_sm<kBF16, kLookup>();
+  return exact ? blocks_per_sm<kFP16, kExact>() : blocks_per_sm<kFP16, kLookup>();
 }
 
 cudaError_t launch_decode_layer(DecodeLayerProblem const& p, int sm_count, cudaStream_t stream) {
-  return p.act_type == ActivationType::kBF16 ? launch<ActivationType::kBF16>(p, sm_count, stream)
-                                             : launch<ActivationType::kFP16>(p, sm_count, stream);
+  constexpr auto kBF16 = ActivationType::kBF16, kFP16 = ActivationType::kFP16;
+  constexpr auto kExact = PackedLayout::kExactScales, kLookup = PackedLayout::kLookupTable;
+  bool const exact = p.layout == kExact;
+  if (p.act_type == kBF16) {
+    return exact ? launch<kBF16, kExact>(p, sm_count, stream) : launch<kBF16, kLookup>(p, sm_count, stream);
+  }
+  return exact ? launch<kFP16, kExact>(p, sm_count, stream) : launch<kFP16, kLookup>(p, sm_count, stream);
 }
 
 }  // namespace w4a8moe::moe

@@ -5,10 +5,13 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
+#include "gemm/heuristic.h"
 #include "gemm/stream_plan.h"
 #include "moe/workspace_plan.h"
+#include "prepack/exact_format.h"
 #include "prepack/packed_format.h"
 #include "w4a8moe/moe.h"
 
@@ -22,18 +25,45 @@ inline constexpr int kDecodeLayerWarps = kDecodeLayerThreads / 32;
 // The router's logits of one token in one warp (topk_softmax_warp).
 inline constexpr int kDecodeLayerMaxRouterExperts = 512;
 
-// MoePath::kAuto's rule: one launch while the local experts expect at most this many rows, and for experts the
+// MoePath::kAuto's rule for the lookup-table layout: one launch while the local experts expect at most this many rows, and for experts the
 // stripe loop suits (gemm::stripe_loop_suits_expert). Measured on an H200 with the L2 flushed (bench/NOTES.md §10,
 // results/2026-12-03-nvidia-h200-moe-layer.md): DeepSeek-V3 EP8 at 1, 2 and 4 tokens (1, 2 and 4 rows) and idle ranks
 // gain; Qwen3-30B-A3B at 1 token (8 rows) ties and loses from 2 tokens on, as does DeepSeek-V3 at 8 (8 rows); Mixtral
 // (117M weights per GEMM1 expert) loses at 1 and 2 tokens.
 inline constexpr int64_t kDecodeLayerAutoMaxRows = 4;
 
+// The rule for the exact-scale layout, whose GEMM phases convert with a mask instead of a lookup
+// (gemm/exact_stripe_mma.cuh): one launch while the local experts expect at most 2 rows, or while the int4 weights
+// of the experts the expected rows reach (one expert per row) take at most 96 MB. Measured on an H200 with the L2
+// flushed (bench/NOTES.md §12b): Qwen3-30B-A3B at 1-4 tokens (8-32 rows, 19-75 MB), DeepSeek-V3 EP8 at 1-4 tokens
+// (up to 88 MB), idle ranks and Mixtral at 1 token (2 rows) gain; Qwen3 at 8 tokens (151 MB), DeepSeek-V3 EP8 at 8
+// (176 MB) and Mixtral at 2 (4 rows, 352 MB) lose.
+inline constexpr int64_t kDecodeLayerExactAutoMaxRows = 2;
+inline constexpr double kDecodeLayerExactAutoMaxWeightBytes = 96e6;
+
+// MoePath::kAuto's choice for a call that decode_layer_fits, with `expected_rows` on the local experts.
+inline bool decode_layer_pays(MoeShape const& s, int64_t expected_rows, PackedLayout layout) {
+  if (layout == PackedLayout::kExactScales) {
+    double const expert_bytes = 1.5 * double(s.hidden) * double(s.inter);  // 3 H I weights of half a byte
+    double const reached = double(std::min<int64_t>(expected_rows, s.num_local_experts)) * expert_bytes;
+    return expected_rows <= kDecodeLayerExactAutoMaxRows || reached <= kDecodeLayerExactAutoMaxWeightBytes;
+  }
+  return expected_rows <= kDecodeLayerAutoMaxRows && gemm::stripe_loop_suits_expert(2 * int64_t(s.inter), s.hidden);
+}
+
 // Whether the one-launch layer can run this call: few tokens, and from logits an expert count one warp routes.
 inline bool decode_layer_fits(MoeShape const& s, int64_t tokens, bool from_logits) {
   return tokens >= 1 && tokens <= kDecodeLayerMaxTokens && tokens * s.top_k <= kDecodeLayerThreads &&
          (!from_logits || s.num_experts <= kDecodeLayerMaxRouterExperts);
 }
+
+// One GEMM's packed weights, of either layout (the kernel is instantiated per layout).
+struct DecodeLayerWeights {
+  uint8_t const* packed = nullptr;
+  prepack::PackedSections lookup;         // PackedLayout::kLookupTable
+  prepack::ExactSections exact;           // PackedLayout::kExactScales
+  float const* channel_scales = nullptr;  // [E_local][N] of the layout (2^9 sc in the exact-scale one)
+};
 
 // One call of the one-launch layer. Pointers are device pointers, validated by moe_forward.
 struct DecodeLayerProblem {
@@ -48,9 +78,9 @@ struct DecodeLayerProblem {
   float const* topk_weights = nullptr;
   int32_t const* expert_map = nullptr;
   bool weight_on_input = false;
-  uint8_t const* gemm1 = nullptr;  // packed [E_local, 2I, H]
-  uint8_t const* gemm2 = nullptr;  // packed [E_local, H, I]
-  prepack::PackedSections sections1, sections2;
+  PackedLayout layout = PackedLayout::kLookupTable;
+  DecodeLayerWeights gemm1;  // packed [E_local, 2I, H]
+  DecodeLayerWeights gemm2;  // packed [E_local, H, I]
   // Workspace (the staged path's regions, which are large enough): the quantised tokens [T, H] e4m3 and their
   // scales [T]; SiLU(gate) * up [T * top_k, I] fp32 and its per-(row, GEMM1 block item) maxima; GEMM2's rows
   // [T * top_k, H] of the activation type.
@@ -73,7 +103,7 @@ char const* const* decode_layer_stamp_names();
 DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& args, WorkspacePlan const& workspace);
 
 // Resident blocks of the one-launch kernel per SM (the cooperative grid is that times the SM count), 0 on error.
-int decode_layer_blocks_per_sm(ActivationType type);
+int decode_layer_blocks_per_sm(ActivationType type, PackedLayout layout);
 
 // Enqueues the one-launch layer (a cooperative launch of decode_layer_blocks_per_sm() blocks per SM).
 cudaError_t launch_decode_layer(DecodeLayerProblem const& problem, int sm_count, cudaStream_t stream);

@@ -131,9 +131,6 @@ Status validate_args(MoeForwardArgs const& a) {
     return invalid_argument("args.path=", int(a.path), ": must be kAuto, kStaged or kOneLaunch");
   }
   if (a.path == MoePath::kOneLaunch) {
-    if (a.weight_layout != PackedLayout::kLookupTable) {
-      return invalid_argument("args.path=kOneLaunch: the one-launch layer reads the lookup-table layout only");
-    }
     if (a.num_tokens > 0 && !moe::decode_layer_fits(s, a.num_tokens, has_logits)) {
       return invalid_argument("args.path=kOneLaunch: the one-launch layer takes 1..", moe::kDecodeLayerMaxTokens,
                               " tokens and, from router logits, at most ", moe::kDecodeLayerMaxRouterExperts,

@@ -35,17 +35,14 @@ MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoeP
   plan.expected_local_rows = std::max<int64_t>(1, plan.rows * shape.num_local_experts / shape.num_experts);
   bool const fits = decode_layer_fits(shape, tokens, options.from_logits);
   bool const staged_asked = options.stage_events || !options.gemm1_config.empty() || !options.gemm2_config.empty();
-  ExpertWeightShape const gemm1 = gemm1_shape(shape);
-  bool const lookup_table = options.layout == PackedLayout::kLookupTable;
-  plan.one_launch = lookup_table && (options.path == MoePath::kOneLaunch
-                                         ? fits
-                                         : options.path == MoePath::kAuto && fits && !staged_asked &&
-                                               plan.expected_local_rows <= kDecodeLayerAutoMaxRows &&
-                                               gemm::stripe_loop_suits_expert(gemm1.n, gemm1.k));
-  plan.group_sums = !lookup_table;
+  plan.one_launch = options.path == MoePath::kOneLaunch
+                        ? fits
+                        : options.path == MoePath::kAuto && fits && !staged_asked &&
+                              decode_layer_pays(shape, plan.expected_local_rows, options.layout);
+  plan.group_sums = options.layout == PackedLayout::kExactScales && !plan.one_launch;
   plan.workspace = plan_workspace(shape, max_tokens > 0 ? max_tokens : tokens);
   plan.one_block_routing = routes_in_one_block(tokens, shape.top_k, shape.num_local_experts);
-  plan.gemm1 = plan_gemm(gemm1, plan, options.gemm1_config, options.layout);
+  plan.gemm1 = plan_gemm(gemm1_shape(shape), plan, options.gemm1_config, options.layout);
   plan.gemm2 = plan_gemm(gemm2_shape(shape), plan, options.gemm2_config, options.layout);
   return plan;
 }

@@ -30,7 +30,7 @@ struct MoePlanOptions {
   bool from_logits = true;                 // routing from router logits (else precomputed top-k)
   MoePath path = MoePath::kAuto;
   bool stage_events = false;               // per-stage events asked for: kAuto stages the layer
-  PackedLayout layout = PackedLayout::kLookupTable;  // kExactScales: staged, with the activations' group sums
+  PackedLayout layout = PackedLayout::kLookupTable;  // kExactScales: the staged GEMMs take activation group sums
 };
 
 struct MoePlan {
@@ -45,7 +45,7 @@ struct MoePlan {
   // else the router, then the chunked count, scan and scatter.
   bool one_block_routing = false;
   GemmStagePlan gemm1, gemm2;
-  bool group_sums = false;  // the exact-scale layout's GEMMs take the activations' group sums
+  bool group_sums = false;  // the exact-scale layout's staged GEMMs take the activations' group sums
 };
 
 // For a validated shape, 0 <= tokens <= max_tokens (max_tokens 0: tokens). With MoePath::kOneLaunch, one_launch is

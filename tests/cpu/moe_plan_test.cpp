@@ -86,11 +86,34 @@ TEST(MoePlan, OneLaunchWheneverItFitsWhenAskedAndNeverWhenStaged) {
   EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
 }
 
-// The exact-scale layout: always staged (the one-launch layer reads the lookup-table layout), its own GEMM configs,
-// and the activations' group sums; the workspace holds them whichever layout runs.
-TEST(MoePlan, ExactLayoutStagesWithItsOwnConfigsAndGroupSums) {
+// The exact-scale layout's one-launch rule (decode_layer_pays): at most 2 expected rows, or at most 96 MB of the
+// weights they reach; the lookup-table layout's rule picks none of these but DeepSeek-V3 at 1-4 tokens.
+TEST(MoePlan, ExactLayoutRunsOneLaunchWhereItsRuleSays) {
+  MoeShape const mixtral{8, 8, 2, 4096, 14336};
+  MoePlanOptions exact;
+  exact.layout = PackedLayout::kExactScales;
+  struct Case {
+    MoeShape shape;
+    int64_t tokens;
+    bool exact_one_launch, lookup_one_launch;
+  };
+  for (Case const& c : {Case{kQwen3, 1, true, false}, Case{kQwen3, 4, true, false}, Case{kQwen3, 8, false, false},
+                        Case{kDeepSeekEp8, 4, true, true}, Case{kDeepSeekEp8, 8, false, false},
+                        Case{mixtral, 1, true, false}, Case{mixtral, 2, false, false}}) {
+    SCOPED_TRACE("H " + std::to_string(c.shape.hidden) + ", tokens " + std::to_string(c.tokens));
+    MoePlan const p = plan_moe(c.shape, c.tokens, 0, exact);
+    EXPECT_EQ(p.one_launch, c.exact_one_launch);
+    EXPECT_EQ(p.group_sums, !c.exact_one_launch);  // only the staged GEMMs take them
+    EXPECT_EQ(plan_moe(c.shape, c.tokens, 0).one_launch, c.lookup_one_launch);
+  }
+}
+
+// The exact-scale layout staged: its own GEMM configs and the activations' group sums; the workspace holds them
+// whichever layout runs.
+TEST(MoePlan, ExactLayoutHasItsOwnConfigsAndGroupSums) {
   MoePlanOptions options;
   options.layout = PackedLayout::kExactScales;
+  options.path = MoePath::kStaged;
   for (int64_t tokens : {1, 4, 16, 1024}) {
     MoePlan const p = plan_moe(kDeepSeekEp8, tokens, 0, options);
     EXPECT_FALSE(p.one_launch);

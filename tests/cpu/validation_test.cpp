@@ -347,12 +347,6 @@ TEST(Validation, MoeForwardArguments) {
       {"unknown config", [](auto& a) { a.gemm2_config = "1x1_1x1_pp"; }, StatusCode::kNotSupported, "1x1_1x1_pp"},
       {"unknown layout", [](auto& a) { a.weight_layout = PackedLayout(4); }, StatusCode::kInvalidArgument,
        "weight_layout=4"},
-      {"exact layout in one launch",
-       [](auto& a) {
-         a.weight_layout = PackedLayout::kExactScales;
-         a.path = MoePath::kOneLaunch;
-       },
-       StatusCode::kInvalidArgument, "lookup-table layout only"},
       {"lookup-table config on the exact layout",
        [](auto& a) {
          a.weight_layout = PackedLayout::kExactScales;

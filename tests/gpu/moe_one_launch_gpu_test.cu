@@ -2,8 +2,9 @@
 // same inputs, over poisoned workspaces and outputs: 1..8 tokens and the switch to the staged path at 9, both
 // activation types, router logits and precomputed top-k (with repeated experts: more than one 8-row tile per
 // expert), the router weight on the input, expert-parallel ranks (idle ones write exact zeros) and CUDA graph
-// replay with new routing; the rules for args.path. Tolerances as in moe_gpu_test.cu; the two paths share every rounding and differ only in
-// the GEMMs' summation order, so they are held to the same bound as the reference.
+// replay with new routing; the rules for args.path. Every test runs on both packed layouts (the exact-scale one's
+// reference takes the unrounded products q * sg). Tolerances as in moe_gpu_test.cu; the two paths share every
+// rounding and differ only in the GEMMs' summation order, so they are held to the same bound as the reference.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -46,10 +47,12 @@ void check_both_paths(Layer const& layer, Inputs const& in, bool fp16, bool weig
 
 MoeShape const kQwenLike{64, 64, 8, 512, 384};
 
-TEST(MoeOneLaunch, MatchesReferenceAndStagedPathFromOneToNineTokens) {
+class MoeOneLaunch : public ::testing::TestWithParam<PackedLayout> {};
+
+TEST_P(MoeOneLaunch, MatchesReferenceAndStagedPathFromOneToNineTokens) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  auto const layer = make_layer(kQwenLike, rng);
+  auto const layer = make_layer(kQwenLike, rng, GetParam());
   for (int64_t tokens = 1; tokens <= moe::kDecodeLayerMaxTokens + 1; ++tokens) {
     for (bool by_logits : {true, false}) {
       SCOPED_TRACE("tokens " + std::to_string(tokens) + (by_logits ? ", logits" : ", skewed ids"));
@@ -58,21 +61,21 @@ TEST(MoeOneLaunch, MatchesReferenceAndStagedPathFromOneToNineTokens) {
   }
 }
 
-TEST(MoeOneLaunch, Fp16BF16LogitsAndRouterWeightOnInput) {
+TEST_P(MoeOneLaunch, Fp16BF16LogitsAndRouterWeightOnInput) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  auto const layer = make_layer(kQwenLike, rng);
+  auto const layer = make_layer(kQwenLike, rng, GetParam());
   check_both_paths(*layer, make_inputs(kQwenLike, 5, true, /*fp16=*/true, rng), true, false);
   check_both_paths(*layer, make_inputs(kQwenLike, 3, true, false, rng), false, /*weight_on_input=*/true);
   check_both_paths(*layer, make_inputs(kQwenLike, 8, false, false, rng), false, /*weight_on_input=*/true);
 }
 
 // A large-K, few-expert shape (Mixtral-like: top-2 of 8, I = 14336 / 4): long K per warp, many splits.
-TEST(MoeOneLaunch, FewLargeExperts) {
+TEST_P(MoeOneLaunch, FewLargeExperts) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   MoeShape const shape{8, 8, 2, 1024, 3584};
-  auto const layer = make_layer(shape, rng);
+  auto const layer = make_layer(shape, rng, GetParam());
   for (int64_t tokens : {1, 4, 8}) {
     SCOPED_TRACE("tokens " + std::to_string(tokens));
     check_both_paths(*layer, make_inputs(shape, tokens, true, false, rng), false, false);
@@ -81,11 +84,11 @@ TEST(MoeOneLaunch, FewLargeExperts) {
 
 // Precomputed top-k naming one expert several times per token: 8 tokens x 4 slots give expert 0 24 rows (three
 // 8-row tiles) and expert 1 8 rows.
-TEST(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
+TEST_P(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   MoeShape const shape{16, 16, 4, 256, 256};
-  auto const layer = make_layer(shape, rng);
+  auto const layer = make_layer(shape, rng, GetParam());
   Inputs in = make_inputs(shape, 8, false, false, rng);
   for (int64_t t = 0; t < 8; ++t) {
     for (int j = 0; j < 4; ++j) in.topk.ids[t * 4 + j] = j == 2 ? 1 : 0;
@@ -95,11 +98,11 @@ TEST(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
 
 // Expert-parallel ranks: the ranks' outputs sum to the single rank's; a rank none of whose experts is chosen writes
 // exact zeros (no barrier: it skips to the combine).
-TEST(MoeOneLaunch, ExpertParallelRanksAndIdleRanks) {
+TEST_P(MoeOneLaunch, ExpertParallelRanksAndIdleRanks) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   MoeShape const shape{32, 8, 4, 256, 256};  // rank 0 of 4: global experts 0..7
-  auto const layer = make_layer(shape, rng);
+  auto const layer = make_layer(shape, rng, GetParam());
   for (int64_t tokens : {1, 6}) {
     Inputs in = make_inputs(shape, tokens, true, false, rng);
     check_both_paths(*layer, in, false, false);
@@ -116,10 +119,10 @@ TEST(MoeOneLaunch, ExpertParallelRanksAndIdleRanks) {
 }
 
 // Captured once at 6 tokens (one launch), replayed with new hidden states and router logits.
-TEST(MoeOneLaunch, CaptureReplaysWithNewRouting) {
+TEST_P(MoeOneLaunch, CaptureReplaysWithNewRouting) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  auto const layer = make_layer(kQwenLike, rng);
+  auto const layer = make_layer(kQwenLike, rng, GetParam());
   int64_t const tokens = 6;
   Inputs in = make_inputs(kQwenLike, tokens, true, false, rng);
   DeviceInputs d = upload(*layer, in, tokens);
@@ -145,10 +148,10 @@ TEST(MoeOneLaunch, CaptureReplaysWithNewRouting) {
 }
 
 // kOneLaunch where the kernel cannot run it is an error naming the rule, and launches nothing.
-TEST(MoeOneLaunch, AskingForItBeyondItsLimitsIsAnError) {
+TEST_P(MoeOneLaunch, AskingForItBeyondItsLimitsIsAnError) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  auto const layer = make_layer(kQwenLike, rng);
+  auto const layer = make_layer(kQwenLike, rng, GetParam());
   Inputs const in = make_inputs(kQwenLike, 9, true, false, rng);
   DeviceInputs d = upload(*layer, in, 9);
   MoeForwardArgs args = forward_args(*layer, in, d, false);
@@ -163,6 +166,13 @@ TEST(MoeOneLaunch, AskingForItBeyondItsLimitsIsAnError) {
   args.path = static_cast<MoePath>(7);
   EXPECT_EQ(moe_forward(args).code(), StatusCode::kInvalidArgument);
 }
+
+INSTANTIATE_TEST_SUITE_P(Layouts, MoeOneLaunch,
+                         ::testing::Values(PackedLayout::kLookupTable, PackedLayout::kExactScales),
+                         [](auto const& info) {
+                           return info.param == PackedLayout::kExactScales ? std::string("Exact")
+                                                                            : std::string("Lookup");
+                         });
 
 }  // namespace
 }  // namespace w4a8moe::testing
