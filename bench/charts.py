@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 MODELS = ["qwen3-30b-a3b", "deepseek-v3-ep8", "mixtral-8x7b"]
 METHODS = {  # peers method -> label, style
     "w4a8moe": ("w4a8moe (W4A8)", dict(color="black", marker="o", linewidth=2)),
+    "w4a8moe_exact": ("w4a8moe (W4A8, exact layout)", dict(color="black", marker="D", linestyle="--")),
     "vllm_marlin_w4a16": ("vLLM Marlin W4A16", dict(color="tab:blue", marker="s")),
     "vllm_marlin_w4a8_int8": ("vLLM Marlin W4A8-INT8", dict(color="tab:green", marker="^")),
     "vllm_cutlass_w4a8": ("vLLM CUTLASS W4A8", dict(color="tab:orange", marker="v")),

@@ -64,10 +64,6 @@ DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed, Packed
   return packed;
 }
 
-char const* layout_name(PackedLayout layout) {
-  return layout == PackedLayout::kExactScales ? "exact" : "lookup";
-}
-
 struct Result {
   std::string model, layout;
   int64_t tokens = 0;
@@ -105,7 +101,7 @@ double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method
 // relative to the first block's start, median and latest over the blocks, from one launch after a cold L2.
 void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   int const sm_count = current_device_sm_count();
-  int const blocks = moe::decode_layer_blocks_per_sm(a.act_type) * sm_count;
+  int const blocks = moe::decode_layer_blocks_per_sm(a.act_type, a.weight_layout) * sm_count;
   DeviceBuffer stamps(size_t(blocks) * moe::kDecodeLayerStamps * sizeof(unsigned long long));
   DeviceBuffer flush(size_t(256) << 20);
   moe::DecodeLayerProblem p = moe::decode_layer_problem(a, moe::plan_workspace(a.shape, a.num_tokens));
@@ -135,7 +131,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
-  r.layout = layout_name(layout);
+  r.layout = packed_layout_name(layout);
   r.tokens = tokens;
 
   // Routing from random logits; the host copy of the rows per expert feeds the standalone GEMM timings.
@@ -199,8 +195,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   r.outside_share = timing.outside_gemms;
   r.launches = timing.graph_nodes;
   r.staged_total_us = r.total_us;
-  bool const lookup_table = layout == PackedLayout::kLookupTable;
-  if (lookup_table && moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
+  if (moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
@@ -214,7 +209,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
 
   // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike. None
   // for an idle rank (no rows), nor for the exact-scale layout (gemm_bench --exact times its kernels).
-  if (r.active_experts == 0 || !lookup_table) {
+  if (r.active_experts == 0 || layout != PackedLayout::kLookupTable) {
     r.w8a8_pipeline = r.staged_total_us;
     return r;
   }
@@ -259,8 +254,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--layouts") {
       layouts.clear();
       for (auto const& name : split(value())) {
-        if (name != "lookup" && name != "exact") fail("--layouts: lookup or exact, not " + name);
-        layouts.push_back(name == "exact" ? PackedLayout::kExactScales : PackedLayout::kLookupTable);
+        PackedLayout layout;
+        Status const status = parse_packed_layout(name.c_str(), &layout, "--layouts");
+        if (!status.ok()) fail(status.to_string());
+        layouts.push_back(layout);
       }
     } else if (arg == "--phases") {
       phases = true;

@@ -5,6 +5,7 @@ Methods, each computing the whole layer from bf16 hidden states and fp32 router 
 with its own routing op, and each grouped GEMM alone with its own input format:
 
     w4a8moe                this library: w4a8moe.fused_moe; w4a8moe.grouped_gemm on fp8 e4m3 per-token activations
+    w4a8moe_exact          the same on the exact-scale packed layout (prepack_weights(..., layout="exact"))
     vllm_cutlass_w4a8      vLLM's CUTLASS W4A8 MoE: signed int4 weights, fp8 group scales and fp32 channel scales,
                            fp8 per-token activations (topk_softmax, fp8 quant, moe_permute, cutlass_w4a8_moe_mm,
                            silu_and_mul, fp8 quant, cutlass_w4a8_moe_mm, moe_unpermute)
@@ -123,6 +124,7 @@ def build_methods(spec, ckpt, unavailable):
     """Every method's converted weights for one model; a method that cannot be built becomes Unavailable."""
     builders = {
         "w4a8moe": lambda: W4A8Moe(spec, ckpt),
+        "w4a8moe_exact": lambda: W4A8Moe(spec, ckpt, layout="exact"),
         "vllm_cutlass_w4a8": lambda: VllmCutlassW4A8(spec, ckpt),
         "vllm_marlin_w4a16": lambda: VllmMarlin(spec, ckpt, int8=False),
         "vllm_marlin_w4a8_int8": lambda: VllmMarlin(spec, ckpt, int8=True),

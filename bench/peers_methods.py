@@ -37,13 +37,14 @@ class Unavailable:
 
 
 class W4A8Moe:
-    """This library: the fused layer and its grouped GEMM."""
-    name = "w4a8moe"
+    """This library: the fused layer and its grouped GEMM, on the weights packed in one layout ("lookup", the
+    default, as method "w4a8moe"; "exact" as "w4a8moe_exact")."""
 
-    def __init__(self, spec, ckpt):
+    def __init__(self, spec, ckpt, layout="lookup"):
         import w4a8moe  # imported by peers_bench.main() before any method is built; here to keep the module importable
         self.lib, self.spec = w4a8moe, spec
-        self.weights = w4a8moe.prepack_moe_weights(ckpt.w13, ckpt.s13, ckpt.w2, ckpt.s2)
+        self.name = "w4a8moe" if layout == "lookup" else f"w4a8moe_{layout}"
+        self.weights = w4a8moe.prepack_moe_weights(ckpt.w13, ckpt.s13, ckpt.w2, ckpt.s2, layout=layout)
 
     def layer(self, case):
         return lambda: self.lib.fused_moe(case.hidden, router_logits=case.logits, weights=self.weights,

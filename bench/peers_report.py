@@ -14,10 +14,12 @@ import json
 import sys
 
 OURS = "w4a8moe"
+OURS_EXACT = "w4a8moe_exact"  # the same library on the exact-scale packed layout
 VLLM_METHODS = ("vllm_cutlass_w4a8", "vllm_marlin_w4a16", "vllm_marlin_w4a8_int8")
-METHODS = (OURS,) + VLLM_METHODS
+METHODS = (OURS, OURS_EXACT) + VLLM_METHODS
 METHOD_TITLES = {
     OURS: "w4a8moe",
+    OURS_EXACT: "w4a8moe, exact layout",
     "vllm_cutlass_w4a8": "vLLM CUTLASS W4A8",
     "vllm_marlin_w4a16": "Marlin W4A16",
     "vllm_marlin_w4a8_int8": "Marlin W4A8-INT8",
@@ -57,9 +59,9 @@ def _time_cell(row):
     return f"{row['us']:.1f}"
 
 
-def _ratio_cell(by_method):
+def _ratio_cell(by_method, ours_method=OURS):
     """Fastest vLLM time / ours, bold below 1 (a vLLM kernel is faster)."""
-    ours = by_method.get(OURS)
+    ours = by_method.get(ours_method)
     peers = [by_method[m]["us"] for m in VLLM_METHODS if _timed(by_method.get(m))]
     if not _timed(ours) or not peers:
         return "-"
@@ -81,24 +83,30 @@ def _table(header, lines):
                      ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines])
 
 
+RATIO_TITLES = ["fastest vLLM / ours", "fastest vLLM / ours, exact"]
+
+
+def _ratio_cells(by_method):
+    return [_ratio_cell(by_method, OURS), _ratio_cell(by_method, OURS_EXACT)]
+
+
 def layer_table(rows):
-    header = ["model", "tokens", "active experts", "read once"] + [METHOD_TITLES[m] for m in METHODS] + \
-        ["fastest vLLM / ours"]
+    header = ["model", "tokens", "active experts", "read once"] + [METHOD_TITLES[m] for m in METHODS] + RATIO_TITLES
     lines = []
     for (model, tokens), by_method in _cases(rows, "layer").items():
         read_once = _first(by_method, "read_once_us")
         lines.append([MODEL_TITLES.get(model, model), tokens, _first(by_method, "active_experts"),
                       read_once if read_once == "-" else f"{read_once:.1f}"] +
-                     [_time_cell(by_method.get(m)) for m in METHODS] + [_ratio_cell(by_method)])
+                     [_time_cell(by_method.get(m)) for m in METHODS] + _ratio_cells(by_method))
     return _table(header, lines)
 
 
 def gemm_table(rows, level):
-    header = ["model", "tokens", "rows"] + [METHOD_TITLES[m] for m in METHODS] + ["fastest vLLM / ours"]
+    header = ["model", "tokens", "rows"] + [METHOD_TITLES[m] for m in METHODS] + RATIO_TITLES
     lines = []
     for (model, tokens), by_method in _cases(rows, level).items():
         lines.append([MODEL_TITLES.get(model, model), tokens, _first(by_method, "rows")] +
-                     [_time_cell(by_method.get(m)) for m in METHODS] + [_ratio_cell(by_method)])
+                     [_time_cell(by_method.get(m)) for m in METHODS] + _ratio_cells(by_method))
     return _table(header, lines)
 
 
@@ -143,9 +151,10 @@ def render(result):
         "One process, the same weights (one compressed-tensors int4 checkpoint, group 128, converted the way vLLM's "
         "loader does) and the same inputs for every method. Median µs of CUDA-graph replays with the L2 flushed "
         "before each. \"fastest vLLM / ours\": the fastest vLLM kernel's time over w4a8moe's (below 1, in bold: "
-        "a vLLM kernel is faster). \"read once\": µs to read the active experts' int4 weights, one byte per "
-        "group scale and 4 bytes per channel scale once at the measured bandwidth. Marlin W4A8-INT8 applies "
-        "the input global scale of its int8 weight scales.",
+        "a vLLM kernel is faster); \"exact\": the same for w4a8moe on the exact-scale packed layout "
+        "(prepack_weights(..., layout=\"exact\")). \"read once\": µs to read the active experts' int4 weights, one "
+        "byte per group scale and 4 bytes per channel scale once at the measured bandwidth. Marlin W4A8-INT8 "
+        "applies the input global scale of its int8 weight scales.",
         "",
         f"## {LEVEL_TITLES['layer']}", "", layer_table(result["rows"]), "",
         f"## {LEVEL_TITLES['gemm1']}", "", gemm_table(result["rows"], "gemm1"), "",

@@ -46,6 +46,7 @@ _MARLIN_OPS = ["_moe_C::topk_softmax", "_moe_C::moe_align_block_size", "_moe_C::
                "_C::silu_and_mul", "_moe_C::moe_sum", "_C::gptq_marlin_repack"]
 METHOD_OPS = {
     "w4a8moe": [],
+    "w4a8moe_exact": [],
     "vllm_cutlass_w4a8": ["_moe_C::topk_softmax", "_C::dynamic_per_token_scaled_fp8_quant", "_moe_C::moe_permute",
                           "_C::get_cutlass_moe_mm_problem_sizes_from_expert_offsets", "_C::cutlass_w4a8_moe_mm",
                           "_C::silu_and_mul", "_moe_C::moe_unpermute", "_C::cutlass_encode_and_reorder_int4b_grouped",

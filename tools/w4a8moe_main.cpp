@@ -109,9 +109,10 @@ std::string run_help() {
   return "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
          "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
          "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
-         "                   [--path auto|staged|one-launch] [--seed S] [--json FILE]\n"
+         "                   [--path auto|staged|one-launch] [--layout lookup|exact] [--seed S] [--json FILE]\n"
          "models: " + tools::model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n"
-         "--path: the layer's stages, or one launch (1..8 tokens); auto picks (a GEMM config stages it).\n";
+         "--path: the layer's stages, or one launch (1..8 tokens); auto picks (a GEMM config stages it).\n"
+         "--layout: the packed layout (include/w4a8moe/types.h PackedLayout): lookup (default) or exact.\n";
 }
 
 struct RunSetup {
@@ -190,10 +191,10 @@ RunSetup setup_from_args(Args const& args) {
 }
 
 DeviceBuffer prepack(std::vector<int32_t> const& weights, std::vector<uint16_t> const& scales,
-                     ExpertWeightShape const& shape) {
+                     ExpertWeightShape const& shape, PackedLayout layout) {
   DeviceBuffer d_weights(weights), d_scales(scales), packed;
   if (!d_weights.ok() || !d_scales.ok()) die("out of device memory for the weights");
-  check(prepack_to_new_buffer(d_weights.get(), d_scales.get(), shape, &packed), "prepack");
+  check(prepack_to_new_buffer(d_weights.get(), d_scales.get(), shape, &packed, layout), "prepack");
   return packed;
 }
 
@@ -205,7 +206,7 @@ int run_command(Args const& args) {
   }
   args.reject_unknown({"model", "experts", "topk", "hidden", "inter", "checkpoint", "layer", "tokens", "ep-ranks",
                        "rank", "dtype", "no-renormalize", "iters", "check-tokens", "no-check", "gemm1-config",
-                       "gemm2-config", "path", "seed", "json", "help"});
+                       "gemm2-config", "path", "layout", "seed", "json", "help"});
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     die("no CUDA device found: `run` needs a Hopper GPU (H100/H200)", 2);
@@ -221,15 +222,20 @@ int run_command(Args const& args) {
   if (dtype != "bf16" && dtype != "fp16") die("--dtype must be bf16 or fp16");
   bool const fp16 = dtype == "fp16";
   int const iters = int(std::max<int64_t>(1, args.integer("iters", 20)));
+  PackedLayout layout = PackedLayout::kLookupTable;
+  check(parse_packed_layout(args.get("layout", "lookup").c_str(), &layout, "--layout"), "arguments");
 
   RunSetup setup = setup_from_args(args);
   MoeShape const& s = setup.shape;
   std::printf("w4a8moe run: %s\n", setup.description.c_str());
-  std::printf("  layer: E=%d (local %d), top-%d, H=%d, I=%d; %lld tokens, %s, %s\n", s.num_experts,
-              s.num_local_experts, s.top_k, s.hidden, s.inter, static_cast<long long>(tokens), dtype.c_str(), prop.name);
+  std::printf("  layer: E=%d (local %d), top-%d, H=%d, I=%d; %lld tokens, %s, %s layout, %s\n", s.num_experts,
+              s.num_local_experts, s.top_k, s.hidden, s.inter, static_cast<long long>(tokens), dtype.c_str(),
+              packed_layout_name(layout), prop.name);
 
-  DeviceBuffer gemm1 = prepack(setup.experts.gemm1_weights, setup.experts.gemm1_scales, setup.experts.gemm1_shape());
-  DeviceBuffer gemm2 = prepack(setup.experts.gemm2_weights, setup.experts.gemm2_scales, setup.experts.gemm2_shape());
+  DeviceBuffer gemm1 =
+      prepack(setup.experts.gemm1_weights, setup.experts.gemm1_scales, setup.experts.gemm1_shape(), layout);
+  DeviceBuffer gemm2 =
+      prepack(setup.experts.gemm2_weights, setup.experts.gemm2_scales, setup.experts.gemm2_shape(), layout);
   double const packed_gb = double(gemm1.bytes() + gemm2.bytes()) / 1e9;
 
   // Inputs: hidden states N(0, 1) with a few outlier channels, router logits N(0, 1).
@@ -256,6 +262,7 @@ int run_command(Args const& args) {
   fa.shape = s;
   fa.gemm1_weights = gemm1.get();
   fa.gemm2_weights = gemm2.get();
+  fa.weight_layout = layout;
   fa.num_tokens = tokens;
   fa.hidden = d_hidden.get();
   fa.act_type = fp16 ? ActivationType::kFP16 : ActivationType::kBF16;
@@ -271,8 +278,8 @@ int run_command(Args const& args) {
   if (path != "auto" && path != "staged" && path != "one-launch") die("--path must be auto, staged or one-launch");
   fa.path = path == "staged" ? MoePath::kStaged : path == "one-launch" ? MoePath::kOneLaunch : MoePath::kAuto;
   fa.stream = stream;
-  std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens) : fa.gemm1_config;
-  std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens) : fa.gemm2_config;
+  std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens, layout) : fa.gemm1_config;
+  std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens, layout) : fa.gemm2_config;
 
   // Timed as an engine runs it: a CUDA graph of the whole forward, replayed, with events between the stages.
   LayerTiming timing;
@@ -309,6 +316,10 @@ int run_command(Args const& args) {
                                          setup.experts.gemm1_shape());
     weights.gemm2 = unpack_for_reference(setup.experts.gemm2_weights, setup.experts.gemm2_scales,
                                          setup.experts.gemm2_shape());
+    if (layout == PackedLayout::kExactScales) {  // the checkpoint's bf16 scales as they are, products unrounded
+      reference::hold_exact_scales(&weights.gemm1, setup.experts.gemm1_scales);
+      reference::hold_exact_scales(&weights.gemm2, setup.experts.gemm2_scales);
+    }
     auto const topk = reference::topk_softmax(logits, tokens, s.num_experts, s.top_k, setup.renormalize);
     std::vector<int64_t> sample;
     for (int i = 0; i < check_tokens; ++i) sample.push_back(int64_t(i) * tokens / check_tokens);
@@ -347,6 +358,7 @@ int run_command(Args const& args) {
                              {"inter", s.inter},
                              {"tokens", tokens},
                              {"dtype", dtype},
+                             {"layout", packed_layout_name(layout)},
                              {"gemm1_config", config1},
                              {"gemm2_config", config2},
                              {"one_launch", one_launch},

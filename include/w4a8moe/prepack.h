@@ -55,6 +55,13 @@ struct PrepackArgs {
 // expert's N * K below 2^31.
 Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name = "shape");
 
+// The layouts' names wherever a string names one (the CLI's --layout, the benchmarks' output, the Python ops):
+// "lookup" (kLookupTable) and "exact" (kExactScales); "unknown" for any other value.
+char const* packed_layout_name(PackedLayout layout);
+
+// The layout `name` names; an error naming `arg_name` and the accepted names otherwise.
+Status parse_packed_layout(char const* name, PackedLayout* layout, char const* arg_name = "layout");
+
 // Bytes of the packed buffer for this shape and layout (0 if the shape or the layout is invalid).
 size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout = PackedLayout::kLookupTable);
 

@@ -92,21 +92,37 @@ class TensorChecks {
     return static_cast<int>(value);
   }
 
-  // A packed buffer from prepack_weights for `shape`, whose size is checked against that shape.
-  void check_packed(at::Tensor const& t, char const* name, w4a8moe::ExpertWeightShape const& shape) const {
+  // A packed buffer from prepack_weights for `shape`, whose size is checked against that shape. Returns its layout:
+  // for one shape the two layouts' sizes differ (0.5625 and 0.516 bytes per weight), so the size tells which.
+  w4a8moe::PackedLayout check_packed(at::Tensor const& t, char const* name,
+                                     w4a8moe::ExpertWeightShape const& shape) const {
     throw_on_error(w4a8moe::validate_weight_shape(shape, name), op_);
-    int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape));
     rank(t, name, 1, "uint8 [bytes] from prepack_weights");
-    TORCH_CHECK_VALUE(t.numel() == bytes, op_, ": ", name, " has ", t.numel(),
-                      " bytes, but weights packed for E=", shape.num_experts, ", N=", shape.n, ", K=", shape.k,
-                      " take ", bytes, ": it was packed for another shape");
-    check(t, name, {at::kByte}, {bytes}, "uint8 [bytes] from prepack_weights", 256);
+    for (auto const layout : {w4a8moe::PackedLayout::kLookupTable, w4a8moe::PackedLayout::kExactScales}) {
+      int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape, layout));
+      if (t.numel() != bytes) continue;
+      check(t, name, {at::kByte}, {bytes}, "uint8 [bytes] from prepack_weights", 256);
+      return layout;
+    }
+    TORCH_CHECK_VALUE(false, op_, ": ", name, " has ", t.numel(), " bytes, but weights packed for E=",
+                      shape.num_experts, ", N=", shape.n, ", K=", shape.k, " take ",
+                      w4a8moe::packed_weights_bytes(shape, w4a8moe::PackedLayout::kLookupTable),
+                      " (layout \"lookup\") or ",
+                      w4a8moe::packed_weights_bytes(shape, w4a8moe::PackedLayout::kExactScales),
+                      " (layout \"exact\"): it was packed for another shape");
+    return w4a8moe::PackedLayout::kLookupTable;
   }
 
  private:
   char const* op_;
   c10::Device device_;
 };
+
+w4a8moe::PackedLayout parse_layout(std::string const& name, char const* op) {
+  w4a8moe::PackedLayout layout = w4a8moe::PackedLayout::kLookupTable;
+  throw_on_error(w4a8moe::parse_packed_layout(name.c_str(), &layout), op);
+  return layout;
+}
 
 cudaStream_t current_stream(c10::Device device) { return at::cuda::getCurrentCUDAStream(device.index()).stream(); }
 
@@ -115,10 +131,11 @@ at::Tensor workspace(size_t bytes, c10::Device device) {
 }
 
 at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_scales,
-                           std::optional<at::Tensor> const& channel_scales) {
+                           std::optional<at::Tensor> const& channel_scales, std::string const& layout) {
   TensorChecks const c("w4a8moe.prepack_weights", weights, "weights");
   c.rank(weights, "weights", 3, "int32 [E, N, K/8] or uint8 [E, N, K/2]");
   w4a8moe::PrepackArgs args;
+  args.layout = parse_layout(layout, c.op());
   int64_t k = 0;
   if (weights.scalar_type() == at::kInt) {
     args.weight_format = w4a8moe::WeightFormat::kOffsetBinaryInt32;
@@ -156,7 +173,7 @@ at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_sc
 
   c10::cuda::CUDAGuard const guard(c.device());
   // Zeroed so that the padding between sections is deterministic (a packed buffer may be saved and compared).
-  at::Tensor packed = at::zeros({static_cast<int64_t>(w4a8moe::packed_weights_bytes(s))},
+  at::Tensor packed = at::zeros({static_cast<int64_t>(w4a8moe::packed_weights_bytes(s, args.layout))},
                                 weights.options().dtype(at::kByte));
   args.weights = weights.data_ptr();
   args.group_scales = group_scales.data_ptr();
@@ -182,7 +199,7 @@ at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, a
   c.check(act, "act", {at::kFloat8_e4m3fn}, {rows, act.size(1)}, "[rows, K]", 16);
   c.check(token_scales, "token_scales", {at::kFloat}, {rows}, "[rows]", 4);
   c.check(expert_offsets, "expert_offsets", {at::kLong}, {expert_offsets.size(0)}, "[E + 1]", 8);
-  c.check_packed(packed_weights, "packed_weights", args.shape);
+  args.layout = c.check_packed(packed_weights, "packed_weights", args.shape);
   at::ScalarType const dtype = out_dtype.value_or(at::kBFloat16);
   TORCH_CHECK_TYPE(dtype == at::kBFloat16 || dtype == at::kHalf, c.op(), ": out_dtype must be ",
                    dtype_list({at::kBFloat16, at::kHalf}), ", got ", dtype);
@@ -201,6 +218,15 @@ at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, a
   args.workspace_bytes = static_cast<size_t>(ws.numel());
   args.config = config.value_or("");
   args.stream = current_stream(c.device());
+  at::Tensor group_sums;  // the exact-scale layout's GEMMs take the activations' sums per 128-K group
+  if (args.layout == w4a8moe::PackedLayout::kExactScales) {
+    int64_t const bytes = static_cast<int64_t>(w4a8moe::activation_group_sums_bytes(rows, args.shape.k));
+    group_sums = at::empty({(bytes + 3) / 4}, act.options().dtype(at::kFloat));
+    throw_on_error(w4a8moe::compute_activation_group_sums(act.data_ptr(), rows, args.shape.k,
+                                                          group_sums.data_ptr<float>(), args.stream),
+                   c.op());
+    args.act_group_sums = group_sums.data_ptr<float>();
+  }
   throw_on_error(w4a8moe::grouped_gemm(args), c.op());
   return out;
 }
@@ -263,8 +289,12 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                 c.to_int(top_k, "top_k"), c.to_int(hidden_size, "hidden_size"), c.to_int(inter_size, "inter_size")};
   throw_on_error(w4a8moe::validate_moe_shape(args.shape), c.op());
   auto const& s = args.shape;
-  c.check_packed(gemm1_weights, "gemm1_weights", {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize});
-  c.check_packed(gemm2_weights, "gemm2_weights", {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize});
+  args.weight_layout =
+      c.check_packed(gemm1_weights, "gemm1_weights", {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize});
+  TORCH_CHECK_VALUE(c.check_packed(gemm2_weights, "gemm2_weights",
+                                   {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize}) == args.weight_layout,
+                    c.op(), ": gemm1_weights and gemm2_weights were packed in different layouts (gemm1: \"",
+                    w4a8moe::packed_layout_name(args.weight_layout), "\")");
   check_expert_map(c, expert_map, num_experts);
 
   bool const has_topk = topk_ids.has_value() || topk_weights.has_value();
@@ -323,7 +353,7 @@ std::vector<int64_t> packed_weights_shape(at::Tensor const& packed) {
   return {shape.num_experts, shape.n, shape.k};
 }
 
-int64_t packed_weights_bytes(int64_t num_experts, int64_t n, int64_t k) {
+int64_t packed_weights_bytes(int64_t num_experts, int64_t n, int64_t k, std::string const& layout) {
   char const* const op = "w4a8moe.packed_weights_bytes";
   auto const narrow = [op](int64_t value, char const* name) {
     TORCH_CHECK_VALUE(value >= 0 && value <= std::numeric_limits<int>::max(), op, ": ", name, "=", value,
@@ -333,17 +363,20 @@ int64_t packed_weights_bytes(int64_t num_experts, int64_t n, int64_t k) {
   w4a8moe::ExpertWeightShape const shape{narrow(num_experts, "num_experts"), narrow(n, "n"), narrow(k, "k"),
                                          w4a8moe::kGroupSize};
   throw_on_error(w4a8moe::validate_weight_shape(shape), op);
-  return static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape));
+  return static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape, parse_layout(layout, op)));
 }
 
-std::vector<std::string> gemm_config_names() { return w4a8moe::gemm_config_names(); }
+std::vector<std::string> gemm_config_names(std::string const& layout) {
+  return w4a8moe::gemm_config_names(parse_layout(layout, "w4a8moe.gemm_config_names"));
+}
 
 }  // namespace
 }  // namespace w4a8moe_torch
 
 TORCH_LIBRARY(w4a8moe, m) {
   // Load time: waits for the stream and reads back the scale check, so it cannot be captured in a CUDA graph.
-  m.def("prepack_weights(Tensor weights, Tensor group_scales, Tensor? channel_scales=None) -> Tensor",
+  m.def("prepack_weights(Tensor weights, Tensor group_scales, Tensor? channel_scales=None, str layout=\"lookup\") "
+        "-> Tensor",
         {at::Tag::cudagraph_unsafe});
   // Run time: enqueue only, never wait for the host; safe to capture and to trace with torch.compile.
   m.def("grouped_gemm(Tensor act, Tensor token_scales, Tensor expert_offsets, Tensor packed_weights, int n, "
@@ -359,8 +392,9 @@ TORCH_LIBRARY(w4a8moe, m) {
         {at::Tag::pt2_compliant_tag});
   m.def("packed_weights_shape(Tensor packed) -> int[]");
   // No tensor arguments: these run on the host wherever they are called from.
-  m.def("packed_weights_bytes(int num_experts, int n, int k) -> int", &w4a8moe_torch::packed_weights_bytes);
-  m.def("gemm_config_names() -> str[]", &w4a8moe_torch::gemm_config_names);
+  m.def("packed_weights_bytes(int num_experts, int n, int k, str layout=\"lookup\") -> int",
+        &w4a8moe_torch::packed_weights_bytes);
+  m.def("gemm_config_names(str layout=\"lookup\") -> str[]", &w4a8moe_torch::gemm_config_names);
 }
 
 TORCH_LIBRARY_IMPL(w4a8moe, CUDA, m) {

@@ -20,14 +20,16 @@ pytestmark = ref.requires_hopper
 class Layer:
     """A layer's local experts: quantized values for the reference, packed weights for the kernels."""
 
-    def __init__(self, num_experts, top_k, hidden, inter, seed, num_local_experts=None):
+    def __init__(self, num_experts, top_k, hidden, inter, seed, num_local_experts=None, layout="lookup"):
         generator = torch.Generator(device="cuda").manual_seed(seed)
         local = num_local_experts or num_experts
         self.num_experts, self.top_k, self.hidden, self.inter = num_experts, top_k, hidden, inter
         self.gemm1 = ref.QuantizedExperts(local, 2 * inter, hidden, generator)
         self.gemm2 = ref.QuantizedExperts(local, hidden, inter, generator)
+        self.layout = layout
         self.weights = w4a8moe.prepack_moe_weights(ref.pack_offset_binary(self.gemm1.q), self.gemm1.bf16_scales,
-                                                   ref.pack_offset_binary(self.gemm2.q), self.gemm2.bf16_scales)
+                                                   ref.pack_offset_binary(self.gemm2.q), self.gemm2.bf16_scales,
+                                                   layout=layout)
         self.generator = generator
 
     def hidden_states(self, tokens, dtype=torch.bfloat16):
@@ -48,7 +50,7 @@ class Layer:
 
     def reference(self, hidden, topk_ids, topk_weights, expert_map=None, apply_router_weight_on_input=False):
         return ref.moe_layer(hidden, topk_ids, topk_weights, self.gemm1, self.gemm2, self.num_experts, expert_map,
-                             apply_router_weight_on_input)
+                             apply_router_weight_on_input, self.layout)
 
 
 _layers = {}
@@ -61,6 +63,8 @@ def layer(name):
         "mixtral_8x7b": dict(num_experts=8, top_k=2, hidden=4096, inter=14336),
         "small": dict(num_experts=16, top_k=4, hidden=256, inter=384),
         "small_ep": dict(num_experts=16, top_k=4, hidden=256, inter=384, num_local_experts=8),
+        "qwen3_30b_a3b_exact": dict(num_experts=128, top_k=8, hidden=2048, inter=768, layout="exact"),
+        "small_ep_exact": dict(num_experts=16, top_k=4, hidden=256, inter=384, num_local_experts=8, layout="exact"),
     }
     if name not in _layers:
         _layers[name] = Layer(**shapes[name], seed=len(_layers) + 10)
@@ -138,6 +142,36 @@ def test_expert_parallel_rank_holds_half_the_experts():
     ids, weights = ref.topk_softmax(logits, m.top_k, renormalize=True)
     assert (out[:5] == 0).all()
     ref.assert_tokens_close(out, m.reference(hidden, ids, weights, expert_map=expert_map))
+
+
+# The exact-scale layout: both paths, every GEMM chunk size (1 to 300 tokens), an expert-parallel rank, fp16.
+@pytest.mark.parametrize("tokens, path", [(1, "auto"), (5, "one_launch"), (5, "staged"), (64, "auto"),
+                                          (300, "auto")])
+def test_exact_layout_matches_reference(tokens, path):
+    m = layer("qwen3_30b_a3b_exact")
+    hidden, logits = m.hidden_states(tokens), m.router_logits(tokens)
+    out = w4a8moe.fused_moe(hidden, logits, weights=m.weights, top_k=m.top_k, path=path)
+    ids, weights = ref.topk_softmax(logits, m.top_k, renormalize=True)
+    ref.assert_tokens_close(out, m.reference(hidden, ids, weights))
+
+
+def test_exact_layout_expert_parallel_rank_fp16():
+    m = layer("small_ep_exact")
+    expert_map = torch.full((16,), -1, dtype=torch.int32, device="cuda")
+    expert_map[:8] = torch.arange(8, dtype=torch.int32, device="cuda")
+    for tokens in (3, 77):
+        hidden, logits = m.hidden_states(tokens, torch.float16), m.router_logits(tokens)
+        out = w4a8moe.fused_moe(hidden, logits, weights=m.weights, top_k=m.top_k, expert_map=expert_map)
+        ids, weights = ref.topk_softmax(logits, m.top_k, renormalize=True)
+        ref.assert_tokens_close(out, m.reference(hidden, ids, weights, expert_map=expert_map))
+
+
+def test_layers_packed_in_different_layouts_are_rejected():
+    lookup, exact = layer("small_ep"), layer("small_ep_exact")
+    hidden, logits = lookup.hidden_states(4), lookup.router_logits(4)
+    with pytest.raises(ValueError, match="different layouts"):
+        torch.ops.w4a8moe.moe_forward(hidden, lookup.weights.gemm1, exact.weights.gemm2, logits, None, None, None,
+                                      16, 8, 4, 384, True, False, None, None, 0)
 
 
 def test_zero_tokens():

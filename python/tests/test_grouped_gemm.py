@@ -15,18 +15,18 @@ import w4a8_reference as ref
 pytestmark = ref.requires_hopper
 
 
-def make_problem(num_experts, n, k, counts, seed, first_row=0, trailing_rows=0):
+def make_problem(num_experts, n, k, counts, seed, first_row=0, trailing_rows=0, layout="lookup"):
     generator = torch.Generator(device="cuda").manual_seed(seed)
     experts = ref.QuantizedExperts(num_experts, n, k, generator)
-    packed = w4a8moe.prepack_weights(ref.pack_offset_binary(experts.q), experts.bf16_scales)
+    packed = w4a8moe.prepack_weights(ref.pack_offset_binary(experts.q), experts.bf16_scales, layout=layout)
     offsets = torch.tensor([first_row] + counts, dtype=torch.int64, device="cuda").cumsum(0)
     rows = int(offsets[-1]) + trailing_rows
     act, token_scales = ref.random_activations(rows, k, generator)
     return experts, packed, act, token_scales, offsets
 
 
-def check_against_reference(out, experts, act, token_scales, offsets):
-    expected, magnitude = ref.grouped_gemm(experts, act, token_scales, offsets)
+def check_against_reference(out, experts, act, token_scales, offsets, layout="lookup"):
+    expected, magnitude = ref.grouped_gemm(experts, act, token_scales, offsets, layout)
     begin, end = int(offsets[0]), int(offsets[-1])
     got, want, mag = out[begin:end].double(), expected[begin:end], magnitude[begin:end]
     assert torch.isfinite(got).all()
@@ -56,11 +56,21 @@ def test_rows_outside_the_offsets_are_allowed():
     check_against_reference(out, experts, act, token_scales, offsets)
 
 
-def test_every_kernel_config_matches_reference():
-    experts, packed, act, token_scales, offsets = make_problem(4, 256, 512, [3, 40, 0, 150], seed=4)
-    for config in w4a8moe.gemm_config_names():
+@pytest.mark.parametrize("layout", ["lookup", "exact"])
+def test_every_kernel_config_matches_reference(layout):
+    experts, packed, act, token_scales, offsets = make_problem(4, 256, 512, [3, 40, 0, 150], seed=4, layout=layout)
+    assert packed.numel() == w4a8moe.packed_weights_bytes(4, 256, 512, layout)
+    for config in [None] + w4a8moe.gemm_config_names(layout):
         out = w4a8moe.grouped_gemm(act, token_scales, offsets, packed, 256, config=config)
-        check_against_reference(out, experts, act, token_scales, offsets)
+        check_against_reference(out, experts, act, token_scales, offsets, layout)
+
+
+def test_exact_layout_matches_reference_on_decode_and_uneven_rows():
+    for counts in ([1] * 16, [5, 0, 64, 1, 130, 0, 17, 3] * 2):
+        experts, packed, act, token_scales, offsets = make_problem(16, 1536, 2048, counts, seed=len(counts),
+                                                                   layout="exact")
+        out = w4a8moe.grouped_gemm(act, token_scales, offsets, packed, 1536)
+        check_against_reference(out, experts, act, token_scales, offsets, "exact")
 
 
 @pytest.mark.parametrize("case, error, message", [

@@ -88,9 +88,10 @@ def test_moe_weights_stack_gate_and_up(experts):
     ("fp8 scales without channel scales", ValueError, "need channel_scales"),
     ("bf16 scales with channel scales", ValueError, "channel_scales must be None"),
     ("non-contiguous weights", ValueError, "weights must be contiguous"),
+    ("unknown layout", ValueError, "layout='fancy': must be \"lookup\" or \"exact\""),
 ])
 def test_bad_inputs_raise_clear_errors(experts, case, error, message):
-    weights, scales, channel = ref.pack_offset_binary(experts.q), experts.bf16_scales, None
+    weights, scales, channel, layout = ref.pack_offset_binary(experts.q), experts.bf16_scales, None, "lookup"
     if case == "int64 weights":
         weights = weights.long()
     elif case == "cpu weights":
@@ -107,5 +108,7 @@ def test_bad_inputs_raise_clear_errors(experts, case, error, message):
         channel = experts.channel_scale
     elif case == "non-contiguous weights":
         weights = weights.transpose(0, 1).contiguous().transpose(0, 1)
+    elif case == "unknown layout":
+        layout = "fancy"
     with pytest.raises(error, match=message):
-        w4a8moe.prepack_weights(weights, scales, channel)
+        w4a8moe.prepack_weights(weights, scales, channel, layout)

@@ -77,11 +77,18 @@ class QuantizedExperts:
         self.group_scale, self.channel_scale = split_bf16_scales(self.bf16_scales)
         self._weights = None
 
-    def weights(self):
-        """Dequantized e4m3(q * sg), float32 [E, N, K], computed once."""
+    def weights(self, layout="lookup"):
+        """The values the kernels multiply, float32 [E, N, K], computed once per layout: e4m3(q * sg) for "lookup"
+        (the channel scale applied after), q * s with the checkpoint's bf16 s for "exact" (channel_scales() 1)."""
         if self._weights is None:
-            self._weights = dequantized_weights(self.q, self.group_scale)
-        return self._weights
+            self._weights = {}
+        if layout not in self._weights:
+            self._weights[layout] = (dequantized_weights(self.q, self.group_scale) if layout == "lookup" else
+                                     self.q.float() * self.bf16_scales.float().repeat_interleave(GROUP, dim=-1))
+        return self._weights[layout]
+
+    def channel_scales(self, layout="lookup"):
+        return self.channel_scale if layout == "lookup" else torch.ones_like(self.channel_scale)
 
 
 # --- The packed buffer (format version 1) ---------------------------------------------------------------------------
@@ -159,19 +166,19 @@ def random_activations(rows, k, generator, device="cuda"):
     return quantize_rows(x)
 
 
-def grouped_gemm(experts: QuantizedExperts, act, token_scales, offsets):
+def grouped_gemm(experts: QuantizedExperts, act, token_scales, offsets, layout="lookup"):
     """float64 out [rows, N] and the bound's magnitude st * sc * sum_k |a w| for the rows of each expert; rows of
     no expert are NaN."""
     rows, n = act.shape[0], experts.shape[1]
     out = torch.full((rows, n), float("nan"), dtype=torch.float64, device=act.device)
     magnitude = torch.zeros_like(out)
-    weights = experts.weights()
+    weights, channel_scales = experts.weights(layout), experts.channel_scales(layout)
     for e, (begin, end) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
         if begin == end:
             continue
         a = act[begin:end].double()
         w = weights[e].double()
-        scale = token_scales[begin:end].double()[:, None] * experts.channel_scale[e].double()[None, :]
+        scale = token_scales[begin:end].double()[:, None] * channel_scales[e].double()[None, :]
         out[begin:end] = (a @ w.T) * scale
         magnitude[begin:end] = (a.abs() @ w.abs().T) * scale.abs()
     return out, magnitude
@@ -212,14 +219,15 @@ def topk_softmax(router_logits, top_k, renormalize):
     return ids.to(torch.int32), weights
 
 
-def _expert_rows(experts: QuantizedExperts, e, act, scales, out_dtype):
+def _expert_rows(experts: QuantizedExperts, e, act, scales, out_dtype, layout):
     """One expert's GEMM on the given rows, summed in float64 and rounded like the kernel's output."""
-    product = act.double() @ experts.weights()[e].double().T
-    return (product * (scales.double()[:, None] * experts.channel_scale[e].double()[None, :])).float().to(out_dtype)
+    product = act.double() @ experts.weights(layout)[e].double().T
+    channel = experts.channel_scales(layout)[e].double()
+    return (product * (scales.double()[:, None] * channel[None, :])).float().to(out_dtype)
 
 
 def moe_layer(hidden, topk_ids, topk_weights, gemm1: QuantizedExperts, gemm2: QuantizedExperts, num_experts,
-              expert_map=None, apply_router_weight_on_input=False):
+              expert_map=None, apply_router_weight_on_input=False, layout="lookup"):
     """The layer's output [T, H] in hidden's dtype: per-token fp8 activations, GEMM1 rounded to the activation
     type, SiLU(gate) * up in fp32, per-row fp8 requantisation, GEMM2 rounded, weighted sum over the slots in fp32."""
     tokens, top_k = topk_ids.shape
@@ -231,10 +239,10 @@ def moe_layer(hidden, topk_ids, topk_weights, gemm1: QuantizedExperts, gemm2: Qu
         token, slot = torch.nonzero(local == e, as_tuple=True)
         weight = topk_weights[token, slot].float()
         scale1 = token_scale[token] * weight if apply_router_weight_on_input else token_scale[token]
-        g1 = _expert_rows(gemm1, e, act1[token], scale1, hidden.dtype).float()
+        g1 = _expert_rows(gemm1, e, act1[token], scale1, hidden.dtype, layout).float()
         gate, up = g1[:, :inter], g1[:, inter:]
         act2, scale2 = quantize_rows(gate / (1 + torch.exp(-gate)) * up)
-        g2 = _expert_rows(gemm2, e, act2, scale2, hidden.dtype).float()
+        g2 = _expert_rows(gemm2, e, act2, scale2, hidden.dtype, layout).float()
         slot_out[token, slot] = g2 if apply_router_weight_on_input else g2 * weight[:, None]
     total = torch.zeros(tokens, hidden.shape[1], device=hidden.device)
     for j in range(top_k):  # the slots in order, as the unpermute sums them

@@ -7,10 +7,10 @@ import torch
 
 
 @torch.library.register_fake("w4a8moe::prepack_weights")
-def _prepack_weights_fake(weights, group_scales, channel_scales=None):
+def _prepack_weights_fake(weights, group_scales, channel_scales=None, layout="lookup"):
     elements_per_item = 8 if weights.dtype == torch.int32 else 2
     num_experts, n, packed_k = (int(size) for size in weights.shape)
-    num_bytes = torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, packed_k * elements_per_item)
+    num_bytes = torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, packed_k * elements_per_item, layout)
     return weights.new_empty((num_bytes,), dtype=torch.uint8)
 
 

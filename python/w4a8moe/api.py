@@ -6,7 +6,13 @@ Numerics (per expert e, output channel n, input k; group size 128):
     out[m, n]  = st[m] * sc[e, n] * sum_k a[m, k] * e4m3(q[e, n, k] * sg[e, n, k // 128])
 
 where a and st are the per-token fp8 activations and fp32 scale (quantize_per_token_fp8), and prepacking splits s
-into an e4m3 group scale sg and an fp32 channel scale sc (see include/w4a8moe/prepack.h).
+into an e4m3 group scale sg and an fp32 channel scale sc (see include/w4a8moe/prepack.h). That is the default
+packed layout, "lookup". The layout "exact" (prepack_weights(..., layout="exact")) keeps the products unrounded,
+
+    out[m, n]  = st[m] * sum_k a[m, k] * q[e, n, k] * s[e, n, k // 128]
+
+with the bf16 scales applied per group in fp32; its kernels are faster at 1-128 tokens and slower beyond (the
+README says where). The run-time ops tell the layouts apart by the packed buffer's size.
 """
 
 from dataclasses import dataclass
@@ -17,10 +23,11 @@ import torch
 E4M3_MAX = 448.0
 
 
-def packed_weights_bytes(num_experts: int, n: int, k: int) -> int:
-    """Bytes of the packed buffer for E experts of [N, K] weights. Raises ValueError if the shape breaks a rule
-    (N a positive multiple of 16, K a positive multiple of 128, one expert's N * K below 2^31)."""
-    return torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, k)
+def packed_weights_bytes(num_experts: int, n: int, k: int, layout: str = "lookup") -> int:
+    """Bytes of the packed buffer for E experts of [N, K] weights in `layout` ("lookup" or "exact"). Raises
+    ValueError if the shape breaks a rule (N a positive multiple of 16, K a positive multiple of 128, one expert's
+    N * K below 2^31) or the layout is unknown."""
+    return torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, k, layout)
 
 
 def packed_weights_shape(packed: torch.Tensor) -> tuple:
@@ -29,13 +36,14 @@ def packed_weights_shape(packed: torch.Tensor) -> tuple:
     return tuple(torch.ops.w4a8moe.packed_weights_shape(packed))
 
 
-def gemm_config_names() -> list:
-    """Names of the grouped GEMM kernel configs, e.g. "128x16_1x1_coop", for the optional config overrides."""
-    return list(torch.ops.w4a8moe.gemm_config_names())
+def gemm_config_names(layout: str = "lookup") -> list:
+    """Names of the grouped GEMM kernel configs that read `layout`, e.g. "128x16_1x1_coop", for the optional config
+    overrides."""
+    return list(torch.ops.w4a8moe.gemm_config_names(layout))
 
 
 def prepack_weights(weights: torch.Tensor, group_scales: torch.Tensor,
-                    channel_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    channel_scales: Optional[torch.Tensor] = None, layout: str = "lookup") -> torch.Tensor:
     """Packs one projection's experts, E experts of [N, K], into the private format the GEMMs read.
 
     Load time only: waits for the current stream and checks the scales (a non-finite scale raises ValueError).
@@ -48,12 +56,14 @@ def prepack_weights(weights: torch.Tensor, group_scales: torch.Tensor,
         group_scales: either bfloat16 [E, N, K/128], the checkpoint's weight_scale (W = q * s), or float8_e4m3fn
             [E, N, K/128] with |sg| <= 56, together with channel_scales (W = q * sg * sc).
         channel_scales: float32 [E, N]; only with float8_e4m3fn group_scales.
+        layout: "lookup" (the default: e4m3(q * sg) through a lookup table, every kernel config) or "exact" (the
+            products q * s unrounded, bf16 group scales; faster at decode, slower at prefill).
 
     Returns:
-        uint8 [packed_weights_bytes(E, N, K)] on the weights' device. Its bytes are private and versioned; a copy
-        saved to disk is checked with packed_weights_shape() when loaded back.
+        uint8 [packed_weights_bytes(E, N, K, layout)] on the weights' device. Its bytes are private and versioned; a
+        copy saved to disk is checked with packed_weights_shape() when loaded back.
     """
-    return torch.ops.w4a8moe.prepack_weights(weights, group_scales, channel_scales)
+    return torch.ops.w4a8moe.prepack_weights(weights, group_scales, channel_scales, layout)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,7 @@ class PackedMoeWeights:
 
     gemm1: uint8, E experts of [2 * intermediate_size, hidden_size]: per expert the gate rows, then the up rows.
     gemm2: uint8, E experts of [hidden_size, intermediate_size] (down_proj).
+    layout: the packed layout of both ("lookup" or "exact").
     """
 
     gemm1: torch.Tensor
@@ -69,6 +80,7 @@ class PackedMoeWeights:
     num_experts: int
     hidden_size: int
     intermediate_size: int
+    layout: str = "lookup"
 
     def __post_init__(self):
         shapes = {
@@ -79,10 +91,11 @@ class PackedMoeWeights:
             packed = getattr(self, name)
             if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1:
                 raise TypeError(f"PackedMoeWeights.{name} must be a 1-D uint8 tensor from prepack_weights")
-            expected = packed_weights_bytes(*shape)
+            expected = packed_weights_bytes(*shape, self.layout)
             if packed.numel() != expected:
                 raise ValueError(f"PackedMoeWeights.{name} has {packed.numel()} bytes, but E, N, K = {shape} "
-                                 f"take {expected}: it was packed for another shape")
+                                 f"take {expected} in layout {self.layout!r}: it was packed for another shape or "
+                                 "layout")
 
 
 def _unpacked_k(weights: torch.Tensor, name: str) -> int:
@@ -97,7 +110,7 @@ def _unpacked_k(weights: torch.Tensor, name: str) -> int:
 
 def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_weight: torch.Tensor,
                         w2_scale: torch.Tensor, w13_channel_scale: Optional[torch.Tensor] = None,
-                        w2_channel_scale: Optional[torch.Tensor] = None) -> PackedMoeWeights:
+                        w2_channel_scale: Optional[torch.Tensor] = None, layout: str = "lookup") -> PackedMoeWeights:
     """Packs a MoE layer's experts for fused_moe(). Load time only (see prepack_weights).
 
     Args:
@@ -107,6 +120,7 @@ def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_we
         w2_weight: down_proj for GEMM2, [E, H, I/8] int32 or [E, H, I/2] uint8.
         w2_scale: [E, H, I/128], bfloat16 or float8_e4m3fn with w2_channel_scale.
         w13_channel_scale, w2_channel_scale: float32 [E, 2I] and [E, H]; only with float8_e4m3fn scales.
+        layout: the packed layout, "lookup" or "exact" (see prepack_weights).
 
     Returns:
         PackedMoeWeights for the E experts (E is the number of local experts under expert parallelism).
@@ -118,11 +132,12 @@ def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_we
         raise ValueError(f"w13_weight {tuple(w13_weight.shape)} ([E, 2I, H/pack]) and w2_weight "
                          f"{tuple(w2_weight.shape)} ([E, H, I/pack]) disagree on E, H or I")
     return PackedMoeWeights(
-        gemm1=prepack_weights(w13_weight, w13_scale, w13_channel_scale),
-        gemm2=prepack_weights(w2_weight, w2_scale, w2_channel_scale),
+        gemm1=prepack_weights(w13_weight, w13_scale, w13_channel_scale, layout),
+        gemm2=prepack_weights(w2_weight, w2_scale, w2_channel_scale, layout),
         num_experts=num_experts,
         hidden_size=hidden,
         intermediate_size=inter,
+        layout=layout,
     )
 
 
@@ -155,10 +170,10 @@ def grouped_gemm(act: torch.Tensor, token_scales: torch.Tensor, expert_offsets: 
         act: float8_e4m3fn [rows, K], rows grouped by expert, 16-byte aligned.
         token_scales: float32 [rows].
         expert_offsets: int64 [E + 1] on the GPU, non-decreasing, expert_offsets[E] <= rows.
-        packed_weights: uint8 from prepack_weights for E experts of [n, K].
+        packed_weights: uint8 from prepack_weights for E experts of [n, K], either layout (told by its size).
         n: output channels of each expert.
         out_dtype: torch.bfloat16 or torch.float16.
-        config: optional kernel name from gemm_config_names(); None picks one by heuristic.
+        config: optional kernel name from gemm_config_names(layout); None picks one by heuristic.
 
     Returns:
         [rows, n] of out_dtype. Rows outside [expert_offsets[0], expert_offsets[E]) are not written (their values

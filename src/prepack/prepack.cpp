@@ -47,6 +47,27 @@ size_t layout_bytes(ExpertWeightShape const& shape, PackedLayout layout) {
 
 }  // namespace
 
+char const* packed_layout_name(PackedLayout layout) {
+  switch (layout) {
+    case PackedLayout::kLookupTable:
+      return "lookup";
+    case PackedLayout::kExactScales:
+      return "exact";
+  }
+  return "unknown";
+}
+
+Status parse_packed_layout(char const* name, PackedLayout* layout, char const* arg_name) {
+  if (layout == nullptr) return invalid_argument("layout is null");
+  for (PackedLayout const candidate : {PackedLayout::kLookupTable, PackedLayout::kExactScales}) {
+    if (name != nullptr && std::strcmp(name, packed_layout_name(candidate)) == 0) {
+      *layout = candidate;
+      return Status::Ok();
+    }
+  }
+  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be \"lookup\" or \"exact\"");
+}
+
 size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout) {
   if (!validate_weight_shape(shape).ok() || !known_layout(layout)) return 0;
   return layout_bytes(shape, layout);

@@ -92,9 +92,10 @@ void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float
     int8_t const* q = w.q.data() + w.q_index(e, n, 0);
     for (int64_t g = 0; g < groups; ++g) {
       double table[16];
-      uint8_t const sg = w.group_scale[w.scale_index(e, n, int(g))];
+      int64_t const scale = w.scale_index(e, n, int(g));
       for (int v = -8; v < 8; ++v) {
-        table[v + 8] = w.exact_products ? double(v) * e4m3_to_float(sg) : dequantized_weight(v, sg);
+        table[v + 8] = w.exact_group_scale.empty() ? dequantized_weight(v, w.group_scale[scale])
+                                                   : double(v) * double(w.exact_group_scale[scale]);
       }
       for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
         double const p = a[k] * table[q[k] + 8];

@@ -38,6 +38,21 @@ std::vector<uint8_t> pack_signed_int4(QuantizedExperts const& experts) {
   return packed;
 }
 
+void hold_exact_scales(QuantizedExperts* experts) {
+  experts->exact_group_scale.resize(experts->group_scale.size());
+  std::transform(experts->group_scale.begin(), experts->group_scale.end(), experts->exact_group_scale.begin(),
+                 [](uint8_t bits) { return e4m3_to_float(bits); });
+}
+
+void hold_exact_scales(QuantizedExperts* experts, std::vector<uint16_t> const& bf16_scales) {
+  if (bf16_scales.size() != experts->group_scale.size()) {
+    throw std::invalid_argument("hold_exact_scales: bf16_scales must hold [E, N, K/128] values");
+  }
+  experts->exact_group_scale.resize(bf16_scales.size());
+  std::transform(bf16_scales.begin(), bf16_scales.end(), experts->exact_group_scale.begin(), bf16_to_float);
+  std::fill(experts->channel_scale.begin(), experts->channel_scale.end(), 1.0f);
+}
+
 void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
                        std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale) {
   int64_t const groups = shape.k / shape.group_size;

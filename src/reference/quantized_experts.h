@@ -15,9 +15,9 @@ struct QuantizedExperts {
   std::vector<int8_t> q;               // [E, N, K], values in [-8, 7]
   std::vector<uint8_t> group_scale;    // [E, N, K/128], e4m3 bits
   std::vector<float> channel_scale;    // [E, N]
-  // The weights as the exact-scale layout holds them (packed from these e4m3 sg and fp32 sc): q * sg not rounded to
-  // e4m3. moe_reference's GEMM rows honour it.
-  bool exact_products = false;
+  // When set, the weights as the exact-scale layout holds them: W = q * exact_group_scale * sc, not rounded
+  // ([E, N, K/128]; set by hold_exact_scales). moe_reference's GEMM rows honour it.
+  std::vector<float> exact_group_scale;
 
   int64_t group_count() const { return shape.k / shape.group_size; }
   int64_t q_index(int e, int n, int k) const { return (int64_t(e) * shape.n + n) * shape.k + k; }
@@ -36,6 +36,11 @@ std::vector<uint8_t> pack_signed_int4(QuantizedExperts const& experts);
 //   c = max_g |s| / 448, sg = e4m3(s / c / 8), sc = 8 c   (an all-zero row gives sg = 0, sc = 0)
 void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
                        std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale);
+
+// The exact-scale layout's weights, unrounded products: packed from the experts' own e4m3 sg and fp32 sc, W = q * sg
+// * sc; packed from bf16 checkpoint scales s, W = q * s (the channel scales become 1).
+void hold_exact_scales(QuantizedExperts* experts);
+void hold_exact_scales(QuantizedExperts* experts, std::vector<uint16_t> const& bf16_scales);
 
 // The 8-byte lookup table of one group scale: byte i = e4m3((i - 8) * sg), i.e. {-8 sg, ..., -1 sg}.
 void lut_from_group_scale(uint8_t group_scale, uint8_t lut[8]);

@@ -52,7 +52,8 @@ std::unique_ptr<Layer> make_layer(MoeShape shape, std::mt19937_64& rng, PackedLa
   layer->weights.gemm2 = testing::random_experts({shape.num_local_experts, shape.hidden, shape.inter, 128}, rng,
                                                  &scales2);
   if (layout == PackedLayout::kExactScales) {
-    layer->weights.gemm1.exact_products = layer->weights.gemm2.exact_products = true;
+    reference::hold_exact_scales(&layer->weights.gemm1);
+    reference::hold_exact_scales(&layer->weights.gemm2);
     layer->gemm1 = prepack_exact_on_device(layer->weights.gemm1);
     layer->gemm2 = prepack_exact_on_device(layer->weights.gemm2);
   } else {
