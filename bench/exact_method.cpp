@@ -68,6 +68,7 @@ class ExactMethod final : public Method {
     if (params_.total_rows == 0) return "";
     Status const status = rows_ == 128  ? gemm::run_exact_stream_gemm<128, 2>(params_)
                           : rows_ == 64 ? gemm::run_exact_stream_gemm<64, 2>(params_)
+                          : rows_ == 16 ? gemm::run_exact_stream_gemm<16, 1>(params_)
                                         : gemm::run_exact_stream_gemm<8, 1>(params_);
     return status.ok() ? "" : status.to_string();
   }

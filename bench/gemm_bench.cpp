@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
             if (!options.configs.empty()) std::printf("    %-20s %9.2f us\n", config.c_str(), us);
           }
           if (options.exact) {
-            for (int chunk_rows : {8, 64, 128}) {
+            for (int chunk_rows : {8, 16, 64, 128}) {
               auto m = make_exact_method(chunk_rows);
               std::printf("    %-20s %9.2f us\n", m->name().c_str(), measure(*m, m->name()).us);
             }

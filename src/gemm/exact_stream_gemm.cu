@@ -52,9 +52,9 @@ struct Config {
   static constexpr uint32_t kSumOffset = kActBytes + kConsumers * kBlockBytes;
   static constexpr uint32_t kBytes = (kSumOffset + kRows * sizeof(float) + kSwizzleAtomBytes - 1) /
                                      kSwizzleAtomBytes * kSwizzleAtomBytes;
-  // Only the decode shape splits K (its partial tiles fit beside the ring).
-  static constexpr bool kSplitsK = kRows == 8 && kConsumers == 1;
-  static constexpr int kBlocksPerSm = kRows == 8 ? kStreamBlocksPerSm : 1;
+  // Only the decode shapes split K (their partial tiles fit beside the ring).
+  static constexpr bool kSplitsK = kRows <= 16 && kConsumers == 1;
+  static constexpr int kBlocksPerSm = kRows <= 16 ? kStreamBlocksPerSm : 1;
   static constexpr uint32_t kPartialBytes = kSplitsK ? kTileChannels * kRows * sizeof(float) : 0;
   static constexpr int kCount = std::min<int>(
       8, int((kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes) / kBytes));
@@ -374,6 +374,7 @@ Status run_exact_stream_gemm(GroupedGemmParams const& params) {
 }
 
 template Status run_exact_stream_gemm<8, 1>(GroupedGemmParams const&);
+template Status run_exact_stream_gemm<16, 1>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<64, 2>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<128, 2>(GroupedGemmParams const&);
 

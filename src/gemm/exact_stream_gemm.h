@@ -18,8 +18,8 @@ W4A8_HOST_DEVICE inline int64_t group_sums_stride(int64_t rows) { return ((rows 
 Status launch_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream);
 
 // params.packed holds the exact-scale layout and params.group_sums the activations' group sums. Chunks of kRows rows
-// and tiles of kConsumers x 64 channels, one consumer warpgroup each; instantiated: <8, 1> (K split over clusters
-// when the items are few), <64, 2> and <128, 2>.
+// and tiles of kConsumers x 64 channels, one consumer warpgroup each; instantiated: <8, 1> and <16, 1> (K split over
+// clusters when the items are few), <64, 2> and <128, 2>.
 template <int kRows, int kConsumers>
 Status run_exact_stream_gemm(GroupedGemmParams const& params);
 

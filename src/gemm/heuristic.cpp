@@ -111,13 +111,17 @@ GemmConfig select_config(HeuristicInput const& input) {
   return short_k ? GemmConfig{128, 128, 2, 1, pp} : GemmConfig{128, 256, 1, 1, coop};
 }
 
-// The exact-scale layout's chunks: 8 rows (one 64-channel tile per block, four blocks per SM) up to 12 rows per
-// expert, where streaming the weights once or twice beats wider chunks' larger accumulators (DeepSeek-V3 EP8 GEMM1
-// at 8 rows 176 against 275 us for 64-row chunks); 64-row chunks up to 48 (Mixtral-8x7B at 32 rows 308 against 466
-// us for 128); 128 beyond (Qwen3-30B-A3B GEMM1 at 64 rows 233 against 321 us). H200, bench/NOTES.md §11.
+// The exact-scale layout's chunks (m: rows per active expert; row-weighted, about the mean + 1 under uniform
+// routing, when the caller passes the experts' rows, else the mean): 8 rows (one 64-channel tile per block, four blocks per SM) up to m = 7 (at a mean of 4 rows, 8-row
+// chunks are 7-10 % ahead of 16: Qwen3-30B-A3B at 64 tokens, DeepSeek-V3 EP8 at 128, Mixtral-8x7B at 16); 16 rows
+// up to 24, where experts of 9-16 rows then stream their weights once (Qwen3 GEMM1 at 128 tokens 67.2 against 80.8
+// us, Mixtral GEMM1 at 64 tokens 195.9 against 304.2 for 8 rows and 282.8 for 64; bench/NOTES.md §12d); 64-row
+// chunks up to 48 (Mixtral at 128 tokens 291 against 348 us for 16; at 32 rows 308 against 466 for 128); 128 beyond
+// (Qwen3 GEMM1 at 64 rows 233 against 321 us). H200, bench/NOTES.md §11, §12d.
 GemmConfig select_exact_config(HeuristicInput const& input) {
   double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
-  if (m <= 12.0) return {64, 8, 1, 1, Schedule::kExact};
+  if (m <= 7.0) return {64, 8, 1, 1, Schedule::kExact};
+  if (m <= 24.0) return {64, 16, 1, 1, Schedule::kExact};
   if (m <= 48.0) return {128, 64, 1, 1, Schedule::kExact};
   return {128, 128, 1, 1, Schedule::kExact};
 }

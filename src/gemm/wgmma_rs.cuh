@@ -1,4 +1,4 @@
-// wgmma with the A operand in registers (RS): e4m3 x e4m3 -> fp32, M = 64, K = 32, N = kRows (8, 64 or 128); B
+// wgmma with the A operand in registers (RS): e4m3 x e4m3 -> fp32, M = 64, K = 32, N = kRows (8, 16, 64 or 128); B
 // from a shared-memory descriptor. Each of the warpgroup's warps passes its 16 rows of A as four registers of four
 // e4m3 (rows lane/4 and lane/4 + 8, K 4 (lane % 4).. and 16 + 4 (lane % 4)..); the accumulator d[4j + 2h + t] is
 // row lane/4 + 8h of the warp's 16, column 8j + 2 (lane % 4) + t.
@@ -20,6 +20,17 @@ __device__ __forceinline__ void wgmma_e4m3_rs<8>(float (&d)[4], uint32_t const (
       "{ .reg .pred p; setp.ne.b32 p, %9, 0; "
       "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1; }"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+}
+
+template <>
+__device__ __forceinline__ void wgmma_e4m3_rs<16>(float (&d)[8], uint32_t const (&a)[4], uint64_t desc,
+                                                  uint32_t accumulate) {
+  asm volatile(
+      "{ .reg .pred p; setp.ne.b32 p, %13, 0; "
+      "wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p, 1, "
+      "1; }"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
 }
 

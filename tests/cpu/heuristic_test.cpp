@@ -142,8 +142,10 @@ TEST(Heuristic, ExactLayoutChunksGrowWithRowsPerExpert) {
     return select_exact_config(input).name();
   };
   EXPECT_EQ(pick(1), "64x8_exact");
-  EXPECT_EQ(pick(12), "64x8_exact");
-  EXPECT_EQ(pick(13), "128x64_exact");
+  EXPECT_EQ(pick(7), "64x8_exact");
+  EXPECT_EQ(pick(8), "64x16_exact");
+  EXPECT_EQ(pick(24), "64x16_exact");
+  EXPECT_EQ(pick(25), "128x64_exact");
   EXPECT_EQ(pick(48), "128x64_exact");
   EXPECT_EQ(pick(49), "128x128_exact");
   EXPECT_EQ(pick(4096), "128x128_exact");

@@ -79,7 +79,7 @@ gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64
 }
 
 // The kernel shapes: chunk rows x consumer warpgroups.
-enum class Shape { k8x1, k64x2, k128x2 };
+enum class Shape { k8x1, k16x1, k64x2, k128x2 };
 
 Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
            Shape shape = Shape::k8x1) {
@@ -91,6 +91,8 @@ Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cu
       return gemm::run_exact_stream_gemm<64, 2>(g);
     case Shape::k128x2:
       return gemm::run_exact_stream_gemm<128, 2>(g);
+    case Shape::k16x1:
+      return gemm::run_exact_stream_gemm<16, 1>(g);
     default:
       return gemm::run_exact_stream_gemm<8, 1>(g);
   }
@@ -142,9 +144,12 @@ TEST(ExactStreamGemm, UnevenExpertsPartialTileBothOutputTypes) {
   std::mt19937_64 rng(std::random_device{}());
   // N = 208: 13 stripes, the last tile one stripe. Empty experts, an expert of 33 rows (five chunks).
   auto p = make_problem({8, 208, 640, 128}, {3, 0, 9, 1, 33, 0, 2, 5}, rng, /*first_row=*/3, /*trailing=*/2);
-  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-    SCOPED_TRACE(type == OutputType::kBF16 ? "bf16" : "fp16");
-    run_and_check(p, type, p.offsets.back() - p.offsets.front());
+  for (Shape shape : {Shape::k8x1, Shape::k16x1}) {
+    for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+      SCOPED_TRACE(std::string(shape == Shape::k8x1 ? "8x1, " : "16x1, ") +
+                   (type == OutputType::kBF16 ? "bf16" : "fp16"));
+      run_and_check(p, type, p.offsets.back() - p.offsets.front(), shape);
+    }
   }
 }
 
@@ -173,9 +178,12 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ExpertWeightShape const shape{4, 320, 4096, 128};
   ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, 8, gemm::kStreamBlocksPerSm, 0).splits, 1);
+  ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, 16, gemm::kStreamBlocksPerSm, 0).splits, 1);
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
-    for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1);
+    for (Shape chunk : {Shape::k8x1, Shape::k16x1}) {
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1, chunk);
+    }
   }
 }
 
@@ -194,6 +202,7 @@ TEST(ExactStreamGemm, PersistentWorkers) {
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ASSERT_TRUE(gemm::plan_stream_launch(shape, total, total, sms, 8, gemm::kStreamBlocksPerSm, 0).persistent);
   run_and_check(p, OutputType::kBF16, total);
+  run_and_check(p, OutputType::kBF16, total, Shape::k16x1);  // persistent or not, as its plan says
 }
 
 // Captured once, replayed with new activations and new routing written into the captured buffers.
