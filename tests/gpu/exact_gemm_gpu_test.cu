@@ -19,6 +19,7 @@
 #include "gemm/exact_stream_gemm.h"
 #include "gemm/stream_plan.h"
 #include "prepack/exact_format.h"
+#include "gemm_test_checks.h"
 #include "gpu_test_util.h"
 #include "reference/exact_experts.h"
 #include "test_data.h"
@@ -31,7 +32,6 @@ namespace {
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
-constexpr uint16_t kPoison = 0xFFFF;  // NaN in bf16 and fp16
 
 struct ExactProblem {
   ExpertWeightShape shape;
@@ -101,35 +101,10 @@ Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cu
 void expect_output_matches(ExactProblem const& p, OutputType out_type) {
   std::vector<double> ref(size_t(std::max<int64_t>(p.total_rows, 1)) * p.shape.n, 0.0), ref_abs(ref.size(), 0.0);
   reference::grouped_gemm_exact(p.experts, p.acts.act, p.acts.scales, p.offsets, &ref, &ref_abs);
-  auto const out = p.out.to_host<uint16_t>();
-  auto decode = [&](uint16_t bits) {
-    return out_type == OutputType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits);
-  };
-  int64_t failures = 0;
-  double err2 = 0, ref2 = 0;
-  for (int64_t m = 0; m < p.total_rows; ++m) {
-    bool const owned = m >= p.offsets.front() && m < p.offsets.back();
-    for (int n = 0; n < p.shape.n; ++n) {
-      size_t const i = size_t(m) * p.shape.n + n;
-      if (!owned) {
-        ASSERT_EQ(out[i], kPoison) << "row " << m << " belongs to no expert but was written";
-        continue;
-      }
-      double const got = decode(out[i]);
-      double const bound = std::ldexp(std::fabs(ref[i]), -7) + std::ldexp(ref_abs[i], -10);
-      double const err = std::fabs(got - ref[i]);
-      err2 += err * err;
-      ref2 += ref[i] * ref[i];
-      if (!(err <= bound) && failures++ < 8) {
-        ADD_FAILURE() << "row " << m << " channel " << n << ": got " << got << ", reference " << ref[i]
-                      << ", |error| " << err << " > bound " << bound;
-      }
-    }
-  }
-  EXPECT_EQ(failures, 0) << "elements out of tolerance";
-  double const relative = std::sqrt(err2 / std::max(ref2, 1e-300));
-  std::printf("  relative Frobenius error %.2e (K=%d)\n", relative, p.shape.k);
-  EXPECT_LE(relative, std::ldexp(1.0, -7)) << "relative Frobenius error";
+  std::vector<int64_t> rows;
+  for (int64_t m = p.offsets.front(); m < p.offsets.back(); ++m) rows.push_back(m);
+  testing::expect_gemm_output_matches(p.out.to_host<uint16_t>(), out_type, p.shape, p.total_rows, p.offsets, rows, ref,
+                                      ref_abs);
 }
 
 void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, Shape shape = Shape::k8x1) {
@@ -244,23 +219,10 @@ TEST(ExactStreamGemm, PublicPrepackAndGemm) {
       }
       experts.channel_scale = lut.channel_scale;
     }
-    DeviceBuffer weights(checkpoint ? DeviceBuffer(reference::pack_offset_binary(lut))
-                                    : DeviceBuffer(reference::pack_signed_int4(lut)));
-    DeviceBuffer group(checkpoint ? DeviceBuffer(bf16_scales) : DeviceBuffer(lut.group_scale));
-    DeviceBuffer channel(lut.channel_scale);
-    DeviceBuffer packed(packed_weights_bytes(shape, PackedLayout::kExactScales));
-    ASSERT_CUDA(cudaMemset(packed.get(), 0xA5, packed.bytes()));
-    PrepackArgs args;
-    args.shape = shape;
-    args.weight_format = checkpoint ? WeightFormat::kOffsetBinaryInt32 : WeightFormat::kSignedInt4;
-    args.weights = weights.get();
-    args.scale_format = checkpoint ? ScaleFormat::kBF16 : ScaleFormat::kFP8WithChannelScale;
-    args.group_scales = group.get();
-    args.channel_scales = checkpoint ? nullptr : channel.as<float>();
-    args.packed = packed.get();
-    args.packed_bytes = packed.bytes();
-    args.layout = PackedLayout::kExactScales;
-    ASSERT_OK(prepack_weights(args));
+    Status status;
+    DeviceBuffer packed = testing::prepack_either_format(lut, checkpoint ? &bf16_scales : nullptr,
+                                                         PackedLayout::kExactScales, &status);
+    ASSERT_OK(status);
     auto const gpu = packed.to_host<uint8_t>();
     auto const expected = reference::prepack_exact(experts);
     auto const sections = prepack::exact_sections(shape);

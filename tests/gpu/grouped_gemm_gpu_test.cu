@@ -22,6 +22,7 @@
 
 #include "common/float_formats.h"
 #include "gemm/stream_plan.h"
+#include "gemm_test_checks.h"
 #include "gpu_test_util.h"
 #include "reference/quantized_experts.h"
 #include "test_data.h"
@@ -34,7 +35,7 @@ namespace {
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
-constexpr uint16_t kPoison = 0xFFFF;  // NaN in bf16 and fp16
+using testing::kPoison;
 
 std::mt19937_64 fresh_rng() { return std::mt19937_64(std::random_device{}()); }
 
@@ -122,33 +123,8 @@ void expect_output_matches(Problem const& p, OutputType out_type, std::vector<in
   if (rows.empty()) rows = expert_rows(p);
   std::vector<double> ref, ref_abs;
   reference_rows(p, rows, &ref, &ref_abs);
-  auto const out = p.out.to_host<uint16_t>();
-  auto decode = [&](uint16_t bits) { return out_type == OutputType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits); };
-  int64_t failures = 0;
-  double err2 = 0, ref2 = 0;
-  for (int64_t m : rows) {
-    for (int n = 0; n < p.shape.n; ++n) {
-      size_t const i = size_t(m) * p.shape.n + n;
-      double const got = decode(out[i]);
-      double const bound = std::ldexp(std::fabs(ref[i]), -7) + std::ldexp(ref_abs[i], -10);
-      double const err = std::fabs(got - ref[i]);
-      err2 += err * err;
-      ref2 += ref[i] * ref[i];
-      if (!(err <= bound) && failures++ < 8) {
-        ADD_FAILURE() << "row " << m << " channel " << n << ": got " << got << ", reference " << ref[i]
-                      << ", |error| " << err << " > bound " << bound;
-      }
-    }
-  }
-  EXPECT_EQ(failures, 0) << "elements out of tolerance";
-  std::printf("  relative Frobenius error %.2e (K=%d)\n", std::sqrt(err2 / std::max(ref2, 1e-300)), p.shape.k);
-  EXPECT_LE(std::sqrt(err2 / std::max(ref2, 1e-300)), std::ldexp(1.0, -7)) << "relative Frobenius error";
-  for (int64_t m = 0; m < p.total_rows; ++m) {
-    if (m >= p.offsets.front() && m < p.offsets.back()) continue;
-    for (int n = 0; n < p.shape.n; ++n) {
-      ASSERT_EQ(out[size_t(m) * p.shape.n + n], kPoison) << "row " << m << " belongs to no expert but was written";
-    }
-  }
+  testing::expect_gemm_output_matches(p.out.to_host<uint16_t>(), out_type, p.shape, p.total_rows, p.offsets, rows, ref,
+                                      ref_abs);
 }
 
 void run_and_check(Problem& p, OutputType out_type, std::string const& config) {

@@ -300,22 +300,21 @@ TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
 // capture.
 class MoeGraph : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
-  SKIP_WITHOUT_HOPPER();
-  auto rng = fresh_rng();
-  MoeShape const shape{32, 32, 4, 512, 256};
-  auto const layer = make_layer(shape, rng);
+// Captures the layer at 64 tokens with both GEMMs on `config` (empty: the heuristic's) and checks `replays`
+// replays, each with new hidden states and router logits written into the captured buffers.
+void expect_graph_replays_match(Layer const& layer, std::string const& config, int replays, std::mt19937_64& rng) {
+  MoeShape const& shape = layer.shape;
   int64_t const tokens = 64;
   Inputs in = make_inputs(shape, tokens, true, false, rng);
-  DeviceInputs d = upload(*layer, in, tokens);
-  MoeForwardArgs args = forward_args(*layer, in, d, false);
-  args.gemm1_config = args.gemm2_config = GetParam();
+  DeviceInputs d = upload(layer, in, tokens);
+  MoeForwardArgs args = forward_args(layer, in, d, false);
+  args.gemm1_config = args.gemm2_config = config;
   CapturedGraph graph;
   ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
     args.stream = stream;
     return moe_forward(args);
   }));
-  for (int replay = 0; replay < 3; ++replay) {
+  for (int replay = 0; replay < replays; ++replay) {
     in = make_inputs(shape, tokens, true, false, rng);
     ASSERT_CUDA(cudaMemcpy(d.hidden.get(), in.hidden_bits.data(), in.hidden_bits.size() * 2, cudaMemcpyHostToDevice));
     ASSERT_CUDA(cudaMemcpy(d.logits.get(), in.logits.data(), in.logits.size() * 4, cudaMemcpyHostToDevice));
@@ -323,8 +322,15 @@ TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
     ASSERT_CUDA(graph.replay());
     auto const gpu = download_output(d, tokens, shape.hidden, false);
     auto const sample = sample_tokens(tokens, rng);
-    expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(*layer, in, sample, false, false));
+    expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(layer, in, sample, false, false));
   }
+}
+
+TEST_P(MoeGraph, CaptureReplaysWithNewInputs) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto const layer = make_layer(MoeShape{32, 32, 4, 512, 256}, rng);
+  expect_graph_replays_match(*layer, GetParam(), 3, rng);
 }
 
 INSTANTIATE_TEST_SUITE_P(Configs, MoeGraph, ::testing::Values("", "16x8_1x1_decode", "16x16_1x1_decode", "64x8_stream"),
@@ -350,26 +356,7 @@ TEST(MoeLayer, ExactScaleLayoutMatchesReference) {
   auto const layer = make_layer(shape, rng, PackedLayout::kExactScales);
   for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
     SCOPED_TRACE(config);
-    int64_t const tokens = 64;
-    Inputs in = make_inputs(shape, tokens, true, false, rng);
-    DeviceInputs d = upload(*layer, in, tokens);
-    MoeForwardArgs args = forward_args(*layer, in, d, false);
-    args.gemm1_config = args.gemm2_config = config;
-    CapturedGraph graph;
-    ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t stream) {
-      args.stream = stream;
-      return moe_forward(args);
-    }));
-    for (int replay = 0; replay < 2; ++replay) {
-      in = make_inputs(shape, tokens, true, false, rng);
-      ASSERT_CUDA(cudaMemcpy(d.hidden.get(), in.hidden_bits.data(), in.hidden_bits.size() * 2, cudaMemcpyHostToDevice));
-      ASSERT_CUDA(cudaMemcpy(d.logits.get(), in.logits.data(), in.logits.size() * 4, cudaMemcpyHostToDevice));
-      ASSERT_CUDA(cudaMemset(d.out.get(), 0xFF, d.out.bytes()));
-      ASSERT_CUDA(graph.replay());
-      auto const gpu = download_output(d, tokens, shape.hidden, false);
-      auto const sample = sample_tokens(tokens, rng);
-      expect_tokens_match(gpu, shape.hidden, sample, reference_tokens(*layer, in, sample, false, false));
-    }
+    expect_graph_replays_match(*layer, config, 2, rng);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "common/float_formats.h"
 #include "gemm/w4a8_types.cuh"
+#include "gemm_test_checks.h"
 #include "gpu_test_util.h"
 #include "prepack/packed_format.h"
 #include "reference/quantized_experts.h"
@@ -17,29 +18,10 @@ namespace {
 
 using testing::DeviceBuffer;
 
-// Prepacks `experts` on the GPU from one of the two input formats: the checkpoint's (offset-binary int32 weights and
-// the given bf16 scales) when bf16_scales is set, else the caller-quantized one (signed int4, e4m3 group scales,
-// fp32 channel scales). The packed buffer is poisoned first: every byte must be written or be padding.
+// The lookup-table layout prepacked on the GPU (testing::prepack_either_format), read back.
 std::vector<uint8_t> prepack_on_gpu(reference::QuantizedExperts const& experts,
                                     std::vector<uint16_t> const* bf16_scales, Status* status) {
-  bool const checkpoint = bf16_scales != nullptr;
-  DeviceBuffer weights(checkpoint ? DeviceBuffer(reference::pack_offset_binary(experts))
-                                  : DeviceBuffer(reference::pack_signed_int4(experts)));
-  DeviceBuffer group_scales(checkpoint ? DeviceBuffer(*bf16_scales) : DeviceBuffer(experts.group_scale));
-  DeviceBuffer channel_scales(experts.channel_scale);
-  DeviceBuffer packed(packed_weights_bytes(experts.shape));
-  cudaMemset(packed.get(), 0xA5, packed.bytes());
-  PrepackArgs args;
-  args.shape = experts.shape;
-  args.weight_format = checkpoint ? WeightFormat::kOffsetBinaryInt32 : WeightFormat::kSignedInt4;
-  args.weights = weights.get();
-  args.scale_format = checkpoint ? ScaleFormat::kBF16 : ScaleFormat::kFP8WithChannelScale;
-  args.group_scales = group_scales.get();
-  args.channel_scales = checkpoint ? nullptr : channel_scales.as<float>();
-  args.packed = packed.get();
-  args.packed_bytes = packed.bytes();
-  *status = prepack_weights(args);
-  return packed.to_host<uint8_t>();
+  return testing::prepack_either_format(experts, bf16_scales, PackedLayout::kLookupTable, status).to_host<uint8_t>();
 }
 
 void expect_matches_reference(std::vector<uint8_t> const& gpu, reference::QuantizedExperts const& experts) {
