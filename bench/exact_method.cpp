@@ -15,8 +15,10 @@ namespace {
 
 class ExactMethod final : public Method {
  public:
-  explicit ExactMethod(int rows) : rows_(rows) {}
-  std::string name() const override { return "w4a8_exact" + std::to_string(rows_); }
+  explicit ExactMethod(gemm::ExactKernelShape shape) : shape_(shape) {}
+  std::string name() const override {
+    return "w4a8_exact" + std::to_string(shape_.rows) + "x" + std::to_string(shape_.consumers);
+  }
   double weight_bytes_per_expert(int n, int k) const override {
     return double(n) * k / 2 + 2.0 * n * (k / 128) + 4.0 * n;  // int4 + bf16 group scales + channel scales
   }
@@ -66,15 +68,12 @@ class ExactMethod final : public Method {
     params_.packed = packed_[set].as<uint8_t>();
     params_.stream = stream;
     if (params_.total_rows == 0) return "";
-    Status const status = rows_ == 128  ? gemm::run_exact_stream_gemm<128, 2>(params_)
-                          : rows_ == 64 ? gemm::run_exact_stream_gemm<64, 2>(params_)
-                          : rows_ == 16 ? gemm::run_exact_stream_gemm<16, 1>(params_)
-                                        : gemm::run_exact_stream_gemm<8, 1>(params_);
+    Status const status = gemm::run_exact_stream_gemm_shape(params_, shape_);
     return status.ok() ? "" : status.to_string();
   }
 
  private:
-  int rows_;
+  gemm::ExactKernelShape shape_;
   std::vector<DeviceBuffer> packed_;
   DeviceBuffer act_, token_scales_, out_, offsets_, sums_;
   gemm::GroupedGemmParams params_;
@@ -82,6 +81,8 @@ class ExactMethod final : public Method {
 
 }  // namespace
 
-std::unique_ptr<Method> make_exact_method(int chunk_rows) { return std::make_unique<ExactMethod>(chunk_rows); }
+std::unique_ptr<Method> make_exact_method(gemm::ExactKernelShape shape) {
+  return std::make_unique<ExactMethod>(shape);
+}
 
 }  // namespace w4a8moe::bench

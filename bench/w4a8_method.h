@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "gemm/exact_stream_gemm.h"
 #include "method.h"
 
 namespace w4a8moe::bench {
@@ -12,8 +13,8 @@ namespace w4a8moe::bench {
 // config: a name from gemm_config_names(), or "" for the heuristic's choice.
 std::unique_ptr<Method> make_w4a8_method(std::string const& config);
 
-// The streaming kernel on the exact-scale layout (bench/exact_method.cpp), chunks of 8, 64 or 128 rows.
-std::unique_ptr<Method> make_exact_method(int chunk_rows);
+// The streaming kernel on the exact-scale layout (bench/exact_method.cpp) in one of gemm::kExactKernelShapes.
+std::unique_ptr<Method> make_exact_method(gemm::ExactKernelShape shape);
 
 // The config the method chose in its last prepare() (its own config when forced).
 std::string w4a8_chosen_config(Method const& method);

@@ -17,6 +17,7 @@
 #include <algorithm>
 
 #include "common/pdl.cuh"
+#include "common/status_message.h"
 #include "common/status_util.h"
 #include "gemm/async_copy.cuh"
 #include "gemm/stream_epilogue.cuh"
@@ -52,12 +53,13 @@ struct Config {
   static constexpr uint32_t kSumOffset = kActBytes + kConsumers * kBlockBytes;
   static constexpr uint32_t kBytes = (kSumOffset + kRows * sizeof(float) + kSwizzleAtomBytes - 1) /
                                      kSwizzleAtomBytes * kSwizzleAtomBytes;
-  // Only the decode shapes split K (their partial tiles fit beside the ring).
-  static constexpr bool kSplitsK = kRows <= 16 && kConsumers == 1;
-  static constexpr int kBlocksPerSm = kRows <= 16 ? kStreamBlocksPerSm : 1;
+  // Only the one-warpgroup shapes split K (their partial tiles fit beside the ring).
+  static constexpr bool kSplitsK = kConsumers == 1;
+  static constexpr int kBlocksPerSm = exact_stream_blocks_per_sm(kRows, kConsumers);
   static constexpr uint32_t kPartialBytes = kSplitsK ? kTileChannels * kRows * sizeof(float) : 0;
-  static constexpr int kCount = std::min<int>(
-      8, int((kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes) / kBytes));
+  static constexpr size_t kRingBytes =
+      kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes;
+  static constexpr int kCount = std::min<int>(8, int(kRingBytes / kBytes));
   static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
 };
 
@@ -375,7 +377,21 @@ Status run_exact_stream_gemm(GroupedGemmParams const& params) {
 
 template Status run_exact_stream_gemm<8, 1>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<16, 1>(GroupedGemmParams const&);
+template Status run_exact_stream_gemm<32, 1>(GroupedGemmParams const&);
+template Status run_exact_stream_gemm<48, 1>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<64, 2>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<128, 2>(GroupedGemmParams const&);
+
+Status run_exact_stream_gemm_shape(GroupedGemmParams const& params, ExactKernelShape shape) {
+  auto const is = [&](int rows, int consumers) { return shape.rows == rows && shape.consumers == consumers; };
+  if (is(8, 1)) return run_exact_stream_gemm<8, 1>(params);
+  if (is(16, 1)) return run_exact_stream_gemm<16, 1>(params);
+  if (is(32, 1)) return run_exact_stream_gemm<32, 1>(params);
+  if (is(48, 1)) return run_exact_stream_gemm<48, 1>(params);
+  if (is(64, 2)) return run_exact_stream_gemm<64, 2>(params);
+  if (is(128, 2)) return run_exact_stream_gemm<128, 2>(params);
+  return invalid_argument("exact kernel shape ", shape.rows, " rows x ", shape.consumers,
+                          " warpgroups: not instantiated");
+}
 
 }  // namespace w4a8moe::gemm

@@ -17,10 +17,25 @@ W4A8_HOST_DEVICE inline int64_t group_sums_stride(int64_t rows) { return ((rows 
 // sums[g * group_sums_stride(rows) + m] = 2^-6 sum_k act[m, 128 g + k] (e4m3 act [rows, k], 16-byte aligned).
 Status launch_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream);
 
+// Blocks of the kernel per SM: 4 for chunks of up to 16 rows, 3 for 32 and 48 (their accumulators take 117 and 126
+// registers, past the 102 that 4 blocks leave), 1 for the two-warpgroup tiles.
+constexpr int exact_stream_blocks_per_sm(int rows, int consumers) {
+  return consumers > 1 ? 1 : rows <= 16 ? 4 : 3;
+}
+
 // params.packed holds the exact-scale layout and params.group_sums the activations' group sums. Chunks of kRows rows
-// and tiles of kConsumers x 64 channels, one consumer warpgroup each; instantiated: <8, 1> and <16, 1> (K split over
-// clusters when the items are few), <64, 2> and <128, 2>.
+// and tiles of kConsumers x 64 channels, one consumer warpgroup each; instantiated: kExactKernelShapes (those with
+// one warpgroup split K over clusters when the items are few).
 template <int kRows, int kConsumers>
 Status run_exact_stream_gemm(GroupedGemmParams const& params);
+
+// An instantiation by its shape, for the tests and the benchmark (the library's configs name theirs in
+// registry.cpp); invalid_argument for a shape not instantiated.
+struct ExactKernelShape {
+  int rows;       // chunk rows
+  int consumers;  // consumer warpgroups, 64 channels each
+};
+inline constexpr ExactKernelShape kExactKernelShapes[] = {{8, 1}, {16, 1}, {32, 1}, {48, 1}, {64, 2}, {128, 2}};
+Status run_exact_stream_gemm_shape(GroupedGemmParams const& params, ExactKernelShape shape);
 
 }  // namespace w4a8moe::gemm

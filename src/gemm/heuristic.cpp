@@ -112,17 +112,18 @@ GemmConfig select_config(HeuristicInput const& input) {
 }
 
 // The exact-scale layout's chunks (m: rows per active expert; row-weighted, about the mean + 1 under uniform
-// routing, when the caller passes the experts' rows, else the mean): 8 rows (one 64-channel tile per block, four blocks per SM) up to m = 7 (at a mean of 4 rows, 8-row
-// chunks are 7-10 % ahead of 16: Qwen3-30B-A3B at 64 tokens, DeepSeek-V3 EP8 at 128, Mixtral-8x7B at 16); 16 rows
-// up to 24, where experts of 9-16 rows then stream their weights once (Qwen3 GEMM1 at 128 tokens 67.2 against 80.8
-// us, Mixtral GEMM1 at 64 tokens 195.9 against 304.2 for 8 rows and 282.8 for 64; bench/NOTES.md §12d); 64-row
-// chunks up to 48 (Mixtral at 128 tokens 291 against 348 us for 16; at 32 rows 308 against 466 for 128); 128 beyond
-// (Qwen3 GEMM1 at 64 rows 233 against 321 us). H200, bench/NOTES.md §11, §12d.
+// routing, when the caller passes the experts' rows, else the mean). An expert past a chunk's rows streams its
+// weights once more for the rest, so the chunk has to hold most experts; a larger chunk costs where the rows are
+// fewer (16 against 8 rows at a mean of 4: 7-10 %). From the sweep of bench/NOTES.md §13a (H200): 8 rows up to m = 7,
+// 16 to 14 (Qwen3-30B-A3B GEMM1 at 128 tokens 67 us against 81 and 84 for 8 and 32), 32 to 28 (Mixtral-8x7B GEMM1
+// at 64 tokens 185 against 197 for 16), 48 to 160 (Mixtral GEMM1 at 128 and 512 tokens 212 and 624 against 273 and
+// 713 for the next best), 128 x 128 beyond.
 GemmConfig select_exact_config(HeuristicInput const& input) {
   double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
   if (m <= 7.0) return {64, 8, 1, 1, Schedule::kExact};
-  if (m <= 24.0) return {64, 16, 1, 1, Schedule::kExact};
-  if (m <= 48.0) return {128, 64, 1, 1, Schedule::kExact};
+  if (m <= 14.0) return {64, 16, 1, 1, Schedule::kExact};
+  if (m <= 28.0) return {64, 32, 1, 1, Schedule::kExact};
+  if (m <= 160.0) return {64, 48, 1, 1, Schedule::kExact};
   return {128, 128, 1, 1, Schedule::kExact};
 }
 

@@ -48,14 +48,16 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
     // The wgmma streaming kernel, 8 rows per chunk (16, 32 and 64 measured slower: bench/NOTES.md §8c, §9f).
     GemmConfig const stream{64, 8, 1, 1, Schedule::kStream};
     entries.push_back({stream, stream.name(), &no_workspace_bytes, &run_stream_gemm<8>});
-    // The exact-scale layout's kernel: 64 channels x 8 and x 16 rows, 128 x 64 and 128 x 128 (two consumer
-    // warpgroups).
-    GemmConfig const exact_8{64, 8, 1, 1, Schedule::kExact}, exact_16{64, 16, 1, 1, Schedule::kExact},
-        exact_64{128, 64, 1, 1, Schedule::kExact}, exact_128{128, 128, 1, 1, Schedule::kExact};
-    entries.push_back({exact_8, exact_8.name(), &no_workspace_bytes, &run_exact<8, 1>});
-    entries.push_back({exact_16, exact_16.name(), &no_workspace_bytes, &run_exact<16, 1>});
-    entries.push_back({exact_64, exact_64.name(), &no_workspace_bytes, &run_exact<64, 2>});
-    entries.push_back({exact_128, exact_128.name(), &no_workspace_bytes, &run_exact<128, 2>});
+    // The exact-scale layout's kernel: channels x rows of an item, a consumer warpgroup per 64 channels.
+    auto const exact = [&](GemmConfig const& config, auto run) {
+      entries.push_back({config, config.name(), &no_workspace_bytes, run});
+    };
+    exact({64, 8, 1, 1, Schedule::kExact}, &run_exact<8, 1>);
+    exact({64, 16, 1, 1, Schedule::kExact}, &run_exact<16, 1>);
+    exact({64, 32, 1, 1, Schedule::kExact}, &run_exact<32, 1>);
+    exact({64, 48, 1, 1, Schedule::kExact}, &run_exact<48, 1>);
+    exact({128, 64, 1, 1, Schedule::kExact}, &run_exact<64, 2>);
+    exact({128, 128, 1, 1, Schedule::kExact}, &run_exact<128, 2>);
     return entries;
   }();
   return registry;

@@ -1,7 +1,7 @@
-// wgmma with the A operand in registers (RS): e4m3 x e4m3 -> fp32, M = 64, K = 32, N = kRows (8, 16, 64 or 128); B
-// from a shared-memory descriptor. Each of the warpgroup's warps passes its 16 rows of A as four registers of four
-// e4m3 (rows lane/4 and lane/4 + 8, K 4 (lane % 4).. and 16 + 4 (lane % 4)..); the accumulator d[4j + 2h + t] is
-// row lane/4 + 8h of the warp's 16, column 8j + 2 (lane % 4) + t.
+// wgmma with the A operand in registers (RS): e4m3 x e4m3 -> fp32, M = 64, K = 32, N = kRows (8, 16, 32, 48, 64 or
+// 128); B from a shared-memory descriptor. Each of the warpgroup's warps passes its 16 rows of A as four registers of
+// four e4m3 (rows lane/4 and lane/4 + 8, K 4 (lane % 4).. and 16 + 4 (lane % 4)..); the accumulator d[4j + 2h + t]
+// is row lane/4 + 8h of the warp's 16, column 8j + 2 (lane % 4) + t.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,36 @@ __device__ __forceinline__ void wgmma_e4m3_rs<16>(float (&d)[8], uint32_t const 
       "wgmma.mma_async.sync.aligned.m64n16k32.f32.e4m3.e4m3 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p, 1, "
       "1; }"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+}
+
+template <>
+__device__ __forceinline__ void wgmma_e4m3_rs<32>(float (&d)[16], uint32_t const (&a)[4], uint64_t desc,
+                                                  uint32_t accumulate) {
+  asm volatile(
+      "{ .reg .pred p; setp.ne.b32 p, %21, 0; "
+      "wgmma.mma_async.sync.aligned.m64n32k32.f32.e4m3.e4m3 "
+      "{"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+      "}, {%16,%17,%18,%19}, %20, p, 1, 1; }"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
+}
+
+template <>
+__device__ __forceinline__ void wgmma_e4m3_rs<48>(float (&d)[24], uint32_t const (&a)[4], uint64_t desc,
+                                                  uint32_t accumulate) {
+  asm volatile(
+      "{ .reg .pred p; setp.ne.b32 p, %29, 0; "
+      "wgmma.mma_async.sync.aligned.m64n48k32.f32.e4m3.e4m3 "
+      "{"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+      "%16,%17,%18,%19,%20,%21,%22,%23"
+      "}, {%24,%25,%26,%27}, %28, p, 1, 1; }"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate));
 }
 

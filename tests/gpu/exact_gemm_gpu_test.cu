@@ -78,24 +78,16 @@ gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64
   return g;
 }
 
-// The kernel shapes: chunk rows x consumer warpgroups.
-enum class Shape { k8x1, k16x1, k64x2, k128x2 };
+using gemm::ExactKernelShape;
+constexpr ExactKernelShape kNarrow{8, 1};
+// The shapes of one consumer warpgroup (64-channel tiles, K split over clusters when the items are few).
+constexpr ExactKernelShape kStreamShapes[] = {{8, 1}, {16, 1}, {32, 1}, {48, 1}};
 
 Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
-           Shape shape = Shape::k8x1) {
+           ExactKernelShape shape = kNarrow) {
   W4A8_RETURN_IF_ERROR(
       gemm::launch_activation_group_sums(p.act.get(), p.total_rows, p.shape.k, p.sums.as<float>(), stream));
-  auto const g = params(p, out_type, expected_rows, stream);
-  switch (shape) {
-    case Shape::k64x2:
-      return gemm::run_exact_stream_gemm<64, 2>(g);
-    case Shape::k128x2:
-      return gemm::run_exact_stream_gemm<128, 2>(g);
-    case Shape::k16x1:
-      return gemm::run_exact_stream_gemm<16, 1>(g);
-    default:
-      return gemm::run_exact_stream_gemm<8, 1>(g);
-  }
+  return gemm::run_exact_stream_gemm_shape(params(p, out_type, expected_rows, stream), shape);
 }
 
 void expect_output_matches(ExactProblem const& p, OutputType out_type) {
@@ -107,7 +99,9 @@ void expect_output_matches(ExactProblem const& p, OutputType out_type) {
                                       ref_abs);
 }
 
-void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, Shape shape = Shape::k8x1) {
+void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, ExactKernelShape shape = kNarrow) {
+  SCOPED_TRACE("chunks of " + std::to_string(shape.rows) + " rows, " + std::to_string(shape.consumers) +
+               " warpgroups");
   ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
   ASSERT_OK(run(p, type, expected_rows, nullptr, shape));
   ASSERT_CUDA(cudaDeviceSynchronize());
@@ -117,12 +111,12 @@ void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, Shap
 TEST(ExactStreamGemm, UnevenExpertsPartialTileBothOutputTypes) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  // N = 208: 13 stripes, the last tile one stripe. Empty experts, an expert of 33 rows (five chunks).
-  auto p = make_problem({8, 208, 640, 128}, {3, 0, 9, 1, 33, 0, 2, 5}, rng, /*first_row=*/3, /*trailing=*/2);
-  for (Shape shape : {Shape::k8x1, Shape::k16x1}) {
+  // N = 208: 13 stripes, the last tile one stripe. Empty experts, an expert of 33 rows (one to five chunks), one of
+  // 49 (two chunks of 48).
+  auto p = make_problem({9, 208, 640, 128}, {3, 0, 9, 1, 33, 0, 2, 5, 49}, rng, /*first_row=*/3, /*trailing=*/2);
+  for (ExactKernelShape shape : kStreamShapes) {
     for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-      SCOPED_TRACE(std::string(shape == Shape::k8x1 ? "8x1, " : "16x1, ") +
-                   (type == OutputType::kBF16 ? "bf16" : "fp16"));
+      SCOPED_TRACE(type == OutputType::kBF16 ? "bf16" : "fp16");
       run_and_check(p, type, p.offsets.back() - p.offsets.front(), shape);
     }
   }
@@ -135,8 +129,8 @@ TEST(ExactStreamGemm, WideShapesUnevenExperts) {
   std::mt19937_64 rng(std::random_device{}());
   for (int n : {208, 512}) {
     auto p = make_problem({6, n, 1152, 128}, {1, 0, 300, 64, 129, 7}, rng, /*first_row=*/2, /*trailing=*/3);
-    for (Shape shape : {Shape::k64x2, Shape::k128x2}) {
-      SCOPED_TRACE(std::string(shape == Shape::k64x2 ? "64x2" : "128x2") + ", N " + std::to_string(n));
+    for (ExactKernelShape shape : {ExactKernelShape{64, 2}, ExactKernelShape{128, 2}}) {
+      SCOPED_TRACE("N " + std::to_string(n));
       for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
         run_and_check(p, type, p.offsets.back() - p.offsets.front(), shape);
       }
@@ -152,12 +146,14 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ExpertWeightShape const shape{4, 320, 4096, 128};
-  ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, 8, gemm::kStreamBlocksPerSm, 0).splits, 1);
-  ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, 16, gemm::kStreamBlocksPerSm, 0).splits, 1);
+  for (ExactKernelShape kernel : kStreamShapes) {
+    int const blocks_per_sm = gemm::exact_stream_blocks_per_sm(kernel.rows, 1);
+    ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, kernel.rows, blocks_per_sm, 0).splits, 1);
+  }
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
-    for (Shape chunk : {Shape::k8x1, Shape::k16x1}) {
-      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1, chunk);
+    for (ExactKernelShape kernel : kStreamShapes) {
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1, kernel);
     }
   }
 }
@@ -175,9 +171,10 @@ TEST(ExactStreamGemm, PersistentWorkers) {
   int64_t const total = p.offsets.back();
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  ASSERT_TRUE(gemm::plan_stream_launch(shape, total, total, sms, 8, gemm::kStreamBlocksPerSm, 0).persistent);
-  run_and_check(p, OutputType::kBF16, total);
-  run_and_check(p, OutputType::kBF16, total, Shape::k16x1);  // persistent or not, as its plan says
+  ASSERT_TRUE(
+      gemm::plan_stream_launch(shape, total, total, sms, 8, gemm::exact_stream_blocks_per_sm(8, 1), 0).persistent);
+  // The larger chunks run persistent or not, as their plans say.
+  for (ExactKernelShape kernel : kStreamShapes) run_and_check(p, OutputType::kBF16, total, kernel);
 }
 
 // Captured once, replayed with new activations and new routing written into the captured buffers.
