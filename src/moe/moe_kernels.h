@@ -13,17 +13,25 @@ namespace w4a8moe::moe {
 
 inline constexpr int kMaxTopK = 32;
 
-// Small batches route in one block of kSmallRoutingThreads (one launch): up to kSmallRoutingSlots token slots and
-// kSmallRoutingMaxExperts local experts (their counters in shared memory). Past 512 slots the block's router (a
-// warp per token, several tokens a warp) and its one-warp scatter cost more than the launches they save: on the H100
-// at top-8, 64 tokens (512 slots) tie and 128 tokens take 33 us against the chunked path's 22 us.
-inline constexpr int kSmallRoutingThreads = 1024;
-inline constexpr int kSmallRoutingSlots = 512;
-inline constexpr int kSmallRoutingMaxExperts = 8192;
+// Up to kOneBlockRoutingSlots token slots and kOneBlockRoutingMaxExperts local experts route in one block of
+// kOneBlockRoutingThreads (one launch, and one more for the router past kFusedRouterTokens tokens): every warp counts
+// and scatters a segment of the slots, with per-segment counters in shared memory. Past it the chunked path (a
+// memset and four launches) spreads the slots over many blocks.
+inline constexpr int kOneBlockRoutingThreads = 1024;
+inline constexpr int kOneBlockRoutingSlots = 8192;
+inline constexpr int kOneBlockRoutingMaxExperts = 1024;
+// The one-block routing runs the router itself (a warp per token, each warp one token) up to this many tokens.
+inline constexpr int kFusedRouterTokens = kOneBlockRoutingThreads / 32;
 
 // Whether the routing of these many slots runs in one block (and fills the GEMMs' arrays: RoutingArraysFill).
 inline bool routes_in_one_block(int64_t tokens, int top_k, int local_experts) {
-  return tokens * top_k <= kSmallRoutingSlots && local_experts <= kSmallRoutingMaxExperts;
+  return tokens * top_k <= kOneBlockRoutingSlots && local_experts <= kOneBlockRoutingMaxExperts;
+}
+
+// Its shared memory: each warp's counter per expert, each expert's rows, each slot's local expert (int16).
+inline size_t one_block_routing_shared_bytes(int64_t slots, int local_experts) {
+  return (size_t(kOneBlockRoutingThreads / 32) + 1) * size_t(local_experts) * sizeof(int32_t) +
+         (size_t(slots) * sizeof(int16_t) + 3) / 4 * 4;
 }
 
 // The grouped GEMMs' per-expert arrays the one-block routing fills as soon as the offsets are final, so the GEMMs

@@ -1,5 +1,5 @@
 // The routing sort: a stable counting sort of the token slots by local expert (deterministic), in chunks for large
-// batches and in one block, fused with the router and the GEMMs' per-expert arrays, for small ones.
+// batches and in one block, with the GEMMs' per-expert arrays (and for a few tokens the router), for the others.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -117,67 +117,87 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
       dest_row, row_slot);
 }
 
-// Small batches (decode): the router, the count, the scan and the scatter in one block, one launch instead of up
-// to four and a memset, and the GEMMs' per-expert arrays (two launches fewer). The same result as the chunked
-// path: each expert's rows in slot order. The shared counters are each expert's count, then its first row, then its
-// next free row. kPerLane = 0: the top-k ids are given.
+// Batches of up to kOneBlockRoutingSlots slots: the count, the scan and the scatter in one block (one launch instead
+// of four and a memset), the GEMMs' per-expert arrays filled as soon as the offsets are final (two launches fewer),
+// and for up to kFusedRouterTokens tokens the router first (a warp per token). The same result as the chunked path:
+// each expert's rows in slot order. Each warp owns a contiguous segment of at least 32 slots; its counters in shared
+// memory hold the segment's count per expert, then (after a scan over the segments and one over the experts) its
+// first free row in each expert, which its scatter advances. kPerLane = 0: the top-k ids are given.
 template <int kPerLane, class Logit>
-__global__ void __launch_bounds__(kSmallRoutingThreads) route_small_kernel(
+__global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kernel(
     Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
     int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
     int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
     RoutingArraysFill fill) {
-  extern __shared__ int32_t next_row[];  // [local_experts]
-  __shared__ int32_t slot_expert[kSmallRoutingSlots];
+  constexpr int kWarps = kOneBlockRoutingThreads / 32;
+  extern __shared__ int32_t shared[];
+  int32_t* const next_row = shared;                              // [segments][local_experts]
+  int32_t* const expert_rows = shared + kWarps * local_experts;  // [local_experts]
+  auto* const slot_expert = reinterpret_cast<int16_t*>(expert_rows + local_experts);  // [slots]
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
-  int const slots = tokens * top_k;
+  int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
-    for (int t = threadIdx.x / 32; t < tokens; t += blockDim.x / 32) {
+    for (int t = warp; t < tokens; t += kWarps) {
       topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize, ids_out + t * top_k,
                                   weights_out + t * top_k);
     }
   }
-  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) next_row[e] = 0;
+  // A segment of at least 32 slots per warp: fewer segments for fewer slots, so the scans below stay short.
+  int const segments = max(1, min(kWarps, (slots + 31) / 32)), segment = (slots + segments - 1) / segments;
+  for (int i = int(threadIdx.x); i < segments * local_experts; i += blockDim.x) next_row[i] = 0;
   __syncthreads();  // also publishes the router's ids to the block
-  for (int s = threadIdx.x; s < slots; s += blockDim.x) {
-    int const e = local_expert_of(ids_in[s], experts, expert_map, local_experts);
-    slot_expert[s] = e;
-    if (e >= 0) atomicAdd(&next_row[e], 1);
+  // Every slot's local expert, all loads in flight at once, then each warp counts its segment from shared memory.
+  for (int s = int(threadIdx.x); s < slots; s += blockDim.x) {
+    slot_expert[s] = int16_t(local_expert_of(ids_in[s], experts, expert_map, local_experts));
   }
   __syncthreads();
-  int32_t const total = block_scan<int32_t, true>(next_row, local_experts, [](int32_t const* x) { return *x; });
-  for (int e = threadIdx.x; e < local_experts; e += blockDim.x) {
-    int32_t const end = e + 1 < local_experts ? next_row[e + 1] : total;
-    offsets[e] = next_row[e];
-    for (int g = 0; g < fill.count; ++g) {
-      gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], e, next_row[e], end);
+  int const first = min(slots, warp * segment), end = warp < segments ? min(slots, first + segment) : first;
+  int32_t* const own = next_row + warp * local_experts;
+  for (int s = first + lane; s < end; s += 32) {
+    int const e = slot_expert[s];
+    if (e >= 0) atomicAdd(&own[e], 1);
+  }
+  __syncthreads();
+  for (int e = int(threadIdx.x); e < local_experts; e += blockDim.x) {  // segment counts -> first rows in e
+    int32_t rows = 0;
+    for (int w = 0; w < segments; ++w) {
+      int32_t const count = next_row[w * local_experts + e];
+      next_row[w * local_experts + e] = rows;
+      rows += count;
     }
+    expert_rows[e] = rows;
+  }
+  __syncthreads();
+  int32_t const total = block_scan<int32_t, true>(expert_rows, local_experts, [](int32_t const* x) { return *x; });
+  for (int e = int(threadIdx.x); e < local_experts; e += blockDim.x) {
+    int32_t const begin = expert_rows[e], end_row = e + 1 < local_experts ? expert_rows[e + 1] : total;
+    offsets[e] = begin;
+    for (int w = 0; w < segments; ++w) next_row[w * local_experts + e] += begin;
+    for (int g = 0; g < fill.count; ++g) gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], e, begin, end_row);
   }
   if (threadIdx.x == 0) offsets[local_experts] = total;
-  __syncthreads();  // the scatter below moves the counters
-  if (threadIdx.x >= 32) return;
-  // One warp in slot order; the shared counters already hold each expert's first free row.
+  __syncthreads();
   scatter_in_slot_order(
-      0, slots, [&](int64_t s) { return slot_expert[s]; }, [&](int e) { return &next_row[e]; },
+      first, end, [&](int64_t s) { return int(slot_expert[s]); }, [&](int e) { return &own[e]; },
       [](int) { return 0; }, dest_row, row_slot);
 }
 
 // The one-block routing; kPerLane = 0 sorts ids_in, else the router runs first on the logits.
 template <int kPerLane, class Logit>
-cudaError_t launch_route_small(RoutingProblem const& p, Logit const* logits, bool renormalize, int32_t const* ids_in,
-                               int32_t* ids_out, float* weights_out) {
-  return launch_with_pdl(route_small_kernel<kPerLane, Logit>, 1, kSmallRoutingThreads,
-                         size_t(p.local_experts) * sizeof(int32_t), p.stream, logits, int(p.tokens), p.top_k,
-                         p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map, p.local_experts,
-                         p.offsets, p.dest_row, p.row_slot, p.fill);
+cudaError_t launch_route_one_block(RoutingProblem const& p, Logit const* logits, bool renormalize,
+                                   int32_t const* ids_in, int32_t* ids_out, float* weights_out) {
+  return launch_with_pdl(route_one_block_kernel<kPerLane, Logit>, 1, kOneBlockRoutingThreads,
+                         one_block_routing_shared_bytes(p.tokens * p.top_k, p.local_experts), p.stream, logits,
+                         int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
+                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
 }
 
 }  // namespace
 
 cudaError_t launch_routing(RoutingProblem const& p) {
   if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
-    return launch_route_small<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
+    return launch_route_one_block<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
   }
   int64_t const slots = p.tokens * p.top_k;
   int64_t const chunks = routing_chunks(slots);
@@ -203,12 +223,13 @@ cudaError_t launch_routing(RoutingProblem const& p) {
 }
 
 cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& router) {
-  if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
+  if (routes_in_one_block(p.tokens, p.top_k, p.local_experts) && p.tokens <= kFusedRouterTokens) {
     cudaError_t error = cudaSuccess;
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {
-        error = launch_route_small<decltype(per_lane)::value>(p, typed_logits, router.renormalize, router.topk_ids,
-                                                               router.topk_ids, router.topk_weights);
+        error = launch_route_one_block<decltype(per_lane)::value>(p, typed_logits, router.renormalize,
+                                                                   router.topk_ids, router.topk_ids,
+                                                                   router.topk_weights);
       };
       if (router.type == LogitsType::kFP32) {
         launch(static_cast<float const*>(router.logits));

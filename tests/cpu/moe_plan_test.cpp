@@ -51,7 +51,8 @@ TEST(MoePlan, PrefillRoutesInChunks) {
   EXPECT_FALSE(p.gemm1.arrays_from_routing);
   EXPECT_FALSE(p.gemm2.arrays_from_routing);
   EXPECT_EQ(p.workspace.total, plan_workspace(kQwen3, 8192).total);
-  EXPECT_FALSE(plan_moe(kQwen3, 65, 0).one_block_routing);  // 520 slots: past the one block's 512
+  EXPECT_TRUE(plan_moe(kQwen3, 1024, 0).one_block_routing);   // 8192 slots: the one block's limit
+  EXPECT_FALSE(plan_moe(kQwen3, 1025, 0).one_block_routing);  // 8200 slots
 }
 
 TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {

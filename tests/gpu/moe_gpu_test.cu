@@ -395,15 +395,16 @@ TEST(MoeRouting, TopKSoftmaxMatchesReference) {
   }
 }
 
-// The router and the sort from logits, fused into one block up to kSmallRoutingSlots slots and launched as separate
-// kernels past it: the same ids, weights and routing as the reference on both sides of the limit.
+// The router and the sort from logits: fused into one block up to kFusedRouterTokens tokens, the router then the
+// one-block sort up to kOneBlockRoutingSlots slots, separate kernels past it: the same ids, weights and routing as
+// the reference on both sides of each limit.
 TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   int const experts = 128, k = 8;
   std::normal_distribution<float> normal(0.0f, 2.0f);
-  for (int64_t tokens : {int64_t(1), int64_t(37), int64_t(moe::kSmallRoutingSlots / k),
-                         int64_t(moe::kSmallRoutingSlots / k + 1)}) {
+  for (int64_t tokens : {int64_t(1), int64_t(moe::kFusedRouterTokens), int64_t(moe::kFusedRouterTokens + 1),
+                         int64_t(moe::kOneBlockRoutingSlots / k), int64_t(moe::kOneBlockRoutingSlots / k + 1)}) {
     for (int local : {experts, 48}) {
       SCOPED_TRACE("tokens " + std::to_string(tokens) + ", local experts " + std::to_string(local));
       std::vector<float> logits(size_t(tokens) * experts);
@@ -448,53 +449,69 @@ TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
   }
 }
 
-class MoeRoutingIds : public ::testing::TestWithParam<int64_t> {};
-
-// Given ids, through the public entry point: one block up to kSmallRoutingSlots slots (1 and 50 tokens of 8 slots),
-// chunks past it (100 tokens; 3001: several chunks, the last one partial).
-TEST_P(MoeRoutingIds, RoutingDataMatchesReferenceExactly) {
-  SKIP_WITHOUT_HOPPER();
-  auto rng = fresh_rng();
-  int64_t const tokens = GetParam();
-  int const experts = 64, k = 8;
+// Given ids, through the public entry point, all experts local and a scattered expert map of `local` of them:
+// offsets, dest_row and row_slot exactly as the reference's. Out-of-range ids are dropped.
+void expect_routing_matches_reference(int64_t tokens, int experts, int k, int local, std::mt19937_64& rng) {
+  SCOPED_TRACE("tokens " + std::to_string(tokens) + ", experts " + std::to_string(experts) + ", local " +
+               std::to_string(local));
   std::vector<int32_t> ids(size_t(tokens) * k);
   std::uniform_int_distribution<int> pick(0, experts - 1);
   for (auto& id : ids) id = pick(rng);
-  ids[5 % ids.size()] = -1;  // out of range ids are dropped
-  ids[17 % ids.size()] = 99;
-  for (int local : {experts, 20}) {
-    SCOPED_TRACE("local experts " + std::to_string(local));
-    std::vector<int32_t> map;
-    if (local < experts) {  // a scattered expert map: local id i is global expert 3i
-      map.assign(experts, -1);
-      for (int i = 0; i < local; ++i) map[3 * i] = i;
-    }
-    auto const expected = reference::routing_data(ids, tokens, k, experts, local, map);
-    DeviceBuffer d_ids(ids), d_map(map.empty() ? std::vector<int32_t>{0} : map);
-    MoeShape const shape{experts, local, k, 128, 128};
-    DeviceBuffer scratch(moe_routing_workspace_bytes(shape, tokens)), offsets((local + 1) * 8);
-    DeviceBuffer dest(size_t(tokens) * k * 4), slots(size_t(tokens) * k * 4);
-    ASSERT_CUDA(cudaMemset(slots.get(), 0xFF, slots.bytes()));
-    MoeRoutingArgs args;  // the public entry point
-    args.shape = shape;
-    args.num_tokens = tokens;
-    args.topk_ids = d_ids.as<int32_t>();
-    args.expert_map = map.empty() ? nullptr : d_map.as<int32_t>();
-    args.expert_offsets = offsets.as<int64_t>();
-    args.dest_row = dest.as<int32_t>();
-    args.row_slot = slots.as<int32_t>();
-    args.workspace = scratch.get();
-    args.workspace_bytes = scratch.bytes();
-    ASSERT_OK(moe_routing(args));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    EXPECT_EQ(offsets.to_host<int64_t>(), expected.offsets);
-    EXPECT_EQ(dest.to_host<int32_t>(), expected.dest_row);
-    auto const row_slot = slots.to_host<int32_t>();
-    EXPECT_EQ(std::vector<int32_t>(row_slot.begin(), row_slot.begin() + expected.row_slot.size()), expected.row_slot);
+  ids[5 % ids.size()] = -1;
+  ids[17 % ids.size()] = experts + 35;
+  std::vector<int32_t> map;
+  if (local < experts) {  // local id i is global expert 3i
+    map.assign(experts, -1);
+    for (int i = 0; i < local; ++i) map[3 * i] = i;
+  }
+  auto const expected = reference::routing_data(ids, tokens, k, experts, local, map);
+  DeviceBuffer d_ids(ids), d_map(map.empty() ? std::vector<int32_t>{0} : map);
+  MoeShape const shape{experts, local, k, 128, 128};
+  DeviceBuffer scratch(moe_routing_workspace_bytes(shape, tokens)), offsets((local + 1) * 8);
+  DeviceBuffer dest(size_t(tokens) * k * 4), slots(size_t(tokens) * k * 4);
+  for (auto* buffer : {&scratch, &offsets, &dest, &slots}) {
+    ASSERT_CUDA(cudaMemset(buffer->get(), 0xFF, buffer->bytes()));
+  }
+  MoeRoutingArgs args;  // the public entry point
+  args.shape = shape;
+  args.num_tokens = tokens;
+  args.topk_ids = d_ids.as<int32_t>();
+  args.expert_map = map.empty() ? nullptr : d_map.as<int32_t>();
+  args.expert_offsets = offsets.as<int64_t>();
+  args.dest_row = dest.as<int32_t>();
+  args.row_slot = slots.as<int32_t>();
+  args.workspace = scratch.get();
+  args.workspace_bytes = scratch.bytes();
+  ASSERT_OK(moe_routing(args));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  EXPECT_EQ(offsets.to_host<int64_t>(), expected.offsets);
+  EXPECT_EQ(dest.to_host<int32_t>(), expected.dest_row);
+  auto const row_slot = slots.to_host<int32_t>();
+  EXPECT_EQ(std::vector<int32_t>(row_slot.begin(), row_slot.begin() + expected.row_slot.size()), expected.row_slot);
+}
+
+class MoeRoutingIds : public ::testing::TestWithParam<int64_t> {};
+
+// One block up to kOneBlockRoutingSlots slots (1, 50, 100 and 1024 tokens of 8 slots), chunks past it (1025 tokens;
+// 3001: several chunks, the last one partial).
+TEST_P(MoeRoutingIds, RoutingDataMatchesReferenceExactly) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  for (int local : {64, 20}) expect_routing_matches_reference(GetParam(), 64, 8, local, rng);
+}
+
+// The one-block routing at its largest shared memory (kOneBlockRoutingMaxExperts local experts, a full batch of
+// slots), and one local expert more, which takes the chunked path.
+TEST(MoeRouting, OneBlockRoutingAtItsExpertLimit) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int const experts = 4 * moe::kOneBlockRoutingMaxExperts;
+  for (int local : {moe::kOneBlockRoutingMaxExperts, moe::kOneBlockRoutingMaxExperts + 1}) {
+    expect_routing_matches_reference(moe::kOneBlockRoutingSlots / 8, experts, 8, local, rng);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 50, 100, 3001),
+INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 50, 100, 1024, 1025, 3001),
                          [](auto const& info) { return "T" + std::to_string(info.param); });
 
 }  // namespace
