@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   int const segments = max(1, min(kWarps, (slots + 31) / 32)), segment = (slots + segments - 1) / segments;
   for (int i = int(threadIdx.x); i < segments * local_experts; i += blockDim.x) next_row[i] = 0;
   __syncthreads();  // also publishes the router's ids to the block
-  // Every slot's local expert, all loads in flight at once, then each warp counts its segment from shared memory.
+  // Every slot's local expert (the whole block loads), then each warp counts its segment from shared memory.
   for (int s = int(threadIdx.x); s < slots; s += blockDim.x) {
     slot_expert[s] = int16_t(local_expert_of(ids_in[s], experts, expert_map, local_experts));
   }
