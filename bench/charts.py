@@ -2,11 +2,13 @@
 """PNG charts from the benchmark JSON of one run, written next to it (needs matplotlib):
 
     python3 bench/charts.py bench/results/2026-12-02-nvidia-h200
+    python3 bench/charts.py bench/results/2026-12-03-nvidia-h200-peers-middle-batches.json ...
 
-reads <prefix>-peers.json, <prefix>.json (GEMM benchmark) and <prefix>-moe-layer.json, whichever exist, and
-writes <prefix>-peers-layer.png (the layer's time against tokens beside vLLM's kernels and the read-once time),
-<prefix>-gemm-hbm.png (the W4A8 GEMMs' bandwidth as % of the measured read bandwidth) and
-<prefix>-layer-stages.png (the layer's stage times as shares)."""
+The first form reads <prefix>-peers.json, <prefix>.json (GEMM benchmark) and <prefix>-moe-layer.json, whichever
+exist, and writes <prefix>-peers-layer.png (the layer's time against tokens beside vLLM's kernels and the
+read-once time), <prefix>-gemm-hbm.png (the W4A8 GEMMs' bandwidth as % of the measured read bandwidth) and
+<prefix>-layer-stages.png (the layer's stage times as shares, the default packed layout's where both were run).
+The second draws each named file's chart (told by its rows) into the same name with .png."""
 import json
 import os
 import sys
@@ -71,6 +73,8 @@ def gemm_hbm(data, out):
 
 
 def layer_stages(data, out):
+    layout = data["rows"][0].get("layout", "lookup")
+    data = dict(data, rows=[r for r in data["rows"] if r.get("layout", "lookup") == layout])
     models = [m for m in MODELS if any(r["model"] == m for r in data["rows"])]
     fig, axes = plt.subplots(1, len(models), figsize=(15, 4.2))
     stages = list(data["rows"][0]["stages_us"])
@@ -88,24 +92,39 @@ def layer_stages(data, out):
         ax.set(title=model, xlabel="tokens", ylim=(0, 100))
     axes[0].set_ylabel("% of the stages' time")
     axes[-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"MoE layer stages on {data['device']} (CUDA graph replays, each stage between events)")
+    fig.suptitle(f"MoE layer stages on {data['device']}, {layout} layout (CUDA graph replays, each stage between "
+                 "events)")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
 
 
+def chart_of(data):
+    """The chart a benchmark JSON's rows call for."""
+    row = data["rows"][0]
+    return peers_layer if "level" in row else layer_stages if "stages_us" in row else gemm_hbm
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
-    prefix = sys.argv[1]
     wrote = []
-    for suffix, chart, out in (("-peers.json", peers_layer, "-peers-layer.png"), (".json", gemm_hbm, "-gemm-hbm.png"),
-                               ("-moe-layer.json", layer_stages, "-layer-stages.png")):
-        data = load(prefix + suffix)
-        if data is not None:
-            chart(data, prefix + out)
-            wrote.append(prefix + out)
-    if not wrote:
-        sys.exit(f"no benchmark JSON at {prefix}-peers.json, {prefix}.json or {prefix}-moe-layer.json")
+    if sys.argv[1].endswith(".json"):
+        for path in sys.argv[1:]:
+            out = path[: -len(".json")] + ".png"
+            data = json.load(open(path))
+            chart_of(data)(data, out)
+            wrote.append(out)
+    else:
+        prefix = sys.argv[1]
+        charts = (("-peers.json", peers_layer, "-peers-layer.png"), (".json", gemm_hbm, "-gemm-hbm.png"),
+                  ("-moe-layer.json", layer_stages, "-layer-stages.png"))
+        for suffix, chart, out in charts:
+            data = load(prefix + suffix)
+            if data is not None:
+                chart(data, prefix + out)
+                wrote.append(prefix + out)
+        if not wrote:
+            sys.exit(f"no benchmark JSON at {prefix}-peers.json, {prefix}.json or {prefix}-moe-layer.json")
     print("wrote " + " ".join(wrote))
 
 
