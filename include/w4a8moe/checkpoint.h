@@ -125,7 +125,8 @@ enum class RouterScoring : int { kSoftmax, kSigmoid };
 //   deepseek_v3  n_routed_experts, num_experts_per_tok, moe_intermediate_size, norm_topk_prob, n_shared_experts,
 //                n_group, topk_group, routed_scaling_factor, first_k_dense_replace (all required),
 //                moe_layer_freq (default 1), scoring_func (default "sigmoid")
-//   gpt_oss      num_local_experts, experts_per_token or num_experts_per_tok, intermediate_size (always true)
+//   gpt_oss      num_local_experts, experts_per_token or num_experts_per_tok, intermediate_size (always true),
+//                swiglu_limit (default 7)
 // Another model_type is refused (kNotSupported).
 struct MoeConfig {
   std::string model_type;
@@ -141,7 +142,12 @@ struct MoeConfig {
   int topk_groups = 1;
   double routed_scaling_factor = 1.0;
   std::vector<bool> is_moe_layer;  // [num_layers]: the layer's MLP is the routed MoE (else a dense MLP)
+  // gpt-oss's clamped SwiGLU: gate clamped to at most the limit, up to [-limit, limit], then
+  // (up + 1) * gate * sigmoid(1.702 * gate). 0 for the other models (SiLU(gate) * up, no clamp).
+  double swiglu_limit = 0.0;
 };
+
+inline constexpr double kGptOssSwigluLimit = 7.0;
 
 struct ModelConfig {
   MoeConfig moe;
@@ -151,6 +157,9 @@ struct ModelConfig {
   // ordering, dynamic weights, input activations missing (weight-only) or not 8-bit float per-token dynamic
   // symmetric, quantized output activations.
   bool w4a8 = false;
+  // The quantization_config is gpt-oss's MXFP4 block (quant_method "mxfp4"): the experts are stored as
+  // gather_mxfp4_layer_experts() reads them.
+  bool mxfp4 = false;
 };
 
 // `source` names the text in messages (usually its path).
@@ -182,10 +191,45 @@ struct LayerExperts {
 // multiples of 128, and for every expert and projection the three tensors with the dtypes and shapes above
 // (weight_shape = {I, H} for gate and up, {H, I} for down). A missing tensor, a wrong dtype or shape is an error
 // naming the tensor and its file. Not handled here: shared experts and the router (dense weights, the engine's),
-// a subset of experts for expert parallelism, tensor-parallel slices, and fused expert tensors (gpt-oss's
-// gate_up_proj; its H = 2880 is not a multiple of 128 either).
+// a subset of experts for expert parallelism, tensor-parallel slices, and fused expert tensors (gpt-oss's MXFP4
+// experts: gather_mxfp4_layer_experts below).
 Status gather_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
                             LayerExperts* experts);
+
+// gpt-oss's routed experts as its checkpoints store them (config.mxfp4), per MoE layer L, with E experts, hidden
+// size H and intermediate size I (both multiples of 32; gpt-oss has H = I = 2880):
+//   model.layers.{L}.mlp.experts.gate_up_proj_blocks  U8   [E, 2I, H/32, 16]  MXFP4: two e2m1 codes a byte, low
+//                                                                            nibble first (k = 32 b + 2 j, + 1)
+//   model.layers.{L}.mlp.experts.gate_up_proj_scales  U8   [E, 2I, H/32]      e8m0: 2^(s - 127); 255 (NaN) refused
+//   model.layers.{L}.mlp.experts.gate_up_proj_bias    BF16 [E, 2I]
+//   model.layers.{L}.mlp.experts.down_proj_blocks     U8   [E, H, I/32, 16]
+//   model.layers.{L}.mlp.experts.down_proj_scales     U8   [E, H, I/32]
+//   model.layers.{L}.mlp.experts.down_proj_bias       BF16 [E, H]
+//   model.layers.{L}.mlp.router.weight                BF16 [E, H]
+//   model.layers.{L}.mlp.router.bias                  BF16 [E]
+// GEMM1's rows interleave: row 2i is gate channel i, row 2i + 1 up channel i. The router's logits are
+// hidden @ weight^T + bias; its top-k logits' softmax equals the renormalised top-k of the full softmax.
+struct Mxfp4LayerExperts {
+  int layer = 0;
+  int num_experts = 0;        // E
+  int hidden_size = 0;        // H
+  int intermediate_size = 0;  // I
+  std::vector<uint8_t> gemm1_blocks;    // [E, 2I, H/32, 16]
+  std::vector<uint8_t> gemm1_scales;    // [E, 2I, H/32]
+  std::vector<uint16_t> gemm1_bias;     // bf16 bits [E, 2I]
+  std::vector<uint8_t> gemm2_blocks;    // [E, H, I/32, 16]
+  std::vector<uint8_t> gemm2_scales;    // [E, H, I/32]
+  std::vector<uint16_t> gemm2_bias;     // bf16 bits [E, H]
+  std::vector<uint16_t> router_weight;  // bf16 bits [E, H]
+  std::vector<uint16_t> router_bias;    // bf16 bits [E]
+};
+
+// Reads layer `layer`'s experts and router. Requires config.mxfp4, model_type gpt_oss, a MoE layer, H and I
+// multiples of 32, every tensor above with its dtype and shape, and no e8m0 scale of 255 (NaN). A refusal names
+// the tensor and its file (and for a NaN scale its index). Not handled: a subset of experts for expert parallelism,
+// tensor-parallel slices.
+Status gather_mxfp4_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
+                                  Mxfp4LayerExperts* experts);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Quantizing a checkpoint to W4A8

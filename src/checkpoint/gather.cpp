@@ -8,6 +8,7 @@
 #include "checkpoint/expert_names.h"
 #include "checkpoint/json_util.h"
 #include "checkpoint/safetensors_format.h"
+#include "checkpoint/tensor_checks.h"
 #include "w4a8moe/checkpoint.h"
 
 namespace w4a8moe {
@@ -34,7 +35,7 @@ struct Destination {
 class LayerGatherer {
  public:
   LayerGatherer(Checkpoint const& checkpoint, ExpertNaming const& naming, int layer)
-      : checkpoint_(checkpoint), naming_(naming), layer_(layer) {}
+      : checks_(checkpoint), naming_(naming), layer_(layer) {}
 
   Status copy_projection(int expert, ExpertProjection projection, Destination const& to) const {
     std::string const module = expert_module_name(naming_, layer_, expert, projection);
@@ -68,34 +69,14 @@ class LayerGatherer {
 
  private:
   Status find(std::string const& name, int expert, Tensor const** tensor) const {
-    *tensor = checkpoint_.find(name);
-    if (*tensor == nullptr) {
-      return invalid_argument(checkpoint_.path(), ": tensor '", name, "' is missing (expert ", expert, " of layer ",
-                              layer_, ")");
-    }
-    return Status::Ok();
+    return checks_.find(name, concat("expert ", expert, " of layer ", layer_), tensor);
   }
-
   Status expect(Tensor const& tensor, std::initializer_list<DType> dtypes, std::vector<int64_t> const& shape) const {
-    bool dtype_ok = false;
-    std::string names;
-    for (DType dtype : dtypes) {
-      dtype_ok = dtype_ok || tensor.dtype == dtype;
-      names += (names.empty() ? "" : " or ") + std::string(dtype_name(dtype));
-    }
-    if (!dtype_ok) return error(tensor, concat("dtype ", dtype_name(tensor.dtype), ", needs ", names));
-    if (tensor.shape != shape) {
-      return error(tensor, concat("shape ", checkpoint::format_shape(tensor.shape), ", needs ",
-                                  checkpoint::format_shape(shape)));
-    }
-    return Status::Ok();
+    return checks_.expect(tensor, dtypes, shape);
   }
+  Status error(Tensor const& tensor, std::string const& rule) const { return checks_.error(tensor, rule); }
 
-  Status error(Tensor const& tensor, std::string const& rule) const {
-    return invalid_argument(checkpoint_.file_of(tensor.name), ": tensor '", tensor.name, "': ", rule);
-  }
-
-  Checkpoint const& checkpoint_;
+  checkpoint::TensorChecks checks_;
   ExpertNaming const& naming_;
   int layer_;
 };
@@ -107,12 +88,7 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
     return not_supported(source, ": the model config has no W4A8 quantization_config; gather reads only W4A8 "
                          "checkpoints");
   }
-  if (layer < 0 || layer >= moe.num_layers || size_t(moe.num_layers) != moe.is_moe_layer.size()) {
-    return invalid_argument(source, ": layer ", layer, " is outside the model's ", moe.num_layers, " layers");
-  }
-  if (!moe.is_moe_layer[size_t(layer)]) {
-    return invalid_argument(source, ": layer ", layer, " has a dense MLP, not routed experts");
-  }
+  W4A8_RETURN_IF_ERROR(checkpoint::check_moe_layer(source, moe, layer));
   int64_t const e_count = moe.num_experts;
   int64_t const h = moe.hidden_size;
   int64_t const i = moe.intermediate_size;

@@ -211,6 +211,10 @@ Status parse_moe(FieldReader const& fields, MoeConfig* moe) {
       break;
   }
   if (row->layer_pattern == LayerPattern::kDeepSeekFirstDense) W4A8_RETURN_IF_ERROR(parse_deepseek_router(fields, moe));
+  if (moe->model_type == "gpt_oss") {  // transformers' GptOssConfig default
+    moe->swiglu_limit = kGptOssSwigluLimit;
+    if (fields.has("swiglu_limit")) W4A8_RETURN_IF_ERROR(fields.positive_number("swiglu_limit", &moe->swiglu_limit));
+  }
   return parse_moe_layers(fields, row->layer_pattern, moe);
 }
 
@@ -310,6 +314,9 @@ Status check_w4a8(std::string const& source, Json const& config) {
   return Status::Ok();
 }
 
+// gpt-oss's block: {"quant_method": "mxfp4", "modules_to_not_convert": [...]}; the experts are the converted modules.
+bool is_mxfp4(Json const& config) { return config.is_object() && config.value("quant_method", Json()) == "mxfp4"; }
+
 Status parse_config_text(std::string const& text, std::string const& source, ModelConfig* config) {
   Json root;
   std::string reason;
@@ -318,8 +325,12 @@ Status parse_config_text(std::string const& text, std::string const& source, Mod
   ModelConfig parsed;
   W4A8_RETURN_IF_ERROR(parse_moe(FieldReader(root, source), &parsed.moe));
   if (root.contains("quantization_config") && !root["quantization_config"].is_null()) {
-    W4A8_RETURN_IF_ERROR(check_w4a8(source, root["quantization_config"]));
-    parsed.w4a8 = true;
+    if (is_mxfp4(root["quantization_config"])) {
+      parsed.mxfp4 = true;
+    } else {
+      W4A8_RETURN_IF_ERROR(check_w4a8(source, root["quantization_config"]));
+      parsed.w4a8 = true;
+    }
   }
   *config = std::move(parsed);
   return Status::Ok();

@@ -1,0 +1,108 @@
+// Gathering one MoE layer of a gpt-oss MXFP4 checkpoint (checkpoint.h, Mxfp4LayerExperts): its tensors are already
+// stacked over the experts, so each is checked and copied whole; the e8m0 scales are also read for NaN (255).
+#include <cstring>
+#include <limits>
+
+#include "checkpoint/json_util.h"
+#include "checkpoint/safetensors_format.h"
+#include "checkpoint/tensor_checks.h"
+#include "reference/mxfp4.h"
+#include "w4a8moe/checkpoint.h"
+
+namespace w4a8moe {
+
+namespace {
+
+using reference::kMxfp4BlockBytes;
+using reference::kMxfp4BlockSize;
+
+// One tensor of the layer: its name after "model.layers.{L}.mlp.", dtype, shape, and where it goes.
+struct LayerTensor {
+  char const* suffix;
+  DType dtype;
+  std::vector<int64_t> shape;
+  void* destination;
+  size_t element_bytes;
+  bool e8m0_scales;  // read for NaN (255)
+};
+
+template <class T>
+void* sized(std::vector<T>* destination, std::vector<int64_t> const& shape) {
+  size_t count = 1;
+  for (int64_t extent : shape) count *= size_t(extent);
+  destination->resize(count);
+  return destination->data();
+}
+
+Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer, Mxfp4LayerExperts* experts) {
+  MoeConfig const& moe = config.moe;
+  std::string const& source = checkpoint.path();
+  if (!config.mxfp4 || moe.model_type != "gpt_oss") {
+    return not_supported(source, ": the model config is not gpt-oss with its MXFP4 quantization_config (model_type ",
+                         "\"", moe.model_type, "\"", config.mxfp4 ? "" : ", no quant_method \"mxfp4\"",
+                         "); gather_mxfp4_layer_experts reads only those");
+  }
+  W4A8_RETURN_IF_ERROR(checkpoint::check_moe_layer(source, moe, layer));
+  int64_t const e = moe.num_experts, h = moe.hidden_size, i = moe.intermediate_size;
+  if (e < 1 || h < 1 || i < 1 || h % kMxfp4BlockSize != 0 || i % kMxfp4BlockSize != 0 ||
+      2 * i > std::numeric_limits<int>::max()) {
+    return not_supported(source, ": experts=", e, ", hidden_size=", h, ", intermediate_size=", i,
+                         ": needs at least one expert and both sizes positive multiples of ", kMxfp4BlockSize,
+                         " (the MXFP4 block), 2 * intermediate_size within int");
+  }
+  uint64_t gemm1_bytes = 0, gemm2_bytes = 0;  // the largest arrays; the scales, biases and router are smaller
+  if (!checkpoint::shape_byte_count({e, 2 * i, h / kMxfp4BlockSize, kMxfp4BlockBytes}, 1, &gemm1_bytes) ||
+      !checkpoint::shape_byte_count({e, h, i / kMxfp4BlockSize, kMxfp4BlockBytes}, 1, &gemm2_bytes) ||
+      gemm1_bytes > std::numeric_limits<size_t>::max() || gemm2_bytes > std::numeric_limits<size_t>::max()) {
+    return not_supported(source, ": layer ", layer, ": the experts do not fit this host's address space");
+  }
+
+  Mxfp4LayerExperts out;
+  out.layer = layer;
+  out.num_experts = int(e);
+  out.hidden_size = int(h);
+  out.intermediate_size = int(i);
+  std::vector<int64_t> const gemm1_blocks{e, 2 * i, h / kMxfp4BlockSize, kMxfp4BlockBytes};
+  std::vector<int64_t> const gemm1_scales{e, 2 * i, h / kMxfp4BlockSize};
+  std::vector<int64_t> const gemm2_blocks{e, h, i / kMxfp4BlockSize, kMxfp4BlockBytes};
+  std::vector<int64_t> const gemm2_scales{e, h, i / kMxfp4BlockSize};
+  LayerTensor const tensors[] = {
+      {"experts.gate_up_proj_blocks", DType::kU8, gemm1_blocks, sized(&out.gemm1_blocks, gemm1_blocks), 1, false},
+      {"experts.gate_up_proj_scales", DType::kU8, gemm1_scales, sized(&out.gemm1_scales, gemm1_scales), 1, true},
+      {"experts.gate_up_proj_bias", DType::kBF16, {e, 2 * i}, sized(&out.gemm1_bias, {e, 2 * i}), 2, false},
+      {"experts.down_proj_blocks", DType::kU8, gemm2_blocks, sized(&out.gemm2_blocks, gemm2_blocks), 1, false},
+      {"experts.down_proj_scales", DType::kU8, gemm2_scales, sized(&out.gemm2_scales, gemm2_scales), 1, true},
+      {"experts.down_proj_bias", DType::kBF16, {e, h}, sized(&out.gemm2_bias, {e, h}), 2, false},
+      {"router.weight", DType::kBF16, {e, h}, sized(&out.router_weight, {e, h}), 2, false},
+      {"router.bias", DType::kBF16, {e}, sized(&out.router_bias, {e}), 2, false},
+  };
+  checkpoint::TensorChecks const checks(checkpoint);
+  std::string const prefix = concat("model.layers.", layer, ".mlp.");
+  std::string const owner = concat("layer ", layer, " of gpt-oss");
+  for (LayerTensor const& wanted : tensors) {
+    Tensor const* tensor = nullptr;
+    W4A8_RETURN_IF_ERROR(checks.find(prefix + wanted.suffix, owner, &tensor));
+    W4A8_RETURN_IF_ERROR(checks.expect(*tensor, {wanted.dtype}, wanted.shape));
+    std::memcpy(wanted.destination, tensor->data, tensor->num_bytes);
+    if (wanted.e8m0_scales) {
+      auto const* scales = static_cast<uint8_t const*>(wanted.destination);
+      for (size_t index = 0; index < tensor->num_bytes; ++index) {
+        if (scales[index] == reference::kE8m0Nan) {
+          return checks.error(*tensor, concat("e8m0 scale ", index, " (flat index) is 255, which is NaN"));
+        }
+      }
+    }
+  }
+  *experts = std::move(out);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status gather_mxfp4_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
+                                  Mxfp4LayerExperts* experts) {
+  if (experts == nullptr) return invalid_argument("gather_mxfp4_layer_experts: experts is null");
+  return checkpoint::guard_exceptions(checkpoint.path(), [&] { return gather(checkpoint, config, layer, experts); });
+}
+
+}  // namespace w4a8moe
