@@ -84,6 +84,10 @@ class LayerGatherer {
 Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer, LayerExperts* experts) {
   MoeConfig const& moe = config.moe;
   std::string const& source = checkpoint.path();
+  if (config.mxfp4) {
+    return not_supported(source, ": the model config's experts are MXFP4 (gpt-oss), which "
+                         "gather_mxfp4_layer_experts reads; the W4A8 kernels do not serve them");
+  }
   if (!config.w4a8) {
     return not_supported(source, ": the model config has no W4A8 quantization_config; gather reads only W4A8 "
                          "checkpoints");

@@ -186,6 +186,14 @@ TEST(Mxfp4Gather, RefusesWhatTheConfigRulesOut) {
   status = gather_file(dir, tensors, parse_ok(gpt_oss_config(kHidden)), kLayers, &experts);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("outside the model's 2 layers"), std::string::npos) << status.message();
+
+  // The W4A8 gather says where MXFP4 experts go instead of reading them as int4.
+  Checkpoint checkpoint;
+  ASSERT_TRUE(Checkpoint::open(dir.file("model.safetensors"), &checkpoint).ok());
+  LayerExperts int4;
+  status = gather_layer_experts(checkpoint, parse_ok(gpt_oss_config(kHidden)), 0, &int4);
+  EXPECT_EQ(status.code(), StatusCode::kNotSupported);
+  EXPECT_NE(status.message().find("gather_mxfp4_layer_experts"), std::string::npos) << status.message();
 }
 
 }  // namespace
