@@ -1,6 +1,6 @@
 // MXFP4 numerics on the host (OCP Microscaling formats v1.0): e2m1 codes with one e8m0 power-of-two scale per 32
 // values, in gpt-oss's checkpoint byte order. The CPU side of gpt-oss's experts: checkpoint tests, and the fp32
-// reference of the dequantised weights that MXFP4 kernels are held to.
+// reference of the dequantised weights that MXFP4 kernels are held to (reference/gpt_oss.h).
 #pragma once
 
 #include <cstdint>
