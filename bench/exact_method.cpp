@@ -7,6 +7,7 @@
 #include "bench_timing.h"
 #include "common/device_buffer.h"
 #include "gemm/exact_stream_gemm.h"
+#include "gemm/registry.h"
 #include "prepack/exact_format.h"
 #include "w4a8_method.h"
 
@@ -15,10 +16,8 @@ namespace {
 
 class ExactMethod final : public Method {
  public:
-  explicit ExactMethod(gemm::ExactKernelShape shape) : shape_(shape) {}
-  std::string name() const override {
-    return "w4a8_exact" + std::to_string(shape_.rows) + "x" + std::to_string(shape_.consumers);
-  }
+  explicit ExactMethod(gemm::GemmKernelEntry const& kernel) : kernel_(kernel) {}
+  std::string name() const override { return "w4a8_" + kernel_.name; }
   double weight_bytes_per_expert(int n, int k) const override {
     return double(n) * k / 2 + 2.0 * n * (k / 128) + 4.0 * n;  // int4 + bf16 group scales + channel scales
   }
@@ -68,12 +67,12 @@ class ExactMethod final : public Method {
     params_.packed = packed_[set].as<uint8_t>();
     params_.stream = stream;
     if (params_.total_rows == 0) return "";
-    Status const status = gemm::run_exact_stream_gemm_shape(params_, shape_);
+    Status const status = kernel_.run(params_, nullptr, 0);
     return status.ok() ? "" : status.to_string();
   }
 
  private:
-  gemm::ExactKernelShape shape_;
+  gemm::GemmKernelEntry const& kernel_;
   std::vector<DeviceBuffer> packed_;
   DeviceBuffer act_, token_scales_, out_, offsets_, sums_;
   gemm::GroupedGemmParams params_;
@@ -81,8 +80,9 @@ class ExactMethod final : public Method {
 
 }  // namespace
 
-std::unique_ptr<Method> make_exact_method(gemm::ExactKernelShape shape) {
-  return std::make_unique<ExactMethod>(shape);
+std::unique_ptr<Method> make_exact_method(std::string const& config) {
+  gemm::GemmKernelEntry const* kernel = gemm::find_gemm_kernel(config);
+  return kernel != nullptr ? std::make_unique<ExactMethod>(*kernel) : nullptr;
 }
 
 }  // namespace w4a8moe::bench

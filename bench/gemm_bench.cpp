@@ -219,8 +219,8 @@ int main(int argc, char** argv) {
             if (!options.configs.empty()) std::printf("    %-20s %9.2f us\n", config.c_str(), us);
           }
           if (options.exact) {
-            for (gemm::ExactKernelShape shape : gemm::kExactKernelShapes) {
-              auto m = make_exact_method(shape);
+            for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
+              auto m = make_exact_method(config);
               std::printf("    %-20s %9.2f us\n", m->name().c_str(), measure(*m, m->name()).us);
             }
           }

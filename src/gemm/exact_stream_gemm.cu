@@ -17,7 +17,6 @@
 #include <algorithm>
 
 #include "common/pdl.cuh"
-#include "common/status_message.h"
 #include "common/status_util.h"
 #include "gemm/async_copy.cuh"
 #include "gemm/stream_epilogue.cuh"
@@ -381,17 +380,5 @@ template Status run_exact_stream_gemm<32, 1>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<48, 1>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<64, 2>(GroupedGemmParams const&);
 template Status run_exact_stream_gemm<128, 2>(GroupedGemmParams const&);
-
-Status run_exact_stream_gemm_shape(GroupedGemmParams const& params, ExactKernelShape shape) {
-  auto const is = [&](int rows, int consumers) { return shape.rows == rows && shape.consumers == consumers; };
-  if (is(8, 1)) return run_exact_stream_gemm<8, 1>(params);
-  if (is(16, 1)) return run_exact_stream_gemm<16, 1>(params);
-  if (is(32, 1)) return run_exact_stream_gemm<32, 1>(params);
-  if (is(48, 1)) return run_exact_stream_gemm<48, 1>(params);
-  if (is(64, 2)) return run_exact_stream_gemm<64, 2>(params);
-  if (is(128, 2)) return run_exact_stream_gemm<128, 2>(params);
-  return invalid_argument("exact kernel shape ", shape.rows, " rows x ", shape.consumers,
-                          " warpgroups: not instantiated");
-}
 
 }  // namespace w4a8moe::gemm

@@ -24,18 +24,10 @@ constexpr int exact_stream_blocks_per_sm(int rows, int consumers) {
 }
 
 // params.packed holds the exact-scale layout and params.group_sums the activations' group sums. Chunks of kRows rows
-// and tiles of kConsumers x 64 channels, one consumer warpgroup each; instantiated: kExactKernelShapes (those with
-// one warpgroup split K over clusters when the items are few).
+// and tiles of kConsumers x 64 channels, one consumer warpgroup each; the instantiations are the "*_exact" configs
+// of registry.cpp (tile_m = 64 kConsumers, tile_n = kRows). Those with one warpgroup split K over clusters when the
+// items are few.
 template <int kRows, int kConsumers>
 Status run_exact_stream_gemm(GroupedGemmParams const& params);
-
-// An instantiation by its shape, for the tests and the benchmark (the library's configs name theirs in
-// registry.cpp); invalid_argument for a shape not instantiated.
-struct ExactKernelShape {
-  int rows;       // chunk rows
-  int consumers;  // consumer warpgroups, 64 channels each
-};
-inline constexpr ExactKernelShape kExactKernelShapes[] = {{8, 1}, {16, 1}, {32, 1}, {48, 1}, {64, 2}, {128, 2}};
-Status run_exact_stream_gemm_shape(GroupedGemmParams const& params, ExactKernelShape shape);
 
 }  // namespace w4a8moe::gemm

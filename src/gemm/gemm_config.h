@@ -11,7 +11,7 @@ namespace w4a8moe::gemm {
 // kDecode and kStream are not CUTLASS: the streaming mma.sync kernel of decode_gemm.cu (tile_m 16 channels, tile_n 8
 // or 16 rows) and the streaming wgmma kernel of stream_gemm.cu (tile_m 64, tile_n 8 to 64 rows; it splits K over a
 // thread-block cluster it sizes per call, so its name carries no cluster). kExact: the exact-scale layout's kernel
-// (exact_stream_gemm.cu; tile_m 64 or 128 channels, tile_n 8, 16, 64 or 128 rows), the only one that reads that layout.
+// (exact_stream_gemm.cu; tile_m 64 or 128 channels, tile_n 8 to 128 rows), the only one that reads that layout.
 enum class Schedule { kCooperative, kPingpong, kDecode, kStream, kExact };
 
 struct GemmConfig {

@@ -17,6 +17,7 @@
 #include "common/float_formats.h"
 #include "common/status_util.h"
 #include "gemm/exact_stream_gemm.h"
+#include "gemm/registry.h"
 #include "gemm/stream_plan.h"
 #include "prepack/exact_format.h"
 #include "gemm_test_checks.h"
@@ -78,16 +79,33 @@ gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64
   return g;
 }
 
-using gemm::ExactKernelShape;
-constexpr ExactKernelShape kNarrow{8, 1};
-// The shapes of one consumer warpgroup (64-channel tiles, K split over clusters when the items are few).
-constexpr ExactKernelShape kStreamShapes[] = {{8, 1}, {16, 1}, {32, 1}, {48, 1}};
+// The configs of one consumer warpgroup (64-channel tiles, K split over clusters when the items are few).
+char const* const kNarrow = "64x8_exact";
+char const* const kOneWarpgroupConfigs[] = {"64x8_exact", "64x16_exact", "64x32_exact", "64x48_exact"};
+
+// The registered kernel of `config` (a failure, and null, for an unknown name).
+gemm::GemmKernelEntry const* exact_kernel(std::string const& config) {
+  gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(config);
+  if (entry == nullptr) ADD_FAILURE() << "no config " << config;
+  return entry;
+}
+
+// The launch the config's kernel plans for `rows` rows (all expected) on `sms` SMs.
+gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& shape, int64_t rows, int sms) {
+  gemm::GemmKernelEntry const* entry = exact_kernel(config);
+  if (entry == nullptr) return {};
+  gemm::GemmConfig const& c = entry->config;
+  int const blocks_per_sm = gemm::exact_stream_blocks_per_sm(c.tile_n, c.tile_m / 64);
+  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0);
+}
 
 Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
-           ExactKernelShape shape = kNarrow) {
+           std::string const& config = kNarrow) {
+  gemm::GemmKernelEntry const* entry = exact_kernel(config);
+  if (entry == nullptr) return Status(StatusCode::kInvalidArgument, "no config " + config);
   W4A8_RETURN_IF_ERROR(
       gemm::launch_activation_group_sums(p.act.get(), p.total_rows, p.shape.k, p.sums.as<float>(), stream));
-  return gemm::run_exact_stream_gemm_shape(params(p, out_type, expected_rows, stream), shape);
+  return entry->run(params(p, out_type, expected_rows, stream), nullptr, 0);
 }
 
 void expect_output_matches(ExactProblem const& p, OutputType out_type) {
@@ -99,11 +117,10 @@ void expect_output_matches(ExactProblem const& p, OutputType out_type) {
                                       ref_abs);
 }
 
-void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, ExactKernelShape shape = kNarrow) {
-  SCOPED_TRACE("chunks of " + std::to_string(shape.rows) + " rows, " + std::to_string(shape.consumers) +
-               " warpgroups");
+void run_and_check(ExactProblem& p, OutputType type, int64_t expected_rows, std::string const& config = kNarrow) {
+  SCOPED_TRACE(config);
   ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
-  ASSERT_OK(run(p, type, expected_rows, nullptr, shape));
+  ASSERT_OK(run(p, type, expected_rows, nullptr, config));
   ASSERT_CUDA(cudaDeviceSynchronize());
   expect_output_matches(p, type);
 }
@@ -114,10 +131,10 @@ TEST(ExactStreamGemm, UnevenExpertsPartialTileBothOutputTypes) {
   // N = 208: 13 stripes, the last tile one stripe. Empty experts, an expert of 33 rows (one to five chunks), one of
   // 49 (two chunks of 48).
   auto p = make_problem({9, 208, 640, 128}, {3, 0, 9, 1, 33, 0, 2, 5, 49}, rng, /*first_row=*/3, /*trailing=*/2);
-  for (ExactKernelShape shape : kStreamShapes) {
+  for (char const* config : kOneWarpgroupConfigs) {
     for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
       SCOPED_TRACE(type == OutputType::kBF16 ? "bf16" : "fp16");
-      run_and_check(p, type, p.offsets.back() - p.offsets.front(), shape);
+      run_and_check(p, type, p.offsets.back() - p.offsets.front(), config);
     }
   }
 }
@@ -129,10 +146,10 @@ TEST(ExactStreamGemm, WideShapesUnevenExperts) {
   std::mt19937_64 rng(std::random_device{}());
   for (int n : {208, 512}) {
     auto p = make_problem({6, n, 1152, 128}, {1, 0, 300, 64, 129, 7}, rng, /*first_row=*/2, /*trailing=*/3);
-    for (ExactKernelShape shape : {ExactKernelShape{64, 2}, ExactKernelShape{128, 2}}) {
+    for (char const* config : {"128x64_exact", "128x128_exact"}) {
       SCOPED_TRACE("N " + std::to_string(n));
       for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-        run_and_check(p, type, p.offsets.back() - p.offsets.front(), shape);
+        run_and_check(p, type, p.offsets.back() - p.offsets.front(), config);
       }
     }
   }
@@ -146,14 +163,11 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ExpertWeightShape const shape{4, 320, 4096, 128};
-  for (ExactKernelShape kernel : kStreamShapes) {
-    int const blocks_per_sm = gemm::exact_stream_blocks_per_sm(kernel.rows, 1);
-    ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, kernel.rows, blocks_per_sm, 0).splits, 1);
-  }
+  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(plan(config, shape, 1, sms).splits, 1) << config;
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
-    for (ExactKernelShape kernel : kStreamShapes) {
-      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1, kernel);
+    for (char const* config : kOneWarpgroupConfigs) {
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1, config);
     }
   }
 }
@@ -171,10 +185,9 @@ TEST(ExactStreamGemm, PersistentWorkers) {
   int64_t const total = p.offsets.back();
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  ASSERT_TRUE(
-      gemm::plan_stream_launch(shape, total, total, sms, 8, gemm::exact_stream_blocks_per_sm(8, 1), 0).persistent);
+  ASSERT_TRUE(plan(kNarrow, shape, total, sms).persistent);
   // The larger chunks run persistent or not, as their plans say.
-  for (ExactKernelShape kernel : kStreamShapes) run_and_check(p, OutputType::kBF16, total, kernel);
+  for (char const* config : kOneWarpgroupConfigs) run_and_check(p, OutputType::kBF16, total, config);
 }
 
 // Captured once, replayed with new activations and new routing written into the captured buffers.
