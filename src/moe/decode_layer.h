@@ -26,10 +26,10 @@ inline constexpr int kDecodeLayerWarps = kDecodeLayerThreads / 32;
 inline constexpr int kDecodeLayerMaxRouterExperts = 512;
 
 // MoePath::kAuto's rule for the lookup-table layout: one launch while the local experts expect at most this many
-// rows, and for experts the stripe loop suits (gemm::stripe_loop_suits_expert). Measured on an H200 with the L2 flushed (bench/NOTES.md §10,
-// results/2026-12-03-nvidia-h200-moe-layer.md): DeepSeek-V3 EP8 at 1, 2 and 4 tokens (1, 2 and 4 rows) and idle ranks
-// gain; Qwen3-30B-A3B at 1 token (8 rows) ties and loses from 2 tokens on, as does DeepSeek-V3 at 8 (8 rows); Mixtral
-// (117M weights per GEMM1 expert) loses at 1 and 2 tokens.
+// rows, and for experts the stripe loop suits (gemm::stripe_loop_suits_expert). Measured on an H200 with the L2
+// flushed (bench/NOTES.md §10, results/2026-12-03-nvidia-h200-moe-layer.md): DeepSeek-V3 EP8 at 1, 2 and 4 tokens
+// (1, 2 and 4 rows) and idle ranks gain; Qwen3-30B-A3B at 1 token (8 rows) ties and loses from 2 tokens on, as does
+// DeepSeek-V3 at 8 (8 rows); Mixtral (117M weights per GEMM1 expert) loses at 1 and 2 tokens.
 inline constexpr int64_t kDecodeLayerAutoMaxRows = 4;
 
 // The rule for the exact-scale layout, whose GEMM phases convert with a mask instead of a lookup

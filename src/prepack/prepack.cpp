@@ -59,13 +59,15 @@ char const* packed_layout_name(PackedLayout layout) {
 
 Status parse_packed_layout(char const* name, PackedLayout* layout, char const* arg_name) {
   if (layout == nullptr) return invalid_argument("layout is null");
+  std::string names;
   for (PackedLayout const candidate : {PackedLayout::kLookupTable, PackedLayout::kExactScales}) {
     if (name != nullptr && std::strcmp(name, packed_layout_name(candidate)) == 0) {
       *layout = candidate;
       return Status::Ok();
     }
+    names += concat(names.empty() ? "" : " or ", "\"", packed_layout_name(candidate), "\"");
   }
-  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be \"lookup\" or \"exact\"");
+  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be ", names);
 }
 
 size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout) {

@@ -35,8 +35,9 @@ RoutingData routing_data(std::vector<int32_t> const& topk_ids, int64_t tokens, i
 void quantize_row(float const* x, int n, uint8_t* q, float* scale);
 
 // One row through expert e of w: out[n] = round(st * sc[e, n] * sum_k a[k] * e4m3(q * sg)) (q * sg unrounded with
-// w.exact_group_scale), summed in float64 and rounded to bf16 (fp16 with half_output). act: e4m3 bits [K]; out: [N]. out_abs, if given, receives
-// |st * sc| * sum_k |a w|, the magnitude that bounds the kernel's accumulation error.
+// w.exact_group_scale), summed in float64 and rounded to bf16 (fp16 with half_output). act: e4m3 bits [K]; out:
+// [N]. out_abs, if given, receives |st * sc| * sum_k |a w|, the magnitude that bounds the kernel's accumulation
+// error.
 void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float token_scale, bool half_output,
                      float* out, float* out_abs = nullptr);
 
