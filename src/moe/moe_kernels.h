@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "gemm/grouped_params.h"
@@ -110,6 +111,18 @@ cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
                                      int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
                                      GroupSumsOut group_sums, cudaStream_t stream);
+
+// Blocks of launch_unpermute per token: at decode the kernel is a chain of load latencies, one per 16-byte vector a
+// thread walks, so the row is split over blocks of 128 threads, a vector each (DeepSeek-V3's H = 7168: 7 blocks;
+// the stage 7.2-10.1 -> 4.1-5.7 us at 1-128 tokens), in fewer pieces where the blocks would pass
+// kUnpermuteSplitBlocks: at 8192 tokens one block per token (7 a token took 71.3 -> 86.1 us; H200, bench/NOTES.md
+// §15).
+inline constexpr int64_t kUnpermuteSplitBlocks = 8192;
+inline int unpermute_slices(int64_t tokens, int hidden_size) {
+  int64_t const row_slices = (int64_t(hidden_size) / 8 + 127) / 128;
+  int64_t const fit = tokens > 0 ? kUnpermuteSplitBlocks / tokens : row_slices;
+  return int(std::max<int64_t>(1, std::min(row_slices, fit)));
+}
 
 // out[t] = sum_j w_j * gemm2_out[dest_row[t*k + j]] in slot order (w_j = 1 with weight_on_input); zero where no
 // slot of the token is local.

@@ -155,8 +155,9 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
   if (threadIdx.x == 0) act_scales[row] = e4m3.scale;
 }
 
-// One block per token. The token's rows and weights go to shared memory first, and each step issues the loads of
-// kRowsInFlight rows before summing them (in slot order): at decode this kernel is a chain of load latencies.
+// One block per token and slice of the row (blockIdx.y of unpermute_slices(): a vector a thread at decode, the whole
+// row at prefill). The token's rows and weights go to shared memory first, and each step issues the loads of
+// kRowsInFlight rows before summing them (in slot order).
 template <ActivationType kType>
 __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
                                  int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
@@ -173,7 +174,7 @@ __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_
   }
   __syncthreads();
   int const vectors = hidden_size / kVector;
-  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+  for (int v = int(blockIdx.y * blockDim.x + threadIdx.x); v < vectors; v += int(gridDim.y * blockDim.x)) {
     float sum[kVector] = {};
     for (int first = 0; first < top_k; first += kRowsInFlight) {
       int32_t row[kRowsInFlight];
@@ -236,8 +237,10 @@ template <ActivationType kType>
 struct Unpermute {
   static cudaError_t run(void const* gemm2_out, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          float const* topk_weights, bool weight_on_input, void* out, cudaStream_t stream) {
-    return launch_with_pdl(unpermute_kernel<kType>, unsigned(tokens), kThreads, 0, stream, gemm2_out, hidden_size,
-                           top_k, dest_row, topk_weights, weight_on_input, out);
+    static_assert(kThreads == 128 && kVector == 8, "unpermute_slices() counts 128 threads of 8-value vectors");
+    dim3 const grid(unsigned(tokens), unsigned(unpermute_slices(tokens, hidden_size)));
+    return launch_with_pdl(unpermute_kernel<kType>, grid, kThreads, 0, stream, gemm2_out, hidden_size, top_k,
+                           dest_row, topk_weights, weight_on_input, out);
   }
 };
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "moe/decode_layer.h"
+#include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
 
 namespace w4a8moe::moe {
@@ -144,6 +145,17 @@ TEST(MoePlan, AutoStagesTheLayerForKernelOverridesStageEventsAndWideRouters) {
   options = {};
   options.from_logits = false;  // precomputed top-k: any expert count
   EXPECT_TRUE(plan_moe(many, 1, 0, options).one_launch);
+}
+
+TEST(UnpermuteSlices, SplitTheRowAtDecodeOnlyWhileTheBlocksStayFew) {
+  EXPECT_EQ(unpermute_slices(1, 7168), 7);  // DeepSeek-V3: 896 vectors, 128 a block
+  EXPECT_EQ(unpermute_slices(128, 7168), 7);
+  EXPECT_EQ(unpermute_slices(1024, 7168), 7);  // 7168 blocks
+  EXPECT_EQ(unpermute_slices(2048, 7168), 4);
+  EXPECT_EQ(unpermute_slices(8192, 7168), 1);  // one block per token, as before the split
+  EXPECT_EQ(unpermute_slices(16, 2048), 2);    // Qwen3-30B-A3B
+  EXPECT_EQ(unpermute_slices(100000, 4096), 1);
+  EXPECT_EQ(unpermute_slices(4, 128), 1);  // less than a block's vectors
 }
 
 }  // namespace
