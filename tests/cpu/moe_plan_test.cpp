@@ -1,5 +1,5 @@
 // The MoE layer's plan: one launch or stages, the GEMMs' configs and shapes, the routing path, which GEMMs' arrays
-// the routing fills, the workspace, for the shapes of the benchmark models.
+// the routing fills, the workspace, for the shapes of the benchmark models; and how the unpermute splits its rows.
 #include <gtest/gtest.h>
 
 #include "moe/decode_layer.h"
