@@ -32,8 +32,9 @@ inline __device__ float logit_to_float<__nv_bfloat16>(__nv_bfloat16 x) {
   return __bfloat162float(x);
 }
 
-// One warp routes one token over up to 32 * kPerLane experts: the logits stay in registers and every reduction is a
-// warp shuffle (no block barriers). Lane l holds experts l, l + 32, ... Writes the token's k ids and weights.
+// One warp routes one token over up to 32 * kPerLane experts: the logits stay in registers and every reduction stays
+// in the warp (shuffles and redux.sync, no block barriers). Lane l holds experts l, l + 32, ... Writes the token's k
+// ids and weights.
 template <int kPerLane, class Logit>
 __device__ void topk_softmax_warp(Logit const* __restrict__ row, int experts, int top_k, bool renormalize,
                                   int32_t* __restrict__ ids, float* __restrict__ weights) {
@@ -55,31 +56,37 @@ __device__ void topk_softmax_warp(Logit const* __restrict__ row, int experts, in
     if (e < experts) sum += prob[i];
   }
   sum = warp_reduce(sum, SumOp{});
+  // Each round takes the largest remaining probability, ties to the lower id, in two warp reductions (redux.sync, one
+  // instruction each, where a shuffle butterfly is five dependent steps): probabilities are >= 0, so their bits
+  // order as unsigned integers. key = bits + 1 for a selectable expert, 0 for none (not an expert, chosen, NaN).
+  uint32_t key[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) key[i] = prob[i] >= 0.0f ? __float_as_uint(prob[i]) + 1u : 0u;
   float chosen_sum = 0.0f;
   float my_weight = 0.0f;  // lane j keeps slot j's weight
   int my_id = -1;
   for (int j = 0; j < top_k; ++j) {
-    Candidate best{-1.0f, INT_MAX};
+    uint32_t lane_key = 0;
+    int lane_id = INT_MAX;
 #pragma unroll
-    for (int i = 0; i < kPerLane; ++i) best = better(best, Candidate{prob[i], lane + 32 * i});
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) {
-      Candidate const other{__shfl_xor_sync(0xFFFFFFFFu, best.value, offset),
-                            __shfl_xor_sync(0xFFFFFFFFu, best.index, offset)};
-      best = better(best, other);
+    for (int i = 0; i < kPerLane; ++i) {
+      if (key[i] > lane_key) {  // strictly: the lane's lowest id among equal keys
+        lane_key = key[i];
+        lane_id = lane + 32 * i;
+      }
     }
-    bool const found = best.index != INT_MAX && best.value >= 0.0f;  // NaN logits select nothing
-    float const weight = found ? best.value / sum : 0.0f;
+    uint32_t const best_key = __reduce_max_sync(0xFFFFFFFFu, lane_key);
+    bool const found = best_key != 0u;
+    int const best_id = __reduce_min_sync(0xFFFFFFFFu, found && lane_key == best_key ? lane_id : INT_MAX);
+    float const weight = found ? __uint_as_float(best_key - 1u) / sum : 0.0f;
     chosen_sum += weight;
     if (lane == j) {
       my_weight = weight;
-      my_id = found ? best.index : -1;
+      my_id = found ? best_id : -1;
     }
-    if (found && best.index % 32 == lane) {
 #pragma unroll
-      for (int i = 0; i < kPerLane; ++i) {
-        if (lane + 32 * i == best.index) prob[i] = -1.0f;
-      }
+    for (int i = 0; i < kPerLane; ++i) {
+      if (found && lane + 32 * i == best_id) key[i] = 0u;
     }
   }
   if (lane < top_k) {
