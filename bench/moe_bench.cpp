@@ -106,6 +106,7 @@ void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   DeviceBuffer flush(size_t(256) << 20);
   moe::DecodeLayerProblem p = moe::decode_layer_problem(a, moe::plan_workspace(a.shape, a.num_tokens));
   p.stamps = stamps.as<unsigned long long>();
+  check_cuda(cudaMemsetAsync(stamps.get(), 0, stamps.bytes(), stream), "stamps");
   check_cuda(cudaMemsetAsync(flush.get(), 1, flush.bytes(), stream), "L2 flush");
   check_cuda(moe::launch_decode_layer(p, sm_count, stream), "one-launch layer");
   check_cuda(cudaStreamSynchronize(stream), "one-launch layer");
