@@ -13,7 +13,7 @@
 namespace w4a8moe::moe {
 namespace {
 
-constexpr int kHeldVectors = 4;  // permute: row vectors a thread keeps in registers
+constexpr int kHeldVectors = 4;  // permute and SiLU: row vectors a thread keeps in registers
 constexpr int kGroupVectors = 128 / kVector;  // vectors of a 128-column group
 
 // The group sum of the quantised vector v of a row (GroupSumsOut): its 8 e4m3 values summed, then over the 16
@@ -115,42 +115,70 @@ __device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, i
   for (int i = 0; i < kVector; ++i) h[i] = silu_mul(gate[i], up[i]);
 }
 
-// One block per row. The row's SiLU(gate) * up values are kept in shared memory between the amax pass and the
-// quantisation pass, so GEMM1's output is read once.
-template <ActivationType kType>
+// One block per row. Each thread keeps the SiLU(gate) * up of up to kHeld of its vectors in registers between the
+// amax and the quantisation (rows longer than kHeld * blockDim compute the rest twice), and the loads of those are
+// all issued before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread)
+// were a chain of four load latencies.
+template <ActivationType kType, int kHeld>
 __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter,
                                          int64_t const* __restrict__ offsets, int local_experts,
                                          uint8_t* __restrict__ act, float* __restrict__ act_scales,
                                          GroupSumsOut group_sums) {
-  extern __shared__ float h_row[];  // [inter]
-  __shared__ float scratch[32];     // one per warp; blocks have up to 1024 threads
+  __shared__ float scratch[32];  // one per warp; blocks have up to 1024 threads
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
   int64_t const row = blockIdx.x;
   if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
   int const vectors = inter / kVector;
+  int64_t const gate_first = row * 2 * vectors, up_first = gate_first + vectors;
+  uint4 gate_raw[kHeld], up_raw[kHeld];
+#pragma unroll
+  for (int h = 0; h < kHeld; ++h) {
+    int const v = int(threadIdx.x) + h * int(blockDim.x);
+    bool const in_row = v < vectors;
+    gate_raw[h] = in_row ? static_cast<uint4 const*>(gemm1_out)[gate_first + v] : make_uint4(0, 0, 0, 0);
+    up_raw[h] = in_row ? static_cast<uint4 const*>(gemm1_out)[up_first + v] : make_uint4(0, 0, 0, 0);
+  }
+  float held[kHeld][kVector];
   float local_max = 0.0f;
-  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
-    float h[kVector];
-    silu_mul_vector<kType>(gemm1_out, row, inter, v, h);
+#pragma unroll
+  for (int h = 0; h < kHeld; ++h) {
+    if (int(threadIdx.x) + h * int(blockDim.x) >= vectors) break;  // no SiLU of the zeros past the row
+    float gate[kVector], up[kVector];
+    unpack_vector<kType>(gate_raw[h], gate);
+    unpack_vector<kType>(up_raw[h], up);
 #pragma unroll
     for (int i = 0; i < kVector; ++i) {
-      local_max = fmaxf(local_max, fabsf(h[i]));
-      h_row[v * kVector + i] = h[i];
+      held[h][i] = silu_mul(gate[i], up[i]);
+      local_max = fmaxf(local_max, fabsf(held[h][i]));
     }
   }
-  float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish h_row
-  E4m3Scale const e4m3 = e4m3_scale(amax);
-  for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
-    float h[kVector];
+  for (int v = int(threadIdx.x) + kHeld * int(blockDim.x); v < vectors; v += int(blockDim.x)) {
+    float x[kVector];
+    silu_mul_vector<kType>(gemm1_out, row, inter, v, x);
 #pragma unroll
-    for (int i = 0; i < kVector; ++i) h[i] = h_row[v * kVector + i];
-    uint2 const q = quantize_vector(h, e4m3.inverse);
+    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
+  }
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);
+  E4m3Scale const e4m3 = e4m3_scale(amax);
+  auto store = [&](int v, float const (&x)[kVector]) {
+    uint2 const q = quantize_vector(x, e4m3.inverse);
     reinterpret_cast<uint2*>(act + row * inter)[v] = q;
     if (group_sums.sums != nullptr) {
       float const sum = group_sum(q);
       if (v % kGroupVectors == 0) group_sums.sums[(v / kGroupVectors) * group_sums.stride + row] = sum;
     }
+  };
+#pragma unroll
+  for (int h = 0; h < kHeld; ++h) {
+    int const v = int(threadIdx.x) + h * int(blockDim.x);
+    if (v >= vectors) break;
+    store(v, held[h]);
+  }
+  for (int v = int(threadIdx.x) + kHeld * int(blockDim.x); v < vectors; v += int(blockDim.x)) {
+    float x[kVector];
+    silu_mul_vector<kType>(gemm1_out, row, inter, v, x);
+    store(v, x);
   }
   if (threadIdx.x == 0) act_scales[row] = e4m3.scale;
 }
@@ -225,11 +253,15 @@ struct SiluMulQuantize {
   static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
                          int local_experts, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
                          cudaStream_t stream) {
-    size_t const shared = size_t(inter) * sizeof(float);
-    // A large row keeps few blocks per SM (shared memory): give each more threads, about 4 vectors a thread.
-    int const threads = threads_for_row(inter / kVector, 4);
-    return launch_with_pdl(silu_mul_quantize_kernel<kType>, unsigned(max_rows), threads, shared, stream, gemm1_out,
-                           inter, offsets, local_experts, act, act_scales, group_sums);
+    int const vectors = inter / kVector, threads = threads_for_row(vectors, kHeldVectors);
+    auto launch = [&](auto kernel) {
+      return launch_with_pdl(kernel, unsigned(max_rows), threads, 0, stream, gemm1_out, inter, offsets, local_experts,
+                             act, act_scales, group_sums);
+    };
+    // As few held vectors as the row needs: fewer registers, more blocks an SM at prefill.
+    if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, 1>);
+    if (vectors <= 2 * threads) return launch(silu_mul_quantize_kernel<kType, 2>);
+    return launch(silu_mul_quantize_kernel<kType, kHeldVectors>);
   }
 };
 

@@ -103,11 +103,10 @@ MoeShape const kSmall{16, 16, 4, 256, 256};
 // from the GPU's GEMM1 row (the GPU's expf may differ from the host's by an ulp); the unpermuted sum within one bf16
 // step (plus the fp32 rounding of the k terms where they cancel).
 // gemm_config: both GEMMs' config ("" = the heuristic's).
-void check_every_stage(std::string const& gemm_config) {
+void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {16, 16, 4, 256, 384},
+                       int64_t tokens = 50) {
   auto rng = fresh_rng();
-  MoeShape const shape{16, 16, 4, 256, 384};
   auto const layer = make_layer(shape, rng);
-  int64_t const tokens = 50;
   Inputs const in = make_inputs(shape, tokens, true, false, rng);
   DeviceInputs d = upload(*layer, in, tokens);
   MoeForwardArgs args = forward_args(*layer, in, d, false);
@@ -194,6 +193,16 @@ void check_every_stage(std::string const& gemm_config) {
 TEST(MoeLayer, EveryStageMatchesReference) {
   SKIP_WITHOUT_HOPPER();
   check_every_stage("");
+}
+
+// The SiLU stage's longer rows: I = 1536 holds two vectors a thread in registers, I = 33792 more than the four a
+// thread holds (the rest computed twice).
+TEST(MoeLayer, EveryStageMatchesReferenceForLongSiluRows) {
+  SKIP_WITHOUT_HOPPER();
+  for (int inter : {1536, 33792}) {
+    SCOPED_TRACE("I " + std::to_string(inter));
+    check_every_stage("", MoeShape{4, 4, 2, 256, inter}, 12);
+  }
 }
 
 // The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert.
