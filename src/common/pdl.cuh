@@ -24,7 +24,10 @@ cudaError_t launch_with_pdl_in_clusters(void (*kernel)(Params...), dim3 grid, di
   if (shared_bytes > 48 * 1024) {
     cudaError_t const error =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
-    if (error != cudaSuccess) return error;
+    if (error != cudaSuccess) {
+      cudaGetLastError();  // returned, not left for the next check
+      return error;
+    }
   }
   cudaLaunchAttribute attributes[2]{};
   attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -40,7 +43,10 @@ cudaError_t launch_with_pdl_in_clusters(void (*kernel)(Params...), dim3 grid, di
   config.stream = stream;
   config.attrs = attributes;
   config.numAttrs = cluster_x > 1 ? 2 : 1;
-  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  cudaError_t const error = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  // The error is returned here; cleared, so that the next launch's cudaGetLastError() does not report it again.
+  if (error != cudaSuccess) cudaGetLastError();
+  return error;
 }
 
 template <class... Params, class... Args>

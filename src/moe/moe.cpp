@@ -21,8 +21,6 @@ namespace {
 
 // The router keeps one token's probabilities in shared memory (48 KB without opt-in).
 constexpr int kMaxRouterExperts = 12288;
-// The SiLU stage keeps one row of I fp32 values in shared memory (up to 227 KB per block on Hopper).
-constexpr int kMaxInter = 32768;
 
 // The routing half of a layer's shape (all moe_routing needs): experts, local experts, top-k.
 Status validate_routing_shape(MoeShape const& s) {
@@ -172,9 +170,9 @@ Status validate_moe_shape(MoeShape const& s) {
   if (s.hidden < kGroupSize || s.hidden % kGroupSize != 0) {
     return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 128 (GEMM1's K)");
   }
-  if (s.inter < kGroupSize || s.inter % kGroupSize != 0 || s.inter > kMaxInter) {
+  if (s.inter < kGroupSize || s.inter % kGroupSize != 0 || s.inter > moe::kMaxInter) {
     return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 128 (GEMM2's K), at most ",
-                            kMaxInter);
+                            moe::kMaxInter, " (the SiLU stage holds a row in one block's registers)");
   }
   W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), "GEMM1 weights"));
   return validate_weight_shape(moe::gemm2_shape(s), "GEMM2 weights");

@@ -14,6 +14,14 @@ namespace w4a8moe::moe {
 
 inline constexpr int kMaxTopK = 32;
 
+// The token-row kernels (permute + quantise, SiLU * up + requantise) run a row in one block of up to
+// kRowBlockThreads threads, each keeping up to kHeldRowVectors 16-byte vectors of it in registers between the
+// amax and the quantisation. The SiLU stage holds its whole row, so it bounds the intermediate size; the permute
+// reads what it cannot hold twice, so the hidden size has no bound of its own.
+inline constexpr int kRowBlockThreads = 1024;
+inline constexpr int kHeldRowVectors = 4;
+inline constexpr int kMaxInter = kRowBlockThreads * kHeldRowVectors * 8;  // 8 16-bit values a vector: 32768
+
 // Up to kOneBlockRoutingSlots token slots and kOneBlockRoutingMaxExperts local experts route in one block of
 // kOneBlockRoutingThreads (one launch, and one more for the router past kFusedRouterTokens tokens): every warp counts
 // and scatters a segment of the slots, with per-segment counters in shared memory. Past it the chunked path (a

@@ -13,7 +13,7 @@
 namespace w4a8moe::moe {
 namespace {
 
-constexpr int kHeldVectors = 4;  // permute and SiLU: row vectors a thread keeps in registers
+static_assert(kMaxInter == kRowBlockThreads * kHeldRowVectors * kVector, "kMaxInter counts kVector-value vectors");
 constexpr int kGroupVectors = 128 / kVector;  // vectors of a 128-column group
 
 // The group sum of the quantised vector v of a row (GroupSumsOut): its 8 e4m3 values summed, then over the 16
@@ -37,13 +37,14 @@ __device__ __forceinline__ float group_sum(uint2 q) {
   return sum * (1.0f / 64.0f);  // 2^-6, the offset's value at the nibbles' scale (prepack/exact_format.h)
 }
 
-// One block per token. Each thread keeps up to kHeldVectors of the row in registers between the amax and the
-// quantisation, so the row is read once (rows longer than kHeldVectors * blockDim are read twice).
+// One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
+// quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice).
 template <ActivationType kType>
-__global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
-                                        int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
-                                        bool weight_on_input, uint8_t* __restrict__ act,
-                                        float* __restrict__ act_scales, GroupSumsOut group_sums) {
+__global__ void __launch_bounds__(kRowBlockThreads)
+    permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
+                            int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
+                            bool weight_on_input, uint8_t* __restrict__ act, float* __restrict__ act_scales,
+                            GroupSumsOut group_sums) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
   pdl_wait_for_previous_grid();
@@ -53,21 +54,21 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
   int const vectors = hidden_size / kVector;
   int64_t const first_vector = t * vectors;
   // All loads issued before the first use: at decode this kernel is a chain of load latencies.
-  uint4 raw[kHeldVectors];
+  uint4 raw[kHeldRowVectors];
 #pragma unroll
-  for (int h = 0; h < kHeldVectors; ++h) {
+  for (int h = 0; h < kHeldRowVectors; ++h) {
     int const v = threadIdx.x + h * blockDim.x;
     raw[h] = v < vectors ? static_cast<uint4 const*>(hidden)[first_vector + v] : make_uint4(0, 0, 0, 0);
   }
-  float held[kHeldVectors][kVector];
+  float held[kHeldRowVectors][kVector];
   float local_max = 0.0f;
 #pragma unroll
-  for (int h = 0; h < kHeldVectors; ++h) {
+  for (int h = 0; h < kHeldRowVectors; ++h) {
     unpack_vector<kType>(raw[h], held[h]);  // zeros past the row: no effect on the max
 #pragma unroll
     for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(held[h][i]));
   }
-  for (int v = threadIdx.x + kHeldVectors * blockDim.x; v < vectors; v += blockDim.x) {
+  for (int v = threadIdx.x + kHeldRowVectors * blockDim.x; v < vectors; v += blockDim.x) {
     float x[kVector];
     load_vector<kType>(hidden, first_vector + v, x);
 #pragma unroll
@@ -90,12 +91,12 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
     }
   };
 #pragma unroll
-  for (int h = 0; h < kHeldVectors; ++h) {
+  for (int h = 0; h < kHeldRowVectors; ++h) {
     int const v = threadIdx.x + h * blockDim.x;
     if (v >= vectors) break;
     store(v, held[h]);
   }
-  for (int v = threadIdx.x + kHeldVectors * blockDim.x; v < vectors; v += blockDim.x) {
+  for (int v = threadIdx.x + kHeldRowVectors * blockDim.x; v < vectors; v += blockDim.x) {
     float x[kVector];
     load_vector<kType>(hidden, first_vector + v, x);
     store(v, x);
@@ -105,26 +106,16 @@ __global__ void permute_quantize_kernel(void const* __restrict__ hidden, int hid
   }
 }
 
-template <ActivationType kType>
-__device__ void silu_mul_vector(void const* gemm1_out, int64_t row, int inter, int v, float (&h)[kVector]) {
-  int const vectors = inter / kVector;
-  float gate[kVector], up[kVector];
-  load_vector<kType>(gemm1_out, row * 2 * vectors + v, gate);
-  load_vector<kType>(gemm1_out, row * 2 * vectors + vectors + v, up);
-#pragma unroll
-  for (int i = 0; i < kVector; ++i) h[i] = silu_mul(gate[i], up[i]);
-}
-
-// One block per row. Each thread keeps the SiLU(gate) * up of up to kHeld of its vectors in registers between the
-// amax and the quantisation (rows longer than kHeld * blockDim compute the rest twice), and the loads of those are
-// all issued before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread)
+// One block per row. Each thread keeps the SiLU(gate) * up of its kHeld vectors (at most kHeldRowVectors: the
+// whole row, kMaxInter) in registers between the amax and the quantisation, and the loads of those are all issued
+// before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread)
 // were a chain of four load latencies.
 template <ActivationType kType, int kHeld>
-__global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter,
-                                         int64_t const* __restrict__ offsets, int local_experts,
-                                         uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                                         GroupSumsOut group_sums) {
-  __shared__ float scratch[32];  // one per warp; blocks have up to 1024 threads
+__global__ void __launch_bounds__(kRowBlockThreads)
+    silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, int64_t const* __restrict__ offsets,
+                             int local_experts, uint8_t* __restrict__ act, float* __restrict__ act_scales,
+                             GroupSumsOut group_sums) {
+  __shared__ float scratch[32];  // one per warp
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
   int64_t const row = blockIdx.x;
@@ -153,12 +144,6 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
       local_max = fmaxf(local_max, fabsf(held[h][i]));
     }
   }
-  for (int v = int(threadIdx.x) + kHeld * int(blockDim.x); v < vectors; v += int(blockDim.x)) {
-    float x[kVector];
-    silu_mul_vector<kType>(gemm1_out, row, inter, v, x);
-#pragma unroll
-    for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
-  }
   float const amax = block_reduce(local_max, MaxOp{}, scratch);
   E4m3Scale const e4m3 = e4m3_scale(amax);
   auto store = [&](int v, float const (&x)[kVector]) {
@@ -174,11 +159,6 @@ __global__ void silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int
     int const v = int(threadIdx.x) + h * int(blockDim.x);
     if (v >= vectors) break;
     store(v, held[h]);
-  }
-  for (int v = int(threadIdx.x) + kHeld * int(blockDim.x); v < vectors; v += int(blockDim.x)) {
-    float x[kVector];
-    silu_mul_vector<kType>(gemm1_out, row, inter, v, x);
-    store(v, x);
   }
   if (threadIdx.x == 0) act_scales[row] = e4m3.scale;
 }
@@ -228,7 +208,7 @@ __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_
 
 // Threads of a one-row-per-block kernel: about `per_thread` of the row's 16-byte vectors a thread, whole warps.
 int threads_for_row(int vectors, int per_thread) {
-  return std::clamp((vectors + per_thread * 32 - 1) / (per_thread * 32) * 32, kThreads, 1024);
+  return std::clamp((vectors + per_thread * 32 - 1) / (per_thread * 32) * 32, kThreads, kRowBlockThreads);
 }
 
 template <template <ActivationType> class Launch, class... Args>
@@ -242,7 +222,7 @@ struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
                          GroupSumsOut group_sums, cudaStream_t stream) {
-    int const threads = threads_for_row(hidden_size / kVector, kHeldVectors);
+    int const threads = threads_for_row(hidden_size / kVector, kHeldRowVectors);
     return launch_with_pdl(permute_quantize_kernel<kType>, unsigned(tokens), threads, 0, stream, hidden, hidden_size,
                            top_k, dest_row, topk_weights, weight_on_input, act, act_scales, group_sums);
   }
@@ -253,7 +233,7 @@ struct SiluMulQuantize {
   static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
                          int local_experts, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
                          cudaStream_t stream) {
-    int const vectors = inter / kVector, threads = threads_for_row(vectors, kHeldVectors);
+    int const vectors = inter / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
     auto launch = [&](auto kernel) {
       return launch_with_pdl(kernel, unsigned(max_rows), threads, 0, stream, gemm1_out, inter, offsets, local_experts,
                              act, act_scales, group_sums);
@@ -261,7 +241,7 @@ struct SiluMulQuantize {
     // As few held vectors as the row needs: fewer registers, more blocks an SM at prefill.
     if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, 1>);
     if (vectors <= 2 * threads) return launch(silu_mul_quantize_kernel<kType, 2>);
-    return launch(silu_mul_quantize_kernel<kType, kHeldVectors>);
+    return launch(silu_mul_quantize_kernel<kType, kHeldRowVectors>);
   }
 };
 

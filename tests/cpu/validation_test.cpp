@@ -251,6 +251,8 @@ TEST(Validation, MoeShapeRules) {
   expect_error(validate_moe_shape({4, 4, 5, 256, 256}), StatusCode::kInvalidArgument, "top_k=5");
   expect_error(validate_moe_shape({8, 8, 2, 2880, 256}), StatusCode::kInvalidArgument, "hidden=2880");
   expect_error(validate_moe_shape({8, 8, 2, 256, 100}), StatusCode::kInvalidArgument, "inter=100");
+  EXPECT_TRUE(validate_moe_shape({8, 8, 2, 256, 32768}).ok());  // the SiLU stage's row in one block
+  expect_error(validate_moe_shape({8, 8, 2, 256, 32896}), StatusCode::kInvalidArgument, "inter=32896");
   EXPECT_EQ(moe_workspace_bytes({8, 8, 2, 256, 100}, 16), 0u);
 }
 

@@ -21,6 +21,7 @@
 #include <numeric>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "common/float_formats.h"
 #include "gpu_test_util.h"
@@ -195,13 +196,13 @@ TEST(MoeLayer, EveryStageMatchesReference) {
   check_every_stage("");
 }
 
-// The SiLU stage's longer rows: I = 1536 holds two vectors a thread in registers, I = 33792 more than the four a
-// thread holds (the rest computed twice).
-TEST(MoeLayer, EveryStageMatchesReferenceForLongSiluRows) {
+// The token-row kernels' longer rows: I = 1536 holds two vectors a thread in the SiLU stage, I = 32768 (the limit)
+// four in 1024 threads; H = 33792 is longer than the four a thread of the permute holds (the rest read twice).
+TEST(MoeLayer, EveryStageMatchesReferenceForLongRows) {
   SKIP_WITHOUT_HOPPER();
-  for (int inter : {1536, 33792}) {
-    SCOPED_TRACE("I " + std::to_string(inter));
-    check_every_stage("", MoeShape{4, 4, 2, 256, inter}, 12);
+  for (auto [hidden, inter] : {std::pair{256, 1536}, std::pair{256, 32768}, std::pair{33792, 256}}) {
+    SCOPED_TRACE("H " + std::to_string(hidden) + ", I " + std::to_string(inter));
+    check_every_stage("", MoeShape{4, 4, 2, hidden, inter}, 12);
   }
 }
 
