@@ -299,18 +299,28 @@ __global__ void __launch_bounds__(Config<kRows, kConsumers>::kThreads, Config<kR
     StagedItem const item = staged[slot];
     if (item.chunk.rows == 0) return;
     int const tile = item.tile * kConsumers + warpgroup;
+    Chunk const& chunk = item.chunk;
+    float const* channel_scales =
+        reinterpret_cast<float const*>(p.packed + sections.channel_scales) + size_t(chunk.expert) * n;
+    int const stripe = tile * kTileStripes + warp;
+    bool const stores_stripe = splits == 1 && stripe < stripes;
+    StripeScales<kRows> scales;
+    if (kEarlyStripeScales<kRows> && stores_stripe) {
+      scales = load_stripe_scales<kRows>(channel_scales, p.token_scales, chunk, stripe);
+    }
     float acc[kRows / 2];
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
     consume<kRows, kConsumers>(ring, item_groups, max(prepack::exact_tile_stripes(n, tile), 0), acc);
     ring.uses += uint32_t(item_groups);
 
-    Chunk const& chunk = item.chunk;
-    float const* channel_scales =
-        reinterpret_cast<float const*>(p.packed + sections.channel_scales) + size_t(chunk.expert) * n;
-    int const stripe = tile * kTileStripes + warp;
     if (splits == 1) {
-      if (stripe < stripes) store_stripe<kRows>(out, n, channel_scales, p.token_scales, chunk, stripe, acc);
+      if (stores_stripe) {
+        if (!kEarlyStripeScales<kRows>) {
+          scales = load_stripe_scales<kRows>(channel_scales, p.token_scales, chunk, stripe);
+        }
+        store_stripe<kRows>(out, n, scales, chunk, stripe, acc);
+      }
     } else if constexpr (C::kSplitsK) {
       store_cluster_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
                                                  splits, partial, acc);

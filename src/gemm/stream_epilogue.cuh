@@ -14,18 +14,48 @@
 
 namespace w4a8moe::gemm {
 
+// The scales of a lane's accumulators in store_stripe: its two channels (lane/4 and lane/4 + 8 of the stripe) and
+// its rows of the chunk (index 2 (i/4) + i % 2 for accumulator i; 0 past the chunk). The consumers load them when an
+// item starts, so that their round trip (the channel scales come from HBM) overlaps the item's groups instead of
+// following them before the stores.
+// Chunks of up to 32 rows load them early; from 48 rows the registers they take spill.
+template <int kRows>
+inline constexpr bool kEarlyStripeScales = kRows <= 32;
+
+template <int kRows>
+struct StripeScales {
+  float channel[2];
+  float token[kRows / 4];
+};
+
+template <int kRows>
+__device__ __forceinline__ StripeScales<kRows> load_stripe_scales(float const* channel_scales,
+                                                                  float const* token_scales, Chunk const& chunk,
+                                                                  int stripe) {
+  int const lane = int(threadIdx.x) % 32;
+  StripeScales<kRows> s;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) s.channel[h] = channel_scales[stripe * kStripeChannels + lane / 4 + 8 * h];
+#pragma unroll
+  for (int r = 0; r < kRows / 4; ++r) {
+    int const row = 8 * (r / 2) + 2 * (lane % 4) + r % 2;
+    s.token[r] = row < chunk.rows ? token_scales[chunk.first_row + row] : 0.f;
+  }
+  return s;
+}
+
 // The accumulators of the warp's stripe (which must exist) straight to the output rows of the chunk.
 template <int kRows, class Out>
-__device__ __forceinline__ void store_stripe(Out* out, int n, float const* channel_scales, float const* token_scales,
-                                             Chunk const& chunk, int stripe, float const (&acc)[kRows / 2]) {
+__device__ __forceinline__ void store_stripe(Out* out, int n, StripeScales<kRows> const& scales, Chunk const& chunk,
+                                             int stripe, float const (&acc)[kRows / 2]) {
   int const lane = int(threadIdx.x) % 32;
 #pragma unroll
   for (int i = 0; i < kRows / 2; ++i) {
     int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     int const column = stripe * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
     if (row < chunk.rows) {
-      int64_t const out_row = chunk.first_row + row;
-      out[out_row * n + column] = to_output<Out>(channel_scales[column] * (token_scales[out_row] * acc[i]));
+      float const scale = scales.channel[(i / 2) % 2] * scales.token[2 * (i / 4) + i % 2];
+      out[(chunk.first_row + row) * n + column] = to_output<Out>(scale * acc[i]);
     }
   }
 }

@@ -245,6 +245,15 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
     barrier_wait(ring.full + 8 * slot, ring.uses / S::kCount % 2);
     StagedItem const item = staged[slot];
     if (item.chunk.rows == 0) return;
+    Chunk const& chunk = item.chunk;
+    float const* channel_scales =
+        reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(chunk.expert) * n;
+    int const stripe = item.tile * kTileStripes + warp;
+    static_assert(kEarlyStripeScales<kRows>, "the scales are loaded before the item's groups");
+    StripeScales<kRows> scales;
+    if (splits == 1 && stripe < stripes) {
+      scales = load_stripe_scales<kRows>(channel_scales, p.token_scales, chunk, stripe);
+    }
     float acc[kRows / 2];
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
@@ -252,12 +261,8 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
     consume<kRows>(ring, item_groups, acc);
     ring.uses += uint32_t(item_groups);
 
-    Chunk const& chunk = item.chunk;
-    float const* channel_scales =
-        reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(chunk.expert) * n;
-    int const stripe = item.tile * kTileStripes + warp;
     if (splits == 1) {
-      if (stripe < stripes) store_stripe<kRows>(out, n, channel_scales, p.token_scales, chunk, stripe, acc);
+      if (stripe < stripes) store_stripe<kRows>(out, n, scales, chunk, stripe, acc);
     } else {
       store_cluster_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
                                                  splits, partial, acc);
