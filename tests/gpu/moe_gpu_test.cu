@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -100,9 +101,9 @@ MoeShape const kSmall{16, 16, 4, 256, 256};
 
 // Every stage against the reference, each fed the GPU's own input to that stage, so a failure names the stage:
 // quantised activations and scales bit for bit; GEMM outputs within the GEMM tests' bound (2^-7 |ref| plus 2^-10 of
-// sum |a w| for the summation order); the SiLU stage's e4m3 output within one e4m3 step of the reference computed
-// from the GPU's GEMM1 row (the GPU's expf may differ from the host's by an ulp); the unpermuted sum within one bf16
-// step (plus the fp32 rounding of the k terms where they cancel).
+// sum |a w| per 8192 of K, for the summation order); the SiLU stage's e4m3 output within one e4m3 step of the
+// reference computed from the GPU's GEMM1 row (the GPU's expf may differ from the host's by an ulp); the unpermuted
+// sum within one bf16 step (plus the fp32 rounding of the k terms where they cancel).
 // gemm_config: both GEMMs' config ("" = the heuristic's).
 void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {16, 16, 4, 256, 384},
                        int64_t tokens = 50) {
@@ -132,8 +133,14 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     std::memcpy(&bits, base + 2 * index, 2);
     return bf16_to_float(bits);
   };
-  auto gemm_close = [](float got, float want, float magnitude) {
-    return std::fabs(got - want) <= std::ldexp(std::fabs(want), -7) + std::ldexp(magnitude, -10);
+  // The summation term grows with K past 8192: the tensor cores add each step's products into the fp32 accumulators
+  // at reduced precision, so the error grows with the steps (at K = 32768 one output in 6144 was past 2^-10). The
+  // worst error over the unscaled bound is printed.
+  float worst_g1 = 0.0f, worst_g2 = 0.0f;
+  auto gemm_close = [](float got, float want, float magnitude, int gemm_k, float& worst) {
+    float const ratio = std::fabs(got - want) / (std::ldexp(std::fabs(want), -7) + std::ldexp(magnitude, -10));
+    worst = std::max(worst, ratio);
+    return ratio <= float(std::max(1, gemm_k / 8192));
   };
   // Same sign and at most one code apart: e4m3 codes are ordered like their magnitudes.
   auto e4m3_step = [](uint8_t a, uint8_t b) { return (a & 0x80) == (b & 0x80) && std::abs(int(a & 0x7F) - int(b & 0x7F)) <= 1; };
@@ -154,7 +161,7 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     reference::expert_gemm_row(layer->weights.gemm1, e, act1, scale1, false, ref.data(), magnitude.data());
     for (int c = 0; c < 2 * inter; ++c) {
       row[c] = bf16_at(view(plan.gemm1_out), r * 2 * inter + c);
-      bad_g1 += !gemm_close(row[c], ref[c], magnitude[c]);
+      bad_g1 += !gemm_close(row[c], ref[c], magnitude[c], h, worst_g1);
     }
     // SiLU * up + requantise from the GPU's GEMM1 row
     reference::silu_mul(row.data(), inter, hmid.data());
@@ -166,7 +173,9 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     bad_act2 += !act2_ok;
     // GEMM2 from the GPU's quantised row
     reference::expert_gemm_row(layer->weights.gemm2, e, act2, scale2, false, ref.data(), magnitude.data());
-    for (int c = 0; c < h; ++c) bad_g2 += !gemm_close(bf16_at(view(plan.gemm2_out), r * h + c), ref[c], magnitude[c]);
+    for (int c = 0; c < h; ++c) {
+      bad_g2 += !gemm_close(bf16_at(view(plan.gemm2_out), r * h + c), ref[c], magnitude[c], inter, worst_g2);
+    }
   }
   // Unpermute from the GPU's GEMM2 rows
   auto const out = download_output(d, tokens, h, false);
@@ -184,6 +193,7 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
       bad_out += !(std::fabs(out[t * h + c] - want) <= std::ldexp(std::fabs(want), -7) + std::ldexp(magnitude, -20));
     }
   }
+  std::printf("  worst GEMM error over the K <= 8192 bound: GEMM1 %.2f, GEMM2 %.2f\n", worst_g1, worst_g2);
   EXPECT_EQ(bad_act1, 0) << "rows whose quantised activations differ";
   EXPECT_EQ(bad_g1, 0) << "GEMM1 outputs out of the GEMM bound";
   EXPECT_EQ(bad_act2, 0) << "rows whose SiLU*up quantisation differs by more than one e4m3 step";
