@@ -253,7 +253,6 @@ __global__ void __launch_bounds__(Config<kRows, kConsumers>::kThreads, Config<kR
   __syncthreads();
 
   pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
   prepack::ExactSections const sections = prepack::exact_sections(p.shape);
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const tiles = (n + C::kTileChannels - 1) / C::kTileChannels;
@@ -281,7 +280,10 @@ __global__ void __launch_bounds__(Config<kRows, kConsumers>::kThreads, Config<kR
         announce_end<kRows, kConsumers>(ring, staged);
       }
       __syncwarp();
-      if (!found) return;
+      if (!found) {
+        pdl_allow_next_grid();  // the worker's last item is staged: the next kernel may start launching
+        return;
+      }
       ring.uses += uint32_t(item_groups);
       if constexpr (C::kSplitsK) {
         if (splits > 1) {  // the consumers' two cluster barriers of this item

@@ -204,7 +204,6 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
   __syncthreads();
 
   pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const tiles = (n + kTileChannels - 1) / kTileChannels;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
@@ -231,7 +230,10 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
         }
       }
       __syncwarp();
-      if (!found) return;
+      if (!found) {
+        pdl_allow_next_grid();  // the worker's last item is staged: the next kernel may start launching
+        return;
+      }
       ring.uses += uint32_t(item_groups);
       if (splits > 1) {  // the consumers' two cluster barriers of this item
         cluster.sync();
