@@ -37,6 +37,13 @@ __device__ __forceinline__ float group_sum(uint2 q) {
   return sum * (1.0f / 64.0f);  // 2^-6, the offset's value at the nibbles' scale (prepack/exact_format.h)
 }
 
+// Blocks from `first` on (the grid's last wave) let the next kernel launch at their start, the others at their exit.
+// Let at the start by every block, a grid of several waves had the next kernel's blocks take residency, and wait,
+// on the SMs its own later waves needed (bench/NOTES.md §21, §22).
+__device__ __forceinline__ void allow_next_grid_from(int64_t first) {
+  if (int64_t(blockIdx.y) * gridDim.x + blockIdx.x >= first) pdl_allow_next_grid();
+}
+
 // One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
 // quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice).
 template <ActivationType kType>
@@ -44,11 +51,11 @@ __global__ void __launch_bounds__(kRowBlockThreads)
     permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
                             int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
                             bool weight_on_input, uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                            GroupSumsOut group_sums) {
+                            GroupSumsOut group_sums, int64_t last_wave) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
   pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
+  allow_next_grid_from(last_wave);
   int64_t const t = blockIdx.x;
   if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
   int const vectors = hidden_size / kVector;
@@ -114,10 +121,10 @@ template <ActivationType kType, int kHeld>
 __global__ void __launch_bounds__(kRowBlockThreads)
     silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, int64_t const* __restrict__ offsets,
                              int local_experts, uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                             GroupSumsOut group_sums) {
+                             GroupSumsOut group_sums, int64_t last_wave) {
   __shared__ float scratch[32];  // one per warp
   pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
+  allow_next_grid_from(last_wave);
   int64_t const row = blockIdx.x;
   if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
   int const vectors = inter / kVector;
@@ -169,12 +176,12 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 template <ActivationType kType>
 __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
                                  int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
-                                 bool weight_on_input, void* __restrict__ out) {
+                                 bool weight_on_input, void* __restrict__ out, int64_t last_wave) {
   constexpr int kRowsInFlight = 8;
   __shared__ int32_t rows[kMaxTopK];
   __shared__ float weights[kMaxTopK];
   pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
+  allow_next_grid_from(last_wave);
   int64_t const t = blockIdx.x;
   if (threadIdx.x < top_k) {
     rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
@@ -211,6 +218,20 @@ int threads_for_row(int vectors, int per_thread) {
   return std::clamp((vectors + per_thread * 32 - 1) / (per_thread * 32) * 32, kThreads, kRowBlockThreads);
 }
 
+// The first block of the grid's last wave (allow_next_grid_from): `blocks` less those the SMs hold at once; 0 (every
+// block lets the next kernel launch at its start) where the occupancy cannot be had.
+template <class... Params>
+int64_t last_wave_start(void (*kernel)(Params...), int64_t blocks, int threads) {
+  int device = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess || per_sm < 1) {
+    cudaGetLastError();  // not reported: the launch below goes on without it
+    return 0;
+  }
+  return std::max<int64_t>(0, blocks - int64_t(sms) * per_sm);
+}
+
 template <template <ActivationType> class Launch, class... Args>
 cudaError_t dispatch_type(ActivationType type, Args&&... args) {
   if (type == ActivationType::kBF16) return Launch<ActivationType::kBF16>::run(args...);
@@ -223,8 +244,10 @@ struct PermuteQuantize {
                          float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
                          GroupSumsOut group_sums, cudaStream_t stream) {
     int const threads = threads_for_row(hidden_size / kVector, kHeldRowVectors);
-    return launch_with_pdl(permute_quantize_kernel<kType>, unsigned(tokens), threads, 0, stream, hidden, hidden_size,
-                           top_k, dest_row, topk_weights, weight_on_input, act, act_scales, group_sums);
+    auto const kernel = permute_quantize_kernel<kType>;
+    return launch_with_pdl(kernel, unsigned(tokens), threads, 0, stream, hidden, hidden_size, top_k, dest_row,
+                           topk_weights, weight_on_input, act, act_scales, group_sums,
+                           last_wave_start(kernel, tokens, threads));
   }
 };
 
@@ -236,7 +259,7 @@ struct SiluMulQuantize {
     int const vectors = inter / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
     auto launch = [&](auto kernel) {
       return launch_with_pdl(kernel, unsigned(max_rows), threads, 0, stream, gemm1_out, inter, offsets, local_experts,
-                             act, act_scales, group_sums);
+                             act, act_scales, group_sums, last_wave_start(kernel, max_rows, threads));
     };
     // As few held vectors as the row needs: fewer registers, more blocks an SM at prefill.
     if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, 1>);
@@ -251,8 +274,9 @@ struct Unpermute {
                          float const* topk_weights, bool weight_on_input, void* out, cudaStream_t stream) {
     static_assert(kThreads == 128 && kVector == 8, "unpermute_slices() counts 128 threads of 8-value vectors");
     dim3 const grid(unsigned(tokens), unsigned(unpermute_slices(tokens, hidden_size)));
-    return launch_with_pdl(unpermute_kernel<kType>, grid, kThreads, 0, stream, gemm2_out, hidden_size, top_k,
-                           dest_row, topk_weights, weight_on_input, out);
+    auto const kernel = unpermute_kernel<kType>;
+    return launch_with_pdl(kernel, grid, kThreads, 0, stream, gemm2_out, hidden_size, top_k, dest_row, topk_weights,
+                           weight_on_input, out, last_wave_start(kernel, int64_t(grid.x) * grid.y, kThreads));
   }
 };
 
