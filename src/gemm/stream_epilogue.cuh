@@ -14,14 +14,14 @@
 
 namespace w4a8moe::gemm {
 
-// The scales of a lane's accumulators in store_stripe: its two channels (lane/4 and lane/4 + 8 of the stripe) and
-// its rows of the chunk (index 2 (i/4) + i % 2 for accumulator i; 0 past the chunk). The consumers load them when an
-// item starts, so that their round trip (the channel scales come from HBM) overlaps the item's groups instead of
-// following them before the stores.
-// Chunks of up to 32 rows load them early; from 48 rows the registers they take spill.
+// Whether the consumers load an item's StripeScales when the item starts, so that their round trip (the channel
+// scales come from HBM) overlaps the item's groups instead of following them before the stores (bench/NOTES.md
+// §20): chunks of up to 32 rows; from 48 rows the registers they take spill.
 template <int kRows>
 inline constexpr bool kEarlyStripeScales = kRows <= 32;
 
+// The scales of a lane's accumulators in store_stripe: its two channels (lane/4 and lane/4 + 8 of the stripe) and
+// its rows of the chunk (index 2 (i/4) + i % 2 for accumulator i; 0 past the chunk).
 template <int kRows>
 struct StripeScales {
   float channel[2];

@@ -38,8 +38,8 @@ __device__ __forceinline__ float group_sum(uint2 q) {
 }
 
 // Blocks from `first` on (the grid's last wave) let the next kernel launch at their start, the others at their exit.
-// Let at the start by every block, a grid of several waves had the next kernel's blocks take residency, and wait,
-// on the SMs its own later waves needed (bench/NOTES.md §21, §22).
+// When every block let it at its start, the next kernel's blocks took residency, and waited, on the SMs this grid's
+// later waves needed (bench/NOTES.md §21, §22).
 __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
   if (int64_t(blockIdx.y) * gridDim.x + blockIdx.x >= first) pdl_allow_next_grid();
 }
