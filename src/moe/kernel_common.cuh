@@ -97,8 +97,10 @@ __device__ __forceinline__ E4m3Scale e4m3_scale(float amax) {
   return {amax / kE4M3Max, amax > 0.0f ? kE4M3Max / amax : 0.0f};
 }
 
-// SiLU(gate) * up, in fp32, as both layer paths compute it.
-__device__ __forceinline__ float silu_mul(float gate, float up) { return gate / (1.0f + expf(-gate)) * up; }
+// SiLU(gate) * up, in fp32, as both layer paths compute it. The division is __fdividef (2 ulp; 0 where 1 + e^-gate
+// passes 2^126, gate < -87, where SiLU is below 2^-119): the IEEE division added a refinement and a branch to the
+// special cases per value (bench/NOTES.md §25).
+__device__ __forceinline__ float silu_mul(float gate, float up) { return __fdividef(gate, 1.0f + expf(-gate)) * up; }
 
 // Four values times `inverse`, to e4m3 (round to nearest even, saturating), as the four bytes of a word.
 __device__ __forceinline__ uint32_t quantize4(float a, float b, float c, float d, float inverse) {

@@ -341,8 +341,8 @@ Status moe_forward(MoeForwardArgs const& a) {
 
   W4A8_RETURN_IF_ERROR(mark(1));
   W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
-                                                topk_weights, a.apply_router_weight_on_input, act1, scale1,
-                                                group_sums(plan.workspace.sums1), a.stream));
+                                                a.expert_map != nullptr, topk_weights, a.apply_router_weight_on_input,
+                                                act1, scale1, group_sums(plan.workspace.sums1), a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(2));
   W4A8_RETURN_IF_ERROR(run_gemm(gemm1));

@@ -108,11 +108,11 @@ struct GroupSumsOut {
 };
 
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
-// is multiplied by its top-k weight.
+// is multiplied by its top-k weight. some_slots_remote (an expert map): tokens with no local row may be left unread.
 cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
-                                    int top_k, int32_t const* dest_row, float const* topk_weights,
-                                    bool weight_on_input, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
-                                    cudaStream_t stream);
+                                    int top_k, int32_t const* dest_row, bool some_slots_remote,
+                                    float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
+                                    GroupSumsOut group_sums, cudaStream_t stream);
 
 // h = SiLU(gate) * up per row (gate = columns [0, I), up = [I, 2I)), then per-row e4m3 quantisation. Rows at or
 // past offsets[local_experts] are skipped.

@@ -45,18 +45,25 @@ __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
 }
 
 // One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
-// quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice).
+// quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice). With
+// skip_remote_tokens a block first reads the token's rows and leaves a token none of whose experts is local unread:
+// an expert-parallel rank at prefill (at decode the rows' load would come before the row's, one latency more).
 template <ActivationType kType>
 __global__ void __launch_bounds__(kRowBlockThreads)
     permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
                             int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
                             bool weight_on_input, uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                            GroupSumsOut group_sums, int64_t last_wave) {
+                            GroupSumsOut group_sums, int64_t last_wave, bool skip_remote_tokens) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
   pdl_wait_for_previous_grid();
   allow_next_grid_from(last_wave);
   int64_t const t = blockIdx.x;
+  if (skip_remote_tokens) {
+    bool local = false;
+    for (int j = 0; j < top_k; ++j) local = local || dest_row[t * top_k + j] >= 0;
+    if (!local) return;  // uniform per block: no thread reaches the barriers below
+  }
   if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
   int const vectors = hidden_size / kVector;
   int64_t const first_vector = t * vectors;
@@ -113,20 +120,14 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   }
 }
 
-// One block per row. Each thread keeps the SiLU(gate) * up of its kHeld vectors (at most kHeldRowVectors: the
-// whole row, kMaxInter) in registers between the amax and the quantisation, and the loads of those are all issued
-// before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread)
-// were a chain of four load latencies.
+// One row of the SiLU stage. Each thread keeps the SiLU(gate) * up of its kHeld vectors (at most kHeldRowVectors:
+// the whole row, kMaxInter) in registers between the amax and the quantisation, and the loads of those are all
+// issued before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread) were a
+// chain of four load latencies.
 template <ActivationType kType, int kHeld>
-__global__ void __launch_bounds__(kRowBlockThreads)
-    silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, int64_t const* __restrict__ offsets,
-                             int local_experts, uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                             GroupSumsOut group_sums, int64_t last_wave) {
-  __shared__ float scratch[32];  // one per warp
-  pdl_wait_for_previous_grid();
-  allow_next_grid_from(last_wave);
-  int64_t const row = blockIdx.x;
-  if (row >= offsets[local_experts]) return;  // uniform per block: no thread reaches the barriers below
+__device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ gemm1_out, int inter, int64_t row,
+                                                      uint8_t* __restrict__ act, float* __restrict__ act_scales,
+                                                      GroupSumsOut group_sums, float* scratch) {
   int const vectors = inter / kVector;
   int64_t const gate_first = row * 2 * vectors, up_first = gate_first + vectors;
   uint4 gate_raw[kHeld], up_raw[kHeld];
@@ -153,21 +154,45 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   }
   float const amax = block_reduce(local_max, MaxOp{}, scratch);
   E4m3Scale const e4m3 = e4m3_scale(amax);
-  auto store = [&](int v, float const (&x)[kVector]) {
-    uint2 const q = quantize_vector(x, e4m3.inverse);
+#pragma unroll
+  for (int h = 0; h < kHeld; ++h) {
+    int const v = int(threadIdx.x) + h * int(blockDim.x);
+    if (v >= vectors) break;
+    uint2 const q = quantize_vector(held[h], e4m3.inverse);
     reinterpret_cast<uint2*>(act + row * inter)[v] = q;
     if (group_sums.sums != nullptr) {
       float const sum = group_sum(q);
       if (v % kGroupVectors == 0) group_sums.sums[(v / kGroupVectors) * group_sums.stride + row] = sum;
     }
-  };
-#pragma unroll
-  for (int h = 0; h < kHeld; ++h) {
-    int const v = int(threadIdx.x) + h * int(blockDim.x);
-    if (v >= vectors) break;
-    store(v, held[h]);
   }
   if (threadIdx.x == 0) act_scales[row] = e4m3.scale;
+}
+
+// Rows of up to 2 * 128 vectors (kHeld < kHeldRowVectors, 128 threads): blocks that stay, block b running rows b,
+// b + gridDim.x, ... below offsets[local_experts], at most as many blocks as the SMs hold at once. One block per
+// possible row spent most of an expert-parallel rank's stage starting blocks past its rows (bench/NOTES.md §25).
+// Longer rows keep a block a row (last_wave as in allow_next_grid_from): at their 1024-thread bound a thread has 64
+// registers, and with the row loop ptxas spilled held values.
+template <ActivationType kType, int kHeld>
+__global__ void __launch_bounds__(kRowBlockThreads)
+    silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, int64_t const* __restrict__ offsets,
+                             int local_experts, uint8_t* __restrict__ act, float* __restrict__ act_scales,
+                             GroupSumsOut group_sums, int64_t last_wave) {
+  __shared__ float scratch[32];  // one per warp
+  pdl_wait_for_previous_grid();
+  int const rows = int(offsets[local_experts]);  // below 2^31: moe_forward checks max_tokens * top_k
+  if constexpr (kHeld == kHeldRowVectors) {
+    allow_next_grid_from(last_wave);
+    if (int(blockIdx.x) >= rows) return;  // uniform per block: no thread reaches the barriers of the row
+    silu_mul_quantize_row<kType, kHeld>(gemm1_out, inter, blockIdx.x, act, act_scales, group_sums, scratch);
+  } else {
+    for (int row = int(blockIdx.x);; row += int(gridDim.x)) {
+      // The next kernel may launch once every block is on its last row, not while blocks have rows to go (§21, §22).
+      if (row >= rows - int(gridDim.x)) pdl_allow_next_grid();
+      if (row >= rows) break;
+      silu_mul_quantize_row<kType, kHeld>(gemm1_out, inter, row, act, act_scales, group_sums, scratch);
+    }
+  }
 }
 
 // One block per token and slice of the row (blockIdx.y of unpermute_slices(): a vector a thread at decode, the whole
@@ -218,18 +243,23 @@ int threads_for_row(int vectors, int per_thread) {
   return std::clamp((vectors + per_thread * 32 - 1) / (per_thread * 32) * 32, kThreads, kRowBlockThreads);
 }
 
-// The first block of the grid's last wave (allow_next_grid_from): `blocks` less those the SMs hold at once; 0 (every
-// block lets the next kernel launch at its start) where the occupancy cannot be had.
+// Blocks of `kernel` the SMs hold at once at `threads` a block; 0 where the occupancy cannot be had.
 template <class... Params>
-int64_t last_wave_start(void (*kernel)(Params...), int64_t blocks, int threads) {
+int64_t resident_blocks(void (*kernel)(Params...), int threads) {
   int device = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess || per_sm < 1) {
-    cudaGetLastError();  // not reported: the launch below goes on without it
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess) {
+    cudaGetLastError();  // not reported: the callers fall back to a block a row, every block letting the next launch
     return 0;
   }
-  return std::max<int64_t>(0, blocks - int64_t(sms) * per_sm);
+  return int64_t(sms) * per_sm;
+}
+
+// The first block of the grid's last wave (allow_next_grid_from): `blocks` less those the SMs hold at once; 0 (every
+// block lets the next kernel launch at its start) where the occupancy cannot be had.
+int64_t last_wave_start(int64_t blocks, int64_t resident) {
+  return resident > 0 ? std::max<int64_t>(0, blocks - resident) : 0;
 }
 
 template <template <ActivationType> class Launch, class... Args>
@@ -241,13 +271,14 @@ cudaError_t dispatch_type(ActivationType type, Args&&... args) {
 template <ActivationType kType>
 struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
-                         float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
-                         GroupSumsOut group_sums, cudaStream_t stream) {
+                         bool some_slots_remote, float const* topk_weights, bool weight_on_input, uint8_t* act,
+                         float* act_scales, GroupSumsOut group_sums, cudaStream_t stream) {
     int const threads = threads_for_row(hidden_size / kVector, kHeldRowVectors);
     auto const kernel = permute_quantize_kernel<kType>;
+    int64_t const last_wave = last_wave_start(tokens, resident_blocks(kernel, threads));
     return launch_with_pdl(kernel, unsigned(tokens), threads, 0, stream, hidden, hidden_size, top_k, dest_row,
-                           topk_weights, weight_on_input, act, act_scales, group_sums,
-                           last_wave_start(kernel, tokens, threads));
+                           topk_weights, weight_on_input, act, act_scales, group_sums, last_wave,
+                           some_slots_remote && last_wave > 0);
   }
 };
 
@@ -257,14 +288,16 @@ struct SiluMulQuantize {
                          int local_experts, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
                          cudaStream_t stream) {
     int const vectors = inter / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
-    auto launch = [&](auto kernel) {
-      return launch_with_pdl(kernel, unsigned(max_rows), threads, 0, stream, gemm1_out, inter, offsets, local_experts,
-                             act, act_scales, group_sums, last_wave_start(kernel, max_rows, threads));
+    auto launch = [&](auto kernel, bool blocks_stay) {
+      int64_t const resident = resident_blocks(kernel, threads);
+      int64_t const blocks = blocks_stay && resident > 0 ? std::min(max_rows, resident) : max_rows;
+      return launch_with_pdl(kernel, unsigned(blocks), threads, 0, stream, gemm1_out, inter, offsets, local_experts,
+                             act, act_scales, group_sums, blocks_stay ? 0 : last_wave_start(blocks, resident));
     };
     // As few held vectors as the row needs: fewer registers, more blocks an SM at prefill.
-    if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, 1>);
-    if (vectors <= 2 * threads) return launch(silu_mul_quantize_kernel<kType, 2>);
-    return launch(silu_mul_quantize_kernel<kType, kHeldRowVectors>);
+    if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, 1>, true);
+    if (vectors <= 2 * threads) return launch(silu_mul_quantize_kernel<kType, 2>, true);
+    return launch(silu_mul_quantize_kernel<kType, kHeldRowVectors>, false);
   }
 };
 
@@ -276,7 +309,8 @@ struct Unpermute {
     dim3 const grid(unsigned(tokens), unsigned(unpermute_slices(tokens, hidden_size)));
     auto const kernel = unpermute_kernel<kType>;
     return launch_with_pdl(kernel, grid, kThreads, 0, stream, gemm2_out, hidden_size, top_k, dest_row, topk_weights,
-                           weight_on_input, out, last_wave_start(kernel, int64_t(grid.x) * grid.y, kThreads));
+                           weight_on_input, out,
+                           last_wave_start(int64_t(grid.x) * grid.y, resident_blocks(kernel, kThreads)));
   }
 };
 
@@ -284,12 +318,12 @@ struct Unpermute {
 }  // namespace
 
 cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
-                                    int top_k, int32_t const* dest_row, float const* topk_weights,
-                                    bool weight_on_input, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
-                                    cudaStream_t stream) {
+                                    int top_k, int32_t const* dest_row, bool some_slots_remote,
+                                    float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
+                                    GroupSumsOut group_sums, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
-  return dispatch_type<PermuteQuantize>(type, hidden, tokens, hidden_size, top_k, dest_row, topk_weights,
-                                        weight_on_input, act, act_scales, group_sums, stream);
+  return dispatch_type<PermuteQuantize>(type, hidden, tokens, hidden_size, top_k, dest_row, some_slots_remote,
+                                        topk_weights, weight_on_input, act, act_scales, group_sums, stream);
 }
 
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,

@@ -102,7 +102,7 @@ MoeShape const kSmall{16, 16, 4, 256, 256};
 // Every stage against the reference, each fed the GPU's own input to that stage, so a failure names the stage:
 // quantised activations and scales bit for bit; GEMM outputs within the GEMM tests' bound (2^-7 |ref| plus 2^-10 of
 // sum |a w| per 8192 of K, for the summation order); the SiLU stage's e4m3 output within one e4m3 step of the
-// reference computed from the GPU's GEMM1 row (the GPU's expf may differ from the host's by an ulp); the unpermuted
+// reference computed from the GPU's GEMM1 row (the GPU's expf and __fdividef: a few ulp); the unpermuted
 // sum within one bf16 step (plus the fp32 rounding of the k terms where they cancel).
 // gemm_config: both GEMMs' config ("" = the heuristic's).
 void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {16, 16, 4, 256, 384},
@@ -216,6 +216,16 @@ TEST(MoeLayer, EveryStageMatchesReferenceForLongRows) {
   }
 }
 
+// More rows than the SMs hold SiLU blocks of (2112 at I = 256, 1188 at I = 1536 on 132 SMs): the blocks take
+// several rows each.
+TEST(MoeLayer, EveryStageMatchesReferenceWithSeveralRowsABlock) {
+  SKIP_WITHOUT_HOPPER();
+  for (auto [inter, tokens] : {std::pair{256, int64_t(700)}, std::pair{1536, int64_t(400)}}) {
+    SCOPED_TRACE("I " + std::to_string(inter) + ", tokens " + std::to_string(tokens));
+    check_every_stage("", MoeShape{16, 16, 4, 256, inter}, tokens);
+  }
+}
+
 // The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert.
 TEST(MoeLayer, EveryStageMatchesReferenceOnTheDecodeKernel) {
   SKIP_WITHOUT_HOPPER();
@@ -255,14 +265,12 @@ TEST(MoeLayer, ZeroTokensIsANoOp) {
 
 // Every rank holds a slice of the experts; the ranks' outputs sum to the single-rank output. Tokens whose experts
 // are all elsewhere come out as exact zeros on that rank.
-TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
-  SKIP_WITHOUT_HOPPER();
+void expect_ranks_sum_to_single_rank(int64_t tokens) {
   auto rng = fresh_rng();
   std::vector<uint16_t> scales1, scales2;
   MoeShape const whole_shape{16, 16, 4, 256, 384};
   auto const gemm1 = testing::random_experts({16, 2 * 384, 256, 128}, rng, &scales1);
   auto const gemm2 = testing::random_experts({16, 256, 384, 128}, rng, &scales2);
-  int64_t const tokens = 77;
   Inputs const in = make_inputs(whole_shape, tokens, true, false, rng);
 
   auto run_rank = [&](int ranks, int rank) {
@@ -313,6 +321,18 @@ TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
       }
     }
   }
+}
+
+TEST(MoeLayer, ExpertParallelRanksSumToSingleRank) {
+  SKIP_WITHOUT_HOPPER();
+  expect_ranks_sum_to_single_rank(77);
+}
+
+// At 1500 tokens the permute's grid takes more than one wave, so it leaves tokens with no local expert unread, and
+// the SiLU stage's blocks take several rows each.
+TEST(MoeLayer, ExpertParallelRanksSumToSingleRankAtPrefill) {
+  SKIP_WITHOUT_HOPPER();
+  expect_ranks_sum_to_single_rank(1500);
 }
 
 // Captured once, replayed with new hidden states and new router logits written into the captured buffers (so new
