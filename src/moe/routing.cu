@@ -104,15 +104,26 @@ __device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf exper
 }
 
 // One warp per chunk: a slot's row is its expert's first row, plus the rows of earlier chunks, plus the rows of
-// earlier slots of this chunk. Only this warp touches its chunk's counters.
+// earlier slots of this chunk. Only this warp touches its chunk's counters. The chunk's local experts go to shared
+// memory first, every load issued before the first use (as in route_one_block_kernel).
 __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
                                int64_t slots, int64_t chunks, int experts, int local_experts,
                                int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
                                int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
-  int64_t const chunk = blockIdx.x;
+  constexpr int kPerLane = kRoutingChunk / 32;
+  __shared__ int16_t chunk_expert[kRoutingChunk];
+  int64_t const chunk = blockIdx.x, first = chunk * kRoutingChunk, end = min(slots, first + kRoutingChunk);
+  int const lane = int(threadIdx.x);
+  int32_t local[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) local[i] = first + lane + 32 * i < end ? topk_ids[first + lane + 32 * i] : -1;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) local[i] = local_expert_of(local[i], experts, expert_map, local_experts);
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) chunk_expert[lane + 32 * i] = int16_t(local[i]);
+  __syncwarp();
   scatter_in_slot_order(
-      chunk * kRoutingChunk, min(slots, (chunk + 1) * kRoutingChunk),
-      [&](int64_t s) { return local_expert_of(topk_ids[s], experts, expert_map, local_experts); },
+      first, end, [&](int64_t s) { return int(chunk_expert[s - first]); },
       [&](int e) { return &chunk_rows[e * chunks + chunk]; }, [&](int e) { return int32_t(offsets[e]); },
       dest_row, row_slot);
 }
@@ -147,9 +158,23 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   int const segments = max(1, min(kWarps, (slots + 31) / 32)), segment = (slots + segments - 1) / segments;
   for (int i = int(threadIdx.x); i < segments * local_experts; i += blockDim.x) next_row[i] = 0;
   __syncthreads();  // also publishes the router's ids to the block
-  // Every slot's local expert (the whole block loads), then each warp counts its segment from shared memory.
-  for (int s = int(threadIdx.x); s < slots; s += blockDim.x) {
-    slot_expert[s] = int16_t(local_expert_of(ids_in[s], experts, expert_map, local_experts));
+  // Every slot's local expert (the whole block loads), then each warp counts its segment from shared memory. A
+  // thread's loads are all issued before their first use: one slot after another they were a chain of up to
+  // kSlotsPerThread round trips, twice that with an expert map (bench/NOTES.md §26).
+  constexpr int kSlotsPerThread = kOneBlockRoutingSlots / kOneBlockRoutingThreads;
+  static_assert(kSlotsPerThread * kOneBlockRoutingThreads == kOneBlockRoutingSlots, "whole slots a thread");
+  int32_t local[kSlotsPerThread];
+#pragma unroll
+  for (int i = 0; i < kSlotsPerThread; ++i) {
+    int const s = int(threadIdx.x) + i * kOneBlockRoutingThreads;
+    local[i] = s < slots ? ids_in[s] : -1;
+  }
+#pragma unroll
+  for (int i = 0; i < kSlotsPerThread; ++i) local[i] = local_expert_of(local[i], experts, expert_map, local_experts);
+#pragma unroll
+  for (int i = 0; i < kSlotsPerThread; ++i) {
+    int const s = int(threadIdx.x) + i * kOneBlockRoutingThreads;
+    if (s < slots) slot_expert[s] = int16_t(local[i]);
   }
   __syncthreads();
   int const first = min(slots, warp * segment), end = warp < segments ? min(slots, first + segment) : first;
