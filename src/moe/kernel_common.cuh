@@ -97,10 +97,18 @@ __device__ __forceinline__ E4m3Scale e4m3_scale(float amax) {
   return {amax / kE4M3Max, amax > 0.0f ? kE4M3Max / amax : 0.0f};
 }
 
-// SiLU(gate) * up, in fp32, as both layer paths compute it. The division is __fdividef (2 ulp; 0 where 1 + e^-gate
-// passes 2^126, gate < -87, where SiLU is below 2^-119): the IEEE division added a refinement and a branch to the
-// special cases per value (bench/NOTES.md §25).
-__device__ __forceinline__ float silu_mul(float gate, float up) { return __fdividef(gate, 1.0f + expf(-gate)) * up; }
+// SiLU(gate) * up, in fp32, as both layer paths compute it: gate * rcp(1 + 2^(-gate log2 e)) * up with the
+// flush-to-zero approximations of the special function unit, one MUFU each. expf and IEEE division added range
+// reductions, subnormal fix-ups and a refinement per value, and the stage was issue-bound on them (bench/NOTES.md §25,
+// §28). Relative error: ex2.approx 2 ulp, rcp.approx 1 ulp, and the rounding of gate * log2 e, |gate| * 2^-24 in the
+// exponent; the flushes are the right limits (gate > 87: e^-gate flushes to 0 and SiLU = gate; gate < -87: 1 + e^-gate
+// passes 2^126, its reciprocal flushes to 0 and SiLU = -0 where it is below 2^-119).
+__device__ __forceinline__ float silu_mul(float gate, float up) {
+  float power, reciprocal;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(power) : "f"(gate * -1.4426950408889634f));
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(reciprocal) : "f"(1.0f + power));
+  return gate * reciprocal * up;
+}
 
 // Four values times `inverse`, to e4m3 (round to nearest even, saturating), as the four bytes of a word.
 __device__ __forceinline__ uint32_t quantize4(float a, float b, float c, float d, float inverse) {
