@@ -7,7 +7,8 @@
 // `model.layers.{L}.block_sparse_moe.experts.{e}.{w1,w3,w2}`, w1 = gate, w3 = up, w2 = down) of shape [out, in]:
 //   <module>.weight_packed  I32  [out, in/8]    nibble i (bits 4i..4i+3) of word j holds q + 8 for k = 8j + i,
 //                                               q in [-8, 7]
-//   <module>.weight_scale   BF16 [out, in/128]  W[o, k] ~= q[o, k] * weight_scale[o, k/128]
+//   <module>.weight_scale   BF16 [out, ceil(in/128)]  W[o, k] ~= q[o, k] * weight_scale[o, k/128] (in: a multiple of
+//                                               16; the last group may be partial)
 //   <module>.weight_shape   I64 (or I32) [2]    {out, in}
 // config.json's quantization_config: format "pack-quantized"; weights 4-bit int, symmetric, group strategy, group
 // size 128, no activation ordering; input activations 8-bit float, per token, dynamic.
@@ -179,16 +180,16 @@ struct LayerExperts {
   int hidden_size = 0;        // H
   int intermediate_size = 0;  // I
   std::vector<int32_t> gemm1_weights;  // [E, 2I, H/8]
-  std::vector<uint16_t> gemm1_scales;  // bf16 bits [E, 2I, H/128]
+  std::vector<uint16_t> gemm1_scales;  // bf16 bits [E, 2I, ceil(H/128)]
   std::vector<int32_t> gemm2_weights;  // [E, H, I/8]   down_proj
-  std::vector<uint16_t> gemm2_scales;  // bf16 bits [E, H, I/128]
+  std::vector<uint16_t> gemm2_scales;  // bf16 bits [E, H, ceil(I/128)]
 
   ExpertWeightShape gemm1_shape() const { return {num_experts, 2 * intermediate_size, hidden_size, kGroupSize}; }
   ExpertWeightShape gemm2_shape() const { return {num_experts, hidden_size, intermediate_size, kGroupSize}; }
 };
 
 // Reads the E = config.moe.num_experts routed experts of `layer`. Requires config.w4a8, a MoE layer, H and I
-// multiples of 128, and for every expert and projection the three tensors with the dtypes and shapes above
+// multiples of 16, and for every expert and projection the three tensors with the dtypes and shapes above
 // (weight_shape = {I, H} for gate and up, {H, I} for down). A missing tensor, a wrong dtype or shape is an error
 // naming the tensor and its file. Not handled here: shared experts and the router (dense weights, the engine's),
 // a subset of experts for expert parallelism, tensor-parallel slices, and fused expert tensors (gpt-oss's MXFP4
@@ -244,12 +245,12 @@ struct ExpertWeightInfo {
   int expert = 0;
   ExpertProjection projection = ExpertProjection::kGate;
   int64_t rows = 0;  // out
-  int64_t cols = 0;  // in, a multiple of 128
+  int64_t cols = 0;  // in, a multiple of 16
 };
 
 // The point where a quantization method plugs in. Given one expert weight W (fp32 [rows, cols], row-major), it
-// writes q in [-8, 7] ([rows, cols]) and bf16 group scales ([rows, cols/128]) with W[r, c] ~= q[r, c] *
-// scale[r, c/128]. Packing, file layout and config are the caller's.
+// writes q in [-8, 7] ([rows, cols]) and bf16 group scales ([rows, ceil(cols/128)]; the last group may be partial)
+// with W[r, c] ~= q[r, c] * scale[r, c/128]. Packing, file layout and config are the caller's.
 //
 // Round to nearest (below) looks at the weights alone. GPTQ and AWQ need calibration data: GPTQ quantizes the
 // columns of a group one at a time and spreads each rounding error over the columns not yet quantized, using the
@@ -293,7 +294,7 @@ struct QuantizeSummary {
   std::vector<std::string> files_written;
 };
 
-// Quantizes every routed expert weight `<module>.weight` (the naming above, rank 2, in a multiple of 128) into
+// Quantizes every routed expert weight `<module>.weight` (the naming above, rank 2, in a multiple of 16) into
 // <module>.weight_packed / weight_scale / weight_shape; copies every other tensor unchanged (dtype, shape and
 // bytes); writes config.json with the W4A8 quantization_config (targets Linear; every other 2-D `.weight` module
 // listed in "ignore"). An input config that already has a quantization_config is refused. Each file is written

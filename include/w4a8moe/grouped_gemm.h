@@ -27,7 +27,9 @@ struct GroupedGemmArgs {
   PackedLayout layout = PackedLayout::kLookupTable;  // the layout packed_weights was packed in
 
   int64_t total_rows = 0;               // rows of act/out; expert_offsets[E] must not exceed it
-  void const* act = nullptr;            // device, e4m3 [total_rows, K], rows grouped by expert, 16-byte aligned
+  // device, e4m3 [total_rows, padded_k(K)], rows grouped by expert, 16-byte aligned; columns K.. of a row must be
+  // zero (the MoE layer's quantisation writes them so)
+  void const* act = nullptr;
   float const* token_scales = nullptr;  // device, fp32 [total_rows]
   int64_t const* expert_offsets = nullptr;  // device, int64 [E + 1], non-decreasing, offsets[E] <= total_rows
   // kExactScales only: device, activation_group_sums_bytes(total_rows, K) bytes from compute_activation_group_sums()
@@ -56,8 +58,8 @@ struct GroupedGemmArgs {
 size_t grouped_gemm_workspace_bytes(int num_experts);
 
 // The exact-scale layout's second input: per row m and 128-K group g, 2^-6 * sum_k act[m, 128 g + k] (fp32,
-// group-major, rows padded to a multiple of 4). Bytes for `rows` rows of K inputs, and the kernel that computes them
-// on `stream` (act as in GroupedGemmArgs).
+// group-major, rows padded to a multiple of 4). Bytes for `rows` rows of K inputs (padded_k(K) / 128 groups), and
+// the kernel that computes them on `stream` (act as in GroupedGemmArgs).
 size_t activation_group_sums_bytes(int64_t rows, int k);
 Status compute_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream);
 

@@ -29,8 +29,8 @@ struct MoeShape {
   int num_experts = 0;        // global experts the router scores
   int num_local_experts = 0;  // experts whose weights this rank holds (== num_experts without expert parallelism)
   int top_k = 0;              // 1..32
-  int hidden = 0;             // H: a multiple of 128
-  int inter = 0;              // I: per-expert intermediate size, a multiple of 128
+  int hidden = 0;             // H: a multiple of 16 (the GEMMs' K is padded_k(H): see types.h)
+  int inter = 0;              // I: per-expert intermediate size, a multiple of 16 (likewise)
 };
 
 enum class ActivationType : int { kBF16 = 0, kFP16 = 1 };  // hidden states in and out

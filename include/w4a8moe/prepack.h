@@ -29,12 +29,12 @@ enum class WeightFormat : int {
 };
 
 enum class ScaleFormat : int {
-  // bf16 [E, N, K/128]: W = q * s (the checkpoint's weight_scale). Split per output channel n into
+  // bf16 [E, N, padded_k(K)/128]: W = q * s (the checkpoint's weight_scale). Split per output channel n into
   //   c = max_g |s[n,g]| / 448,  sg = e4m3(s[n,g] / c / 8),  sc[n] = 8 c
   // so that every |q * sg| <= 448 fits e4m3.
   kBF16 = 0,
-  // e4m3 [E, N, K/128] group scales and fp32 [E, N] channel scales, W = q * sg * sc, from callers that quantized
-  // themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3.
+  // e4m3 [E, N, padded_k(K)/128] group scales and fp32 [E, N] channel scales, W = q * sg * sc, from callers that
+  // quantized themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3.
   kFP8WithChannelScale = 1,
 };
 
@@ -51,8 +51,8 @@ struct PrepackArgs {
   cudaStream_t stream = nullptr;
 };
 
-// Checks the shape rules: E >= 1, N a positive multiple of 16, K a positive multiple of 128, group 128, and one
-// expert's N * K below 2^31.
+// Checks the shape rules: E >= 1, N a positive multiple of 16, K a positive multiple of 16 (packed as padded_k(K):
+// the last group's missing K are zero weights), group 128, and one expert's N * padded_k(K) below 2^31.
 Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name = "shape");
 
 // The layouts' names wherever a string names one (the CLI's --layout, the benchmarks' output, the Python ops):

@@ -26,7 +26,7 @@ class Status {
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
   std::string const& message() const { return message_; }
-  // "invalid argument: K=200: K must be a multiple of 128"
+  // "invalid argument: shape.k=200: K must be a positive multiple of 16 (packed padded to whole 128-groups)"
   std::string to_string() const;
 
  private:

@@ -13,6 +13,11 @@ char const* output_type_name(OutputType type);
 // K tile (128), and no checkpoint format in use has a larger one, so 128 is the only value accepted.
 inline constexpr int kGroupSize = 128;
 
+// K as the packed weights and the activation rows the GEMMs read hold it: whole 128-groups. A K that is not a
+// multiple of 128 (gpt-oss: 2880) is padded once, with zero weights at prepack and zero activations by the
+// library's quantisation, so no call pads at run time.
+inline constexpr int padded_k(int k) { return (k + kGroupSize - 1) / kGroupSize * kGroupSize; }
+
 // How the packed bytes are laid out; the grouped GEMM and the MoE layer must be told the layout they were packed in.
 enum class PackedLayout : int {
   // int4 beside an 8-byte e4m3 lookup table per (group, channel) holding q * sg rounded to e4m3: what CUTLASS's
@@ -29,7 +34,7 @@ enum class PackedLayout : int {
 struct ExpertWeightShape {
   int num_experts = 0;
   int n = 0;  // output channels; a multiple of 16
-  int k = 0;  // inputs (reduction); a multiple of 128
+  int k = 0;  // inputs (reduction); a multiple of 16, packed as padded_k(k)
   int group_size = kGroupSize;
 };
 

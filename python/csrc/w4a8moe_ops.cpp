@@ -155,9 +155,9 @@ at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_sc
   // dtype and sizes were read from weights above; this checks its device, contiguity and alignment.
   c.check(weights, "weights", {weights.scalar_type()}, weights.sizes().vec(), "[E, N, K/8] or [E, N, K/2]", 4);
 
-  std::vector<int64_t> const scale_sizes{s.num_experts, s.n, s.k / w4a8moe::kGroupSize};
-  c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes, "[E, N, K/128]",
-          group_scales.element_size());
+  std::vector<int64_t> const scale_sizes{s.num_experts, s.n, w4a8moe::padded_k(s.k) / w4a8moe::kGroupSize};
+  c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes,
+          "[E, N, ceil(K/128)]", group_scales.element_size());
   if (group_scales.scalar_type() == at::kBFloat16) {
     TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(),
                       ": channel_scales must be None with bfloat16 group_scales (the channel scales are derived from "
@@ -188,7 +188,7 @@ at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, a
                         at::Tensor const& packed_weights, int64_t n, std::optional<at::ScalarType> out_dtype,
                         std::optional<std::string> const& config) {
   TensorChecks const c("w4a8moe.grouped_gemm", act, "act");
-  c.rank(act, "act", 2, "float8_e4m3fn [rows, K]");
+  c.rank(act, "act", 2, "float8_e4m3fn [rows, padded_k(K)]");
   c.rank(expert_offsets, "expert_offsets", 1, "int64 [E + 1]");
   int64_t const rows = act.size(0);
   TORCH_CHECK_VALUE(expert_offsets.size(0) >= 2, c.op(), ": expert_offsets must hold E + 1 >= 2 offsets, got ",
@@ -196,7 +196,10 @@ at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, a
   w4a8moe::GroupedGemmArgs args;
   args.shape = {c.to_int(expert_offsets.size(0) - 1, "E"), c.to_int(n, "n"), c.to_int(act.size(1), "K"),
                 w4a8moe::kGroupSize};
-  c.check(act, "act", {at::kFloat8_e4m3fn}, {rows, act.size(1)}, "[rows, K]", 16);
+  // The kernels read whole 128-column groups: a K that is not a multiple of 128 comes padded with zeros.
+  TORCH_CHECK_VALUE(act.size(1) % w4a8moe::kGroupSize == 0, c.op(), ": act has ", act.size(1), " columns; it must ",
+                    "hold padded_k(K), a multiple of ", w4a8moe::kGroupSize, ", with zeros past K");
+  c.check(act, "act", {at::kFloat8_e4m3fn}, {rows, act.size(1)}, "[rows, padded_k(K)]", 16);
   c.check(token_scales, "token_scales", {at::kFloat}, {rows}, "[rows]", 4);
   c.check(expert_offsets, "expert_offsets", {at::kLong}, {expert_offsets.size(0)}, "[E + 1]", 8);
   args.layout = c.check_packed(packed_weights, "packed_weights", args.shape);

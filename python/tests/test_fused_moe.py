@@ -285,7 +285,7 @@ BAD_INPUTS = [
     ("topk_ids of the wrong width", ValueError, r"topk_ids must have shape \[50, 4\]"),
     ("topk_ids alone", ValueError, "topk_ids and topk_weights go together"),
     ("int64 expert_map", TypeError, "expert_map must be Int"),
-    ("hidden size not a multiple of 128", ValueError, "shape.hidden=200: must be a positive multiple of 128"),
+    ("hidden size not a multiple of 16", ValueError, "shape.hidden=200: must be a positive multiple of 16"),
     ("unknown kernel config", NotImplementedError, "no such config"),
     ("unknown path", ValueError, "path must be one of auto, staged, one_launch"),
     ("one launch for too many tokens", ValueError, "args.path=kOneLaunch: the one-launch layer takes 1..8 tokens"),
@@ -324,7 +324,7 @@ def test_bad_inputs_raise_clear_errors(case, error, message):
         args.update(router_logits=None, topk_ids=ids)
     elif case == "int64 expert_map":
         kwargs["expert_map"] = torch.arange(16, device="cuda")
-    elif case == "hidden size not a multiple of 128":
+    elif case == "hidden size not a multiple of 16":
         hidden = torch.zeros(50, 200, dtype=torch.bfloat16, device="cuda")
     elif case == "unknown kernel config":
         kwargs["gemm1_config"] = "no_such_kernel"

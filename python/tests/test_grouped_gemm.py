@@ -73,6 +73,27 @@ def test_exact_layout_matches_reference_on_decode_and_uneven_rows():
         check_against_reference(out, experts, act, token_scales, offsets, "exact")
 
 
+@pytest.mark.parametrize("layout", ["lookup", "exact"])
+def test_k_off_whole_groups_is_padded_with_zeros(layout):
+    """K = 208 (gpt-oss has 2880): prepacked from [E, N, 208] weights and ceil(208 / 128) = 2 scale groups, the act
+    rows hold padded_k(K) = 256 columns, zeros past K. The reference is the K = 256 problem whose weights past 208
+    are zero."""
+    generator = torch.Generator(device="cuda").manual_seed(208)
+    experts = ref.QuantizedExperts(3, 144, 256, generator)
+    experts.q[..., 208:] = 0
+    weights = ref.pack_offset_binary(experts.q)[..., :26].contiguous()  # K = 208
+    packed = w4a8moe.prepack_weights(weights, experts.bf16_scales, layout=layout)
+    assert packed.numel() == w4a8moe.packed_weights_bytes(3, 144, 208, layout)
+    assert packed.numel() == w4a8moe.packed_weights_bytes(3, 144, 256, layout)
+    offsets = torch.tensor([0, 7, 0, 40], dtype=torch.int64, device="cuda").cumsum(0)
+    act, token_scales = ref.random_activations(47, 256, generator)
+    act.view(torch.uint8)[:, 208:] = 0
+    out = w4a8moe.grouped_gemm(act, token_scales, offsets, packed, 144)
+    check_against_reference(out, experts, act, token_scales, offsets, layout)
+    with pytest.raises(ValueError, match="act has 208 columns; it must hold padded_k"):
+        w4a8moe.grouped_gemm(act[:, :208].contiguous(), token_scales, offsets, packed, 144)
+
+
 @pytest.mark.parametrize("case, error, message", [
     ("bf16 act", TypeError, "act must be Float8_e4m3fn"),
     ("int32 offsets", TypeError, "expert_offsets must be Long"),

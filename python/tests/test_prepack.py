@@ -82,7 +82,7 @@ def test_moe_weights_stack_gate_and_up(experts):
 @pytest.mark.parametrize("case, error, message", [
     ("int64 weights", TypeError, "weights must be int32"),
     ("cpu weights", ValueError, "must be a CUDA tensor"),
-    ("K not a multiple of 128", ValueError, "K must be a positive multiple of 128"),
+    ("K not a multiple of 16", ValueError, "K must be a positive multiple of 16"),
     ("scales of the wrong shape", ValueError, r"group_scales must have shape \[4, 96, 3\]"),
     ("float32 scales", TypeError, "group_scales must be BFloat16 or Float8_e4m3fn"),
     ("fp8 scales without channel scales", ValueError, "need channel_scales"),
@@ -96,8 +96,8 @@ def test_bad_inputs_raise_clear_errors(experts, case, error, message):
         weights = weights.long()
     elif case == "cpu weights":
         weights = weights.cpu()
-    elif case == "K not a multiple of 128":
-        weights, scales = weights[..., :20].contiguous(), scales[..., :1].contiguous()
+    elif case == "K not a multiple of 16":
+        weights, scales = weights[..., :19].contiguous(), scales[..., :2].contiguous()
     elif case == "scales of the wrong shape":
         scales = scales[:, :, :2].contiguous()
     elif case == "float32 scales":

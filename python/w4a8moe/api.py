@@ -25,8 +25,9 @@ E4M3_MAX = 448.0
 
 def packed_weights_bytes(num_experts: int, n: int, k: int, layout: str = "lookup") -> int:
     """Bytes of the packed buffer for E experts of [N, K] weights in `layout` ("lookup" or "exact"). Raises
-    ValueError if the shape breaks a rule (N a positive multiple of 16, K a positive multiple of 128, one expert's
-    N * K below 2^31) or the layout is unknown."""
+    ValueError if the shape breaks a rule (N and K positive multiples of 16, one expert's N * padded_k(K) below 2^31;
+    a K off whole 128-groups is packed with zero weights up to padded_k(K), the multiple of 128 above it) or the
+    layout is unknown."""
     return torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, k, layout)
 
 
@@ -53,8 +54,8 @@ def prepack_weights(weights: torch.Tensor, group_scales: torch.Tensor,
             int32 [E, N, K/8]: the compressed-tensors checkpoint layout; nibble i of word j holds q + 8 for
                 k = 8j + i, q in [-8, 7];
             uint8 [E, N, K/2]: two's-complement int4, the low nibble holding the even k.
-        group_scales: either bfloat16 [E, N, K/128], the checkpoint's weight_scale (W = q * s), or float8_e4m3fn
-            [E, N, K/128] with |sg| <= 56, together with channel_scales (W = q * sg * sc).
+        group_scales: either bfloat16 [E, N, ceil(K/128)], the checkpoint's weight_scale (W = q * s), or
+            float8_e4m3fn [E, N, ceil(K/128)] with |sg| <= 56, together with channel_scales (W = q * sg * sc).
         channel_scales: float32 [E, N]; only with float8_e4m3fn group_scales.
         layout: "lookup" (the default: e4m3(q * sg) through a lookup table, every kernel config) or "exact" (the
             products q * s unrounded, bf16 group scales; faster at decode, slower at prefill).
@@ -116,9 +117,9 @@ def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_we
     Args:
         w13_weight: gate and up stacked for GEMM1, [E, 2I, H/8] int32 (checkpoint layout) or [E, 2I, H/2] uint8;
             rows [0, I) of each expert are gate_proj, rows [I, 2I) up_proj (the vLLM w13 order).
-        w13_scale: [E, 2I, H/128], bfloat16 (checkpoint weight_scale) or float8_e4m3fn with w13_channel_scale.
+        w13_scale: [E, 2I, ceil(H/128)], bfloat16 (checkpoint weight_scale) or float8_e4m3fn with w13_channel_scale.
         w2_weight: down_proj for GEMM2, [E, H, I/8] int32 or [E, H, I/2] uint8.
-        w2_scale: [E, H, I/128], bfloat16 or float8_e4m3fn with w2_channel_scale.
+        w2_scale: [E, H, ceil(I/128)], bfloat16 or float8_e4m3fn with w2_channel_scale.
         w13_channel_scale, w2_channel_scale: float32 [E, 2I] and [E, H]; only with float8_e4m3fn scales.
         layout: the packed layout, "lookup" or "exact" (see prepack_weights).
 
@@ -167,7 +168,8 @@ def grouped_gemm(act: torch.Tensor, token_scales: torch.Tensor, expert_offsets: 
     Enqueued on the current stream with no host synchronisation (CUDA-graph capturable).
 
     Args:
-        act: float8_e4m3fn [rows, K], rows grouped by expert, 16-byte aligned.
+        act: float8_e4m3fn [rows, padded_k(K)], rows grouped by expert, 16-byte aligned: K rounded up to a multiple
+            of 128, the columns past K zero (torch.nn.functional.pad the input before quantize_per_token_fp8).
         token_scales: float32 [rows].
         expert_offsets: int64 [E + 1] on the GPU, non-decreasing, expert_offsets[E] <= rows.
         packed_weights: uint8 from prepack_weights for E experts of [n, K], either layout (told by its size).

@@ -46,7 +46,7 @@ class LayerGatherer {
     W4A8_RETURN_IF_ERROR(find(module + kScaleSuffix, expert, &scale));
     W4A8_RETURN_IF_ERROR(find(module + kShapeSuffix, expert, &shape));
     W4A8_RETURN_IF_ERROR(expect(*packed, {DType::kI32}, {to.rows, to.cols / kNibblesPerWord}));
-    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, to.cols / kGroupSize}));
+    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, padded_k(int(to.cols)) / kGroupSize}));
     W4A8_RETURN_IF_ERROR(expect(*shape, {DType::kI64, DType::kI32}, {2}));
     int64_t stored[2];
     for (size_t i = 0; i < 2; ++i) {
@@ -96,11 +96,10 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   int64_t const e_count = moe.num_experts;
   int64_t const h = moe.hidden_size;
   int64_t const i = moe.intermediate_size;
-  if (e_count < 1 || h < 1 || i < 1 || h % kGroupSize != 0 || i % kGroupSize != 0 ||
-      2 * i > std::numeric_limits<int>::max()) {
+  if (e_count < 1 || h < 1 || i < 1 || h % 16 != 0 || i % 16 != 0 || 2 * i > std::numeric_limits<int>::max()) {
     return not_supported(source, ": experts=", e_count, ", hidden_size=", h, ", intermediate_size=", i,
-                         ": needs at least one expert and both sizes positive multiples of ", kGroupSize,
-                         " (the group size), 2 * intermediate_size within int");
+                         ": needs at least one expert and both sizes positive multiples of 16 (the last 128-group of",
+                         " a size may be partial), 2 * intermediate_size within int");
   }
 
   ExpertNaming const* naming = nullptr;
@@ -127,10 +126,11 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   out.num_experts = int(e_count);
   out.hidden_size = int(h);
   out.intermediate_size = int(i);
+  int64_t const h_groups = padded_k(int(h)) / kGroupSize, i_groups = padded_k(int(i)) / kGroupSize;
   out.gemm1_weights.resize(size_t(e_count * 2 * i * (h / kNibblesPerWord)));
-  out.gemm1_scales.resize(size_t(e_count * 2 * i * (h / kGroupSize)));
+  out.gemm1_scales.resize(size_t(e_count * 2 * i * h_groups));
   out.gemm2_weights.resize(size_t(e_count * h * (i / kNibblesPerWord)));
-  out.gemm2_scales.resize(size_t(e_count * h * (i / kGroupSize)));
+  out.gemm2_scales.resize(size_t(e_count * h * i_groups));
 
   LayerGatherer const gatherer(checkpoint, *naming, layer);
   for (int e = 0; e < e_count; ++e) {
@@ -138,12 +138,12 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
     for (ExpertProjection projection : {ExpertProjection::kGate, ExpertProjection::kUp}) {
       int64_t const first_row = int64_t(e) * 2 * i + (projection == ExpertProjection::kUp ? i : 0);
       Destination const to{out.gemm1_weights.data() + first_row * (h / kNibblesPerWord),
-                           out.gemm1_scales.data() + first_row * (h / kGroupSize), i, h};
+                           out.gemm1_scales.data() + first_row * h_groups, i, h};
       W4A8_RETURN_IF_ERROR(gatherer.copy_projection(e, projection, to));
     }
     int64_t const first_row = int64_t(e) * h;
     Destination const to{out.gemm2_weights.data() + first_row * (i / kNibblesPerWord),
-                         out.gemm2_scales.data() + first_row * (i / kGroupSize), h, i};
+                         out.gemm2_scales.data() + first_row * i_groups, h, i};
     W4A8_RETURN_IF_ERROR(gatherer.copy_projection(e, ExpertProjection::kDown, to));
   }
   *experts = std::move(out);

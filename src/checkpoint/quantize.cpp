@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string_view>
 
 #include "checkpoint/expert_names.h"
@@ -62,7 +63,7 @@ struct OutputTensor {
 struct QuantizedWeight {
   Tensor const* source = nullptr;
   std::vector<int32_t> packed;   // [rows, cols/8]
-  std::vector<uint16_t> scales;  // [rows, cols/128]
+  std::vector<uint16_t> scales;  // [rows, ceil(cols/128)]
 };
 
 Status quantize_weight(OutputTensor const& output, ExpertWeightQuantizer& quantizer, QuantizedWeight* result) {
@@ -72,7 +73,7 @@ Status quantize_weight(OutputTensor const& output, ExpertWeightQuantizer& quanti
   std::vector<float> weights(count);
   for (size_t n = 0; n < count; ++n) weights[n] = element_as_float(tensor, n);
   std::vector<int8_t> q(count);
-  std::vector<uint16_t> scales(size_t(info.rows * (info.cols / kGroupSize)));
+  std::vector<uint16_t> scales(size_t(info.rows * (padded_k(int(info.cols)) / kGroupSize)));
   W4A8_RETURN_IF_ERROR(quantizer.quantize(info, weights.data(), q.data(), scales.data()));
 
   // The quantizer may be the caller's: check what it produced before it is written.
@@ -134,10 +135,10 @@ Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs,
       return invalid_argument(where(), "expert weight of dtype ", dtype_name(tensor->dtype),
                               "; the quantizer reads BF16, F16 or F32");
     }
-    if (tensor->shape.size() != 2 || tensor->shape[0] < 1 || tensor->shape[1] < kGroupSize ||
-        tensor->shape[1] % kGroupSize != 0) {
+    if (tensor->shape.size() != 2 || tensor->shape[0] < 1 || tensor->shape[1] < 16 || tensor->shape[1] % 16 != 0 ||
+        tensor->shape[1] > std::numeric_limits<int>::max()) {
       return invalid_argument(where(), "expert weight of shape ", checkpoint::format_shape(tensor->shape),
-                              "; needs [out, in] with in a positive multiple of ", kGroupSize);
+                              "; needs [out, in] with in a positive multiple of 16 (within int)");
     }
     ExpertWeightInfo info;
     info.tensor_name = name;
@@ -148,7 +149,7 @@ Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs,
     info.cols = tensor->shape[1];
     outputs->push_back({{module + ".weight_packed", DType::kI32, {info.rows, info.cols / kNibblesPerWord}},
                         tensor, Part::kPacked, info});
-    outputs->push_back({{module + ".weight_scale", DType::kBF16, {info.rows, info.cols / kGroupSize}},
+    outputs->push_back({{module + ".weight_scale", DType::kBF16, {info.rows, padded_k(int(info.cols)) / kGroupSize}},
                         tensor, Part::kScale, info});
     outputs->push_back({{module + ".weight_shape", DType::kI64, {2}}, tensor, Part::kShape, info});
     ++*expert_weights;
@@ -268,16 +269,18 @@ Status RoundToNearestQuantizer::quantize(ExpertWeightInfo const& info, float con
   if (weights == nullptr || q == nullptr || scales == nullptr) {
     return invalid_argument(info.tensor_name, ": RoundToNearestQuantizer: weights, q and scales are required");
   }
-  if (info.rows < 1 || info.cols < kGroupSize || info.cols % kGroupSize != 0) {
+  if (info.rows < 1 || info.cols < 16 || info.cols % 16 != 0 || info.cols > std::numeric_limits<int>::max()) {
     return invalid_argument(info.tensor_name, ": RoundToNearestQuantizer: shape [", info.rows, ", ", info.cols,
-                            "], needs rows >= 1 and cols a positive multiple of ", kGroupSize);
+                            "], needs rows >= 1 and cols a positive multiple of 16");
   }
-  int64_t const groups = info.cols / kGroupSize;
+  int64_t const groups = padded_k(int(info.cols)) / kGroupSize;
   for (int64_t row = 0; row < info.rows; ++row) {
     for (int64_t group = 0; group < groups; ++group) {
+      // The last group of a row whose length is not a multiple of 128 is partial.
       int64_t const first = row * info.cols + group * kGroupSize;
+      int64_t const end = row * info.cols + std::min<int64_t>((group + 1) * kGroupSize, info.cols);
       float max_magnitude = 0.0f;
-      for (int64_t n = first; n < first + kGroupSize; ++n) {
+      for (int64_t n = first; n < end; ++n) {
         if (!std::isfinite(weights[n])) {
           return invalid_argument(info.tensor_name, ": element [", row, ", ", n - row * info.cols,
                                   "] is not finite; RTN needs finite weights");
@@ -289,7 +292,7 @@ Status RoundToNearestQuantizer::quantize(ExpertWeightInfo const& info, float con
       uint16_t const scale_bits = float_to_bf16(max_magnitude / float(kQMax));
       float const step = bf16_to_float(scale_bits);
       scales[row * groups + group] = scale_bits;
-      for (int64_t n = first; n < first + kGroupSize; ++n) {
+      for (int64_t n = first; n < end; ++n) {
         float const level = step > 0.0f ? std::nearbyint(weights[n] / step) : 0.0f;
         q[n] = int8_t(std::clamp(level, float(kQMin), float(kQMax)));
       }

@@ -253,7 +253,7 @@ __global__ void __launch_bounds__(Config<kRows, kConsumers>::kThreads, Config<kR
   __syncthreads();
 
   pdl_wait_for_previous_grid();
-  prepack::ExactSections const sections = prepack::exact_sections(p.shape);
+  prepack::ExactSections const sections = prepack::exact_sections_of_whole_groups(p.shape);
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const tiles = (n + C::kTileChannels - 1) / C::kTileChannels;
   int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;

@@ -121,7 +121,7 @@ Status validate_args(GroupedGemmArgs const& args) {
 gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {
   gemm::HeuristicInput input;
   input.n = args.shape.n;
-  input.k = args.shape.k;
+  input.k = padded_k(args.shape.k);
   input.num_experts = args.shape.num_experts;
   input.total_rows = expected_rows(args);
   input.max_rows_per_expert = args.max_rows_per_expert_hint;
@@ -160,14 +160,12 @@ std::vector<std::string> gemm_config_names(PackedLayout layout) {
 }
 
 size_t activation_group_sums_bytes(int64_t rows, int k) {
-  if (rows < 0 || k < kGroupSize || k % kGroupSize != 0) return 0;
-  return size_t(gemm::group_sums_stride(rows)) * size_t(k / kGroupSize) * sizeof(float);
+  if (rows < 0 || k < 16 || k % 16 != 0) return 0;
+  return size_t(gemm::group_sums_stride(rows)) * size_t(padded_k(k) / kGroupSize) * sizeof(float);
 }
 
 Status compute_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream) {
-  if (k < kGroupSize || k % kGroupSize != 0) {
-    return invalid_argument("k=", k, ": must be a positive multiple of ", kGroupSize);
-  }
+  if (k < 16 || k % 16 != 0) return invalid_argument("k=", k, ": must be a positive multiple of 16");
   if (rows < 0 || rows > std::numeric_limits<int32_t>::max()) {
     return invalid_argument("rows=", rows, ": must be in [0, 2^31)");
   }
@@ -178,7 +176,7 @@ Status compute_activation_group_sums(void const* act, int64_t rows, int k, float
     if (!is_aligned(sums, 16)) return invalid_argument("sums must be 16-byte aligned");
   }
   W4A8_RETURN_IF_ERROR(require_hopper_device());
-  return gemm::launch_activation_group_sums(act, rows, k, sums, stream);
+  return gemm::launch_activation_group_sums(act, rows, padded_k(k), sums, stream);
 }
 
 std::string select_gemm_config(GroupedGemmArgs const& args) {
@@ -192,6 +190,7 @@ namespace gemm {
 GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
   GroupedGemmParams params;
   params.shape = args.shape;
+  params.shape.k = padded_k(args.shape.k);  // the kernels see whole groups: packed and activation rows are padded
   params.packed = static_cast<uint8_t const*>(args.packed_weights);
   params.sections = prepack::packed_sections(args.shape);  // the lookup-table layout's (the exact kernel's own)
   params.group_sums = args.act_group_sums;

@@ -70,10 +70,21 @@ struct Shared {
   float scratch[kWarps];
 };
 
-// Token t to e4m3 with its per-token scale, as the staged permute+quantise computes it.
+// The SiLU rows' columns past I (GEMM2 reads padded_k(I) of them, against zero weights): zeros, once, by the whole
+// grid before GEMM1's phase writes the rest.
+__device__ void zero_silu_padding(DecodeLayerProblem const& p, int rows) {
+  int const inter = p.shape.inter, pad = p.silu_columns - inter;
+  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < int64_t(rows) * pad;
+       i += int64_t(gridDim.x) * kThreads) {
+    p.silu[(i / pad) * (inter + pad) + inter + i % pad] = 0.0f;
+  }
+}
+
+// Token t to e4m3 with its per-token scale, as the staged permute+quantise computes it (a row of padded_k(H)
+// columns, zeros past H).
 template <ActivationType kType>
 __device__ void quantize_token(DecodeLayerProblem const& p, int t, Shared& sh) {
-  int const vectors = p.shape.hidden / kVector;
+  int const vectors = p.shape.hidden / kVector, padded_vectors = p.act_columns / kVector;
   int64_t const first = int64_t(t) * vectors;
   float local_max = 0.0f;
   for (int v = int(threadIdx.x); v < vectors; v += kThreads) {
@@ -84,10 +95,10 @@ __device__ void quantize_token(DecodeLayerProblem const& p, int t, Shared& sh) {
   }
   float const amax = block_reduce(local_max, MaxOp{}, sh.scratch);
   E4m3Scale const e4m3 = e4m3_scale(amax);
-  for (int v = int(threadIdx.x); v < vectors; v += kThreads) {
-    float x[kVector];
-    load_vector<kType>(p.hidden, first + v, x);
-    reinterpret_cast<uint2*>(p.act)[first + v] = quantize_vector(x, e4m3.inverse);
+  for (int v = int(threadIdx.x); v < padded_vectors; v += kThreads) {
+    float x[kVector] = {};
+    if (v < vectors) load_vector<kType>(p.hidden, first + v, x);
+    reinterpret_cast<uint2*>(p.act)[int64_t(t) * padded_vectors + v] = quantize_vector(x, e4m3.inverse);
   }
   if (threadIdx.x == 0) p.act_scales[t] = e4m3.scale;
 }
@@ -97,8 +108,8 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
   using A = Act<kType>;
   BlockRouting const& r = sh.routing;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  int const hidden = p.shape.hidden, inter = p.shape.inter, top_k = p.shape.top_k, pairs = inter / kStripeChannels;
-  int const groups = hidden / kGroupSize;
+  int const inter = p.shape.inter, top_k = p.shape.top_k, pairs = inter / kStripeChannels;
+  int const groups = p.act_columns / kGroupSize;
   int const split_index = warp / split.per_block;
   int const group_begin = split_index * groups / split.splits, group_end = (split_index + 1) * groups / split.splits;
   for (int item = int(blockIdx.x); item < r.active * split.blocks_per_expert; item += int(gridDim.x)) {
@@ -113,7 +124,7 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
         E4m3Row act{nullptr};
         if (lane_row < rows) {
           int const token = r.row_slot[first_row + lane_row] / top_k;
-          act.row = p.act + int64_t(token) * hidden + (lane % 4) * 4;
+          act.row = p.act + int64_t(token) * p.act_columns + (lane % 4) * 4;
         }
         int const stripes[2] = {pair, pairs + pair};  // gate, up
         stream_stripes(stripes_of<kLayout>(p.gemm1, 2 * inter, groups, expert), stripes, group_begin, group_end, act,
@@ -137,7 +148,7 @@ __device__ void gemm1_silu(DecodeLayerProblem const& p, PhaseSplit const& split,
         float const g = A::to_float(A::from_float(expert_scales[column] * (token_scale * gate)));
         float const u = A::to_float(A::from_float(expert_scales[inter + column] * (token_scale * up)));
         float const h = silu_mul(g, u);
-        p.silu[int64_t(first_row + row) * inter + column] = h;
+        p.silu[int64_t(first_row + row) * p.silu_columns + column] = h;
         atomicMax(&sh.row_max[row], __float_as_int(fabsf(h)));
       }
       __syncthreads();
@@ -156,8 +167,8 @@ __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int 
   using A = Act<kType>;
   BlockRouting const& r = sh.routing;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  int const hidden = p.shape.hidden, inter = p.shape.inter, stripes = hidden / kStripeChannels;
-  int const groups = inter / kGroupSize;
+  int const hidden = p.shape.hidden, stripes = hidden / kStripeChannels;
+  int const groups = p.silu_columns / kGroupSize;
   int const split_index = warp / split.per_block;
   int const group_begin = split_index * groups / split.splits, group_end = (split_index + 1) * groups / split.splits;
   auto* out = static_cast<typename A::T*>(p.gemm2_out);
@@ -185,7 +196,7 @@ __device__ void gemm2(DecodeLayerProblem const& p, PhaseSplit const& split, int 
         int const lane_row = lane / 4;
         QuantisedFloatRow act{nullptr, 0.0f};
         if (lane_row < rows) {
-          act.row = p.silu + int64_t(first_row + lane_row) * inter + (lane % 4) * 4;
+          act.row = p.silu + int64_t(first_row + lane_row) * p.silu_columns + (lane % 4) * 4;
           act.inverse = sh.row_inverse[lane_row];
         }
         int const stripe_list[1] = {stripe};
@@ -254,9 +265,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) decode_layer_kernel
   BlockRouting const& r = sh.routing;
   if (r.rows > 0) {  // the same in every block: all blocks meet at the barriers, or none does
     cg::grid_group grid = cg::this_grid();
-    PhaseSplit const split1 = phase_split(r.active, p.shape.inter / kStripeChannels, p.shape.hidden / kGroupSize);
-    PhaseSplit const split2 = phase_split(r.active, p.shape.hidden / kStripeChannels, p.shape.inter / kGroupSize);
+    PhaseSplit const split1 = phase_split(r.active, p.shape.inter / kStripeChannels, p.act_columns / kGroupSize);
+    PhaseSplit const split2 = phase_split(r.active, p.shape.hidden / kStripeChannels, p.silu_columns / kGroupSize);
     if (int(blockIdx.x) < p.tokens) quantize_token<kType>(p, int(blockIdx.x), sh);
+    if (p.shape.inter % kGroupSize != 0) zero_silu_padding(p, r.rows);
     stamp(p, 2);
     grid.sync();
     stamp(p, 3);
@@ -337,6 +349,8 @@ DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& a, WorkspacePlan c
   p.layout = a.weight_layout;
   p.gemm1 = layer_weights(a.gemm1_weights, gemm1_shape(a.shape), a.weight_layout);
   p.gemm2 = layer_weights(a.gemm2_weights, gemm2_shape(a.shape), a.weight_layout);
+  p.act_columns = padded_k(a.shape.hidden);
+  p.silu_columns = padded_k(a.shape.inter);
   p.act = reinterpret_cast<uint8_t*>(ws + w.act1);
   p.act_scales = reinterpret_cast<float*>(ws + w.scale1);
   p.silu = reinterpret_cast<float*>(ws + w.gemm1_out);

@@ -81,9 +81,11 @@ struct DecodeLayerProblem {
   PackedLayout layout = PackedLayout::kLookupTable;
   DecodeLayerWeights gemm1;  // packed [E_local, 2I, H]
   DecodeLayerWeights gemm2;  // packed [E_local, H, I]
-  // Workspace (the staged path's regions, which are large enough): the quantised tokens [T, H] e4m3 and their
-  // scales [T]; SiLU(gate) * up [T * top_k, I] fp32 and its per-(row, GEMM1 block item) maxima; GEMM2's rows
-  // [T * top_k, H] of the activation type.
+  // Workspace (the staged path's regions, which are large enough): the quantised tokens [T, act_columns] e4m3 and
+  // their scales [T]; SiLU(gate) * up [T * top_k, silu_columns] fp32 and its per-(row, GEMM1 block item) maxima;
+  // GEMM2's rows [T * top_k, H] of the activation type. The GEMMs read whole 128-groups: act_columns =
+  // padded_k(H), silu_columns = padded_k(I), zeros past H and I (kernel parameters, not registers, in the phases).
+  int act_columns = 0, silu_columns = 0;
   uint8_t* act = nullptr;
   float* act_scales = nullptr;
   float* silu = nullptr;

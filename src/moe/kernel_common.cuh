@@ -1,5 +1,5 @@
 // Device pieces the MoE layer's kernels share (router.cu, routing.cu, token_kernels.cu): block reductions and rows
-// of 16-bit activations as vectors of 8 values (16-byte accesses: H and I are multiples of 128).
+// of 16-bit activations as vectors of 8 values (16-byte accesses: H and I are multiples of 16).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -167,12 +167,12 @@ char const* moe_stage_name(int stage) {
 
 Status validate_moe_shape(MoeShape const& s) {
   W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
-  if (s.hidden < kGroupSize || s.hidden % kGroupSize != 0) {
-    return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 128 (GEMM1's K)");
+  if (s.hidden < 16 || s.hidden % 16 != 0) {
+    return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 16 (GEMM2's N)");
   }
-  if (s.inter < kGroupSize || s.inter % kGroupSize != 0 || s.inter > moe::kMaxInter) {
-    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 128 (GEMM2's K), at most ",
-                            moe::kMaxInter, " (the SiLU stage holds a row in one block's registers)");
+  if (s.inter < 16 || s.inter % 16 != 0 || s.inter > moe::kMaxInter) {
+    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 16 (16-channel stripes), at ",
+                            "most ", moe::kMaxInter, " (the SiLU stage holds a row in one block's registers)");
   }
   W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), "GEMM1 weights"));
   return validate_weight_shape(moe::gemm2_shape(s), "GEMM2 weights");

@@ -45,7 +45,8 @@ __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
 }
 
 // One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
-// quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice). With
+// quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice). The act rows
+// hold padded_k(hidden_size) columns, zeros past the hidden state (the GEMM's zero weights there). With
 // skip_remote_tokens a block first reads the token's rows and leaves a token none of whose experts is local unread:
 // an expert-parallel rank at prefill (at decode the rows' load would come before the row's, one latency more).
 template <ActivationType kType>
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(kRowBlockThreads)
     if (!local) return;  // uniform per block: no thread reaches the barriers below
   }
   if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
-  int const vectors = hidden_size / kVector;
+  int const vectors = hidden_size / kVector, padded_vectors = padded_k(hidden_size) / kVector;
   int64_t const first_vector = t * vectors;
   // All loads issued before the first use: at decode this kernel is a chain of load latencies.
   uint4 raw[kHeldRowVectors];
@@ -93,7 +94,7 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   auto store = [&](int v, float const (&x)[kVector]) {
     uint2 const q = quantize_vector(x, e4m3.inverse);
     for (int j = 0; j < top_k; ++j) {
-      if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * hidden_size)[v] = q;
+      if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * padded_vectors * kVector)[v] = q;
     }
     if (group_sums.sums != nullptr) {
       float const sum = group_sum(q);
@@ -107,12 +108,12 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 #pragma unroll
   for (int h = 0; h < kHeldRowVectors; ++h) {
     int const v = threadIdx.x + h * blockDim.x;
-    if (v >= vectors) break;
+    if (v >= padded_vectors) break;
     store(v, held[h]);
   }
-  for (int v = threadIdx.x + kHeldRowVectors * blockDim.x; v < vectors; v += blockDim.x) {
-    float x[kVector];
-    load_vector<kType>(hidden, first_vector + v, x);
+  for (int v = threadIdx.x + kHeldRowVectors * blockDim.x; v < padded_vectors; v += blockDim.x) {
+    float x[kVector] = {};
+    if (v < vectors) load_vector<kType>(hidden, first_vector + v, x);
     store(v, x);
   }
   if (threadIdx.x < top_k && rows[threadIdx.x] >= 0) {
@@ -123,12 +124,12 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 // One row of the SiLU stage. Each thread keeps the SiLU(gate) * up of its kHeld vectors (at most kHeldRowVectors:
 // the whole row, kMaxInter) in registers between the amax and the quantisation, and the loads of those are all
 // issued before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread) were a
-// chain of four load latencies.
+// chain of four load latencies. The act rows hold padded_k(inter) columns, zeros past I.
 template <ActivationType kType, int kHeld>
 __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ gemm1_out, int inter, int64_t row,
                                                       uint8_t* __restrict__ act, float* __restrict__ act_scales,
                                                       GroupSumsOut group_sums, float* scratch) {
-  int const vectors = inter / kVector;
+  int const vectors = inter / kVector, padded_vectors = padded_k(inter) / kVector;
   int64_t const gate_first = row * 2 * vectors, up_first = gate_first + vectors;
   uint4 gate_raw[kHeld], up_raw[kHeld];
 #pragma unroll
@@ -138,7 +139,7 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
     gate_raw[h] = in_row ? static_cast<uint4 const*>(gemm1_out)[gate_first + v] : make_uint4(0, 0, 0, 0);
     up_raw[h] = in_row ? static_cast<uint4 const*>(gemm1_out)[up_first + v] : make_uint4(0, 0, 0, 0);
   }
-  float held[kHeld][kVector];
+  float held[kHeld][kVector] = {};  // zeros past the row
   float local_max = 0.0f;
 #pragma unroll
   for (int h = 0; h < kHeld; ++h) {
@@ -157,9 +158,9 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
 #pragma unroll
   for (int h = 0; h < kHeld; ++h) {
     int const v = int(threadIdx.x) + h * int(blockDim.x);
-    if (v >= vectors) break;
+    if (v >= padded_vectors) break;
     uint2 const q = quantize_vector(held[h], e4m3.inverse);
-    reinterpret_cast<uint2*>(act + row * inter)[v] = q;
+    reinterpret_cast<uint2*>(act + row * padded_vectors * kVector)[v] = q;
     if (group_sums.sums != nullptr) {
       float const sum = group_sum(q);
       if (v % kGroupVectors == 0) group_sums.sums[(v / kGroupVectors) * group_sums.stride + row] = sum;
@@ -273,7 +274,7 @@ struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          bool some_slots_remote, float const* topk_weights, bool weight_on_input, uint8_t* act,
                          float* act_scales, GroupSumsOut group_sums, cudaStream_t stream) {
-    int const threads = threads_for_row(hidden_size / kVector, kHeldRowVectors);
+    int const threads = threads_for_row(padded_k(hidden_size) / kVector, kHeldRowVectors);
     auto const kernel = permute_quantize_kernel<kType>;
     int64_t const last_wave = last_wave_start(tokens, resident_blocks(kernel, threads));
     return launch_with_pdl(kernel, unsigned(tokens), threads, 0, stream, hidden, hidden_size, top_k, dest_row,
@@ -287,7 +288,7 @@ struct SiluMulQuantize {
   static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
                          int local_experts, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
                          cudaStream_t stream) {
-    int const vectors = inter / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
+    int const vectors = padded_k(inter) / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
     auto launch = [&](auto kernel, bool blocks_stay) {
       int64_t const resident = resident_blocks(kernel, threads);
       int64_t const blocks = blocks_stay && resident > 0 ? std::min(max_rows, resident) : max_rows;

@@ -2,6 +2,7 @@
 // through it to check every stage.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -38,10 +39,12 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
   place(&p.dest_row, rows * sizeof(int32_t));
   place(&p.row_slot, rows * sizeof(int32_t));
-  place(&p.act1, rows * shape.hidden);
+  // The GEMMs' activation rows hold padded_k columns; the one-launch layer keeps its fp32 SiLU rows (padded_k(I)
+  // columns) where the staged path keeps GEMM1's output.
+  place(&p.act1, rows * padded_k(shape.hidden));
   place(&p.scale1, rows * sizeof(float));
-  place(&p.gemm1_out, rows * 2 * shape.inter * 2);
-  place(&p.act2, rows * shape.inter);
+  place(&p.gemm1_out, rows * std::max<size_t>(2 * shape.inter * 2, padded_k(shape.inter) * sizeof(float)));
+  place(&p.act2, rows * padded_k(shape.inter));
   place(&p.scale2, rows * sizeof(float));
   place(&p.gemm2_out, rows * shape.hidden * 2);
   place(&p.sums1, activation_group_sums_bytes(int64_t(rows), shape.hidden));

@@ -9,7 +9,8 @@
 // so a group's wgmmas take the nibbles masked into bytes (one LOP3, or a shift and a LOP3, per four weights), and the
 // correction 2^-6 sum_k x_k (activation_group_sum) is one number per token and group, shared by every channel.
 //
-// Per expert, N channels in 64-channel tiles (the last one holds the remaining 16-channel stripes), K in 128-groups;
+// Per expert, N channels in 64-channel tiles (the last one holds the remaining 16-channel stripes), K in 128-groups
+// (padded_k(K): the K past K hold q = 0, u = 8);
 // the blocks of (tile t, group g) in order t, then g, each contiguous (one bulk copy per group of a tile):
 //   block (t, g)  stripes(t) x 1024 bytes of weights, then stripes(t) x 32 bytes of group scales
 //   weights       per stripe (16 channels): two 512-byte halves, atoms 0-1 and 2-3 (32 K each); in half h, lane L
@@ -47,7 +48,8 @@ struct ExactSections {
   size_t block_bytes_per_expert = 0;
 };
 
-W4A8_HOST_DEVICE inline ExactSections exact_sections(ExpertWeightShape const& shape) {
+// The sections of a shape whose K is whole groups: the kernels' view (grouped_gemm_params pads K).
+W4A8_HOST_DEVICE inline ExactSections exact_sections_of_whole_groups(ExpertWeightShape const& shape) {
   size_t const e = size_t(shape.num_experts), n = size_t(shape.n), groups = size_t(shape.k) / 128;
   ExactSections s;
   s.block_bytes_per_expert = groups * (n / kExactStripeChannels) * kExactStripeBytes;
@@ -55,6 +57,12 @@ W4A8_HOST_DEVICE inline ExactSections exact_sections(ExpertWeightShape const& sh
   s.channel_scales = align_up(s.blocks + e * s.block_bytes_per_expert, kSectionAlign);
   s.total = align_up(s.channel_scales + e * n * sizeof(float), kSectionAlign);
   return s;
+}
+
+// The sections for a shape of any valid K (packed as padded_k(K)).
+W4A8_HOST_DEVICE inline ExactSections exact_sections(ExpertWeightShape shape) {
+  shape.k = padded_k(shape.k);
+  return exact_sections_of_whole_groups(shape);
 }
 
 // Stripes of tile t (4, or fewer in the last tile).

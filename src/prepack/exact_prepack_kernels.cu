@@ -15,21 +15,23 @@ namespace {
 constexpr int kThreads = 256;
 
 // One thread per channel pair (n, n + 8) of a 16-channel stripe and 8 consecutive K (one checkpoint word per
-// channel): the pair shares the layout's bytes (low and high nibbles), so one thread writes them whole.
+// channel): the pair shares the layout's bytes (low and high nibbles), so one thread writes them whole. The words
+// past K (up to padded_k) are q = 0, u = 8.
 __global__ void place_exact_weights(uint32_t const* __restrict__ words, WeightFormat format, ExpertWeightShape shape,
                                     uint8_t* __restrict__ blocks, size_t bytes_per_expert) {
-  int const words_per_row = shape.k / 8, groups = shape.k / 128;
-  int64_t const pairs_per_expert = int64_t(shape.n / 2) * words_per_row;
+  int const words_per_row = shape.k / 8, padded_words = padded_k(shape.k) / 8, groups = padded_k(shape.k) / 128;
+  int64_t const pairs_per_expert = int64_t(shape.n / 2) * padded_words;
   int64_t const total = pairs_per_expert * shape.num_experts;
   // Signed int4 (two's complement t) becomes offset binary by flipping each nibble's top bit: t + 8 mod 16.
   uint32_t const flip = format == WeightFormat::kSignedInt4 ? 0x88888888u : 0u;
   for (int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; item < total;
        item += int64_t(gridDim.x) * blockDim.x) {
     int64_t const e = item / pairs_per_expert, in_expert = item % pairs_per_expert;
-    int const pair = int(in_expert / words_per_row), word = int(in_expert % words_per_row);
+    int const pair = int(in_expert / padded_words), word = int(in_expert % padded_words);
     int const n = (pair / 8) * 16 + pair % 8;  // channels n and n + 8 of one stripe
-    uint32_t const low = words[(e * shape.n + n) * words_per_row + word] ^ flip;
-    uint32_t const high = words[(e * shape.n + n + 8) * words_per_row + word] ^ flip;
+    bool const in_k = word < words_per_row;
+    uint32_t const low = in_k ? words[(e * shape.n + n) * words_per_row + word] ^ flip : 0x88888888u;
+    uint32_t const high = in_k ? words[(e * shape.n + n + 8) * words_per_row + word] ^ flip : 0x88888888u;
     uint8_t* expert = blocks + e * bytes_per_expert;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
@@ -51,7 +53,7 @@ __global__ void place_exact_scales(void const* __restrict__ group_scales, float 
                                    ScaleFormat format, ExpertWeightShape shape, uint8_t* __restrict__ blocks,
                                    size_t bytes_per_expert, float* __restrict__ packed_channel_scales,
                                    uint32_t* bad_value_count) {
-  int const groups = shape.k / 128;
+  int const groups = padded_k(shape.k) / 128;
   for (int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; row < int64_t(shape.num_experts) * shape.n;
        row += int64_t(gridDim.x) * blockDim.x) {
     int64_t const e = row / shape.n;
@@ -99,7 +101,7 @@ cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& s
   write_exact_header<<<1, 1, 0, args.stream>>>(header, packed);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
-  place_exact_weights<<<grid_for(int64_t(s.num_experts) * (s.n / 2) * (s.k / 8)), kThreads, 0, args.stream>>>(
+  place_exact_weights<<<grid_for(int64_t(s.num_experts) * (s.n / 2) * (padded_k(s.k) / 8)), kThreads, 0, args.stream>>>(
       static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
       sections.block_bytes_per_expert);
   error = cudaGetLastError();

@@ -1,9 +1,9 @@
 // The private packed-weights format (version kPackedFormatVersion). Host and device; no CUTLASS types.
 //
 //   [header 256 B][weights][group scales][channel scales][layouts], each section 256-byte aligned
-//   weights         per expert N*K/2 bytes: int4, LUT-encoded (see encode_lut_nibble), reordered for the fp8 wgmma
-//                   fragment (see reorder_atom_offset)
-//   group scales    per expert [K/128][N] x 8 e4m3: the lookup table {-8 sg, ..., -1 sg} of each (group, channel)
+//   weights         per expert N*Kp/2 bytes (Kp = padded_k(K); the K past K hold q = 0): int4, LUT-encoded (see
+//                   encode_lut_nibble), reordered for the fp8 wgmma fragment (see reorder_atom_offset)
+//   group scales    per expert [Kp/128][N] x 8 e4m3: the lookup table {-8 sg, ..., -1 sg} of each (group, channel)
 //   channel scales  per expert [N] fp32
 //   layouts         per expert one CuTe layout of the reordered weights (the pointer-array mainloop takes one per
 //                   group), kLayoutSlotBytes each
@@ -76,7 +76,7 @@ struct PackedSections {
 W4A8_HOST_DEVICE inline PackedSections packed_sections(ExpertWeightShape const& shape) {
   size_t const e = static_cast<size_t>(shape.num_experts);
   size_t const n = static_cast<size_t>(shape.n);
-  size_t const k = static_cast<size_t>(shape.k);
+  size_t const k = static_cast<size_t>(padded_k(shape.k));
   PackedSections s;
   s.weight_bytes_per_expert = n * k / 2;
   s.group_scale_bytes_per_expert = (k / static_cast<size_t>(shape.group_size)) * n * kLutBytes;

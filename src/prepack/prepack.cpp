@@ -23,12 +23,12 @@ Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_nam
     return invalid_argument(arg_name, ".n=", shape.n,
                             ": N must be a positive multiple of 16 (the weight reorder atom covers 16 rows)");
   }
-  if (shape.k < kGroupSize || shape.k % kGroupSize != 0) {
-    return invalid_argument(arg_name, ".k=", shape.k, ": K must be a positive multiple of ", kGroupSize,
-                            " (the quantization group)");
+  if (shape.k < 16 || shape.k % 16 != 0) {
+    return invalid_argument(arg_name, ".k=", shape.k,
+                            ": K must be a positive multiple of 16 (packed padded to whole 128-groups)");
   }
-  if (int64_t(shape.n) * shape.k >= (int64_t(1) << 31)) {
-    return invalid_argument(arg_name, ": N*K=", int64_t(shape.n) * shape.k,
+  if (int64_t(shape.n) * padded_k(shape.k) >= (int64_t(1) << 31)) {
+    return invalid_argument(arg_name, ": N*padded_k(K)=", int64_t(shape.n) * padded_k(shape.k),
                             " elements per expert must stay below 2^31 (the reordered layout indexes with int32)");
   }
   return Status::Ok();

@@ -44,34 +44,39 @@ __global__ void write_header_and_layouts(PackedHeader header, uint8_t* packed, s
     *reinterpret_cast<PackedHeader*>(packed) = header;
   }
   if (e < header.num_experts) {
-    LayoutWeightReordered const layout = make_reordered_weight_layout(header.n, header.k);
+    LayoutWeightReordered const layout = make_reordered_weight_layout(header.n, padded_k(header.k));
     uint8_t* slot = packed + layouts_offset + e * kLayoutSlotBytes;
     memcpy(slot, &layout, sizeof layout);
   }
 }
 
-// One thread per 8 consecutive K of one row (one int32 of the checkpoint layout).
+// One thread per 8 consecutive K of one row (one int32 of the checkpoint layout); the words past K (up to
+// padded_k) are q = 0.
 __global__ void encode_and_reorder_weights(void const* __restrict__ weights, WeightFormat format, int num_experts,
                                            int n_rows, int k_cols, uint8_t* __restrict__ packed_weights,
                                            size_t bytes_per_expert) {
-  int64_t const words_per_row = k_cols / 8;
-  int64_t const words_per_expert = int64_t(n_rows) * words_per_row;
+  int64_t const words_per_row = k_cols / 8, padded_words = padded_k(k_cols) / 8;
+  int64_t const words_per_expert = int64_t(n_rows) * padded_words;
   int64_t const total_words = words_per_expert * num_experts;
-  LayoutWeightReordered const layout = make_reordered_weight_layout(n_rows, k_cols);
+  LayoutWeightReordered const layout = make_reordered_weight_layout(n_rows, padded_k(k_cols));
   for (int64_t word = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; word < total_words;
        word += int64_t(gridDim.x) * blockDim.x) {
     int64_t const e = word / words_per_expert;
     int64_t const in_expert = word % words_per_expert;
-    int const n = int(in_expert / words_per_row);
-    int const k0 = int(in_expert % words_per_row) * 8;
+    int const n = int(in_expert / padded_words);
+    int64_t const word_in_row = in_expert % padded_words;
+    int const k0 = int(word_in_row) * 8;
 
-    uint32_t const bits = static_cast<uint32_t const*>(weights)[word];
-    uint32_t codes = 0;
+    uint32_t codes = 0;  // encode_lut_nibble(0) past K
+    if (word_in_row < words_per_row) {
+      uint32_t const bits = static_cast<uint32_t const*>(weights)[(e * n_rows + n) * words_per_row + word_in_row];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      int const nibble = int((bits >> (4 * i)) & 0xF);
-      int const q = (format == WeightFormat::kOffsetBinaryInt32) ? nibble - 8 : (nibble >= 8 ? nibble - 16 : nibble);
-      codes |= encode_lut_nibble(q) << (4 * i);
+      for (int i = 0; i < 8; ++i) {
+        int const nibble = int((bits >> (4 * i)) & 0xF);
+        int const q =
+            (format == WeightFormat::kOffsetBinaryInt32) ? nibble - 8 : (nibble >= 8 ? nibble - 16 : nibble);
+        codes |= encode_lut_nibble(q) << (4 * i);
+      }
     }
     uint8_t* expert_base = packed_weights + e * bytes_per_expert;
     int64_t const nibble_lo = layout(n, k0, 0);
@@ -160,7 +165,7 @@ cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sectio
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
 
-  int64_t const words = int64_t(s.num_experts) * s.n * (s.k / 8);
+  int64_t const words = int64_t(s.num_experts) * s.n * (padded_k(s.k) / 8);
   encode_and_reorder_weights<<<grid_for(words), kThreads, 0, args.stream>>>(
       args.weights, args.weight_format, s.num_experts, s.n, s.k, packed + sections.weights,
       sections.weight_bytes_per_expert);
@@ -169,7 +174,7 @@ cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sectio
 
   int64_t const rows = int64_t(s.num_experts) * s.n;
   split_scales_and_write_luts<<<grid_for(rows), kThreads, 0, args.stream>>>(
-      args.group_scales, args.channel_scales, args.scale_format, s.num_experts, s.n, s.k / s.group_size,
+      args.group_scales, args.channel_scales, args.scale_format, s.num_experts, s.n, padded_k(s.k) / s.group_size,
       packed + sections.group_scales, sections.group_scale_bytes_per_expert,
       reinterpret_cast<float*>(packed + sections.channel_scales),
       &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);

@@ -26,13 +26,13 @@ std::vector<uint8_t> prepack_exact(ExactExperts const& experts) {
   prepack::PackedHeader const header = prepack::make_packed_header(s, prepack::kExactFormatVersion, sections.total);
   std::memcpy(packed.data(), &header, sizeof header);
 
-  int const groups = s.k / s.group_size;
+  int const groups = padded_k(s.k) / s.group_size;
   for (int e = 0; e < s.num_experts; ++e) {
     uint8_t* blocks = packed.data() + sections.blocks + e * sections.block_bytes_per_expert;
     for (int n = 0; n < s.n; ++n) {
-      for (int k = 0; k < s.k; ++k) {
+      for (int k = 0; k < padded_k(s.k); ++k) {  // q = 0 past K
         auto const place = prepack::exact_weight_place(s.n, groups, n, k);
-        uint32_t const u = uint32_t(experts.q[(size_t(e) * s.n + n) * s.k + k] + 8);
+        uint32_t const u = uint32_t((k < s.k ? experts.q[(size_t(e) * s.n + n) * s.k + k] : 0) + 8);
         blocks[place.byte] |= uint8_t(u << (4 * place.nibble));
       }
       for (int g = 0; g < groups; ++g) {
@@ -51,7 +51,7 @@ std::vector<uint8_t> prepack_exact(ExactExperts const& experts) {
 ExactExperts unpack_exact(std::vector<uint8_t> const& packed, ExpertWeightShape const& s) {
   auto const sections = prepack::exact_sections(s);
   if (packed.size() < sections.total) throw std::invalid_argument("unpack_exact: buffer smaller than its shape needs");
-  int const groups = s.k / s.group_size;
+  int const groups = padded_k(s.k) / s.group_size;
   ExactExperts experts{s, std::vector<int8_t>(size_t(s.num_experts) * s.n * s.k),
                        std::vector<uint16_t>(size_t(s.num_experts) * s.n * groups),
                        std::vector<float>(size_t(s.num_experts) * s.n)};
@@ -78,7 +78,7 @@ void grouped_gemm_exact(ExactExperts const& experts, std::vector<uint8_t> const&
                         std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
                         std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
   auto const& s = experts.shape;
-  int const groups = s.k / s.group_size;
+  int const groups = padded_k(s.k) / s.group_size;
   std::vector<int64_t> selected = rows;
   if (selected.empty()) {
     for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);
@@ -87,14 +87,14 @@ void grouped_gemm_exact(ExactExperts const& experts, std::vector<uint8_t> const&
   for (int64_t m : selected) {
     int const e = int(std::upper_bound(offsets.begin(), offsets.end(), m) - offsets.begin()) - 1;
     if (e < 0 || e >= s.num_experts) throw std::invalid_argument("grouped_gemm_exact: row outside every expert");
-    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * s.k + k]);
+    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * padded_k(s.k) + k]);
     for (int n = 0; n < s.n; ++n) {
       int8_t const* q = experts.q.data() + (size_t(e) * s.n + n) * s.k;
       uint16_t const* sg = experts.group_scale.data() + (size_t(e) * s.n + n) * groups;
       double sum = 0.0, sum_abs = 0.0;
       for (int g = 0; g < groups; ++g) {
         double group = 0.0, group_abs = 0.0;
-        for (int k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
+        for (int k = g * s.group_size; k < std::min((g + 1) * s.group_size, s.k); ++k) {
           group += a[k] * q[k];
           group_abs += std::fabs(a[k]) * (std::abs(q[k]) + 8);
         }

@@ -12,11 +12,11 @@ namespace w4a8moe::reference {
 struct ExactExperts {
   ExpertWeightShape shape;
   std::vector<int8_t> q;               // [E, N, K], values in [-8, 7]
-  std::vector<uint16_t> group_scale;   // [E, N, K/128], bf16 bits
+  std::vector<uint16_t> group_scale;   // [E, N, padded_k(K)/128], bf16 bits
   std::vector<float> channel_scale;    // [E, N]
 };
 
-// A checkpoint's experts as they are: q and its bf16 scales [E, N, K/128], channel scales 1.
+// A checkpoint's experts as they are: q and its bf16 scales [E, N, padded_k(K)/128], channel scales 1.
 ExactExperts exact_from_checkpoint(ExpertWeightShape const& shape, std::vector<int8_t> q,
                                    std::vector<uint16_t> bf16_scales);
 
@@ -29,7 +29,7 @@ ExactExperts unpack_exact(std::vector<uint8_t> const& packed, ExpertWeightShape 
 // out[m, n] = st[m] * sc[e, n] * sum_k a[m, k] * q[e, n, k] * sg[e, n, k/128] in float64, for `rows` (all expert rows
 // if empty). out_abs, if not null, receives st * |sc| * sum_k |a| * |sg| * (|q| + 8): the magnitude of what the
 // kernel's tensor cores sum (the offset nibbles q + 8 and the group sums' correction), which bounds its
-// accumulation error.
+// accumulation error. act: e4m3 bits [total_rows, padded_k(K)], as the kernels read them.
 void grouped_gemm_exact(ExactExperts const& experts, std::vector<uint8_t> const& act,
                         std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
                         std::vector<double>* out, std::vector<double>* out_abs = nullptr,

@@ -97,7 +97,7 @@ void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float
         table[v + 8] = w.exact_group_scale.empty() ? dequantized_weight(v, w.group_scale[scale])
                                                    : double(v) * double(w.exact_group_scale[scale]);
       }
-      for (int64_t k = g * s.group_size; k < (g + 1) * s.group_size; ++k) {
+      for (int64_t k = g * s.group_size; k < std::min<int64_t>((g + 1) * s.group_size, s.k); ++k) {
         double const p = a[k] * table[q[k] + 8];
         sum += p;
         sum_abs += std::fabs(p);

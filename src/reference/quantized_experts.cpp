@@ -55,7 +55,7 @@ void hold_exact_scales(QuantizedExperts* experts, std::vector<uint16_t> const& b
 
 void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
                        std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale) {
-  int64_t const groups = shape.k / shape.group_size;
+  int64_t const groups = padded_k(shape.k) / shape.group_size;
   int64_t const rows = int64_t(shape.num_experts) * shape.n;
   group_scale->assign(rows * groups, 0);
   channel_scale->assign(rows, 0.0f);
@@ -89,7 +89,7 @@ std::vector<float> dequantize_expert(QuantizedExperts const& experts, int e) {
       float table[16];
       uint8_t const sg = experts.group_scale[experts.scale_index(e, n, int(g))];
       for (int q = -8; q < 8; ++q) table[q + 8] = dequantized_weight(q, sg);
-      for (int kk = 0; kk < s.group_size; ++kk) {
+      for (int kk = 0; kk < s.group_size && int(g) * s.group_size + kk < s.k; ++kk) {
         int const k = int(g) * s.group_size + kk;
         w[size_t(n) * s.k + k] = table[experts.q[experts.q_index(e, n, k)] + 8];
       }
@@ -180,7 +180,7 @@ void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& a
       current_expert = e;
       w = dequantize_expert(experts, e);
     }
-    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * s.k + k]);
+    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * padded_k(s.k) + k]);
     for (int n = 0; n < s.n; ++n) {
       double sum = 0.0, sum_abs = 0.0;
       float const* wn = w.data() + size_t(n) * s.k;

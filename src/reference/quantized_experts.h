@@ -13,13 +13,13 @@ namespace w4a8moe::reference {
 struct QuantizedExperts {
   ExpertWeightShape shape;
   std::vector<int8_t> q;               // [E, N, K], values in [-8, 7]
-  std::vector<uint8_t> group_scale;    // [E, N, K/128], e4m3 bits
+  std::vector<uint8_t> group_scale;    // [E, N, padded_k(K)/128], e4m3 bits (the last group may be partial)
   std::vector<float> channel_scale;    // [E, N]
   // When set, the weights as the exact-scale layout holds them: W = q * exact_group_scale * sc, not rounded
   // ([E, N, K/128]; set by hold_exact_scales). moe_reference's GEMM rows honour it.
   std::vector<float> exact_group_scale;
 
-  int64_t group_count() const { return shape.k / shape.group_size; }
+  int64_t group_count() const { return padded_k(shape.k) / shape.group_size; }
   int64_t q_index(int e, int n, int k) const { return (int64_t(e) * shape.n + n) * shape.k + k; }
   int64_t scale_index(int e, int n, int g) const { return (int64_t(e) * shape.n + n) * group_count() + g; }
 };
@@ -31,8 +31,8 @@ std::vector<int8_t> unpack_offset_binary(std::vector<int32_t> const& packed, Exp
 // Two's-complement int4, two per byte, low nibble = even k: uint8 [E, N, K/2].
 std::vector<uint8_t> pack_signed_int4(QuantizedExperts const& experts);
 
-// The scale split of bf16 checkpoints: bf16 group scales [E, N, K/128] -> e4m3 group scales and fp32 channel scales,
-// per output channel:
+// The scale split of bf16 checkpoints: bf16 group scales [E, N, padded_k(K)/128] -> e4m3 group scales and fp32
+// channel scales, per output channel:
 //   c = max_g |s| / 448, sg = e4m3(s / c / 8), sc = 8 c   (an all-zero row gives sg = 0, sc = 0)
 void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
                        std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale);
@@ -61,7 +61,8 @@ QuantizedExperts unpack(std::vector<uint8_t> const& packed, ExpertWeightShape co
 // out[m, n] = st[m] * sc[e, n] * sum_k a[m, k] * e4m3(q[e, n, k] * sg[e, k/128, n]), accumulated in float64, for
 // the rows listed in `rows` (all rows of all experts if empty); other rows are left as they are. If out_abs is not
 // null it receives st * sc * sum_k |a * w|, the magnitude that bounds the kernel's accumulation error.
-// act: e4m3 bits [total_rows, K]; offsets: [E + 1]; out, out_abs: [total_rows, N].
+// act: e4m3 bits [total_rows, padded_k(K)] as the kernels read them (columns past K are not read here); offsets:
+// [E + 1]; out, out_abs: [total_rows, N].
 void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
                   std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
                   std::vector<double>* out, std::vector<double>* out_abs = nullptr,

@@ -12,7 +12,7 @@ reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::
   reference::QuantizedExperts experts;
   experts.shape = shape;
   size_t const rows = size_t(shape.num_experts) * shape.n;
-  size_t const groups = shape.k / shape.group_size;
+  size_t const groups = padded_k(shape.k) / shape.group_size;  // the last group may be partial
   experts.q.resize(rows * shape.k);
   // splitmix64, 16 nibbles a call: the Mixtral- and DeepSeek-sized tests draw billions of weights.
   uint64_t state = rng();
@@ -38,7 +38,7 @@ reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::
 
 QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rng) {
   QuantizedActivations out;
-  out.act.resize(size_t(rows) * k);
+  out.act.assign(size_t(rows) * padded_k(k), 0);  // zeros past K, as the layer's quantisation writes them
   out.scales.resize(rows);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(k);
@@ -50,7 +50,7 @@ QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rn
     }
     float const st = amax / kE4M3Max;
     out.scales[m] = st;
-    for (int i = 0; i < k; ++i) out.act[size_t(m) * k + i] = float_to_e4m3(x[i] / st);
+    for (int i = 0; i < k; ++i) out.act[size_t(m) * padded_k(k) + i] = float_to_e4m3(x[i] / st);
   }
   return out;
 }

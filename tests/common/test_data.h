@@ -20,7 +20,7 @@ reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::
 
 // Activations quantized per token: x ~ N(0, 1) with a few outlier columns, st = max|x| / 448, a = e4m3(x / st).
 struct QuantizedActivations {
-  std::vector<uint8_t> act;    // e4m3 bits [rows, K]
+  std::vector<uint8_t> act;    // e4m3 bits [rows, padded_k(K)], zeros past K
   std::vector<float> scales;   // [rows]
 };
 QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rng);

@@ -56,9 +56,18 @@ TEST(ExactFormat, WordsAreWgmmaFragments) {
   }
 }
 
+void pack_unpack_round_trip(ExpertWeightShape const& shape);
+
+// Also for K off whole groups (208): the nibbles past K hold u = 8 (q = 0).
 TEST(ExactFormat, PackUnpackRoundTrip) {
+  for (int k : {384, 208}) {
+    SCOPED_TRACE("K " + std::to_string(k));
+    pack_unpack_round_trip({3, 208, k, 128});
+  }
+}
+
+void pack_unpack_round_trip(ExpertWeightShape const& shape) {
   std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape{3, 208, 384, 128};
   std::vector<uint16_t> bf16_scales;
   auto const lut = testing::random_experts(shape, rng, &bf16_scales);
   auto const experts = reference::exact_from_checkpoint(shape, lut.q, bf16_scales);
@@ -68,6 +77,17 @@ TEST(ExactFormat, PackUnpackRoundTrip) {
   EXPECT_EQ(back.q, experts.q);
   EXPECT_EQ(back.group_scale, experts.group_scale);
   EXPECT_EQ(back.channel_scale, experts.channel_scale);
+  int const groups = padded_k(shape.k) / 128;
+  for (int e = 0; e < shape.num_experts; ++e) {
+    uint8_t const* blocks = packed.data() + prepack::exact_sections(shape).blocks +
+                            e * prepack::exact_sections(shape).block_bytes_per_expert;
+    for (int n = 0; n < shape.n; ++n) {
+      for (int k = shape.k; k < padded_k(shape.k); ++k) {
+        auto const place = prepack::exact_weight_place(shape.n, groups, n, k);
+        ASSERT_EQ((blocks[place.byte] >> (4 * place.nibble)) & 0xF, 8) << "padding nibble at n " << n << ", k " << k;
+      }
+    }
+  }
 }
 
 }  // namespace

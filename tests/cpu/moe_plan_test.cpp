@@ -133,6 +133,25 @@ TEST(MoePlan, ExactLayoutHasItsOwnConfigsAndGroupSums) {
   EXPECT_GE(w.total - w.sums2, activation_group_sums_bytes(64 * 8, kQwen3.inter));
 }
 
+// H and I that are not multiples of 128 (gpt-oss: 2880): the weights keep the model's K, the activation rows and
+// group sums hold padded_k of it, and the one-launch layer's fp32 SiLU rows fit where GEMM1's output goes.
+TEST(MoePlan, SizesOffWholeGroupsPadTheActivationRows) {
+  MoeShape const odd{32, 32, 4, 2880, 2880};
+  EXPECT_TRUE(validate_moe_shape(odd).ok());
+  EXPECT_FALSE(validate_moe_shape({32, 32, 4, 2888, 2880}).ok());
+  EXPECT_FALSE(validate_moe_shape({32, 32, 4, 2880, 2872}).ok());
+  EXPECT_EQ(gemm1_shape(odd).k, 2880);
+  EXPECT_EQ(gemm2_shape(odd).k, 2880);
+  int64_t const rows = 16 * 4;
+  WorkspacePlan const w = plan_workspace(odd, 16);
+  EXPECT_GE(w.scale1 - w.act1, size_t(rows * 2944));
+  EXPECT_GE(w.act2 - w.gemm1_out, size_t(rows * 2944 * 4));
+  EXPECT_GE(w.scale2 - w.act2, size_t(rows * 2944));
+  EXPECT_EQ(activation_group_sums_bytes(rows, 2880), activation_group_sums_bytes(rows, 2944));
+  EXPECT_GE(w.sums2 - w.sums1, activation_group_sums_bytes(rows, 2880));
+  EXPECT_GT(moe_workspace_bytes(odd, 16), 0u);
+}
+
 TEST(MoePlan, AutoStagesTheLayerForKernelOverridesStageEventsAndWideRouters) {
   MoePlanOptions options;
   options.gemm2_config = "16x8_1x1_decode";  // a kernel override: the stages that run it

@@ -136,11 +136,24 @@ TEST(Packing, LutBytesAreNegativeMultiples) {
 
 TEST(Packing, PrepackUnpackRoundTripIsBitExact) {
   std::mt19937_64 rng(11);
+  // K = 208 and 2880: off whole groups, the nibbles past K hold encode_lut_nibble(0) = 0.
   for (auto shape : {ExpertWeightShape{1, 16, 128, 128}, ExpertWeightShape{3, 48, 384, 128},
-                     ExpertWeightShape{2, 256, 768, 128}}) {
+                     ExpertWeightShape{2, 256, 768, 128}, ExpertWeightShape{3, 48, 208, 128},
+                     ExpertWeightShape{1, 32, 2880, 128}}) {
+    SCOPED_TRACE("K " + std::to_string(shape.k));
     auto const experts = testing::random_experts(shape, rng);
     auto const packed = reference::prepack(experts);
     EXPECT_EQ(packed.size(), packed_weights_bytes(shape));
+    auto const sections = prepack::packed_sections(shape);
+    for (int e = 0; e < shape.num_experts; ++e) {
+      for (int n = 0; n < shape.n; ++n) {
+        for (int k = shape.k; k < padded_k(shape.k); ++k) {
+          int64_t const nibble = prepack::reorder_atom_offset(n, k, shape.n);
+          uint8_t const byte = packed[sections.weights + e * sections.weight_bytes_per_expert + nibble / 2];
+          ASSERT_EQ((byte >> (4 * (nibble % 2))) & 0xF, 0) << "padding nibble at n " << n << ", k " << k;
+        }
+      }
+    }
     auto const back = reference::unpack(packed, shape);
     EXPECT_EQ(back.q, experts.q);
     EXPECT_EQ(back.group_scale, experts.group_scale);

@@ -51,12 +51,23 @@ TEST(Validation, WeightShapeRules) {
   expect_error(validate_weight_shape({0, 256, 384, 128}), StatusCode::kInvalidArgument, "num_experts=0");
   expect_error(validate_weight_shape({8, 100, 384, 128}), StatusCode::kInvalidArgument, "multiple of 16");
   expect_error(validate_weight_shape({8, 0, 384, 128}), StatusCode::kInvalidArgument, ".n=0");
-  expect_error(validate_weight_shape({8, 256, 200, 128}), StatusCode::kInvalidArgument, "multiple of 128");
+  expect_error(validate_weight_shape({8, 256, 200, 128}), StatusCode::kInvalidArgument, ".k=200: K must be a positive "
+               "multiple of 16");
   expect_error(validate_weight_shape({8, 256, 384, 64}), StatusCode::kInvalidArgument, "group_size=64");
   expect_error(validate_weight_shape({8, 65536, 65536, 128}), StatusCode::kInvalidArgument, "2^31");
   EXPECT_TRUE(validate_weight_shape({8, 16, 128, 128}).ok());
   EXPECT_TRUE(validate_weight_shape({1, 768, 384, 128}).ok());  // K = 384: Qwen3-30B-A3B GEMM2 at TP=2
   EXPECT_EQ(packed_weights_bytes({8, 100, 384, 128}), 0u);
+  // K = 2880 (gpt-oss) is packed as 23 whole groups: the bytes of K = 2944, in either layout.
+  EXPECT_TRUE(validate_weight_shape({8, 2880, 2880, 128}).ok());
+  EXPECT_EQ(padded_k(2880), 2944);
+  EXPECT_EQ(padded_k(2944), 2944);
+  for (PackedLayout layout : {PackedLayout::kLookupTable, PackedLayout::kExactScales}) {
+    EXPECT_EQ(packed_weights_bytes({8, 2880, 2880, 128}, layout), packed_weights_bytes({8, 2880, 2944, 128}, layout));
+    EXPECT_GT(packed_weights_bytes({8, 2880, 2880, 128}, layout), packed_weights_bytes({8, 2880, 2816, 128}, layout));
+  }
+  // The N * padded_k(K) bound counts the padding.
+  expect_error(validate_weight_shape({1, 16, (1 << 27) - 16, 128}), StatusCode::kInvalidArgument, "2^31");
 }
 
 TEST(Validation, GroupedGemmArguments) {
@@ -68,7 +79,7 @@ TEST(Validation, GroupedGemmArguments) {
   };
   std::vector<Case> const cases = {
       {"E=0", [](auto& a) { a.shape.num_experts = 0; }, StatusCode::kInvalidArgument, "num_experts"},
-      {"K not multiple of 128", [](auto& a) { a.shape.k = 320; }, StatusCode::kInvalidArgument, "args.shape.k=320"},
+      {"K not multiple of 16", [](auto& a) { a.shape.k = 328; }, StatusCode::kInvalidArgument, "args.shape.k=328"},
       {"N not multiple of 16", [](auto& a) { a.shape.n = 250; }, StatusCode::kInvalidArgument, "args.shape.n=250"},
       {"group 64", [](auto& a) { a.shape.group_size = 64; }, StatusCode::kInvalidArgument, "group_size"},
       {"null weights", [](auto& a) { a.packed_weights = nullptr; }, StatusCode::kInvalidArgument, "packed_weights"},
@@ -220,7 +231,7 @@ TEST(Validation, PackedHeaderChecks) {
   header = reinterpret_cast<prepack::PackedHeader*>(corrupt.data());
   header->k = 200;
   expect_error(read_packed_header(corrupt.data(), corrupt.size(), &read), StatusCode::kInvalidArgument,
-               "multiple of 128");
+               "multiple of 16");
   corrupt = packed;
   header = reinterpret_cast<prepack::PackedHeader*>(corrupt.data());
   header->total_bytes += 256;
@@ -249,7 +260,9 @@ TEST(Validation, MoeShapeRules) {
   expect_error(validate_moe_shape({8, 8, 0, 256, 256}), StatusCode::kInvalidArgument, "top_k=0");
   expect_error(validate_moe_shape({64, 64, 33, 256, 256}), StatusCode::kInvalidArgument, "top_k=33");
   expect_error(validate_moe_shape({4, 4, 5, 256, 256}), StatusCode::kInvalidArgument, "top_k=5");
-  expect_error(validate_moe_shape({8, 8, 2, 2880, 256}), StatusCode::kInvalidArgument, "hidden=2880");
+  EXPECT_TRUE(validate_moe_shape({8, 8, 2, 2880, 2880}).ok());  // gpt-oss: padded to whole groups
+  expect_error(validate_moe_shape({8, 8, 2, 2888, 256}), StatusCode::kInvalidArgument,
+               "hidden=2888: must be a positive multiple of 16");
   expect_error(validate_moe_shape({8, 8, 2, 256, 100}), StatusCode::kInvalidArgument, "inter=100");
   EXPECT_TRUE(validate_moe_shape({8, 8, 2, 256, 32768}).ok());  // the SiLU stage's row in one block
   expect_error(validate_moe_shape({8, 8, 2, 256, 32896}), StatusCode::kInvalidArgument, "inter=32896");

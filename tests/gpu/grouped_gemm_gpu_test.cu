@@ -156,6 +156,15 @@ TEST_P(EveryConfig, LargeUniformRouting) {
   run_and_check(p, OutputType::kBF16, GetParam());
 }
 
+// K off whole groups (208 = 128 + 80; gpt-oss has 2880): zero weights packed past K, activation rows padded with
+// zeros (random_activations); the reference reads K columns.
+TEST_P(EveryConfig, KNotAMultipleOf128) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  auto p = make_problem({4, 144, 208, 128}, {3, 0, 40, 9}, rng, /*first_row=*/1, /*trailing=*/2);
+  run_and_check(p, OutputType::kBF16, GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(Registry, EveryConfig, ::testing::ValuesIn(gemm_config_names()),
                          [](auto const& info) { return info.param; });
 

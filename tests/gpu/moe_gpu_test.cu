@@ -102,7 +102,7 @@ MoeShape const kSmall{16, 16, 4, 256, 256};
 // Every stage against the reference, each fed the GPU's own input to that stage, so a failure names the stage:
 // quantised activations and scales bit for bit; GEMM outputs within the GEMM tests' bound (2^-7 |ref| plus 2^-10 of
 // sum |a w| per 8192 of K, for the summation order); the SiLU stage's e4m3 output within one e4m3 step of the
-// reference computed from the GPU's GEMM1 row (the GPU's expf and __fdividef: a few ulp); the unpermuted
+// reference computed from the GPU's GEMM1 row (the GPU's ex2 and rcp approximations: a few ulp); the unpermuted
 // sum within one bf16 step (plus the fp32 rounding of the k terms where they cancel).
 // gemm_config: both GEMMs' config ("" = the heuristic's).
 void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {16, 16, 4, 256, 384},
@@ -121,6 +121,7 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
   auto const ws = d.workspace.to_host<uint8_t>();
   auto view = [&](size_t offset) { return ws.data() + offset; };
   int const k = shape.top_k, h = shape.hidden, inter = shape.inter;
+  int const h_columns = padded_k(h), inter_columns = padded_k(inter);  // the activation rows' columns
   int64_t const rows = tokens * k;
   auto const routing = reference::routing_data(in.topk.ids, tokens, k, shape.num_experts, shape.num_local_experts, {});
   auto const* offsets = reinterpret_cast<int64_t const*>(view(plan.offsets));
@@ -154,9 +155,10 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     // permute + quantize
     float scale;
     reference::quantize_row(in.hidden.data() + t * h, h, q.data(), &scale);
-    uint8_t const* act1 = view(plan.act1) + r * h;
+    uint8_t const* act1 = view(plan.act1) + r * h_columns;
     float const scale1 = reinterpret_cast<float const*>(view(plan.scale1))[r];
-    bad_act1 += std::memcmp(act1, q.data(), h) != 0 || scale1 != scale;
+    bad_act1 += std::memcmp(act1, q.data(), h) != 0 || scale1 != scale ||
+                std::any_of(act1 + h, act1 + h_columns, [](uint8_t b) { return b != 0; });  // zeros past H
     // GEMM1 from the GPU's quantised row
     reference::expert_gemm_row(layer->weights.gemm1, e, act1, scale1, false, ref.data(), magnitude.data());
     for (int c = 0; c < 2 * inter; ++c) {
@@ -166,7 +168,7 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     // SiLU * up + requantise from the GPU's GEMM1 row
     reference::silu_mul(row.data(), inter, hmid.data());
     reference::quantize_row(hmid.data(), inter, q.data(), &scale);
-    uint8_t const* act2 = view(plan.act2) + r * inter;
+    uint8_t const* act2 = view(plan.act2) + r * inter_columns;
     float const scale2 = reinterpret_cast<float const*>(view(plan.scale2))[r];
     // The row scale is amax / 448; each SiLU*up value may be off by (|gate| + 13) * 2^-24 of itself: the GPU's
     // ex2/rcp approximations (2 + 1 ulp), gate * log2 e rounded (|gate| * 2^-24 in the exponent) and the products,
@@ -177,6 +179,7 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     }
     bool act2_ok = std::fabs(scale2 - scale) <= amax_slack / 448.0f + std::ldexp(scale, -23);
     for (int c = 0; c < inter; ++c) act2_ok = act2_ok && e4m3_step(act2[c], q[c]);
+    act2_ok = act2_ok && std::all_of(act2 + inter, act2 + inter_columns, [](uint8_t b) { return b == 0; });
     bad_act2 += !act2_ok;
     // GEMM2 from the GPU's quantised row
     reference::expert_gemm_row(layer->weights.gemm2, e, act2, scale2, false, ref.data(), magnitude.data());
@@ -233,6 +236,13 @@ TEST(MoeLayer, EveryStageMatchesReferenceWithSeveralRowsABlock) {
   }
 }
 
+// H and I off whole 128-groups: every stage, the activation rows' padding (zeros over a poisoned workspace) included.
+TEST(MoeLayer, EveryStageMatchesReferenceForSizesOffWholeGroups) {
+  SKIP_WITHOUT_HOPPER();
+  check_every_stage("", MoeShape{16, 16, 4, 208, 144}, 60);
+  check_every_stage("", MoeShape{16, 16, 4, 2880, 2880}, 20);
+}
+
 // The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert.
 TEST(MoeLayer, EveryStageMatchesReferenceOnTheDecodeKernel) {
   SKIP_WITHOUT_HOPPER();
@@ -284,7 +294,7 @@ void expect_ranks_sum_to_single_rank(int64_t tokens) {
     int const per_rank = 16 / ranks;
     auto slice = [&](reference::QuantizedExperts const& w, std::vector<uint16_t> const& scales) {
       auto const& s = w.shape;
-      size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * (s.k / 128);
+      size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * (padded_k(s.k) / 128);
       reference::QuantizedExperts part;
       part.shape = {per_rank, s.n, s.k, 128};
       part.q.assign(w.q.begin() + rank * per_rank * q_per, w.q.begin() + (rank + 1) * per_rank * q_per);
@@ -388,7 +398,8 @@ INSTANTIATE_TEST_SUITE_P(Configs, MoeGraph, ::testing::Values("", "16x8_1x1_deco
 TEST(MoeLayer, ExactScaleLayoutMatchesReference) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  for (MoeShape const shape : {MoeShape{64, 64, 8, 512, 384}, MoeShape{256, 32, 8, 768, 256}}) {
+  for (MoeShape const shape : {MoeShape{64, 64, 8, 512, 384}, MoeShape{256, 32, 8, 768, 256},
+                               MoeShape{32, 32, 4, 208, 144}}) {  // the last: sizes off whole 128-groups
     auto const layer = make_layer(shape, rng, PackedLayout::kExactScales);
     for (int64_t tokens : {1, 7, 64, 1000}) {
       for (bool by_logits : {true, false}) {

@@ -61,6 +61,21 @@ TEST_P(MoeOneLaunch, MatchesReferenceAndStagedPathFromOneToNineTokens) {
   }
 }
 
+// H and I off whole 128-groups (gpt-oss: 2880): the activation rows and SiLU rows padded with zeros up to
+// padded_k, on both paths.
+TEST_P(MoeOneLaunch, SizesOffWholeGroups) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  for (MoeShape const shape : {MoeShape{32, 32, 4, 208, 144}, MoeShape{16, 16, 4, 2880, 2880}}) {
+    auto const layer = make_layer(shape, rng, GetParam());
+    for (int64_t tokens : {1, 5, 9}) {
+      SCOPED_TRACE("H " + std::to_string(shape.hidden) + ", I " + std::to_string(shape.inter) + ", tokens " +
+                   std::to_string(tokens));
+      check_both_paths(*layer, make_inputs(shape, tokens, true, false, rng), false, false);
+    }
+  }
+}
+
 TEST_P(MoeOneLaunch, Fp16BF16LogitsAndRouterWeightOnInput) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();

@@ -38,7 +38,7 @@ void expect_matches_reference(std::vector<uint8_t> const& gpu, reference::Quanti
   compare(sections.group_scales, sections.group_scales + e * sections.group_scale_bytes_per_expert, "luts");
   compare(sections.channel_scales, sections.channel_scales + e * experts.shape.n * 4, "channel scales");
   // Layouts: the CuTe layout the kernel reads, once per expert.
-  auto const layout = gemm::make_reordered_weight_layout(experts.shape.n, experts.shape.k);
+  auto const layout = gemm::make_reordered_weight_layout(experts.shape.n, padded_k(experts.shape.k));
   for (size_t i = 0; i < e; ++i) {
     EXPECT_EQ(std::memcmp(gpu.data() + sections.layouts + i * prepack::kLayoutSlotBytes, &layout, sizeof layout), 0)
         << "layout of expert " << i;
@@ -70,7 +70,9 @@ TEST_P(PrepackGpu, SignedInt4WithFp8ScalesMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PrepackGpu,
                          ::testing::Values(ExpertWeightShape{1, 16, 128, 128}, ExpertWeightShape{3, 48, 384, 128},
-                                           ExpertWeightShape{8, 1536, 2048, 128}, ExpertWeightShape{2, 784, 7168, 128}),
+                                           ExpertWeightShape{8, 1536, 2048, 128}, ExpertWeightShape{2, 784, 7168, 128},
+                                           // K off whole groups: zero weights packed up to padded_k(K)
+                                           ExpertWeightShape{3, 48, 208, 128}, ExpertWeightShape{1, 2880, 2880, 128}),
                          [](auto const& info) {
                            auto const& s = info.param;
                            return "E" + std::to_string(s.num_experts) + "_N" + std::to_string(s.n) + "_K" +

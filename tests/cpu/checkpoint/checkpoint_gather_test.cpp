@@ -44,7 +44,7 @@ struct Projection {
   int rows = 0;
   int cols = 0;
   std::vector<int8_t> q;         // [rows, cols]
-  std::vector<uint16_t> scales;  // bf16 [rows, cols/128]
+  std::vector<uint16_t> scales;  // bf16 [rows, ceil(cols/128)]
 
   // compressed-tensors packing, written out here: nibble i of word j holds q[8j + i] + 8.
   std::vector<int32_t> packed() const {
@@ -63,7 +63,7 @@ Projection random_projection(int rows, int cols, std::mt19937& rng) {
   std::uniform_int_distribution<int> level(-8, 7);
   std::uniform_real_distribution<float> scale(1e-4f, 1e-1f);
   for (int n = 0; n < rows * cols; ++n) p.q.push_back(int8_t(level(rng)));
-  for (int n = 0; n < rows * cols / 128; ++n) p.scales.push_back(float_to_bf16(scale(rng)));
+  for (int n = 0; n < rows * padded_k(cols) / 128; ++n) p.scales.push_back(float_to_bf16(scale(rng)));
   return p;
 }
 
@@ -74,18 +74,20 @@ struct SyntheticLayer {
 
 struct Synthetic {
   Naming naming;
+  int hidden, inter;
   std::vector<SyntheticLayer> layers;
   std::vector<RawTensor> tensors;
 
-  explicit Synthetic(Naming const& n) : naming(n) {
+  explicit Synthetic(Naming const& n, int hidden_size = kHidden, int intermediate_size = kIntermediate)
+      : naming(n), hidden(hidden_size), inter(intermediate_size) {
     std::mt19937 rng(1234);
-    tensors.push_back({"model.embed_tokens.weight", "BF16", {8, kHidden}, std::string(8 * kHidden * 2, '\1')});
+    tensors.push_back({"model.embed_tokens.weight", "BF16", {8, hidden}, std::string(size_t(8 * hidden * 2), '\1')});
     for (int layer = 0; layer < kLayers; ++layer) {
       SyntheticLayer synthetic;
       for (int e = 0; e < kExperts; ++e) {
-        synthetic.gate.push_back(random_projection(kIntermediate, kHidden, rng));
-        synthetic.up.push_back(random_projection(kIntermediate, kHidden, rng));
-        synthetic.down.push_back(random_projection(kHidden, kIntermediate, rng));
+        synthetic.gate.push_back(random_projection(inter, hidden, rng));
+        synthetic.up.push_back(random_projection(inter, hidden, rng));
+        synthetic.down.push_back(random_projection(hidden, inter, rng));
         add(layer, e, naming.gate, synthetic.gate.back());
         add(layer, e, naming.up, synthetic.up.back());
         add(layer, e, naming.down, synthetic.down.back());
@@ -97,7 +99,7 @@ struct Synthetic {
   void add(int layer, int expert, char const* projection, Projection const& p) {
     std::string const module = module_name(naming, layer, expert, projection);
     tensors.push_back({module + ".weight_packed", "I32", {p.rows, p.cols / 8}, bytes_of(p.packed())});
-    tensors.push_back({module + ".weight_scale", "BF16", {p.rows, p.cols / 128}, bytes_of(p.scales)});
+    tensors.push_back({module + ".weight_scale", "BF16", {p.rows, padded_k(p.cols) / 128}, bytes_of(p.scales)});
     // compressed-tensors stores the shape as int64; accept int32 too (expert 1 of each layer).
     if (expert == 1) {
       tensors.push_back({module + ".weight_shape", "I32", {2}, bytes_of(std::vector<int32_t>{p.rows, p.cols})});
@@ -114,14 +116,14 @@ struct Synthetic {
   }
 };
 
-ModelConfig w4a8_config(Naming const& naming) {
+ModelConfig w4a8_config(Naming const& naming, int hidden = kHidden, int inter = kIntermediate) {
   std::string const experts_field = naming.model_type == std::string("mixtral") ? "num_local_experts" : "num_experts";
   std::string const intermediate_field =
       naming.model_type == std::string("mixtral") ? "intermediate_size" : "moe_intermediate_size";
   std::string const json = std::string(R"({"model_type": ")") + naming.model_type + R"(", "hidden_size": )" +
-                           std::to_string(kHidden) + R"(, "num_hidden_layers": )" + std::to_string(kLayers) +
+                           std::to_string(hidden) + R"(, "num_hidden_layers": )" + std::to_string(kLayers) +
                            R"(, "num_experts_per_tok": 2, ")" + experts_field + R"(": )" + std::to_string(kExperts) +
-                           R"(, ")" + intermediate_field + R"(": )" + std::to_string(kIntermediate) + R"(,
+                           R"(, ")" + intermediate_field + R"(": )" + std::to_string(inter) + R"(,
       "quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized",
         "config_groups": {"group_0": {"targets": ["Linear"],
           "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": 128},
@@ -143,8 +145,8 @@ void expect_gathered(Synthetic const& synthetic, int layer, LayerExperts const& 
   SyntheticLayer const& expected = synthetic.layers[size_t(layer)];
   EXPECT_EQ(experts.layer, layer);
   EXPECT_EQ(experts.num_experts, kExperts);
-  EXPECT_EQ(experts.hidden_size, kHidden);
-  EXPECT_EQ(experts.intermediate_size, kIntermediate);
+  EXPECT_EQ(experts.hidden_size, synthetic.hidden);
+  EXPECT_EQ(experts.intermediate_size, synthetic.inter);
   std::vector<std::vector<int32_t>> gemm1_words, gemm2_words;
   std::vector<std::vector<uint16_t>> gemm1_scales, gemm2_scales;
   std::vector<std::vector<int8_t>> gemm1_q;
@@ -165,11 +167,11 @@ void expect_gathered(Synthetic const& synthetic, int layer, LayerExperts const& 
 
   // The reference's unpacking reads the stacked GEMM1 weight as [E, 2I, H] q with gate rows before up rows.
   ExpertWeightShape const shape = experts.gemm1_shape();
-  EXPECT_EQ(shape.n, 2 * kIntermediate);
-  EXPECT_EQ(shape.k, kHidden);
+  EXPECT_EQ(shape.n, 2 * synthetic.inter);
+  EXPECT_EQ(shape.k, synthetic.hidden);
   EXPECT_EQ(reference::unpack_offset_binary(experts.gemm1_weights, shape), concat_blocks(gemm1_q));
-  EXPECT_EQ(experts.gemm2_shape().n, kHidden);
-  EXPECT_EQ(experts.gemm2_shape().k, kIntermediate);
+  EXPECT_EQ(experts.gemm2_shape().n, synthetic.hidden);
+  EXPECT_EQ(experts.gemm2_shape().k, synthetic.inter);
 }
 
 class GatherNaming : public ::testing::TestWithParam<Naming> {};
@@ -187,6 +189,22 @@ TEST_P(GatherNaming, StacksGateThenUpAndDownBitExactly) {
     ASSERT_TRUE(status.ok()) << status.message();
     expect_gathered(synthetic, layer, experts);
   }
+}
+
+// Sizes that are not multiples of 128 (gpt-oss's 2880 is one): the last group of each row is partial and the
+// scales have ceil(size / 128) columns.
+TEST(Gather, ReadsSizesWithAPartialLastGroup) {
+  Synthetic const synthetic(kQwen, 208, 144);
+  TempDir dir;
+  testing::write_file(dir.file("model.safetensors"), testing::make_safetensors(synthetic.tensors));
+  Checkpoint checkpoint;
+  ASSERT_TRUE(Checkpoint::open(dir.path().string(), &checkpoint).ok());
+  LayerExperts experts;
+  Status const status = gather_layer_experts(checkpoint, w4a8_config(kQwen, 208, 144), 1, &experts);
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_EQ(experts.gemm1_scales.size(), size_t(kExperts * 2 * 144 * 2));
+  EXPECT_EQ(experts.gemm2_scales.size(), size_t(kExperts * 208 * 2));
+  expect_gathered(synthetic, 1, experts);
 }
 
 INSTANTIATE_TEST_SUITE_P(Conventions, GatherNaming, ::testing::Values(kQwen, kMixtral),
@@ -336,7 +354,7 @@ TEST(Gather, RefusesWhatTheConfigRulesOut) {
   EXPECT_NE(gather_layer_experts(checkpoint, dense_first, 0, &experts).message().find("dense"), std::string::npos);
 
   ModelConfig odd_hidden = config;
-  odd_hidden.moe.hidden_size = 2880;  // gpt-oss: not a multiple of 128
+  odd_hidden.moe.hidden_size = 2888;  // not a multiple of 16
   EXPECT_EQ(gather_layer_experts(checkpoint, odd_hidden, 0, &experts).code(), StatusCode::kNotSupported);
 
   ModelConfig more_experts = config;

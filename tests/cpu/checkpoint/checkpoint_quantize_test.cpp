@@ -291,27 +291,36 @@ TEST_F(Quantizer, ShardedOutputHoldsTheSameTensors) {
   EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), total);
 }
 
+// Also for rows whose last group is partial (208 = 128 + 80 columns, as gpt-oss's 2880 = 22 * 128 + 64): that
+// group's step comes from its own 80 weights.
 TEST(RoundToNearest, ErrorsStayWithinHalfAStep) {
-  std::mt19937 rng(5);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  ExpertWeightInfo info;
-  info.tensor_name = "w";
-  info.rows = 4;
-  info.cols = 256;
-  std::vector<float> weights(size_t(info.rows * info.cols));
-  for (float& w : weights) w = normal(rng) * 0.05f;
-  weights[3] = 1.0f;  // a large outlier in group (0, 0)
-  std::vector<int8_t> q(weights.size());
-  std::vector<uint16_t> scales(size_t(info.rows * 2));
-  RoundToNearestQuantizer rtn;
-  ASSERT_TRUE(rtn.quantize(info, weights.data(), q.data(), scales.data()).ok());
-  EXPECT_EQ(q[3], 7);  // the largest magnitude maps to the top level
-  for (int64_t r = 0; r < info.rows; ++r) {
-    for (int64_t c = 0; c < info.cols; ++c) {
-      size_t const n = size_t(r * info.cols + c);
-      float const step = bf16_to_float(scales[size_t(r * 2 + c / 128)]);
-      EXPECT_GE(q[n], -7);  // /7 leaves -8 unused
-      EXPECT_LE(std::fabs(weights[n] - float(q[n]) * step), step * 0.5f * 1.0001f) << r << "," << c;
+  for (int cols : {256, 208}) {
+    SCOPED_TRACE("cols " + std::to_string(cols));
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    ExpertWeightInfo info;
+    info.tensor_name = "w";
+    info.rows = 4;
+    info.cols = cols;
+    int64_t const groups = (cols + 127) / 128;
+    std::vector<float> weights(size_t(info.rows * info.cols));
+    for (float& w : weights) w = normal(rng) * 0.05f;
+    weights[3] = 1.0f;           // a large outlier in group (0, 0)
+    weights[cols + 130] = 0.5f;  // and one in group (1, 1)
+    std::vector<int8_t> q(weights.size());
+    std::vector<uint16_t> scales(size_t(info.rows * groups), 0xFFFF);  // NaN until written
+    RoundToNearestQuantizer rtn;
+    ASSERT_TRUE(rtn.quantize(info, weights.data(), q.data(), scales.data()).ok());
+    EXPECT_EQ(q[3], 7);  // the largest magnitude maps to the top level
+    EXPECT_EQ(q[size_t(cols + 130)], 7);
+    EXPECT_EQ(scales[size_t(groups + 1)], float_to_bf16(0.5f / 7.0f));
+    for (int64_t r = 0; r < info.rows; ++r) {
+      for (int64_t c = 0; c < info.cols; ++c) {
+        size_t const n = size_t(r * info.cols + c);
+        float const step = bf16_to_float(scales[size_t(r * groups + c / 128)]);
+        EXPECT_GE(q[n], -7);  // /7 leaves -8 unused
+        EXPECT_LE(std::fabs(weights[n] - float(q[n]) * step), step * 0.5f * 1.0001f) << r << "," << c;
+      }
     }
   }
 }
@@ -329,7 +338,7 @@ TEST(RoundToNearest, RefusesNonFiniteWeightsAndBadShapes) {
   Status const status = rtn.quantize(info, weights.data(), q.data(), scales.data());
   EXPECT_NE(status.message().find(info.tensor_name + ": element [0, 17] is not finite"), std::string::npos)
       << status.message();
-  info.cols = 100;
+  info.cols = 100;  // not a multiple of 16
   EXPECT_FALSE(rtn.quantize(info, weights.data(), q.data(), scales.data()).ok());
   info.cols = 128;
   EXPECT_FALSE(rtn.quantize(info, nullptr, q.data(), scales.data()).ok());
