@@ -38,8 +38,9 @@ enum class LogitsType : int { kFP32 = 0, kBF16 = 1 };
 
 // How moe_forward runs the layer. kStaged: the stages below, each its own launch. kOneLaunch: the whole layer in one
 // cooperative launch (1..8 tokens; from router logits up to 512 experts), with the staged path's roundings. kAuto:
-// one launch where it measured faster: a rank's experts expect at most 4 rows and hold at most 2^26 weights each
-// (bench/NOTES.md §10).
+// one launch where it measured faster. Lookup-table layout: a rank's experts expect at most 4 rows and hold at most
+// 2^26 weights each (bench/NOTES.md §10). Exact-scale layout: at most 2 expected rows, or at most 8 whose experts
+// hold at most 96 MB of int4 weights (§12b, §29).
 enum class MoePath : int { kAuto = 0, kStaged = 1, kOneLaunch = 2 };
 
 // Number of stages the optional per-stage events delimit (moe_stage_name gives their names).
