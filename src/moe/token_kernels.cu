@@ -139,7 +139,7 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
     gate_raw[h] = in_row ? static_cast<uint4 const*>(gemm1_out)[gate_first + v] : make_uint4(0, 0, 0, 0);
     up_raw[h] = in_row ? static_cast<uint4 const*>(gemm1_out)[up_first + v] : make_uint4(0, 0, 0, 0);
   }
-  float held[kHeld][kVector] = {};  // zeros past the row
+  float held[kHeld][kVector];
   float local_max = 0.0f;
 #pragma unroll
   for (int h = 0; h < kHeld; ++h) {
@@ -159,7 +159,8 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
   for (int h = 0; h < kHeld; ++h) {
     int const v = int(threadIdx.x) + h * int(blockDim.x);
     if (v >= padded_vectors) break;
-    uint2 const q = quantize_vector(held[h], e4m3.inverse);
+    // Past the row, zeros (e4m3 0): no held values there. (Zero-initialising held spilled the 4-vector kernel.)
+    uint2 const q = v < vectors ? quantize_vector(held[h], e4m3.inverse) : make_uint2(0u, 0u);
     reinterpret_cast<uint2*>(act + row * padded_vectors * kVector)[v] = q;
     if (group_sums.sums != nullptr) {
       float const sum = group_sum(q);
