@@ -77,6 +77,23 @@ __global__ void scan_counts(int32_t* __restrict__ chunk_counts, int64_t chunks, 
   }
 }
 
+// The local expert (int16, -1 if none) of the slots [first, end) this thread holds, slots first + index + kStride * i
+// for i < kCount, into staged[s - first]. Every id load is issued before the first use: one slot after another they
+// were a chain of kCount round trips, twice that with an expert map (bench/NOTES.md §26).
+template <int kCount, int kStride, class Index>
+__device__ __forceinline__ void stage_local_experts(int32_t const* ids, Index first, Index end, int index, int experts,
+                                                    int32_t const* expert_map, int local_experts, int16_t* staged) {
+  int32_t local[kCount];
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) local[i] = first + index + kStride * i < end ? ids[first + index + kStride * i] : -1;
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) local[i] = local_expert_of(local[i], experts, expert_map, local_experts);
+#pragma unroll
+  for (int i = 0; i < kCount; ++i) {
+    if (first + index + kStride * i < end) staged[index + kStride * i] = int16_t(local[i]);
+  }
+}
+
 // One warp gives the slots [first, end) their rows, 32 slots a step in slot order: a slot's row is its expert's next
 // free row (*next_row(e), which the warp advances) plus its rank among the same-expert lanes of the step
 // (__match_any_sync), plus row_base(e). expert_of(s) is the slot's local expert or -1.
@@ -105,7 +122,7 @@ __device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf exper
 
 // One warp per chunk: a slot's row is its expert's first row, plus the rows of earlier chunks, plus the rows of
 // earlier slots of this chunk. Only this warp touches its chunk's counters. The chunk's local experts go to shared
-// memory first, every load issued before the first use (as in route_one_block_kernel).
+// memory first (stage_local_experts).
 __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
                                int64_t slots, int64_t chunks, int experts, int local_experts,
                                int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
@@ -113,14 +130,8 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
   constexpr int kPerLane = kRoutingChunk / 32;
   __shared__ int16_t chunk_expert[kRoutingChunk];
   int64_t const chunk = blockIdx.x, first = chunk * kRoutingChunk, end = min(slots, first + kRoutingChunk);
-  int const lane = int(threadIdx.x);
-  int32_t local[kPerLane];
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) local[i] = first + lane + 32 * i < end ? topk_ids[first + lane + 32 * i] : -1;
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) local[i] = local_expert_of(local[i], experts, expert_map, local_experts);
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) chunk_expert[lane + 32 * i] = int16_t(local[i]);
+  stage_local_experts<kPerLane, 32>(topk_ids, first, end, int(threadIdx.x), experts, expert_map, local_experts,
+                                    chunk_expert);
   __syncwarp();
   scatter_in_slot_order(
       first, end, [&](int64_t s) { return int(chunk_expert[s - first]); },
@@ -158,24 +169,11 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   int const segments = max(1, min(kWarps, (slots + 31) / 32)), segment = (slots + segments - 1) / segments;
   for (int i = int(threadIdx.x); i < segments * local_experts; i += blockDim.x) next_row[i] = 0;
   __syncthreads();  // also publishes the router's ids to the block
-  // Every slot's local expert (the whole block loads), then each warp counts its segment from shared memory. A
-  // thread's loads are all issued before their first use: one slot after another they were a chain of up to
-  // kSlotsPerThread round trips, twice that with an expert map (bench/NOTES.md §26).
+  // Every slot's local expert (the whole block loads), then each warp counts its segment from shared memory.
   constexpr int kSlotsPerThread = kOneBlockRoutingSlots / kOneBlockRoutingThreads;
   static_assert(kSlotsPerThread * kOneBlockRoutingThreads == kOneBlockRoutingSlots, "whole slots a thread");
-  int32_t local[kSlotsPerThread];
-#pragma unroll
-  for (int i = 0; i < kSlotsPerThread; ++i) {
-    int const s = int(threadIdx.x) + i * kOneBlockRoutingThreads;
-    local[i] = s < slots ? ids_in[s] : -1;
-  }
-#pragma unroll
-  for (int i = 0; i < kSlotsPerThread; ++i) local[i] = local_expert_of(local[i], experts, expert_map, local_experts);
-#pragma unroll
-  for (int i = 0; i < kSlotsPerThread; ++i) {
-    int const s = int(threadIdx.x) + i * kOneBlockRoutingThreads;
-    if (s < slots) slot_expert[s] = int16_t(local[i]);
-  }
+  stage_local_experts<kSlotsPerThread, kOneBlockRoutingThreads>(ids_in, 0, slots, int(threadIdx.x), experts,
+                                                                expert_map, local_experts, slot_expert);
   __syncthreads();
   int const first = min(slots, warp * segment), end = warp < segments ? min(slots, first + segment) : first;
   int32_t* const own = next_row + warp * local_experts;
