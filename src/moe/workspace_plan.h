@@ -2,7 +2,6 @@
 // through it to check every stage.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -39,11 +38,11 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
   place(&p.dest_row, rows * sizeof(int32_t));
   place(&p.row_slot, rows * sizeof(int32_t));
-  // The GEMMs' activation rows hold padded_k columns; the one-launch layer keeps its fp32 SiLU rows (padded_k(I)
-  // columns) where the staged path keeps GEMM1's output.
+  // The GEMMs' activation rows hold padded_k columns. GEMM1's output (2I bf16 a row) and, in the same place, the
+  // one-launch layer's fp32 SiLU rows (padded_k(I) columns, at least as many bytes).
   place(&p.act1, rows * padded_k(shape.hidden));
   place(&p.scale1, rows * sizeof(float));
-  place(&p.gemm1_out, rows * std::max<size_t>(2 * shape.inter * 2, padded_k(shape.inter) * sizeof(float)));
+  place(&p.gemm1_out, rows * padded_k(shape.inter) * sizeof(float));
   place(&p.act2, rows * padded_k(shape.inter));
   place(&p.scale2, rows * sizeof(float));
   place(&p.gemm2_out, rows * shape.hidden * 2);
