@@ -49,6 +49,7 @@ struct Options {
   std::vector<std::string> configs;  // W4A8 configs to time besides the heuristic's (--sweep: all)
   bool baselines = true;
   bool exact = false;  // also time the exact-scale layout's streaming kernel
+  bool mxfp4 = false;  // also time the MXFP4 layout's configs (K a multiple of 32)
   int replays = 25;
   std::string out_dir;
 };
@@ -95,6 +96,8 @@ Options parse(int argc, char** argv) {
       o.configs = split(value());
     } else if (arg == "--exact") {
       o.exact = true;
+    } else if (arg == "--mxfp4") {
+      o.mxfp4 = true;
     } else if (arg == "--no-baselines") {
       o.baselines = false;
     } else if (arg == "--replays") {
@@ -105,7 +108,8 @@ Options parse(int argc, char** argv) {
       std::printf(
           "usage: w4a8moe_gemm_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,mixtral-8x7b|all] [--tokens 1,16|all]\n"
           "                          [--routing uniform,skewed] [--gemm 1,2] [--sweep | --configs A,B]\n"
-          "                          [--no-baselines] [--exact]\n"
+          "                          [--no-baselines] [--exact] [--mxfp4]\n"
+          "  models: the benchmark models, or any preset of the w4a8moe program (gpt-oss-120b: all experts local)\n"
           "                          [--replays 25] [--out DIR]\n");
       std::exit(0);
     } else {
@@ -121,10 +125,10 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-tools::BenchModel const& find_model(std::string const& name) {
-  tools::BenchModel const* model = tools::find_benchmark_model(name);
-  if (model == nullptr) fail("unknown model '" + name + "'");
-  return *model;
+tools::BenchModel find_model(std::string const& name) {
+  if (tools::BenchModel const* model = tools::find_benchmark_model(name)) return *model;
+  if (tools::ModelPreset const* preset = tools::find_model_preset(name)) return {preset->name, preset->shape};
+  fail("unknown model '" + name + "'");
 }
 
 // Rows per local expert: tokens route over all global experts; this rank holds the first local experts of them.
@@ -168,7 +172,7 @@ int main(int argc, char** argv) {
               "routing", "w4a8 config", "us", "TFLOP/s", "GB/s", "%HBM", "naive/x", "w8a8/x", "w4a16/x", "bf16/x",
               "best/x");
   for (auto const& model_name : options.models) {
-    MoeShape const& model = find_model(model_name).shape;
+    MoeShape const model = find_model(model_name).shape;
     for (auto const& routing : options.routings) {
       for (int64_t tokens : options.tokens) {
         auto const counts = routing_counts(model, tokens, routing);
@@ -218,10 +222,12 @@ int main(int argc, char** argv) {
             if (us < best_w4a8) best_w4a8 = us, best_config = config;
             if (!options.configs.empty()) std::printf("    %-20s %9.2f us\n", config.c_str(), us);
           }
-          if (options.exact) {
-            for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
+          for (PackedLayout layout : {PackedLayout::kExactScales, PackedLayout::kMxfp4}) {
+            if (!(layout == PackedLayout::kExactScales ? options.exact : options.mxfp4)) continue;
+            for (auto const& config : gemm_config_names(layout)) {
               auto m = make_exact_method(config);
-              std::printf("    %-20s %9.2f us\n", m->name().c_str(), measure(*m, m->name()).us);
+              Row const row = measure(*m, m->name());
+              std::printf("    %-20s %9.2f us  %7.0f GB/s\n", m->name().c_str(), row.us, row.weight_gbps);
             }
           }
           double w8a8 = NAN, w4a16 = NAN, bf16 = NAN;

@@ -16,7 +16,8 @@ class W4A8Method final : public Method {
   explicit W4A8Method(std::string config) : config_(std::move(config)) {}
   std::string name() const override { return config_.empty() ? "w4a8" : "w4a8_" + config_; }
   double weight_bytes_per_expert(int n, int k) const override {
-    return double(n) * k / 2 + 8.0 * n * (k / 128) + 4.0 * n;  // int4 + 8-byte lookup tables + channel scales
+    // int4 + 8-byte lookup tables + channel scales, K packed as padded_k
+    return double(n) * padded_k(k) / 2 + 8.0 * n * group_count(k) + 4.0 * n;
   }
   std::string const& chosen_config() const { return chosen_; }
 
@@ -26,7 +27,8 @@ class W4A8Method final : public Method {
     std::vector<int64_t> offsets{0};
     for (int64_t r : c.rows_per_expert) offsets.push_back(rows += r);
     {
-      DeviceBuffer words(size_t(c.num_experts) * c.n * c.k / 2), scales(size_t(c.num_experts) * c.n * (c.k / 128) * 2);
+      DeviceBuffer words(size_t(c.num_experts) * c.n * c.k / 2),
+          scales(size_t(c.num_experts) * c.n * group_count(c.k) * 2);
       if (!words.ok() || !scales.ok()) return "out of device memory";
       fill_random_bytes(words.get(), words.bytes(), 31);
       fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, 32);
@@ -41,7 +43,7 @@ class W4A8Method final : public Method {
                    "copy");
       }
     }
-    act_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * c.k);
+    act_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * padded_k(c.k));  // the rows the GEMMs read
     token_scales_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * 4);
     out_ = DeviceBuffer(size_t(std::max<int64_t>(rows, 1)) * c.n * 2);
     offsets_ = DeviceBuffer(offsets);

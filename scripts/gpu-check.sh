@@ -29,7 +29,7 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   $bin/w4a8moe_gpu_tests >>"$tests_log" 2>&1 || status=1
   echo "== compute-sanitizer memcheck (small cases)" | tee -a "$tests_log"
   compute-sanitizer --tool memcheck --error-exitcode 3 $bin/w4a8moe_gpu_tests --gtest_brief=1 \
-    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:MoeLayer.RouterWeightOnInput:MoeOneLaunch.*:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*:ExactStreamGemm.*:MoeLayer.ExactScale*:PrepackGpu.*K208:*KNotAMultipleOf128/64x8_stream:*SizesOffWholeGroups*' \
+    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:MoeLayer.RouterWeightOnInput:MoeOneLaunch.*:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*:ExactStreamGemm.*:Mxfp4StreamGemm.*:MoeLayer.ExactScale*:PrepackGpu.*K208:*KNotAMultipleOf128/64x8_stream:*SizesOffWholeGroups*' \
     >>"$tests_log" 2>&1 || status=1
   grep -E "PASSED|FAILED|ERROR SUMMARY" "$tests_log" | tail -8
 fi
@@ -51,16 +51,18 @@ fi
 [[ -n "${SKIP_BENCH:-}" ]] && exit $status
 
 echo "== MoE layer: w4a8moe run on model presets" | tee "$layer_log"
-for run in "qwen3-30b-a3b 16" "qwen3-30b-a3b 8192" "mixtral-8x7b 16" "deepseek-v3 16"; do
+for run in "qwen3-30b-a3b 16" "qwen3-30b-a3b 8192" "mixtral-8x7b 16" "deepseek-v3 16" "gpt-oss-120b 16"; do
   set -- $run
   $bin/w4a8moe run --model "$1" --tokens "$2" --json "$OUT/part.json" >>"$layer_log" 2>&1 || status=1
   cat "$OUT/part.json" >>"$OUT/layers.json" 2>/dev/null; rm -f "$OUT/part.json"
 done
-echo "== MoE layer: a checkpoint made, quantised and run here" | tee -a "$layer_log"
+echo "== MoE layer: checkpoints made (and quantised) and run here: int4 W4A8, gpt-oss MXFP4" | tee -a "$layer_log"
 toy=$(mktemp -d)
 { python3 scripts/make_toy_checkpoint.py "$toy/bf16" &&
   $bin/w4a8moe quantize "$toy/bf16" "$toy/w4a8" --config "$toy/bf16/config.json" &&
   $bin/w4a8moe run --checkpoint "$toy/w4a8" --layer 1 --tokens 100; } >>"$layer_log" 2>&1 || status=1
+{ python3 scripts/make_toy_checkpoint.py "$toy/gpt-oss" --gpt-oss --hidden 320 --inter 192 &&
+  $bin/w4a8moe run --checkpoint "$toy/gpt-oss" --layer 1 --tokens 100; } >>"$layer_log" 2>&1 || status=1
 rm -rf "$toy"
 
 echo "== MoE layer benchmark" | tee -a "$layer_log"

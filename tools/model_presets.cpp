@@ -7,6 +7,7 @@ std::vector<ModelPreset> const& model_presets() {
       {"qwen3-30b-a3b", {128, 128, 8, 2048, 768}, 1},   {"qwen3-235b-a22b", {128, 128, 8, 4096, 1536}, 1},
       {"deepseek-v3", {256, 256, 8, 7168, 2048}, 8},    {"mixtral-8x7b", {8, 8, 2, 4096, 14336}, 1},
       {"llama4-scout", {16, 16, 1, 5120, 8192}, 1},
+      {"gpt-oss-20b", {32, 32, 4, 2880, 2880}, 1, true}, {"gpt-oss-120b", {128, 128, 4, 2880, 2880}, 1, true},
   };
   return presets;
 }

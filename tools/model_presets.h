@@ -12,10 +12,10 @@ struct ModelPreset {
   std::string name;
   MoeShape shape;        // every expert local
   int default_ep_ranks;  // the program's default expert parallelism: DeepSeek-V3 runs as one rank of 8
+  bool gpt_oss = false;  // MXFP4 experts with gpt-oss's clamped SwiGLU and expert biases (else int4 W4A8, SiLU)
 };
 
-// qwen3-30b-a3b, qwen3-235b-a22b, deepseek-v3, mixtral-8x7b, llama4-scout. gpt-oss is absent: its H = 2880 is not a
-// multiple of the 128-wide quantisation group.
+// qwen3-30b-a3b, qwen3-235b-a22b, deepseek-v3, mixtral-8x7b, llama4-scout; gpt-oss-20b and gpt-oss-120b (MXFP4).
 std::vector<ModelPreset> const& model_presets();
 ModelPreset const* find_model_preset(std::string const& name);  // nullptr: no such preset
 std::string model_preset_names();                                // space-separated, for help texts

@@ -2,6 +2,7 @@
 //
 //   w4a8moe run --model qwen3-30b-a3b --tokens 8192          a layer with random weights quantised the real way
 //   w4a8moe run --checkpoint DIR --layer 3 --tokens 64       one layer of a compressed-tensors W4A8 checkpoint
+//   w4a8moe run --model gpt-oss-120b --tokens 16             gpt-oss: MXFP4 experts, its SwiGLU and biases
 //   w4a8moe quantize IN OUT [--config config.json]           bf16/fp16/fp32 MoE safetensors -> W4A8 checkpoint
 //   w4a8moe list-configs                                      the grouped GEMM kernels
 //
@@ -24,6 +25,7 @@
 
 #include "common/device_buffer.h"
 #include "common/float_formats.h"
+#include "gpt_oss_layer.h"
 #include "layer_timing.h"
 #include "json_output.h"
 #include "layer_weights.h"
@@ -109,17 +111,21 @@ std::string run_help() {
   return "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
          "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
          "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
-         "                   [--path auto|staged|one-launch] [--layout lookup|exact] [--seed S] [--json FILE]\n"
+         "                   [--path auto|staged|one-launch] [--layout lookup|exact|mxfp4] [--seed S] [--json FILE]\n"
          "models: " + tools::model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n"
          "--path: the layer's stages, or one launch (1..8 tokens); auto picks (a GEMM config stages it).\n"
-         "--layout: the packed layout (include/w4a8moe/types.h PackedLayout): lookup (default) or exact.\n";
+         "--layout: the packed layout (include/w4a8moe/types.h PackedLayout): lookup (default) or exact for int4\n"
+         "  experts; gpt-oss's MXFP4 experts (its presets and checkpoints) always run the mxfp4 layout.\n";
 }
 
 struct RunSetup {
   std::string description;
   MoeShape shape;
   bool renormalize = true;
-  LayerExperts experts;
+  LayerExperts experts;             // int4 experts
+  bool gpt_oss = false;             // gpt-oss: MXFP4 experts in mxfp4_experts, its SwiGLU and biases
+  Mxfp4LayerExperts mxfp4_experts;
+  double swiglu_limit = kGptOssSwigluLimit;
   std::vector<int32_t> expert_map;  // empty without expert parallelism
 };
 
@@ -133,13 +139,21 @@ RunSetup setup_from_args(Args const& args) {
     std::string const dir = args.get("checkpoint");
     ModelConfig config;
     check(read_model_config(dir + "/config.json", &config), "config.json");
-    if (!config.w4a8) die(dir + "/config.json: no W4A8 quantization_config (quantize it first: w4a8moe quantize)");
+    if (!config.w4a8 && !config.mxfp4) {
+      die(dir + "/config.json: no W4A8 or MXFP4 quantization_config (quantize it first: w4a8moe quantize)");
+    }
     Checkpoint checkpoint;
     check(Checkpoint::open(dir, &checkpoint), "checkpoint");
     int const layer = int(args.integer("layer", -1));
     if (layer < 0) die("--checkpoint needs --layer N (a MoE layer of the model)");
     auto const start = std::chrono::steady_clock::now();
-    check(gather_layer_experts(checkpoint, config, layer, &setup.experts), "gathering the layer's experts");
+    setup.gpt_oss = config.mxfp4;
+    if (setup.gpt_oss) {
+      check(gather_mxfp4_layer_experts(checkpoint, config, layer, &setup.mxfp4_experts), "gathering the layer");
+      if (config.moe.swiglu_limit > 0) setup.swiglu_limit = config.moe.swiglu_limit;
+    } else {
+      check(gather_layer_experts(checkpoint, config, layer, &setup.experts), "gathering the layer's experts");
+    }
     shape = {config.moe.num_experts, config.moe.num_experts, config.moe.experts_per_token, config.moe.hidden_size,
              config.moe.intermediate_size};
     setup.renormalize = config.moe.norm_topk_prob;
@@ -157,6 +171,7 @@ RunSetup setup_from_args(Args const& args) {
       if (!preset) die("--model " + name + ": unknown model\n" + run_help());
       shape = preset->shape;
       ep_ranks = preset->default_ep_ranks;
+      setup.gpt_oss = preset->gpt_oss;
       setup.description = name;
     } else if (args.has("experts") || args.has("hidden")) {
       shape = {int(args.integer("experts", 0)), int(args.integer("experts", 0)), int(args.integer("topk", 0)),
@@ -166,6 +181,7 @@ RunSetup setup_from_args(Args const& args) {
       die(std::string("choose a layer: --model, --experts/--topk/--hidden/--inter or --checkpoint\n") + run_help());
     }
     ep_ranks = int(args.integer("ep-ranks", ep_ranks));
+    if (setup.gpt_oss && ep_ranks != 1) die("--ep-ranks: gpt-oss runs with all its experts on one rank here");
     if (ep_ranks < 1 || shape.num_experts % ep_ranks != 0) {
       die("--ep-ranks=" + std::to_string(ep_ranks) + ": must divide the " + std::to_string(shape.num_experts) +
           " experts");
@@ -173,9 +189,14 @@ RunSetup setup_from_args(Args const& args) {
     shape.num_local_experts = shape.num_experts / ep_ranks;
     check(validate_moe_shape(shape), "layer shape");
     auto const start = std::chrono::steady_clock::now();
-    check(make_random_layer(shape, seed, threads, &setup.experts), "random weights");
+    if (setup.gpt_oss) {
+      make_random_gpt_oss_layer(shape, seed, threads, &setup.mxfp4_experts);
+    } else {
+      check(make_random_layer(shape, seed, threads, &setup.experts), "random weights");
+    }
     std::ostringstream text;
-    text << setup.description << " (random weights, RTN W4A8 g128, quantised in " << seconds_since(start) << " s)";
+    text << setup.description << " (random weights, " << (setup.gpt_oss ? "MXFP4" : "RTN W4A8 g128")
+         << ", quantised in " << seconds_since(start) << " s)";
     setup.description = text.str();
   }
   setup.renormalize = setup.renormalize && !args.has("no-renormalize");
@@ -226,16 +247,29 @@ int run_command(Args const& args) {
   check(parse_packed_layout(args.get("layout", "lookup").c_str(), &layout, "--layout"), "arguments");
 
   RunSetup setup = setup_from_args(args);
+  if (setup.gpt_oss) {  // MXFP4 experts have one layout
+    if (args.has("layout") && layout != PackedLayout::kMxfp4) die("gpt-oss's MXFP4 experts run --layout mxfp4");
+    layout = PackedLayout::kMxfp4;
+  } else if (layout == PackedLayout::kMxfp4) {
+    die("--layout mxfp4 takes MXFP4 experts: --model gpt-oss-20b or gpt-oss-120b, or a gpt-oss checkpoint");
+  }
   MoeShape const& s = setup.shape;
   std::printf("w4a8moe run: %s\n", setup.description.c_str());
   std::printf("  layer: E=%d (local %d), top-%d, H=%d, I=%d; %lld tokens, %s, %s layout, %s\n", s.num_experts,
               s.num_local_experts, s.top_k, s.hidden, s.inter, static_cast<long long>(tokens), dtype.c_str(),
               packed_layout_name(layout), prop.name);
 
-  DeviceBuffer gemm1 =
-      prepack(setup.experts.gemm1_weights, setup.experts.gemm1_scales, setup.experts.gemm1_shape(), layout);
-  DeviceBuffer gemm2 =
-      prepack(setup.experts.gemm2_weights, setup.experts.gemm2_scales, setup.experts.gemm2_shape(), layout);
+  PackedGptOssLayer packed;  // int4 experts: the two GEMMs' buffers alone, no biases
+  if (setup.gpt_oss) {
+    check(pack_gpt_oss_layer(setup.mxfp4_experts, &packed), "prepack");
+  } else {
+    packed.gemm1 =
+        prepack(setup.experts.gemm1_weights, setup.experts.gemm1_scales, setup.experts.gemm1_shape(), layout);
+    packed.gemm2 =
+        prepack(setup.experts.gemm2_weights, setup.experts.gemm2_scales, setup.experts.gemm2_shape(), layout);
+  }
+  DeviceBuffer const& gemm1 = packed.gemm1;
+  DeviceBuffer const& gemm2 = packed.gemm2;
   double const packed_gb = double(gemm1.bytes() + gemm2.bytes()) / 1e9;
 
   // Inputs: hidden states N(0, 1) with a few outlier channels, router logits N(0, 1).
@@ -263,6 +297,12 @@ int run_command(Args const& args) {
   fa.gemm1_weights = gemm1.get();
   fa.gemm2_weights = gemm2.get();
   fa.weight_layout = layout;
+  if (setup.gpt_oss) {
+    fa.activation = MoeActivation::kGptOssSwiglu;
+    fa.swiglu_limit = float(setup.swiglu_limit);
+    fa.gemm1_bias = packed.gemm1_bias.as<float>();
+    fa.gemm2_bias = packed.gemm2_bias.as<float>();
+  }
   fa.num_tokens = tokens;
   fa.hidden = d_hidden.get();
   fa.act_type = fp16 ? ActivationType::kFP16 : ActivationType::kBF16;
@@ -311,26 +351,30 @@ int run_command(Args const& args) {
   bool passed = true;
   if (check_tokens > 0) {
     auto const bits = d_out.to_host<uint16_t>();
-    reference::MoeLayerWeights weights;
-    weights.gemm1 = unpack_for_reference(setup.experts.gemm1_weights, setup.experts.gemm1_scales,
-                                         setup.experts.gemm1_shape());
-    weights.gemm2 = unpack_for_reference(setup.experts.gemm2_weights, setup.experts.gemm2_scales,
-                                         setup.experts.gemm2_shape());
-    if (layout == PackedLayout::kExactScales) {  // the checkpoint's bf16 scales as they are, products unrounded
-      reference::hold_exact_scales(&weights.gemm1, setup.experts.gemm1_scales);
-      reference::hold_exact_scales(&weights.gemm2, setup.experts.gemm2_scales);
-    }
     auto const topk = reference::topk_softmax(logits, tokens, s.num_experts, s.top_k, setup.renormalize);
     std::vector<int64_t> sample;
     for (int i = 0; i < check_tokens; ++i) sample.push_back(int64_t(i) * tokens / check_tokens);
     std::vector<std::vector<float>> ref(sample.size());
-    std::vector<std::thread> pool;
-    for (size_t i = 0; i < sample.size(); ++i) {
-      pool.emplace_back([&, i] {
-        ref[i] = reference::moe_layer(hidden, topk, s.top_k, weights, setup.expert_map, false, fp16, {sample[i]});
-      });
+    if (setup.gpt_oss) {
+      ref = gpt_oss_reference_tokens(setup.mxfp4_experts, hidden, topk, s.top_k, setup.swiglu_limit, fp16, sample);
+    } else {
+      reference::MoeLayerWeights weights;
+      weights.gemm1 = unpack_for_reference(setup.experts.gemm1_weights, setup.experts.gemm1_scales,
+                                           setup.experts.gemm1_shape());
+      weights.gemm2 = unpack_for_reference(setup.experts.gemm2_weights, setup.experts.gemm2_scales,
+                                           setup.experts.gemm2_shape());
+      if (layout == PackedLayout::kExactScales) {  // the checkpoint's bf16 scales as they are, products unrounded
+        reference::hold_exact_scales(&weights.gemm1, setup.experts.gemm1_scales);
+        reference::hold_exact_scales(&weights.gemm2, setup.experts.gemm2_scales);
+      }
+      std::vector<std::thread> pool;
+      for (size_t i = 0; i < sample.size(); ++i) {
+        pool.emplace_back([&, i] {
+          ref[i] = reference::moe_layer(hidden, topk, s.top_k, weights, setup.expert_map, false, fp16, {sample[i]});
+        });
+      }
+      for (auto& t : pool) t.join();
     }
-    for (auto& t : pool) t.join();
     for (size_t i = 0; i < sample.size(); ++i) {
       double err = 0, norm = 0;
       for (int c = 0; c < s.hidden; ++c) {

@@ -232,6 +232,11 @@ struct Mxfp4LayerExperts {
 Status gather_mxfp4_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
                                   Mxfp4LayerExperts* experts);
 
+// GEMM1's rows (blocks, scales and bias) from the checkpoint's interleaved order (gate 2i, up 2i + 1) to the MoE
+// layer's (gate rows [0, I), then up rows [I, 2I): moe.h, MoeForwardArgs::gemm1_weights), per expert. Applying it
+// twice does not restore the checkpoint order.
+void gate_up_in_layer_order(Mxfp4LayerExperts* experts);
+
 // ---------------------------------------------------------------------------------------------------------------
 // Quantizing a checkpoint to W4A8
 // ---------------------------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@
 //
 // for every row m of expert e, i.e. expert_offsets[e] <= m < expert_offsets[e + 1]; fp32 accumulation, bf16 or
 // fp16 out. Weights come from prepack_weights(). In the exact-scale layout (PackedLayout::kExactScales) the product
-// q * sg is not rounded: each 128-K group's sum is scaled by its sg in fp32. Per-expert problem sizes and pointers
-// are built on the device from expert_offsets, so a call never waits for the host and can be captured in a CUDA
-// graph; experts with no rows cost nothing. The caller owns all memory: nothing is allocated inside a call.
+// q * sg is not rounded: each 128-K group's sum is scaled by its sg in fp32. In the MXFP4 layout
+// (PackedLayout::kMxfp4) W is e2m1 * 2^(s - 127) with an e8m0 s per 32 inputs (sc = 1), each 32-K sum scaled in
+// fp32. Per-expert problem sizes and pointers are built on the device from expert_offsets, so a call never waits for
+// the host and can be captured in a CUDA graph; experts with no rows cost nothing. The caller owns all memory:
+// nothing is allocated inside a call.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -35,6 +37,9 @@ struct GroupedGemmArgs {
   // kExactScales only: device, activation_group_sums_bytes(total_rows, K) bytes from compute_activation_group_sums()
   // on act (or the MoE layer's quantisation), 16-byte aligned.
   float const* act_group_sums = nullptr;
+  // Optional, PackedLayout::kMxfp4 only: device fp32 [E, N], expert e's bias added to each of its output rows
+  // (gpt-oss's expert biases), 4-byte aligned.
+  float const* bias = nullptr;
   void* out = nullptr;                  // device, [total_rows, N] of out_type, 16-byte aligned; rows outside
   OutputType out_type = OutputType::kBF16;  //   [offsets[0], offsets[E]) are not written
 

@@ -4,7 +4,8 @@
 //   router logits -> softmax top-k (optional renormalisation)      or precomputed top-k ids and weights
 //   -> routing data (per-expert counts, int64 offsets, the permutation and its inverse; deterministic)
 //   -> permute + per-token fp8 quantisation (each token quantised once, copied to its k rows)
-//   -> GEMM1 [rows, H] x [H, 2I] -> SiLU(gate) * up + per-row fp8 requantisation -> GEMM2 [rows, I] x [I, H]
+//   -> GEMM1 [rows, H] x [H, 2I] (+ bias) -> SiLU(gate) * up, or gpt-oss's clamped SwiGLU, + per-row fp8
+//      requantisation -> GEMM2 [rows, I] x [I, H] (+ bias)
 //   -> unpermute: sum over the k rows of each token, times the top-k weight, in a fixed order (no atomics)
 //
 // Expert parallelism: expert_map sends global expert ids to this rank's local ids (or -1). Rows of other ranks'
@@ -34,13 +35,20 @@ struct MoeShape {
 };
 
 enum class ActivationType : int { kBF16 = 0, kFP16 = 1 };  // hidden states in and out
+
+// The experts' gated activation of GEMM1's gate g and up u (per channel of I), in fp32:
+//   kSiluMul       SiLU(g) * u = g * sigmoid(g) * u (Qwen3, DeepSeek-V3, Mixtral, Llama-4)
+//   kGptOssSwiglu  gpt-oss's clamped SwiGLU: g' = min(g, limit), u' = clamp(u, -limit, limit),
+//                  g' * sigmoid(1.702 g') * (u' + 1), limit = MoeForwardArgs::swiglu_limit
+enum class MoeActivation : int { kSiluMul = 0, kGptOssSwiglu = 1 };
+inline constexpr float kGptOssSwigluAlpha = 1.702f;
 enum class LogitsType : int { kFP32 = 0, kBF16 = 1 };
 
 // How moe_forward runs the layer. kStaged: the stages below, each its own launch. kOneLaunch: the whole layer in one
-// cooperative launch (1..8 tokens; from router logits up to 512 experts), with the staged path's roundings. kAuto:
-// one launch where it measured faster. Lookup-table layout: a rank's experts expect at most 4 rows and hold at most
-// 2^26 weights each (bench/NOTES.md §10). Exact-scale layout: at most 2 expected rows, or at most 8 whose experts
-// hold at most 96 MB of int4 weights (§12b, §29).
+// cooperative launch (1..8 tokens; from router logits up to 512 experts; SiLU * up, no biases, int4 layouts), with
+// the staged path's roundings. kAuto: one launch where it measured faster. Lookup-table layout: a rank's experts
+// expect at most 4 rows and hold at most 2^26 weights each (bench/NOTES.md §10). Exact-scale layout: at most 2
+// expected rows, or at most 8 whose experts hold at most 96 MB of int4 weights (§12b, §29).
 enum class MoePath : int { kAuto = 0, kStaged = 1, kOneLaunch = 2 };
 
 // Number of stages the optional per-stage events delimit (moe_stage_name gives their names).
@@ -51,12 +59,22 @@ struct MoeForwardArgs {
   MoeShape shape;
   // Packed weights of the local experts, from prepack_weights():
   //   gemm1: {num_local_experts, 2 * inter, hidden}: per expert the gate rows [0, I) then the up rows [I, 2I)
+  //          (gpt-oss's checkpoints interleave them, gate 2i and up 2i + 1: reorder rows and biases before prepack)
   //   gemm2: {num_local_experts, hidden, inter}
   void const* gemm1_weights = nullptr;
   void const* gemm2_weights = nullptr;
   // The layout both were packed in. With kExactScales the staged path's quantising kernels also write the
-  // activations' group sums, which its GEMMs take.
+  // activations' group sums, which its GEMMs take. kMxfp4 (gpt-oss's MXFP4 experts; H and I multiples of 32) runs
+  // the staged path.
   PackedLayout weight_layout = PackedLayout::kLookupTable;
+
+  MoeActivation activation = MoeActivation::kSiluMul;
+  float swiglu_limit = 7.0f;  // kGptOssSwiglu's clamp: finite, > 0 (gpt-oss: 7)
+  // Optional expert biases (gpt-oss), device fp32, 4-byte aligned, with PackedLayout::kMxfp4 only: gemm1_bias
+  // [num_local_experts, 2I] in GEMM1's row order (gate then up), gemm2_bias [num_local_experts, H]. GEMM2's bias is
+  // part of each expert's output, so it is weighted by the token's routing weight like the rest.
+  float const* gemm1_bias = nullptr;
+  float const* gemm2_bias = nullptr;
 
   int64_t num_tokens = 0;  // T; 0 is allowed (nothing to do)
   void const* hidden = nullptr;  // device [T, H] of act_type, 16-byte aligned

@@ -16,7 +16,7 @@
 namespace w4a8moe {
 
 // Bumped whenever the bytes produced by prepack_weights() change meaning (the lookup-table layout's version; the
-// exact-scale layout is version 2).
+// exact-scale layout is version 2, the MXFP4 layout version 3).
 inline constexpr uint32_t kPackedFormatVersion = 1;
 
 
@@ -26,6 +26,10 @@ enum class WeightFormat : int {
   kOffsetBinaryInt32 = 0,
   // two's-complement int4, two per byte: uint8 [E, N, K/2]; the low nibble holds the even k.
   kSignedInt4 = 1,
+  // MXFP4 blocks as gpt-oss's checkpoints hold them: uint8 [E, N, K/32, 16], two e2m1 codes a byte (sign bit 3,
+  // then {0, 0.5, 1, 1.5, 2, 3, 4, 6}); byte j of block b holds k = 32 b + 2 j in its low nibble, k + 1 in its high
+  // one. Only with ScaleFormat::kE8m0 and PackedLayout::kMxfp4.
+  kMxfp4 = 2,
 };
 
 enum class ScaleFormat : int {
@@ -36,6 +40,9 @@ enum class ScaleFormat : int {
   // e4m3 [E, N, padded_k(K)/128] group scales and fp32 [E, N] channel scales, W = q * sg * sc, from callers that
   // quantized themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3.
   kFP8WithChannelScale = 1,
+  // e8m0 uint8 [E, N, K/32]: W = e2m1 * 2^(s - 127) (MXFP4's block scales). 255 (NaN) is refused; 0 (2^-127) is
+  // taken as zero (its weights are below 6 * 2^-127). Only with WeightFormat::kMxfp4.
+  kE8m0 = 2,
 };
 
 struct PrepackArgs {
@@ -52,11 +59,16 @@ struct PrepackArgs {
 };
 
 // Checks the shape rules: E >= 1, N a positive multiple of 16, K a positive multiple of 16 (packed as padded_k(K):
-// the last group's missing K are zero weights), group 128, and one expert's N * padded_k(K) below 2^31.
+// the last group's missing K are zero weights), group 128, and one expert's N * padded_k(K) below 2^31; with the
+// MXFP4 layout also K a multiple of 32 (whole scale blocks).
 Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_name = "shape");
+Status validate_weight_shape(ExpertWeightShape const& shape, PackedLayout layout, char const* arg_name = "shape");
+
+// An error naming `arg_name` unless `layout` is one of the PackedLayout values.
+Status validate_packed_layout(PackedLayout layout, char const* arg_name = "layout");
 
 // The layouts' names wherever a string names one (the CLI's --layout, the benchmarks' output, the Python ops):
-// "lookup" (kLookupTable) and "exact" (kExactScales); "unknown" for any other value.
+// "lookup" (kLookupTable), "exact" (kExactScales) and "mxfp4" (kMxfp4); "unknown" for any other value.
 char const* packed_layout_name(PackedLayout layout);
 
 // The layout `name` names; an error naming `arg_name` and the accepted names otherwise.
@@ -66,7 +78,9 @@ Status parse_packed_layout(char const* name, PackedLayout* layout, char const* a
 size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout = PackedLayout::kLookupTable);
 
 // Runs the prepack on args.stream and waits for it: a load-time step, which also checks the values (finite scales,
-// |sg| <= 56, finite channel scales) and reports how many break the rules. Inputs are read, never modified.
+// |sg| <= 56, finite channel scales, no e8m0 NaN) and reports how many break the rules. Inputs are read, never
+// modified. The MXFP4 layout takes WeightFormat::kMxfp4 with ScaleFormat::kE8m0 and nothing else; the int4 layouts
+// take the other formats.
 Status prepack_weights(PrepackArgs const& args);
 
 // Reads the header of a packed buffer copied to the host (for example loaded from disk) and checks its magic,

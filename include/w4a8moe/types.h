@@ -18,6 +18,14 @@ inline constexpr int kGroupSize = 128;
 // library's quantisation, so no call pads at run time.
 inline constexpr int padded_k(int k) { return (k + kGroupSize - 1) / kGroupSize * kGroupSize; }
 
+// The 128-groups of a K of any valid size (the last one may be partial): the group scales' columns.
+inline constexpr int group_count(int k) { return padded_k(k) / kGroupSize; }
+
+// The rule every weight size (N, K, and so the layer's H and I) follows: a positive multiple of 16, the rows of one
+// wgmma / mma fragment and one 16-byte vector of e4m3 activations. K need not be whole 128-groups (padded_k).
+inline constexpr int kSizeGranule = 16;
+inline constexpr bool is_valid_size(int64_t size) { return size >= kSizeGranule && size % kSizeGranule == 0; }
+
 // How the packed bytes are laid out; the grouped GEMM and the MoE layer must be told the layout they were packed in.
 enum class PackedLayout : int {
   // int4 beside an 8-byte e4m3 lookup table per (group, channel) holding q * sg rounded to e4m3: what CUTLASS's
@@ -28,6 +36,11 @@ enum class PackedLayout : int {
   // of gemm_config_names(kExactScales) only; the grouped GEMM then takes the activations' group sums
   // (compute_activation_group_sums, grouped_gemm.h).
   kExactScales = 1,
+  // MXFP4 weights (e2m1 values with one e8m0 power-of-two scale per 32 inputs, as gpt-oss ships its experts): the
+  // e2m1 bits placed so that masks and shifts make e4m3 bytes (e2m1 * 2^-6, exact), each 32-input scale applied to
+  // its wgmma's fp32 sum: 0.531 bytes per weight, nothing rounded but the accumulation. Read by the configs of
+  // gemm_config_names(kMxfp4) only; K must be a multiple of 32.
+  kMxfp4 = 2,
 };
 
 // Stacked weights of the experts of one projection: E experts, each [N output channels, K inputs].

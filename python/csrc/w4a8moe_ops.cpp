@@ -155,7 +155,7 @@ at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_sc
   // dtype and sizes were read from weights above; this checks its device, contiguity and alignment.
   c.check(weights, "weights", {weights.scalar_type()}, weights.sizes().vec(), "[E, N, K/8] or [E, N, K/2]", 4);
 
-  std::vector<int64_t> const scale_sizes{s.num_experts, s.n, w4a8moe::padded_k(s.k) / w4a8moe::kGroupSize};
+  std::vector<int64_t> const scale_sizes{s.num_experts, s.n, w4a8moe::group_count(s.k)};
   c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes,
           "[E, N, ceil(K/128)]", group_scales.element_size());
   if (group_scales.scalar_type() == at::kBFloat16) {

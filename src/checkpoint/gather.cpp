@@ -46,7 +46,7 @@ class LayerGatherer {
     W4A8_RETURN_IF_ERROR(find(module + kScaleSuffix, expert, &scale));
     W4A8_RETURN_IF_ERROR(find(module + kShapeSuffix, expert, &shape));
     W4A8_RETURN_IF_ERROR(expect(*packed, {DType::kI32}, {to.rows, to.cols / kNibblesPerWord}));
-    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, padded_k(int(to.cols)) / kGroupSize}));
+    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, group_count(int(to.cols))}));
     W4A8_RETURN_IF_ERROR(expect(*shape, {DType::kI64, DType::kI32}, {2}));
     int64_t stored[2];
     for (size_t i = 0; i < 2; ++i) {
@@ -96,7 +96,7 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   int64_t const e_count = moe.num_experts;
   int64_t const h = moe.hidden_size;
   int64_t const i = moe.intermediate_size;
-  if (e_count < 1 || h < 1 || i < 1 || h % 16 != 0 || i % 16 != 0 || 2 * i > std::numeric_limits<int>::max()) {
+  if (e_count < 1 || !is_valid_size(h) || !is_valid_size(i) || 2 * i > std::numeric_limits<int>::max()) {
     return not_supported(source, ": experts=", e_count, ", hidden_size=", h, ", intermediate_size=", i,
                          ": needs at least one expert and both sizes positive multiples of 16 (the last 128-group of",
                          " a size may be partial), 2 * intermediate_size within int");
@@ -126,7 +126,7 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   out.num_experts = int(e_count);
   out.hidden_size = int(h);
   out.intermediate_size = int(i);
-  int64_t const h_groups = padded_k(int(h)) / kGroupSize, i_groups = padded_k(int(i)) / kGroupSize;
+  int64_t const h_groups = group_count(int(h)), i_groups = group_count(int(i));
   out.gemm1_weights.resize(size_t(e_count * 2 * i * (h / kNibblesPerWord)));
   out.gemm1_scales.resize(size_t(e_count * 2 * i * h_groups));
   out.gemm2_weights.resize(size_t(e_count * h * (i / kNibblesPerWord)));

@@ -97,7 +97,28 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
   return Status::Ok();
 }
 
+// Rows [E, 2I, row_elements] of T: row 2i -> i, 2i + 1 -> I + i within each expert.
+template <class T>
+void split_interleaved_rows(std::vector<T>* rows, int experts, int inter, size_t row_elements) {
+  std::vector<T> const in = *rows;
+  for (int e = 0; e < experts; ++e) {
+    for (int i = 0; i < 2 * inter; ++i) {
+      size_t const from = (size_t(e) * 2 * inter + i) * row_elements;
+      size_t const to = (size_t(e) * 2 * inter + (i % 2) * inter + i / 2) * row_elements;
+      std::memcpy(rows->data() + to, in.data() + from, row_elements * sizeof(T));
+    }
+  }
+}
+
 }  // namespace
+
+void gate_up_in_layer_order(Mxfp4LayerExperts* experts) {
+  int const e = experts->num_experts, inter = experts->intermediate_size;
+  size_t const blocks = size_t(experts->hidden_size) / kMxfp4BlockSize;
+  split_interleaved_rows(&experts->gemm1_blocks, e, inter, blocks * kMxfp4BlockBytes);
+  split_interleaved_rows(&experts->gemm1_scales, e, inter, blocks);
+  split_interleaved_rows(&experts->gemm1_bias, e, inter, 1);
+}
 
 Status gather_mxfp4_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
                                   Mxfp4LayerExperts* experts) {

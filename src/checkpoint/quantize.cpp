@@ -73,7 +73,7 @@ Status quantize_weight(OutputTensor const& output, ExpertWeightQuantizer& quanti
   std::vector<float> weights(count);
   for (size_t n = 0; n < count; ++n) weights[n] = element_as_float(tensor, n);
   std::vector<int8_t> q(count);
-  std::vector<uint16_t> scales(size_t(info.rows * (padded_k(int(info.cols)) / kGroupSize)));
+  std::vector<uint16_t> scales(size_t(info.rows * group_count(int(info.cols))));
   W4A8_RETURN_IF_ERROR(quantizer.quantize(info, weights.data(), q.data(), scales.data()));
 
   // The quantizer may be the caller's: check what it produced before it is written.
@@ -135,7 +135,7 @@ Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs,
       return invalid_argument(where(), "expert weight of dtype ", dtype_name(tensor->dtype),
                               "; the quantizer reads BF16, F16 or F32");
     }
-    if (tensor->shape.size() != 2 || tensor->shape[0] < 1 || tensor->shape[1] < 16 || tensor->shape[1] % 16 != 0 ||
+    if (tensor->shape.size() != 2 || tensor->shape[0] < 1 || !is_valid_size(tensor->shape[1]) ||
         tensor->shape[1] > std::numeric_limits<int>::max()) {
       return invalid_argument(where(), "expert weight of shape ", checkpoint::format_shape(tensor->shape),
                               "; needs [out, in] with in a positive multiple of 16 (within int)");
@@ -149,7 +149,7 @@ Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs,
     info.cols = tensor->shape[1];
     outputs->push_back({{module + ".weight_packed", DType::kI32, {info.rows, info.cols / kNibblesPerWord}},
                         tensor, Part::kPacked, info});
-    outputs->push_back({{module + ".weight_scale", DType::kBF16, {info.rows, padded_k(int(info.cols)) / kGroupSize}},
+    outputs->push_back({{module + ".weight_scale", DType::kBF16, {info.rows, group_count(int(info.cols))}},
                         tensor, Part::kScale, info});
     outputs->push_back({{module + ".weight_shape", DType::kI64, {2}}, tensor, Part::kShape, info});
     ++*expert_weights;
@@ -269,11 +269,11 @@ Status RoundToNearestQuantizer::quantize(ExpertWeightInfo const& info, float con
   if (weights == nullptr || q == nullptr || scales == nullptr) {
     return invalid_argument(info.tensor_name, ": RoundToNearestQuantizer: weights, q and scales are required");
   }
-  if (info.rows < 1 || info.cols < 16 || info.cols % 16 != 0 || info.cols > std::numeric_limits<int>::max()) {
+  if (info.rows < 1 || !is_valid_size(info.cols) || info.cols > std::numeric_limits<int>::max()) {
     return invalid_argument(info.tensor_name, ": RoundToNearestQuantizer: shape [", info.rows, ", ", info.cols,
                             "], needs rows >= 1 and cols a positive multiple of 16");
   }
-  int64_t const groups = padded_k(int(info.cols)) / kGroupSize;
+  int64_t const groups = group_count(int(info.cols));
   for (int64_t row = 0; row < info.rows; ++row) {
     for (int64_t group = 0; group < groups; ++group) {
       // The last group of a row whose length is not a multiple of 128 is partial.

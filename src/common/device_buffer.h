@@ -61,16 +61,21 @@ class DeviceBuffer {
   bool failed_ = false;
 };
 
-// Prepacks checkpoint-layout weights already on the device (offset-binary int32 [E, N, K/8], bf16 scales
-// [E, N, K/128]) into a new buffer of packed_weights_bytes(shape); an error if memory or the prepack fails.
-inline Status prepack_to_new_buffer(void const* weights, void const* bf16_scales, ExpertWeightShape const& shape,
+// Prepacks checkpoint-layout weights already on the device (offset-binary int32 [E, N, K/8] and bf16 scales
+// [E, N, padded_k(K)/128]; for PackedLayout::kMxfp4 gpt-oss's MXFP4 blocks and e8m0 scales) into a new buffer of
+// packed_weights_bytes(shape, layout); an error if memory or the prepack fails.
+inline Status prepack_to_new_buffer(void const* weights, void const* scales, ExpertWeightShape const& shape,
                                     DeviceBuffer* packed, PackedLayout layout = PackedLayout::kLookupTable) {
   *packed = DeviceBuffer(packed_weights_bytes(shape, layout));
   if (!packed->ok()) return Status(StatusCode::kCudaError, "out of device memory for the packed weights");
   PrepackArgs args;
   args.shape = shape;
   args.weights = weights;
-  args.group_scales = bf16_scales;
+  args.group_scales = scales;
+  if (layout == PackedLayout::kMxfp4) {
+    args.weight_format = WeightFormat::kMxfp4;
+    args.scale_format = ScaleFormat::kE8m0;
+  }
   args.packed = packed->get();
   args.packed_bytes = packed->bytes();
   args.layout = layout;

@@ -44,11 +44,9 @@ int sm_count_or_max() {
 bool exact_layout(GroupedGemmArgs const& args) { return args.layout == PackedLayout::kExactScales; }
 
 Status validate_args(GroupedGemmArgs const& args) {
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, "args.shape"));
+  W4A8_RETURN_IF_ERROR(validate_packed_layout(args.layout, "args.layout"));
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, args.layout, "args.shape"));
   int const e = args.shape.num_experts;
-  if (args.layout != PackedLayout::kLookupTable && !exact_layout(args)) {
-    return invalid_argument("args.layout=", int(args.layout), ": unknown layout");
-  }
   if (args.packed_weights == nullptr) return invalid_argument("args.packed_weights is null");
   if (!is_aligned(args.packed_weights, prepack::kSectionAlign)) {
     return invalid_argument("args.packed_weights must be ", prepack::kSectionAlign, "-byte aligned");
@@ -76,6 +74,12 @@ Status validate_args(GroupedGemmArgs const& args) {
       if (!is_aligned(args.act_group_sums, 16)) return invalid_argument("args.act_group_sums must be 16-byte aligned");
     }
   }
+  if (args.bias != nullptr) {
+    if (args.layout != PackedLayout::kMxfp4) {
+      return invalid_argument("args.bias: expert biases are taken with PackedLayout::kMxfp4 only (gpt-oss)");
+    }
+    if (!is_aligned(args.bias, 4)) return invalid_argument("args.bias must be 4-byte aligned");
+  }
   if (args.max_rows_per_expert_hint < 0) {
     return invalid_argument("args.max_rows_per_expert_hint=", args.max_rows_per_expert_hint, ": must be >= 0");
   }
@@ -102,8 +106,9 @@ Status validate_args(GroupedGemmArgs const& args) {
       return not_supported("args.config='", args.config, "': no such config (see gemm_config_names())");
     }
     if (entry->config.layout() != args.layout) {
-      return invalid_argument("args.config='", args.config, "' reads the other packed layout than args.layout=",
-                              int(args.layout), " (see gemm_config_names(layout))");
+      return invalid_argument("args.config='", args.config, "' reads the \"",
+                              packed_layout_name(entry->config.layout()), "\" layout, not args.layout=\"",
+                              packed_layout_name(args.layout), "\" (see gemm_config_names(layout))");
     }
   }
   if (args.workspace == nullptr) return invalid_argument("args.workspace is null");
@@ -138,8 +143,10 @@ gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {
 gemm::GemmKernelEntry const& choose_kernel(GroupedGemmArgs const& args) {
   if (!args.config.empty()) return *gemm::find_gemm_kernel(args.config);
   gemm::HeuristicInput const input = heuristic_input(args);
-  gemm::GemmKernelEntry const* chosen = gemm::find_gemm_kernel(
-      (exact_layout(args) ? gemm::select_exact_config(input) : gemm::select_config(input)).name());
+  gemm::GemmConfig const config = exact_layout(args)                    ? gemm::select_exact_config(input)
+                                   : args.layout == PackedLayout::kMxfp4 ? gemm::select_mxfp4_config(input)
+                                                                         : gemm::select_config(input);
+  gemm::GemmKernelEntry const* chosen = gemm::find_gemm_kernel(config.name());
   // Only a development build filtered with W4A8_GEMM_CONFIGS can lack the heuristic's choice.
   return chosen != nullptr ? *chosen : gemm::gemm_registry().front();
 }
@@ -160,12 +167,12 @@ std::vector<std::string> gemm_config_names(PackedLayout layout) {
 }
 
 size_t activation_group_sums_bytes(int64_t rows, int k) {
-  if (rows < 0 || k < 16 || k % 16 != 0) return 0;
-  return size_t(gemm::group_sums_stride(rows)) * size_t(padded_k(k) / kGroupSize) * sizeof(float);
+  if (rows < 0 || !is_valid_size(k)) return 0;
+  return size_t(gemm::group_sums_stride(rows)) * size_t(group_count(k)) * sizeof(float);
 }
 
 Status compute_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream) {
-  if (k < 16 || k % 16 != 0) return invalid_argument("k=", k, ": must be a positive multiple of 16");
+  if (!is_valid_size(k)) return invalid_argument("k=", k, ": must be a positive multiple of 16");
   if (rows < 0 || rows > std::numeric_limits<int32_t>::max()) {
     return invalid_argument("rows=", rows, ": must be in [0, 2^31)");
   }
@@ -180,7 +187,7 @@ Status compute_activation_group_sums(void const* act, int64_t rows, int k, float
 }
 
 std::string select_gemm_config(GroupedGemmArgs const& args) {
-  if (!validate_weight_shape(args.shape).ok()) return {};
+  if (!validate_weight_shape(args.shape, args.layout).ok()) return {};
   return choose_kernel(args).name;
 }
 
@@ -194,6 +201,7 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args) {
   params.packed = static_cast<uint8_t const*>(args.packed_weights);
   params.sections = prepack::packed_sections(args.shape);  // the lookup-table layout's (the exact kernel's own)
   params.group_sums = args.act_group_sums;
+  params.bias = args.bias;
   params.total_rows = args.total_rows;
   params.expected_rows = expected_rows(args);
   params.act = args.act;

@@ -31,6 +31,9 @@ struct GroupedGemmParams {
   int sm_count = 0;
   int device_id = 0;
   cudaStream_t stream = nullptr;
+  // Optional, MXFP4 layout only: fp32 [E, N], the expert's bias added to each of its output rows. (Last: the fields
+  // before it keep their kernel-parameter offsets.)
+  float const* bias = nullptr;
 };
 
 // Bytes of the per-expert argument arrays (expert_arrays.cuh) at the start of the workspace.

@@ -127,4 +127,13 @@ GemmConfig select_exact_config(HeuristicInput const& input) {
   return {128, 128, 1, 1, Schedule::kExact};
 }
 
+// The MXFP4 layout's chunks, on the exact-scale layout's thresholds (the same kernel and stream, four accumulators a
+// group instead of one); past 28 rows 32-row chunks, the largest whose four accumulators fit. Not yet swept.
+GemmConfig select_mxfp4_config(HeuristicInput const& input) {
+  double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
+  if (m <= 7.0) return {64, 8, 1, 1, Schedule::kMxfp4};
+  if (m <= 14.0) return {64, 16, 1, 1, Schedule::kMxfp4};
+  return {64, 32, 1, 1, Schedule::kMxfp4};
+}
+
 }  // namespace w4a8moe::gemm

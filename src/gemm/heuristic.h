@@ -41,4 +41,7 @@ GemmConfig select_config(HeuristicInput const& input);
 // see heuristic.cpp.
 GemmConfig select_exact_config(HeuristicInput const& input);
 
+// The config for the MXFP4 layout (PackedLayout::kMxfp4): the chunk of 8, 16 or 32 rows nearest the rows per expert.
+GemmConfig select_mxfp4_config(HeuristicInput const& input);
+
 }  // namespace w4a8moe::gemm

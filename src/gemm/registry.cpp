@@ -16,11 +16,17 @@ Status run_exact(GroupedGemmParams const& params, void*, size_t) {
   return run_exact_stream_gemm<kRows, kConsumers>(params);
 }
 
+template <int kRows>
+Status run_mxfp4(GroupedGemmParams const& params, void*, size_t) {
+  return run_mxfp4_stream_gemm<kRows>(params);
+}
+
 }  // namespace
 
 std::string GemmConfig::name() const {
   if (schedule == Schedule::kStream) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_stream";
   if (schedule == Schedule::kExact) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_exact";
+  if (schedule == Schedule::kMxfp4) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_mxfp4";
   char const* const suffix = schedule == Schedule::kCooperative ? "_coop"
                              : schedule == Schedule::kPingpong  ? "_pp"
                                                                 : "_decode";
@@ -48,7 +54,7 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
     // The wgmma streaming kernel, 8 rows per chunk (16, 32 and 64 measured slower: bench/NOTES.md §8c, §9f).
     GemmConfig const stream{64, 8, 1, 1, Schedule::kStream};
     entries.push_back({stream, stream.name(), &no_workspace_bytes, &run_stream_gemm<8>});
-    // The exact-scale layout's kernel: channels x rows of an item, a consumer warpgroup per 64 channels.
+    // The block layouts' kernel: channels x rows of an item, a consumer warpgroup per 64 channels.
     auto const exact = [&](GemmConfig const& config, auto run) {
       entries.push_back({config, config.name(), &no_workspace_bytes, run});
     };
@@ -58,6 +64,9 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
     exact({64, 48, 1, 1, Schedule::kExact}, &run_exact<48, 1>);
     exact({128, 64, 1, 1, Schedule::kExact}, &run_exact<64, 2>);
     exact({128, 128, 1, 1, Schedule::kExact}, &run_exact<128, 2>);
+    exact({64, 8, 1, 1, Schedule::kMxfp4}, &run_mxfp4<8>);
+    exact({64, 16, 1, 1, Schedule::kMxfp4}, &run_mxfp4<16>);
+    exact({64, 32, 1, 1, Schedule::kMxfp4}, &run_mxfp4<32>);
     return entries;
   }();
   return registry;

@@ -21,21 +21,29 @@ template <int kRows>
 inline constexpr bool kEarlyStripeScales = kRows <= 32;
 
 // The scales of a lane's accumulators in store_stripe: its two channels (lane/4 and lane/4 + 8 of the stripe) and
-// its rows of the chunk (index 2 (i/4) + i % 2 for accumulator i; 0 past the chunk).
-template <int kRows>
+// its rows of the chunk (index 2 (i/4) + i % 2 for accumulator i; 0 past the chunk); with kBias, the two channels'
+// biases (the expert's, added to every row; 0 without a bias array).
+template <int kRows, bool kBias = false>
 struct StripeScales {
   float channel[2];
   float token[kRows / 4];
+  float bias[kBias ? 2 : 1];
 };
 
-template <int kRows>
-__device__ __forceinline__ StripeScales<kRows> load_stripe_scales(float const* channel_scales,
-                                                                  float const* token_scales, Chunk const& chunk,
-                                                                  int stripe) {
+// bias_row: the expert's biases [N] or null (read only with kBias).
+template <int kRows, bool kBias = false>
+__device__ __forceinline__ StripeScales<kRows, kBias> load_stripe_scales(float const* channel_scales,
+                                                                         float const* token_scales,
+                                                                         Chunk const& chunk, int stripe,
+                                                                         float const* bias_row = nullptr) {
   int const lane = int(threadIdx.x) % 32;
-  StripeScales<kRows> s;
+  StripeScales<kRows, kBias> s;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) s.channel[h] = channel_scales[stripe * kStripeChannels + lane / 4 + 8 * h];
+  for (int h = 0; h < 2; ++h) {
+    int const column = stripe * kStripeChannels + lane / 4 + 8 * h;
+    s.channel[h] = channel_scales[column];
+    if constexpr (kBias) s.bias[h] = bias_row != nullptr ? bias_row[column] : 0.f;
+  }
 #pragma unroll
   for (int r = 0; r < kRows / 4; ++r) {
     int const row = 8 * (r / 2) + 2 * (lane % 4) + r % 2;
@@ -45,9 +53,9 @@ __device__ __forceinline__ StripeScales<kRows> load_stripe_scales(float const* c
 }
 
 // The accumulators of the warp's stripe (which must exist) straight to the output rows of the chunk.
-template <int kRows, class Out>
-__device__ __forceinline__ void store_stripe(Out* out, int n, StripeScales<kRows> const& scales, Chunk const& chunk,
-                                             int stripe, float const (&acc)[kRows / 2]) {
+template <int kRows, class Out, bool kBias = false>
+__device__ __forceinline__ void store_stripe(Out* out, int n, StripeScales<kRows, kBias> const& scales,
+                                             Chunk const& chunk, int stripe, float const (&acc)[kRows / 2]) {
   int const lane = int(threadIdx.x) % 32;
 #pragma unroll
   for (int i = 0; i < kRows / 2; ++i) {
@@ -55,18 +63,21 @@ __device__ __forceinline__ void store_stripe(Out* out, int n, StripeScales<kRows
     int const column = stripe * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
     if (row < chunk.rows) {
       float const scale = scales.channel[(i / 2) % 2] * scales.token[2 * (i / 4) + i % 2];
-      out[(chunk.first_row + row) * n + column] = to_output<Out>(scale * acc[i]);
+      float value = scale * acc[i];
+      if constexpr (kBias) value += scales.bias[(i / 2) % 2];
+      out[(chunk.first_row + row) * n + column] = to_output<Out>(value);
     }
   }
 }
 
 // K split over the cluster (one 64-channel tile, a warpgroup of kConsumerThreads per block): each block writes its
 // partial tile [64 channels][kRows] to `partial`, then each rank sums a slice of the channels over the ranks in rank
-// order (deterministic) and stores it. Every consumer thread of every block of the cluster calls it.
-template <int kRows, int kConsumerThreads, class Out>
+// order (deterministic) and stores it, plus the expert's bias (kBias, bias_row not null). Every consumer thread of
+// every block of the cluster calls it.
+template <int kRows, int kConsumerThreads, class Out, bool kBias = false>
 __device__ void store_cluster_sum(Out* out, int n, float const* channel_scales, float const* token_scales,
                                   Chunk const& chunk, int tile, int split, int splits, float* partial,
-                                  float const (&acc)[kRows / 2]) {
+                                  float const (&acc)[kRows / 2], float const* bias_row = nullptr) {
   constexpr int kTileChannels = 64;
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
@@ -86,7 +97,9 @@ __device__ void store_cluster_sum(Out* out, int n, float const* channel_scales, 
     for (int rank = 0; rank < splits; ++rank) sum += cluster.map_shared_rank(partial, rank)[channel * kRows + row];
     if (column < n) {
       int64_t const out_row = chunk.first_row + row;
-      out[out_row * n + column] = to_output<Out>(channel_scales[column] * (token_scales[out_row] * sum));
+      float value = channel_scales[column] * (token_scales[out_row] * sum);
+      if constexpr (kBias) value += bias_row != nullptr ? bias_row[column] : 0.f;
+      out[out_row * n + column] = to_output<Out>(value);
     }
   }
   cluster.sync();  // the partial tiles are read

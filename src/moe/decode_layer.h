@@ -53,6 +53,11 @@ inline bool decode_layer_pays(MoeShape const& s, int64_t expected_rows, PackedLa
   return expected_rows <= kDecodeLayerAutoMaxRows && gemm::stripe_loop_suits_expert(2 * int64_t(s.inter), s.hidden);
 }
 
+// Whether the one-launch layer runs this kind of layer: SiLU * up on the int4 layouts, no expert biases.
+inline bool decode_layer_runs(PackedLayout layout, MoeActivation activation, bool biases) {
+  return layout != PackedLayout::kMxfp4 && activation == MoeActivation::kSiluMul && !biases;
+}
+
 // Whether the one-launch layer can run this call: few tokens, and from logits an expert count one warp routes.
 inline bool decode_layer_fits(MoeShape const& s, int64_t tokens, bool from_logits) {
   return tokens >= 1 && tokens <= kDecodeLayerMaxTokens && tokens * s.top_k <= kDecodeLayerThreads &&

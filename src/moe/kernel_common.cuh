@@ -110,6 +110,23 @@ __device__ __forceinline__ float silu_mul(float gate, float up) {
   return gate * reciprocal * up;
 }
 
+// gpt-oss's clamped SwiGLU (moe.h, MoeActivation::kGptOssSwiglu) with silu_mul's approximations:
+// g' * rcp(1 + 2^(-1.702 g' log2 e)) * (u' + 1), g' = min(g, limit), u' = clamp(u, -limit, limit).
+__device__ __forceinline__ float gpt_oss_swiglu(float gate, float up, float limit) {
+  gate = fminf(gate, limit);
+  up = fminf(fmaxf(up, -limit), limit);
+  float power, reciprocal;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(power) : "f"(gate * (-kGptOssSwigluAlpha * 1.4426950408889634f)));
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(reciprocal) : "f"(1.0f + power));
+  return gate * reciprocal * (up + 1.0f);
+}
+
+template <MoeActivation kActivation>
+__device__ __forceinline__ float gated_activation(float gate, float up, float swiglu_limit) {
+  if constexpr (kActivation == MoeActivation::kGptOssSwiglu) return gpt_oss_swiglu(gate, up, swiglu_limit);
+  return silu_mul(gate, up);
+}
+
 // Four values times `inverse`, to e4m3 (round to nearest even, saturating), as the four bytes of a word.
 __device__ __forceinline__ uint32_t quantize4(float a, float b, float c, float d, float inverse) {
   uint32_t const low = __nv_cvt_float2_to_fp8x2(make_float2(a * inverse, b * inverse), __NV_SATFINITE, __NV_E4M3);

@@ -2,6 +2,7 @@
 #include "w4a8moe/moe.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "common/device_info.h"
@@ -73,8 +74,21 @@ Status validate_args(MoeForwardArgs const& a) {
   if (a.act_type != ActivationType::kBF16 && a.act_type != ActivationType::kFP16) {
     return invalid_argument("args.act_type=", int(a.act_type), ": must be kBF16 or kFP16");
   }
-  if (a.weight_layout != PackedLayout::kLookupTable && a.weight_layout != PackedLayout::kExactScales) {
-    return invalid_argument("args.weight_layout=", int(a.weight_layout), ": unknown layout");
+  W4A8_RETURN_IF_ERROR(validate_packed_layout(a.weight_layout, "args.weight_layout"));
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), a.weight_layout, "GEMM1 weights (2I x H)"));
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm2_shape(s), a.weight_layout, "GEMM2 weights (H x I)"));
+  if (a.activation != MoeActivation::kSiluMul && a.activation != MoeActivation::kGptOssSwiglu) {
+    return invalid_argument("args.activation=", int(a.activation), ": must be kSiluMul or kGptOssSwiglu");
+  }
+  if (a.activation == MoeActivation::kGptOssSwiglu && !(a.swiglu_limit > 0.0f && std::isfinite(a.swiglu_limit))) {
+    return invalid_argument("args.swiglu_limit=", a.swiglu_limit, ": must be finite and > 0 with kGptOssSwiglu");
+  }
+  for (auto [bias, name] : {std::pair{a.gemm1_bias, "args.gemm1_bias"}, {a.gemm2_bias, "args.gemm2_bias"}}) {
+    if (bias == nullptr) continue;
+    if (a.weight_layout != PackedLayout::kMxfp4) {
+      return invalid_argument(name, ": expert biases are taken with PackedLayout::kMxfp4 only (gpt-oss)");
+    }
+    if (!is_aligned(bias, 4)) return invalid_argument(name, " must be 4-byte aligned");
   }
   for (auto [pointer, name] : {std::pair{a.gemm1_weights, "args.gemm1_weights"}, {a.gemm2_weights, "args.gemm2_weights"}}) {
     if (pointer == nullptr) return invalid_argument(name, " is null");
@@ -129,6 +143,12 @@ Status validate_args(MoeForwardArgs const& a) {
     return invalid_argument("args.path=", int(a.path), ": must be kAuto, kStaged or kOneLaunch");
   }
   if (a.path == MoePath::kOneLaunch) {
+    if (!moe::decode_layer_runs(a.weight_layout, a.activation, a.gemm1_bias != nullptr || a.gemm2_bias != nullptr)) {
+      return invalid_argument("args.path=kOneLaunch: the one-launch layer runs SiLU * up on the int4 layouts ",
+                              "without biases; got layout \"", packed_layout_name(a.weight_layout), "\", ",
+                              a.activation == MoeActivation::kSiluMul ? "SiLU * up" : "gpt-oss's SwiGLU",
+                              a.gemm1_bias != nullptr || a.gemm2_bias != nullptr ? ", biases" : "");
+    }
     if (a.num_tokens > 0 && !moe::decode_layer_fits(s, a.num_tokens, has_logits)) {
       return invalid_argument("args.path=kOneLaunch: the one-launch layer takes 1..", moe::kDecodeLayerMaxTokens,
                               " tokens and, from router logits, at most ", moe::kDecodeLayerMaxRouterExperts,
@@ -167,10 +187,10 @@ char const* moe_stage_name(int stage) {
 
 Status validate_moe_shape(MoeShape const& s) {
   W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
-  if (s.hidden < 16 || s.hidden % 16 != 0) {
+  if (!is_valid_size(s.hidden)) {
     return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 16 (GEMM2's N)");
   }
-  if (s.inter < 16 || s.inter % 16 != 0 || s.inter > moe::kMaxInter) {
+  if (!is_valid_size(s.inter) || s.inter > moe::kMaxInter) {
     return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 16 (16-channel stripes), at ",
                             "most ", moe::kMaxInter, " (the SiLU stage holds a row in one block's registers)");
   }
@@ -249,6 +269,8 @@ Status moe_forward(MoeForwardArgs const& a) {
   options.path = a.path;
   options.stage_events = a.stage_events != nullptr;
   options.layout = a.weight_layout;
+  options.activation = a.activation;
+  options.biases = a.gemm1_bias != nullptr || a.gemm2_bias != nullptr;
   moe::MoePlan const plan = moe::plan_moe(s, a.num_tokens, a.max_tokens, options);
   int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
@@ -274,12 +296,13 @@ Status moe_forward(MoeForwardArgs const& a) {
   auto* act2 = reinterpret_cast<uint8_t*>(at(plan.workspace.act2));
   auto* scale2 = reinterpret_cast<float*>(at(plan.workspace.scale2));
   OutputType const out_type = a.act_type == ActivationType::kBF16 ? OutputType::kBF16 : OutputType::kFP16;
-  auto gemm_args = [&](moe::GemmStagePlan const& stage, void const* weights, void const* act, float const* scales,
-                       size_t sums, size_t out, size_t workspace) {
+  auto gemm_args = [&](moe::GemmStagePlan const& stage, void const* weights, float const* bias, void const* act,
+                       float const* scales, size_t sums, size_t out, size_t workspace) {
     GroupedGemmArgs g;
     g.shape = stage.shape;
     g.packed_weights = weights;
     g.layout = a.weight_layout;
+    g.bias = bias;
     g.act_group_sums = plan.group_sums ? reinterpret_cast<float const*>(at(sums)) : nullptr;
     g.total_rows = plan.rows;
     g.act = act;
@@ -294,10 +317,12 @@ Status moe_forward(MoeForwardArgs const& a) {
     g.config = stage.config;
     return g;
   };
-  GroupedGemmArgs const gemm1 = gemm_args(plan.gemm1, a.gemm1_weights, act1, scale1, plan.workspace.sums1,
-                                          plan.workspace.gemm1_out, plan.workspace.gemm1_workspace);
-  GroupedGemmArgs const gemm2 = gemm_args(plan.gemm2, a.gemm2_weights, act2, scale2, plan.workspace.sums2,
-                                          plan.workspace.gemm2_out, plan.workspace.gemm2_workspace);
+  GroupedGemmArgs const gemm1 = gemm_args(plan.gemm1, a.gemm1_weights, a.gemm1_bias, act1, scale1,
+                                          plan.workspace.sums1, plan.workspace.gemm1_out,
+                                          plan.workspace.gemm1_workspace);
+  GroupedGemmArgs const gemm2 = gemm_args(plan.gemm2, a.gemm2_weights, a.gemm2_bias, act2, scale2,
+                                          plan.workspace.sums2, plan.workspace.gemm2_out,
+                                          plan.workspace.gemm2_workspace);
   // The exact-scale layout's GEMMs also take each quantised row's group sums, which the quantising kernels write.
   auto group_sums = [&](size_t sums) {
     moe::GroupSumsOut out;
@@ -348,7 +373,8 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(run_gemm(gemm1));
 
   W4A8_RETURN_IF_ERROR(mark(3));
-  W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.workspace.gemm1_out), a.act_type, plan.rows, s.inter,
+  W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.workspace.gemm1_out), a.act_type,
+                                                 {a.activation, a.swiglu_limit}, plan.rows, s.inter,
                                                  offsets, s.num_local_experts, act2, scale2,
                                                  group_sums(plan.workspace.sums2), a.stream));
 

@@ -114,11 +114,15 @@ cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int
                                     float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
                                     GroupSumsOut group_sums, cudaStream_t stream);
 
-// h = SiLU(gate) * up per row (gate = columns [0, I), up = [I, 2I)), then per-row e4m3 quantisation. Rows at or
-// past offsets[local_experts] are skipped.
-cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
-                                     int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
-                                     GroupSumsOut group_sums, cudaStream_t stream);
+// h = SiLU(gate) * up, or gpt-oss's clamped SwiGLU, per row (gate = columns [0, I), up = [I, 2I)), then per-row
+// e4m3 quantisation. Rows at or past offsets[local_experts] are skipped.
+struct GatedActivation {
+  MoeActivation kind = MoeActivation::kSiluMul;
+  float swiglu_limit = 0.0f;  // kGptOssSwiglu
+};
+cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, GatedActivation activation,
+                                     int64_t max_rows, int inter, int64_t const* offsets, int local_experts,
+                                     uint8_t* act, float* act_scales, GroupSumsOut group_sums, cudaStream_t stream);
 
 // Blocks of launch_unpermute per token: at decode the kernel is a chain of load latencies, one per 16-byte vector a
 // thread walks, so the row is split over blocks of 128 threads, a vector each (DeepSeek-V3's H = 7168: 7 blocks;

@@ -33,7 +33,8 @@ MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoeP
   plan.tokens = tokens;
   plan.rows = tokens * shape.top_k;
   plan.expected_local_rows = std::max<int64_t>(1, plan.rows * shape.num_local_experts / shape.num_experts);
-  bool const fits = decode_layer_fits(shape, tokens, options.from_logits);
+  bool const fits = decode_layer_runs(options.layout, options.activation, options.biases) &&
+                    decode_layer_fits(shape, tokens, options.from_logits);
   bool const staged_asked = options.stage_events || !options.gemm1_config.empty() || !options.gemm2_config.empty();
   plan.one_launch = options.path == MoePath::kOneLaunch
                         ? fits

@@ -31,6 +31,8 @@ struct MoePlanOptions {
   MoePath path = MoePath::kAuto;
   bool stage_events = false;               // per-stage events asked for: kAuto stages the layer
   PackedLayout layout = PackedLayout::kLookupTable;  // kExactScales: the staged GEMMs take activation group sums
+  MoeActivation activation = MoeActivation::kSiluMul;
+  bool biases = false;  // expert biases given (gpt-oss): the staged path
 };
 
 struct MoePlan {

@@ -125,10 +125,11 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 // the whole row, kMaxInter) in registers between the amax and the quantisation, and the loads of those are all
 // issued before the first use: with one vector after another, Mixtral's rows (I = 14336, 4 vectors a thread) were a
 // chain of four load latencies. The act rows hold padded_k(inter) columns, zeros past I.
-template <ActivationType kType, int kHeld>
-__device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ gemm1_out, int inter, int64_t row,
-                                                      uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                                                      GroupSumsOut group_sums, float* scratch) {
+template <ActivationType kType, MoeActivation kActivation, int kHeld>
+__device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ gemm1_out, int inter, float limit,
+                                                      int64_t row, uint8_t* __restrict__ act,
+                                                      float* __restrict__ act_scales, GroupSumsOut group_sums,
+                                                      float* scratch) {
   int const vectors = inter / kVector, padded_vectors = padded_k(inter) / kVector;
   int64_t const gate_first = row * 2 * vectors, up_first = gate_first + vectors;
   uint4 gate_raw[kHeld], up_raw[kHeld];
@@ -149,7 +150,7 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
     unpack_vector<kType>(up_raw[h], up);
 #pragma unroll
     for (int i = 0; i < kVector; ++i) {
-      held[h][i] = silu_mul(gate[i], up[i]);
+      held[h][i] = gated_activation<kActivation>(gate[i], up[i], limit);
       local_max = fmaxf(local_max, fabsf(held[h][i]));
     }
   }
@@ -175,24 +176,26 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
 // possible row spent most of an expert-parallel rank's stage starting blocks past its rows (bench/NOTES.md §25).
 // Longer rows keep a block a row (last_wave as in allow_next_grid_from): at their 1024-thread bound a thread has 64
 // registers, and with the row loop ptxas spilled held values.
-template <ActivationType kType, int kHeld>
+template <ActivationType kType, MoeActivation kActivation, int kHeld>
 __global__ void __launch_bounds__(kRowBlockThreads)
-    silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, int64_t const* __restrict__ offsets,
-                             int local_experts, uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                             GroupSumsOut group_sums, int64_t last_wave) {
+    silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, float limit,
+                             int64_t const* __restrict__ offsets, int local_experts, uint8_t* __restrict__ act,
+                             float* __restrict__ act_scales, GroupSumsOut group_sums, int64_t last_wave) {
   __shared__ float scratch[32];  // one per warp
   pdl_wait_for_previous_grid();
   int const rows = int(offsets[local_experts]);  // below 2^31: moe_forward checks max_tokens * top_k
   if constexpr (kHeld == kHeldRowVectors) {
     allow_next_grid_from(last_wave);
     if (int(blockIdx.x) >= rows) return;  // uniform per block: no thread reaches the barriers of the row
-    silu_mul_quantize_row<kType, kHeld>(gemm1_out, inter, blockIdx.x, act, act_scales, group_sums, scratch);
+    silu_mul_quantize_row<kType, kActivation, kHeld>(gemm1_out, inter, limit, blockIdx.x, act, act_scales,
+                                                     group_sums, scratch);
   } else {
     for (int row = int(blockIdx.x);; row += int(gridDim.x)) {
       // The next kernel may launch once every block is on its last row, not while blocks have rows to go (§21, §22).
       if (row >= rows - int(gridDim.x)) pdl_allow_next_grid();
       if (row >= rows) break;
-      silu_mul_quantize_row<kType, kHeld>(gemm1_out, inter, row, act, act_scales, group_sums, scratch);
+      silu_mul_quantize_row<kType, kActivation, kHeld>(gemm1_out, inter, limit, row, act, act_scales, group_sums,
+                                                       scratch);
     }
   }
 }
@@ -286,20 +289,34 @@ struct PermuteQuantize {
 
 template <ActivationType kType>
 struct SiluMulQuantize {
-  static cudaError_t run(void const* gemm1_out, int64_t max_rows, int inter, int64_t const* offsets,
-                         int local_experts, uint8_t* act, float* act_scales, GroupSumsOut group_sums,
-                         cudaStream_t stream) {
+  template <MoeActivation kActivation>
+  static cudaError_t run_activation(void const* gemm1_out, float limit, int64_t max_rows, int inter,
+                                    int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
+                                    GroupSumsOut group_sums, cudaStream_t stream) {
     int const vectors = padded_k(inter) / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
     auto launch = [&](auto kernel, bool blocks_stay) {
       int64_t const resident = resident_blocks(kernel, threads);
       int64_t const blocks = blocks_stay && resident > 0 ? std::min(max_rows, resident) : max_rows;
-      return launch_with_pdl(kernel, unsigned(blocks), threads, 0, stream, gemm1_out, inter, offsets, local_experts,
-                             act, act_scales, group_sums, blocks_stay ? 0 : last_wave_start(blocks, resident));
+      return launch_with_pdl(kernel, unsigned(blocks), threads, 0, stream, gemm1_out, inter, limit, offsets,
+                             local_experts, act, act_scales, group_sums,
+                             blocks_stay ? 0 : last_wave_start(blocks, resident));
     };
     // As few held vectors as the row needs: fewer registers, more blocks an SM at prefill.
-    if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, 1>, true);
-    if (vectors <= 2 * threads) return launch(silu_mul_quantize_kernel<kType, 2>, true);
-    return launch(silu_mul_quantize_kernel<kType, kHeldRowVectors>, false);
+    if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, kActivation, 1>, true);
+    if (vectors <= 2 * threads) return launch(silu_mul_quantize_kernel<kType, kActivation, 2>, true);
+    return launch(silu_mul_quantize_kernel<kType, kActivation, kHeldRowVectors>, false);
+  }
+
+  static cudaError_t run(void const* gemm1_out, GatedActivation activation, int64_t max_rows, int inter,
+                         int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
+                         GroupSumsOut group_sums, cudaStream_t stream) {
+    if (activation.kind == MoeActivation::kGptOssSwiglu) {
+      return run_activation<MoeActivation::kGptOssSwiglu>(gemm1_out, activation.swiglu_limit, max_rows, inter,
+                                                          offsets, local_experts, act, act_scales, group_sums,
+                                                          stream);
+    }
+    return run_activation<MoeActivation::kSiluMul>(gemm1_out, 0.0f, max_rows, inter, offsets, local_experts, act,
+                                                   act_scales, group_sums, stream);
   }
 };
 
@@ -328,12 +345,12 @@ cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int
                                         topk_weights, weight_on_input, act, act_scales, group_sums, stream);
 }
 
-cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, int64_t max_rows, int inter,
-                                     int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
-                                     GroupSumsOut group_sums, cudaStream_t stream) {
+cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, GatedActivation activation,
+                                     int64_t max_rows, int inter, int64_t const* offsets, int local_experts,
+                                     uint8_t* act, float* act_scales, GroupSumsOut group_sums, cudaStream_t stream) {
   if (max_rows == 0) return cudaSuccess;
-  return dispatch_type<SiluMulQuantize>(type, gemm1_out, max_rows, inter, offsets, local_experts, act, act_scales,
-                                        group_sums, stream);
+  return dispatch_type<SiluMulQuantize>(type, gemm1_out, activation, max_rows, inter, offsets, local_experts, act,
+                                        act_scales, group_sums, stream);
 }
 
 cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,

@@ -48,11 +48,14 @@ struct ExactSections {
   size_t block_bytes_per_expert = 0;
 };
 
-// The sections of a shape whose K is whole groups: the kernels' view (grouped_gemm_params pads K).
-W4A8_HOST_DEVICE inline ExactSections exact_sections_of_whole_groups(ExpertWeightShape const& shape) {
+// The sections of a shape whose K is whole groups: the kernels' view (grouped_gemm_params pads K). The MXFP4 layout
+// (mxfp4_format.h) has the same structure with more scale bytes a stripe: stripe_bytes is a stripe's weights and
+// scales of one group.
+W4A8_HOST_DEVICE inline ExactSections exact_sections_of_whole_groups(ExpertWeightShape const& shape,
+                                                                     uint32_t stripe_bytes = kExactStripeBytes) {
   size_t const e = size_t(shape.num_experts), n = size_t(shape.n), groups = size_t(shape.k) / 128;
   ExactSections s;
-  s.block_bytes_per_expert = groups * (n / kExactStripeChannels) * kExactStripeBytes;
+  s.block_bytes_per_expert = groups * (n / kExactStripeChannels) * stripe_bytes;
   s.blocks = kHeaderBytes;
   s.channel_scales = align_up(s.blocks + e * s.block_bytes_per_expert, kSectionAlign);
   s.total = align_up(s.channel_scales + e * n * sizeof(float), kSectionAlign);
@@ -72,8 +75,9 @@ W4A8_HOST_DEVICE inline int exact_tile_stripes(int n, int tile) {
 }
 
 // Byte offset of block (tile, group) within one expert's blocks.
-W4A8_HOST_DEVICE inline size_t exact_block_offset(int n, int groups, int tile, int group) {
-  return (size_t(tile) * groups * 4 + size_t(group) * size_t(exact_tile_stripes(n, tile))) * kExactStripeBytes;
+W4A8_HOST_DEVICE inline size_t exact_block_offset(int n, int groups, int tile, int group,
+                                                  uint32_t stripe_bytes = kExactStripeBytes) {
+  return (size_t(tile) * groups * 4 + size_t(group) * size_t(exact_tile_stripes(n, tile))) * stripe_bytes;
 }
 
 // Where weight (channel, k) of an expert lives: byte offset within the expert's blocks, and its nibble (0 low, 1
@@ -83,11 +87,13 @@ struct NibblePlace {
   int nibble;
 };
 
-W4A8_HOST_DEVICE inline NibblePlace exact_weight_place(int n, int groups, int channel, int k) {
+W4A8_HOST_DEVICE inline NibblePlace exact_weight_place(int n, int groups, int channel, int k,
+                                                       uint32_t stripe_bytes = kExactStripeBytes) {
   int const tile = channel / kExactTileChannels, stripe = (channel % kExactTileChannels) / kExactStripeChannels;
   int const row = channel % kExactStripeChannels, r = row % 8, group = k / 128, kk = k % 128;
   int const atom = kk / 32, word = (kk % 32) / 16, lane = 4 * r + (kk % 16) / 4, byte = kk % 4;
-  size_t const offset = exact_block_offset(n, groups, tile, group) + size_t(stripe) * kExactStripeWeightBytes +
+  size_t const offset = exact_block_offset(n, groups, tile, group, stripe_bytes) +
+                        size_t(stripe) * kExactStripeWeightBytes +
                         size_t(atom / 2) * 512 + size_t(lane) * 16 + size_t(2 * (atom % 2) + word) * 4 + size_t(byte);
   return {offset, row / 8};
 }

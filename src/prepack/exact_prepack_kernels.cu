@@ -1,5 +1,7 @@
-// Prepack kernels of the exact-scale layout (exact_format.h): offset-binary nibbles placed as the wgmma fragments
-// want them, bf16 group scales beside each block, channel scales times 2^9.
+// Prepack kernels of the two layouts of tile x group blocks: the exact-scale layout (exact_format.h: offset-binary
+// nibbles placed as the wgmma fragments want them, bf16 group scales beside each block, channel scales times 2^9)
+// and the MXFP4 layout (mxfp4_format.h: e2m1 codes placed as the fragments and the unpacking masks want them, e8m0
+// scales beside each block, channel scales 2^6).
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -7,6 +9,7 @@
 #include <cstring>
 
 #include "prepack/exact_format.h"
+#include "prepack/mxfp4_format.h"
 #include "prepack/prepack_kernels.h"
 
 namespace w4a8moe::prepack {
@@ -15,13 +18,17 @@ namespace {
 constexpr int kThreads = 256;
 
 // One thread per channel pair (n, n + 8) of a 16-channel stripe and 8 consecutive K (one checkpoint word per
-// channel): the pair shares the layout's bytes (low and high nibbles), so one thread writes them whole. The words
-// past K (up to padded_k) are q = 0, u = 8.
-__global__ void place_exact_weights(uint32_t const* __restrict__ words, WeightFormat format, ExpertWeightShape shape,
+// channel, nibble i holding k = 8 word + i in every format taken here): the pair shares the layout's bytes, so one
+// thread writes them whole. kMxfp4: e2m1 codes placed by mxfp4_place_code, 0 past K; otherwise offset-binary
+// nibbles (low channel n, high n + 8), q = 0 (u = 8) past K.
+template <bool kMxfp4>
+__global__ void place_block_weights(uint32_t const* __restrict__ words, WeightFormat format, ExpertWeightShape shape,
                                     uint8_t* __restrict__ blocks, size_t bytes_per_expert) {
-  int const words_per_row = shape.k / 8, padded_words = padded_k(shape.k) / 8, groups = padded_k(shape.k) / 128;
+  int const words_per_row = shape.k / 8, padded_words = padded_k(shape.k) / 8, groups = group_count(shape.k);
   int64_t const pairs_per_expert = int64_t(shape.n / 2) * padded_words;
   int64_t const total = pairs_per_expert * shape.num_experts;
+  uint32_t const stripe_bytes = kMxfp4 ? kMxfp4StripeBytes : kExactStripeBytes;
+  uint32_t const padding = kMxfp4 ? 0u : 0x88888888u;
   // Signed int4 (two's complement t) becomes offset binary by flipping each nibble's top bit: t + 8 mod 16.
   uint32_t const flip = format == WeightFormat::kSignedInt4 ? 0x88888888u : 0u;
   for (int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; item < total;
@@ -30,18 +37,18 @@ __global__ void place_exact_weights(uint32_t const* __restrict__ words, WeightFo
     int const pair = int(in_expert / padded_words), word = int(in_expert % padded_words);
     int const n = (pair / 8) * 16 + pair % 8;  // channels n and n + 8 of one stripe
     bool const in_k = word < words_per_row;
-    uint32_t const low = in_k ? words[(e * shape.n + n) * words_per_row + word] ^ flip : 0x88888888u;
-    uint32_t const high = in_k ? words[(e * shape.n + n + 8) * words_per_row + word] ^ flip : 0x88888888u;
+    uint32_t const low = in_k ? words[(e * shape.n + n) * words_per_row + word] ^ flip : padding;
+    uint32_t const high = in_k ? words[(e * shape.n + n + 8) * words_per_row + word] ^ flip : padding;
     uint8_t* expert = blocks + e * bytes_per_expert;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       uint32_t out = 0;
 #pragma unroll
       for (int b = 0; b < 4; ++b) {
-        int const i = 4 * half + b;
-        out |= (((low >> (4 * i)) & 0xFu) | (((high >> (4 * i)) & 0xFu) << 4)) << (8 * b);
+        uint32_t const lo = (low >> (4 * (4 * half + b))) & 0xFu, hi = (high >> (4 * (4 * half + b))) & 0xFu;
+        out |= (kMxfp4 ? mxfp4_place_code(lo, 0) | mxfp4_place_code(hi, 1) : lo | hi << 4) << (8 * b);
       }
-      auto const place = exact_weight_place(shape.n, groups, n, 8 * word + 4 * half);
+      auto const place = exact_weight_place(shape.n, groups, n, 8 * word + 4 * half, stripe_bytes);
       *reinterpret_cast<uint32_t*>(expert + place.byte) = out;
     }
   }
@@ -53,7 +60,7 @@ __global__ void place_exact_scales(void const* __restrict__ group_scales, float 
                                    ScaleFormat format, ExpertWeightShape shape, uint8_t* __restrict__ blocks,
                                    size_t bytes_per_expert, float* __restrict__ packed_channel_scales,
                                    uint32_t* bad_value_count) {
-  int const groups = padded_k(shape.k) / 128;
+  int const groups = group_count(shape.k);
   for (int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; row < int64_t(shape.num_experts) * shape.n;
        row += int64_t(gridDim.x) * blockDim.x) {
     int64_t const e = row / shape.n;
@@ -82,7 +89,27 @@ __global__ void place_exact_scales(void const* __restrict__ group_scales, float 
   }
 }
 
-__global__ void write_exact_header(PackedHeader header, uint8_t* packed) {
+// One thread per (expert, channel): its e8m0 scales (2^0 past K) and the channel scale 2^6; counts NaN scales.
+__global__ void place_mxfp4_scales(uint8_t const* __restrict__ scales, ExpertWeightShape shape,
+                                   uint8_t* __restrict__ blocks, size_t bytes_per_expert,
+                                   float* __restrict__ packed_channel_scales, uint32_t* bad_value_count) {
+  int const groups = group_count(shape.k), blocks_per_row = shape.k / kMxfp4BlockSize;
+  for (int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; row < int64_t(shape.num_experts) * shape.n;
+       row += int64_t(gridDim.x) * blockDim.x) {
+    int64_t const e = row / shape.n;
+    int const n = int(row % shape.n);
+    uint32_t bad = 0;
+    packed_channel_scales[row] = kMxfp4ValueScale;
+    for (int b = 0; b < groups * 4; ++b) {
+      uint8_t const s = b < blocks_per_row ? scales[row * blocks_per_row + b] : kE8m0One;
+      bad += s == kE8m0Nan;
+      blocks[e * bytes_per_expert + mxfp4_scale_offset(shape.n, groups, n, b)] = s;
+    }
+    if (bad) atomicAdd(bad_value_count, bad);
+  }
+}
+
+__global__ void write_block_layout_header(PackedHeader header, uint8_t* packed) {
   for (size_t i = sizeof header; i < kHeaderBytes; ++i) packed[i] = 0;
   *reinterpret_cast<PackedHeader*>(packed) = header;
 }
@@ -92,16 +119,21 @@ unsigned grid_for(int64_t items) {
   return unsigned(blocks < 1 ? 1 : (blocks > (int64_t(1) << 20) ? (int64_t(1) << 20) : blocks));
 }
 
+// place_block_weights' items: channel pairs times 8-K words.
+int64_t weight_pair_words(ExpertWeightShape const& s) {
+  return int64_t(s.num_experts) * (s.n / 2) * (padded_k(s.k) / 8);
+}
+
 }  // namespace
 
 cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& sections) {
   auto const& s = args.shape;
   uint8_t* packed = static_cast<uint8_t*>(args.packed);
   PackedHeader const header = make_packed_header(s, kExactFormatVersion, sections.total);
-  write_exact_header<<<1, 1, 0, args.stream>>>(header, packed);
+  write_block_layout_header<<<1, 1, 0, args.stream>>>(header, packed);
   cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess) return error;
-  place_exact_weights<<<grid_for(int64_t(s.num_experts) * (s.n / 2) * (padded_k(s.k) / 8)), kThreads, 0, args.stream>>>(
+  place_block_weights<false><<<grid_for(weight_pair_words(s)), kThreads, 0, args.stream>>>(
       static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
       sections.block_bytes_per_expert);
   error = cudaGetLastError();
@@ -109,6 +141,25 @@ cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& s
   place_exact_scales<<<grid_for(int64_t(s.num_experts) * s.n), kThreads, 0, args.stream>>>(
       args.group_scales, args.channel_scales, args.scale_format, s, packed + sections.blocks,
       sections.block_bytes_per_expert, reinterpret_cast<float*>(packed + sections.channel_scales),
+      &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_prepack_mxfp4(PrepackArgs const& args, ExactSections const& sections) {
+  auto const& s = args.shape;
+  uint8_t* packed = static_cast<uint8_t*>(args.packed);
+  PackedHeader const header = make_packed_header(s, kMxfp4FormatVersion, sections.total);
+  write_block_layout_header<<<1, 1, 0, args.stream>>>(header, packed);
+  cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  place_block_weights<true><<<grid_for(weight_pair_words(s)), kThreads, 0, args.stream>>>(
+      static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
+      sections.block_bytes_per_expert);
+  error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  place_mxfp4_scales<<<grid_for(int64_t(s.num_experts) * s.n), kThreads, 0, args.stream>>>(
+      static_cast<uint8_t const*>(args.group_scales), s, packed + sections.blocks, sections.block_bytes_per_expert,
+      reinterpret_cast<float*>(packed + sections.channel_scales),
       &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);
   return cudaGetLastError();
 }

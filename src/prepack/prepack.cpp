@@ -1,11 +1,15 @@
 // Public prepack entry points: validation, sizes, the synchronous load-time prepack, header checks.
 #include "w4a8moe/prepack.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <string>
 
 #include "common/device_info.h"
 #include "common/status_util.h"
 #include "prepack/exact_format.h"
+#include "prepack/mxfp4_format.h"
 #include "prepack/packed_format.h"
 #include "prepack/prepack_kernels.h"
 
@@ -19,11 +23,11 @@ Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_nam
                             " is supported (the lookup-table conversion needs the group to span the 128-wide fp8 "
                             "K tile)");
   }
-  if (shape.n < 16 || shape.n % 16 != 0) {
+  if (!is_valid_size(shape.n)) {
     return invalid_argument(arg_name, ".n=", shape.n,
                             ": N must be a positive multiple of 16 (the weight reorder atom covers 16 rows)");
   }
-  if (shape.k < 16 || shape.k % 16 != 0) {
+  if (!is_valid_size(shape.k)) {
     return invalid_argument(arg_name, ".k=", shape.k,
                             ": K must be a positive multiple of 16 (packed padded to whole 128-groups)");
   }
@@ -34,18 +38,75 @@ Status validate_weight_shape(ExpertWeightShape const& shape, char const* arg_nam
   return Status::Ok();
 }
 
+Status validate_weight_shape(ExpertWeightShape const& shape, PackedLayout layout, char const* arg_name) {
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(shape, arg_name));
+  if (layout == PackedLayout::kMxfp4 && shape.k % prepack::kMxfp4BlockSize != 0) {
+    return invalid_argument(arg_name, ".k=", shape.k, ": the MXFP4 layout needs K a multiple of ",
+                            prepack::kMxfp4BlockSize, " (whole e8m0 scale blocks)");
+  }
+  return Status::Ok();
+}
+
 namespace {
 
+constexpr PackedLayout kLayouts[] = {PackedLayout::kLookupTable, PackedLayout::kExactScales, PackedLayout::kMxfp4};
+
 bool known_layout(PackedLayout layout) {
-  return layout == PackedLayout::kLookupTable || layout == PackedLayout::kExactScales;
+  return std::find(std::begin(kLayouts), std::end(kLayouts), layout) != std::end(kLayouts);
 }
 
 size_t layout_bytes(ExpertWeightShape const& shape, PackedLayout layout) {
-  return layout == PackedLayout::kExactScales ? prepack::exact_sections(shape).total
-                                              : prepack::packed_sections(shape).total;
+  switch (layout) {
+    case PackedLayout::kExactScales:
+      return prepack::exact_sections(shape).total;
+    case PackedLayout::kMxfp4:
+      return prepack::mxfp4_sections(shape).total;
+    default:
+      return prepack::packed_sections(shape).total;
+  }
+}
+
+uint32_t layout_version(PackedLayout layout) {
+  switch (layout) {
+    case PackedLayout::kExactScales:
+      return prepack::kExactFormatVersion;
+    case PackedLayout::kMxfp4:
+      return prepack::kMxfp4FormatVersion;
+    default:
+      return kPackedFormatVersion;
+  }
+}
+
+// The formats a layout takes: MXFP4 blocks and e8m0 scales for the MXFP4 layout, the int4 formats for the others.
+Status validate_formats(PrepackArgs const& args) {
+  bool const mxfp4 = args.layout == PackedLayout::kMxfp4;
+  if (args.weight_format != WeightFormat::kOffsetBinaryInt32 && args.weight_format != WeightFormat::kSignedInt4 &&
+      args.weight_format != WeightFormat::kMxfp4) {
+    return invalid_argument("args.weight_format=", int(args.weight_format), ": unknown weight format");
+  }
+  if (args.scale_format != ScaleFormat::kBF16 && args.scale_format != ScaleFormat::kFP8WithChannelScale &&
+      args.scale_format != ScaleFormat::kE8m0) {
+    return invalid_argument("args.scale_format=", int(args.scale_format), ": unknown scale format");
+  }
+  if ((args.weight_format == WeightFormat::kMxfp4) != mxfp4) {
+    return invalid_argument("args.weight_format=", int(args.weight_format), " with args.layout=\"",
+                            packed_layout_name(args.layout), "\": WeightFormat::kMxfp4 goes with ",
+                            "PackedLayout::kMxfp4 and only with it");
+  }
+  if ((args.scale_format == ScaleFormat::kE8m0) != mxfp4) {
+    return invalid_argument("args.scale_format=", int(args.scale_format), " with args.layout=\"",
+                            packed_layout_name(args.layout), "\": ScaleFormat::kE8m0 goes with ",
+                            "PackedLayout::kMxfp4 and only with it");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
+
+Status validate_packed_layout(PackedLayout layout, char const* arg_name) {
+  if (known_layout(layout)) return Status::Ok();
+  return invalid_argument(arg_name, "=", int(layout), ": unknown layout (kLookupTable, kExactScales or kMxfp4)");
+}
 
 char const* packed_layout_name(PackedLayout layout) {
   switch (layout) {
@@ -53,6 +114,8 @@ char const* packed_layout_name(PackedLayout layout) {
       return "lookup";
     case PackedLayout::kExactScales:
       return "exact";
+    case PackedLayout::kMxfp4:
+      return "mxfp4";
   }
   return "unknown";
 }
@@ -60,7 +123,7 @@ char const* packed_layout_name(PackedLayout layout) {
 Status parse_packed_layout(char const* name, PackedLayout* layout, char const* arg_name) {
   if (layout == nullptr) return invalid_argument("layout is null");
   std::string names;
-  for (PackedLayout const candidate : {PackedLayout::kLookupTable, PackedLayout::kExactScales}) {
+  for (PackedLayout const candidate : kLayouts) {
     if (name != nullptr && std::strcmp(name, packed_layout_name(candidate)) == 0) {
       *layout = candidate;
       return Status::Ok();
@@ -71,19 +134,14 @@ Status parse_packed_layout(char const* name, PackedLayout* layout, char const* a
 }
 
 size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout) {
-  if (!validate_weight_shape(shape).ok() || !known_layout(layout)) return 0;
+  if (!known_layout(layout) || !validate_weight_shape(shape, layout).ok()) return 0;
   return layout_bytes(shape, layout);
 }
 
 Status prepack_weights(PrepackArgs const& args) {
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, "args.shape"));
-  if (args.weight_format != WeightFormat::kOffsetBinaryInt32 && args.weight_format != WeightFormat::kSignedInt4) {
-    return invalid_argument("args.weight_format=", int(args.weight_format), ": unknown weight format");
-  }
-  if (args.scale_format != ScaleFormat::kBF16 && args.scale_format != ScaleFormat::kFP8WithChannelScale) {
-    return invalid_argument("args.scale_format=", int(args.scale_format), ": unknown scale format");
-  }
-  if (!known_layout(args.layout)) return invalid_argument("args.layout=", int(args.layout), ": unknown layout");
+  W4A8_RETURN_IF_ERROR(validate_packed_layout(args.layout, "args.layout"));
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(args.shape, args.layout, "args.shape"));
+  W4A8_RETURN_IF_ERROR(validate_formats(args));
   if (args.weights == nullptr) return invalid_argument("args.weights is null");
   if (!is_aligned(args.weights, 4)) return invalid_argument("args.weights must be 4-byte aligned");
   if (args.group_scales == nullptr) return invalid_argument("args.group_scales is null");
@@ -96,7 +154,8 @@ Status prepack_weights(PrepackArgs const& args) {
     }
     if (!is_aligned(args.channel_scales, 4)) return invalid_argument("args.channel_scales must be 4-byte aligned");
   } else if (args.channel_scales != nullptr) {
-    return invalid_argument("args.channel_scales must be null with ScaleFormat::kBF16 (derived from the bf16 scales)");
+    return invalid_argument("args.channel_scales must be null with ScaleFormat::kBF16 and kE8m0 (derived from the ",
+                            "group scales)");
   }
   if (args.packed == nullptr) return invalid_argument("args.packed is null");
   if (!is_aligned(args.packed, prepack::kSectionAlign)) {
@@ -111,6 +170,8 @@ Status prepack_weights(PrepackArgs const& args) {
 
   if (args.layout == PackedLayout::kExactScales) {
     W4A8_CUDA_RETURN(prepack::launch_prepack_exact(args, prepack::exact_sections(args.shape)));
+  } else if (args.layout == PackedLayout::kMxfp4) {
+    W4A8_CUDA_RETURN(prepack::launch_prepack_mxfp4(args, prepack::mxfp4_sections(args.shape)));
   } else {
     W4A8_CUDA_RETURN(prepack::launch_prepack(args, prepack::packed_sections(args.shape)));
   }
@@ -120,8 +181,8 @@ Status prepack_weights(PrepackArgs const& args) {
   if (header.bad_value_count != 0) {
     return invalid_argument(
         "args.group_scales/args.channel_scales: ", header.bad_value_count,
-        " value(s) break the scale rules (scales must be finite; in the lookup-table layout fp8 group scales must "
-        "satisfy |sg| <= 56 so that |q*sg| <= 448); the packed buffer is not usable");
+        " value(s) break the scale rules (scales must be finite, e8m0 scales not 255 (NaN); in the lookup-table "
+        "layout fp8 group scales must satisfy |sg| <= 56 so that |q*sg| <= 448); the packed buffer is not usable");
   }
   return Status::Ok();
 }
@@ -138,15 +199,19 @@ Status read_packed_header(void const* host_bytes, size_t num_bytes, ExpertWeight
   if (std::memcmp(header.magic, prepack::kPackedMagic, sizeof header.magic) != 0) {
     return invalid_argument("packed header: bad magic, not a W4A8 packed-weights buffer");
   }
-  if (header.version != kPackedFormatVersion && header.version != prepack::kExactFormatVersion) {
-    return invalid_argument("packed header: format version ", header.version, ", this library reads versions ",
-                            kPackedFormatVersion, " and ", prepack::kExactFormatVersion,
-                            " (re-run prepack_weights on the checkpoint)");
+  PackedLayout read_layout = PackedLayout::kLookupTable;
+  std::string versions;
+  bool known = false;
+  for (PackedLayout const candidate : kLayouts) {
+    versions += concat(versions.empty() ? "" : ", ", layout_version(candidate));
+    if (header.version == layout_version(candidate)) known = true, read_layout = candidate;
   }
-  PackedLayout const read_layout =
-      header.version == prepack::kExactFormatVersion ? PackedLayout::kExactScales : PackedLayout::kLookupTable;
+  if (!known) {
+    return invalid_argument("packed header: format version ", header.version, ", this library reads versions ",
+                            versions, " (re-run prepack_weights on the checkpoint)");
+  }
   ExpertWeightShape const read{header.num_experts, header.n, header.k, header.group_size};
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(read, "packed header shape"));
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(read, read_layout, "packed header shape"));
   size_t const expected = layout_bytes(read, read_layout);
   if (header.total_bytes != expected || header.header_bytes != prepack::kHeaderBytes) {
     return invalid_argument("packed header: total_bytes=", header.total_bytes, " does not match the ", expected,

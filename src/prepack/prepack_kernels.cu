@@ -174,7 +174,7 @@ cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sectio
 
   int64_t const rows = int64_t(s.num_experts) * s.n;
   split_scales_and_write_luts<<<grid_for(rows), kThreads, 0, args.stream>>>(
-      args.group_scales, args.channel_scales, args.scale_format, s.num_experts, s.n, padded_k(s.k) / s.group_size,
+      args.group_scales, args.channel_scales, args.scale_format, s.num_experts, s.n, group_count(s.k),
       packed + sections.group_scales, sections.group_scale_bytes_per_expert,
       reinterpret_cast<float*>(packed + sections.channel_scales),
       &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);

@@ -1,5 +1,5 @@
-// Launchers of the prepack kernels (prepack_kernels.cu, exact_prepack_kernels.cu); arguments are validated by the
-// caller.
+// Launchers of the prepack kernels (prepack_kernels.cu, exact_prepack_kernels.cu);
+// arguments are validated by the caller.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,5 +14,8 @@ cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sectio
 
 // The exact-scale layout (exact_prepack_kernels.cu).
 cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& sections);
+
+// The MXFP4 layout (exact_prepack_kernels.cu); sections from mxfp4_sections.
+cudaError_t launch_prepack_mxfp4(PrepackArgs const& args, ExactSections const& sections);
 
 }  // namespace w4a8moe::prepack

@@ -26,7 +26,7 @@ std::vector<uint8_t> prepack_exact(ExactExperts const& experts) {
   prepack::PackedHeader const header = prepack::make_packed_header(s, prepack::kExactFormatVersion, sections.total);
   std::memcpy(packed.data(), &header, sizeof header);
 
-  int const groups = padded_k(s.k) / s.group_size;
+  int const groups = group_count(s.k);
   for (int e = 0; e < s.num_experts; ++e) {
     uint8_t* blocks = packed.data() + sections.blocks + e * sections.block_bytes_per_expert;
     for (int n = 0; n < s.n; ++n) {
@@ -51,7 +51,7 @@ std::vector<uint8_t> prepack_exact(ExactExperts const& experts) {
 ExactExperts unpack_exact(std::vector<uint8_t> const& packed, ExpertWeightShape const& s) {
   auto const sections = prepack::exact_sections(s);
   if (packed.size() < sections.total) throw std::invalid_argument("unpack_exact: buffer smaller than its shape needs");
-  int const groups = padded_k(s.k) / s.group_size;
+  int const groups = group_count(s.k);
   ExactExperts experts{s, std::vector<int8_t>(size_t(s.num_experts) * s.n * s.k),
                        std::vector<uint16_t>(size_t(s.num_experts) * s.n * groups),
                        std::vector<float>(size_t(s.num_experts) * s.n)};
@@ -78,7 +78,7 @@ void grouped_gemm_exact(ExactExperts const& experts, std::vector<uint8_t> const&
                         std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
                         std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
   auto const& s = experts.shape;
-  int const groups = padded_k(s.k) / s.group_size;
+  int const groups = group_count(s.k);
   std::vector<int64_t> selected = rows;
   if (selected.empty()) {
     for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);

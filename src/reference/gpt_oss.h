@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "reference/moe_reference.h"
+
 namespace w4a8moe::reference {
 
 // gpt-oss's routed experts dequantised to fp32, as its checkpoint lays them out (checkpoint.h, Mxfp4LayerExperts).
@@ -34,5 +36,14 @@ double gpt_oss_swiglu(double gate, double up, double limit);
 // each (gate, up) pair, y = w2 a + b2; out[t] = sum of weight * y. Returns [T, H].
 std::vector<double> gpt_oss_moe_layer(std::vector<float> const& hidden, std::vector<float> const& logits,
                                       int64_t tokens, int k, GptOssExperts const& experts, double swiglu_limit);
+
+// The same layer as the staged MXFP4 path computes it, for the listed tokens, mirroring its roundings: the hidden
+// state quantised to e4m3 per token (moe_reference.h quantize_row), GEMM1 in float64 plus bias rounded to bf16 (fp16
+// with half_output), the clamped SwiGLU in fp32, requantised per row, GEMM2 plus bias rounded likewise, the top-k
+// weighted sum in fp32 rounded to the activation type. topk: the routing (renormalised top-k of the softmax, which
+// is gpt-oss's softmax over the top-k logits), ids local. Returns [tokens.size(), H].
+std::vector<float> gpt_oss_layer_as_staged(std::vector<float> const& hidden, TopK const& topk, int k,
+                                           GptOssExperts const& experts, double swiglu_limit, bool half_output,
+                                           std::vector<int64_t> const& tokens);
 
 }  // namespace w4a8moe::reference

@@ -74,11 +74,9 @@ void quantize_row(float const* x, int n, uint8_t* q, float* scale) {
   for (int i = 0; i < n; ++i) q[i] = float_to_e4m3(x[i] * inverse);
 }
 
-namespace {
-
-float round_activation(float x, bool half) { return half ? fp16_to_float(float_to_fp16(x)) : bf16_to_float(float_to_bf16(x)); }
-
-}  // namespace
+float round_activation(float x, bool half) {
+  return half ? fp16_to_float(float_to_fp16(x)) : bf16_to_float(float_to_bf16(x));
+}
 
 // Works group by group with a 16-entry table, so even Mixtral-sized experts need no dequantized copy.
 void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float token_scale, bool half, float* out,

@@ -34,6 +34,9 @@ RoutingData routing_data(std::vector<int32_t> const& topk_ids, int64_t tokens, i
 // scale 0 and q = 0. The kernels compute exactly these fp32 operations.
 void quantize_row(float const* x, int n, uint8_t* q, float* scale);
 
+// x rounded to bf16, or fp16 with half (the GEMMs' outputs and the layer's output).
+float round_activation(float x, bool half);
+
 // One row through expert e of w: out[n] = round(st * sc[e, n] * sum_k a[k] * e4m3(q * sg)) (q * sg unrounded with
 // w.exact_group_scale), summed in float64 and rounded to bf16 (fp16 with half_output). act: e4m3 bits [K]; out:
 // [N]. out_abs, if given, receives |st * sc| * sum_k |a w|, the magnitude that bounds the kernel's accumulation

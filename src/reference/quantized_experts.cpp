@@ -55,7 +55,7 @@ void hold_exact_scales(QuantizedExperts* experts, std::vector<uint16_t> const& b
 
 void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
                        std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale) {
-  int64_t const groups = padded_k(shape.k) / shape.group_size;
+  int64_t const groups = group_count(shape.k);
   int64_t const rows = int64_t(shape.num_experts) * shape.n;
   group_scale->assign(rows * groups, 0);
   channel_scale->assign(rows, 0.0f);

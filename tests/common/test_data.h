@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "reference/mxfp4_experts.h"
 #include "reference/quantized_experts.h"
 #include "reference/routing.h"
 
@@ -17,6 +18,11 @@ using reference::uniform_routing_counts;
 // bf16_scales receives the checkpoint's scales [E, N, K/128].
 reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::mt19937_64& rng,
                                            std::vector<uint16_t>* bf16_scales = nullptr);
+
+// MXFP4 experts as a checkpoint holds them (K a multiple of 32): weights N(0, 1) times a per-channel spread and a
+// per-block factor of 2^-3..2^3 (so the four e8m0 scales of a 128-K group differ), quantised by
+// reference::quantize_mxfp4; one block in 16 all zero (scale 2^-127, zero codes).
+reference::Mxfp4Experts random_mxfp4_experts(ExpertWeightShape const& shape, std::mt19937_64& rng);
 
 // Activations quantized per token: x ~ N(0, 1) with a few outlier columns, st = max|x| / 448, a = e4m3(x / st).
 struct QuantizedActivations {

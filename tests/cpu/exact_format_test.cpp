@@ -77,7 +77,7 @@ void pack_unpack_round_trip(ExpertWeightShape const& shape) {
   EXPECT_EQ(back.q, experts.q);
   EXPECT_EQ(back.group_scale, experts.group_scale);
   EXPECT_EQ(back.channel_scale, experts.channel_scale);
-  int const groups = padded_k(shape.k) / 128;
+  int const groups = group_count(shape.k);
   for (int e = 0; e < shape.num_experts; ++e) {
     uint8_t const* blocks = packed.data() + prepack::exact_sections(shape).blocks +
                             e * prepack::exact_sections(shape).block_bytes_per_expert;

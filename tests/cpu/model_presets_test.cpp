@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "model_presets.h"
+#include "w4a8moe/prepack.h"
 
 namespace w4a8moe::tools {
 namespace {
@@ -14,8 +15,19 @@ TEST(ModelPresets, EveryPresetIsAValidLayerAndItsRanksDivideTheExperts) {
     EXPECT_EQ(preset.shape.num_local_experts, preset.shape.num_experts);
     EXPECT_EQ(preset.shape.num_experts % preset.default_ep_ranks, 0);
     EXPECT_EQ(find_model_preset(preset.name), &preset);
+    if (preset.gpt_oss) {  // MXFP4 experts: whole 32-K scale blocks in both GEMMs
+      MoeShape const& s = preset.shape;
+      EXPECT_TRUE(validate_weight_shape({s.num_experts, 2 * s.inter, s.hidden, 128}, PackedLayout::kMxfp4).ok());
+      EXPECT_TRUE(validate_weight_shape({s.num_experts, s.hidden, s.inter, 128}, PackedLayout::kMxfp4).ok());
+    }
   }
-  EXPECT_EQ(find_model_preset("gpt-oss-120b"), nullptr);
+  ModelPreset const* gpt_oss = find_model_preset("gpt-oss-120b");
+  ASSERT_NE(gpt_oss, nullptr);
+  EXPECT_TRUE(gpt_oss->gpt_oss);
+  EXPECT_EQ(gpt_oss->shape.hidden, 2880);
+  EXPECT_EQ(gpt_oss->shape.top_k, 4);
+  EXPECT_FALSE(find_model_preset("qwen3-30b-a3b")->gpt_oss);
+  EXPECT_EQ(find_model_preset("gpt-oss"), nullptr);
   EXPECT_NE(model_preset_names().find("deepseek-v3"), std::string::npos);
 }
 

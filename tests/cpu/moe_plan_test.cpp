@@ -167,6 +167,38 @@ TEST(MoePlan, AutoStagesTheLayerForKernelOverridesStageEventsAndWideRouters) {
   EXPECT_TRUE(plan_moe(many, 1, 0, options).one_launch);
 }
 
+// gpt-oss (MXFP4 experts, its SwiGLU, expert biases) runs the staged path on the MXFP4 kernels, whatever the path
+// asked for: the one-launch layer takes none of the three (moe_forward refuses kOneLaunch for them).
+TEST(MoePlan, GptOssStagesOnTheMxfp4Kernels) {
+  MoeShape const gpt_oss_120b{128, 128, 4, 2880, 2880};
+  MoePlanOptions options;
+  options.layout = PackedLayout::kMxfp4;
+  options.activation = MoeActivation::kGptOssSwiglu;
+  options.biases = true;
+  for (MoePath path : {MoePath::kAuto, MoePath::kOneLaunch}) {
+    options.path = path;
+    for (int64_t tokens : {1, 4, 64, 8192}) {
+      MoePlan const p = plan_moe(gpt_oss_120b, tokens, 0, options);
+      EXPECT_FALSE(p.one_launch) << tokens;
+      EXPECT_FALSE(p.group_sums);
+      EXPECT_NE(p.gemm1.config.find("_mxfp4"), std::string::npos) << p.gemm1.config;
+      EXPECT_NE(p.gemm2.config.find("_mxfp4"), std::string::npos) << p.gemm2.config;
+      EXPECT_FALSE(p.gemm1.arrays_from_routing);
+    }
+  }
+  EXPECT_EQ(plan_moe(gpt_oss_120b, 1, 0, options).gemm1.config, "64x8_mxfp4");
+  EXPECT_EQ(plan_moe(gpt_oss_120b, 8192, 0, options).gemm1.config, "64x32_mxfp4");
+  // Each of the three alone keeps the one-launch layer away; none of them on Qwen3's shape at 1 token: one launch.
+  EXPECT_TRUE(decode_layer_runs(PackedLayout::kExactScales, MoeActivation::kSiluMul, false));
+  EXPECT_FALSE(decode_layer_runs(PackedLayout::kMxfp4, MoeActivation::kSiluMul, false));
+  EXPECT_FALSE(decode_layer_runs(PackedLayout::kLookupTable, MoeActivation::kGptOssSwiglu, false));
+  EXPECT_FALSE(decode_layer_runs(PackedLayout::kLookupTable, MoeActivation::kSiluMul, true));
+  options = {};
+  options.activation = MoeActivation::kGptOssSwiglu;
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
+  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);
+}
+
 TEST(UnpermuteSlices, SplitTheRowAtDecodeOnlyWhileTheBlocksStayFew) {
   EXPECT_EQ(unpermute_slices(1, 7168), 7);  // DeepSeek-V3: 896 vectors, 128 a block
   EXPECT_EQ(unpermute_slices(128, 7168), 7);

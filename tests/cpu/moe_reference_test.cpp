@@ -190,7 +190,7 @@ TEST(MoeReference, ExpertParallelRanksSumToTheWholeLayer) {
       reference::MoeLayerWeights local;
       for (auto [from, to] : {std::pair{&layer.weights.gemm1, &local.gemm1}, {&layer.weights.gemm2, &local.gemm2}}) {
         auto const& s = from->shape;
-        size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * (padded_k(s.k) / 128);
+        size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * group_count(s.k);
         to->shape = {per_rank, s.n, s.k, 128};
         to->q.assign(from->q.begin() + r * per_rank * q_per, from->q.begin() + (r + 1) * per_rank * q_per);
         to->group_scale.assign(from->group_scale.begin() + r * per_rank * sg_per,

@@ -9,6 +9,7 @@
 
 #include "prepack/packed_format.h"
 #include "reference/exact_experts.h"
+#include "reference/mxfp4_experts.h"
 #include "reference/quantized_experts.h"
 #include "test_data.h"
 #include "w4a8moe/grouped_gemm.h"
@@ -66,6 +67,16 @@ TEST(Validation, WeightShapeRules) {
     EXPECT_EQ(packed_weights_bytes({8, 2880, 2880, 128}, layout), packed_weights_bytes({8, 2880, 2944, 128}, layout));
     EXPECT_GT(packed_weights_bytes({8, 2880, 2880, 128}, layout), packed_weights_bytes({8, 2880, 2816, 128}, layout));
   }
+  // The MXFP4 layout also wants whole 32-K scale blocks; K = 2880 is 90 of them, packed as 2944.
+  expect_error(validate_weight_shape({8, 256, 400, 128}, PackedLayout::kMxfp4), StatusCode::kInvalidArgument,
+               ".k=400: the MXFP4 layout needs K a multiple of 32");
+  EXPECT_TRUE(validate_weight_shape({8, 256, 400, 128}, PackedLayout::kExactScales).ok());
+  EXPECT_EQ(packed_weights_bytes({8, 256, 400, 128}, PackedLayout::kMxfp4), 0u);
+  EXPECT_EQ(packed_weights_bytes({8, 2880, 2880, 128}, PackedLayout::kMxfp4),
+            packed_weights_bytes({8, 2880, 2944, 128}, PackedLayout::kMxfp4));
+  // 0.5 + 1/32 bytes a weight, plus the channel scales and header.
+  EXPECT_GT(packed_weights_bytes({8, 2880, 2880, 128}, PackedLayout::kMxfp4),
+            packed_weights_bytes({8, 2880, 2880, 128}, PackedLayout::kExactScales));
   // The N * padded_k(K) bound counts the padding.
   expect_error(validate_weight_shape({1, 16, (1 << 27) - 16, 128}), StatusCode::kInvalidArgument, "2^31");
 }
@@ -118,9 +129,31 @@ TEST(Validation, GroupedGemmArguments) {
          a.act_group_sums = static_cast<float const*>(fake(0x700000));
          a.config = "128x16_1x1_coop";
        },
-       StatusCode::kInvalidArgument, "other packed layout"},
+       StatusCode::kInvalidArgument, "reads the \"lookup\" layout, not args.layout=\"exact\""},
       {"exact config on the lookup-table layout", [](auto& a) { a.config = "64x8_exact"; },
-       StatusCode::kInvalidArgument, "other packed layout"},
+       StatusCode::kInvalidArgument, "reads the \"exact\" layout, not args.layout=\"lookup\""},
+      {"exact config on the MXFP4 layout",
+       [](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.config = "64x8_exact";
+       },
+       StatusCode::kInvalidArgument, "reads the \"exact\" layout, not args.layout=\"mxfp4\""},
+      {"MXFP4 config on the lookup-table layout", [](auto& a) { a.config = "64x8_mxfp4"; },
+       StatusCode::kInvalidArgument, "reads the \"mxfp4\" layout"},
+      {"bias on the lookup-table layout", [](auto& a) { a.bias = static_cast<float const*>(fake(0x800000)); },
+       StatusCode::kInvalidArgument, "expert biases are taken with PackedLayout::kMxfp4 only"},
+      {"misaligned bias",
+       [](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.bias = static_cast<float const*>(fake(0x800002));
+       },
+       StatusCode::kInvalidArgument, "args.bias must be 4-byte aligned"},
+      {"MXFP4 layout with K off whole scale blocks",
+       [](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.shape.k = 400;
+       },
+       StatusCode::kInvalidArgument, "args.shape.k=400: the MXFP4 layout needs K a multiple of 32"},
   };
   for (auto const& c : cases) {
     SCOPED_TRACE(c.what);
@@ -199,6 +232,44 @@ TEST(Validation, PrepackArguments) {
          a.packed_bytes = packed_weights_bytes(shape, PackedLayout::kExactScales) - 1;
        },
        "packed_bytes"},
+      {"MXFP4 layout from int4 weights", [](auto& a) { a.layout = PackedLayout::kMxfp4; },
+       "WeightFormat::kMxfp4 goes with PackedLayout::kMxfp4 and only with it"},
+      {"MXFP4 weights into the lookup-table layout",
+       [](auto& a) {
+         a.weight_format = WeightFormat::kMxfp4;
+         a.scale_format = ScaleFormat::kE8m0;
+       },
+       "WeightFormat::kMxfp4 goes with PackedLayout::kMxfp4"},
+      {"MXFP4 weights with bf16 scales",
+       [](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.weight_format = WeightFormat::kMxfp4;
+       },
+       "ScaleFormat::kE8m0 goes with PackedLayout::kMxfp4"},
+      {"MXFP4 with channel scales",
+       [&](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.weight_format = WeightFormat::kMxfp4;
+         a.scale_format = ScaleFormat::kE8m0;
+         a.channel_scales = static_cast<float const*>(fake(0x30000));
+       },
+       "must be null"},
+      {"MXFP4 with K off whole scale blocks",
+       [&](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.weight_format = WeightFormat::kMxfp4;
+         a.scale_format = ScaleFormat::kE8m0;
+         a.shape.k = 272;
+       },
+       "args.shape.k=272: the MXFP4 layout needs K a multiple of 32"},
+      {"small packed for the MXFP4 layout",
+       [&](auto& a) {
+         a.layout = PackedLayout::kMxfp4;
+         a.weight_format = WeightFormat::kMxfp4;
+         a.scale_format = ScaleFormat::kE8m0;
+         a.packed_bytes = packed_weights_bytes(shape, PackedLayout::kMxfp4) - 1;
+       },
+       "packed_bytes"},
   };
   for (auto const& c : cases) {
     SCOPED_TRACE(c.what);
@@ -250,6 +321,16 @@ TEST(Validation, PackedHeaderChecks) {
   EXPECT_TRUE(read_packed_header(packed.data(), packed.size(), &read, &layout).ok());
   EXPECT_EQ(layout, PackedLayout::kLookupTable);
   expect_error(read_packed_header(exact.data(), exact.size() - 1, &read), StatusCode::kInvalidArgument, "truncated");
+
+  // So does the MXFP4 layout's, whose K must also be whole 32-K blocks.
+  auto const mxfp4 = reference::prepack_mxfp4(testing::random_mxfp4_experts(shape, rng));
+  EXPECT_EQ(mxfp4.size(), packed_weights_bytes(shape, PackedLayout::kMxfp4));
+  EXPECT_TRUE(read_packed_header(mxfp4.data(), mxfp4.size(), &read, &layout).ok());
+  EXPECT_EQ(layout, PackedLayout::kMxfp4);
+  corrupt = mxfp4;
+  reinterpret_cast<prepack::PackedHeader*>(corrupt.data())->k = 240;
+  expect_error(read_packed_header(corrupt.data(), corrupt.size(), &read), StatusCode::kInvalidArgument,
+               "MXFP4 layout needs K a multiple of 32");
 }
 
 TEST(Validation, MoeShapeRules) {
@@ -362,6 +443,40 @@ TEST(Validation, MoeForwardArguments) {
       {"unknown config", [](auto& a) { a.gemm2_config = "1x1_1x1_pp"; }, StatusCode::kNotSupported, "1x1_1x1_pp"},
       {"unknown layout", [](auto& a) { a.weight_layout = PackedLayout(4); }, StatusCode::kInvalidArgument,
        "weight_layout=4"},
+      {"MXFP4 layout with H off whole scale blocks",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kMxfp4;
+         a.shape.hidden = 272;
+       },
+       StatusCode::kInvalidArgument, "GEMM1 weights (2I x H).k=272: the MXFP4 layout needs K a multiple of 32"},
+      {"biases on the lookup-table layout", [](auto& a) { a.gemm2_bias = static_cast<float const*>(fake(0x900000)); },
+       StatusCode::kInvalidArgument, "args.gemm2_bias: expert biases are taken with PackedLayout::kMxfp4 only"},
+      {"misaligned bias",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kMxfp4;
+         a.gemm1_bias = static_cast<float const*>(fake(0x900001));
+       },
+       StatusCode::kInvalidArgument, "args.gemm1_bias must be 4-byte aligned"},
+      {"bad activation", [](auto& a) { a.activation = MoeActivation(7); }, StatusCode::kInvalidArgument,
+       "args.activation=7"},
+      {"bad SwiGLU limit",
+       [](auto& a) {
+         a.activation = MoeActivation::kGptOssSwiglu;
+         a.swiglu_limit = 0.0f;
+       },
+       StatusCode::kInvalidArgument, "args.swiglu_limit=0"},
+      {"one launch of gpt-oss's SwiGLU",
+       [](auto& a) {
+         a.activation = MoeActivation::kGptOssSwiglu;
+         a.path = MoePath::kOneLaunch;
+       },
+       StatusCode::kInvalidArgument, "the one-launch layer runs SiLU * up on the int4 layouts"},
+      {"one launch of the MXFP4 layout",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kMxfp4;
+         a.path = MoePath::kOneLaunch;
+       },
+       StatusCode::kInvalidArgument, "layout \"mxfp4\""},
       {"lookup-table config on the exact layout",
        [](auto& a) {
          a.weight_layout = PackedLayout::kExactScales;

@@ -303,7 +303,7 @@ void expect_ranks_sum_to_single_rank(int64_t tokens) {
     int const per_rank = 16 / ranks;
     auto slice = [&](reference::QuantizedExperts const& w, std::vector<uint16_t> const& scales) {
       auto const& s = w.shape;
-      size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * (padded_k(s.k) / 128);
+      size_t const q_per = size_t(s.n) * s.k, sg_per = size_t(s.n) * group_count(s.k);
       reference::QuantizedExperts part;
       part.shape = {per_rank, s.n, s.k, 128};
       part.q.assign(w.q.begin() + rank * per_rank * q_per, w.q.begin() + (rank + 1) * per_rank * q_per);

@@ -63,7 +63,7 @@ Projection random_projection(int rows, int cols, std::mt19937& rng) {
   std::uniform_int_distribution<int> level(-8, 7);
   std::uniform_real_distribution<float> scale(1e-4f, 1e-1f);
   for (int n = 0; n < rows * cols; ++n) p.q.push_back(int8_t(level(rng)));
-  for (int n = 0; n < rows * padded_k(cols) / 128; ++n) p.scales.push_back(float_to_bf16(scale(rng)));
+  for (int n = 0; n < rows * group_count(cols); ++n) p.scales.push_back(float_to_bf16(scale(rng)));
   return p;
 }
 
@@ -99,7 +99,7 @@ struct Synthetic {
   void add(int layer, int expert, char const* projection, Projection const& p) {
     std::string const module = module_name(naming, layer, expert, projection);
     tensors.push_back({module + ".weight_packed", "I32", {p.rows, p.cols / 8}, bytes_of(p.packed())});
-    tensors.push_back({module + ".weight_scale", "BF16", {p.rows, padded_k(p.cols) / 128}, bytes_of(p.scales)});
+    tensors.push_back({module + ".weight_scale", "BF16", {p.rows, group_count(p.cols)}, bytes_of(p.scales)});
     // compressed-tensors stores the shape as int64; accept int32 too (expert 1 of each layer).
     if (expert == 1) {
       tensors.push_back({module + ".weight_shape", "I32", {2}, bytes_of(std::vector<int32_t>{p.rows, p.cols})});

@@ -4,6 +4,7 @@
 // errors naming the rule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -139,6 +140,36 @@ TEST(Mxfp4Gather, CopiesTheLayerAndDequantisesToItsCodes) {
       ASSERT_EQ(w[size_t(r * kIntermediate + c)], expected) << "row " << r << ", column " << c;
     }
   }
+}
+
+// GEMM1's rows reordered gate first, up second: row 2i of expert e lands at i, row 2i + 1 at I + i, with its blocks,
+// scales and bias; GEMM2 and the router untouched.
+TEST(Mxfp4Gather, GateUpInLayerOrder) {
+  std::mt19937_64 rng(std::random_device{}());
+  TempDir dir;
+  SyntheticLayer const layer0(rng);
+  Mxfp4LayerExperts experts;
+  ASSERT_TRUE(gather_file(dir, layer0.tensors(0), parse_ok(gpt_oss_config(kHidden)), 0, &experts).ok());
+  Mxfp4LayerExperts const checkpoint_order = experts;
+  gate_up_in_layer_order(&experts);
+  size_t const row_bytes = kHidden / 2, row_blocks = kHidden / 32;
+  for (int e = 0; e < kExperts; ++e) {
+    for (int i = 0; i < 2 * kIntermediate; ++i) {
+      size_t const from = size_t(e) * 2 * kIntermediate + i;
+      size_t const to = size_t(e) * 2 * kIntermediate + (i % 2) * kIntermediate + i / 2;
+      ASSERT_TRUE(std::equal(experts.gemm1_blocks.begin() + to * row_bytes,
+                             experts.gemm1_blocks.begin() + (to + 1) * row_bytes,
+                             checkpoint_order.gemm1_blocks.begin() + from * row_bytes))
+          << "expert " << e << " row " << i;
+      ASSERT_TRUE(std::equal(experts.gemm1_scales.begin() + to * row_blocks,
+                             experts.gemm1_scales.begin() + (to + 1) * row_blocks,
+                             checkpoint_order.gemm1_scales.begin() + from * row_blocks));
+      ASSERT_EQ(experts.gemm1_bias[to], checkpoint_order.gemm1_bias[from]);
+    }
+  }
+  EXPECT_EQ(experts.gemm2_blocks, checkpoint_order.gemm2_blocks);
+  EXPECT_EQ(experts.gemm2_bias, checkpoint_order.gemm2_bias);
+  EXPECT_EQ(experts.router_weight, checkpoint_order.router_weight);
 }
 
 struct Broken {

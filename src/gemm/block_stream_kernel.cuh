@@ -1,0 +1,336 @@
+// The wgmma streaming kernel of the two layouts of tile x group blocks, the exact-scale layout
+// (prepack/exact_format.h) and the MXFP4 layout (prepack/mxfp4_format.h); block_formats.cuh holds what differs. The
+// structure is stream_gemm.cu's (workers over items, a producer warp and a ring of stages filled by the copy engine,
+// K split over a cluster when the items are few), with these layouts' blocks and scales:
+//  - an item is a chunk of up to kRows rows of one expert and a tile of kConsumers x 64 channels; a stage holds the
+//    chunk's activations of one 128-K group, one contiguous block per 64-channel tile (its weights and scales, one
+//    bulk copy), and, in the exact-scale layout, the activations' group sums, which the producer warp's lanes copy;
+//  - each consumer warpgroup takes one 64-channel tile; the weights become wgmma A registers by masks and shifts
+//    (exact-scale: `w & 0x0F0F0F0F`, `(w >> 4) & 0x0F0F0F0F`, bytes u read by the tensor cores as u * 2^-9);
+//  - each group's four wgmmas start fresh accumulators (one, or one per atom in MXFP4), and the group is added into
+//    the fp32 result with its scales (exact-scale: acc += sg * (group - 2^-6 sum_k x_k), bf16 sg exact, no e4m3
+//    rounding of q * sg; MXFP4: acc += 2^(s - 127) * atom); the next group is loaded and unpacked while the wgmmas
+//    run.
+// Included by the translation units that instantiate it (exact_stream_gemm.cu, mxfp4_stream_gemm.cu).
+#pragma once
+
+#include <cooperative_groups.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+
+#include "common/pdl.cuh"
+#include "common/status_util.h"
+#include "gemm/async_copy.cuh"
+#include "gemm/block_formats.cuh"
+#include "gemm/stream_epilogue.cuh"
+#include "gemm/stream_layout.h"
+#include "gemm/stream_plan.h"
+#include "gemm/tensor_map.h"
+#include "gemm/weight_stream.cuh"
+#include "gemm/wgmma_rs.cuh"
+#include "prepack/exact_format.h"
+
+namespace w4a8moe::gemm {
+namespace {
+
+namespace cg = cooperative_groups;
+using prepack::kExactStripeWeightBytes;
+
+constexpr int kWarpgroupThreads = 128;
+constexpr int kTileStripes = prepack::kExactTileChannels / prepack::kExactStripeChannels;
+
+// A stage: the activations (1024-byte aligned for the swizzle), a block per consumer warpgroup, the group sums (in
+// the formats that have them).
+template <class F, int kRows, int kConsumers>
+struct Config {
+  static constexpr uint32_t kStripeBytes = kExactStripeWeightBytes + F::kStripeScaleBytes;
+  static constexpr uint32_t kBlockBytes = kTileStripes * kStripeBytes;
+  // Arrivals on a stage's full barrier: the producer's lane 0 (with the copies' bytes) and each lane's group sums.
+  static constexpr uint32_t kFullArrivals = F::kGroupSums ? 1 + 32 : 1;
+  // 128-row chunks take a producer warpgroup (one warp of it works) so that setmaxnreg can move its registers to the
+  // consumers (their accumulators need ~200 per thread); the others a producer warp.
+  static constexpr bool kProducerWarpgroup = kRows == 128;
+  static constexpr int kThreads = kConsumers * kWarpgroupThreads + (kProducerWarpgroup ? kWarpgroupThreads : 32);
+  static constexpr int kTileChannels = kConsumers * prepack::kExactTileChannels;
+  static constexpr uint32_t kActBytes = kRows * kGroupSize;
+  static constexpr uint32_t kSumOffset = kActBytes + kConsumers * kBlockBytes;
+  static constexpr uint32_t kSumBytes = F::kGroupSums ? kRows * sizeof(float) : 0;
+  static constexpr uint32_t kBytes =
+      (kSumOffset + kSumBytes + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
+  // Only the one-warpgroup shapes split K (their partial tiles fit beside the ring).
+  static constexpr bool kSplitsK = kConsumers == 1;
+  static constexpr int kBlocksPerSm = F::blocks_per_sm(kRows, kConsumers);
+  static constexpr uint32_t kPartialBytes = kSplitsK ? kTileChannels * kRows * sizeof(float) : 0;
+  static constexpr size_t kRingBytes =
+      kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes;
+  static constexpr int kCount = std::min<int>(8, int(kRingBytes / kBytes));
+  static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
+};
+
+struct Ring {
+  uint32_t stages;  // 1024-byte aligned
+  uint32_t full;
+  uint32_t empty;
+  uint32_t uses;
+};
+
+struct StagedItem {
+  Chunk chunk;
+  int tile;
+};
+
+// The whole producer warp: copies groups [group_begin, group_end) of the item into the next stages. Lane 0 issues
+// the tensor copies and arrives expecting their bytes; where the format has group sums, every lane copies its rows'
+// sums with cp.async (zeros past the chunk) and arrives when they land, so that no lane waits for a load (a stage's
+// full barrier counts kFullArrivals).
+template <class F, int kRows, int kConsumers>
+__device__ __forceinline__ void produce(GroupedGemmParams const& p, prepack::ExactSections const& sections,
+                                        CUtensorMap const& act_map, StagedItem const& item, int group_begin,
+                                        int group_end, Ring const& ring, StagedItem* staged) {
+  using C = Config<F, kRows, kConsumers>;
+  int const n = p.shape.n, groups = p.shape.k / kGroupSize, lane = int(threadIdx.x) % 32;
+  int64_t const sum_stride = group_sums_stride(p.total_rows);
+  uint8_t const* expert_blocks =
+      p.packed + sections.blocks + size_t(item.chunk.expert) * sections.block_bytes_per_expert;
+  uint32_t block_bytes[kConsumers], bytes = C::kActBytes;
+  uint8_t const* blocks[kConsumers];
+#pragma unroll
+  for (int w = 0; w < kConsumers; ++w) {
+    int const tile = item.tile * kConsumers + w;
+    block_bytes[w] = uint32_t(max(prepack::exact_tile_stripes(n, tile), 0)) * C::kStripeBytes;
+    blocks[w] = expert_blocks +
+                (block_bytes[w] > 0 ? prepack::exact_block_offset(n, groups, tile, 0, C::kStripeBytes) : 0);
+    bytes += block_bytes[w];
+  }
+  for (int group = group_begin; group < group_end; ++group) {
+    uint32_t const use = ring.uses + uint32_t(group - group_begin), slot = use % C::kCount;
+    if (use >= C::kCount) barrier_wait(ring.empty + 8 * slot, (use / C::kCount - 1) % 2);
+    uint32_t const stage = ring.stages + slot * C::kBytes, full = ring.full + 8 * slot;
+    if constexpr (F::kGroupSums) {
+      float const* sums = p.group_sums + group * sum_stride + item.chunk.first_row;
+      for (int row = lane; row < kRows; row += 32) {
+        uint32_t const bytes_read = row < item.chunk.rows ? 4 : 0;
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(stage + C::kSumOffset + 4 * row),
+                     "l"(bytes_read ? sums + row : sums), "r"(bytes_read)
+                     : "memory");
+      }
+      asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(full) : "memory");
+    }
+    if (lane == 0) {
+      staged[slot] = item;
+      barrier_arrive_expect(full, bytes);
+      tensor_copy_2d(stage, act_map, group * kGroupSize, int(item.chunk.first_row), full);
+#pragma unroll
+      for (int w = 0; w < kConsumers; ++w) {
+        if (block_bytes[w] > 0) {
+          bulk_copy(stage + C::kActBytes + w * C::kBlockBytes, blocks[w] + size_t(group) * block_bytes[w],
+                    block_bytes[w], full);
+        }
+      }
+    }
+  }
+}
+
+// The producer's lane 0, once the worker's items are done: the next stage carries no item.
+template <class F, int kRows, int kConsumers>
+__device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* staged) {
+  using C = Config<F, kRows, kConsumers>;
+  uint32_t const slot = ring.uses % C::kCount;
+  if (ring.uses >= C::kCount) barrier_wait(ring.empty + 8 * slot, (ring.uses / C::kCount - 1) % 2);
+  staged[slot] = StagedItem{{0, 0, 0}, 0};
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0], %1;" ::"r"(ring.full + 8 * slot), "r"(C::kFullArrivals)
+               : "memory");
+}
+
+__device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(address));
+  return v;
+}
+
+// A consumer warpgroup: `groups` staged groups of its tile (`stripes` of them exist) into acc. Group i's wgmmas run
+// into fresh accumulators while group i + 1 is loaded and unpacked; once they are done (wait 0: reading an
+// accumulator while another wgmma group is in flight makes ptxas serialise every wgmma), the group is promoted and
+// the warp's share of its stage released.
+template <class F, int kRows, int kConsumers>
+__device__ __forceinline__ void consume(Ring const& ring, int groups, int stripes, float (&acc)[kRows / 2]) {
+  using C = Config<F, kRows, kConsumers>;
+  int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
+  int const lane = int(threadIdx.x) % 32;
+  uint32_t const block = C::kActBytes + warpgroup * C::kBlockBytes;
+  uint32_t const weights_offset = block + warp * kExactStripeWeightBytes + lane * 16;
+  uint32_t const scale_offset =
+      block + stripes * kExactStripeWeightBytes + warp * F::kStripeScaleBytes + (lane / 4) * F::kLaneScaleBytes;
+  uint32_t const sum_offset = C::kSumOffset + (lane % 4) * 8;
+  uint32_t a[2][kAtomsPerGroup][4];
+  typename F::Scales scales[2];
+  // Waits for group i's stage and unpacks it into set h.
+  auto load = [&](int i, int h) {
+    uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % C::kCount * C::kBytes;
+    barrier_wait(ring.full + 8 * (use % C::kCount), use / C::kCount % 2);
+    uint4 const w01 = load_shared_16(stage + weights_offset);
+    uint4 const w23 = load_shared_16(stage + weights_offset + 512);
+    scales[h] = F::load_scales(stage + scale_offset);
+    F::unpack_atom(w01.x, w01.y, a[h][0]);
+    F::unpack_atom(w01.z, w01.w, a[h][1]);
+    F::unpack_atom(w23.x, w23.y, a[h][2]);
+    F::unpack_atom(w23.z, w23.w, a[h][3]);
+  };
+  float part[F::kParts][kRows / 2];
+  if (groups > 0) load(0, 0);
+  for (int first = 0; first < groups; first += 2) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      int const i = first + h;
+      if (i < groups) {
+        uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % C::kCount * C::kBytes;
+        wgmma_fence();
+#pragma unroll
+        for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+          wgmma_e4m3_rs<kRows>(part[atom % F::kParts], a[h][atom], activation_descriptor(stage, atom),
+                               atom >= F::kParts ? 1u : 0u);
+        }
+        wgmma_commit();
+        float2 sums[kRows / 8];  // only now: in registers beside the next group's, they spill at 128 rows
+        if constexpr (F::kGroupSums) {
+#pragma unroll
+          for (int j = 0; j < kRows / 8; ++j) sums[j] = load_shared_float2(stage + sum_offset + 32 * j);
+        }
+        if (i + 1 < groups) load(i + 1, 1 - h);
+        wgmma_wait<0>();
+#pragma unroll
+        for (int j = 0; j < F::kParts; ++j) fence_accumulators<kRows>(part[j]);
+        F::template promote<kRows>(acc, part, scales[h], sums);
+        if (lane == 0) barrier_arrive(ring.empty + 8 * (use % C::kCount));
+      }
+    }
+  }
+}
+
+template <class F, int kRows, int kConsumers, class Out>
+__global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config<F, kRows, kConsumers>::kBlocksPerSm)
+    block_stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
+                             int const splits) {
+  using C = Config<F, kRows, kConsumers>;
+  constexpr int kConsumerThreads = kConsumers * kWarpgroupThreads;
+  extern __shared__ uint8_t shared_memory[];
+  __shared__ alignas(8) uint64_t barriers[2 * C::kCount];
+  __shared__ StagedItem staged[C::kCount];
+
+  uint32_t const base = shared_address(shared_memory);
+  Ring ring{(base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes, shared_address(barriers),
+            shared_address(barriers + C::kCount), 0};
+  float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + C::kCount * C::kBytes);
+  bool const producer = threadIdx.x >= kConsumerThreads;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < C::kCount; ++s) {
+      barrier_init(ring.full + 8 * s, C::kFullArrivals);
+      barrier_init(ring.empty + 8 * s, kConsumers * 4);
+    }
+    barrier_init_fence();
+  }
+  if (threadIdx.x == kConsumerThreads) prefetch_tensor_map(act_map);
+  __syncthreads();
+
+  pdl_wait_for_previous_grid();
+  prepack::ExactSections const sections = F::sections(p.shape);
+  int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
+  int const tiles = (n + C::kTileChannels - 1) / C::kTileChannels;
+  int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
+  int const lane = int(threadIdx.x) % 32;
+  int const split = int(blockIdx.x) % splits, worker = int(blockIdx.x) / splits, workers = int(gridDim.x) / splits;
+  int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
+  int const item_groups = group_end - group_begin;
+  Out* out = static_cast<Out*>(p.out);
+
+  if (producer) {
+    if constexpr (C::kProducerWarpgroup) {
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+      if (threadIdx.x >= kConsumerThreads + 32) return;
+    }
+    int64_t const chunk_bound = max_chunks(p.total_rows, p.shape.num_experts, kRows);
+    ChunkCursor cursor;
+    for (int64_t index = worker;; index += workers) {
+      StagedItem item{{}, int(index % tiles)};
+      bool const found =
+          index / tiles < chunk_bound && find_chunk_in_warp<kRows>(p, index / tiles, cursor, &item.chunk);
+      if (found) {
+        produce<F, kRows, kConsumers>(p, sections, act_map, item, group_begin, group_end, ring, staged);
+      } else if (lane == 0) {
+        announce_end<F, kRows, kConsumers>(ring, staged);
+      }
+      __syncwarp();
+      if (!found) {
+        pdl_allow_next_grid();  // the worker's last item is staged: the next kernel may start launching
+        return;
+      }
+      ring.uses += uint32_t(item_groups);
+      if constexpr (C::kSplitsK) {
+        if (splits > 1) {  // the consumers' two cluster barriers of this item
+          cg::this_cluster().sync();
+          cg::this_cluster().sync();
+        }
+      }
+    }
+  }
+
+  if constexpr (C::kProducerWarpgroup) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  while (true) {
+    uint32_t const slot = ring.uses % C::kCount;
+    barrier_wait(ring.full + 8 * slot, ring.uses / C::kCount % 2);
+    StagedItem const item = staged[slot];
+    if (item.chunk.rows == 0) return;
+    int const tile = item.tile * kConsumers + warpgroup;
+    Chunk const& chunk = item.chunk;
+    float const* channel_scales =
+        reinterpret_cast<float const*>(p.packed + sections.channel_scales) + size_t(chunk.expert) * n;
+    float const* bias_row = F::kTakesBias && p.bias != nullptr ? p.bias + size_t(chunk.expert) * n : nullptr;
+    int const stripe = tile * kTileStripes + warp;
+    bool const stores_stripe = splits == 1 && stripe < stripes;
+    StripeScales<kRows, F::kTakesBias> scales;
+    if (kEarlyStripeScales<kRows> && stores_stripe) {
+      scales = load_stripe_scales<kRows, F::kTakesBias>(channel_scales, p.token_scales, chunk, stripe, bias_row);
+    }
+    float acc[kRows / 2];
+#pragma unroll
+    for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
+    consume<F, kRows, kConsumers>(ring, item_groups, max(prepack::exact_tile_stripes(n, tile), 0), acc);
+    ring.uses += uint32_t(item_groups);
+
+    if (splits == 1) {
+      if (stores_stripe) {
+        if (!kEarlyStripeScales<kRows>) {
+          scales = load_stripe_scales<kRows, F::kTakesBias>(channel_scales, p.token_scales, chunk, stripe, bias_row);
+        }
+        store_stripe<kRows, Out, F::kTakesBias>(out, n, scales, chunk, stripe, acc);
+      }
+    } else if constexpr (C::kSplitsK) {
+      store_cluster_sum<kRows, kConsumerThreads, Out, F::kTakesBias>(out, n, channel_scales, p.token_scales, chunk,
+                                                                    item.tile, split, splits, partial, acc, bias_row);
+    }
+  }
+}
+
+template <class F, int kRows, int kConsumers, class Out>
+Status launch_block_stream_gemm(GroupedGemmParams const& p) {
+  using C = Config<F, kRows, kConsumers>;
+  StreamLaunchPlan const plan =
+      plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, C::kBlocksPerSm, C::kSharedBytes,
+                         C::kTileChannels, C::kSplitsK ? 8 : 1);
+  CUtensorMap act_map;
+  W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
+  auto kernel = block_stream_gemm_kernel<F, kRows, kConsumers, Out>;
+  W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(C::kThreads),
+                                               plan.shared_bytes, p.stream, unsigned(plan.splits), p, act_map,
+                                               plan.splits));
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace w4a8moe::gemm

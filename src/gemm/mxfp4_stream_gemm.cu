@@ -1,0 +1,18 @@
+// The MXFP4 layout's instantiations of block_stream_kernel.cuh: the "*_mxfp4" configs.
+#include "gemm/block_stream_kernel.cuh"
+#include "gemm/exact_stream_gemm.h"
+
+namespace w4a8moe::gemm {
+
+template <int kRows>
+Status run_mxfp4_stream_gemm(GroupedGemmParams const& params) {
+  return params.out_type == OutputType::kBF16
+             ? launch_block_stream_gemm<Mxfp4Format, kRows, 1, __nv_bfloat16>(params)
+             : launch_block_stream_gemm<Mxfp4Format, kRows, 1, __half>(params);
+}
+
+template Status run_mxfp4_stream_gemm<8>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<16>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<32>(GroupedGemmParams const&);
+
+}  // namespace w4a8moe::gemm

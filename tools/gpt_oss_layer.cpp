@@ -1,0 +1,138 @@
+#include "gpt_oss_layer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "common/float_formats.h"
+#include "common/status_message.h"
+#include "reference/gpt_oss.h"
+#include "reference/mxfp4.h"
+#include "w4a8moe/prepack.h"
+
+namespace w4a8moe::tools {
+namespace {
+
+// Expert by expert over `threads` threads: rows x cols weights N(0, 1/sqrt(cols)) to MXFP4 blocks and scales.
+void random_mxfp4(int experts, int rows, int cols, uint64_t seed, int threads, std::vector<uint8_t>* blocks,
+                  std::vector<uint8_t>* scales) {
+  size_t const per_expert = size_t(rows) * cols;
+  blocks->assign(size_t(experts) * per_expert / 2, 0);
+  scales->assign(size_t(experts) * per_expert / reference::kMxfp4BlockSize, 0);
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      std::vector<float> w(per_expert);
+      for (int e = next++; e < experts; e = next++) {
+        std::mt19937_64 rng(seed * 1000003 + uint64_t(e) * 7919 + uint64_t(rows));
+        std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(float(cols)));
+        for (float& x : w) x = normal(rng);
+        reference::quantize_mxfp4(w.data(), rows, cols, blocks->data() + size_t(e) * per_expert / 2,
+                                  scales->data() + size_t(e) * per_expert / reference::kMxfp4BlockSize);
+      }
+    });
+  }
+  for (auto& thread : pool) thread.join();
+}
+
+Status prepack_mxfp4(std::vector<uint8_t> const& blocks, std::vector<uint8_t> const& scales,
+                     ExpertWeightShape const& shape, DeviceBuffer* packed) {
+  DeviceBuffer blocks_device(blocks), scales_device(scales);
+  if (!blocks_device.ok() || !scales_device.ok()) {
+    return Status(StatusCode::kCudaError, "out of device memory for the MXFP4 experts");
+  }
+  return prepack_to_new_buffer(blocks_device.get(), scales_device.get(), shape, packed, PackedLayout::kMxfp4);
+}
+
+std::vector<float> bf16_values(std::vector<uint16_t> const& bits) {
+  std::vector<float> values(bits.size());
+  std::transform(bits.begin(), bits.end(), values.begin(), bf16_to_float);
+  return values;
+}
+
+}  // namespace
+
+void make_random_gpt_oss_layer(MoeShape const& shape, uint64_t seed, int threads, Mxfp4LayerExperts* experts) {
+  int const e = shape.num_local_experts, h = shape.hidden, inter = shape.inter;
+  experts->num_experts = e;
+  experts->hidden_size = h;
+  experts->intermediate_size = inter;
+  random_mxfp4(e, 2 * inter, h, seed, threads, &experts->gemm1_blocks, &experts->gemm1_scales);
+  random_mxfp4(e, h, inter, seed + 1, threads, &experts->gemm2_blocks, &experts->gemm2_scales);
+  std::mt19937_64 rng(seed + 2);
+  std::normal_distribution<float> normal(0.0f, 0.1f);
+  experts->gemm1_bias.resize(size_t(e) * 2 * inter);
+  experts->gemm2_bias.resize(size_t(e) * h);
+  for (auto* bias : {&experts->gemm1_bias, &experts->gemm2_bias}) {
+    for (uint16_t& b : *bias) b = float_to_bf16(normal(rng));
+  }
+}
+
+Status pack_gpt_oss_layer(Mxfp4LayerExperts const& experts, PackedGptOssLayer* packed) {
+  Mxfp4LayerExperts ordered = experts;
+  gate_up_in_layer_order(&ordered);
+  int const e = experts.num_experts, h = experts.hidden_size, inter = experts.intermediate_size;
+  W4A8_RETURN_IF_ERROR(prepack_mxfp4(ordered.gemm1_blocks, ordered.gemm1_scales, {e, 2 * inter, h, kGroupSize},
+                                     &packed->gemm1));
+  W4A8_RETURN_IF_ERROR(prepack_mxfp4(ordered.gemm2_blocks, ordered.gemm2_scales, {e, h, inter, kGroupSize},
+                                     &packed->gemm2));
+  packed->gemm1_bias = DeviceBuffer(bf16_values(ordered.gemm1_bias));
+  packed->gemm2_bias = DeviceBuffer(bf16_values(ordered.gemm2_bias));
+  if (!packed->gemm1_bias.ok() || !packed->gemm2_bias.ok()) {
+    return Status(StatusCode::kCudaError, "out of device memory for the expert biases");
+  }
+  return Status::Ok();
+}
+
+std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const& experts,
+                                                         std::vector<float> const& hidden,
+                                                         reference::TopK const& topk, int top_k,
+                                                         double swiglu_limit, bool half_output,
+                                                         std::vector<int64_t> const& tokens) {
+  // The experts the tokens reach, renumbered 0.. in a copy of the routing.
+  std::map<int, int> used;
+  for (int64_t t : tokens) {
+    for (int j = 0; j < top_k; ++j) used.emplace(topk.ids[size_t(t) * top_k + j], 0);
+  }
+  int const h = experts.hidden_size, inter = experts.intermediate_size;
+  Mxfp4LayerExperts reached_arrays;
+  // Rows [first, first + count) of `from`, `row_elements` each, appended to `to`.
+  auto append = [](auto const& from, size_t first, size_t count, size_t row_elements, auto* to) {
+    to->insert(to->end(), from.begin() + first * row_elements, from.begin() + (first + count) * row_elements);
+  };
+  int index = 0;
+  for (auto& [id, local] : used) {
+    local = index++;
+    size_t const first1 = size_t(id) * 2 * inter, first2 = size_t(id) * h;
+    append(experts.gemm1_blocks, first1, 2 * size_t(inter), size_t(h) / 2, &reached_arrays.gemm1_blocks);
+    append(experts.gemm1_scales, first1, 2 * size_t(inter), size_t(h) / 32, &reached_arrays.gemm1_scales);
+    append(experts.gemm1_bias, first1, 2 * size_t(inter), 1, &reached_arrays.gemm1_bias);
+    append(experts.gemm2_blocks, first2, size_t(h), size_t(inter) / 2, &reached_arrays.gemm2_blocks);
+    append(experts.gemm2_scales, first2, size_t(h), size_t(inter) / 32, &reached_arrays.gemm2_scales);
+    append(experts.gemm2_bias, first2, size_t(h), 1, &reached_arrays.gemm2_bias);
+  }
+  Mxfp4LayerExperts const& r = reached_arrays;
+  reference::GptOssExperts const reached = reference::dequantize_gpt_oss_experts(
+      index, h, inter, r.gemm1_blocks.data(), r.gemm1_scales.data(), r.gemm1_bias.data(), r.gemm2_blocks.data(),
+      r.gemm2_scales.data(), r.gemm2_bias.data());
+  reference::TopK local = topk;
+  for (int64_t t : tokens) {
+    for (int j = 0; j < top_k; ++j) local.ids[size_t(t) * top_k + j] = used[topk.ids[size_t(t) * top_k + j]];
+  }
+  std::vector<std::vector<float>> out(tokens.size());
+  std::vector<std::thread> pool;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    pool.emplace_back([&, i] {
+      out[i] = reference::gpt_oss_layer_as_staged(hidden, local, top_k, reached, swiglu_limit, half_output,
+                                                  {tokens[i]});
+    });
+  }
+  for (auto& thread : pool) thread.join();
+  return out;
+}
+
+}  // namespace w4a8moe::tools
