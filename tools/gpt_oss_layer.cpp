@@ -88,6 +88,29 @@ Status pack_gpt_oss_layer(Mxfp4LayerExperts const& experts, PackedGptOssLayer* p
   return Status::Ok();
 }
 
+Mxfp4LayerExperts select_experts(Mxfp4LayerExperts const& experts, std::vector<int> const& ids) {
+  int const h = experts.hidden_size, inter = experts.intermediate_size;
+  Mxfp4LayerExperts out;
+  out.layer = experts.layer;
+  out.num_experts = int(ids.size());
+  out.hidden_size = h;
+  out.intermediate_size = inter;
+  // Expert e's rows of `from` (`rows` of `row_elements` each) appended to `to`.
+  auto append = [](auto const& from, int e, size_t rows, size_t row_elements, auto* to) {
+    auto const first = from.begin() + size_t(e) * rows * row_elements;
+    to->insert(to->end(), first, first + rows * row_elements);
+  };
+  for (int e : ids) {
+    append(experts.gemm1_blocks, e, 2 * size_t(inter), size_t(h) / 2, &out.gemm1_blocks);
+    append(experts.gemm1_scales, e, 2 * size_t(inter), size_t(h) / 32, &out.gemm1_scales);
+    append(experts.gemm1_bias, e, 2 * size_t(inter), 1, &out.gemm1_bias);
+    append(experts.gemm2_blocks, e, size_t(h), size_t(inter) / 2, &out.gemm2_blocks);
+    append(experts.gemm2_scales, e, size_t(h), size_t(inter) / 32, &out.gemm2_scales);
+    append(experts.gemm2_bias, e, size_t(h), 1, &out.gemm2_bias);
+  }
+  return out;
+}
+
 std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const& experts,
                                                          std::vector<float> const& hidden,
                                                          reference::TopK const& topk, int top_k,
@@ -98,27 +121,15 @@ std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const
   for (int64_t t : tokens) {
     for (int j = 0; j < top_k; ++j) used.emplace(topk.ids[size_t(t) * top_k + j], 0);
   }
-  int const h = experts.hidden_size, inter = experts.intermediate_size;
-  Mxfp4LayerExperts reached_arrays;
-  // Rows [first, first + count) of `from`, `row_elements` each, appended to `to`.
-  auto append = [](auto const& from, size_t first, size_t count, size_t row_elements, auto* to) {
-    to->insert(to->end(), from.begin() + first * row_elements, from.begin() + (first + count) * row_elements);
-  };
-  int index = 0;
+  std::vector<int> ids;
   for (auto& [id, local] : used) {
-    local = index++;
-    size_t const first1 = size_t(id) * 2 * inter, first2 = size_t(id) * h;
-    append(experts.gemm1_blocks, first1, 2 * size_t(inter), size_t(h) / 2, &reached_arrays.gemm1_blocks);
-    append(experts.gemm1_scales, first1, 2 * size_t(inter), size_t(h) / 32, &reached_arrays.gemm1_scales);
-    append(experts.gemm1_bias, first1, 2 * size_t(inter), 1, &reached_arrays.gemm1_bias);
-    append(experts.gemm2_blocks, first2, size_t(h), size_t(inter) / 2, &reached_arrays.gemm2_blocks);
-    append(experts.gemm2_scales, first2, size_t(h), size_t(inter) / 32, &reached_arrays.gemm2_scales);
-    append(experts.gemm2_bias, first2, size_t(h), 1, &reached_arrays.gemm2_bias);
+    local = int(ids.size());
+    ids.push_back(id);
   }
-  Mxfp4LayerExperts const& r = reached_arrays;
+  Mxfp4LayerExperts const r = select_experts(experts, ids);
   reference::GptOssExperts const reached = reference::dequantize_gpt_oss_experts(
-      index, h, inter, r.gemm1_blocks.data(), r.gemm1_scales.data(), r.gemm1_bias.data(), r.gemm2_blocks.data(),
-      r.gemm2_scales.data(), r.gemm2_bias.data());
+      r.num_experts, r.hidden_size, r.intermediate_size, r.gemm1_blocks.data(), r.gemm1_scales.data(),
+      r.gemm1_bias.data(), r.gemm2_blocks.data(), r.gemm2_scales.data(), r.gemm2_bias.data());
   reference::TopK local = topk;
   for (int64_t t : tokens) {
     for (int j = 0; j < top_k; ++j) local.ids[size_t(t) * top_k + j] = used[topk.ids[size_t(t) * top_k + j]];

@@ -16,6 +16,10 @@ namespace w4a8moe::tools {
 // to MXFP4 (reference::quantize_mxfp4), biases N(0, 0.1) in bf16. Uses `threads` host threads.
 void make_random_gpt_oss_layer(MoeShape const& shape, uint64_t seed, int threads, Mxfp4LayerExperts* experts);
 
+// The listed experts of a layer, in that order (an expert-parallel rank's, or those a few tokens reach); the
+// router's tensors are left out.
+Mxfp4LayerExperts select_experts(Mxfp4LayerExperts const& experts, std::vector<int> const& ids);
+
 // The layer on the device as moe_forward takes it: GEMM1 in the layer's row order (gate_up_in_layer_order), both
 // GEMMs in the MXFP4 layout, biases in fp32.
 struct PackedGptOssLayer {

@@ -2,7 +2,8 @@
 // expert biases, against the CPU reference that mirrors the staged path's roundings
 // (reference::gpt_oss_layer_as_staged, on the checkpoint's interleaved gate/up rows, so the layer order the test
 // packs is checked too), and against gpt-oss's float64 layer with nothing rounded. H and I off whole 128-groups
-// (2880 and small ones), 1 to 64 tokens, router logits, bf16 and fp16, CUDA graph replay with new inputs.
+// (2880 and small ones), 1 to 64 tokens, router logits, bf16 and fp16, expert-parallel ranks, CUDA graph replay with
+// new inputs.
 //
 // Tolerance. Against the mirrored reference, as moe_gpu_test.cu argues for the SiLU layers: only the GEMMs'
 // summation order differs, which moves GEMM outputs by a bf16 step and some requantised values by an e4m3 step;
@@ -21,6 +22,7 @@
 #include "moe_test_layer.h"
 #include "reference/gpt_oss.h"
 #include "test_data.h"
+#include "gpt_oss_layer.h"
 #include "w4a8moe/checkpoint.h"
 #include "w4a8moe/moe.h"
 #include "w4a8moe/prepack.h"
@@ -33,37 +35,41 @@ using testing::DeviceBuffer;
 
 constexpr double kSwigluLimit = 7.0;
 
-// A gpt-oss layer: experts in the checkpoint's order (the reference's), packed on the device in the layer's order.
+// A gpt-oss layer: experts in the checkpoint's order (the reference's), packed on the device in the layer's order by
+// the program's own packing (tools/gpt_oss_layer.h: reorder, prepack, fp32 biases).
 struct GptOssLayer {
   MoeShape shape;
   Mxfp4LayerExperts checkpoint;
   reference::GptOssExperts dequantised;
-  DeviceBuffer gemm1, gemm2, bias1, bias2;
+  tools::PackedGptOssLayer packed;
+  std::vector<int32_t> expert_map;  // empty: every expert local
+  DeviceBuffer expert_map_device;
 };
 
-DeviceBuffer prepack_mxfp4(std::vector<uint8_t> const& blocks, std::vector<uint8_t> const& scales,
-                           ExpertWeightShape const& shape) {
-  DeviceBuffer blocks_device(blocks), scales_device(scales), packed;
-  Status const status =
-      prepack_to_new_buffer(blocks_device.get(), scales_device.get(), shape, &packed, PackedLayout::kMxfp4);
-  EXPECT_TRUE(status.ok()) << status.to_string();
-  return packed;
-}
-
-std::vector<float> bf16_values(std::vector<uint16_t> const& bits) {
-  std::vector<float> values(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) values[i] = bf16_to_float(bits[i]);
-  return values;
-}
-
-// GEMM1's biases spread past the clamp limit (some gates and ups clamp), GEMM2's about its outputs' size.
-std::unique_ptr<GptOssLayer> make_layer(MoeShape const& shape, std::mt19937_64& rng) {
+// Packs `experts` (a rank's, expert_map sending the global ids to them) for `shape`.
+std::unique_ptr<GptOssLayer> pack_layer(MoeShape const& shape, Mxfp4LayerExperts experts,
+                                        std::vector<int32_t> expert_map = {}) {
   auto layer = std::make_unique<GptOssLayer>();
   layer->shape = shape;
+  layer->checkpoint = std::move(experts);
+  Mxfp4LayerExperts const& c = layer->checkpoint;
+  layer->dequantised = reference::dequantize_gpt_oss_experts(
+      c.num_experts, c.hidden_size, c.intermediate_size, c.gemm1_blocks.data(), c.gemm1_scales.data(),
+      c.gemm1_bias.data(), c.gemm2_blocks.data(), c.gemm2_scales.data(), c.gemm2_bias.data());
+  Status const status = tools::pack_gpt_oss_layer(c, &layer->packed);
+  EXPECT_TRUE(status.ok()) << status.to_string();
+  layer->expert_map = std::move(expert_map);
+  if (!layer->expert_map.empty()) layer->expert_map_device = DeviceBuffer(layer->expert_map);
+  return layer;
+}
+
+// Random experts; GEMM1's biases spread past the clamp limit (some gates and ups clamp), GEMM2's about its outputs'
+// size.
+Mxfp4LayerExperts random_experts(MoeShape const& shape, std::mt19937_64& rng) {
   int const e = shape.num_local_experts, h = shape.hidden, inter = shape.inter;
   auto const w1 = testing::random_mxfp4_experts({e, 2 * inter, h, kGroupSize}, rng);
   auto const w2 = testing::random_mxfp4_experts({e, h, inter, kGroupSize}, rng);
-  Mxfp4LayerExperts& c = layer->checkpoint;
+  Mxfp4LayerExperts c;
   c.num_experts = e;
   c.hidden_size = h;
   c.intermediate_size = inter;
@@ -74,17 +80,11 @@ std::unique_ptr<GptOssLayer> make_layer(MoeShape const& shape, std::mt19937_64& 
   std::normal_distribution<float> wide(0.0f, 4.0f), narrow(0.0f, 0.3f);
   for (int i = 0; i < e * 2 * inter; ++i) c.gemm1_bias.push_back(float_to_bf16(wide(rng)));
   for (int i = 0; i < e * h; ++i) c.gemm2_bias.push_back(float_to_bf16(narrow(rng)));
-  layer->dequantised = reference::dequantize_gpt_oss_experts(e, h, inter, c.gemm1_blocks.data(),
-                                                             c.gemm1_scales.data(), c.gemm1_bias.data(),
-                                                             c.gemm2_blocks.data(), c.gemm2_scales.data(),
-                                                             c.gemm2_bias.data());
-  Mxfp4LayerExperts ordered = c;
-  gate_up_in_layer_order(&ordered);
-  layer->gemm1 = prepack_mxfp4(ordered.gemm1_blocks, ordered.gemm1_scales, {e, 2 * inter, h, kGroupSize});
-  layer->gemm2 = prepack_mxfp4(ordered.gemm2_blocks, ordered.gemm2_scales, {e, h, inter, kGroupSize});
-  layer->bias1 = DeviceBuffer(bf16_values(ordered.gemm1_bias));
-  layer->bias2 = DeviceBuffer(bf16_values(ordered.gemm2_bias));
-  return layer;
+  return c;
+}
+
+std::unique_ptr<GptOssLayer> make_layer(MoeShape const& shape, std::mt19937_64& rng) {
+  return pack_layer(shape, random_experts(shape, rng));
 }
 
 struct Call {
@@ -105,13 +105,14 @@ Call make_call(GptOssLayer const& layer, int64_t tokens, bool fp16, std::mt19937
 MoeForwardArgs forward_args(GptOssLayer const& layer, Call const& call, bool fp16) {
   MoeForwardArgs a;
   a.shape = layer.shape;
-  a.gemm1_weights = layer.gemm1.get();
-  a.gemm2_weights = layer.gemm2.get();
+  a.gemm1_weights = layer.packed.gemm1.get();
+  a.gemm2_weights = layer.packed.gemm2.get();
   a.weight_layout = PackedLayout::kMxfp4;
   a.activation = MoeActivation::kGptOssSwiglu;
   a.swiglu_limit = float(kSwigluLimit);
-  a.gemm1_bias = layer.bias1.as<float>();
-  a.gemm2_bias = layer.bias2.as<float>();
+  a.gemm1_bias = layer.packed.gemm1_bias.as<float>();
+  a.gemm2_bias = layer.packed.gemm2_bias.as<float>();
+  a.expert_map = layer.expert_map.empty() ? nullptr : layer.expert_map_device.as<int32_t>();
   a.num_tokens = call.in.tokens;
   a.hidden = call.hidden.get();
   a.act_type = fp16 ? ActivationType::kFP16 : ActivationType::kBF16;
@@ -187,6 +188,47 @@ TEST(GptOssLayer, GptOssSizesMatchReferences) {
   auto rng = testing::fresh_rng();
   auto const layer = make_layer({8, 8, 4, 2880, 2880}, rng);
   for (int64_t tokens : {1, 4, 24}) run_and_check(*layer, tokens, false, rng);
+}
+
+// Expert parallelism: each of 2 and 4 ranks holds a slice of the experts (expert_map), and the ranks' outputs sum to
+// the single rank's. Each rank rounds its partial sum to bf16 once, the single rank its total once: at most 2^-8 of
+// each (GEMM2's biases, weighted like the rest, sum over the ranks too).
+TEST(GptOssLayer, ExpertParallelRanksSumToOneRank) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = testing::fresh_rng();
+  MoeShape const whole{16, 16, 4, 320, 192};
+  Mxfp4LayerExperts const experts = random_experts(whole, rng);
+  auto const single = pack_layer(whole, experts);
+  Call call = make_call(*single, 24, false, rng);
+  ASSERT_OK(moe_forward(forward_args(*single, call, false)));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  std::vector<float> const one = download(call, whole.hidden, false);
+  for (int ranks : {2, 4}) {
+    SCOPED_TRACE(std::to_string(ranks) + " ranks");
+    int const per_rank = whole.num_experts / ranks;
+    std::vector<double> sum(one.size(), 0.0), magnitude(one.size(), 0.0);
+    for (int rank = 0; rank < ranks; ++rank) {
+      std::vector<int> ids;
+      std::vector<int32_t> map(whole.num_experts, -1);
+      for (int i = 0; i < per_rank; ++i) ids.push_back(rank * per_rank + i), map[rank * per_rank + i] = i;
+      MoeShape shape = whole;
+      shape.num_local_experts = per_rank;
+      auto const layer = pack_layer(shape, tools::select_experts(experts, ids), map);
+      ASSERT_CUDA(cudaMemset(call.out.get(), 0xFF, call.out.bytes()));
+      ASSERT_OK(moe_forward(forward_args(*layer, call, false)));
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      std::vector<float> const part = download(call, whole.hidden, false);
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += part[i], magnitude[i] += std::fabs(part[i]);
+    }
+    int failures = 0;
+    for (size_t i = 0; i < sum.size(); ++i) {
+      double const bound = std::ldexp(magnitude[i] + std::fabs(one[i]), -8);
+      if (!(std::fabs(sum[i] - one[i]) <= bound) && failures++ < 5) {
+        ADD_FAILURE() << "output " << i << ": ranks sum to " << sum[i] << ", one rank " << one[i];
+      }
+    }
+    EXPECT_EQ(failures, 0);
+  }
 }
 
 // Captured once at 16 tokens, replayed with new hidden states and logits (new routing) in the captured buffers.
