@@ -17,6 +17,7 @@
 #include "run_command.h"
 #include "w4a8moe/checkpoint.h"
 #include "w4a8moe/grouped_gemm.h"
+#include "w4a8moe/prepack.h"
 
 namespace w4a8moe::tools {
 namespace {
@@ -49,8 +50,13 @@ int quantize_command(Args const& args) {
   return 0;
 }
 
+// Each config with the packed layout it reads.
 int list_configs_command() {
-  for (auto const& name : gemm_config_names()) std::printf("%s\n", name.c_str());
+  for (PackedLayout layout : {PackedLayout::kLookupTable, PackedLayout::kExactScales, PackedLayout::kMxfp4}) {
+    for (auto const& name : gemm_config_names(layout)) {
+      std::printf("%-20s %s\n", name.c_str(), packed_layout_name(layout));
+    }
+  }
   return 0;
 }
 
@@ -67,7 +73,7 @@ int main(int argc, char** argv) {
       "usage: w4a8moe <command> [options]\n"
       "  run           build a W4A8 MoE layer on the GPU, run it, time each stage, check it against the reference\n"
       "  quantize      write a compressed-tensors W4A8 checkpoint from bf16/fp16/fp32 safetensors\n"
-      "  list-configs  the grouped GEMM kernel configs\n"
+      "  list-configs  the grouped GEMM kernel configs and the packed layout each reads\n"
       "`w4a8moe <command> --help` for a command's options.\n");
   return command.empty() || command == "--help" || command == "help" ? 0 : 1;
 }
