@@ -18,7 +18,7 @@
 //
 //   w4a8moe_accuracy layer  [--models qwen3-30b-a3b,deepseek-v3,mixtral-8x7b] [--tokens 256] [--numerics LIST]
 //                           [--gpu] [--seed 1] [--threads N] [--json FILE]
-//       (--numerics: names from layer_numerics(); w4a16 is added whenever an int4 format is measured)
+//       (--numerics: names from layer_numerics(); a format's same-weights baseline, w4a16 or mxfp4_a16, is added)
 //   w4a8moe_accuracy kernel [--k 2048,7168,14336] [--experts 4] [--rows-per-expert 64] [--cpu-only] [--seed 1]
 //                           [--threads N] [--json FILE]
 //
@@ -192,11 +192,21 @@ void write_json(ordered_json const& doc, std::string const& path) {
 
 struct LayerRow {
   std::string name, description;
-  std::map<std::string, ErrorStats> vs_bf16, vs_w4a16;  // by model
+  std::map<std::string, ErrorStats> vs_bf16, vs_same_weights;  // by model; the latter against same_weights_baseline
 };
 
 bool uses_int4(LayerNumerics const& numerics) {
-  return numerics.weights != WeightNumerics::kBF16 && numerics.weights != WeightNumerics::kFP8PerChannel;
+  return numerics.weights != WeightNumerics::kBF16 && numerics.weights != WeightNumerics::kFP8PerChannel &&
+         numerics.weights != WeightNumerics::kMxfp4;
+}
+
+// The format a format's own share of the error is measured against, on the same quantised weights ("" none): W4A16
+// for the int4 formats, MXFP4 with bf16 activations for MXFP4 with fp8 ones.
+std::string same_weights_baseline(LayerNumerics const& numerics) {
+  if (numerics.weights == WeightNumerics::kMxfp4) {
+    return numerics.activations == ActivationNumerics::kBF16 ? "" : "mxfp4_a16";
+  }
+  return uses_int4(numerics) && numerics.name != "w4a16" ? "w4a16" : "";
 }
 
 void print_layer_table(std::vector<LayerRow> const& rows, std::vector<MoeModel> const& models,
@@ -223,15 +233,21 @@ void run_layer(Options const& o) {
   for (auto const& model : kModels) {
     if (o.models.empty() || contains(o.models, model.name)) models.push_back(model);
   }
-  // Measured against layer_numerics()[0], the bf16 layer. W4A16 is computed whenever an int4 format is, so that
-  // the int4 formats' extra error over it can be measured too.
+  // Measured against layer_numerics()[0], the bf16 layer. A format's same-weights baseline (W4A16 for the int4
+  // formats, mxfp4_a16 for mxfp4_a8) is computed whenever the format is, so that its extra error over the weights'
+  // own rounding can be measured too.
   auto wanted = [&](LayerNumerics const& numerics) { return o.numerics.empty() || contains(o.numerics, numerics.name); };
-  bool int4_wanted = o.gpu;
-  for (auto const& numerics : layer_numerics()) int4_wanted = int4_wanted || (wanted(numerics) && uses_int4(numerics));
+  std::vector<std::string> baselines;
+  if (o.gpu) baselines.push_back("w4a16");
+  for (auto const& numerics : layer_numerics()) {
+    if (wanted(numerics) && !same_weights_baseline(numerics).empty()) {
+      baselines.push_back(same_weights_baseline(numerics));
+    }
+  }
   std::vector<LayerNumerics> selected;
   for (size_t i = 1; i < layer_numerics().size(); ++i) {
     auto const& numerics = layer_numerics()[i];
-    if (wanted(numerics) || (numerics.name == "w4a16" && int4_wanted)) selected.push_back(numerics);
+    if (wanted(numerics) || contains(baselines, numerics.name)) selected.push_back(numerics);
   }
   std::string const device = o.gpu ? hopper_device_name() : "";
 
@@ -263,33 +279,35 @@ void run_layer(Options const& o) {
 
     ordered_json entry = {{"name", model.name},   {"experts", model.experts}, {"top_k", model.top_k},
                           {"hidden", model.hidden}, {"inter", model.inter},   {"tokens", o.tokens}};
-    ordered_json vs_bf16 = ordered_json::object(), vs_w4a16 = ordered_json::object();
-    std::vector<double> w4a16, cpu_w4a8;
-    auto measure = [&](LayerRow& row, auto const& out, bool int4) {
+    ordered_json vs_bf16 = ordered_json::object(), vs_same_weights = ordered_json::object();
+    std::map<std::string, std::vector<double>> baseline_outputs;
+    std::vector<double> cpu_w4a8;
+    auto measure = [&](LayerRow& row, auto const& out, std::string const& baseline) {
       row.vs_bf16[model.name] = relative_l2_by_row(out, bf16, o.tokens, model.hidden);
       vs_bf16[row.name] = to_json(row.vs_bf16[model.name]);
-      if (int4 && row.name != "w4a16") {
-        row.vs_w4a16[model.name] = relative_l2_by_row(out, w4a16, o.tokens, model.hidden);
-        vs_w4a16[row.name] = to_json(row.vs_w4a16[model.name]);
+      if (!baseline.empty()) {
+        row.vs_same_weights[model.name] =
+            relative_l2_by_row(out, baseline_outputs.at(baseline), o.tokens, model.hidden);
+        vs_same_weights[row.name] = to_json(row.vs_same_weights[model.name]);
       }
     };
-    for (size_t i = 0; i < selected.size(); ++i) {
+    for (size_t i = 0; i < selected.size(); ++i) {  // layer_numerics() lists each baseline before its formats
       auto const out = layer_output(problem, selected[i]);
-      if (selected[i].name == "w4a16") w4a16 = out;
+      if (contains(baselines, selected[i].name)) baseline_outputs[selected[i].name] = out;
       if (selected[i].name == "w4a8") cpu_w4a8 = out;
-      measure(rows[i], out, uses_int4(selected[i]));
+      measure(rows[i], out, same_weights_baseline(selected[i]));
       progress(selected[i].name, watch);
     }
     if (o.gpu) {
       auto const gpu = run_moe_forward(problem);
-      measure(rows.back(), gpu, true);
+      measure(rows.back(), gpu, "w4a16");
       if (!cpu_w4a8.empty()) {
         entry["w4a8_gpu_vs_cpu_w4a8"] = to_json(relative_l2_by_row(gpu, cpu_w4a8, o.tokens, model.hidden));
       }
       progress("moe_forward on the GPU", watch);
     }
     entry["vs_bf16"] = vs_bf16;
-    entry["vs_w4a16"] = vs_w4a16;
+    entry["vs_same_weights"] = vs_same_weights;
     if (!cpu_w4a8.empty()) {
       // The report's w4a8 must be the project's: compare with reference::moe_layer, which differs only by its final
       // bf16 cast (and its fp32 sum over the k experts).
@@ -309,9 +327,9 @@ void run_layer(Options const& o) {
               "(%%):\n\n",
               static_cast<long long>(o.tokens));
   print_layer_table(rows, models, &LayerRow::vs_bf16);
-  std::printf("\nThe int4 formats against W4A16 (same int4 weights): what each adds on top of the int4 rounding (%%):"
-              "\n\n");
-  print_layer_table(rows, models, &LayerRow::vs_w4a16);
+  std::printf("\nEach quantised format against the same weights with bf16 activations (W4A16 for int4, mxfp4_a16 for "
+              "MXFP4): what each adds on top of the weights' rounding (%%):\n\n");
+  print_layer_table(rows, models, &LayerRow::vs_same_weights);
   std::printf("\n");
   for (auto const& entry : doc["models"]) {
     std::string const name = entry["name"].get<std::string>();

@@ -7,6 +7,7 @@
 #include "expert_quantization.h"
 #include "parallel.h"
 #include "realistic_data.h"
+#include "reference/mxfp4.h"
 
 namespace w4a8moe::accuracy {
 namespace {
@@ -33,7 +34,8 @@ ExpertWeights expert_weights(LayerProblem const& p, bool down, int e, WeightNume
   int64_t const groups = quantized.group_count();
   int const group_size = quantized.shape.group_size;
   w.values.resize(size_t(w.n) * w.k);
-  bool const has_channel_scale = numerics != WeightNumerics::kBF16 && numerics != WeightNumerics::kInt4BF16Scales;
+  bool const has_channel_scale = numerics != WeightNumerics::kBF16 && numerics != WeightNumerics::kInt4BF16Scales &&
+                                 numerics != WeightNumerics::kMxfp4;
   if (has_channel_scale) w.channel_scales.resize(w.n);
   parallel_for(w.n, 64, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> fp8_row(w.k);
@@ -71,6 +73,15 @@ ExpertWeights expert_weights(LayerProblem const& p, bool down, int e, WeightNume
             for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) out[k] = value_of_q[q[k] + 8];
           }
           w.channel_scales[n] = channel_scale;
+          break;
+        }
+        case WeightNumerics::kMxfp4: {
+          std::vector<float> row(w.k);
+          for (int64_t k = 0; k < w.k; ++k) row[k] = bf16_to_float(source[k]);
+          std::vector<uint8_t> blocks(size_t(w.k) / 2), block_scales(size_t(w.k) / reference::kMxfp4BlockSize);
+          reference::quantize_mxfp4(row.data(), 1, w.k, blocks.data(), block_scales.data());
+          auto const values = reference::dequantize_mxfp4(blocks.data(), block_scales.data(), 1, w.k);
+          std::copy(values.begin(), values.end(), out);
           break;
         }
         case WeightNumerics::kFP8PerChannel:
@@ -172,6 +183,10 @@ std::vector<LayerNumerics> const& layer_numerics() {
        "W4A8 as this project computes it: e4m3(q * sg) * sc, per-token fp8 activations"},
       {"w4a8_single_rounding_lut", WeightNumerics::kInt4SingleRoundingLut, ActivationNumerics::kFP8PerToken,
        "W4A8 with each lookup-table entry rounded once, e4m3(q * s / sc), instead of e4m3(q * e4m3(s / sc))"},
+      {"mxfp4_a16", WeightNumerics::kMxfp4, ActivationNumerics::kBF16,
+       "MXFP4 weights (e2m1, e8m0 per 32), bf16 activations (Marlin MXFP4's numerics)"},
+      {"mxfp4_a8", WeightNumerics::kMxfp4, ActivationNumerics::kFP8PerToken,
+       "MXFP4 weights, per-token fp8 activations: the MXFP4 layout's kernels"},
   };
   return numerics;
 }

@@ -47,6 +47,8 @@ enum class WeightNumerics {
   kInt4SplitScalesExactQSg,  // q * sg * sc: the split, product not rounded
   kInt4SingleRoundingLut,    // e4m3(q * s / sc) * sc: each lookup-table entry rounded once from the exact scale
   kFP8PerChannel,            // e4m3(W / sc) * sc, sc = max_k |W[n, k]| / 448 (W8A8)
+  kMxfp4,                    // e2m1 * 2^s, one e8m0 s per 32 inputs: the bf16 weights quantised the OCP MX way
+                             // (reference::quantize_mxfp4); what the MXFP4 kernels multiply, unrounded
 };
 
 enum class ActivationNumerics {
