@@ -60,8 +60,23 @@ moe::RoutingProblem routing_problem(MoeShape const& s, int64_t tokens, int32_t c
   return p;
 }
 
+// The layer's shape rules (see MoeShape) and its GEMMs' for the packed layout (MXFP4: H and I multiples of 32).
+Status validate_layer_shape(MoeShape const& s, PackedLayout layout) {
+  W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
+  if (!is_valid_size(s.hidden)) {
+    return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 16 (GEMM2's N)");
+  }
+  if (!is_valid_size(s.inter) || s.inter > moe::kMaxInter) {
+    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 16 (16-channel stripes), at ",
+                            "most ", moe::kMaxInter, " (the SiLU stage holds a row in one block's registers)");
+  }
+  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), layout, "GEMM1 weights (2I x H)"));
+  return validate_weight_shape(moe::gemm2_shape(s), layout, "GEMM2 weights (H x I)");
+}
+
 Status validate_args(MoeForwardArgs const& a) {
-  W4A8_RETURN_IF_ERROR(validate_moe_shape(a.shape));
+  W4A8_RETURN_IF_ERROR(validate_packed_layout(a.weight_layout, "args.weight_layout"));
+  W4A8_RETURN_IF_ERROR(validate_layer_shape(a.shape, a.weight_layout));
   MoeShape const& s = a.shape;
   if (a.num_tokens < 0) return invalid_argument("args.num_tokens=", a.num_tokens, ": must be >= 0");
   int64_t const max_tokens = a.max_tokens > 0 ? a.max_tokens : a.num_tokens;
@@ -74,9 +89,6 @@ Status validate_args(MoeForwardArgs const& a) {
   if (a.act_type != ActivationType::kBF16 && a.act_type != ActivationType::kFP16) {
     return invalid_argument("args.act_type=", int(a.act_type), ": must be kBF16 or kFP16");
   }
-  W4A8_RETURN_IF_ERROR(validate_packed_layout(a.weight_layout, "args.weight_layout"));
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), a.weight_layout, "GEMM1 weights (2I x H)"));
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm2_shape(s), a.weight_layout, "GEMM2 weights (H x I)"));
   if (a.activation != MoeActivation::kSiluMul && a.activation != MoeActivation::kGptOssSwiglu) {
     return invalid_argument("args.activation=", int(a.activation), ": must be kSiluMul or kGptOssSwiglu");
   }
@@ -185,18 +197,7 @@ char const* moe_stage_name(int stage) {
   return stage >= 0 && stage < kMoeStageCount ? names[stage] : "unknown";
 }
 
-Status validate_moe_shape(MoeShape const& s) {
-  W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
-  if (!is_valid_size(s.hidden)) {
-    return invalid_argument("shape.hidden=", s.hidden, ": must be a positive multiple of 16 (GEMM2's N)");
-  }
-  if (!is_valid_size(s.inter) || s.inter > moe::kMaxInter) {
-    return invalid_argument("shape.inter=", s.inter, ": must be a positive multiple of 16 (16-channel stripes), at ",
-                            "most ", moe::kMaxInter, " (the SiLU stage holds a row in one block's registers)");
-  }
-  W4A8_RETURN_IF_ERROR(validate_weight_shape(moe::gemm1_shape(s), "GEMM1 weights"));
-  return validate_weight_shape(moe::gemm2_shape(s), "GEMM2 weights");
-}
+Status validate_moe_shape(MoeShape const& s) { return validate_layer_shape(s, PackedLayout::kLookupTable); }
 
 size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
   if (!validate_moe_shape(shape).ok() || max_tokens < 0) return 0;

@@ -124,19 +124,26 @@ int64_t weight_pair_words(ExpertWeightShape const& s) {
   return int64_t(s.num_experts) * (s.n / 2) * (padded_k(s.k) / 8);
 }
 
+// The header and the weights of either block layout (kMxfp4: the MXFP4 layout's); the caller places the scales.
+template <bool kMxfp4>
+cudaError_t launch_header_and_weights(PrepackArgs const& args, ExactSections const& sections, uint32_t version) {
+  auto const& s = args.shape;
+  uint8_t* packed = static_cast<uint8_t*>(args.packed);
+  write_block_layout_header<<<1, 1, 0, args.stream>>>(make_packed_header(s, version, sections.total), packed);
+  cudaError_t const error = cudaGetLastError();
+  if (error != cudaSuccess) return error;
+  place_block_weights<kMxfp4><<<grid_for(weight_pair_words(s)), kThreads, 0, args.stream>>>(
+      static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
+      sections.block_bytes_per_expert);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& sections) {
   auto const& s = args.shape;
   uint8_t* packed = static_cast<uint8_t*>(args.packed);
-  PackedHeader const header = make_packed_header(s, kExactFormatVersion, sections.total);
-  write_block_layout_header<<<1, 1, 0, args.stream>>>(header, packed);
-  cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) return error;
-  place_block_weights<false><<<grid_for(weight_pair_words(s)), kThreads, 0, args.stream>>>(
-      static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
-      sections.block_bytes_per_expert);
-  error = cudaGetLastError();
+  cudaError_t const error = launch_header_and_weights<false>(args, sections, kExactFormatVersion);
   if (error != cudaSuccess) return error;
   place_exact_scales<<<grid_for(int64_t(s.num_experts) * s.n), kThreads, 0, args.stream>>>(
       args.group_scales, args.channel_scales, args.scale_format, s, packed + sections.blocks,
@@ -148,14 +155,7 @@ cudaError_t launch_prepack_exact(PrepackArgs const& args, ExactSections const& s
 cudaError_t launch_prepack_mxfp4(PrepackArgs const& args, ExactSections const& sections) {
   auto const& s = args.shape;
   uint8_t* packed = static_cast<uint8_t*>(args.packed);
-  PackedHeader const header = make_packed_header(s, kMxfp4FormatVersion, sections.total);
-  write_block_layout_header<<<1, 1, 0, args.stream>>>(header, packed);
-  cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) return error;
-  place_block_weights<true><<<grid_for(weight_pair_words(s)), kThreads, 0, args.stream>>>(
-      static_cast<uint32_t const*>(args.weights), args.weight_format, s, packed + sections.blocks,
-      sections.block_bytes_per_expert);
-  error = cudaGetLastError();
+  cudaError_t const error = launch_header_and_weights<true>(args, sections, kMxfp4FormatVersion);
   if (error != cudaSuccess) return error;
   place_mxfp4_scales<<<grid_for(int64_t(s.num_experts) * s.n), kThreads, 0, args.stream>>>(
       static_cast<uint8_t const*>(args.group_scales), s, packed + sections.blocks, sections.block_bytes_per_expert,

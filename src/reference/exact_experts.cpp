@@ -8,6 +8,7 @@
 #include "common/float_formats.h"
 #include "prepack/exact_format.h"
 #include "prepack/packed_format.h"
+#include "reference/quantized_experts.h"
 
 namespace w4a8moe::reference {
 
@@ -79,15 +80,10 @@ void grouped_gemm_exact(ExactExperts const& experts, std::vector<uint8_t> const&
                         std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
   auto const& s = experts.shape;
   int const groups = group_count(s.k);
-  std::vector<int64_t> selected = rows;
-  if (selected.empty()) {
-    for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);
-  }
   std::vector<double> a(s.k);
-  for (int64_t m : selected) {
-    int const e = int(std::upper_bound(offsets.begin(), offsets.end(), m) - offsets.begin()) - 1;
-    if (e < 0 || e >= s.num_experts) throw std::invalid_argument("grouped_gemm_exact: row outside every expert");
-    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * padded_k(s.k) + k]);
+  for (int64_t m : gemm_rows(offsets, rows)) {
+    int const e = expert_of_row(offsets, m, s.num_experts, "grouped_gemm_exact");
+    activation_row(act, m, s.k, a.data());
     for (int n = 0; n < s.n; ++n) {
       int8_t const* q = experts.q.data() + (size_t(e) * s.n + n) * s.k;
       uint16_t const* sg = experts.group_scale.data() + (size_t(e) * s.n + n) * groups;

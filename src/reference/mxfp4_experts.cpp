@@ -1,13 +1,12 @@
 #include "reference/mxfp4_experts.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <stdexcept>
 
 #include "common/float_formats.h"
 #include "prepack/mxfp4_format.h"
 #include "reference/mxfp4.h"
+#include "reference/quantized_experts.h"
 
 namespace w4a8moe::reference {
 
@@ -47,15 +46,10 @@ void grouped_gemm_mxfp4(Mxfp4Experts const& experts, std::vector<uint8_t> const&
   auto const& s = experts.shape;
   std::vector<float> const w =
       dequantize_mxfp4(experts.blocks.data(), experts.scales.data(), int64_t(s.num_experts) * s.n, s.k);
-  std::vector<int64_t> selected = rows;
-  if (selected.empty()) {
-    for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);
-  }
   std::vector<double> a(s.k);
-  for (int64_t m : selected) {
-    int const e = int(std::upper_bound(offsets.begin(), offsets.end(), m) - offsets.begin()) - 1;
-    if (e < 0 || e >= s.num_experts) throw std::invalid_argument("grouped_gemm_mxfp4: row outside every expert");
-    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * padded_k(s.k) + k]);
+  for (int64_t m : gemm_rows(offsets, rows)) {
+    int const e = expert_of_row(offsets, m, s.num_experts, "grouped_gemm_mxfp4");
+    activation_row(act, m, s.k, a.data());
     for (int n = 0; n < s.n; ++n) {
       float const* wn = w.data() + (size_t(e) * s.n + n) * s.k;
       double sum = 0.0, sum_abs = 0.0;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "common/float_formats.h"
 #include "prepack/packed_format.h"
@@ -160,27 +161,41 @@ QuantizedExperts unpack(std::vector<uint8_t> const& packed, ExpertWeightShape co
   return experts;
 }
 
-void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
-                  std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
-                  std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
-  auto const& s = experts.shape;
+std::vector<int64_t> gemm_rows(std::vector<int64_t> const& offsets, std::vector<int64_t> const& rows) {
   std::vector<int64_t> selected = rows;
   if (selected.empty()) {
     for (int64_t m = offsets.front(); m < offsets.back(); ++m) selected.push_back(m);
   }
+  return selected;
+}
+
+int expert_of_row(std::vector<int64_t> const& offsets, int64_t m, int experts, char const* who) {
+  int const e = int(std::upper_bound(offsets.begin(), offsets.end(), m) - offsets.begin()) - 1;
+  if (e < 0 || e >= experts) throw std::invalid_argument(std::string(who) + ": row outside every expert");
+  return e;
+}
+
+void activation_row(std::vector<uint8_t> const& act, int64_t m, int k, double* a) {
+  for (int i = 0; i < k; ++i) a[i] = e4m3_to_float(act[size_t(m) * padded_k(k) + i]);
+}
+
+void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
+                  std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
+                  std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
+  auto const& s = experts.shape;
+  std::vector<int64_t> selected = gemm_rows(offsets, rows);
   std::sort(selected.begin(), selected.end());
 
   std::vector<double> a(s.k);
   std::vector<float> w;  // dequantized weights of the current expert, [N, K]
   int current_expert = -1;
   for (int64_t m : selected) {
-    int const e = int(std::upper_bound(offsets.begin(), offsets.end(), m) - offsets.begin()) - 1;
-    if (e < 0 || e >= s.num_experts) throw std::invalid_argument("reference grouped_gemm: row outside every expert");
+    int const e = expert_of_row(offsets, m, s.num_experts, "reference grouped_gemm");
     if (e != current_expert) {
       current_expert = e;
       w = dequantize_expert(experts, e);
     }
-    for (int k = 0; k < s.k; ++k) a[k] = e4m3_to_float(act[size_t(m) * padded_k(s.k) + k]);
+    activation_row(act, m, s.k, a.data());
     for (int n = 0; n < s.n; ++n) {
       double sum = 0.0, sum_abs = 0.0;
       float const* wn = w.data() + size_t(n) * s.k;

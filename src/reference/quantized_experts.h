@@ -68,4 +68,12 @@ void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& a
                   std::vector<double>* out, std::vector<double>* out_abs = nullptr,
                   std::vector<int64_t> const& rows = {});
 
+// What the reference grouped GEMMs share (this one, grouped_gemm_exact, grouped_gemm_mxfp4): the rows they compute
+// (`rows`, or every expert row [offsets.front(), offsets.back()) if empty), the expert holding row m (throws
+// std::invalid_argument "<who>: row outside every expert" if none of the `experts` does), and row m's K e4m3
+// activations from act [total_rows, padded_k(K)] as doubles.
+std::vector<int64_t> gemm_rows(std::vector<int64_t> const& offsets, std::vector<int64_t> const& rows);
+int expert_of_row(std::vector<int64_t> const& offsets, int64_t m, int experts, char const* who);
+void activation_row(std::vector<uint8_t> const& act, int64_t m, int k, double* a);
+
 }  // namespace w4a8moe::reference
