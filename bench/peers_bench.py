@@ -2,7 +2,7 @@
 """w4a8moe beside vLLM 0.24.0's compiled MoE kernels: one process, the same weights, the same inputs.
 
 Methods, each computing the whole layer from bf16 hidden states and fp32 router logits (softmax top-k, renormalised)
-with its own routing op, and each grouped GEMM alone with its own input format:
+with its own routing op, and each grouped GEMM alone with its own input format. On the int4 models:
 
     w4a8moe                this library: w4a8moe.fused_moe; w4a8moe.grouped_gemm on fp8 e4m3 per-token activations
     w4a8moe_exact          the same on the exact-scale packed layout (prepack_weights(..., layout="exact"))
@@ -16,43 +16,59 @@ with its own routing op, and each grouped GEMM alone with its own input format:
                            and that maximum / 4096 applied to the activation scales as vLLM's AWQ and dense Marlin
                            paths do (its compressed-tensors MoE path computes it but drops it)
 
-Weights: per model one compressed-tensors checkpoint of this rank's experts, random bf16 weights quantised round to
-nearest, symmetric, group 128 (scale = max|w| / 7 in bf16): w13 int32 [E, 2I, H/8] (gate rows, then up rows) with
+On gpt-oss-120b (MXFP4 experts with biases, gpt-oss's clamped SwiGLU):
+
+    w4a8moe                this library's "mxfp4" layout: fused_moe(..., activation="gpt_oss_swiglu"); grouped_gemm
+                           with the biases on fp8 per-token activations (K padded to whole 128-groups)
+    vllm_marlin_mxfp4      vLLM's Marlin MoE on float4_e2m1f weights with e8m0 group-32 scales, the biases in
+                           Marlin's b_bias and bf16 activations, as vLLM's MXFP4 Marlin backend runs gpt-oss (H and I
+                           padded to 3072 and 2944; topk_softmax, moe_align_block_size, moe_wna16_marlin_gemm,
+                           swigluoai_and_mul, moe_wna16_marlin_gemm, moe_sum)
+
+Weights: per int4 model one compressed-tensors checkpoint of this rank's experts, random bf16 weights quantised round
+to nearest, symmetric, group 128 (scale = max|w| / 7 in bf16): w13 int32 [E, 2I, H/8] (gate rows, then up rows) with
 bf16 scales [E, 2I, H/128], w2 int32 [E, H, I/8] with [E, H, I/128]; nibble i of word j holds q + 8 for k = 8j + i.
-Every method converts that same checkpoint the way its loader does (w4a8moe.prepack_moe_weights; vLLM's
-oracle/w4a8.py and int_wna16.py conversions, written anew here).
+gpt-oss-120b: one MXFP4 checkpoint as gpt-oss ships it (bench/peers_gpt_oss.py): uniform random e2m1 codes, two a
+byte (low nibble = even k), e8m0 scale bytes in 118..122 (2^-9..2^-5) one per 32 inputs, small bf16 biases;
+gate_up_proj_blocks uint8 [E, 2I, H/32, 16] with its rows interleaved (gate 2i, up 2i + 1), _scales [E, 2I, H/32],
+_bias [E, 2I], down_proj_* [E, H, I/32, 16], [E, H, I/32], [E, H]. Every method converts its model's checkpoint the
+way its loader does (w4a8moe.prepack_moe_weights; vLLM's oracle/w4a8.py, int_wna16.py and marlin_utils_fp4.py
+conversions, written anew here).
 
 Models: qwen3-30b-a3b (E 128, top-8, H 2048, I 768), mixtral-8x7b (8, top-2, 4096, 14336) and deepseek-v3-ep8, one of
 8 expert-parallel ranks of DeepSeek-V3 (256 experts, top-8, 7168, 2048): the rank holds its 32 experts and an
 expert_map int32 [256] (global id -> local id or -1); every method computes only local experts and gives the
-other ranks' slots zero.
+other ranks' slots zero. gpt-oss-120b (128, top-4, 2880, 2880; MXFP4 experts with biases, bench/peers_gpt_oss.py).
 
 Levels: "layer" (the whole layer), "gemm1" and "gemm2" (the grouped GEMMs alone on the same routing, rows =
 tokens * top_k grouped by local expert; Marlin's routing arrays from moe_align_block_size are made outside the timed
-region, as are every method's input quantisation and problem sizes).
+region, as are every method's input quantisation, padding and problem sizes).
 
 Timing: after an eager warm-up of every method at every size (Marlin's kernels ship as PTX and the driver compiles
 them at first launch, ~80 s per process on a fresh machine; CUDA_CACHE_MAXSIZE is raised so later processes reuse
 them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a 256 MB buffer
 zeroed outside the event pair): the median of --iters replays (20 for calls over 5 ms). The streaming read bandwidth
 is measured in the same run (a sum over 2 GiB), and each layer row carries "read_once_us", the time to read the
-active experts' int4 weights, one byte per group scale and 4 bytes per channel scale once at that bandwidth.
+active experts' weights once at that bandwidth: int4, one byte per group scale and 4 bytes per channel scale; for
+MXFP4 the e2m1 codes (0.5 byte a weight), one e8m0 byte per 32 weights and the bf16 biases.
 
 Accuracy: rel_err = ||out - ref|| / ||ref|| (the absolute ||out|| where ref is all zero, e.g. an expert-parallel rank
-that got no rows). Layer: the fp32 layer from the dequantised weights (q * bf16 scale) on the same top-k routing
-(fp32 activations, SiLU(gate) * up, weighted sum), on up to 128 sampled tokens. GEMMs: fp32 products of the method's
-own dequantised input rows, on up to 512 sampled rows.
+that got no rows). Layer: the fp32 layer from the dequantised weights (q * bf16 scale; MXFP4: e2m1 * 2^(s - 127)) on
+the same top-k routing (fp32 activations, SiLU(gate) * up or gpt-oss's SwiGLU with the biases, weighted sum), on up
+to 128 sampled tokens. GEMMs: fp32 products of the method's own dequantised input rows (plus the bias for gpt-oss;
+GEMM1's columns compared in gate-then-up order), on up to 512 sampled rows.
 
-Output: OUT_DIR/<date>-<card>-peers.json ({"device", "rows": [{"model", "tokens", "level", "method", "us",
-"rel_err", ...}], plus run facts}) and the same name .md (bench/peers_report.py), rewritten after each model; the
-layer table is printed last. A failing (model, tokens, level, method) is recorded as a row with "error" and the run
-goes on; a vLLM op whose schema differs from vLLM 0.24.0's disables only the methods that call it.
+Output: OUT_DIR/<date>-<card>-peers.json ({"device", "rows": [{"model", "weights", "tokens", "level", "method",
+"us", "rel_err", ...}], plus run facts}) and the same name .md (bench/peers_report.py), rewritten after each model;
+the layer table is printed last. A failing (model, tokens, level, method) is recorded as a row with "error" and the
+run goes on; a vLLM op whose schema differs from vLLM 0.24.0's disables only the methods that call it.
 
 Needs a Hopper GPU, the w4a8moe package (python/README.md) and vLLM 0.24.0's op libraries in --vllm-dir: _C.so and
 _moe_C.so, i.e. the wheel's vllm/_C_stable_libtorch.abi3.so and vllm/_moe_C_stable_libtorch.abi3.so (either name is
 found). Without a GPU, the package or the libraries it says so and exits with status 0.
 
-    python3 bench/peers_bench.py --vllm-dir DIR --out-dir DIR [--models qwen3-30b-a3b mixtral-8x7b deepseek-v3-ep8]
+    python3 bench/peers_bench.py --vllm-dir DIR --out-dir DIR
+                                 [--models qwen3-30b-a3b mixtral-8x7b deepseek-v3-ep8 gpt-oss-120b]
                                  [--tokens 1 4 16 64 128 1024 8192] [--iters 30]
 """
 
@@ -79,10 +95,12 @@ except ImportError:  # reported by main(), which exits 0 as for a machine withou
 
 import peers_report  # noqa: E402  (beside this file)
 from peers_checkpoint import Reference, bytes_per_expert, make_checkpoint, relative_error  # noqa: E402
-from peers_methods import Unavailable, W4A8Moe  # noqa: E402
-from peers_model import DEVICE, MODELS, make_case, spread  # noqa: E402
+from peers_gpt_oss import GptOssReference, make_mxfp4_checkpoint, mxfp4_bytes_per_expert  # noqa: E402
+from peers_methods import Unavailable, W4A8Moe, W4A8MoeMxfp4  # noqa: E402
+from peers_model import DEFAULT_MODELS, DEVICE, MODELS, make_case, spread  # noqa: E402
 from peers_timing import Timer, measure_hbm  # noqa: E402
 from peers_vllm import VllmCutlassW4A8, VllmMarlin  # noqa: E402
+from peers_vllm_mxfp4 import VllmMarlinMxfp4  # noqa: E402
 from peers_vllm_ops import find_vllm_libraries, unavailable_methods  # noqa: E402
 
 # Also importable from here, as they were before the benchmark was split into modules (checks of the conversions
@@ -90,7 +108,9 @@ from peers_vllm_ops import find_vllm_libraries, unavailable_methods  # noqa: E40
 from peers_checkpoint import dequantize, pack_int4, quantize_int4, unpack_int4  # noqa: E402,F401
 from peers_model import ModelSpec  # noqa: E402,F401
 from peers_vllm import marlin_block_size, marlin_int8_scales, permute_marlin_scales  # noqa: E402,F401
-from peers_vllm_ops import METHOD_OPS, UINT4B8_ID, VLLM_SCHEMAS  # noqa: E402,F401
+from peers_gpt_oss import dequantize_mxfp4, gate_up_in_layer_order  # noqa: E402,F401
+from peers_vllm_mxfp4 import marlin_bias, marlin_mxfp4_scales  # noqa: E402,F401
+from peers_vllm_ops import FLOAT4_E2M1F_ID, METHOD_OPS, UINT4B8_ID, VLLM_SCHEMAS  # noqa: E402,F401
 
 LEVELS = ("layer", "gemm1", "gemm2")
 LAYER_SAMPLE_TOKENS = 128
@@ -120,15 +140,40 @@ def cuda_alive():
         return False
 
 
-def build_methods(spec, ckpt, unavailable):
-    """Every method's converted weights for one model; a method that cannot be built becomes Unavailable."""
-    builders = {
+def make_weights(spec, generator):
+    """(checkpoint, fp32 reference) in the model's weight format."""
+    if spec.weight_format == "mxfp4":
+        ckpt = make_mxfp4_checkpoint(spec, generator)
+        return ckpt, GptOssReference(spec, ckpt)
+    ckpt = make_checkpoint(spec, generator)
+    return ckpt, Reference(spec, ckpt)
+
+
+def expert_read_bytes(spec):
+    """Bytes of one expert read once, in the model's weight format (the layer rows' read_once_us)."""
+    return mxfp4_bytes_per_expert(spec) if spec.weight_format == "mxfp4" else bytes_per_expert(spec)
+
+
+def method_builders(spec, ckpt):
+    """{method: build} for the methods that take the model's weight format: the int4 ones for the int4 checkpoints,
+    w4a8moe and Marlin MXFP4 for gpt-oss's MXFP4 experts."""
+    if spec.weight_format == "mxfp4":
+        return {
+            "w4a8moe": lambda: W4A8MoeMxfp4(spec, ckpt),
+            "vllm_marlin_mxfp4": lambda: VllmMarlinMxfp4(spec, ckpt),
+        }
+    return {
         "w4a8moe": lambda: W4A8Moe(spec, ckpt),
         "w4a8moe_exact": lambda: W4A8Moe(spec, ckpt, layout="exact"),
         "vllm_cutlass_w4a8": lambda: VllmCutlassW4A8(spec, ckpt),
         "vllm_marlin_w4a16": lambda: VllmMarlin(spec, ckpt, int8=False),
         "vllm_marlin_w4a8_int8": lambda: VllmMarlin(spec, ckpt, int8=True),
     }
+
+
+def build_methods(spec, ckpt, unavailable):
+    """Every method's converted weights for one model; a method that cannot be built becomes Unavailable."""
+    builders = method_builders(spec, ckpt)
     methods = []
     for name, build in builders.items():
         if name in unavailable:
@@ -161,7 +206,7 @@ def check(level, case, reference, call, out):
         tokens = spread(case.tokens, LAYER_SAMPLE_TOKENS)
         return relative_error(out[tokens], reference.layer(case, tokens))
     rows = spread(case.rows, GEMM_SAMPLE_ROWS)
-    ref = reference.grouped(reference.gemm_weights(level), call.rows_in(rows), case.row_expert[rows])
+    ref = reference.gemm(level, call.rows_in(rows), case.row_expert[rows])
     return relative_error(call.rows_out(out, rows), ref)
 
 
@@ -185,11 +230,12 @@ def warm_up(spec, methods, token_counts, expert_map):
 
 def measure_case(spec, case, methods, reference, timer, read_gbps, rows):
     """Appends a row per (level, method) to `rows` as each is measured, so a lost context keeps what was done."""
-    read_once_us = case.active_experts * bytes_per_expert(spec) / (read_gbps * 1e3)
+    read_once_us = case.active_experts * expert_read_bytes(spec) / (read_gbps * 1e3)
     for level in LEVELS:
         for method in methods:
-            row = {"model": spec.name, "tokens": case.tokens, "level": level, "method": method.name, "us": None,
-                   "rel_err": None, "active_experts": case.active_experts, "rows": case.rows}
+            row = {"model": spec.name, "weights": spec.weight_format, "tokens": case.tokens, "level": level,
+                   "method": method.name, "us": None, "rel_err": None, "active_experts": case.active_experts,
+                   "rows": case.rows}
             if level == "layer":
                 row["read_once_us"] = round(read_once_us, 2)
             try:
@@ -217,12 +263,12 @@ def run_model(spec, token_counts, timer, read_gbps, unavailable, rows):
     `rows`."""
     start = time.time()
     generator = torch.Generator(device=DEVICE).manual_seed(zlib.crc32(spec.name.encode()))
-    ckpt = make_checkpoint(spec, generator)
-    reference = Reference(spec, ckpt)
+    ckpt, reference = make_weights(spec, generator)
     methods = build_methods(spec, ckpt, unavailable)
     del ckpt
     print(f"{spec.name}: E={spec.experts} ({spec.local_experts} local) top-{spec.top_k} H={spec.hidden} "
-          f"I={spec.inter}; weights made and converted in {time.time() - start:.1f} s", flush=True)
+          f"I={spec.inter} {spec.weight_format}; weights made and converted in {time.time() - start:.1f} s",
+          flush=True)
     for method in methods:
         if isinstance(method, Unavailable):
             print(f"{spec.name}: {method.name} unavailable: {method.reason}", flush=True)
@@ -261,7 +307,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vllm-dir", help="folder holding vLLM 0.24.0's _C.so and _moe_C.so")
     parser.add_argument("--out-dir", default=".", help="where the JSON and markdown go (default: .)")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(DEFAULT_MODELS),
+                        help=f"default: {' '.join(DEFAULT_MODELS)}")
     parser.add_argument("--tokens", type=int, nargs="+", default=[1, 4, 16, 64, 128, 1024, 8192])
     parser.add_argument("--iters", type=int, default=30, help="timed replays per call (20 for calls over 5 ms)")
     return parser.parse_args(argv)

@@ -1,6 +1,7 @@
-"""peers_bench's weights and ground truth: one rank's experts as a compressed-tensors int4 checkpoint (random bf16
-weights quantised round to nearest, symmetric, group 128), its packing and dequantisation, and the fp32 reference
-layer and grouped GEMMs computed from the dequantised weights."""
+"""peers_bench's weights and ground truth for the int4 models: one rank's experts as a compressed-tensors int4
+checkpoint (random bf16 weights quantised round to nearest, symmetric, group 128), its packing and dequantisation, and
+the fp32 reference layer and grouped GEMMs computed from the dequantised weights. (gpt-oss's MXFP4 experts:
+peers_gpt_oss.py.)"""
 
 from dataclasses import dataclass
 
@@ -111,6 +112,10 @@ class Reference:
 
     def gemm_weights(self, level):
         return self.w13 if level == "gemm1" else self.w2
+
+    def gemm(self, level, x, experts):
+        """A grouped GEMM's fp32 rows: row r of x times the weights of expert experts[r]."""
+        return self.grouped(self.gemm_weights(level), x, experts)
 
 
 def relative_error(out, ref):

@@ -1,5 +1,6 @@
-"""peers_bench's models and inputs: the device, each model's shape (and the expert-parallel rank this process plays),
-and one case: random hidden states and router logits routed by softmax top-k, the routing every level shares."""
+"""peers_bench's models and inputs: the device, each model's shape and weight format (and the expert-parallel rank
+this process plays), and one case: random hidden states and router logits routed by softmax top-k, the routing every
+level shares."""
 
 import zlib
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class ModelSpec:
     top_k: int
     hidden: int
     inter: int
+    weight_format: str = "int4"  # "int4": compressed-tensors group 128; "mxfp4": gpt-oss's e2m1 + e8m0 and biases
     ep_ranks: int = 1
     ep_rank: int = 0  # which rank's experts this process holds
 
@@ -48,7 +50,11 @@ MODELS = {
     # would compute the wrong experts and show it in rel_err.
     "deepseek-v3-ep8": ModelSpec("deepseek-v3-ep8", experts=256, top_k=8, hidden=7168, inter=2048, ep_ranks=8,
                                  ep_rank=3),
+    # gpt-oss's MXFP4 experts with biases and its clamped SwiGLU (bench/peers_gpt_oss.py).
+    "gpt-oss-120b": ModelSpec("gpt-oss-120b", experts=128, top_k=4, hidden=2880, inter=2880, weight_format="mxfp4"),
 }
+# What a run without --models measures: every model (gpt-oss-120b alone took 23 s of an H200 run, 7 token counts).
+DEFAULT_MODELS = ("qwen3-30b-a3b", "mixtral-8x7b", "deepseek-v3-ep8", "gpt-oss-120b")
 
 
 # --- One case: inputs and the shared routing ----------------------------------------------------------------------

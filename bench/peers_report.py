@@ -4,36 +4,73 @@
     python3 bench/peers_report.py RESULT.json > RESULT.md
 
 The layer table gives, per model and token count, each method's median time (µs) and "fastest vLLM / ours": the
-fastest of the three vLLM kernels divided by w4a8moe's time (below 1, in bold: a vLLM kernel is faster). The GEMM
+fastest of the three vLLM int4 kernels divided by w4a8moe's time (below 1, in bold: a vLLM kernel is faster). The GEMM
 tables do the same for each grouped GEMM alone; the error table gives ||out - ref|| / ||ref|| against the fp32
-reference of the dequantised weights. peers_bench.py writes this markdown itself; this script remakes it from the
-JSON. Standard library only.
+reference of the dequantised weights. Models with MXFP4 experts (gpt-oss) get tables of their own, with their
+methods as columns: w4a8moe and vLLM's Marlin MXFP4, and "Marlin MXFP4 / ours". peers_bench.py writes this markdown
+itself; this script remakes it from the JSON. Standard library only.
 """
 
 import json
 import sys
+from dataclasses import dataclass
 
 OURS = "w4a8moe"
 OURS_EXACT = "w4a8moe_exact"  # the same library on the exact-scale packed layout
 VLLM_METHODS = ("vllm_cutlass_w4a8", "vllm_marlin_w4a16", "vllm_marlin_w4a8_int8")
 METHODS = (OURS, OURS_EXACT) + VLLM_METHODS
+MARLIN_MXFP4 = "vllm_marlin_mxfp4"
 METHOD_TITLES = {
     OURS: "w4a8moe",
     OURS_EXACT: "w4a8moe, exact layout",
     "vllm_cutlass_w4a8": "vLLM CUTLASS W4A8",
     "vllm_marlin_w4a16": "Marlin W4A16",
     "vllm_marlin_w4a8_int8": "Marlin W4A8-INT8",
+    MARLIN_MXFP4: "Marlin MXFP4",
 }
 MODEL_TITLES = {
     "qwen3-30b-a3b": "Qwen3-30B-A3B",
     "mixtral-8x7b": "Mixtral-8x7B",
     "deepseek-v3-ep8": "DeepSeek-V3, 1 of 8 EP ranks",
+    "gpt-oss-120b": "gpt-oss-120b",
 }
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """The rows of one checkpoint format (a row's "weights"), and the columns its tables have."""
+    name: str
+    title: str  # the caption above its tables where a run has more than one format
+    methods: tuple  # the time and error columns, in order
+    peers: tuple  # the vLLM methods a ratio takes the fastest of
+    ratios: tuple  # (our method, column title) for each ratio column
+
+
+FORMATS = (
+    WeightFormat("int4", "int4 experts (compressed-tensors, group 128)", METHODS, VLLM_METHODS,
+                 ((OURS, "fastest vLLM / ours"), (OURS_EXACT, "fastest vLLM / ours, exact"))),
+    WeightFormat("mxfp4", "MXFP4 experts (gpt-oss: e2m1 codes, an e8m0 scale per 32 inputs, expert biases)",
+                 (OURS, MARLIN_MXFP4), (MARLIN_MXFP4,), ((OURS, "Marlin MXFP4 / ours"),)),
+)
 LEVEL_TITLES = {
     "layer": "Layer: hidden states + router logits -> output",
     "gemm1": "GEMM1 alone (gate + up), rows grouped by expert",
     "gemm2": "GEMM2 alone (down), rows grouped by expert",
 }
+
+
+def _format_of(row):
+    return row.get("weights", "int4")  # results written before MXFP4 models existed are all int4
+
+
+def _by_format(rows, table):
+    """table(rows of one format, its WeightFormat) for each format the rows have; with more than one, each under its
+    caption. An int4-only run reads as before."""
+    present = [f for f in FORMATS if any(_format_of(row) == f.name for row in rows)] or [FORMATS[0]]
+    if len(present) == 1:
+        return table([row for row in rows if _format_of(row) == present[0].name], present[0])
+    return "\n\n".join(f"### {fmt.title}\n\n" + table([row for row in rows if _format_of(row) == fmt.name], fmt)
+                        for fmt in present)
 
 
 def _cases(rows, level):
@@ -59,10 +96,10 @@ def _time_cell(row):
     return f"{row['us']:.1f}"
 
 
-def _ratio_cell(by_method, ours_method=OURS):
+def _ratio_cell(by_method, ours_method=OURS, peer_methods=VLLM_METHODS):
     """Fastest vLLM time / ours, bold below 1 (a vLLM kernel is faster)."""
     ours = by_method.get(ours_method)
-    peers = [by_method[m]["us"] for m in VLLM_METHODS if _timed(by_method.get(m))]
+    peers = [by_method[m]["us"] for m in peer_methods if _timed(by_method.get(m))]
     if not _timed(ours) or not peers:
         return "-"
     ratio = min(peers) / ours["us"]
@@ -83,45 +120,63 @@ def _table(header, lines):
                      ["| " + " | ".join(str(cell) for cell in line) + " |" for line in lines])
 
 
-RATIO_TITLES = ["fastest vLLM / ours", "fastest vLLM / ours, exact"]
+def _ratio_titles(fmt):
+    return [title for _, title in fmt.ratios]
 
 
-def _ratio_cells(by_method):
-    return [_ratio_cell(by_method, OURS), _ratio_cell(by_method, OURS_EXACT)]
+def _ratio_cells(by_method, fmt):
+    return [_ratio_cell(by_method, ours, fmt.peers) for ours, _ in fmt.ratios]
 
 
-def layer_table(rows):
-    header = ["model", "tokens", "active experts", "read once"] + [METHOD_TITLES[m] for m in METHODS] + RATIO_TITLES
+def _method_titles(fmt):
+    return [METHOD_TITLES[m] for m in fmt.methods]
+
+
+def _layer_table(rows, fmt):
+    header = ["model", "tokens", "active experts", "read once"] + _method_titles(fmt) + _ratio_titles(fmt)
     lines = []
     for (model, tokens), by_method in _cases(rows, "layer").items():
         read_once = _first(by_method, "read_once_us")
         lines.append([MODEL_TITLES.get(model, model), tokens, _first(by_method, "active_experts"),
                       read_once if read_once == "-" else f"{read_once:.1f}"] +
-                     [_time_cell(by_method.get(m)) for m in METHODS] + _ratio_cells(by_method))
+                     [_time_cell(by_method.get(m)) for m in fmt.methods] + _ratio_cells(by_method, fmt))
     return _table(header, lines)
 
 
-def gemm_table(rows, level):
-    header = ["model", "tokens", "rows"] + [METHOD_TITLES[m] for m in METHODS] + RATIO_TITLES
+def _gemm_table(rows, fmt, level):
+    header = ["model", "tokens", "rows"] + _method_titles(fmt) + _ratio_titles(fmt)
     lines = []
     for (model, tokens), by_method in _cases(rows, level).items():
         lines.append([MODEL_TITLES.get(model, model), tokens, _first(by_method, "rows")] +
-                     [_time_cell(by_method.get(m)) for m in METHODS] + _ratio_cells(by_method))
+                     [_time_cell(by_method.get(m)) for m in fmt.methods] + _ratio_cells(by_method, fmt))
     return _table(header, lines)
 
 
-def error_table(rows):
-    header = ["model", "tokens", "level"] + [METHOD_TITLES[m] for m in METHODS]
+def _error_table(rows, fmt):
+    header = ["model", "tokens", "level"] + _method_titles(fmt)
     lines = []
     for level in LEVEL_TITLES:
         for (model, tokens), by_method in _cases(rows, level).items():
             cells = []
-            for method in METHODS:
+            for method in fmt.methods:
                 row = by_method.get(method)
                 cells.append(f"{100 * row['rel_err']:.2f}" if _timed(row) and row.get("rel_err") is not None
                              else "-")
             lines.append([MODEL_TITLES.get(model, model), tokens, level] + cells)
     return _table(header, lines)
+
+
+def layer_table(rows):
+    """The layer's times, one table per weight format in the rows."""
+    return _by_format(rows, _layer_table)
+
+
+def gemm_table(rows, level):
+    return _by_format(rows, lambda format_rows, fmt: _gemm_table(format_rows, fmt, level))
+
+
+def error_table(rows):
+    return _by_format(rows, _error_table)
 
 
 def failures(rows):
@@ -147,21 +202,38 @@ def render(result):
         facts.append(f"streaming read measured in the same run: {result['hbm_read_gbps']:.0f} GB/s")
     if facts:
         parts += ["; ".join(facts) + ".", ""]
+    formats = {_format_of(row) for row in result["rows"]} or {"int4"}
+    parts += ["One process, the same weights and the same inputs for every method of a model. Median µs of "
+              "CUDA-graph replays with the L2 flushed before each.", ""]
+    if "int4" in formats:
+        parts += [
+            "int4 models: one compressed-tensors int4 checkpoint, group 128, converted the way vLLM's loader does. "
+            "\"fastest vLLM / ours\": the fastest vLLM kernel's time over w4a8moe's (below 1, in bold: a vLLM kernel "
+            "is faster); \"exact\": the same for w4a8moe on the exact-scale packed layout (prepack_weights(..., "
+            "layout=\"exact\")). \"read once\": µs to read the active experts' int4 weights, one byte per group "
+            "scale and 4 bytes per channel scale once at the measured bandwidth. Marlin W4A8-INT8 applies the input "
+            "global scale of its int8 weight scales.",
+            "",
+        ]
+    if "mxfp4" in formats:
+        parts += [
+            "MXFP4 models (gpt-oss): one gpt-oss checkpoint (e2m1 codes, an e8m0 scale per 32 inputs, bf16 expert "
+            "biases, GEMM1's gate and up rows interleaved) for both methods, with gpt-oss's clamped SwiGLU. "
+            "w4a8moe: its \"mxfp4\" layout, fp8 per-token activations. Marlin MXFP4: vLLM's MXFP4 Marlin backend, "
+            "bf16 activations, H and I padded to multiples of 256 and 128 as vLLM allocates them (gpt-oss: 3072 and "
+            "2944). \"Marlin MXFP4 / ours\": Marlin's time over w4a8moe's (below 1, in bold: Marlin is faster); "
+            "\"read once\": the active experts' e2m1 codes (0.5 byte a weight), one e8m0 byte per 32 weights and "
+            "the bf16 biases at the measured bandwidth.",
+            "",
+        ]
     parts += [
-        "One process, the same weights (one compressed-tensors int4 checkpoint, group 128, converted the way vLLM's "
-        "loader does) and the same inputs for every method. Median µs of CUDA-graph replays with the L2 flushed "
-        "before each. \"fastest vLLM / ours\": the fastest vLLM kernel's time over w4a8moe's (below 1, in bold: "
-        "a vLLM kernel is faster); \"exact\": the same for w4a8moe on the exact-scale packed layout "
-        "(prepack_weights(..., layout=\"exact\")). \"read once\": µs to read the active experts' int4 weights, one "
-        "byte per group scale and 4 bytes per channel scale once at the measured bandwidth. Marlin W4A8-INT8 "
-        "applies the input global scale of its int8 weight scales.",
-        "",
         f"## {LEVEL_TITLES['layer']}", "", layer_table(result["rows"]), "",
         f"## {LEVEL_TITLES['gemm1']}", "", gemm_table(result["rows"], "gemm1"), "",
         f"## {LEVEL_TITLES['gemm2']}", "", gemm_table(result["rows"], "gemm2"), "",
-        "## Relative error, % (||out - ref|| / ||ref||, fp32 reference of the dequantised int4 weights)", "",
+        "## Relative error, % (||out - ref|| / ||ref||, fp32 reference of the dequantised weights)", "",
         "Layer: against the fp32 layer on the same top-k routing (a sample of up to 128 tokens). GEMMs: against "
-        "fp32 products of each method's own (dequantised) input rows, a sample of up to 512 rows.", "",
+        "fp32 products of each method's own (dequantised) input rows, a sample of up to 512 rows (with the biases "
+        "for MXFP4 models).", "",
         error_table(result["rows"]), "",
     ]
     failed = failures(result["rows"])

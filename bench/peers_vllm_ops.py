@@ -1,6 +1,6 @@
 """vLLM 0.24.0's compiled ops as peers_bench calls them: the schemas its libraries register, which method calls
-which, where the libraries are, a check that disables only the methods whose ops differ, and the scalar-type id
-Marlin's kernels take."""
+which, where the libraries are, a check that disables only the methods whose ops differ, and the scalar-type ids
+Marlin's kernels take (GPTQ's uint4b8, MXFP4's float4_e2m1f)."""
 
 import os
 
@@ -40,6 +40,7 @@ VLLM_SCHEMAS = {
     "int b_type_id, int size_m, int size_n, int size_k, bool is_full_k, bool use_atomic_add, bool use_fp32_reduce, "
     "bool is_zp_float, int thread_k, int thread_n, int blocks_per_sm) -> Tensor",
     "_moe_C::moe_sum": "(Tensor input, Tensor! output) -> ()",
+    "_C::swigluoai_and_mul": "(Tensor! out, Tensor input, float alpha=1.702, float limit=7.0) -> ()",
 }
 
 _MARLIN_OPS = ["_moe_C::topk_softmax", "_moe_C::moe_align_block_size", "_moe_C::moe_wna16_marlin_gemm",
@@ -53,6 +54,8 @@ METHOD_OPS = {
                           "_C::cutlass_pack_scale_fp8"],
     "vllm_marlin_w4a16": _MARLIN_OPS,
     "vllm_marlin_w4a8_int8": _MARLIN_OPS + ["_C::dynamic_scaled_int8_quant"],
+    # gpt-oss: Marlin on MXFP4 weights with biases, gpt-oss's activation in place of SiLU * up.
+    "vllm_marlin_mxfp4": [op for op in _MARLIN_OPS if op != "_C::silu_and_mul"] + ["_C::swigluoai_and_mul"],
 }
 
 VLLM_LIBRARIES = (("_C.so", "_C_stable_libtorch.abi3.so"), ("_moe_C.so", "_moe_C_stable_libtorch.abi3.so"))
@@ -70,6 +73,8 @@ def scalar_type_id(exponent, mantissa, signed, bias, finite_values_only=False, n
 
 
 UINT4B8_ID = scalar_type_id(exponent=0, mantissa=4, signed=False, bias=8)  # GPTQ's int4 (stored q + 8)
+# scalar_types.float4_e2m1f = ScalarType.float_(2, 1, True, NanRepr.NONE): signed, finite values only, no NaN (0).
+FLOAT4_E2M1F_ID = scalar_type_id(exponent=2, mantissa=1, signed=True, bias=0, finite_values_only=True, nan_repr=0)
 
 
 def find_vllm_libraries(vllm_dir):

@@ -51,9 +51,10 @@ fi
 [[ -n "${SKIP_BENCH:-}" ]] && exit $status
 
 echo "== MoE layer: w4a8moe run on model presets" | tee "$layer_log"
-for run in "qwen3-30b-a3b 16" "qwen3-30b-a3b 8192" "mixtral-8x7b 16" "deepseek-v3 16" "gpt-oss-120b 16"; do
+for run in "qwen3-30b-a3b 16" "qwen3-30b-a3b 8192" "mixtral-8x7b 16" "deepseek-v3 16" "gpt-oss-120b 16" \
+           "gpt-oss-120b 64 --ep-ranks 4 --rank 1"; do
   set -- $run
-  $bin/w4a8moe run --model "$1" --tokens "$2" --json "$OUT/part.json" >>"$layer_log" 2>&1 || status=1
+  $bin/w4a8moe run --model "$1" --tokens "$2" "${@:3}" --json "$OUT/part.json" >>"$layer_log" 2>&1 || status=1
   cat "$OUT/part.json" >>"$OUT/layers.json" 2>/dev/null; rm -f "$OUT/part.json"
 done
 echo "== MoE layer: checkpoints made (and quantised) and run here: int4 W4A8, gpt-oss MXFP4" | tee -a "$layer_log"

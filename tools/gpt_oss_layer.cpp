@@ -115,15 +115,24 @@ std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const
                                                          std::vector<float> const& hidden,
                                                          reference::TopK const& topk, int top_k,
                                                          double swiglu_limit, bool half_output,
-                                                         std::vector<int64_t> const& tokens) {
-  // The experts the tokens reach, renumbered 0.. in a copy of the routing.
+                                                         std::vector<int64_t> const& tokens,
+                                                         std::vector<int32_t> const& expert_map) {
+  // The local experts the tokens reach, renumbered 0.. in a copy of the routing. A slot of another rank's expert
+  // gets weight 0 (its output, bias included, then adds nothing) on the first expert reached.
   std::map<int, int> used;
+  auto local_of = [&](int id) { return expert_map.empty() ? id : expert_map[size_t(id)]; };
+  bool remote_slots = false;
   for (int64_t t : tokens) {
-    for (int j = 0; j < top_k; ++j) used.emplace(topk.ids[size_t(t) * top_k + j], 0);
+    for (int j = 0; j < top_k; ++j) {
+      int const local = local_of(topk.ids[size_t(t) * top_k + j]);
+      if (local >= 0) used.emplace(local, 0);
+      remote_slots = remote_slots || local < 0;
+    }
   }
+  if (remote_slots && used.empty()) used.emplace(0, 0);
   std::vector<int> ids;
-  for (auto& [id, local] : used) {
-    local = int(ids.size());
+  for (auto& [id, index] : used) {
+    index = int(ids.size());
     ids.push_back(id);
   }
   Mxfp4LayerExperts const r = select_experts(experts, ids);
@@ -132,7 +141,12 @@ std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const
       r.gemm1_bias.data(), r.gemm2_blocks.data(), r.gemm2_scales.data(), r.gemm2_bias.data());
   reference::TopK local = topk;
   for (int64_t t : tokens) {
-    for (int j = 0; j < top_k; ++j) local.ids[size_t(t) * top_k + j] = used[topk.ids[size_t(t) * top_k + j]];
+    for (int j = 0; j < top_k; ++j) {
+      size_t const slot = size_t(t) * top_k + j;
+      int const expert = local_of(topk.ids[slot]);
+      local.ids[slot] = expert >= 0 ? used[expert] : 0;
+      if (expert < 0) local.weights[slot] = 0.0f;
+    }
   }
   std::vector<std::vector<float>> out(tokens.size());
   std::vector<std::thread> pool;

@@ -109,7 +109,6 @@ RunSetup setup_from_args(Args const& args) {
       die(std::string("choose a layer: --model, --experts/--topk/--hidden/--inter or --checkpoint\n") + run_help());
     }
     ep_ranks = int(args.integer("ep-ranks", ep_ranks));
-    if (setup.gpt_oss && ep_ranks != 1) die("--ep-ranks: gpt-oss runs with all its experts on one rank here");
     if (ep_ranks < 1 || shape.num_experts % ep_ranks != 0) {
       die("--ep-ranks=" + std::to_string(ep_ranks) + ": must divide the " + std::to_string(shape.num_experts) +
           " experts");
@@ -286,7 +285,8 @@ int run_command(Args const& args) {
     for (int i = 0; i < check_tokens; ++i) sample.push_back(int64_t(i) * tokens / check_tokens);
     std::vector<std::vector<float>> ref(sample.size());
     if (setup.gpt_oss) {
-      ref = gpt_oss_reference_tokens(setup.mxfp4_experts, hidden, topk, s.top_k, setup.swiglu_limit, fp16, sample);
+      ref = gpt_oss_reference_tokens(setup.mxfp4_experts, hidden, topk, s.top_k, setup.swiglu_limit, fp16, sample,
+                                     setup.expert_map);
     } else {
       reference::MoeLayerWeights weights;
       weights.gemm1 = unpack_for_reference(setup.experts.gemm1_weights, setup.experts.gemm1_scales,

@@ -55,6 +55,12 @@ std::string dtype_list(std::vector<at::ScalarType> const& dtypes) {
   return names;
 }
 
+w4a8moe::PackedLayout parse_layout(std::string const& name, char const* op) {
+  w4a8moe::PackedLayout layout = w4a8moe::PackedLayout::kLookupTable;
+  throw_on_error(w4a8moe::parse_packed_layout(name.c_str(), &layout), op);
+  return layout;
+}
+
 // The checks shared by every tensor argument of one call; `device` is that of the op's first tensor.
 class TensorChecks {
  public:
@@ -92,25 +98,47 @@ class TensorChecks {
     return static_cast<int>(value);
   }
 
-  // A packed buffer from prepack_weights for `shape`, whose size is checked against that shape. Returns its layout:
-  // for one shape the two layouts' sizes differ (0.5625 and 0.516 bytes per weight), so the size tells which.
-  w4a8moe::PackedLayout check_packed(at::Tensor const& t, char const* name,
-                                     w4a8moe::ExpertWeightShape const& shape) const {
-    throw_on_error(w4a8moe::validate_weight_shape(shape, name), op_);
+  // A packed buffer from prepack_weights for `shape` in `layout`, or, with no layout given, in the one layout whose
+  // packed size it has (the layouts' sizes differ for most shapes: 0.5625, 0.516 and 0.531 bytes per weight; where
+  // two coincide, small shapes whose sections round to the same alignment, the caller must name the layout).
+  w4a8moe::PackedLayout check_packed(at::Tensor const& t, char const* name, w4a8moe::ExpertWeightShape const& shape,
+                                     std::optional<std::string> const& layout) const {
     rank(t, name, 1, "uint8 [bytes] from prepack_weights");
-    for (auto const layout : {w4a8moe::PackedLayout::kLookupTable, w4a8moe::PackedLayout::kExactScales}) {
-      int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape, layout));
-      if (t.numel() != bytes) continue;
-      check(t, name, {at::kByte}, {bytes}, "uint8 [bytes] from prepack_weights", 256);
-      return layout;
+    std::vector<w4a8moe::PackedLayout> candidates;
+    if (layout.has_value()) {
+      candidates.push_back(parse_layout(*layout, op_));
+      throw_on_error(w4a8moe::validate_weight_shape(shape, candidates[0], name), op_);
+    } else {
+      throw_on_error(w4a8moe::validate_weight_shape(shape, name), op_);
+      candidates = {w4a8moe::PackedLayout::kLookupTable, w4a8moe::PackedLayout::kExactScales,
+                    w4a8moe::PackedLayout::kMxfp4};
     }
-    TORCH_CHECK_VALUE(false, op_, ": ", name, " has ", t.numel(), " bytes, but weights packed for E=",
-                      shape.num_experts, ", N=", shape.n, ", K=", shape.k, " take ",
-                      w4a8moe::packed_weights_bytes(shape, w4a8moe::PackedLayout::kLookupTable),
-                      " (layout \"lookup\") or ",
-                      w4a8moe::packed_weights_bytes(shape, w4a8moe::PackedLayout::kExactScales),
-                      " (layout \"exact\"): it was packed for another shape");
-    return w4a8moe::PackedLayout::kLookupTable;
+    std::vector<w4a8moe::PackedLayout> matches;
+    std::string sizes;
+    for (auto const candidate : candidates) {
+      // 0 for a layout the shape cannot take (MXFP4: K a multiple of 32)
+      int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape, candidate));
+      if (bytes == 0) continue;
+      sizes += std::string(sizes.empty() ? "" : ", ") + std::to_string(bytes) + " (layout \"" +
+               w4a8moe::packed_layout_name(candidate) + "\")";
+      if (t.numel() == bytes) matches.push_back(candidate);
+    }
+    TORCH_CHECK_VALUE(!matches.empty(), op_, ": ", name, " has ", t.numel(), " bytes, but weights packed for E=",
+                      shape.num_experts, ", N=", shape.n, ", K=", shape.k, " take ", sizes,
+                      ": it was packed for another shape", layout.has_value() ? " or layout" : "");
+    TORCH_CHECK_VALUE(matches.size() == 1, op_, ": ", name, "'s size (", t.numel(), " bytes) fits more than one ",
+                      "layout for E=", shape.num_experts, ", N=", shape.n, ", K=", shape.k, " (", sizes,
+                      "): pass layout=");
+    check(t, name, {at::kByte}, {t.numel()}, "uint8 [bytes] from prepack_weights", 256);
+    return matches[0];
+  }
+
+  // An optional fp32 bias [rows, cols] (the MXFP4 layout's expert biases); nullptr when absent.
+  float const* bias(std::optional<at::Tensor> const& t, char const* name, int64_t rows, int64_t cols,
+                    char const* layout) const {
+    if (!t.has_value()) return nullptr;
+    check(*t, name, {at::kFloat}, {rows, cols}, layout, 4);
+    return t->data_ptr<float>();
   }
 
  private:
@@ -118,40 +146,60 @@ class TensorChecks {
   c10::Device device_;
 };
 
-w4a8moe::PackedLayout parse_layout(std::string const& name, char const* op) {
-  w4a8moe::PackedLayout layout = w4a8moe::PackedLayout::kLookupTable;
-  throw_on_error(w4a8moe::parse_packed_layout(name.c_str(), &layout), op);
-  return layout;
-}
-
 cudaStream_t current_stream(c10::Device device) { return at::cuda::getCurrentCUDAStream(device.index()).stream(); }
 
 at::Tensor workspace(size_t bytes, c10::Device device) {
   return at::empty({static_cast<int64_t>(bytes)}, at::TensorOptions().dtype(at::kByte).device(device));
 }
 
-at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_scales,
-                           std::optional<at::Tensor> const& channel_scales, std::string const& layout) {
-  TensorChecks const c("w4a8moe.prepack_weights", weights, "weights");
+// MXFP4 weights (layout "mxfp4"): gpt-oss's blocks uint8 [E, N, K/32, 16], or the same bytes as [E, N, K/2], with
+// e8m0 block scales [E, N, K/32] (uint8 or float8_e8m0fnu).
+void read_mxfp4_inputs(TensorChecks const& c, at::Tensor const& weights, at::Tensor const& group_scales,
+                       std::optional<at::Tensor> const& channel_scales, w4a8moe::PrepackArgs* args) {
+  char const* const layout = "uint8 [E, N, K/2] or gpt-oss's blocks [E, N, K/32, 16]";
+  TORCH_CHECK_VALUE(weights.dim() == 3 || weights.dim() == 4, c.op(), ": weights must be 3-D or 4-D (", layout,
+                    ") with layout \"mxfp4\", got shape ", weights.sizes());
+  TORCH_CHECK_TYPE(weights.scalar_type() == at::kByte, c.op(), ": weights must be uint8 (", layout,
+                   ", two e2m1 codes a byte) with layout \"mxfp4\", got ", weights.scalar_type());
+  int64_t k = weights.size(2) * 2;
+  if (weights.dim() == 4) {
+    TORCH_CHECK_VALUE(weights.size(3) == 16, c.op(), ": weights as blocks must be [E, N, K/32, 16], got shape ",
+                      weights.sizes());
+    k = weights.size(2) * 32;
+  }
+  args->weight_format = w4a8moe::WeightFormat::kMxfp4;
+  args->scale_format = w4a8moe::ScaleFormat::kE8m0;
+  args->shape = {c.to_int(weights.size(0), "E"), c.to_int(weights.size(1), "N"), c.to_int(k, "K"),
+                 w4a8moe::kGroupSize};
+  throw_on_error(w4a8moe::validate_weight_shape(args->shape, args->layout, "weights"), c.op());
+  c.check(weights, "weights", {at::kByte}, weights.sizes().vec(), layout, 4);
+  auto const& s = args->shape;
+  c.check(group_scales, "group_scales", {at::kByte, at::kFloat8_e8m0fnu}, {s.num_experts, s.n, s.k / 32},
+          "[E, N, K/32], e8m0", 1);
+  TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(), ": channel_scales must be None with layout \"mxfp4\"");
+}
+
+// int4 weights (layouts "lookup" and "exact"): the checkpoint's int32 [E, N, K/8] or signed uint8 [E, N, K/2], with
+// bf16 group scales, or e4m3 group scales and fp32 channel scales.
+void read_int4_inputs(TensorChecks const& c, at::Tensor const& weights, at::Tensor const& group_scales,
+                      std::optional<at::Tensor> const& channel_scales, w4a8moe::PrepackArgs* args) {
   c.rank(weights, "weights", 3, "int32 [E, N, K/8] or uint8 [E, N, K/2]");
-  w4a8moe::PrepackArgs args;
-  args.layout = parse_layout(layout, c.op());
   int64_t k = 0;
   if (weights.scalar_type() == at::kInt) {
-    args.weight_format = w4a8moe::WeightFormat::kOffsetBinaryInt32;
+    args->weight_format = w4a8moe::WeightFormat::kOffsetBinaryInt32;
     k = weights.size(2) * 8;
   } else {
     TORCH_CHECK_TYPE(weights.scalar_type() == at::kByte, c.op(),
                      ": weights must be int32 [E, N, K/8] (offset-binary nibbles, the checkpoint layout) or uint8 "
                      "[E, N, K/2] (two's-complement int4, low nibble = even k), got ",
                      weights.scalar_type());
-    args.weight_format = w4a8moe::WeightFormat::kSignedInt4;
+    args->weight_format = w4a8moe::WeightFormat::kSignedInt4;
     k = weights.size(2) * 2;
   }
-  args.shape = {c.to_int(weights.size(0), "E"), c.to_int(weights.size(1), "N"), c.to_int(k, "K"),
-                w4a8moe::kGroupSize};
-  throw_on_error(w4a8moe::validate_weight_shape(args.shape, "weights"), c.op());
-  auto const& s = args.shape;
+  args->shape = {c.to_int(weights.size(0), "E"), c.to_int(weights.size(1), "N"), c.to_int(k, "K"),
+                 w4a8moe::kGroupSize};
+  throw_on_error(w4a8moe::validate_weight_shape(args->shape, args->layout, "weights"), c.op());
+  auto const& s = args->shape;
   // dtype and sizes were read from weights above; this checks its device, contiguity and alignment.
   c.check(weights, "weights", {weights.scalar_type()}, weights.sizes().vec(), "[E, N, K/8] or [E, N, K/2]", 4);
 
@@ -162,14 +210,27 @@ at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_sc
     TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(),
                       ": channel_scales must be None with bfloat16 group_scales (the channel scales are derived from "
                       "them)");
-    args.scale_format = w4a8moe::ScaleFormat::kBF16;
+    args->scale_format = w4a8moe::ScaleFormat::kBF16;
   } else {
     TORCH_CHECK_VALUE(channel_scales.has_value(), c.op(),
                       ": float8_e4m3fn group_scales need channel_scales, float32 [E, N] (W = q * sg * sc)");
     c.check(*channel_scales, "channel_scales", {at::kFloat}, {s.num_experts, s.n}, "[E, N]", 4);
-    args.scale_format = w4a8moe::ScaleFormat::kFP8WithChannelScale;
-    args.channel_scales = channel_scales->data_ptr<float>();
+    args->scale_format = w4a8moe::ScaleFormat::kFP8WithChannelScale;
+    args->channel_scales = channel_scales->data_ptr<float>();
   }
+}
+
+at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_scales,
+                           std::optional<at::Tensor> const& channel_scales, std::string const& layout) {
+  TensorChecks const c("w4a8moe.prepack_weights", weights, "weights");
+  w4a8moe::PrepackArgs args;
+  args.layout = parse_layout(layout, c.op());
+  if (args.layout == w4a8moe::PackedLayout::kMxfp4) {
+    read_mxfp4_inputs(c, weights, group_scales, channel_scales, &args);
+  } else {
+    read_int4_inputs(c, weights, group_scales, channel_scales, &args);
+  }
+  auto const& s = args.shape;
 
   c10::cuda::CUDAGuard const guard(c.device());
   // Zeroed so that the padding between sections is deterministic (a packed buffer may be saved and compared).
@@ -186,7 +247,8 @@ at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_sc
 
 at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, at::Tensor const& expert_offsets,
                         at::Tensor const& packed_weights, int64_t n, std::optional<at::ScalarType> out_dtype,
-                        std::optional<std::string> const& config) {
+                        std::optional<std::string> const& config, std::optional<at::Tensor> const& bias,
+                        std::optional<std::string> const& layout) {
   TensorChecks const c("w4a8moe.grouped_gemm", act, "act");
   c.rank(act, "act", 2, "float8_e4m3fn [rows, padded_k(K)]");
   c.rank(expert_offsets, "expert_offsets", 1, "int64 [E + 1]");
@@ -202,7 +264,8 @@ at::Tensor grouped_gemm(at::Tensor const& act, at::Tensor const& token_scales, a
   c.check(act, "act", {at::kFloat8_e4m3fn}, {rows, act.size(1)}, "[rows, padded_k(K)]", 16);
   c.check(token_scales, "token_scales", {at::kFloat}, {rows}, "[rows]", 4);
   c.check(expert_offsets, "expert_offsets", {at::kLong}, {expert_offsets.size(0)}, "[E + 1]", 8);
-  args.layout = c.check_packed(packed_weights, "packed_weights", args.shape);
+  args.layout = c.check_packed(packed_weights, "packed_weights", args.shape, layout);
+  args.bias = c.bias(bias, "bias", args.shape.num_experts, n, "[E, n]");  // the library: MXFP4 layout only
   at::ScalarType const dtype = out_dtype.value_or(at::kBFloat16);
   TORCH_CHECK_TYPE(dtype == at::kBFloat16 || dtype == at::kHalf, c.op(), ": out_dtype must be ",
                    dtype_list({at::kBFloat16, at::kHalf}), ", got ", dtype);
@@ -281,7 +344,9 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                        int64_t num_experts, int64_t num_local_experts, int64_t top_k, int64_t inter_size,
                        bool renormalize, bool apply_router_weight_on_input,
                        std::optional<std::string> const& gemm1_config, std::optional<std::string> const& gemm2_config,
-                       int64_t path) {
+                       int64_t path, int64_t activation, double swiglu_limit,
+                       std::optional<at::Tensor> const& gemm1_bias, std::optional<at::Tensor> const& gemm2_bias,
+                       std::optional<std::string> const& layout) {
   TensorChecks const c("w4a8moe.moe_forward", hidden, "hidden");
   c.rank(hidden, "hidden", 2, "[num_tokens, hidden_size]");
   int64_t const tokens = hidden.size(0), hidden_size = hidden.size(1);
@@ -292,12 +357,17 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                 c.to_int(top_k, "top_k"), c.to_int(hidden_size, "hidden_size"), c.to_int(inter_size, "inter_size")};
   throw_on_error(w4a8moe::validate_moe_shape(args.shape), c.op());
   auto const& s = args.shape;
-  args.weight_layout =
-      c.check_packed(gemm1_weights, "gemm1_weights", {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize});
+  args.weight_layout = c.check_packed(gemm1_weights, "gemm1_weights",
+                                      {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize}, layout);
   TORCH_CHECK_VALUE(c.check_packed(gemm2_weights, "gemm2_weights",
-                                   {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize}) == args.weight_layout,
+                                   {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize}, layout) ==
+                        args.weight_layout,
                     c.op(), ": gemm1_weights and gemm2_weights were packed in different layouts (gemm1: \"",
                     w4a8moe::packed_layout_name(args.weight_layout), "\")");
+  args.activation = static_cast<w4a8moe::MoeActivation>(activation);  // checked by moe_forward
+  args.swiglu_limit = static_cast<float>(swiglu_limit);
+  args.gemm1_bias = c.bias(gemm1_bias, "gemm1_bias", s.num_local_experts, 2 * s.inter, "[num_local_experts, 2I]");
+  args.gemm2_bias = c.bias(gemm2_bias, "gemm2_bias", s.num_local_experts, s.hidden, "[num_local_experts, H]");
   check_expert_map(c, expert_map, num_experts);
 
   bool const has_topk = topk_ids.has_value() || topk_weights.has_value();
@@ -383,7 +453,7 @@ TORCH_LIBRARY(w4a8moe, m) {
         {at::Tag::cudagraph_unsafe});
   // Run time: enqueue only, never wait for the host; safe to capture and to trace with torch.compile.
   m.def("grouped_gemm(Tensor act, Tensor token_scales, Tensor expert_offsets, Tensor packed_weights, int n, "
-        "ScalarType? out_dtype=None, str? config=None) -> Tensor",
+        "ScalarType? out_dtype=None, str? config=None, Tensor? bias=None, str? layout=None) -> Tensor",
         {at::Tag::pt2_compliant_tag});
   m.def("moe_routing(Tensor topk_ids, Tensor? expert_map, int num_experts, int num_local_experts) "
         "-> (Tensor expert_offsets, Tensor dest_row, Tensor row_slot)",
@@ -391,7 +461,8 @@ TORCH_LIBRARY(w4a8moe, m) {
   m.def("moe_forward(Tensor hidden, Tensor gemm1_weights, Tensor gemm2_weights, Tensor? router_logits, "
         "Tensor? topk_ids, Tensor? topk_weights, Tensor? expert_map, int num_experts, int num_local_experts, "
         "int top_k, int inter_size, bool renormalize, bool apply_router_weight_on_input, str? gemm1_config=None, "
-        "str? gemm2_config=None, int path=0) -> Tensor",
+        "str? gemm2_config=None, int path=0, int activation=0, float swiglu_limit=7.0, Tensor? gemm1_bias=None, "
+        "Tensor? gemm2_bias=None, str? layout=None) -> Tensor",
         {at::Tag::pt2_compliant_tag});
   m.def("packed_weights_shape(Tensor packed) -> int[]");
   // No tensor arguments: these run on the host wherever they are called from.

@@ -8,14 +8,18 @@ import torch
 
 @torch.library.register_fake("w4a8moe::prepack_weights")
 def _prepack_weights_fake(weights, group_scales, channel_scales=None, layout="lookup"):
-    elements_per_item = 8 if weights.dtype == torch.int32 else 2
-    num_experts, n, packed_k = (int(size) for size in weights.shape)
-    num_bytes = torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, packed_k * elements_per_item, layout)
+    num_experts, n = int(weights.shape[0]), int(weights.shape[1])
+    if weights.dim() == 4:  # MXFP4 blocks [E, N, K/32, 16]
+        k = int(weights.shape[2]) * 32
+    else:
+        k = int(weights.shape[2]) * (8 if weights.dtype == torch.int32 else 2)
+    num_bytes = torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, k, layout)
     return weights.new_empty((num_bytes,), dtype=torch.uint8)
 
 
 @torch.library.register_fake("w4a8moe::grouped_gemm")
-def _grouped_gemm_fake(act, token_scales, expert_offsets, packed_weights, n, out_dtype=None, config=None):
+def _grouped_gemm_fake(act, token_scales, expert_offsets, packed_weights, n, out_dtype=None, config=None, bias=None,
+                       layout=None):
     return act.new_empty((act.shape[0], n), dtype=out_dtype or torch.bfloat16)
 
 
@@ -31,5 +35,6 @@ def _moe_routing_fake(topk_ids, expert_map, num_experts, num_local_experts):
 @torch.library.register_fake("w4a8moe::moe_forward")
 def _moe_forward_fake(hidden, gemm1_weights, gemm2_weights, router_logits, topk_ids, topk_weights, expert_map,
                       num_experts, num_local_experts, top_k, inter_size, renormalize, apply_router_weight_on_input,
-                      gemm1_config=None, gemm2_config=None, path=0):
+                      gemm1_config=None, gemm2_config=None, path=0, activation=0, swiglu_limit=7.0, gemm1_bias=None,
+                      gemm2_bias=None, layout=None):
     return torch.empty_like(hidden, memory_format=torch.contiguous_format)
