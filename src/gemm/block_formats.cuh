@@ -1,13 +1,15 @@
 // What differs between the two layouts of tile x group blocks that block_stream_kernel.cuh streams: how a lane's
 // bytes become wgmma A registers, where its scales sit and how a group's wgmma sums are scaled into the result.
 //
-// A lane holds accumulator i for channel lane/4 + 8 ((i/2) % 2) of its warp's stripe (wgmma_rs.cuh); a group's
-// four atoms (32 K each) run into kParts accumulators, atom a into part[a % kParts].
+// A lane holds accumulator i for channel lane/4 + 8 ((i/2) % 2) of its warp's stripe (wgmma_rs.cuh). A group's four
+// atoms (32 K each) are summed and promoted into the result kPromotions times, a quarter, half or all of them each
+// time; the atoms of one promotion run into kParts accumulators, its j-th atom into part[j % kParts].
 #pragma once
 
 #include <cstdint>
 
 #include "gemm/exact_stream_gemm.h"
+#include "gemm/weight_stream.cuh"  // kAtomsPerGroup
 #include "prepack/exact_format.h"
 #include "prepack/mxfp4_format.h"
 
@@ -31,6 +33,7 @@ struct ExactScalesFormat {
   static constexpr uint32_t kLaneScaleBytes = 4;  // bf16 of channels r and r + 8
   static constexpr bool kGroupSums = true;
   static constexpr bool kTakesBias = false;
+  static constexpr int kPromotions = 1;
   static constexpr int kParts = 1;
   using Scales = float2;
 
@@ -56,7 +59,7 @@ struct ExactScalesFormat {
   // sums: the group sums of the lane's rows (8j + 2c, 8j + 2c + 1).
   template <int kRows>
   __device__ __forceinline__ static void promote(float (&acc)[kRows / 2], float const (&part)[kParts][kRows / 2],
-                                                 Scales scale, float2 const (&sums)[kRows / 8]) {
+                                                 Scales scale, float2 const (&sums)[kRows / 8], int) {
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) {
       float const sum = i % 2 == 0 ? sums[i / 4].x : sums[i / 4].y;
@@ -66,16 +69,20 @@ struct ExactScalesFormat {
 };
 
 // prepack/mxfp4_format.h: placed e2m1 codes read as e4m3 e2m1 * 2^-6 after masks and shifts, one e8m0 scale per
-// channel and atom, so each atom has its own accumulator: acc += 2^(s - 127) * part[a].
-struct Mxfp4Format {
+// channel and atom, so each atom has its own accumulator: acc += 2^(s - 127) * part. All four atoms at once
+// (kPromotions 1: four accumulators, chunks of up to 32 rows), or two at a time (kPromotions 2: two accumulators and
+// two waits a group, which larger chunks can hold; bench/NOTES.md §32).
+template <int kPromotionsPerGroup>
+struct Mxfp4FormatOf {
   static constexpr uint32_t kStripeScaleBytes = prepack::kMxfp4StripeScaleBytes;
   static constexpr uint32_t kLaneScaleBytes = 8;  // e8m0 of channel r for atoms 0..3, then of channel r + 8
   static constexpr bool kGroupSums = false;
   static constexpr bool kTakesBias = true;  // gpt-oss's expert biases (GroupedGemmParams::bias)
-  static constexpr int kParts = 4;
+  static constexpr int kPromotions = kPromotionsPerGroup;
+  static constexpr int kParts = kAtomsPerGroup / kPromotions;
   using Scales = uint2;
 
-  static constexpr int blocks_per_sm(int rows, int) { return mxfp4_stream_blocks_per_sm(rows); }
+  static constexpr int blocks_per_sm(int rows, int consumers) { return mxfp4_stream_blocks_per_sm(rows, consumers); }
 
   __host__ __device__ static prepack::ExactSections sections(ExpertWeightShape const& shape) {
     return prepack::mxfp4_sections_of_whole_groups(shape);
@@ -90,17 +97,23 @@ struct Mxfp4Format {
     a[3] = prepack::mxfp4_unpack_high(y);
   }
 
+  // The atoms kParts * promotion.. of the group.
   template <int kRows>
   __device__ __forceinline__ static void promote(float (&acc)[kRows / 2], float const (&part)[kParts][kRows / 2],
-                                                 Scales scales, float2 const (&)[kRows / 8]) {
+                                                 Scales scales, float2 const (&)[kRows / 8], int promotion) {
 #pragma unroll
-    for (int atom = 0; atom < kParts; ++atom) {
+    for (int j = 0; j < kParts; ++j) {
+      int const atom = promotion * kParts + j;
       float const low = prepack::e8m0_to_float((scales.x >> (8 * atom)) & 0xFFu);
       float const high = prepack::e8m0_to_float((scales.y >> (8 * atom)) & 0xFFu);
 #pragma unroll
-      for (int i = 0; i < kRows / 2; ++i) acc[i] = fmaf((i / 2) % 2 == 0 ? low : high, part[atom][i], acc[i]);
+      for (int i = 0; i < kRows / 2; ++i) acc[i] = fmaf((i / 2) % 2 == 0 ? low : high, part[j][i], acc[i]);
     }
   }
 };
+
+// The MXFP4 configs' format: four accumulators up to 32 rows, two beyond.
+template <int kRows>
+using Mxfp4Format = Mxfp4FormatOf<(kRows <= 32 ? 1 : 2)>;
 
 }  // namespace w4a8moe::gemm

@@ -7,10 +7,10 @@
 //    bulk copy), and, in the exact-scale layout, the activations' group sums, which the producer warp's lanes copy;
 //  - each consumer warpgroup takes one 64-channel tile; the weights become wgmma A registers by masks and shifts
 //    (exact-scale: `w & 0x0F0F0F0F`, `(w >> 4) & 0x0F0F0F0F`, bytes u read by the tensor cores as u * 2^-9);
-//  - each group's four wgmmas start fresh accumulators (one, or one per atom in MXFP4), and the group is added into
-//    the fp32 result with its scales (exact-scale: acc += sg * (group - 2^-6 sum_k x_k), bf16 sg exact, no e4m3
-//    rounding of q * sg; MXFP4: acc += 2^(s - 127) * atom); the next group is loaded and unpacked while the wgmmas
-//    run.
+//  - each group's four wgmmas start fresh accumulators (one, or one per atom in MXFP4: all four at once, or two at
+//    a time in the larger chunks), and the group is added into the fp32 result with its scales (exact-scale: acc +=
+//    sg * (group - 2^-6 sum_k x_k), bf16 sg exact, no e4m3 rounding of q * sg; MXFP4: acc += 2^(s - 127) * atom);
+//    the next group is loaded and unpacked while the wgmmas run.
 // Included by the translation units that instantiate it (exact_stream_gemm.cu, mxfp4_stream_gemm.cu).
 #pragma once
 
@@ -157,10 +157,12 @@ __device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
 // A consumer warpgroup: `groups` staged groups of its tile (`stripes` of them exist) into acc. Group i's wgmmas run
 // into fresh accumulators while group i + 1 is loaded and unpacked; once they are done (wait 0: reading an
 // accumulator while another wgmma group is in flight makes ptxas serialise every wgmma), the group is promoted and
-// the warp's share of its stage released.
+// the warp's share of its stage released. A format that promotes a group in parts (F::kPromotions) issues, waits for
+// and promotes each part's atoms in turn, the next group's load beside the last part's wgmmas.
 template <class F, int kRows, int kConsumers>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripes, float (&acc)[kRows / 2]) {
   using C = Config<F, kRows, kConsumers>;
+  constexpr int kAtomsPerPromotion = kAtomsPerGroup / F::kPromotions;
   int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
   int const lane = int(threadIdx.x) % 32;
   uint32_t const block = C::kActBytes + warpgroup * C::kBlockBytes;
@@ -190,23 +192,28 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
       int const i = first + h;
       if (i < groups) {
         uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % C::kCount * C::kBytes;
-        wgmma_fence();
 #pragma unroll
-        for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
-          wgmma_e4m3_rs<kRows>(part[atom % F::kParts], a[h][atom], activation_descriptor(stage, atom),
-                               atom >= F::kParts ? 1u : 0u);
+        for (int promotion = 0; promotion < F::kPromotions; ++promotion) {
+          bool const last = promotion == F::kPromotions - 1;
+          wgmma_fence();
+#pragma unroll
+          for (int j = 0; j < kAtomsPerPromotion; ++j) {
+            int const atom = promotion * kAtomsPerPromotion + j;
+            wgmma_e4m3_rs<kRows>(part[j % F::kParts], a[h][atom], activation_descriptor(stage, atom),
+                                 j >= F::kParts ? 1u : 0u);
+          }
+          wgmma_commit();
+          float2 sums[kRows / 8];  // only now: in registers beside the next group's, they spill at 128 rows
+          if constexpr (F::kGroupSums) {
+#pragma unroll
+            for (int k = 0; k < kRows / 8; ++k) sums[k] = load_shared_float2(stage + sum_offset + 32 * k);
+          }
+          if (last && i + 1 < groups) load(i + 1, 1 - h);
+          wgmma_wait<0>();
+#pragma unroll
+          for (int k = 0; k < F::kParts; ++k) fence_accumulators<kRows>(part[k]);
+          F::template promote<kRows>(acc, part, scales[h], sums, promotion);
         }
-        wgmma_commit();
-        float2 sums[kRows / 8];  // only now: in registers beside the next group's, they spill at 128 rows
-        if constexpr (F::kGroupSums) {
-#pragma unroll
-          for (int j = 0; j < kRows / 8; ++j) sums[j] = load_shared_float2(stage + sum_offset + 32 * j);
-        }
-        if (i + 1 < groups) load(i + 1, 1 - h);
-        wgmma_wait<0>();
-#pragma unroll
-        for (int j = 0; j < F::kParts; ++j) fence_accumulators<kRows>(part[j]);
-        F::template promote<kRows>(acc, part, scales[h], sums);
         if (lane == 0) barrier_arrive(ring.empty + 8 * (use % C::kCount));
       }
     }

@@ -24,9 +24,11 @@ constexpr int exact_stream_blocks_per_sm(int rows, int consumers) {
   return consumers > 1 ? 1 : rows <= 16 ? 4 : 3;
 }
 
-// The MXFP4 layout's kernel runs four accumulators a group (one per e8m0 scale): 4 blocks per SM for chunks of 8
-// rows, 3 for 16, 2 for 32.
-constexpr int mxfp4_stream_blocks_per_sm(int rows) { return rows <= 8 ? 4 : rows <= 16 ? 3 : 2; }
+// The MXFP4 layout's kernel runs four accumulators a group (one per e8m0 scale) up to 32 rows: 4 blocks per SM for
+// chunks of 8 rows, 3 for 16, 2 for 32; two accumulators beyond: 2 blocks for 48 and 64 rows, 1 for two warpgroups.
+constexpr int mxfp4_stream_blocks_per_sm(int rows, int consumers) {
+  return consumers > 1 ? 1 : rows <= 8 ? 4 : rows <= 16 ? 3 : 2;
+}
 
 // params.packed holds the exact-scale layout and params.group_sums the activations' group sums. Chunks of kRows rows
 // and tiles of kConsumers x 64 channels, one consumer warpgroup each; the instantiations are the "*_exact" configs
@@ -35,9 +37,10 @@ constexpr int mxfp4_stream_blocks_per_sm(int rows) { return rows <= 8 ? 4 : rows
 template <int kRows, int kConsumers>
 Status run_exact_stream_gemm(GroupedGemmParams const& params);
 
-// params.packed holds the MXFP4 layout. Chunks of kRows rows, tiles of 64 channels (one consumer warpgroup); the
-// "*_mxfp4" configs of registry.cpp (tile_m = 64, tile_n = kRows). K splits over clusters when the items are few.
-template <int kRows>
+// params.packed holds the MXFP4 layout. Chunks of kRows rows, tiles of kConsumers x 64 channels; the "*_mxfp4"
+// configs of registry.cpp (tile_m = 64 kConsumers, tile_n = kRows). Those with one warpgroup split K over clusters
+// when the items are few.
+template <int kRows, int kConsumers>
 Status run_mxfp4_stream_gemm(GroupedGemmParams const& params);
 
 }  // namespace w4a8moe::gemm

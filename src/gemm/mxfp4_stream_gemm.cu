@@ -4,15 +4,19 @@
 
 namespace w4a8moe::gemm {
 
-template <int kRows>
+template <int kRows, int kConsumers>
 Status run_mxfp4_stream_gemm(GroupedGemmParams const& params) {
   return params.out_type == OutputType::kBF16
-             ? launch_block_stream_gemm<Mxfp4Format, kRows, 1, __nv_bfloat16>(params)
-             : launch_block_stream_gemm<Mxfp4Format, kRows, 1, __half>(params);
+             ? launch_block_stream_gemm<Mxfp4Format<kRows>, kRows, kConsumers, __nv_bfloat16>(params)
+             : launch_block_stream_gemm<Mxfp4Format<kRows>, kRows, kConsumers, __half>(params);
 }
 
-template Status run_mxfp4_stream_gemm<8>(GroupedGemmParams const&);
-template Status run_mxfp4_stream_gemm<16>(GroupedGemmParams const&);
-template Status run_mxfp4_stream_gemm<32>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<8, 1>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<16, 1>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<32, 1>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<48, 1>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<64, 1>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<64, 2>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<128, 2>(GroupedGemmParams const&);
 
 }  // namespace w4a8moe::gemm

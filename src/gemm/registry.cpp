@@ -16,9 +16,9 @@ Status run_exact(GroupedGemmParams const& params, void*, size_t) {
   return run_exact_stream_gemm<kRows, kConsumers>(params);
 }
 
-template <int kRows>
+template <int kRows, int kConsumers>
 Status run_mxfp4(GroupedGemmParams const& params, void*, size_t) {
-  return run_mxfp4_stream_gemm<kRows>(params);
+  return run_mxfp4_stream_gemm<kRows, kConsumers>(params);
 }
 
 }  // namespace
@@ -64,9 +64,13 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
     exact({64, 48, 1, 1, Schedule::kExact}, &run_exact<48, 1>);
     exact({128, 64, 1, 1, Schedule::kExact}, &run_exact<64, 2>);
     exact({128, 128, 1, 1, Schedule::kExact}, &run_exact<128, 2>);
-    exact({64, 8, 1, 1, Schedule::kMxfp4}, &run_mxfp4<8>);
-    exact({64, 16, 1, 1, Schedule::kMxfp4}, &run_mxfp4<16>);
-    exact({64, 32, 1, 1, Schedule::kMxfp4}, &run_mxfp4<32>);
+    exact({64, 8, 1, 1, Schedule::kMxfp4}, &run_mxfp4<8, 1>);
+    exact({64, 16, 1, 1, Schedule::kMxfp4}, &run_mxfp4<16, 1>);
+    exact({64, 32, 1, 1, Schedule::kMxfp4}, &run_mxfp4<32, 1>);
+    exact({64, 48, 1, 1, Schedule::kMxfp4}, &run_mxfp4<48, 1>);
+    exact({64, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 1>);
+    exact({128, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 2>);
+    exact({128, 128, 1, 1, Schedule::kMxfp4}, &run_mxfp4<128, 2>);
     return entries;
   }();
   return registry;

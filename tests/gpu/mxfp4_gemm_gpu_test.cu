@@ -33,7 +33,10 @@ namespace {
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
-char const* const kMxfp4Configs[] = {"64x8_mxfp4", "64x16_mxfp4", "64x32_mxfp4"};
+char const* const kMxfp4Configs[] = {"64x8_mxfp4",  "64x16_mxfp4",  "64x32_mxfp4",  "64x48_mxfp4",
+                                     "64x64_mxfp4", "128x64_mxfp4", "128x128_mxfp4"};
+// The configs of one consumer warpgroup, which split K over clusters when the items are few.
+char const* const kOneWarpgroupConfigs[] = {"64x8_mxfp4", "64x16_mxfp4", "64x32_mxfp4", "64x48_mxfp4", "64x64_mxfp4"};
 
 struct Mxfp4Problem {
   ExpertWeightShape shape;
@@ -144,20 +147,20 @@ TEST(Mxfp4StreamGemm, SplitsKOverClusters) {
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ExpertWeightShape const shape{4, 320, 4096, 128};
-  for (char const* config : kMxfp4Configs) {
+  for (char const* config : kOneWarpgroupConfigs) {
     gemm::GemmKernelEntry const* entry = mxfp4_kernel(config);
     ASSERT_NE(entry, nullptr);
     int const rows = entry->config.tile_n;
-    ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, rows, gemm::mxfp4_stream_blocks_per_sm(rows), 0).splits, 1)
+    ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, rows, gemm::mxfp4_stream_blocks_per_sm(rows, 1), 0).splits, 1)
         << config;
   }
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
-    for (char const* config : kMxfp4Configs) {
+    for (char const* config : kOneWarpgroupConfigs) {
       for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, 1, config);
     }
     add_bias(p, rng);
-    for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, 1, config);
+    for (char const* config : kOneWarpgroupConfigs) run_and_check(p, OutputType::kBF16, 1, config);
   }
 }
 
