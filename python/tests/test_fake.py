@@ -24,6 +24,13 @@ def test_prepack_weights_fake_has_the_packed_size():
         assert packed.shape == (w4a8moe.packed_weights_bytes(4, 96, 384),) and packed.dtype == torch.uint8
 
 
+def test_prepack_weights_fake_mxfp4_blocks_and_codes():
+    scales = meta(4, 96, 12, dtype=torch.uint8)  # K = 384, one e8m0 byte per 32
+    for weights in (meta(4, 96, 12, 16, dtype=torch.uint8), meta(4, 96, 192, dtype=torch.uint8)):
+        packed = w4a8moe.prepack_weights(weights, scales, layout="mxfp4")
+        assert packed.shape == (w4a8moe.packed_weights_bytes(4, 96, 384, "mxfp4"),)
+
+
 def test_grouped_gemm_fake():
     out = w4a8moe.grouped_gemm(meta(30, 256, dtype=torch.float8_e4m3fn), meta(30, dtype=torch.float32),
                                meta(17, dtype=torch.int64), meta(1, dtype=torch.uint8), 768, torch.float16)
@@ -34,6 +41,39 @@ def test_moe_routing_fake():
     routing = w4a8moe.moe_routing(meta(5, 4, dtype=torch.int32), 16, meta(16, dtype=torch.int32), 8)
     assert routing.expert_offsets.shape == (9,) and routing.expert_offsets.dtype == torch.int64
     assert routing.dest_row.shape == (5, 4) and routing.row_slot.shape == (20,)
+
+
+def test_fused_moe_fake_traces_the_gpt_oss_layer():
+    e, h, i = 8, 320, 192
+
+    def block(hidden, router_logits, gemm1, gemm2, gemm1_bias, gemm2_bias):
+        weights = w4a8moe.PackedMoeWeights(gemm1, gemm2, num_experts=e, hidden_size=h, intermediate_size=i,
+                                           layout="mxfp4", gemm1_bias=gemm1_bias, gemm2_bias=gemm2_bias)
+        return w4a8moe.fused_moe(hidden, router_logits, weights=weights, top_k=4, activation="gpt_oss_swiglu")
+
+    inputs = (meta(3, h, dtype=torch.bfloat16), meta(3, e, dtype=torch.float32),
+              meta(w4a8moe.packed_weights_bytes(e, 2 * i, h, "mxfp4"), dtype=torch.uint8),
+              meta(w4a8moe.packed_weights_bytes(e, h, i, "mxfp4"), dtype=torch.uint8),
+              meta(e, 2 * i, dtype=torch.float32), meta(e, h, dtype=torch.float32))
+    assert "w4a8moe.moe_forward" in str(make_fx(block, tracing_mode="fake")(*inputs).code)
+    assert block(*inputs).shape == (3, h)
+
+
+def test_packed_moe_weights_checks_the_biases():
+    e, h, i = 8, 320, 192
+    sizes = dict(gemm1=meta(w4a8moe.packed_weights_bytes(e, 2 * i, h, "mxfp4"), dtype=torch.uint8),
+                 gemm2=meta(w4a8moe.packed_weights_bytes(e, h, i, "mxfp4"), dtype=torch.uint8),
+                 num_experts=e, hidden_size=h, intermediate_size=i, layout="mxfp4")
+    with pytest.raises(ValueError, match=r"gemm2_bias must be a float32 tensor of shape \(8, 320\)"):
+        w4a8moe.PackedMoeWeights(**sizes, gemm2_bias=meta(e, i, dtype=torch.float32))
+    with pytest.raises(ValueError, match="gemm1_bias: expert biases go with layout 'mxfp4' only"):
+        w4a8moe.PackedMoeWeights(gemm1=small_weights().gemm1, gemm2=small_weights().gemm2, num_experts=16,
+                                 hidden_size=256, intermediate_size=384,
+                                 gemm1_bias=meta(16, 768, dtype=torch.float32))
+    with pytest.raises(ValueError, match="dim 1 must hold 2I interleaved rows"):
+        w4a8moe.gate_up_rows_in_layer_order(torch.zeros(2, 5))
+    rows = torch.arange(2 * 6).view(2, 6)  # per expert: gate 0, up 0, gate 1, up 1, gate 2, up 2
+    assert w4a8moe.gate_up_rows_in_layer_order(rows)[0].tolist() == [0, 2, 4, 1, 3, 5]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

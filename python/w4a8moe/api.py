@@ -274,8 +274,8 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
               gemm2_config: Optional[str] = None, path: str = "auto", activation: str = "silu",
               swiglu_limit: float = 7.0) -> torch.Tensor:
     """The W4A8 MoE layer: routing, per-token fp8 quantisation, GEMM1 (gate, up; + bias), SiLU(gate) * up or
-    gpt-oss's SwiGLU, fp8 requantisation, GEMM2 (down; + bias), and the top-k weighted sum. All on the current stream, no host synchronisation:
-    capturable in a CUDA graph and traceable by torch.compile.
+    gpt-oss's SwiGLU, fp8 requantisation, GEMM2 (down; + bias), and the top-k weighted sum. All on the current
+    stream, no host synchronisation: capturable in a CUDA graph and traceable by torch.compile.
 
     Routing: give either router_logits (softmax over the experts, top-k, ties to the lower id, the top-k weights
     divided by their sum if renormalize) or precomputed topk_ids and topk_weights.
