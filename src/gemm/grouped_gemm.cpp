@@ -12,6 +12,7 @@
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
 #include "gemm/exact_stream_gemm.h"
+#include "gemm/expert_bias.h"
 #include "gemm/heuristic.h"
 #include "gemm/registry.h"
 #include "w4a8moe/prepack.h"
@@ -74,12 +75,7 @@ Status validate_args(GroupedGemmArgs const& args) {
       if (!is_aligned(args.act_group_sums, 16)) return invalid_argument("args.act_group_sums must be 16-byte aligned");
     }
   }
-  if (args.bias != nullptr) {
-    if (args.layout != PackedLayout::kMxfp4) {
-      return invalid_argument("args.bias: expert biases are taken with PackedLayout::kMxfp4 only (gpt-oss)");
-    }
-    if (!is_aligned(args.bias, 4)) return invalid_argument("args.bias must be 4-byte aligned");
-  }
+  W4A8_RETURN_IF_ERROR(gemm::validate_expert_bias(args.bias, args.layout, "args.bias"));
   if (args.max_rows_per_expert_hint < 0) {
     return invalid_argument("args.max_rows_per_expert_hint=", args.max_rows_per_expert_hint, ": must be >= 0");
   }

@@ -9,6 +9,7 @@
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
 #include "gemm/exact_stream_gemm.h"
+#include "gemm/expert_bias.h"
 #include "moe/decode_layer.h"
 #include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
@@ -95,13 +96,8 @@ Status validate_args(MoeForwardArgs const& a) {
   if (a.activation == MoeActivation::kGptOssSwiglu && !(a.swiglu_limit > 0.0f && std::isfinite(a.swiglu_limit))) {
     return invalid_argument("args.swiglu_limit=", a.swiglu_limit, ": must be finite and > 0 with kGptOssSwiglu");
   }
-  for (auto [bias, name] : {std::pair{a.gemm1_bias, "args.gemm1_bias"}, {a.gemm2_bias, "args.gemm2_bias"}}) {
-    if (bias == nullptr) continue;
-    if (a.weight_layout != PackedLayout::kMxfp4) {
-      return invalid_argument(name, ": expert biases are taken with PackedLayout::kMxfp4 only (gpt-oss)");
-    }
-    if (!is_aligned(bias, 4)) return invalid_argument(name, " must be 4-byte aligned");
-  }
+  W4A8_RETURN_IF_ERROR(gemm::validate_expert_bias(a.gemm1_bias, a.weight_layout, "args.gemm1_bias"));
+  W4A8_RETURN_IF_ERROR(gemm::validate_expert_bias(a.gemm2_bias, a.weight_layout, "args.gemm2_bias"));
   for (auto [pointer, name] : {std::pair{a.gemm1_weights, "args.gemm1_weights"}, {a.gemm2_weights, "args.gemm2_weights"}}) {
     if (pointer == nullptr) return invalid_argument(name, " is null");
     if (!is_aligned(pointer, prepack::kSectionAlign)) {
