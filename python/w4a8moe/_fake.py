@@ -5,14 +5,13 @@ They mirror the output allocation of python/csrc/w4a8moe_ops.cpp; the argument c
 
 import torch
 
+from .api import _unpacked_k
+
 
 @torch.library.register_fake("w4a8moe::prepack_weights")
 def _prepack_weights_fake(weights, group_scales, channel_scales=None, layout="lookup"):
     num_experts, n = int(weights.shape[0]), int(weights.shape[1])
-    if weights.dim() == 4:  # MXFP4 blocks [E, N, K/32, 16]
-        k = int(weights.shape[2]) * 32
-    else:
-        k = int(weights.shape[2]) * (8 if weights.dtype == torch.int32 else 2)
+    k = int(_unpacked_k(weights, "weights"))
     num_bytes = torch.ops.w4a8moe.packed_weights_bytes(num_experts, n, k, layout)
     return weights.new_empty((num_bytes,), dtype=torch.uint8)
 
