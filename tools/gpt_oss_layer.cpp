@@ -1,13 +1,12 @@
 #include "gpt_oss_layer.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <map>
 #include <random>
-#include <thread>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "common/status_message.h"
 #include "reference/gpt_oss.h"
 #include "reference/mxfp4.h"
@@ -22,21 +21,16 @@ void random_mxfp4(int experts, int rows, int cols, uint64_t seed, int threads, s
   size_t const per_expert = size_t(rows) * cols;
   blocks->assign(size_t(experts) * per_expert / 2, 0);
   scales->assign(size_t(experts) * per_expert / reference::kMxfp4BlockSize, 0);
-  std::atomic<int> next{0};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      std::vector<float> w(per_expert);
-      for (int e = next++; e < experts; e = next++) {
-        std::mt19937_64 rng(seed * 1000003 + uint64_t(e) * 7919 + uint64_t(rows));
-        std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(float(cols)));
-        for (float& x : w) x = normal(rng);
-        reference::quantize_mxfp4(w.data(), rows, cols, blocks->data() + size_t(e) * per_expert / 2,
-                                  scales->data() + size_t(e) * per_expert / reference::kMxfp4BlockSize);
-      }
-    });
-  }
-  for (auto& thread : pool) thread.join();
+  parallel_for(experts, 1, threads, [&](int64_t first, int64_t end) {
+    std::vector<float> w(per_expert);
+    for (int64_t e = first; e < end; ++e) {
+      std::mt19937_64 rng(seed * 1000003 + uint64_t(e) * 7919 + uint64_t(rows));
+      std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(float(cols)));
+      for (float& x : w) x = normal(rng);
+      reference::quantize_mxfp4(w.data(), rows, cols, blocks->data() + size_t(e) * per_expert / 2,
+                                scales->data() + size_t(e) * per_expert / reference::kMxfp4BlockSize);
+    }
+  });
 }
 
 Status prepack_mxfp4(std::vector<uint8_t> const& blocks, std::vector<uint8_t> const& scales,
@@ -149,14 +143,13 @@ std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const
     }
   }
   std::vector<std::vector<float>> out(tokens.size());
-  std::vector<std::thread> pool;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    pool.emplace_back([&, i] {
+  int64_t const count = int64_t(tokens.size());
+  parallel_for(count, 1, int(count), [&](int64_t first, int64_t end) {  // a thread a token
+    for (int64_t i = first; i < end; ++i) {
       out[i] = reference::gpt_oss_layer_as_staged(hidden, local, top_k, reached, swiglu_limit, half_output,
                                                   {tokens[i]});
-    });
-  }
-  for (auto& thread : pool) thread.join();
+    }
+  });
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include "cli_args.h"
 #include "common/device_buffer.h"
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "gpt_oss_layer.h"
 #include "layer_timing.h"
 #include "json_output.h"
@@ -297,13 +298,12 @@ int run_command(Args const& args) {
         reference::hold_exact_scales(&weights.gemm1, setup.experts.gemm1_scales);
         reference::hold_exact_scales(&weights.gemm2, setup.experts.gemm2_scales);
       }
-      std::vector<std::thread> pool;
-      for (size_t i = 0; i < sample.size(); ++i) {
-        pool.emplace_back([&, i] {
+      int64_t const count = int64_t(sample.size());
+      parallel_for(count, 1, int(count), [&](int64_t first, int64_t end) {  // a thread a token
+        for (int64_t i = first; i < end; ++i) {
           ref[i] = reference::moe_layer(hidden, topk, s.top_k, weights, setup.expert_map, false, fp16, {sample[i]});
-        });
-      }
-      for (auto& t : pool) t.join();
+        }
+      });
     }
     for (size_t i = 0; i < sample.size(); ++i) {
       double err = 0, norm = 0;

@@ -1,0 +1,32 @@
+// A loop over [0, count) spread over host threads, for the host side of the tools and benchmarks (random layers,
+// the accuracy report's reference numerics).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace w4a8moe {
+
+// Calls body(begin, end) on consecutive chunks of at most `grain` items until [0, count) is covered, on up to
+// `threads` threads (the calling one included). Chunks are handed out dynamically, so uneven chunks (experts with
+// more rows, say) still keep every thread busy.
+template <class Body>
+void parallel_for(int64_t count, int64_t grain, int threads, Body const& body) {
+  if (count <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t begin; (begin = next.fetch_add(grain)) < count;) body(begin, std::min(count, begin + grain));
+  };
+  int64_t const chunks = (count + grain - 1) / grain;
+  int const used = int(std::min<int64_t>(std::max(threads, 1), chunks));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < used; ++t) pool.emplace_back(work);
+  work();
+  for (auto& thread : pool) thread.join();
+}
+
+}  // namespace w4a8moe
