@@ -108,7 +108,10 @@ GemmConfig select_config(HeuristicInput const& input) {
   }
   if (m < 512.0 && (short_k || (m <= 192.0 && tiles_256 < 1.5 * wave))) return {128, 128, 2, 1, pp};
   if (m < 512.0) return {256, 128, 2, 1, coop};
-  return short_k ? GemmConfig{128, 128, 2, 1, pp} : GemmConfig{128, 256, 1, 1, coop};
+  // 128x256 tiles in pairs: the two blocks of a cluster share the 256-token activation tile, which is four times
+  // the bytes of their weight tiles (bench/NOTES.md §33, H200: DeepSeek-V3 EP8 GEMM1 at 8192 tokens 485-531 us
+  // against 572-591 unpaired, Mixtral-8x7B GEMM1 2994-3567 against 3703-3764).
+  return short_k ? GemmConfig{128, 128, 2, 1, pp} : GemmConfig{128, 256, 2, 1, coop};
 }
 
 // The exact-scale layout's chunks (m: rows per active expert; row-weighted, about the mean + 1 under uniform
