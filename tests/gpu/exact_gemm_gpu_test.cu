@@ -33,7 +33,6 @@ namespace {
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
-
 struct ExactProblem {
   ExpertWeightShape shape;
   reference::ExactExperts experts;
@@ -42,6 +41,16 @@ struct ExactProblem {
   testing::QuantizedActivations acts;
   DeviceBuffer packed, act, token_scales, offsets_device, sums, out;
 };
+
+// The device buffers of a problem whose shape, experts, offsets, total_rows and packed weights are set.
+void upload(ExactProblem& p, std::mt19937_64& rng) {
+  p.acts = testing::random_activations(p.total_rows, p.shape.k, rng);
+  p.act = DeviceBuffer(p.acts.act);
+  p.token_scales = DeviceBuffer(p.acts.scales);
+  p.offsets_device = DeviceBuffer(p.offsets);
+  p.sums = DeviceBuffer(activation_group_sums_bytes(p.total_rows, p.shape.k));
+  p.out = DeviceBuffer(size_t(std::max<int64_t>(p.total_rows, 1)) * p.shape.n * sizeof(uint16_t));
+}
 
 ExactProblem make_problem(ExpertWeightShape shape, std::vector<int64_t> const& counts, std::mt19937_64& rng,
                           int64_t first_row = 0, int64_t trailing_rows = 0) {
@@ -52,13 +61,8 @@ ExactProblem make_problem(ExpertWeightShape shape, std::vector<int64_t> const& c
   p.experts = reference::exact_from_checkpoint(shape, lut_experts.q, bf16_scales);
   p.offsets = testing::offsets_from_counts(counts, first_row);
   p.total_rows = p.offsets.back() + trailing_rows;
-  p.acts = testing::random_activations(p.total_rows, shape.k, rng);
   p.packed = DeviceBuffer(reference::prepack_exact(p.experts));
-  p.act = DeviceBuffer(p.acts.act);
-  p.token_scales = DeviceBuffer(p.acts.scales);
-  p.offsets_device = DeviceBuffer(p.offsets);
-  p.sums = DeviceBuffer(activation_group_sums_bytes(p.total_rows, shape.k));
-  p.out = DeviceBuffer(size_t(std::max<int64_t>(p.total_rows, 1)) * shape.n * sizeof(uint16_t));
+  upload(p, rng);
   return p;
 }
 
@@ -84,16 +88,9 @@ gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64
 char const* const kNarrow = "64x8_exact";
 char const* const kOneWarpgroupConfigs[] = {"64x8_exact", "64x16_exact", "64x32_exact", "64x48_exact"};
 
-// The registered kernel of `config` (a failure, and null, for an unknown name).
-gemm::GemmKernelEntry const* exact_kernel(std::string const& config) {
-  gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(config);
-  if (entry == nullptr) ADD_FAILURE() << "no config " << config;
-  return entry;
-}
-
 // The launch the config's kernel plans for `rows` rows (all expected) on `sms` SMs.
 gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& shape, int64_t rows, int sms) {
-  gemm::GemmKernelEntry const* entry = exact_kernel(config);
+  gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
   if (entry == nullptr) return {};
   gemm::GemmConfig const& c = entry->config;
   int const blocks_per_sm = gemm::exact_stream_blocks_per_sm(c.tile_n, c.tile_m / 64);
@@ -102,7 +99,7 @@ gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& 
 
 Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
            std::string const& config = kNarrow) {
-  gemm::GemmKernelEntry const* entry = exact_kernel(config);
+  gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
   if (entry == nullptr) return Status(StatusCode::kInvalidArgument, "no config " + config);
   W4A8_RETURN_IF_ERROR(
       gemm::launch_activation_group_sums(p.act.get(), p.total_rows, padded_k(p.shape.k), p.sums.as<float>(), stream));
@@ -177,12 +174,8 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
 TEST(ExactStreamGemm, PersistentWorkers) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  std::vector<int64_t> counts(160);
-  std::uniform_int_distribution<int> rows(0, 6);
-  for (auto& count : counts) count = rows(rng);
-  counts[150] = 23;
   ExpertWeightShape const shape{160, 1024, 768, 128};
-  auto p = make_problem(shape, counts, rng);
+  auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
   int64_t const total = p.offsets.back();
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -199,17 +192,8 @@ TEST(ExactStreamGemm, GraphReplayWithNewRouting) {
   auto p = make_problem(shape, testing::uniform_routing_counts(16, 24, 4, rng), rng);
   CapturedGraph graph;
   ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s); }));
-  for (int replay = 0; replay < 3; ++replay) {
-    p.offsets = testing::offsets_from_counts(testing::uniform_routing_counts(16, 24, 4, rng));
-    p.acts = testing::random_activations(p.total_rows, shape.k, rng);
-    ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), p.offsets.data(), p.offsets.size() * 8, cudaMemcpyHostToDevice));
-    ASSERT_CUDA(cudaMemcpy(p.act.get(), p.acts.act.data(), p.acts.act.size(), cudaMemcpyHostToDevice));
-    ASSERT_CUDA(cudaMemcpy(p.token_scales.get(), p.acts.scales.data(), p.acts.scales.size() * 4,
-                           cudaMemcpyHostToDevice));
-    ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
-    ASSERT_CUDA(graph.replay());
-    expect_output_matches(p, OutputType::kBF16);
-  }
+  testing::replay_with_new_routing(p, graph, rng,
+                                   [](ExactProblem const& q) { expect_output_matches(q, OutputType::kBF16); });
 }
 
 // The public path: prepack_weights() into the exact layout (byte for byte the CPU packing, from the checkpoint format
@@ -247,27 +231,17 @@ void public_prepack_and_gemm(ExpertWeightShape const& shape) {
     auto const gpu = packed.to_host<uint8_t>();
     auto const expected = reference::prepack_exact(experts);
     auto const sections = prepack::exact_sections(shape);
-    ASSERT_EQ(gpu.size(), expected.size());
-    for (size_t i = 0; i < sizeof(prepack::PackedHeader); ++i) ASSERT_EQ(gpu[i], expected[i]) << "header byte " << i;
-    for (size_t i = sections.blocks; i < sections.channel_scales + size_t(shape.num_experts) * shape.n * 4; ++i) {
-      if (i >= sections.blocks + shape.num_experts * sections.block_bytes_per_expert && i < sections.channel_scales) {
-        continue;  // padding between the sections
-      }
-      ASSERT_EQ(gpu[i], expected[i]) << "byte " << i;
-    }
+    ASSERT_NO_FATAL_FAILURE(testing::expect_packed_bytes_match(
+        gpu, expected, sections.blocks, sections.blocks + shape.num_experts * sections.block_bytes_per_expert,
+        sections.channel_scales, sections.channel_scales + size_t(shape.num_experts) * shape.n * 4));
 
     ExactProblem p;
     p.shape = shape;
     p.experts = experts;
     p.offsets = testing::offsets_from_counts({0, 3, 40, 1, 130}, 2);
     p.total_rows = p.offsets.back() + 1;
-    p.acts = testing::random_activations(p.total_rows, shape.k, rng);
     p.packed = std::move(packed);
-    p.act = DeviceBuffer(p.acts.act);
-    p.token_scales = DeviceBuffer(p.acts.scales);
-    p.offsets_device = DeviceBuffer(p.offsets);
-    p.sums = DeviceBuffer(activation_group_sums_bytes(p.total_rows, shape.k));
-    p.out = DeviceBuffer(size_t(p.total_rows) * shape.n * sizeof(uint16_t));
+    upload(p, rng);
     DeviceBuffer workspace(grouped_gemm_workspace_bytes(shape.num_experts));
     auto configs = gemm_config_names(PackedLayout::kExactScales);
     configs.push_back("");

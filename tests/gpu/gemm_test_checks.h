@@ -1,16 +1,22 @@
-// What the GEMM and prepack tests of both packed layouts share: the packed buffer prepacked on the GPU from either
-// input format, and the comparison of a GEMM's output with its float64 reference.
+// What the GEMM and prepack tests of the packed layouts share: the packed buffer prepacked on the GPU from either
+// input format, the comparison of a GEMM's output with its float64 reference, and for the block layouts (exact-scale,
+// MXFP4) their registered kernels, packed sections compared byte for byte, and graph replays with new routing.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "common/float_formats.h"
+#include "gemm/registry.h"
 #include "gpu_test_util.h"
+#include "prepack/packed_format.h"
 #include "reference/quantized_experts.h"
+#include "test_data.h"
 #include "w4a8moe/prepack.h"
 
 namespace w4a8moe::testing {
@@ -81,6 +87,55 @@ inline void expect_gemm_output_matches(std::vector<uint16_t> const& out, OutputT
     for (int n = 0; n < shape.n; ++n) {
       ASSERT_EQ(out[size_t(m) * shape.n + n], kPoison) << "row " << m << " belongs to no expert but was written";
     }
+  }
+}
+
+// The registered kernel of `config` (a failure, and null, for an unknown name).
+inline gemm::GemmKernelEntry const* registered_kernel(std::string const& config) {
+  gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(config);
+  if (entry == nullptr) ADD_FAILURE() << "no config " << config;
+  return entry;
+}
+
+// A block layout packed on the GPU against its CPU packing, byte for byte: the header, the blocks (up to
+// blocks_end) and the channel scales (channel_scales to channel_scales_end); the padding between them is free.
+inline void expect_packed_bytes_match(std::vector<uint8_t> const& gpu, std::vector<uint8_t> const& expected,
+                                      size_t blocks, size_t blocks_end, size_t channel_scales,
+                                      size_t channel_scales_end) {
+  ASSERT_EQ(gpu.size(), expected.size());
+  for (size_t i = 0; i < sizeof(prepack::PackedHeader); ++i) ASSERT_EQ(gpu[i], expected[i]) << "header byte " << i;
+  for (size_t i = blocks; i < channel_scales_end; ++i) {
+    if (i >= blocks_end && i < channel_scales) continue;
+    ASSERT_EQ(gpu[i], expected[i]) << "byte " << i;
+  }
+}
+
+// 160 experts of 0 to 6 rows and one of 23: many short items, one wave of the streaming kernels' persistent workers.
+inline std::vector<int64_t> persistent_worker_counts(std::mt19937_64& rng) {
+  std::vector<int64_t> counts(160);
+  std::uniform_int_distribution<int> rows(0, 6);
+  for (auto& count : counts) count = rows(rng);
+  counts[150] = 23;
+  return counts;
+}
+
+// Replays `graph` (a GEMM captured over problem p's buffers) three times, each with new routing (24 tokens, top-4,
+// over p's experts) and new activations written into the captured buffers, and checks each output with
+// check(p). The problem type holds shape, offsets, acts and total_rows and their device buffers offsets_device,
+// act, token_scales and out.
+template <class Problem, class Check>
+void replay_with_new_routing(Problem& p, CapturedGraph& graph, std::mt19937_64& rng, Check&& check) {
+  for (int replay = 0; replay < 3; ++replay) {
+    p.offsets = offsets_from_counts(uniform_routing_counts(p.shape.num_experts, 24, 4, rng));
+    ASSERT_LE(p.offsets.back(), p.total_rows);
+    p.acts = random_activations(p.total_rows, p.shape.k, rng);
+    ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), p.offsets.data(), p.offsets.size() * 8, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(p.act.get(), p.acts.act.data(), p.acts.act.size(), cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(p.token_scales.get(), p.acts.scales.data(), p.acts.scales.size() * 4,
+                           cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
+    ASSERT_CUDA(graph.replay());
+    check(p);
   }
 }
 

@@ -77,16 +77,10 @@ Mxfp4Problem make_problem(ExpertWeightShape shape, std::vector<int64_t> const& c
   return p;
 }
 
-gemm::GemmKernelEntry const* mxfp4_kernel(std::string const& config) {
-  gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(config);
-  if (entry == nullptr) ADD_FAILURE() << "no config " << config;
-  return entry;
-}
-
 // The kernel directly, as grouped_gemm() hands it the arguments.
 Status run(Mxfp4Problem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream,
            std::string const& config) {
-  gemm::GemmKernelEntry const* entry = mxfp4_kernel(config);
+  gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
   if (entry == nullptr) return Status(StatusCode::kInvalidArgument, "no config " + config);
   gemm::GroupedGemmParams g;
   g.shape = p.shape;
@@ -148,7 +142,7 @@ TEST(Mxfp4StreamGemm, SplitsKOverClusters) {
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ExpertWeightShape const shape{4, 320, 4096, 128};
   for (char const* config : kOneWarpgroupConfigs) {
-    gemm::GemmKernelEntry const* entry = mxfp4_kernel(config);
+    gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
     ASSERT_NE(entry, nullptr);
     int const rows = entry->config.tile_n;
     ASSERT_GT(gemm::plan_stream_launch(shape, 1, 1, sms, rows, gemm::mxfp4_stream_blocks_per_sm(rows, 1), 0).splits, 1)
@@ -168,11 +162,7 @@ TEST(Mxfp4StreamGemm, SplitsKOverClusters) {
 TEST(Mxfp4StreamGemm, PersistentWorkers) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  std::vector<int64_t> counts(160);
-  std::uniform_int_distribution<int> rows(0, 6);
-  for (auto& count : counts) count = rows(rng);
-  counts[150] = 23;
-  auto p = make_problem({160, 1024, 768, 128}, counts, rng);
+  auto p = make_problem({160, 1024, 768, 128}, testing::persistent_worker_counts(rng), rng);
   for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, p.offsets.back(), config);
 }
 
@@ -185,17 +175,8 @@ TEST(Mxfp4StreamGemm, GraphReplayWithNewRouting) {
   CapturedGraph graph;
   ASSERT_NO_FATAL_FAILURE(
       graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s, "64x8_mxfp4"); }));
-  for (int replay = 0; replay < 3; ++replay) {
-    p.offsets = testing::offsets_from_counts(testing::uniform_routing_counts(16, 24, 4, rng));
-    p.acts = testing::random_activations(p.total_rows, shape.k, rng);
-    ASSERT_CUDA(cudaMemcpy(p.offsets_device.get(), p.offsets.data(), p.offsets.size() * 8, cudaMemcpyHostToDevice));
-    ASSERT_CUDA(cudaMemcpy(p.act.get(), p.acts.act.data(), p.acts.act.size(), cudaMemcpyHostToDevice));
-    ASSERT_CUDA(cudaMemcpy(p.token_scales.get(), p.acts.scales.data(), p.acts.scales.size() * 4,
-                           cudaMemcpyHostToDevice));
-    ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
-    ASSERT_CUDA(graph.replay());
-    expect_output_matches(p, OutputType::kBF16);
-  }
+  testing::replay_with_new_routing(p, graph, rng,
+                                   [](Mxfp4Problem const& q) { expect_output_matches(q, OutputType::kBF16); });
 }
 
 // prepack_weights() from gpt-oss's arrays into the MXFP4 layout, filled over a poisoned buffer.
@@ -239,14 +220,9 @@ void public_prepack_and_gemm(ExpertWeightShape const& shape) {
   auto const gpu = p.packed.to_host<uint8_t>();
   auto const expected = reference::prepack_mxfp4(p.experts);
   auto const sections = prepack::mxfp4_sections(shape);
-  ASSERT_EQ(gpu.size(), expected.size());
-  for (size_t i = 0; i < sizeof(prepack::PackedHeader); ++i) ASSERT_EQ(gpu[i], expected[i]) << "header byte " << i;
-  for (size_t i = sections.blocks; i < sections.channel_scales + size_t(shape.num_experts) * shape.n * 4; ++i) {
-    if (i >= sections.blocks + shape.num_experts * sections.block_bytes_per_expert && i < sections.channel_scales) {
-      continue;  // padding between the sections
-    }
-    ASSERT_EQ(gpu[i], expected[i]) << "byte " << i;
-  }
+  ASSERT_NO_FATAL_FAILURE(testing::expect_packed_bytes_match(
+      gpu, expected, sections.blocks, sections.blocks + shape.num_experts * sections.block_bytes_per_expert,
+      sections.channel_scales, sections.channel_scales + size_t(shape.num_experts) * shape.n * 4));
 
   p.offsets = testing::offsets_from_counts({0, 3, 40, 1, 130}, 2);
   p.total_rows = p.offsets.back() + 1;
