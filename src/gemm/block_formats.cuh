@@ -27,7 +27,9 @@ __device__ __forceinline__ uint2 load_shared_8(uint32_t address) {
 }
 
 // prepack/exact_format.h: offset-binary nibbles read as e4m3 u * 2^-9 by masks alone, one bf16 scale per channel and
-// group, and the offset taken off with the activations' group sums: acc += sg * (group - 2^-6 sum_k x_k).
+// group, and the offset taken off with the activations' group sums: acc += sg * (group - 2^-6 sum_k x_k), or in the
+// 128-row chunks acc += sg * group, the offset coming off every eight groups in one bf16 wgmma
+// (block_stream_kernel.cuh's OffsetTile).
 struct ExactScalesFormat {
   static constexpr uint32_t kStripeScaleBytes = prepack::kExactStripeScaleBytes;
   static constexpr uint32_t kLaneScaleBytes = 4;  // bf16 of channels r and r + 8
@@ -65,6 +67,22 @@ struct ExactScalesFormat {
       float const sum = i % 2 == 0 ? sums[i / 4].x : sums[i / 4].y;
       acc[i] = fmaf((i / 2) % 2 == 0 ? scale.x : scale.y, part[0][i] - sum, acc[i]);
     }
+  }
+
+  // acc += sg * group, the offset left to the OffsetTile.
+  template <int kRows>
+  __device__ __forceinline__ static void promote_scaled(float (&acc)[kRows / 2], float const (&part)[kParts][kRows / 2],
+                                                        Scales scale) {
+#pragma unroll
+    for (int i = 0; i < kRows / 2; ++i) acc[i] = fmaf((i / 2) % 2 == 0 ? scale.x : scale.y, part[0][i], acc[i]);
+  }
+
+  // The scale of channel r (r + 8: scale.y) as a bf16 pair, the value twice: a group's two K slots in the OffsetTile's
+  // wgmma.
+  __device__ __forceinline__ static uint32_t scale_pair(float scale) {
+    uint32_t out;
+    asm("prmt.b32 %0, %1, 0, 0x3232;" : "=r"(out) : "r"(__float_as_uint(scale)));
+    return out;
   }
 };
 

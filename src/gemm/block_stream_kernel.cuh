@@ -10,7 +10,9 @@
 //  - each group's four wgmmas start fresh accumulators (one, or one per atom in MXFP4: all four at once, or two at
 //    a time in the larger chunks), and the group is added into the fp32 result with its scales (exact-scale: acc +=
 //    sg * (group - 2^-6 sum_k x_k), bf16 sg exact, no e4m3 rounding of q * sg; MXFP4: acc += 2^(s - 127) * atom);
-//    the next group is loaded and unpacked while the wgmmas run.
+//    the next group is loaded and unpacked while the wgmmas run;
+//  - exact-scale, 128-row chunks: acc += sg * group, and the nibbles' offset, sum_g sg(g) * 2^-6 sum_k x_k(g), comes
+//    off every eight groups in one bf16 wgmma (OffsetTile; bench/NOTES.md §36).
 // Included by the translation units that instantiate it (exact_stream_gemm.cu, mxfp4_stream_gemm.cu).
 #pragma once
 
@@ -62,10 +64,42 @@ struct Config {
   static constexpr bool kSplitsK = kConsumers == 1;
   static constexpr int kBlocksPerSm = F::blocks_per_sm(kRows, kConsumers);
   static constexpr uint32_t kPartialBytes = kSplitsK ? kTileChannels * kRows * sizeof(float) : 0;
-  static constexpr size_t kRingBytes =
-      kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes;
+  // The 128-row exact-scale chunks take the offset off per eight groups (OffsetTile), one tile per consumer
+  // warpgroup; the smaller ones per group, where that measured faster (bench/NOTES.md §36).
+  static constexpr bool kOffsetPerTile = F::kGroupSums && kRows == 128;
+  static constexpr uint32_t kOffsetTileBytes = kOffsetPerTile ? kRows * 32 : 0;
+  static constexpr size_t kRingBytes = kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes -
+                                       kPartialBytes - kConsumers * kOffsetTileBytes;
   static constexpr int kCount = std::min<int>(8, int(kRingBytes / kBytes));
-  static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
+  static constexpr size_t kSharedBytes =
+      kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes + kConsumers * kOffsetTileBytes;
+};
+
+// Eight groups' activation group sums of a chunk's rows as the B operand of a bf16 wgmma m64nRk16: K slot 2s + j is
+// group s of the eight, high (j = 0) or low (j = 1) bf16 part, so that with A = each group's bf16 scale twice the
+// wgmma sums sg * (high + low) (about 16 bits of the fp32 sum; the products are exact). wgmma's K-major layout
+// without swizzle: 8-row core matrices of 16 bytes a row, the two along K 128 bytes apart (the leading byte offset),
+// 8-row groups 256 bytes apart (the stride byte offset).
+struct OffsetTile {
+  static constexpr uint32_t kLeadingBytes = 128, kStrideBytes = 256;
+
+  // Byte offset of row `row`'s two K slots of group `slot` (one 4-byte word).
+  __device__ __forceinline__ static uint32_t offset(int row, int slot) {
+    return uint32_t(row / 8) * kStrideBytes + uint32_t(slot / 4) * kLeadingBytes + uint32_t(row % 8) * 16 +
+           uint32_t(slot % 4) * 4;
+  }
+
+  // The descriptor of the tile at this 16-byte aligned shared address: no swizzle (layout type 0).
+  __device__ __forceinline__ static uint64_t descriptor(uint32_t address) {
+    return uint64_t(((address & 0x3FFFF) >> 4) | ((kLeadingBytes >> 4) << 16)) | (uint64_t(kStrideBytes >> 4) << 32);
+  }
+
+  // The fp32 group sum v as bf16 high and low parts, high in the lower half (the lower K slot).
+  __device__ __forceinline__ static uint32_t split(float v) {
+    __nv_bfloat16 const high = __float2bfloat16_rn(v);
+    __nv_bfloat16 const low = __float2bfloat16_rn(v - __bfloat162float(high));
+    return uint32_t(__bfloat16_as_ushort(high)) | (uint32_t(__bfloat16_as_ushort(low)) << 16);
+  }
 };
 
 struct Ring {
@@ -153,14 +187,25 @@ __device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
   asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(address));
   return v;
 }
+__device__ __forceinline__ float load_shared_float(uint32_t address) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ void store_shared_4(uint32_t address, uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;" ::"r"(address), "r"(v) : "memory");
+}
 
 // A consumer warpgroup: `groups` staged groups of its tile (`stripes` of them exist) into acc. Group i's wgmmas run
 // into fresh accumulators while group i + 1 is loaded and unpacked; once they are done (wait 0: reading an
 // accumulator while another wgmma group is in flight makes ptxas serialise every wgmma), the group is promoted and
 // the warp's share of its stage released. A format that promotes a group in parts (F::kPromotions) issues, waits for
-// and promotes each part's atoms in turn, the next group's load beside the last part's wgmmas.
+// and promotes each part's atoms in turn, the next group's load beside the last part's wgmmas. With the offset per
+// tile (C::kOffsetPerTile), each thread writes its row's sum of group i into the warpgroup's OffsetTile (at
+// offset_tile) while the wgmmas run, and every eighth group (and the last) the tile's wgmma takes the offset off acc.
 template <class F, int kRows, int kConsumers>
-__device__ __forceinline__ void consume(Ring const& ring, int groups, int stripes, float (&acc)[kRows / 2]) {
+__device__ __forceinline__ void consume(Ring const& ring, int groups, int stripes, uint32_t offset_tile,
+                                        float (&acc)[kRows / 2]) {
   using C = Config<F, kRows, kConsumers>;
   constexpr int kAtomsPerPromotion = kAtomsPerGroup / F::kPromotions;
   int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
@@ -170,6 +215,8 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
   uint32_t const scale_offset =
       block + stripes * kExactStripeWeightBytes + warp * F::kStripeScaleBytes + (lane / 4) * F::kLaneScaleBytes;
   uint32_t const sum_offset = C::kSumOffset + (lane % 4) * 8;
+  int const row = int(threadIdx.x) % kWarpgroupThreads;  // the OffsetTile row this thread writes
+  uint32_t offset_scales[4] = {};  // the offset wgmma's A: this lane's scale pairs of the eight groups' K slots
   uint32_t a[2][kAtomsPerGroup][4];
   typename F::Scales scales[2];
   // Waits for group i's stage and unpacks it into set h.
@@ -204,15 +251,54 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
           }
           wgmma_commit();
           float2 sums[kRows / 8];  // only now: in registers beside the next group's, they spill at 128 rows
-          if constexpr (F::kGroupSums) {
+          if constexpr (F::kGroupSums && !C::kOffsetPerTile) {
 #pragma unroll
             for (int k = 0; k < kRows / 8; ++k) sums[k] = load_shared_float2(stage + sum_offset + 32 * k);
+          }
+          if constexpr (C::kOffsetPerTile) {
+            int const slot = i % 8;
+            if (last && row < kRows) {
+              store_shared_4(offset_tile + OffsetTile::offset(row, slot),
+                             OffsetTile::split(load_shared_float(stage + C::kSumOffset + 4 * row)));
+            }
           }
           if (last && i + 1 < groups) load(i + 1, 1 - h);
           wgmma_wait<0>();
 #pragma unroll
           for (int k = 0; k < F::kParts; ++k) fence_accumulators<kRows>(part[k]);
-          F::template promote<kRows>(acc, part, scales[h], sums, promotion);
+          if constexpr (C::kOffsetPerTile) {
+            // The offset wgmma's A, set only now: a register it reads, written while other wgmmas are in flight,
+            // makes ptxas serialise every wgmma (C7513). K slots 2 (lane % 4).. hold group lane % 4, 8 + .. group + 4.
+            if (last && i % 8 % 4 == lane % 4) {
+              uint32_t const low = F::scale_pair(scales[h].x), high = F::scale_pair(scales[h].y);
+              bool const first_half = i % 8 < 4;
+              offset_scales[0] = first_half ? low : offset_scales[0];  // constant indices: registers, not a stack
+              offset_scales[1] = first_half ? high : offset_scales[1];
+              offset_scales[2] = first_half ? offset_scales[2] : low;
+              offset_scales[3] = first_half ? offset_scales[3] : high;
+            }
+            F::template promote_scaled<kRows>(acc, part, scales[h]);
+          } else {
+            F::template promote<kRows>(acc, part, scales[h], sums, promotion);
+          }
+        }
+        if constexpr (C::kOffsetPerTile) {
+          if (i % 8 == 7 || i + 1 == groups) {  // the eight groups' offset off acc
+            // A last window of fewer groups: its other slots' sums to zero (the lanes' scales there are the previous
+            // window's; clearing those registers instead makes ptxas serialise every wgmma, C7513).
+            for (int slot = i % 8 + 1; slot < 8 && row < kRows; ++slot) {
+              store_shared_4(offset_tile + OffsetTile::offset(row, slot), 0u);
+            }
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // the tile's stores, for the wgmma
+            asm volatile("bar.sync %0, %1;" ::"r"(1 + int(threadIdx.x) / kWarpgroupThreads), "n"(kWarpgroupThreads)
+                         : "memory");
+            wgmma_fence();
+            fence_accumulators<kRows>(acc);
+            wgmma_bf16_rs_subtract<kRows>(acc, offset_scales, OffsetTile::descriptor(offset_tile));
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_accumulators<kRows>(acc);
+          }
         }
         if (lane == 0) barrier_arrive(ring.empty + 8 * (use % C::kCount));
       }
@@ -235,6 +321,8 @@ __global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config
             shared_address(barriers + C::kCount), 0};
   float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + C::kCount * C::kBytes);
   bool const producer = threadIdx.x >= kConsumerThreads;
+  uint32_t const offset_tile = ring.stages + C::kCount * C::kBytes + C::kPartialBytes +
+                               uint32_t(threadIdx.x / kWarpgroupThreads) * C::kOffsetTileBytes;
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kCount; ++s) {
       barrier_init(ring.full + 8 * s, C::kFullArrivals);
@@ -307,7 +395,7 @@ __global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config
     float acc[kRows / 2];
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
-    consume<F, kRows, kConsumers>(ring, item_groups, max(prepack::exact_tile_stripes(n, tile), 0), acc);
+    consume<F, kRows, kConsumers>(ring, item_groups, max(prepack::exact_tile_stripes(n, tile), 0), offset_tile, acc);
     ring.uses += uint32_t(item_groups);
 
     if (splits == 1) {

@@ -119,14 +119,15 @@ GemmConfig select_config(HeuristicInput const& input) {
 // weights once more for the rest, so the chunk has to hold most experts; a larger chunk costs where the rows are
 // fewer (16 against 8 rows at a mean of 4: 7-10 %). From the sweep of bench/NOTES.md §13a (H200): 8 rows up to m = 7,
 // 16 to 14 (Qwen3-30B-A3B GEMM1 at 128 tokens 67 us against 81 and 84 for 8 and 32), 32 to 28 (Mixtral-8x7B GEMM1
-// at 64 tokens 185 against 197 for 16), 48 to 160 (Mixtral GEMM1 at 128 and 512 tokens 212 and 624 against 273 and
-// 713 for the next best), 128 x 128 beyond.
+// at 64 tokens 185 against 197 for 16), 48 to 48; 128 x 128 beyond since its offset comes off per eight groups
+// (§36, H200: at ~64 rows Qwen3 GEMM1 at 1024 tokens 150 us against 178 for 64x48, DeepSeek-V3 EP8 GEMM1 at 2048
+// 302 against 361; at ~31 rows, DeepSeek-V3 EP8 at 1024, 64x48 stays ahead, 196 against 317).
 GemmConfig select_exact_config(HeuristicInput const& input) {
   double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
   if (m <= 7.0) return {64, 8, 1, 1, Schedule::kExact};
   if (m <= 14.0) return {64, 16, 1, 1, Schedule::kExact};
   if (m <= 28.0) return {64, 32, 1, 1, Schedule::kExact};
-  if (m <= 160.0) return {64, 48, 1, 1, Schedule::kExact};
+  if (m <= 48.0) return {64, 48, 1, 1, Schedule::kExact};
   return {128, 128, 1, 1, Schedule::kExact};
 }
 

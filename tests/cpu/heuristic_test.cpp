@@ -148,8 +148,8 @@ TEST(Heuristic, ExactLayoutChunksGrowWithRowsPerExpert) {
   EXPECT_EQ(pick(15), "64x32_exact");
   EXPECT_EQ(pick(28), "64x32_exact");
   EXPECT_EQ(pick(29), "64x48_exact");
-  EXPECT_EQ(pick(160), "64x48_exact");
-  EXPECT_EQ(pick(161), "128x128_exact");
+  EXPECT_EQ(pick(48), "64x48_exact");
+  EXPECT_EQ(pick(49), "128x128_exact");
   EXPECT_EQ(pick(4096), "128x128_exact");
   for (int64_t rows : {1, 8, 32, 512}) {
     auto const* entry = find_gemm_kernel(pick(rows));
