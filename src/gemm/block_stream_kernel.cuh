@@ -64,8 +64,9 @@ struct Config {
   static constexpr bool kSplitsK = kConsumers == 1;
   static constexpr int kBlocksPerSm = F::blocks_per_sm(kRows, kConsumers);
   static constexpr uint32_t kPartialBytes = kSplitsK ? kTileChannels * kRows * sizeof(float) : 0;
-  // The 128-row exact-scale chunks take the offset off per eight groups (OffsetTile), one tile per consumer
-  // warpgroup; the smaller ones per group, where that measured faster (bench/NOTES.md §36).
+  // The 128-row exact-scale chunks take the offset off per eight groups (OffsetTile); the smaller ones per group,
+  // where that measured faster (bench/NOTES.md §36). Each consumer warpgroup writes its own copy of the same sums:
+  // one shared tile would need a barrier across both warpgroups and both wgmmas done before its next window.
   static constexpr bool kOffsetPerTile = F::kGroupSums && kRows == 128;
   static constexpr uint32_t kOffsetTileBytes = kOffsetPerTile ? kRows * 32 : 0;
   static constexpr size_t kRingBytes = kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes -
