@@ -16,7 +16,7 @@
 namespace w4a8moe {
 
 // Bumped whenever the bytes produced by prepack_weights() change meaning (the lookup-table layout's version; the
-// exact-scale layout is version 2, the MXFP4 layout version 3).
+// exact-scale layout is version 2, the MXFP4 layout version 4).
 inline constexpr uint32_t kPackedFormatVersion = 1;
 
 

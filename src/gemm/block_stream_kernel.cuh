@@ -6,11 +6,12 @@
 //    chunk's activations of one 128-K group, one contiguous block per 64-channel tile (its weights and scales, one
 //    bulk copy), and, in the exact-scale layout, the activations' group sums, which the producer warp's lanes copy;
 //  - each consumer warpgroup takes one 64-channel tile; the weights become wgmma A registers by masks and shifts
-//    (exact-scale: `w & 0x0F0F0F0F`, `(w >> 4) & 0x0F0F0F0F`, bytes u read by the tensor cores as u * 2^-9);
-//  - each group's four wgmmas start fresh accumulators (one, or one per atom in MXFP4: all four at once, or two at
-//    a time in the larger chunks), and the group is added into the fp32 result with its scales (exact-scale: acc +=
-//    sg * (group - 2^-6 sum_k x_k), bf16 sg exact, no e4m3 rounding of q * sg; MXFP4: acc += 2^(s - 127) * atom);
-//    the next group is loaded and unpacked while the wgmmas run;
+//    (exact-scale: `w & 0x0F0F0F0F`, `(w >> 4) & 0x0F0F0F0F`, bytes u read by the tensor cores as u * 2^-9) or by
+//    byte lookups (MXFP4);
+//  - exact-scale: each group's four wgmmas start a fresh accumulator, and the group is added into the fp32 result
+//    with its scales: acc += sg * (group - 2^-6 sum_k x_k), bf16 sg exact, no e4m3 rounding of q * sg; MXFP4: the
+//    block scales are folded into the e4m3 weights (per-lane tables), so the wgmmas accumulate into the result; the
+//    next group is loaded and unpacked while the wgmmas run;
 //  - exact-scale, 128-row chunks: acc += sg * group, and the nibbles' offset, sum_g sg(g) * 2^-6 sum_k x_k(g), comes
 //    off every eight groups in one bf16 wgmma (OffsetTile; bench/NOTES.md §36).
 // Included by the translation units that instantiate it (exact_stream_gemm.cu, mxfp4_stream_gemm.cu).
@@ -198,17 +199,16 @@ __device__ __forceinline__ void store_shared_4(uint32_t address, uint32_t v) {
 }
 
 // A consumer warpgroup: `groups` staged groups of its tile (`stripes` of them exist) into acc. Group i's wgmmas run
-// into fresh accumulators while group i + 1 is loaded and unpacked; once they are done (wait 0: reading an
-// accumulator while another wgmma group is in flight makes ptxas serialise every wgmma), the group is promoted and
-// the warp's share of its stage released. A format that promotes a group in parts (F::kPromotions) issues, waits for
-// and promotes each part's atoms in turn, the next group's load beside the last part's wgmmas. With the offset per
-// tile (C::kOffsetPerTile), each thread writes its row's sum of group i into the warpgroup's OffsetTile (at
-// offset_tile) while the wgmmas run, and every eighth group (and the last) the tile's wgmma takes the offset off acc.
+// while group i + 1 is loaded and unpacked; once they are done (wait 0: reading an accumulator while another wgmma
+// group is in flight makes ptxas serialise every wgmma), the warp's share of the stage is released. Exact-scale: the
+// wgmmas run into a fresh accumulator that is then promoted into acc; with the offset per tile (C::kOffsetPerTile),
+// each thread writes its row's sum of group i into the warpgroup's OffsetTile (at offset_tile) while the wgmmas run,
+// and every eighth group (and the last) the tile's wgmma takes the offset off acc. MXFP4 (F::kScaledInMma): the
+// wgmmas accumulate into acc.
 template <class F, int kRows, int kConsumers>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripes, uint32_t offset_tile,
                                         float (&acc)[kRows / 2]) {
   using C = Config<F, kRows, kConsumers>;
-  constexpr int kAtomsPerPromotion = kAtomsPerGroup / F::kPromotions;
   int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
   int const lane = int(threadIdx.x) % 32;
   uint32_t const block = C::kActBytes + warpgroup * C::kBlockBytes;
@@ -227,12 +227,12 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
     uint4 const w01 = load_shared_16(stage + weights_offset);
     uint4 const w23 = load_shared_16(stage + weights_offset + 512);
     scales[h] = F::load_scales(stage + scale_offset);
-    F::unpack_atom(w01.x, w01.y, a[h][0]);
-    F::unpack_atom(w01.z, w01.w, a[h][1]);
-    F::unpack_atom(w23.x, w23.y, a[h][2]);
-    F::unpack_atom(w23.z, w23.w, a[h][3]);
+    F::unpack_atom(w01.x, w01.y, scales[h], 0, a[h][0]);
+    F::unpack_atom(w01.z, w01.w, scales[h], 1, a[h][1]);
+    F::unpack_atom(w23.x, w23.y, scales[h], 2, a[h][2]);
+    F::unpack_atom(w23.z, w23.w, scales[h], 3, a[h][3]);
   };
-  float part[F::kParts][kRows / 2];
+  float part[F::kScaledInMma ? 1 : kRows / 2];  // the group's own accumulator (exact-scale)
   if (groups > 0) load(0, 0);
   for (int first = 0; first < groups; first += 2) {
 #pragma unroll
@@ -240,37 +240,38 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
       int const i = first + h;
       if (i < groups) {
         uint32_t const use = ring.uses + uint32_t(i), stage = ring.stages + use % C::kCount * C::kBytes;
+        wgmma_fence();
 #pragma unroll
-        for (int promotion = 0; promotion < F::kPromotions; ++promotion) {
-          bool const last = promotion == F::kPromotions - 1;
-          wgmma_fence();
-#pragma unroll
-          for (int j = 0; j < kAtomsPerPromotion; ++j) {
-            int const atom = promotion * kAtomsPerPromotion + j;
-            wgmma_e4m3_rs<kRows>(part[j % F::kParts], a[h][atom], activation_descriptor(stage, atom),
-                                 j >= F::kParts ? 1u : 0u);
+        for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+          if constexpr (F::kScaledInMma) {
+            wgmma_e4m3_rs<kRows>(acc, a[h][atom], activation_descriptor(stage, atom));
+          } else {
+            wgmma_e4m3_rs<kRows>(part, a[h][atom], activation_descriptor(stage, atom), atom > 0 ? 1u : 0u);
           }
-          wgmma_commit();
-          float2 sums[kRows / 8];  // only now: in registers beside the next group's, they spill at 128 rows
-          if constexpr (F::kGroupSums && !C::kOffsetPerTile) {
+        }
+        wgmma_commit();
+        float2 sums[kRows / 8];  // only now: in registers beside the next group's, they spill at 128 rows
+        if constexpr (F::kGroupSums && !C::kOffsetPerTile) {
 #pragma unroll
-            for (int k = 0; k < kRows / 8; ++k) sums[k] = load_shared_float2(stage + sum_offset + 32 * k);
+          for (int k = 0; k < kRows / 8; ++k) sums[k] = load_shared_float2(stage + sum_offset + 32 * k);
+        }
+        if constexpr (C::kOffsetPerTile) {
+          int const slot = i % 8;
+          if (row < kRows) {
+            store_shared_4(offset_tile + OffsetTile::offset(row, slot),
+                           OffsetTile::split(load_shared_float(stage + C::kSumOffset + 4 * row)));
           }
-          if constexpr (C::kOffsetPerTile) {
-            int const slot = i % 8;
-            if (last && row < kRows) {
-              store_shared_4(offset_tile + OffsetTile::offset(row, slot),
-                             OffsetTile::split(load_shared_float(stage + C::kSumOffset + 4 * row)));
-            }
-          }
-          if (last && i + 1 < groups) load(i + 1, 1 - h);
-          wgmma_wait<0>();
-#pragma unroll
-          for (int k = 0; k < F::kParts; ++k) fence_accumulators<kRows>(part[k]);
+        }
+        if (i + 1 < groups) load(i + 1, 1 - h);
+        wgmma_wait<0>();
+        if constexpr (F::kScaledInMma) {
+          fence_accumulators<kRows>(acc);
+        } else {
+          fence_accumulators<kRows>(part);
           if constexpr (C::kOffsetPerTile) {
             // The offset wgmma's A, set only now: a register it reads, written while other wgmmas are in flight,
             // makes ptxas serialise every wgmma (C7513). K slots 2 (lane % 4).. hold group lane % 4, 8 + .. group + 4.
-            if (last && i % 8 % 4 == lane % 4) {
+            if (i % 8 % 4 == lane % 4) {
               uint32_t const low = F::scale_pair(scales[h].x), high = F::scale_pair(scales[h].y);
               bool const first_half = i % 8 < 4;
               offset_scales[0] = first_half ? low : offset_scales[0];  // constant indices: registers, not a stack
@@ -280,7 +281,7 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
             }
             F::template promote_scaled<kRows>(acc, part, scales[h]);
           } else {
-            F::template promote<kRows>(acc, part, scales[h], sums, promotion);
+            F::template promote<kRows>(acc, part, scales[h], sums);
           }
         }
         if constexpr (C::kOffsetPerTile) {

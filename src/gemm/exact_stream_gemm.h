@@ -24,10 +24,10 @@ constexpr int exact_stream_blocks_per_sm(int rows, int consumers) {
   return consumers > 1 ? 1 : rows <= 16 ? 4 : 3;
 }
 
-// The MXFP4 layout's kernel runs four accumulators a group (one per e8m0 scale) up to 32 rows: 4 blocks per SM for
-// chunks of 8 rows, 3 for 16, 2 for 32; two accumulators beyond: 2 blocks for 48 and 64 rows, 1 for two warpgroups.
+// The MXFP4 layout's kernel (no group accumulator: the scales are in its A registers): 4 blocks per SM for chunks of
+// 8 rows, 3 for 16-48 (114-124 registers), 2 for 64, 1 for the two-warpgroup tiles.
 constexpr int mxfp4_stream_blocks_per_sm(int rows, int consumers) {
-  return consumers > 1 ? 1 : rows <= 8 ? 4 : rows <= 16 ? 3 : 2;
+  return consumers > 1 ? 1 : rows <= 8 ? 4 : rows <= 48 ? 3 : 2;
 }
 
 // params.packed holds the exact-scale layout and params.group_sums the activations' group sums. Chunks of kRows rows

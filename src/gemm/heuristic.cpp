@@ -131,18 +131,17 @@ GemmConfig select_exact_config(HeuristicInput const& input) {
   return {128, 128, 1, 1, Schedule::kExact};
 }
 
-// The MXFP4 layout's chunks: the exact-scale layout's thresholds up to 32 rows (the same kernel and stream), then
-// the chunks of two promotions a group by a sweep at gpt-oss-120b's shapes (bench/NOTES.md §32, H200, GEMM1 /
-// GEMM2 us): ~32 rows an expert (1024 tokens) 64x48 729 / 366 against 789 / 395 for 64x32 and 785 / 401 for 128x64;
-// 64 (2048) 128x64 1124 / 578 against 1325 / 667 for 64x48 and 1235 / 635 for 128x128; 128 (4096) 128x128
-// 1776 / 917 against 1858 / 955 for 128x64; 256 (8192) 128x128 2954 / 1514 against 3315 / 1698.
+// The MXFP4 layout's chunks, by a sweep at gpt-oss-120b's shapes (bench/NOTES.md §37, H200, GEMM1 / GEMM2 us):
+// 64x8 to ~7 rows an expert (16 tokens: 136 / 72 against 147 / 76 for 64x16), 64x16 to 14 (256 tokens, 8 rows:
+// 386 / 193 against 481 / 241 for 64x8), 64x32 between (not timed there), 64x48 at ~32 (1024 tokens: 531 / 268
+// against 664 / 337 for 64x32 and 650 / 337 for 128x64), 128x128 from 64 (2048 tokens: 803 / 416 against 923 / 476
+// for 128x64 and 962 / 486 for 64x48; 8192 tokens: 1930 / 991 against 2709 / 1396).
 GemmConfig select_mxfp4_config(HeuristicInput const& input) {
   double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
   if (m <= 7.0) return {64, 8, 1, 1, Schedule::kMxfp4};
   if (m <= 14.0) return {64, 16, 1, 1, Schedule::kMxfp4};
   if (m <= 28.0) return {64, 32, 1, 1, Schedule::kMxfp4};
   if (m <= 44.0) return {64, 48, 1, 1, Schedule::kMxfp4};
-  if (m <= 96.0) return {128, 64, 1, 1, Schedule::kMxfp4};
   return {128, 128, 1, 1, Schedule::kMxfp4};
 }
 

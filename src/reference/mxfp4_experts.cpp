@@ -1,5 +1,6 @@
 #include "reference/mxfp4_experts.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -22,17 +23,25 @@ std::vector<uint8_t> prepack_mxfp4(Mxfp4Experts const& experts) {
     uint8_t* blocks = packed.data() + sections.blocks + e * sections.block_bytes_per_expert;
     for (int n = 0; n < s.n; ++n) {
       size_t const row = size_t(e) * s.n + n;
+      uint8_t const* scales = experts.scales.data() + row * row_blocks;
+      int s_max = 0;
+      for (int b = 0; b < row_blocks; ++b) s_max = scales[b] == kE8m0Nan ? s_max : std::max(s_max, int(scales[b]));
+      int const r = prepack::mxfp4_reference_exponent(s_max);
       for (int k = 0; k < s.k; ++k) {  // codes 0 past K: the zero-filled buffer
         uint8_t const byte = experts.blocks[row * (s.k / 2) + k / 2];
         uint32_t const code = k % 2 == 0 ? byte & 0xFu : byte >> 4;
+        int const shift = prepack::mxfp4_fold_shift(scales[k / kMxfp4BlockSize], r);
         auto const place = prepack::mxfp4_weight_place(s.n, groups, n, k);
-        blocks[place.byte] |= uint8_t(prepack::mxfp4_place_code(code, place.nibble));
+        uint32_t word;
+        std::memcpy(&word, blocks + place.word, sizeof word);
+        word |= prepack::mxfp4_place_code(prepack::mxfp4_round_code(code, shift), place.high, place.position);
+        std::memcpy(blocks + place.word, &word, sizeof word);
       }
       for (int b = 0; b < 4 * groups; ++b) {
         blocks[prepack::mxfp4_scale_offset(s.n, groups, n, b)] =
-            b < row_blocks ? experts.scales[row * row_blocks + b] : prepack::kE8m0One;
+            uint8_t(b < row_blocks ? prepack::mxfp4_fold_d(scales[b], r) : 1);
       }
-      float const sc = prepack::kMxfp4ValueScale;
+      float const sc = prepack::mxfp4_channel_scale(r);
       std::memcpy(packed.data() + sections.channel_scales + row * sizeof(float), &sc, sizeof sc);
     }
   }

@@ -1,5 +1,6 @@
-// Plain C++ ground truth for the MXFP4 packed layout (prepack/mxfp4_format.h): no CUDA. The weights are the
-// checkpoint's e2m1 codes times their e8m0 block scales, nothing rounded.
+// Plain C++ ground truth for the MXFP4 packed layout (prepack/mxfp4_format.h): no CUDA. The GEMM's weights are the
+// checkpoint's e2m1 codes times their e8m0 block scales, nothing rounded (the layout is exact for blocks within 2^11
+// of their channel's largest, which the tests' weights are).
 #pragma once
 
 #include <cstdint>
@@ -16,8 +17,8 @@ struct Mxfp4Experts {
   std::vector<uint8_t> scales;  // [E, N, K/32] e8m0
 };
 
-// The packed buffer of the MXFP4 layout, byte for byte: header, blocks (codes 0 and scales 127 past K), channel
-// scales 2^6.
+// The packed buffer of the MXFP4 layout, byte for byte: header, blocks (the folded d and the codes, those of blocks
+// below the fold rounded; codes 0 and d = 1 past K), channel scales 2^(r - 121).
 std::vector<uint8_t> prepack_mxfp4(Mxfp4Experts const& experts);
 
 // out[m, n] = st[m] * sum_k a[m, k] * W[e, n, k] + bias[e, n] in float64 with W = dequantize_mxfp4 (exact), for
