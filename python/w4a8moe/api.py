@@ -16,7 +16,8 @@ README says where). The layout "mxfp4" takes MXFP4 experts (gpt-oss: e2m1 codes 
 
     out[m, n]  = st[m] * sum_k a[m, k] * e2m1(c[e, n, k]) * 2^(e[e, n, k // 32] - 127)  (+ bias[e, n])
 
-exact in the products, and with it the layer's gpt-oss activation and expert biases. The run-time ops tell the
+exact in the products (blocks more than 2^11 below their channel's largest are rounded at prepack), and with it the
+layer's gpt-oss activation and expert biases. The run-time ops tell the
 layouts apart by the packed buffer's size, or by the layout they are given (PackedMoeWeights passes its own).
 """
 
