@@ -1,5 +1,6 @@
-// Bulk copies into shared memory that complete on an mbarrier (the tensor copy engine), and the mbarrier operations
-// around them. Addresses are shared-memory addresses (32 bits) of the calling CTA.
+// Bulk copies into shared memory that complete on an mbarrier (the tensor copy engine), the mbarrier operations
+// around them, and the kernels' plain shared-memory loads and stores. Addresses are shared-memory addresses (32 bits)
+// of the calling CTA.
 #pragma once
 
 #include <cuda.h>
@@ -57,6 +58,35 @@ __device__ __forceinline__ void tensor_copy_2d(uint32_t dst, CUtensorMap const& 
 
 __device__ __forceinline__ void prefetch_tensor_map(CUtensorMap const& map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
+}
+
+__device__ __forceinline__ uint32_t load_shared_4(uint32_t address) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ uint2 load_shared_8(uint32_t address) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ float load_shared_float(uint32_t address) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(address));
+  return v;
+}
+__device__ __forceinline__ void store_shared_4(uint32_t address, uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;" ::"r"(address), "r"(v) : "memory");
 }
 
 }  // namespace w4a8moe::gemm

@@ -8,23 +8,13 @@
 
 #include <cstdint>
 
+#include "gemm/async_copy.cuh"  // load_shared_*
 #include "gemm/exact_stream_gemm.h"
 #include "gemm/weight_stream.cuh"  // kAtomsPerGroup
 #include "prepack/exact_format.h"
 #include "prepack/mxfp4_format.h"
 
 namespace w4a8moe::gemm {
-
-__device__ __forceinline__ uint32_t load_shared_4(uint32_t address) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(address));
-  return v;
-}
-__device__ __forceinline__ uint2 load_shared_8(uint32_t address) {
-  uint2 v;
-  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(address));
-  return v;
-}
 
 // prepack/exact_format.h: offset-binary nibbles read as e4m3 u * 2^-9 by masks alone, one bf16 scale per channel and
 // group, and the offset taken off with the activations' group sums: acc += sg * (group - 2^-6 sum_k x_k), or in the

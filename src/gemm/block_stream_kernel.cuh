@@ -179,25 +179,6 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
                : "memory");
 }
 
-__device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
-  return v;
-}
-__device__ __forceinline__ float2 load_shared_float2(uint32_t address) {
-  float2 v;
-  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(address));
-  return v;
-}
-__device__ __forceinline__ float load_shared_float(uint32_t address) {
-  float v;
-  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(address));
-  return v;
-}
-__device__ __forceinline__ void store_shared_4(uint32_t address, uint32_t v) {
-  asm volatile("st.shared.u32 [%0], %1;" ::"r"(address), "r"(v) : "memory");
-}
-
 // A consumer warpgroup: `groups` staged groups of its tile (`stripes` of them exist) into acc. Group i's wgmmas run
 // while group i + 1 is loaded and unpacked; once they are done (wait 0: reading an accumulator while another wgmma
 // group is in flight makes ptxas serialise every wgmma), the warp's share of the stage is released. Exact-scale: the
@@ -427,6 +408,14 @@ Status launch_block_stream_gemm(GroupedGemmParams const& p) {
                                                plan.shared_bytes, p.stream, unsigned(plan.splits), p, act_map,
                                                plan.splits));
   return Status::Ok();
+}
+
+// The kernel for params.out_type (bf16 or fp16 outputs).
+template <class F, int kRows, int kConsumers>
+Status run_block_stream_gemm(GroupedGemmParams const& params) {
+  return params.out_type == OutputType::kBF16
+             ? launch_block_stream_gemm<F, kRows, kConsumers, __nv_bfloat16>(params)
+             : launch_block_stream_gemm<F, kRows, kConsumers, __half>(params);
 }
 
 }  // namespace

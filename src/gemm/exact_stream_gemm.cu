@@ -49,9 +49,7 @@ Status launch_activation_group_sums(void const* act, int64_t rows, int k, float*
 
 template <int kRows, int kConsumers>
 Status run_exact_stream_gemm(GroupedGemmParams const& params) {
-  return params.out_type == OutputType::kBF16
-             ? launch_block_stream_gemm<ExactScalesFormat, kRows, kConsumers, __nv_bfloat16>(params)
-             : launch_block_stream_gemm<ExactScalesFormat, kRows, kConsumers, __half>(params);
+  return run_block_stream_gemm<ExactScalesFormat, kRows, kConsumers>(params);
 }
 
 template Status run_exact_stream_gemm<8, 1>(GroupedGemmParams const&);

@@ -6,9 +6,7 @@ namespace w4a8moe::gemm {
 
 template <int kRows, int kConsumers>
 Status run_mxfp4_stream_gemm(GroupedGemmParams const& params) {
-  return params.out_type == OutputType::kBF16
-             ? launch_block_stream_gemm<Mxfp4Format, kRows, kConsumers, __nv_bfloat16>(params)
-             : launch_block_stream_gemm<Mxfp4Format, kRows, kConsumers, __half>(params);
+  return run_block_stream_gemm<Mxfp4Format, kRows, kConsumers>(params);
 }
 
 template Status run_mxfp4_stream_gemm<8, 1>(GroupedGemmParams const&);

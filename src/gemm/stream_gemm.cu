@@ -126,12 +126,6 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
   barrier_arrive(ring.full + 8 * slot);
 }
 
-__device__ __forceinline__ uint2 load_shared(uint32_t address) {
-  uint2 v;
-  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(address));
-  return v;
-}
-
 // The consumer warpgroup: multiplies `groups` staged groups into acc, releasing each stage once its wgmmas are done.
 // Group i + 1 is loaded and converted into the other set of A registers while group i's wgmmas run, and only then
 // does the warpgroup wait for them. The order matters: ptxas frees a wgmma's A registers at the first
@@ -152,10 +146,10 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
     GroupWeights w;
 #pragma unroll
     for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
-      w.atoms[atom] = load_shared(stage + weights_offset + atom * (kTileStripes * kAtomBytes));
+      w.atoms[atom] = load_shared_8(stage + weights_offset + atom * (kTileStripes * kAtomBytes));
     }
-    w.table_low = load_shared(stage + table_offset);
-    w.table_high = load_shared(stage + table_offset + 8 * prepack::kLutBytes);
+    w.table_low = load_shared_8(stage + table_offset);
+    w.table_high = load_shared_8(stage + table_offset + 8 * prepack::kLutBytes);
     convert_group(w, a[h]);
   };
   if (groups > 0) load(0, 0);
