@@ -233,14 +233,20 @@ class VllmMarlin:
         self.ops.dynamic_scaled_int8_quant(q, x, scales, None)
         return q, scales * global_scale
 
+    def _marlin_gemm(self, a, c, w, bias, s, a_scales, type_id, routing, topk_weights, block, top_k,
+                     mul_topk_weights, m, n, k):
+        """vLLM's Marlin MoE GEMM as its fused_marlin_moe calls it, for weights of scalar type `type_id`."""
+        sorted_ids, expert_ids, padded_rows = routing
+        return self.moe_ops.moe_wna16_marlin_gemm(
+            a, c, w, bias, s, a_scales, None, None, None, None, self.workspace, sorted_ids, expert_ids, padded_rows,
+            topk_weights, block, top_k, mul_topk_weights, type_id, m, n, k,
+            True, False, True, False, -1, -1, -1)  # is_full_k, use_atomic_add, use_fp32_reduce, is_zp_float, auto
+
     def _mm(self, a, c, gemm, a_scales, routing, topk_weights, block, top_k, mul_topk_weights, m):
         w, s = (self.w1, self.s1) if gemm == 1 else (self.w2, self.s2)
         n, k = (2 * self.spec.inter, self.spec.hidden) if gemm == 1 else (self.spec.hidden, self.spec.inter)
-        sorted_ids, expert_ids, padded_rows = routing
-        return self.moe_ops.moe_wna16_marlin_gemm(
-            a, c, w, None, s, a_scales, None, None, None, None, self.workspace, sorted_ids, expert_ids, padded_rows,
-            topk_weights, block, top_k, mul_topk_weights, UINT4B8_ID, m, n, k,
-            True, False, True, False, -1, -1, -1)  # is_full_k, use_atomic_add, use_fp32_reduce, is_zp_float, auto
+        return self._marlin_gemm(a, c, w, None, s, a_scales, UINT4B8_ID, routing, topk_weights, block, top_k,
+                                 mul_topk_weights, m, n, k)
 
     def layer(self, case):
         spec, t = self.spec, case.tokens

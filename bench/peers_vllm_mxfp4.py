@@ -98,11 +98,8 @@ class VllmMarlinMxfp4(VllmMarlin):
         w, s, bias = (self.w1, self.s1, self.b1) if gemm == 1 else (self.w2, self.s2, self.b2)
         n, k = ((2 * self.inter_padded, self.hidden_padded) if gemm == 1
                 else (self.hidden_padded, self.inter_padded))
-        sorted_ids, expert_ids, padded_rows = routing
-        return self.moe_ops.moe_wna16_marlin_gemm(
-            a, c, w, bias, s, None, None, None, None, None, self.workspace, sorted_ids, expert_ids, padded_rows,
-            topk_weights, block, top_k, mul_topk_weights, FLOAT4_E2M1F_ID, m, n, k,
-            True, False, True, False, -1, -1, -1)  # is_full_k, use_atomic_add, use_fp32_reduce, is_zp_float, auto
+        return self._marlin_gemm(a, c, w, bias, s, None, FLOAT4_E2M1F_ID, routing, topk_weights, block, top_k,
+                                 mul_topk_weights, m, n, k)
 
     def _pad_hidden(self, hidden):
         return torch.nn.functional.pad(hidden, (0, self.hidden_padded - self.spec.hidden))
