@@ -40,8 +40,12 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
   int const kMaxSplits = std::min(max_splits, 8);  // 8: the portable cluster size
   // Persistent workers pay for their static deal (an SM with an item more) with items of up to 16 groups: Qwen3
   // GEMM2 (6 groups) 1.2-1.3x faster at 16-128 tokens, Qwen3 GEMM1 and DeepSeek-V3 GEMM2 (16) 1.01-1.08x; items of 32
-  // and 56 groups (Mixtral and DeepSeek-V3 GEMM1) up to 13 % slower (H200, bench/NOTES.md §9).
+  // and 56 groups (Mixtral and DeepSeek-V3 GEMM1) up to 13 % slower (H200, bench/NOTES.md §9). With at most two
+  // blocks an SM they pay for items of any K: a block that ends leaves its SM idle until the next one has started
+  // and filled its ring, which no third block covers (the block-layout kernels' two-warpgroup tiles 6-21 % faster
+  // at 32-112 groups, bench/NOTES.md §39).
   constexpr int kPersistentMaxGroups = 16;
+  bool const any_k_persistent = max_blocks_per_sm <= 2;
   StreamLaunchPlan plan;
   plan.tiles = (shape.n + tile_channels - 1) / tile_channels;
   int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
@@ -52,7 +56,7 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
   int const groups = shape.k / kGroupSize;
   while (plan.splits < kMaxSplits && 4 * plan.splits <= groups && items * 2 * plan.splits <= slots) plan.splits *= 2;
   int64_t const wave = std::max<int64_t>(slots / plan.splits, 1);
-  plan.persistent = groups / plan.splits <= kPersistentMaxGroups && 2 * items >= 3 * wave;
+  plan.persistent = (any_k_persistent || groups / plan.splits <= kPersistentMaxGroups) && 2 * items >= 3 * wave;
   int64_t working_blocks = 0;
   if (plan.persistent) {
     plan.workers = wave;

@@ -76,9 +76,10 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
 // The wgmma streaming kernel (stream_gemm.cu): workers, each a block (or a thread-block cluster of `splits` blocks,
 // one K slice each, that sums its partial tiles through distributed shared memory), taking the items worker,
 // worker + workers, ... of the call, item = chunk * tiles + tile.
-//  - Persistent (short items, at least 1.5 per worker of one wave): one wave of workers, each streaming its items
-//    back to back, the next already in flight while the last finishes. Per-item set-up then costs nothing, but the
-//    items are dealt statically, so an SM can end up with one item more than another.
+//  - Persistent (short items, or items of any length at most two blocks an SM; at least 1.5 items per worker of one
+//    wave): one wave of workers, each streaming its items back to back, the next already in flight while the last
+//    finishes. Per-item set-up then costs nothing, but the items are dealt statically, so an SM can end up with one
+//    item more than another.
 //  - Otherwise one item per block (grid_chunks covers the expected chunks; more make the blocks loop), and the
 //    block scheduler balances the SMs.
 struct StreamLaunchPlan {

@@ -53,8 +53,18 @@ TEST(StreamPlan, PersistentWorkersForShortItemsOnly) {
   // Qwen3 GEMM1 (16 groups) at 4 tokens: 32 chunks x 24 tiles is 1.45 items per worker, too few to deal evenly.
   EXPECT_FALSE(plan(128, 1536, 2048, 32).persistent);
   EXPECT_TRUE(plan(128, 1536, 2048, 128).persistent);
-  // Mixtral GEMM1 (32 groups): never, however many items.
+  // Mixtral GEMM1 (32 groups): never, however many items ...
   EXPECT_FALSE(plan(8, 28672, 4096, 1024).persistent);
+  // ... but always with at most two blocks an SM (no third block covers the gap a block leaves when it ends):
+  // Mixtral GEMM1 at 1024 tokens on 128-row chunks of 128-channel tiles, one block an SM.
+  auto const wide = plan_stream_launch({8, 28672, 4096, 128}, 2048, 2048, kSms, 128, 1, kRing, 128, 1);
+  EXPECT_TRUE(wide.persistent);
+  EXPECT_EQ(wide.workers, kSms);
+  EXPECT_EQ(wide.blocks, kSms);
+  EXPECT_TRUE(plan_stream_launch({8, 28672, 4096, 128}, 2048, 2048, kSms, 64, 2, kRing).persistent);
+  EXPECT_FALSE(plan_stream_launch({8, 28672, 4096, 128}, 2048, 2048, kSms, 48, 3, kRing).persistent);
+  // Too few items for a static deal either way (1.5 per worker): DeepSeek-V3 EP8 GEMM1 at 1 token, 32 tiles.
+  EXPECT_FALSE(plan_stream_launch({32, 4096, 7168, 128}, 1, 1, kSms, 128, 1, kRing, 128, 1).persistent);
   // One item per block otherwise: at 1 token, 8 chunks x 24 tiles in two K slices; the grid covers up to 16 chunks,
   // and the 384 blocks with work are spread at most 3 to an SM.
   auto const q = plan(128, 1536, 2048, 8);

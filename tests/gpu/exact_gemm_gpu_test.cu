@@ -93,8 +93,8 @@ gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& 
   gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
   if (entry == nullptr) return {};
   gemm::GemmConfig const& c = entry->config;
-  int const blocks_per_sm = gemm::exact_stream_blocks_per_sm(c.tile_n, c.tile_m / 64);
-  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0);
+  int const consumers = c.tile_m / 64, blocks_per_sm = gemm::exact_stream_blocks_per_sm(c.tile_n, consumers);
+  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8);
 }
 
 Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
@@ -182,6 +182,25 @@ TEST(ExactStreamGemm, PersistentWorkers) {
   ASSERT_TRUE(plan(kNarrow, shape, total, sms).persistent);
   // The larger chunks run persistent or not, as their plans say.
   for (char const* config : kOneWarpgroupConfigs) run_and_check(p, OutputType::kBF16, total, config);
+}
+
+// Long items (18 groups) over 160 experts: the two-warpgroup tiles (one block an SM) run one wave of persistent workers
+// all the same, the one-warpgroup configs one item a block.
+TEST(ExactStreamGemm, PersistentWorkersLongItems) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  ExpertWeightShape const shape{160, 256, 2304, 128};
+  auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
+  int64_t const total = p.offsets.back();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  for (char const* config : {"128x64_exact", "128x128_exact"}) {
+    ASSERT_TRUE(plan(config, shape, total, sms).persistent) << config;
+  }
+  ASSERT_FALSE(plan("64x48_exact", shape, total, sms).persistent);
+  for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
+    run_and_check(p, OutputType::kBF16, total, config);
+  }
 }
 
 // Captured once, replayed with new activations and new routing written into the captured buffers.

@@ -166,6 +166,32 @@ TEST(Mxfp4StreamGemm, PersistentWorkers) {
   for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, p.offsets.back(), config);
 }
 
+// Long items (K = 2304 - 32: 18 groups, the last partial) over 160 experts, with biases: the configs of at most two
+// blocks an SM (64 rows, and the two-warpgroup tiles) run one wave of persistent workers all the same.
+TEST(Mxfp4StreamGemm, PersistentWorkersLongItems) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  ExpertWeightShape const shape{160, 256, 2272, 128};
+  auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
+  add_bias(p, rng);
+  int64_t const total = p.offsets.back();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  ExpertWeightShape padded = shape;
+  padded.k = padded_k(shape.k);
+  for (char const* config : {"64x64_mxfp4", "128x64_mxfp4", "128x128_mxfp4"}) {
+    gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
+    ASSERT_NE(entry, nullptr);
+    int const rows = entry->config.tile_n, consumers = entry->config.tile_m / 64;
+    ASSERT_TRUE(gemm::plan_stream_launch(padded, total, total, sms, rows,
+                                         gemm::mxfp4_stream_blocks_per_sm(rows, consumers), 0, entry->config.tile_m,
+                                         consumers > 1 ? 1 : 8)
+                    .persistent)
+        << config;
+  }
+  for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, total, config);
+}
+
 // Captured once, replayed with new activations and new routing written into the captured buffers.
 TEST(Mxfp4StreamGemm, GraphReplayWithNewRouting) {
   SKIP_WITHOUT_HOPPER();
