@@ -75,6 +75,27 @@ TEST(StreamPlan, PersistentWorkersForShortItemsOnly) {
   EXPECT_LE(3 * q.shared_bytes, kSharedMemoryPerSm);
 }
 
+TEST(StreamPlan, GridCoversUniformRoutingWhereTheBoundOvercounts) {
+  // gpt-oss-120b at 1024 tokens (4096 rows, 128 experts, ~32 rows each) on 48-row chunks: one chunk an expert under
+  // uniform routing (32 + 2.5 sqrt(32) < 48), where the bound counts 128 + 3968 / 48 = 210.
+  EXPECT_EQ(uniform_routing_chunks(4096, 128, 48), 128);
+  EXPECT_EQ(max_chunks(4096, 128, 48), 210);
+  auto const gpt_oss = plan_stream_launch({128, 5760, 2944, 128}, 4096, 4096, kSms, 48, 3, kRing);
+  EXPECT_FALSE(gpt_oss.persistent);
+  EXPECT_EQ(gpt_oss.workers, 128 * 90);
+  // At 2048 tokens (64 rows an expert: two chunks) the bound, 296, is within a third of uniform routing's 256: kept.
+  EXPECT_EQ(uniform_routing_chunks(8192, 128, 48), 256);
+  EXPECT_EQ(plan_stream_launch({128, 5760, 2944, 128}, 8192, 8192, kSms, 48, 3, kRing).workers, 296 * 90);
+  // Few large experts (Mixtral at 1024 tokens, 256 rows each): 56 against the bound's 50, kept.
+  EXPECT_EQ(uniform_routing_chunks(2048, 8, 48), 56);
+  EXPECT_EQ(plan_stream_launch({8, 28672, 4096, 128}, 2048, 2048, kSms, 48, 3, kRing).workers, 50 * 448);
+  // Fewer rows than experts: a chunk a row, as the bound counts; gpt-oss at 128 tokens on 8-row chunks (4 rows an
+  // expert, 4 + 2.5 * 2 > 8): 256 against the bound's 176, kept.
+  EXPECT_EQ(uniform_routing_chunks(8, 128, 8), 8);
+  EXPECT_EQ(uniform_routing_chunks(512, 128, 8), 256);
+  EXPECT_EQ(uniform_routing_chunks(0, 128, 8), 1);
+}
+
 TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {
   // 64 working blocks on 132 SMs: one per SM, so the shared memory leaves room for one block only.
   size_t const bytes = spread_shared_bytes(64, kSms, kBlocksPerSm, kRing);
