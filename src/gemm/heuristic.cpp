@@ -135,7 +135,9 @@ GemmConfig select_exact_config(HeuristicInput const& input) {
 // 64x8 to ~7 rows an expert (16 tokens: 136 / 72 against 147 / 76 for 64x16), 64x16 to 14 (256 tokens, 8 rows:
 // 386 / 193 against 481 / 241 for 64x8), 64x32 between (not timed there), 64x48 at ~32 (1024 tokens: 531 / 268
 // against 664 / 337 for 64x32 and 650 / 337 for 128x64), 128x128 from 64 (2048 tokens: 803 / 416 against 923 / 476
-// for 128x64 and 962 / 486 for 64x48; 8192 tokens: 1930 / 991 against 2709 / 1396).
+// for 128x64 and 962 / 486 for 64x48; 8192 tokens: 1930 / 991 against 2709 / 1396). Persistent workers for the
+// two-warpgroup tiles (§39) and a tighter grid for 64x48 (§40) left the picks as they were: at 1024 tokens 64x48
+// 504 / 255 against 524-556 / 275-278 for the now persistent 128x64, at 8192 128x128 1647-1664 / 842-848.
 GemmConfig select_mxfp4_config(HeuristicInput const& input) {
   double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
   if (m <= 7.0) return {64, 8, 1, 1, Schedule::kMxfp4};
