@@ -88,10 +88,11 @@ gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64
 char const* const kNarrow = "64x8_exact";
 char const* const kOneWarpgroupConfigs[] = {"64x8_exact", "64x16_exact", "64x32_exact", "64x48_exact"};
 
-// The launch the config's kernel plans for `rows` rows (all expected) on `sms` SMs.
-gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& shape, int64_t rows, int sms) {
+// The launch the config's kernel plans for `rows` rows (all expected) on this device.
+gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& shape, int64_t rows) {
   gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
-  if (entry == nullptr) return {};
+  int sms = 0;
+  if (entry == nullptr || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return {};
   gemm::GemmConfig const& c = entry->config;
   int const consumers = c.tile_m / 64, blocks_per_sm = gemm::exact_stream_blocks_per_sm(c.tile_n, consumers);
   return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8);
@@ -158,10 +159,8 @@ TEST(ExactStreamGemm, WideShapesUnevenExperts) {
 TEST(ExactStreamGemm, SplitsKOverClusters) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  int sms = 0;
-  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   ExpertWeightShape const shape{4, 320, 4096, 128};
-  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(plan(config, shape, 1, sms).splits, 1) << config;
+  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(plan(config, shape, 1).splits, 1) << config;
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
     for (char const* config : kOneWarpgroupConfigs) {
@@ -170,36 +169,23 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
   }
 }
 
-// Many short items over 160 experts: one wave of persistent workers.
+// Many items over 160 experts: short ones (6 groups) on one wave of persistent workers in every config that has them,
+// long ones (18 groups) only in the two-warpgroup tiles (one block an SM); the others one item a block.
 TEST(ExactStreamGemm, PersistentWorkers) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape{160, 1024, 768, 128};
-  auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
-  int64_t const total = p.offsets.back();
-  int sms = 0;
-  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  ASSERT_TRUE(plan(kNarrow, shape, total, sms).persistent);
-  // The larger chunks run persistent or not, as their plans say.
-  for (char const* config : kOneWarpgroupConfigs) run_and_check(p, OutputType::kBF16, total, config);
-}
-
-// Long items (18 groups) over 160 experts: the two-warpgroup tiles (one block an SM) run one wave of persistent workers
-// all the same, the one-warpgroup configs one item a block.
-TEST(ExactStreamGemm, PersistentWorkersLongItems) {
-  SKIP_WITHOUT_HOPPER();
-  std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape{160, 256, 2304, 128};
-  auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
-  int64_t const total = p.offsets.back();
-  int sms = 0;
-  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  for (char const* config : {"128x64_exact", "128x128_exact"}) {
-    ASSERT_TRUE(plan(config, shape, total, sms).persistent) << config;
-  }
-  ASSERT_FALSE(plan("64x48_exact", shape, total, sms).persistent);
-  for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
-    run_and_check(p, OutputType::kBF16, total, config);
+  ExpertWeightShape const short_items{160, 1024, 768, 128}, long_items{160, 256, 2304, 128};
+  for (ExpertWeightShape const& shape : {short_items, long_items}) {
+    SCOPED_TRACE("K " + std::to_string(shape.k));
+    auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
+    int64_t const total = p.offsets.back();
+    ASSERT_EQ(plan(kNarrow, shape, total).persistent, shape.k == short_items.k);
+    for (char const* config : {"128x64_exact", "128x128_exact"}) {
+      ASSERT_TRUE(plan(config, shape, total).persistent) << config;
+    }
+    for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
+      run_and_check(p, OutputType::kBF16, total, config);
+    }
   }
 }
 
