@@ -26,6 +26,7 @@
 #include "common/status_util.h"
 #include "gemm/async_copy.cuh"
 #include "gemm/block_formats.cuh"
+#include "gemm/cluster_residency.cuh"
 #include "gemm/stream_epilogue.cuh"
 #include "gemm/stream_layout.h"
 #include "gemm/stream_plan.h"
@@ -398,12 +399,14 @@ __global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config
 template <class F, int kRows, int kConsumers, class Out>
 Status launch_block_stream_gemm(GroupedGemmParams const& p) {
   using C = Config<F, kRows, kConsumers>;
+  auto kernel = block_stream_gemm_kernel<F, kRows, kConsumers, Out>;
+  ClusterResidency const residency =
+      C::kSplitsK ? cluster_residency(kernel, C::kThreads, C::kSharedBytes, p.stream) : ClusterResidency{};
   StreamLaunchPlan const plan =
       plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, C::kBlocksPerSm, C::kSharedBytes,
-                         C::kTileChannels, C::kSplitsK ? 8 : 1);
+                         C::kTileChannels, C::kSplitsK ? 8 : 1, residency);
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
-  auto kernel = block_stream_gemm_kernel<F, kRows, kConsumers, Out>;
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(C::kThreads),
                                                plan.shared_bytes, p.stream, unsigned(plan.splits), p, act_map,
                                                plan.splits));

@@ -35,6 +35,7 @@
 #include "common/pdl.cuh"
 #include "common/status_util.h"
 #include "gemm/async_copy.cuh"
+#include "gemm/cluster_residency.cuh"
 #include "gemm/stream_epilogue.cuh"
 #include "gemm/stream_layout.h"
 #include "gemm/stream_plan.h"
@@ -269,11 +270,12 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
 template <int kRows, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
+  auto kernel = stream_gemm_kernel<kRows, Out>;
   StreamLaunchPlan const plan =
-      plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, S::kBlocksPerSm, S::kSharedBytes);
+      plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, S::kBlocksPerSm, S::kSharedBytes,
+                         64, 8, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
-  auto kernel = stream_gemm_kernel<kRows, Out>;
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(kThreads), plan.shared_bytes,
                                                p.stream, unsigned(plan.splits), p, act_map, plan.splits));
   return Status::Ok();

@@ -44,7 +44,7 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
 
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
                                     int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes,
-                                    int tile_channels, int max_splits) {
+                                    int tile_channels, int max_splits, ClusterResidency const& residency) {
   int const kMaxSplits = std::min(max_splits, 8);  // 8: the portable cluster size
   // Persistent workers pay for their static deal (an SM with an item more) with items of up to 16 groups: Qwen3
   // GEMM2 (6 groups) 1.2-1.3x faster at 16-128 tokens, Qwen3 GEMM1 and DeepSeek-V3 GEMM2 (16) 1.01-1.08x; items of 32
@@ -57,12 +57,17 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
   StreamLaunchPlan plan;
   plan.tiles = (shape.n + tile_channels - 1) / tile_channels;
   int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
-  // K slices: as many as fill about one wave of blocks over the expected chunks, each slice at least two groups.
-  // One expert at 1 token (a DeepSeek-V3 expert-parallel rank) has 64 tiles of GEMM1 for 132 SMs.
+  // K slices: as many as fill about one wave of blocks over the expected chunks, each slice at least two groups, and
+  // no more than keep every cluster resident at once: Mixtral-8x7B GEMM2 at 1 token, 128 tiles, ran in clusters of 4
+  // 31.4 us, 4 of them after the first 124, and in clusters of 2 26.3 (H200, bench/NOTES.md §41). One expert at 1
+  // token (a DeepSeek-V3 expert-parallel rank) has 64 tiles of GEMM1 for 132 SMs.
   int64_t const items = std::max<int64_t>(expected_chunks, 1) * plan.tiles;
   int64_t const slots = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm;
   int const groups = shape.k / kGroupSize;
-  while (plan.splits < kMaxSplits && 4 * plan.splits <= groups && items * 2 * plan.splits <= slots) plan.splits *= 2;
+  while (plan.splits < kMaxSplits && 4 * plan.splits <= groups &&
+         items * 2 * plan.splits <= residency.blocks(2 * plan.splits, slots)) {
+    plan.splits *= 2;
+  }
   int64_t const wave = std::max<int64_t>(slots / plan.splits, 1);
   plan.persistent = (any_k_persistent || groups / plan.splits <= kPersistentMaxGroups) && 2 * items >= 3 * wave;
   int64_t working_blocks = 0;

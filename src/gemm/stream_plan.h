@@ -97,10 +97,25 @@ struct StreamLaunchPlan {
   size_t shared_bytes = 0;  // dynamic shared memory per block
 };
 
+// The blocks of a kernel that can be resident at once when it is launched in thread-block clusters of 2, 4 and 8
+// blocks (cudaOccupancyMaxActiveClusters times the size; 0 where not known: sm_count x blocks an SM). A cluster's
+// blocks must share a GPC, so several blocks an SM leave slots no cluster can take: on an H200, 124 clusters of four
+// 64x8_exact blocks (496 blocks) against 132 x 4 = 528 slots.
+struct ClusterResidency {
+  int64_t blocks_in_clusters_of[9] = {};  // indexed by the cluster size: 2, 4 or 8
+
+  int64_t blocks(int cluster_size, int64_t slots) const {
+    int64_t const known = cluster_size > 1 && cluster_size <= 8 ? blocks_in_clusters_of[cluster_size] : 0;
+    return known > 0 ? known : slots;
+  }
+};
+
 // block_shared_bytes: the block's own dynamic shared memory (its ring of stages); tile_channels: the channels of an
-// item (64, or 128 for the exact-scale kernel's two warpgroups); max_splits: 1 where the kernel cannot split K.
+// item (64, or 128 for the exact-scale kernel's two warpgroups); max_splits: 1 where the kernel cannot split K;
+// residency: where known, how many blocks its clusters leave resident (a split takes only as many K slices as keep
+// all of its clusters resident at once).
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
                                     int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes,
-                                    int tile_channels = 64, int max_splits = 8);
+                                    int tile_channels = 64, int max_splits = 8, ClusterResidency const& residency = {});
 
 }  // namespace w4a8moe::gemm

@@ -42,6 +42,24 @@ TEST(StreamPlan, SplitsKOnlyWhenTheTilesCannotFillTheSms) {
   EXPECT_EQ(plan(1, 64, 16384, 1).splits, 8);
 }
 
+TEST(StreamPlan, SplitsOnlyAsFarAsEveryClusterStaysResident) {
+  // Mixtral-8x7B GEMM2 at 1 token: 2 experts x 64 tiles, K = 112 groups. Counting every slot, 4 slices (512 blocks of
+  // 528); but 124 clusters of 4 fit at once (496 blocks): the last 4 would run after the others, so 2 slices.
+  ExpertWeightShape const mixtral_down{8, 4096, 14336, 128};
+  EXPECT_EQ(plan_stream_launch(mixtral_down, 2, 2, kSms, 8, kBlocksPerSm, kRing).splits, 4);
+  ClusterResidency residency;
+  residency.blocks_in_clusters_of[2] = 528;
+  residency.blocks_in_clusters_of[4] = 496;
+  residency.blocks_in_clusters_of[8] = 448;
+  EXPECT_EQ(plan_stream_launch(mixtral_down, 2, 2, kSms, 8, kBlocksPerSm, kRing, 64, 8, residency).splits, 2);
+  // DeepSeek-V3 GEMM1 at 1 token: 64 tiles in 8 slices are 512 blocks, more than 448: 4 slices.
+  ExpertWeightShape const deepseek_up{32, 4096, 7168, 128};
+  EXPECT_EQ(plan_stream_launch(deepseek_up, 8, 1, kSms, 8, kBlocksPerSm, kRing, 64, 8, residency).splits, 4);
+  // An unknown size (0) counts every slot.
+  residency.blocks_in_clusters_of[8] = 0;
+  EXPECT_EQ(plan_stream_launch(deepseek_up, 8, 1, kSms, 8, kBlocksPerSm, kRing, 64, 8, residency).splits, 8);
+}
+
 TEST(StreamPlan, PersistentWorkersForShortItemsOrAtMostTwoBlocksAnSm) {
   // Qwen3-30B-A3B GEMM2 (6 groups) at 16 tokens: up to 128 chunks x 32 tiles, many per block: one wave of persistent
   // workers and no shared memory beyond the ring (the wave fills every SM).
