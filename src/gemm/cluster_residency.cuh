@@ -1,6 +1,6 @@
 // How many blocks of a kernel its thread-block clusters leave resident at once (stream_plan.h's ClusterResidency),
-// asked of the runtime once per kernel, shared memory size and device. Included by the translation units that launch the
-// streaming kernels in clusters (stream_gemm.cu, block_stream_kernel.cuh).
+// asked of the runtime once per kernel, shared memory size and device. Included where the streaming kernels are
+// launched in clusters (stream_gemm.cu, block_stream_kernel.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -71,4 +71,3 @@ ClusterResidency cluster_residency(void (*kernel)(Params...), int threads, size_
 }
 
 }  // namespace w4a8moe::gemm
-
