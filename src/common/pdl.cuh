@@ -16,19 +16,23 @@ __device__ __forceinline__ void pdl_wait_for_previous_grid() { asm volatile("gri
 
 __device__ __forceinline__ void pdl_allow_next_grid() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
+// Lets `kernel` take dynamic shared memory past the default 48 KB (per call: the attribute is per device). An error
+// is returned, not left for the next check.
+template <class... Params>
+cudaError_t allow_dynamic_shared_memory(void (*kernel)(Params...), size_t shared_bytes) {
+  if (shared_bytes <= 48 * 1024) return cudaSuccess;
+  cudaError_t const error =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
+  if (error != cudaSuccess) cudaGetLastError();
+  return error;
+}
+
 // cluster_x > 1 also groups consecutive blocks along x into thread-block clusters of that size. Dynamic shared
-// memory past the default 48 KB is allowed first (per call: the attribute is per device).
+// memory past the default 48 KB is allowed first.
 template <class... Params, class... Args>
 cudaError_t launch_with_pdl_in_clusters(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
                                         cudaStream_t stream, unsigned cluster_x, Args&&... args) {
-  if (shared_bytes > 48 * 1024) {
-    cudaError_t const error =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
-    if (error != cudaSuccess) {
-      cudaGetLastError();  // returned, not left for the next check
-      return error;
-    }
-  }
+  if (cudaError_t const error = allow_dynamic_shared_memory(kernel, shared_bytes); error != cudaSuccess) return error;
   cudaLaunchAttribute attributes[2]{};
   attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attributes[0].val.programmaticStreamSerializationAllowed = 1;

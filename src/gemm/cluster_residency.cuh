@@ -9,6 +9,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "common/pdl.cuh"  // allow_dynamic_shared_memory
 #include "gemm/stream_plan.h"
 
 namespace w4a8moe::gemm {
@@ -18,11 +19,7 @@ namespace w4a8moe::gemm {
 template <class... Params>
 ClusterResidency query_cluster_residency(void (*kernel)(Params...), int threads, size_t shared_bytes) {
   ClusterResidency residency;
-  if (shared_bytes > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       static_cast<int>(shared_bytes)) != cudaSuccess) {
-    cudaGetLastError();
-    return residency;
-  }
+  if (allow_dynamic_shared_memory(kernel, shared_bytes) != cudaSuccess) return residency;
   for (int size = 2; size <= 8; size *= 2) {
     cudaLaunchAttribute cluster{};
     cluster.id = cudaLaunchAttributeClusterDimension;

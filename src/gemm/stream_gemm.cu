@@ -273,7 +273,7 @@ Status launch(GroupedGemmParams const& p) {
   auto kernel = stream_gemm_kernel<kRows, Out>;
   StreamLaunchPlan const plan =
       plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, S::kBlocksPerSm, S::kSharedBytes,
-                         64, 8, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
+                         kTileChannels, 8, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(kThreads), plan.shared_bytes,
