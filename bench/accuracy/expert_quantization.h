@@ -1,5 +1,6 @@
 // The experts of one projection quantized as a W4A8 checkpoint holds them: the library's round-to-nearest
-// quantizer (int4, group 128, bf16 scales), then the design-6 split into e4m3 group and fp32 channel scales.
+// quantizer (int4, group 128, bf16 scales), then the lookup-table layout's split into e4m3 group and fp32 channel
+// scales.
 #pragma once
 
 #include <cstdint>

@@ -174,7 +174,7 @@ std::vector<LayerNumerics> const& layer_numerics() {
       {"w4a16", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kBF16,
        "int4 RTN g128 weights with their bf16 scales, bf16 activations"},
       {"w4a16_split_scales", WeightNumerics::kInt4SplitScales, ActivationNumerics::kBF16,
-       "W4A16 with the design-6 split: e4m3(q * sg) * sc, bf16 activations"},
+       "W4A16 with the split scales: e4m3(q * sg) * sc, bf16 activations"},
       {"w4a8_bf16_scales", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8PerToken,
        "int4 with bf16 scales applied exactly, fp8 activations (a kernel applying the group scale in fp32)"},
       {"w4a8_exact_qsg", WeightNumerics::kInt4SplitScalesExactQSg, ActivationNumerics::kFP8PerToken,

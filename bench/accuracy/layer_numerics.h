@@ -32,7 +32,7 @@ struct LayerProblem {
   std::vector<uint16_t> gemm2_bf16;    // [E, H, I]: down
   std::vector<uint16_t> gemm1_scales;  // [E, 2I, H/128] bf16 RTN group scales (the W4A8 checkpoint's weight_scale)
   std::vector<uint16_t> gemm2_scales;  // [E, H, I/128]
-  reference::MoeLayerWeights int4;     // RTN q and the design-6 split of the scales above
+  reference::MoeLayerWeights int4;     // RTN q and the lookup-table layout's split of the scales above
   std::vector<float> hidden;           // [T, H], bf16 values
   reference::TopK topk;                // softmax top-k of random logits, renormalised
 };
@@ -43,7 +43,7 @@ LayerProblem make_layer_problem(MoeModel const& model, int64_t tokens, uint64_t 
 enum class WeightNumerics {
   kBF16,                     // the bf16 weights themselves
   kInt4BF16Scales,           // q * s, s the bf16 group scale (W4A16, or a kernel applying s in fp32)
-  kInt4SplitScales,          // e4m3(q * sg) * sc: design-6 split, product rounded to e4m3 (this project's kernel)
+  kInt4SplitScales,          // e4m3(q * sg) * sc: the split scales, product rounded to e4m3 (lookup-table layout)
   kInt4SplitScalesExactQSg,  // q * sg * sc: the split, product not rounded
   kInt4SingleRoundingLut,    // e4m3(q * s / sc) * sc: each lookup-table entry rounded once from the exact scale
   kFP8PerChannel,            // e4m3(W / sc) * sc, sc = max_k |W[n, k]| / 448 (W8A8)
