@@ -3,6 +3,7 @@
 # cites (the decode kernel at 1 and 16 tokens, CUTLASS's picks at 16, 128 and 8192 tokens, and every kernel of the
 # Qwen3-30B-A3B layer at 1 token). Prints a few lines per kernel: duration, throughput, scheduler state and the
 # stall reasons above 0.05 cycles per issued instruction; the full reports go to $OUT (or out/).
+#   [PROBES=regex] scripts/ncu-probe.sh   (only the probes whose names match, e.g. PROBES=exact)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=build/bin OUT=${OUT:-out}
@@ -16,6 +17,7 @@ sections="--section SpeedOfLight --section SchedulerStats --section WarpStateSta
 probe() {  # name kernel-regex gemm-bench-args...
   local name=$1 kernel=$2
   shift 2
+  [[ $name =~ ${PROBES:-.} ]] || return 0
   ncu --clock-control none -k "regex:$kernel" --launch-skip 2 -c 1 $sections --metrics "$metrics" \
     $bin/w4a8moe_gemm_bench --no-baselines --replays 3 "$@" >"$OUT/ncu-$name.txt" 2>&1
   echo "## $name"
@@ -29,6 +31,12 @@ probe qwen3-g1-16tok-decode decode_gemm --models qwen3-30b-a3b --gemm 1 --tokens
 probe qwen3-g1-16tok-cutlass device_kernel --models qwen3-30b-a3b --gemm 1 --tokens 16 --configs 128x16_1x1_pp
 probe qwen3-g1-128tok-cutlass device_kernel --models qwen3-30b-a3b --gemm 1 --tokens 128
 probe deepseek-g1-8192tok-cutlass device_kernel --models deepseek-v3-ep8 --gemm 1 --tokens 8192
+# The exact-scale layout's decode chunks where its GEMM reads at ~56 % of HBM: DeepSeek-V3 EP8 GEMM1 at 16 tokens, 64
+# tiles of 56 groups for each of ~13 active experts, ~1.5 waves of 528 block slots (is the last half wave the loss?).
+probe deepseek-g1-16tok-exact block_stream_gemm_kernel --models deepseek-v3-ep8 --gemm 1 --tokens 16 \
+  --configs 64x8_exact
+probe qwen3-g1-16tok-exact block_stream_gemm_kernel --models qwen3-30b-a3b --gemm 1 --tokens 16 --configs 64x8_exact
+[[ layer =~ ${PROBES:-.} ]] || exit 0
 ncu --clock-control none --section SpeedOfLight $bin/w4a8moe run --model qwen3-30b-a3b --tokens 1 --iters 2 \
   --no-check >"$OUT/ncu-layer.txt" 2>&1
 echo "## the Qwen3-30B-A3B layer at 1 token, one forward (kernel, duration)"
