@@ -32,7 +32,7 @@ probe qwen3-g1-16tok-cutlass device_kernel --models qwen3-30b-a3b --gemm 1 --tok
 probe qwen3-g1-128tok-cutlass device_kernel --models qwen3-30b-a3b --gemm 1 --tokens 128
 probe deepseek-g1-8192tok-cutlass device_kernel --models deepseek-v3-ep8 --gemm 1 --tokens 8192
 # The exact-scale layout's decode chunks where its GEMM reads at ~56 % of HBM: DeepSeek-V3 EP8 GEMM1 at 16 tokens, 64
-# tiles of 56 groups for each of ~13 active experts, ~1.5 waves of 528 block slots (is the last half wave the loss?).
+# tiles of 56 groups for each of ~13 active experts, ~1.6 waves of 528 block slots (is the last wave the loss?).
 probe deepseek-g1-16tok-exact block_stream_gemm_kernel --models deepseek-v3-ep8 --gemm 1 --tokens 16 \
   --configs 64x8_exact
 probe qwen3-g1-16tok-exact block_stream_gemm_kernel --models qwen3-30b-a3b --gemm 1 --tokens 16 --configs 64x8_exact
