@@ -30,6 +30,7 @@
 namespace w4a8moe {
 namespace {
 
+using testing::block_layout_plan;
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
@@ -87,16 +88,6 @@ gemm::GroupedGemmParams params(ExactProblem const& p, OutputType out_type, int64
 // The configs of one consumer warpgroup (64-channel tiles, K split over clusters when the items are few).
 char const* const kNarrow = "64x8_exact";
 char const* const kOneWarpgroupConfigs[] = {"64x8_exact", "64x16_exact", "64x32_exact", "64x48_exact"};
-
-// The launch the config's kernel plans for `rows` rows (all expected) on this device.
-gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape const& shape, int64_t rows) {
-  gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
-  int sms = 0;
-  if (entry == nullptr || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return {};
-  gemm::GemmConfig const& c = entry->config;
-  int const consumers = c.tile_m / 64, blocks_per_sm = gemm::exact_stream_blocks_per_sm(c.tile_n, consumers);
-  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8);
-}
 
 Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cudaStream_t stream = nullptr,
            std::string const& config = kNarrow) {
@@ -160,7 +151,7 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
   ExpertWeightShape const shape{4, 320, 4096, 128};
-  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(plan(config, shape, 1).splits, 1) << config;
+  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(block_layout_plan(config, shape, 1).splits, 1) << config;
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
     for (char const* config : kOneWarpgroupConfigs) {
@@ -179,9 +170,9 @@ TEST(ExactStreamGemm, PersistentWorkers) {
     SCOPED_TRACE("K " + std::to_string(shape.k));
     auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
     int64_t const total = p.offsets.back();
-    ASSERT_EQ(plan(kNarrow, shape, total).persistent, shape.k == short_items.k);
+    ASSERT_EQ(block_layout_plan(kNarrow, shape, total).persistent, shape.k == short_items.k);
     for (char const* config : {"128x64_exact", "128x128_exact"}) {
-      ASSERT_TRUE(plan(config, shape, total).persistent) << config;
+      ASSERT_TRUE(block_layout_plan(config, shape, total).persistent) << config;
     }
     for (auto const& config : gemm_config_names(PackedLayout::kExactScales)) {
       run_and_check(p, OutputType::kBF16, total, config);

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "common/float_formats.h"
+#include "gemm/exact_stream_gemm.h"  // the block layouts' blocks an SM
 #include "gemm/registry.h"
+#include "gemm/stream_plan.h"
 #include "gpu_test_util.h"
 #include "prepack/packed_format.h"
 #include "reference/quantized_experts.h"
@@ -95,6 +97,20 @@ inline gemm::GemmKernelEntry const* registered_kernel(std::string const& config)
   gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(config);
   if (entry == nullptr) ADD_FAILURE() << "no config " << config;
   return entry;
+}
+
+// The launch a block-layout config's kernel (exact-scale or MXFP4) plans for `rows` rows, all expected, on this
+// device; K padded as grouped_gemm() hands the kernels the shape.
+inline gemm::StreamLaunchPlan block_layout_plan(std::string const& config, ExpertWeightShape shape, int64_t rows) {
+  gemm::GemmKernelEntry const* entry = registered_kernel(config);
+  int sms = 0;
+  if (entry == nullptr || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return {};
+  gemm::GemmConfig const& c = entry->config;
+  int const consumers = c.tile_m / 64;
+  int const blocks_per_sm = c.layout() == PackedLayout::kMxfp4 ? gemm::mxfp4_stream_blocks_per_sm(c.tile_n, consumers)
+                                                               : gemm::exact_stream_blocks_per_sm(c.tile_n, consumers);
+  shape.k = padded_k(shape.k);
+  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8);
 }
 
 // A block layout packed on the GPU against its CPU packing, byte for byte: the header, the blocks (up to

@@ -30,6 +30,7 @@
 namespace w4a8moe {
 namespace {
 
+using testing::block_layout_plan;
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
@@ -108,17 +109,6 @@ void expect_output_matches(Mxfp4Problem const& p, OutputType out_type) {
                                       ref_abs);
 }
 
-// The launch the config's kernel plans for `rows` rows (all expected) on this device; shape.k as the checkpoint's.
-gemm::StreamLaunchPlan plan(std::string const& config, ExpertWeightShape shape, int64_t rows) {
-  gemm::GemmKernelEntry const* entry = testing::registered_kernel(config);
-  int sms = 0;
-  if (entry == nullptr || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return {};
-  gemm::GemmConfig const& c = entry->config;
-  int const consumers = c.tile_m / 64, blocks_per_sm = gemm::mxfp4_stream_blocks_per_sm(c.tile_n, consumers);
-  shape.k = padded_k(shape.k);  // as grouped_gemm() hands the kernels the shape
-  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8);
-}
-
 void run_and_check(Mxfp4Problem& p, OutputType type, int64_t expected_rows, std::string const& config) {
   SCOPED_TRACE(config);
   ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
@@ -150,7 +140,7 @@ TEST(Mxfp4StreamGemm, SplitsKOverClusters) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
   ExpertWeightShape const shape{4, 320, 4096, 128};
-  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(plan(config, shape, 1).splits, 1) << config;
+  for (char const* config : kOneWarpgroupConfigs) ASSERT_GT(block_layout_plan(config, shape, 1).splits, 1) << config;
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
     auto p = make_problem(shape, counts, rng, /*first_row=*/1, /*trailing=*/2);
     for (char const* config : kOneWarpgroupConfigs) {
@@ -179,7 +169,7 @@ TEST(Mxfp4StreamGemm, PersistentWorkersLongItems) {
   add_bias(p, rng);
   int64_t const total = p.offsets.back();
   for (char const* config : {"64x64_mxfp4", "128x64_mxfp4", "128x128_mxfp4"}) {
-    ASSERT_TRUE(plan(config, shape, total).persistent) << config;
+    ASSERT_TRUE(block_layout_plan(config, shape, total).persistent) << config;
   }
   for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, total, config);
 }
