@@ -102,17 +102,35 @@ struct Activations {
   std::vector<float> row_scales;
 };
 
-Activations quantize_activations(std::vector<float> const& x, int64_t rows, int64_t k, ActivationNumerics numerics) {
+// The columns that share a scale in GEMM2's input under `numerics` (0: the whole row).
+int64_t gemm2_scale_columns(ActivationNumerics numerics) {
+  return numerics == ActivationNumerics::kFP8Gemm2PerGroup128 ? 128
+         : numerics == ActivationNumerics::kFP8Gemm2PerGroup64 ? 64
+                                                                : 0;
+}
+
+// `gemm2`: the input of GEMM2. Scales per group of columns are applied to the values themselves (the products are
+// exact either way; a kernel would apply them per K block), leaving the row scale 1.
+Activations quantize_activations(std::vector<float> const& x, int64_t rows, int64_t k, ActivationNumerics numerics,
+                                 bool gemm2) {
   Activations a{rows, k, std::vector<float>(x.size()), std::vector<float>(rows, 1.0f)};
+  int64_t const group = gemm2 ? gemm2_scale_columns(numerics) : 0;
   std::vector<uint8_t> fp8_row(k);
   for (int64_t r = 0; r < rows; ++r) {
     float const* in = x.data() + size_t(r) * k;
     float* out = a.values.data() + size_t(r) * k;
     if (numerics == ActivationNumerics::kBF16) {
       for (int64_t i = 0; i < k; ++i) out[i] = bf16_to_float(float_to_bf16(in[i]));
-    } else {
+    } else if (group == 0) {
       reference::quantize_row(in, int(k), fp8_row.data(), &a.row_scales[r]);
       for (int64_t i = 0; i < k; ++i) out[i] = e4m3_to_float(fp8_row[i]);
+    } else {
+      for (int64_t first = 0; first < k; first += group) {
+        int const columns = int(std::min(group, k - first));
+        float scale = 0.0f;
+        reference::quantize_row(in + first, columns, fp8_row.data(), &scale);
+        for (int i = 0; i < columns; ++i) out[first + i] = e4m3_to_float(fp8_row[i]) * scale;
+      }
     }
   }
   return a;
@@ -177,6 +195,10 @@ std::vector<LayerNumerics> const& layer_numerics() {
        "W4A16 with the split scales: e4m3(q * sg) * sc, bf16 activations"},
       {"w4a8_bf16_scales", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8PerToken,
        "int4 with bf16 scales applied exactly, fp8 activations (a kernel applying the group scale in fp32)"},
+      {"w4a8_bf16_scales_act2_g128", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8Gemm2PerGroup128,
+       "as w4a8_bf16_scales, GEMM2's input scaled per row and 128 columns (quantised in GEMM1's epilogue)"},
+      {"w4a8_bf16_scales_act2_g64", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8Gemm2PerGroup64,
+       "as w4a8_bf16_scales, GEMM2's input scaled per row and 64 columns"},
       {"w4a8_exact_qsg", WeightNumerics::kInt4SplitScalesExactQSg, ActivationNumerics::kFP8PerToken,
        "W4A8 with the split scales but q * sg not rounded to e4m3"},
       {"w4a8", WeightNumerics::kInt4SplitScales, ActivationNumerics::kFP8PerToken,
@@ -205,11 +227,11 @@ std::vector<double> layer_output(LayerProblem const& p, LayerNumerics const& num
     for (int64_t r = 0; r < rows; ++r) {
       std::copy_n(p.hidden.begin() + (slots[r] / top_k) * hidden, hidden, x.begin() + r * hidden);
     }
-    auto const gate_up = expert_gemm(quantize_activations(x, rows, hidden, numerics.activations),
+    auto const gate_up = expert_gemm(quantize_activations(x, rows, hidden, numerics.activations, /*gemm2=*/false),
                                      expert_weights(p, /*down=*/false, e, numerics.weights));
     std::vector<float> mid(size_t(rows) * inter);
     for (int64_t r = 0; r < rows; ++r) reference::silu_mul(gate_up.data() + r * 2 * inter, inter, mid.data() + r * inter);
-    auto const down = expert_gemm(quantize_activations(mid, rows, inter, numerics.activations),
+    auto const down = expert_gemm(quantize_activations(mid, rows, inter, numerics.activations, /*gemm2=*/true),
                                   expert_weights(p, /*down=*/true, e, numerics.weights));
     for (int64_t r = 0; r < rows; ++r) {
       double const weight = p.topk.weights[slots[r]];

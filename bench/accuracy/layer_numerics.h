@@ -54,6 +54,10 @@ enum class WeightNumerics {
 enum class ActivationNumerics {
   kBF16,         // bf16 values, no scale
   kFP8PerToken,  // e4m3(x / st), st = max|x| / 448 per row (dynamic per-token fp8)
+  // GEMM1's input per token as kFP8PerToken; GEMM2's (SiLU(gate) * up) with one scale per row and 128 or 64 columns,
+  // max / 448 over those: what GEMM1's epilogue can quantise tile by tile, without the whole row's maximum first
+  kFP8Gemm2PerGroup128,
+  kFP8Gemm2PerGroup64,
 };
 
 struct LayerNumerics {
