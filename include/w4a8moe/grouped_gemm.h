@@ -35,7 +35,8 @@ struct GroupedGemmArgs {
   float const* token_scales = nullptr;  // device, fp32 [total_rows]
   int64_t const* expert_offsets = nullptr;  // device, int64 [E + 1], non-decreasing, offsets[E] <= total_rows
   // kExactScales only: device, activation_group_sums_bytes(total_rows, K) bytes from compute_activation_group_sums()
-  // on act (or the MoE layer's quantisation), 16-byte aligned.
+  // on act with rows = total_rows (the rows set the sums' group stride), or the MoE layer's quantisation; 16-byte
+  // aligned.
   float const* act_group_sums = nullptr;
   // Optional, PackedLayout::kMxfp4 only: device fp32 [E, N], expert e's bias added to each of its output rows
   // (gpt-oss's expert biases), 4-byte aligned.

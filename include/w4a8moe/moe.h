@@ -28,7 +28,8 @@ namespace w4a8moe {
 
 struct MoeShape {
   int num_experts = 0;        // global experts the router scores
-  int num_local_experts = 0;  // experts whose weights this rank holds (== num_experts without expert parallelism)
+  int num_local_experts = 0;  // experts whose weights this rank holds (== num_experts without expert parallelism;
+                              // at most 32767)
   int top_k = 0;              // 1..32
   int hidden = 0;             // H: a multiple of 16 (the GEMMs' K is padded_k(H): see types.h)
   int inter = 0;              // I: per-expert intermediate size, a multiple of 16 (likewise)
@@ -63,6 +64,10 @@ struct MoeForwardArgs {
   //   gemm2: {num_local_experts, hidden, inter}
   void const* gemm1_weights = nullptr;
   void const* gemm2_weights = nullptr;
+  // Optional (0: unchecked): the two buffers' sizes, which must then be packed_weights_bytes() of GEMM1's and
+  // GEMM2's shape in weight_layout: catches buffers swapped, packed for another expert count or in another layout.
+  size_t gemm1_weights_bytes = 0;
+  size_t gemm2_weights_bytes = 0;
   // The layout both were packed in. With kExactScales the staged path's quantising kernels also write the
   // activations' group sums, which its GEMMs take. kMxfp4 (gpt-oss's MXFP4 experts; H and I multiples of 32) runs
   // the staged path.
@@ -89,7 +94,9 @@ struct MoeForwardArgs {
   float const* topk_weights = nullptr;  // device [T, top_k]
 
   int32_t const* expert_map = nullptr;  // optional device [num_experts]: local id or -1 (required if local < global)
-  bool apply_router_weight_on_input = false;  // scale each row's input by its weight instead of its output
+  // Scale each row's input by its weight instead of its output (Llama-4, top-1): out = sum_j expert_j(w_j x). Not
+  // with biases, which would then go unweighted.
+  bool apply_router_weight_on_input = false;
 
   void* out = nullptr;  // device [T, H] of act_type, 16-byte aligned; fully written
   void* workspace = nullptr;  // device, moe_workspace_bytes(shape, max_tokens) bytes, 256-byte aligned
@@ -101,16 +108,17 @@ struct MoeForwardArgs {
   MoePath path = MoePath::kAuto;
   std::string gemm1_config, gemm2_config;  // optional kernel overrides (gemm_config_names())
   // Optional: kMoeStageCount + 1 events recorded on the stream around the stages, for per-stage timing (of the
-  // staged path).
+  // staged path; with no tokens all of them back to back).
   cudaEvent_t const* stage_events = nullptr;
   cudaStream_t stream = nullptr;
 };
 
-// Workspace bytes for up to max_tokens tokens (intermediates of every stage and both GEMMs' workspaces).
+// Workspace bytes for up to max_tokens tokens (intermediates of every stage and both GEMMs' workspaces; the same for
+// every layout); 0 for a shape no layout takes or max_tokens * top_k past 2^31 - 1.
 size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens);
 
-// Checks the shape rules (see MoeShape).
-Status validate_moe_shape(MoeShape const& shape);
+// Checks the shape rules (see MoeShape) and those of the layout's GEMMs (kMxfp4: H and I multiples of 32).
+Status validate_moe_shape(MoeShape const& shape, PackedLayout layout = PackedLayout::kLookupTable);
 
 // Enqueues the layer on args.stream. Returns an error, and launches nothing, if an argument breaks a rule.
 Status moe_forward(MoeForwardArgs const& args);

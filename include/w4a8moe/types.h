@@ -26,6 +26,11 @@ inline constexpr int group_count(int k) { return padded_k(k) / kGroupSize; }
 inline constexpr int kSizeGranule = 16;
 inline constexpr bool is_valid_size(int64_t size) { return size >= kSizeGranule && size % kSizeGranule == 0; }
 
+// Rows (token slots) one call holds at most: the kernels index them with 32-bit integers. rows_fit(count, per): count
+// items of `per` rows each stay within it (checked without overflow, for any count).
+inline constexpr int64_t kMaxRows = 0x7FFFFFFF;
+inline constexpr bool rows_fit(int64_t count, int64_t per) { return count >= 0 && per > 0 && count <= kMaxRows / per; }
+
 // How the packed bytes are laid out; the grouped GEMM and the MoE layer must be told the layout they were packed in.
 enum class PackedLayout : int {
   // int4 beside an 8-byte e4m3 lookup table per (group, channel) holding q * sg rounded to e4m3: what CUTLASS's

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 
 #include "common/device_info.h"
 #include "common/status_util.h"
@@ -52,7 +51,7 @@ Status validate_args(GroupedGemmArgs const& args) {
   if (!is_aligned(args.packed_weights, prepack::kSectionAlign)) {
     return invalid_argument("args.packed_weights must be ", prepack::kSectionAlign, "-byte aligned");
   }
-  if (args.total_rows < 0 || args.total_rows > std::numeric_limits<int32_t>::max()) {
+  if (!rows_fit(args.total_rows, 1)) {
     return invalid_argument("args.total_rows=", args.total_rows, ": must be in [0, 2^31)");
   }
   if (args.out_type != OutputType::kBF16 && args.out_type != OutputType::kFP16) {
@@ -97,15 +96,7 @@ Status validate_args(GroupedGemmArgs const& args) {
     }
   }
   if (!args.config.empty()) {
-    gemm::GemmKernelEntry const* entry = gemm::find_gemm_kernel(args.config);
-    if (entry == nullptr) {
-      return not_supported("args.config='", args.config, "': no such config (see gemm_config_names())");
-    }
-    if (entry->config.layout() != args.layout) {
-      return invalid_argument("args.config='", args.config, "' reads the \"",
-                              packed_layout_name(entry->config.layout()), "\" layout, not args.layout=\"",
-                              packed_layout_name(args.layout), "\" (see gemm_config_names(layout))");
-    }
+    W4A8_RETURN_IF_ERROR(gemm::validate_config_name(args.config, "args.config", args.layout, "args.layout"));
   }
   if (args.workspace == nullptr) return invalid_argument("args.workspace is null");
   if (!is_aligned(args.workspace, kWorkspaceAlign)) {
@@ -163,13 +154,13 @@ std::vector<std::string> gemm_config_names(PackedLayout layout) {
 }
 
 size_t activation_group_sums_bytes(int64_t rows, int k) {
-  if (rows < 0 || !is_valid_size(k)) return 0;
+  if (!rows_fit(rows, 1) || !is_valid_size(k)) return 0;
   return size_t(gemm::group_sums_stride(rows)) * size_t(group_count(k)) * sizeof(float);
 }
 
 Status compute_activation_group_sums(void const* act, int64_t rows, int k, float* sums, cudaStream_t stream) {
   if (!is_valid_size(k)) return invalid_argument("k=", k, ": must be a positive multiple of 16");
-  if (rows < 0 || rows > std::numeric_limits<int32_t>::max()) {
+  if (!rows_fit(rows, 1)) {
     return invalid_argument("rows=", rows, ": must be in [0, 2^31)");
   }
   if (rows > 0) {

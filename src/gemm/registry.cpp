@@ -1,8 +1,10 @@
 #include "gemm/registry.h"
 
+#include "common/status_message.h"
 #include "gemm/decode_gemm.h"
 #include "gemm/exact_stream_gemm.h"
 #include "gemm/stream_gemm.h"
+#include "w4a8moe/prepack.h"
 
 namespace w4a8moe::gemm {
 
@@ -81,6 +83,17 @@ GemmKernelEntry const* find_gemm_kernel(std::string const& name) {
     if (entry.name == name) return &entry;
   }
   return nullptr;
+}
+
+Status validate_config_name(std::string const& name, char const* what, PackedLayout layout, char const* layout_what) {
+  GemmKernelEntry const* entry = find_gemm_kernel(name);
+  if (entry == nullptr) return not_supported(what, "='", name, "': no such config (see gemm_config_names())");
+  if (entry->config.layout() != layout) {
+    return invalid_argument(what, "='", name, "' reads the \"", packed_layout_name(entry->config.layout()),
+                            "\" layout, not ", layout_what, "=\"", packed_layout_name(layout),
+                            "\" (see gemm_config_names(layout))");
+  }
+  return Status::Ok();
 }
 
 }  // namespace w4a8moe::gemm

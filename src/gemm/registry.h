@@ -26,6 +26,10 @@ std::vector<GemmKernelEntry> const& gemm_registry();
 // nullptr if no registered config has this name.
 GemmKernelEntry const* find_gemm_kernel(std::string const& name);
 
+// A config a caller names (argument `what`) for weights of `layout` (argument `layout_what`): kNotSupported if no
+// config has the name, kInvalidArgument if it reads another layout.
+Status validate_config_name(std::string const& name, char const* what, PackedLayout layout, char const* layout_what);
+
 // Per-config entry points, defined in the generated instances/ translation units.
 #define W4A8_GEMM_FN(tm, tn, cm, cn, sched, what) w4a8_gemm_##tm##x##tn##_##cm##x##cn##_##sched##_##what
 #define W4A8_GEMM_CONFIG(tm, tn, cm, cn, sched)                                              \

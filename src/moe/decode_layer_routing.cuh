@@ -13,6 +13,8 @@
 
 namespace w4a8moe::moe {
 
+static_assert(warp_router_per_lane(kDecodeLayerMaxRouterExperts) != 0, "a warp routes a token");
+
 struct BlockRouting {
   int32_t slot_expert[kDecodeLayerThreads];  // local expert of each slot (t * top_k + j), or -1
   float slot_weight[kDecodeLayerThreads];    // its top-k weight
@@ -32,15 +34,10 @@ __device__ void route_token(Logit const* logits, int experts, int top_k, bool re
   Logit const* row = logits + int64_t(t) * experts;
   int32_t* ids = r.slot_expert + t * top_k;
   float* weights = r.slot_weight + t * top_k;
-  if (experts <= 32) {
-    topk_softmax_warp<1>(row, experts, top_k, renormalize, ids, weights);
-  } else if (experts <= 128) {
-    topk_softmax_warp<4>(row, experts, top_k, renormalize, ids, weights);
-  } else if (experts <= 256) {
-    topk_softmax_warp<8>(row, experts, top_k, renormalize, ids, weights);
-  } else {
-    topk_softmax_warp<16>(row, experts, top_k, renormalize, ids, weights);
-  }
+  // decode_layer_fits keeps the experts within the warp router's reach.
+  with_warp_router(experts, [&](auto per_lane) {
+    topk_softmax_warp<decltype(per_lane)::value>(row, experts, top_k, renormalize, ids, weights);
+  });
 }
 
 // Threads before lane `lane` of a warp.

@@ -3,13 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "common/device_info.h"
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
 #include "gemm/exact_stream_gemm.h"
 #include "gemm/expert_bias.h"
+#include "gemm/registry.h"
 #include "moe/decode_layer.h"
 #include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
@@ -21,15 +21,12 @@
 namespace w4a8moe {
 namespace {
 
-// The router keeps one token's probabilities in shared memory (48 KB without opt-in).
-constexpr int kMaxRouterExperts = 12288;
-
 // The routing half of a layer's shape (all moe_routing needs): experts, local experts, top-k.
 Status validate_routing_shape(MoeShape const& s) {
   if (s.num_experts < 1) return invalid_argument("shape.num_experts=", s.num_experts, ": must be >= 1");
-  if (s.num_local_experts < 1 || s.num_local_experts > s.num_experts) {
-    return invalid_argument("shape.num_local_experts=", s.num_local_experts, ": must be in [1, num_experts=",
-                            s.num_experts, "]");
+  if (s.num_local_experts < 1 || s.num_local_experts > std::min(s.num_experts, moe::kMaxLocalExperts)) {
+    return invalid_argument("shape.num_local_experts=", s.num_local_experts, ": must be in [1, min(num_experts=",
+                            s.num_experts, ", ", moe::kMaxLocalExperts, ")]");
   }
   if (s.top_k < 1 || s.top_k > std::min(moe::kMaxTopK, s.num_experts)) {
     return invalid_argument("shape.top_k=", s.top_k, ": must be in [1, min(32, num_experts)]");
@@ -84,8 +81,9 @@ Status validate_args(MoeForwardArgs const& a) {
   if (a.max_tokens < 0 || max_tokens < a.num_tokens) {
     return invalid_argument("args.max_tokens=", a.max_tokens, ": must be 0 or >= args.num_tokens=", a.num_tokens);
   }
-  if (max_tokens * s.top_k >= std::numeric_limits<int32_t>::max()) {
-    return invalid_argument("args.max_tokens * top_k=", max_tokens * s.top_k, ": must stay below 2^31");
+  if (!rows_fit(max_tokens, s.top_k)) {
+    return invalid_argument("args.max_tokens=", max_tokens, ": max_tokens * top_k (", s.top_k,
+                            ") must stay below 2^31");
   }
   if (a.act_type != ActivationType::kBF16 && a.act_type != ActivationType::kFP16) {
     return invalid_argument("args.act_type=", int(a.act_type), ": must be kBF16 or kFP16");
@@ -98,10 +96,27 @@ Status validate_args(MoeForwardArgs const& a) {
   }
   W4A8_RETURN_IF_ERROR(gemm::validate_expert_bias(a.gemm1_bias, a.weight_layout, "args.gemm1_bias"));
   W4A8_RETURN_IF_ERROR(gemm::validate_expert_bias(a.gemm2_bias, a.weight_layout, "args.gemm2_bias"));
-  for (auto [pointer, name] : {std::pair{a.gemm1_weights, "args.gemm1_weights"}, {a.gemm2_weights, "args.gemm2_weights"}}) {
-    if (pointer == nullptr) return invalid_argument(name, " is null");
-    if (!is_aligned(pointer, prepack::kSectionAlign)) {
-      return invalid_argument(name, " must be ", prepack::kSectionAlign, "-byte aligned");
+  if (a.apply_router_weight_on_input && (a.gemm1_bias != nullptr || a.gemm2_bias != nullptr)) {
+    return invalid_argument("args.apply_router_weight_on_input: not with expert biases (they would go unweighted)");
+  }
+  struct Weights {
+    void const* pointer;
+    size_t bytes;
+    ExpertWeightShape shape;
+    char const* name;
+  };
+  Weights const weights[] = {{a.gemm1_weights, a.gemm1_weights_bytes, moe::gemm1_shape(s), "args.gemm1_weights"},
+                             {a.gemm2_weights, a.gemm2_weights_bytes, moe::gemm2_shape(s), "args.gemm2_weights"}};
+  for (Weights const& w : weights) {
+    if (w.pointer == nullptr) return invalid_argument(w.name, " is null");
+    if (!is_aligned(w.pointer, prepack::kSectionAlign)) {
+      return invalid_argument(w.name, " must be ", prepack::kSectionAlign, "-byte aligned");
+    }
+    size_t const packed = packed_weights_bytes(w.shape, a.weight_layout);
+    if (w.bytes != 0 && w.bytes != packed) {
+      return invalid_argument(w.name, "_bytes=", w.bytes, ": the weights of ", w.shape.num_experts, " experts of ",
+                              w.shape.n, " x ", w.shape.k, " packed in the \"", packed_layout_name(a.weight_layout),
+                              "\" layout take ", packed, " bytes (swapped, or packed for another shape or layout?)");
     }
   }
   bool const has_logits = a.router_logits != nullptr;
@@ -119,9 +134,9 @@ Status validate_args(MoeForwardArgs const& a) {
       if (!is_aligned(a.router_logits, a.logits_type == LogitsType::kFP32 ? 4 : 2)) {
         return invalid_argument("args.router_logits is not aligned to its element type");
       }
-      if (s.num_experts > kMaxRouterExperts) {
+      if (s.num_experts > moe::kMaxRouterExperts) {
         return invalid_argument("shape.num_experts=", s.num_experts, ": the router supports at most ",
-                                kMaxRouterExperts, " experts; pass precomputed top-k ids and weights instead");
+                                moe::kMaxRouterExperts, " experts; pass precomputed top-k ids and weights instead");
       }
     } else {
       if (a.topk_ids == nullptr) return invalid_argument("args.topk_ids is null (args.topk_weights is given)");
@@ -166,12 +181,9 @@ Status validate_args(MoeForwardArgs const& a) {
       return invalid_argument("args.path=kOneLaunch: GEMM configs belong to the staged path");
     }
   }
-  for (auto const& name : {a.gemm1_config, a.gemm2_config}) {
-    if (name.empty()) continue;
-    auto const names = gemm_config_names(a.weight_layout);
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      return not_supported("GEMM config '", name, "': no such config for args.weight_layout (see ",
-                           "gemm_config_names(layout))");
+  for (auto [name, what] : {std::pair{&a.gemm1_config, "args.gemm1_config"}, {&a.gemm2_config, "args.gemm2_config"}}) {
+    if (!name->empty()) {
+      W4A8_RETURN_IF_ERROR(gemm::validate_config_name(*name, what, a.weight_layout, "args.weight_layout"));
     }
   }
   return Status::Ok();
@@ -193,22 +205,25 @@ char const* moe_stage_name(int stage) {
   return stage >= 0 && stage < kMoeStageCount ? names[stage] : "unknown";
 }
 
-Status validate_moe_shape(MoeShape const& s) { return validate_layer_shape(s, PackedLayout::kLookupTable); }
+Status validate_moe_shape(MoeShape const& s, PackedLayout layout) {
+  W4A8_RETURN_IF_ERROR(validate_packed_layout(layout, "layout"));
+  return validate_layer_shape(s, layout);
+}
 
 size_t moe_workspace_bytes(MoeShape const& shape, int64_t max_tokens) {
-  if (!validate_moe_shape(shape).ok() || max_tokens < 0) return 0;
+  if (!validate_moe_shape(shape).ok() || !rows_fit(max_tokens, shape.top_k)) return 0;
   return moe::plan_workspace(shape, max_tokens).total;
 }
 
 size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens) {
-  if (shape.num_local_experts < 1 || shape.top_k < 1 || num_tokens < 0) return 0;
+  if (!validate_routing_shape(shape).ok() || !rows_fit(num_tokens, shape.top_k)) return 0;
   return size_t(moe::routing_scratch_words(num_tokens * shape.top_k, shape.num_local_experts)) * sizeof(int32_t);
 }
 
 Status moe_routing(MoeRoutingArgs const& a) {
   MoeShape const& s = a.shape;
   W4A8_RETURN_IF_ERROR(validate_routing_shape(s));
-  if (a.num_tokens < 0 || a.num_tokens * s.top_k >= std::numeric_limits<int32_t>::max()) {
+  if (!rows_fit(a.num_tokens, s.top_k)) {
     return invalid_argument("args.num_tokens=", a.num_tokens, ": must be >= 0 with num_tokens * top_k < 2^31");
   }
   W4A8_RETURN_IF_ERROR(validate_expert_map(s, a.expert_map));
@@ -231,6 +246,7 @@ Status moe_routing(MoeRoutingArgs const& a) {
     return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_routing_workspace_bytes()=",
                             moe_routing_workspace_bytes(s, a.num_tokens));
   }
+  W4A8_RETURN_IF_ERROR(require_hopper_device());
   moe::RoutingProblem problem = routing_problem(s, a.num_tokens, a.expert_map, a.stream);
   problem.topk_ids = a.topk_ids;
   problem.chunk_counts = static_cast<int32_t*>(a.workspace);
@@ -242,14 +258,14 @@ Status moe_routing(MoeRoutingArgs const& a) {
 }
 
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
-  if (!validate_moe_shape(shape).ok() || num_tokens < 0) return {};
+  if (!validate_moe_shape(shape, layout).ok() || num_tokens < 0) return {};
   moe::MoePlanOptions options;
   options.layout = layout;
   return moe::plan_moe(shape, num_tokens, 0, options).gemm1.config;
 }
 
 std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
-  if (!validate_moe_shape(shape).ok() || num_tokens < 0) return {};
+  if (!validate_moe_shape(shape, layout).ok() || num_tokens < 0) return {};
   moe::MoePlanOptions options;
   options.layout = layout;
   return moe::plan_moe(shape, num_tokens, 0, options).gemm2.config;
@@ -257,7 +273,18 @@ std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLa
 
 Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(validate_args(a));
-  if (a.num_tokens == 0) return Status::Ok();
+  auto mark = [&](int stage) -> Status {
+    // External: under stream capture the record becomes an event-record node of the graph, so replays are timed.
+    if (a.stage_events != nullptr) {
+      W4A8_CUDA_RETURN(cudaEventRecordWithFlags(a.stage_events[stage], a.stream, cudaEventRecordExternal));
+    }
+    return Status::Ok();
+  };
+  if (a.num_tokens == 0) {  // nothing to run (an idle rank); the stage events still mark the empty stages
+    for (int stage = 0; stage <= kMoeStageCount; ++stage) W4A8_RETURN_IF_ERROR(mark(stage));
+    return Status::Ok();
+  }
+  W4A8_RETURN_IF_ERROR(require_hopper_device());
   MoeShape const& s = a.shape;
   moe::MoePlanOptions options;
   options.gemm1_config = a.gemm1_config;
@@ -272,13 +299,6 @@ Status moe_forward(MoeForwardArgs const& a) {
   int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };
-  auto mark = [&](int stage) -> Status {
-    // External: under stream capture the record becomes an event-record node of the graph, so replays are timed.
-    if (a.stage_events != nullptr) {
-      W4A8_CUDA_RETURN(cudaEventRecordWithFlags(a.stage_events[stage], a.stream, cudaEventRecordExternal));
-    }
-    return Status::Ok();
-  };
   if (plan.one_launch) {  // stage events, if any, bracket the one launch: the first stage's time is the layer's
     W4A8_RETURN_IF_ERROR(mark(0));
     W4A8_RETURN_IF_ERROR(run_one_launch(a, plan));

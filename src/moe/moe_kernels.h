@@ -13,6 +13,13 @@
 namespace w4a8moe::moe {
 
 inline constexpr int kMaxTopK = 32;
+// The chunked routing sort stages each slot's local expert id in 16 bits (routing.cu, stage_local_experts).
+inline constexpr int kMaxLocalExperts = 32767;
+// From router logits past the warp router's 512 experts, the router's block kernel keeps a token's probabilities in
+// dynamic shared memory, within the 48 KB a launch gets without opting in, beside its 48 bytes of scratch
+// (router.cu).
+inline constexpr int kRouterStaticSharedBytes = 48;
+inline constexpr int kMaxRouterExperts = (48 * 1024 - kRouterStaticSharedBytes) / 4;  // 12276
 
 // The token-row kernels (permute + quantise, SiLU * up + requantise) run a row in one block of up to
 // kRowBlockThreads threads, each keeping up to kHeldRowVectors 16-byte vectors of it in registers between the

@@ -18,6 +18,7 @@ __global__ void topk_softmax_kernel(Logit const* __restrict__ logits, int expert
   extern __shared__ float prob[];  // [experts]
   __shared__ float scratch[kThreads / 32];
   __shared__ Candidate candidates[kThreads / 32];
+  static_assert(sizeof(scratch) + sizeof(candidates) <= kRouterStaticSharedBytes, "kMaxRouterExperts counts on it");
   int64_t const t = blockIdx.x;
   Logit const* row = logits + t * experts;
 

@@ -95,15 +95,24 @@ __device__ void topk_softmax_warp(Logit const* __restrict__ row, int experts, in
   }
 }
 
-// Calls launch(std::integral_constant<int, kPerLane>) with the warp router's experts per lane, or returns false when
-// there are too many experts for one warp.
-template <class Launch>
-bool with_warp_router(int experts, Launch&& launch) {
-  if (experts <= 32) return launch(std::integral_constant<int, 1>{}), true;
-  if (experts <= 128) return launch(std::integral_constant<int, 4>{}), true;
-  if (experts <= 256) return launch(std::integral_constant<int, 8>{}), true;
-  if (experts <= 512) return launch(std::integral_constant<int, 16>{}), true;
-  return false;
+// The warp router's experts per lane (topk_softmax_warp's kPerLane) for `experts` experts, or 0 when there are too
+// many for one warp.
+__host__ __device__ constexpr int warp_router_per_lane(int experts) {
+  return experts <= 32 ? 1 : experts <= 128 ? 4 : experts <= 256 ? 8 : experts <= 512 ? 16 : 0;
+}
+
+// Calls route(std::integral_constant<int, kPerLane>) with the warp router's experts per lane, or returns false when
+// there are too many experts for one warp. Host (launches) and device (the one-launch layer's routing) alike.
+#pragma nv_exec_check_disable
+template <class Route>
+__host__ __device__ bool with_warp_router(int experts, Route&& route) {
+  switch (warp_router_per_lane(experts)) {
+    case 1: return route(std::integral_constant<int, 1>{}), true;
+    case 4: return route(std::integral_constant<int, 4>{}), true;
+    case 8: return route(std::integral_constant<int, 8>{}), true;
+    case 16: return route(std::integral_constant<int, 16>{}), true;
+    default: return false;
+  }
 }
 
 }  // namespace w4a8moe::moe

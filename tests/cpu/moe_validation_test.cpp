@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "validation_test_util.h"
 #include "w4a8moe/moe.h"
+#include "w4a8moe/prepack.h"
 
 namespace w4a8moe {
 namespace {
@@ -30,6 +32,13 @@ TEST(Validation, MoeShapeRules) {
   EXPECT_TRUE(validate_moe_shape({8, 8, 2, 256, 32768}).ok());  // the SiLU stage's row in one block
   expect_error(validate_moe_shape({8, 8, 2, 256, 32896}), StatusCode::kInvalidArgument, "inter=32896");
   EXPECT_EQ(moe_workspace_bytes({8, 8, 2, 256, 100}, 16), 0u);
+  EXPECT_EQ(moe_workspace_bytes({8, 8, 2, 256, 256}, std::numeric_limits<int64_t>::max()), 0u);  // no overflow
+  EXPECT_EQ(moe_routing_workspace_bytes({64, 64, 33, 256, 256}, 16), 0u);  // a top-k moe_routing rejects
+  // A layout's own rules: MXFP4 wants H and I multiples of 32.
+  EXPECT_TRUE(validate_moe_shape({8, 8, 2, 2064, 256}).ok());
+  expect_error(validate_moe_shape({8, 8, 2, 2064, 256}, PackedLayout::kMxfp4), StatusCode::kInvalidArgument,
+               "the MXFP4 layout needs K a multiple of 32");
+  expect_error(validate_moe_shape({8, 8, 2, 256, 256}, PackedLayout(9)), StatusCode::kInvalidArgument, "layout=9");
 }
 
 // moe_routing checks the routing half of the shape with the same rules as the layer, and its own pointers, before it
@@ -164,13 +173,43 @@ TEST(Validation, MoeForwardArguments) {
          a.weight_layout = PackedLayout::kExactScales;
          a.gemm1_config = "128x16_1x1_pp";
        },
-       StatusCode::kNotSupported, "128x16_1x1_pp"},
+       StatusCode::kInvalidArgument,
+       "args.gemm1_config='128x16_1x1_pp' reads the \"lookup\" layout, not args.weight_layout=\"exact\""},
       {"router too wide",
        [](auto& a) {
-         a.shape.num_experts = 20000;
+         a.shape.num_experts = 12277;  // its probabilities past the 48 KB of shared memory a launch gets
          a.expert_map = static_cast<int32_t const*>(fake(0x800000));
        },
-       StatusCode::kInvalidArgument, "at most 12288"},
+       StatusCode::kInvalidArgument, "at most 12276"},
+      {"tokens x top-k past 2^31 by overflow",
+       [](auto& a) { a.max_tokens = std::numeric_limits<int64_t>::max(); }, StatusCode::kInvalidArgument,
+       "max_tokens * top_k (4) must stay below 2^31"},
+      {"local expert ids past 16 bits",
+       [](auto& a) {
+         a.shape.num_experts = a.shape.num_local_experts = 40000;
+         a.router_logits = nullptr;
+         a.topk_ids = static_cast<int32_t const*>(fake(0x700000));
+         a.topk_weights = static_cast<float const*>(fake(0x710000));
+       },
+       StatusCode::kInvalidArgument, "num_local_experts=40000: must be in [1, min(num_experts=40000, 32767)]"},
+      {"GEMM1 and GEMM2 weights swapped",
+       [](auto& a) {
+         a.gemm1_weights_bytes = packed_weights_bytes({16, 256, 256, 128});  // GEMM2's shape: H x I
+       },
+       StatusCode::kInvalidArgument, "args.gemm1_weights_bytes="},
+      {"weights packed in another layout",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kExactScales;
+         a.gemm2_weights_bytes = packed_weights_bytes({16, 256, 256, 128}, PackedLayout::kLookupTable);
+       },
+       StatusCode::kInvalidArgument, "packed in the \"exact\" layout take"},
+      {"router weight on the input with biases",
+       [](auto& a) {
+         a.weight_layout = PackedLayout::kMxfp4;
+         a.gemm2_bias = static_cast<float const*>(fake(0x900000));
+         a.apply_router_weight_on_input = true;
+       },
+       StatusCode::kInvalidArgument, "apply_router_weight_on_input: not with expert biases"},
   };
   for (auto const& c : cases) {
     SCOPED_TRACE(c.what);

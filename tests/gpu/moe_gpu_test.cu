@@ -287,6 +287,21 @@ TEST(MoeLayer, ZeroTokensIsANoOp) {
   DeviceInputs d = upload(*layer, in, 0);
   ASSERT_OK(moe_forward(forward_args(*layer, in, d, false)));
   ASSERT_CUDA(cudaDeviceSynchronize());
+  // Stage events still mark the (empty) stages, so that per-stage timing of an idle rank reads zeros, not the last
+  // layer's times or an error.
+  std::vector<cudaEvent_t> events(kMoeStageCount + 1);
+  for (auto& event : events) ASSERT_CUDA(cudaEventCreate(&event));
+  MoeForwardArgs args = forward_args(*layer, in, d, false);
+  args.stage_events = events.data();
+  Status const status = moe_forward(args);
+  cudaError_t const sync = cudaDeviceSynchronize();
+  float first_to_last = -1.0f;
+  cudaError_t const elapsed = cudaEventElapsedTime(&first_to_last, events.front(), events.back());
+  for (auto& event : events) cudaEventDestroy(event);
+  ASSERT_OK(status);
+  ASSERT_CUDA(sync);
+  ASSERT_CUDA(elapsed);
+  EXPECT_GE(first_to_last, 0.0f);
 }
 
 // Every rank holds a slice of the experts; the ranks' outputs sum to the single-rank output. Tokens whose experts
