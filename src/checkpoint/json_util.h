@@ -1,16 +1,16 @@
 // nlohmann-json for the checkpoint code: a parse that refuses what a checkpoint's JSON never holds (duplicate
-// keys, deep nesting), short descriptions of values for messages, and the guard that keeps nlohmann's (and
-// std's) exceptions from crossing the API.
+// keys, deep nesting, containers larger than the file's format allows), short descriptions of values for messages,
+// and the guard that keeps nlohmann's (and std's) exceptions from crossing the API.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <exception>
+#include <limits>
 #include <new>
-#include <set>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "common/status_message.h"
 
@@ -22,34 +22,27 @@ using Json = nlohmann::json;
 // parser allocate.
 inline constexpr int kMaxJsonDepth = 32;
 
-namespace detail {
-struct JsonRuleBroken {
-  std::string reason;
+// What parse_json refuses besides invalid JSON and duplicate keys. A file's format may bound its containers
+// tighter than the defaults, so that a hostile file is refused before a value of it is built.
+struct JsonLimits {
+  int max_depth = kMaxJsonDepth;
+  size_t max_object_members = std::numeric_limits<size_t>::max();
+  size_t max_array_elements = std::numeric_limits<size_t>::max();
 };
-}  // namespace detail
 
-// Parses `text` into *value. Refuses duplicate keys in an object (a later value would silently replace an
-// earlier one) and nesting deeper than kMaxJsonDepth. On failure returns false with *reason set ("not valid JSON:
-// ...", "duplicate key ...", "nested deeper ...").
+// One pass over `text` that builds nothing but the keys of the open objects: JSON syntax, duplicate keys (a later
+// value would silently replace an earlier one) and `limits`. Linear in the size of the text. On failure returns
+// false with *reason set ("not valid JSON: ...", "duplicate key ...", "nested deeper ...", "... has more than ...").
+bool check_json(std::string_view text, JsonLimits const& limits, std::string* reason);
+
+// Parses `text` into *value after check_json() accepts it. The parse itself runs without a callback: nlohmann's
+// callback parser rescans an object's parent each time the object closes, which is quadratic in the members.
 template <class JsonType>
-bool parse_json(std::string_view text, JsonType* value, std::string* reason) {
-  std::vector<std::set<std::string>> keys_of_open_objects;
-  auto check = [&](int depth, typename JsonType::parse_event_t event, JsonType& parsed) {
-    using Event = typename JsonType::parse_event_t;
-    if (depth > kMaxJsonDepth) throw detail::JsonRuleBroken{concat("nested deeper than ", kMaxJsonDepth, " levels")};
-    if (event == Event::object_start) keys_of_open_objects.emplace_back();
-    if (event == Event::object_end && !keys_of_open_objects.empty()) keys_of_open_objects.pop_back();
-    if (event == Event::key && !keys_of_open_objects.empty() &&
-        !keys_of_open_objects.back().insert(parsed.template get<std::string>()).second) {
-      throw detail::JsonRuleBroken{concat("duplicate key \"", parsed.template get<std::string>(), "\"")};
-    }
-    return true;
-  };
+bool parse_json(std::string_view text, JsonType* value, std::string* reason, JsonLimits const& limits = {}) {
+  if (!check_json(text, limits, reason)) return false;
   try {
-    *value = JsonType::parse(text.begin(), text.end(), check);
+    *value = JsonType::parse(text.begin(), text.end());
     return true;
-  } catch (detail::JsonRuleBroken const& broken) {
-    *reason = broken.reason;
   } catch (typename JsonType::exception const& error) {
     *reason = std::string("not valid JSON: ") + error.what();
   }
