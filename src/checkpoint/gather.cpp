@@ -7,7 +7,6 @@
 
 #include "checkpoint/expert_names.h"
 #include "checkpoint/json_util.h"
-#include "checkpoint/safetensors_format.h"
 #include "checkpoint/tensor_checks.h"
 #include "w4a8moe/checkpoint.h"
 
@@ -24,12 +23,10 @@ constexpr char kScaleSuffix[] = ".weight_scale";
 constexpr char kShapeSuffix[] = ".weight_shape";
 constexpr int64_t kNibblesPerWord = 8;
 
-// Where one projection's blocks go: `rows` rows of `cols` inputs into the stacked weight and scale arrays.
-struct Destination {
-  int32_t* weights;
-  uint16_t* scales;
-  int64_t rows;
-  int64_t cols;
+// One projection's checked tensors, ready to copy.
+struct ProjectionTensors {
+  Tensor const* packed;
+  Tensor const* scale;
 };
 
 class LayerGatherer {
@@ -37,7 +34,10 @@ class LayerGatherer {
   LayerGatherer(Checkpoint const& checkpoint, ExpertNaming const& naming, int layer)
       : checks_(checkpoint), naming_(naming), layer_(layer) {}
 
-  Status copy_projection(int expert, ExpertProjection projection, Destination const& to) const {
+  // Finds the projection's three tensors and checks them against its `rows` x `cols` shape, including the shape
+  // the checkpoint stores.
+  Status check_projection(int expert, ExpertProjection projection, int64_t rows, int64_t cols,
+                          ProjectionTensors* found) const {
     std::string const module = expert_module_name(naming_, layer_, expert, projection);
     Tensor const* packed = nullptr;
     Tensor const* scale = nullptr;
@@ -45,8 +45,8 @@ class LayerGatherer {
     W4A8_RETURN_IF_ERROR(find(module + kPackedSuffix, expert, &packed));
     W4A8_RETURN_IF_ERROR(find(module + kScaleSuffix, expert, &scale));
     W4A8_RETURN_IF_ERROR(find(module + kShapeSuffix, expert, &shape));
-    W4A8_RETURN_IF_ERROR(expect(*packed, {DType::kI32}, {to.rows, to.cols / kNibblesPerWord}));
-    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {to.rows, group_count(int(to.cols))}));
+    W4A8_RETURN_IF_ERROR(expect(*packed, {DType::kI32}, {rows, cols / kNibblesPerWord}));
+    W4A8_RETURN_IF_ERROR(expect(*scale, {DType::kBF16}, {rows, group_count(int(cols))}));
     W4A8_RETURN_IF_ERROR(expect(*shape, {DType::kI64, DType::kI32}, {2}));
     int64_t stored[2];
     for (size_t i = 0; i < 2; ++i) {
@@ -58,12 +58,11 @@ class LayerGatherer {
         stored[i] = narrow;
       }
     }
-    if (stored[0] != to.rows || stored[1] != to.cols) {
-      return error(*shape, concat("holds {", stored[0], ", ", stored[1], "}, needs {", to.rows, ", ", to.cols,
-                                  "} (", projection_label(projection), " projection of expert ", expert, ")"));
+    if (stored[0] != rows || stored[1] != cols) {
+      return error(*shape, concat("holds {", stored[0], ", ", stored[1], "}, needs {", rows, ", ", cols, "} (",
+                                  projection_label(projection), " projection of expert ", expert, ")"));
     }
-    std::memcpy(to.weights, packed->data, packed->num_bytes);
-    std::memcpy(to.scales, scale->data, scale->num_bytes);
+    *found = {packed, scale};
     return Status::Ok();
   }
 
@@ -80,6 +79,14 @@ class LayerGatherer {
   ExpertNaming const& naming_;
   int layer_;
 };
+
+// Copies a checked projection's blocks to rows [first_row, first_row + its rows) of the stacked arrays, whose rows
+// are `row_words` int32 and `row_groups` scales long.
+void copy_projection(ProjectionTensors const& from, int64_t first_row, int64_t row_words, int64_t row_groups,
+                     std::vector<int32_t>* weights, std::vector<uint16_t>* scales) {
+  std::memcpy(weights->data() + first_row * row_words, from.packed->data, from.packed->num_bytes);
+  std::memcpy(scales->data() + first_row * row_groups, from.scale->data, from.scale->num_bytes);
+}
 
 Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer, LayerExperts* experts) {
   MoeConfig const& moe = config.moe;
@@ -113,38 +120,35 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
     return invalid_argument(source, ": layer ", layer, ": no W4A8 expert weights found; looked for ", tried);
   }
 
-  // The scale arrays are smaller than the weight arrays, so checking the weights covers them.
-  uint64_t gemm1_bytes = 0;
-  uint64_t gemm2_bytes = 0;
-  if (!checkpoint::shape_byte_count({e_count, 2 * i, h / kNibblesPerWord}, sizeof(int32_t), &gemm1_bytes) ||
-      !checkpoint::shape_byte_count({e_count, h, i / kNibblesPerWord}, sizeof(int32_t), &gemm2_bytes) ||
-      gemm1_bytes > std::numeric_limits<size_t>::max() || gemm2_bytes > std::numeric_limits<size_t>::max()) {
-    return not_supported(source, ": layer ", layer, ": the stacked weights do not fit this host's address space");
+  // Every tensor is found and checked before anything is allocated: the stacked arrays are then exactly as large
+  // as tensors the files hold, whatever sizes config.json claims.
+  LayerGatherer const gatherer(checkpoint, *naming, layer);
+  std::vector<ProjectionTensors> found;  // per expert: gate, up, down
+  for (int e = 0; e < e_count; ++e) {
+    for (ExpertProjection projection : checkpoint::kProjections) {
+      bool const down = projection == ExpertProjection::kDown;
+      found.emplace_back();
+      W4A8_RETURN_IF_ERROR(gatherer.check_projection(e, projection, down ? h : i, down ? i : h, &found.back()));
+    }
   }
+
   LayerExperts out;
   out.layer = layer;
   out.num_experts = int(e_count);
   out.hidden_size = int(h);
   out.intermediate_size = int(i);
+  int64_t const h_words = h / kNibblesPerWord, i_words = i / kNibblesPerWord;
   int64_t const h_groups = group_count(int(h)), i_groups = group_count(int(i));
-  out.gemm1_weights.resize(size_t(e_count * 2 * i * (h / kNibblesPerWord)));
+  out.gemm1_weights.resize(size_t(e_count * 2 * i * h_words));
   out.gemm1_scales.resize(size_t(e_count * 2 * i * h_groups));
-  out.gemm2_weights.resize(size_t(e_count * h * (i / kNibblesPerWord)));
+  out.gemm2_weights.resize(size_t(e_count * h * i_words));
   out.gemm2_scales.resize(size_t(e_count * h * i_groups));
-
-  LayerGatherer const gatherer(checkpoint, *naming, layer);
-  for (int e = 0; e < e_count; ++e) {
+  for (int64_t e = 0; e < e_count; ++e) {
+    ProjectionTensors const* expert = &found[size_t(3 * e)];
     // Expert e's GEMM1 block is [2I, H]: gate rows [0, I), up rows [I, 2I).
-    for (ExpertProjection projection : {ExpertProjection::kGate, ExpertProjection::kUp}) {
-      int64_t const first_row = int64_t(e) * 2 * i + (projection == ExpertProjection::kUp ? i : 0);
-      Destination const to{out.gemm1_weights.data() + first_row * (h / kNibblesPerWord),
-                           out.gemm1_scales.data() + first_row * h_groups, i, h};
-      W4A8_RETURN_IF_ERROR(gatherer.copy_projection(e, projection, to));
-    }
-    int64_t const first_row = int64_t(e) * h;
-    Destination const to{out.gemm2_weights.data() + first_row * (i / kNibblesPerWord),
-                         out.gemm2_scales.data() + first_row * i_groups, h, i};
-    W4A8_RETURN_IF_ERROR(gatherer.copy_projection(e, ExpertProjection::kDown, to));
+    copy_projection(expert[0], e * 2 * i, h_words, h_groups, &out.gemm1_weights, &out.gemm1_scales);
+    copy_projection(expert[1], e * 2 * i + i, h_words, h_groups, &out.gemm1_weights, &out.gemm1_scales);
+    copy_projection(expert[2], e * h, i_words, i_groups, &out.gemm2_weights, &out.gemm2_scales);
   }
   *experts = std::move(out);
   return Status::Ok();

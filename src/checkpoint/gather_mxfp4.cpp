@@ -1,10 +1,11 @@
 // Gathering one MoE layer of a gpt-oss MXFP4 checkpoint (checkpoint.h, Mxfp4LayerExperts): its tensors are already
 // stacked over the experts, so each is checked and copied whole; the e8m0 scales are also read for NaN (255).
 #include <cstring>
+#include <functional>
+#include <iterator>
 #include <limits>
 
 #include "checkpoint/json_util.h"
-#include "checkpoint/safetensors_format.h"
 #include "checkpoint/tensor_checks.h"
 #include "reference/mxfp4.h"
 #include "w4a8moe/checkpoint.h"
@@ -21,17 +22,17 @@ struct LayerTensor {
   char const* suffix;
   DType dtype;
   std::vector<int64_t> shape;
-  void* destination;
-  size_t element_bytes;
   bool e8m0_scales;  // read for NaN (255)
+  std::function<void(Tensor const&)> copy;
 };
 
+// A copy of a tensor's bytes into `destination`, sized to them.
 template <class T>
-void* sized(std::vector<T>* destination, std::vector<int64_t> const& shape) {
-  size_t count = 1;
-  for (int64_t extent : shape) count *= size_t(extent);
-  destination->resize(count);
-  return destination->data();
+std::function<void(Tensor const&)> copy_into(std::vector<T>* destination) {
+  return [destination](Tensor const& tensor) {
+    destination->resize(tensor.num_bytes / sizeof(T));
+    std::memcpy(destination->data(), tensor.data, tensor.num_bytes);
+  };
 }
 
 Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer, Mxfp4LayerExperts* experts) {
@@ -50,49 +51,45 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
                          ": needs at least one expert and both sizes positive multiples of ", kMxfp4BlockSize,
                          " (the MXFP4 block), 2 * intermediate_size within int");
   }
-  uint64_t gemm1_bytes = 0, gemm2_bytes = 0;  // the largest arrays; the scales, biases and router are smaller
-  if (!checkpoint::shape_byte_count({e, 2 * i, h / kMxfp4BlockSize, kMxfp4BlockBytes}, 1, &gemm1_bytes) ||
-      !checkpoint::shape_byte_count({e, h, i / kMxfp4BlockSize, kMxfp4BlockBytes}, 1, &gemm2_bytes) ||
-      gemm1_bytes > std::numeric_limits<size_t>::max() || gemm2_bytes > std::numeric_limits<size_t>::max()) {
-    return not_supported(source, ": layer ", layer, ": the experts do not fit this host's address space");
-  }
 
   Mxfp4LayerExperts out;
   out.layer = layer;
   out.num_experts = int(e);
   out.hidden_size = int(h);
   out.intermediate_size = int(i);
-  std::vector<int64_t> const gemm1_blocks{e, 2 * i, h / kMxfp4BlockSize, kMxfp4BlockBytes};
-  std::vector<int64_t> const gemm1_scales{e, 2 * i, h / kMxfp4BlockSize};
-  std::vector<int64_t> const gemm2_blocks{e, h, i / kMxfp4BlockSize, kMxfp4BlockBytes};
-  std::vector<int64_t> const gemm2_scales{e, h, i / kMxfp4BlockSize};
+  int64_t const h_blocks = h / kMxfp4BlockSize, i_blocks = i / kMxfp4BlockSize;
   LayerTensor const tensors[] = {
-      {"experts.gate_up_proj_blocks", DType::kU8, gemm1_blocks, sized(&out.gemm1_blocks, gemm1_blocks), 1, false},
-      {"experts.gate_up_proj_scales", DType::kU8, gemm1_scales, sized(&out.gemm1_scales, gemm1_scales), 1, true},
-      {"experts.gate_up_proj_bias", DType::kBF16, {e, 2 * i}, sized(&out.gemm1_bias, {e, 2 * i}), 2, false},
-      {"experts.down_proj_blocks", DType::kU8, gemm2_blocks, sized(&out.gemm2_blocks, gemm2_blocks), 1, false},
-      {"experts.down_proj_scales", DType::kU8, gemm2_scales, sized(&out.gemm2_scales, gemm2_scales), 1, true},
-      {"experts.down_proj_bias", DType::kBF16, {e, h}, sized(&out.gemm2_bias, {e, h}), 2, false},
-      {"router.weight", DType::kBF16, {e, h}, sized(&out.router_weight, {e, h}), 2, false},
-      {"router.bias", DType::kBF16, {e}, sized(&out.router_bias, {e}), 2, false},
+      {"experts.gate_up_proj_blocks", DType::kU8, {e, 2 * i, h_blocks, kMxfp4BlockBytes}, false,
+       copy_into(&out.gemm1_blocks)},
+      {"experts.gate_up_proj_scales", DType::kU8, {e, 2 * i, h_blocks}, true, copy_into(&out.gemm1_scales)},
+      {"experts.gate_up_proj_bias", DType::kBF16, {e, 2 * i}, false, copy_into(&out.gemm1_bias)},
+      {"experts.down_proj_blocks", DType::kU8, {e, h, i_blocks, kMxfp4BlockBytes}, false,
+       copy_into(&out.gemm2_blocks)},
+      {"experts.down_proj_scales", DType::kU8, {e, h, i_blocks}, true, copy_into(&out.gemm2_scales)},
+      {"experts.down_proj_bias", DType::kBF16, {e, h}, false, copy_into(&out.gemm2_bias)},
+      {"router.weight", DType::kBF16, {e, h}, false, copy_into(&out.router_weight)},
+      {"router.bias", DType::kBF16, {e}, false, copy_into(&out.router_bias)},
   };
   checkpoint::TensorChecks const checks(checkpoint);
   std::string const prefix = concat("model.layers.", layer, ".mlp.");
   std::string const owner = concat("layer ", layer, " of gpt-oss");
-  for (LayerTensor const& wanted : tensors) {
-    Tensor const* tensor = nullptr;
-    W4A8_RETURN_IF_ERROR(checks.find(prefix + wanted.suffix, owner, &tensor));
-    W4A8_RETURN_IF_ERROR(checks.expect(*tensor, {wanted.dtype}, wanted.shape));
-    std::memcpy(wanted.destination, tensor->data, tensor->num_bytes);
+  // Every tensor is found and checked before anything is allocated: each array is then a copy of a tensor the
+  // files hold, whatever sizes config.json claims.
+  Tensor const* found[std::size(tensors)] = {};
+  for (size_t n = 0; n < std::size(tensors); ++n) {
+    LayerTensor const& wanted = tensors[n];
+    W4A8_RETURN_IF_ERROR(checks.find(prefix + wanted.suffix, owner, &found[n]));
+    W4A8_RETURN_IF_ERROR(checks.expect(*found[n], {wanted.dtype}, wanted.shape));
     if (wanted.e8m0_scales) {
-      auto const* scales = static_cast<uint8_t const*>(wanted.destination);
-      for (size_t index = 0; index < tensor->num_bytes; ++index) {
+      auto const* scales = static_cast<uint8_t const*>(found[n]->data);
+      for (size_t index = 0; index < found[n]->num_bytes; ++index) {
         if (scales[index] == reference::kE8m0Nan) {
-          return checks.error(*tensor, concat("e8m0 scale ", index, " (flat index) is 255, which is NaN"));
+          return checks.error(*found[n], concat("e8m0 scale ", index, " (flat index) is 255, which is NaN"));
         }
       }
     }
   }
+  for (size_t n = 0; n < std::size(tensors); ++n) tensors[n].copy(*found[n]);
   *experts = std::move(out);
   return Status::Ok();
 }
