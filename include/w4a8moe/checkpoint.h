@@ -14,9 +14,10 @@
 // size 128, no activation ordering; input activations 8-bit float, per token, dynamic.
 //
 // Files are untrusted input. Every size, offset, shape and dtype is checked before a byte of tensor data is read;
-// a file that breaks a rule gives a Status whose message names the file, the tensor and the rule. Files are
-// memory-mapped read-only and must not be modified or truncated while open (the mapping would change under the
-// reader; truncation raises SIGBUS). Host-only: nothing here needs a GPU.
+// a file that breaks a rule gives a Status whose message names the file, the tensor and the rule. Only regular
+// files are read or written: a named pipe, device or directory in a file's place is refused, never waited on.
+// Files are memory-mapped read-only and must not be modified or truncated while open (the mapping would change
+// under the reader; truncation raises SIGBUS). Host-only: nothing here needs a GPU.
 #pragma once
 
 #include <cstddef>

@@ -36,20 +36,57 @@ void MappedFile::release() {
   size_ = 0;
 }
 
+namespace {
+
+char const* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a named pipe";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "an unknown kind of file";
+}
+
+Status not_regular(std::string const& path, mode_t mode) {
+  return invalid_argument(path, ": not a regular file (", file_kind(mode), ")");
+}
+
+// Opens a regular file and nothing else. O_NONBLOCK keeps open() from waiting for the other end of a named pipe
+// (forever, if none comes); on a regular file it changes nothing, and it is cleared once the file is known to be
+// one. `what` says what failed ("open", "create").
+Status open_regular_file(std::string const& path, int flags, char const* what, int* fd, struct stat* info) {
+  *fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0666);
+  if (*fd < 0) {
+    int const error_number = errno;
+    struct stat existing {};
+    // A named pipe opened for writing with no reader fails (ENXIO) rather than blocking: say what it is.
+    if (::stat(path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode)) {
+      return not_regular(path, existing.st_mode);
+    }
+    return invalid_argument(path, ": cannot ", what, ": ", system_error_text(error_number));
+  }
+  Status status = Status::Ok();
+  if (fstat(*fd, info) != 0) {
+    status = invalid_argument(path, ": cannot stat: ", system_error_text(errno));
+  } else if (!S_ISREG(info->st_mode)) {
+    status = not_regular(path, info->st_mode);
+  } else if (fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    status = invalid_argument(path, ": cannot clear O_NONBLOCK: ", system_error_text(errno));
+  }
+  if (!status.ok()) {
+    ::close(*fd);
+    *fd = -1;
+  }
+  return status;
+}
+
+}  // namespace
+
 Status MappedFile::map(std::string const& path, MappedFile* file) {
   if (file == nullptr) return invalid_argument("MappedFile::map: file is null");
-  int const fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return invalid_argument(path, ": cannot open: ", system_error_text(errno));
+  int fd = -1;
   struct stat info {};
-  if (fstat(fd, &info) != 0) {
-    int const error_number = errno;
-    ::close(fd);
-    return invalid_argument(path, ": cannot stat: ", system_error_text(error_number));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return invalid_argument(path, ": not a regular file");
-  }
+  W4A8_RETURN_IF_ERROR(open_regular_file(path, O_RDONLY, "open", &fd, &info));
   MappedFile mapped;
   if (info.st_size > 0) {
     void* const address = mmap(nullptr, size_t(info.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
@@ -76,10 +113,23 @@ Status read_text_file(std::string const& path, size_t max_bytes, std::string* te
   return Status::Ok();
 }
 
+Status create_file(std::string const& path, std::FILE** file) {
+  int fd = -1;
+  struct stat info {};
+  W4A8_RETURN_IF_ERROR(open_regular_file(path, O_WRONLY | O_CREAT | O_TRUNC, "create", &fd, &info));
+  *file = fdopen(fd, "wb");
+  if (*file == nullptr) {
+    int const error_number = errno;
+    ::close(fd);
+    return invalid_argument(path, ": cannot create: ", system_error_text(error_number));
+  }
+  return Status::Ok();
+}
+
 Status write_text_file(std::string const& path, std::string const& text) {
   std::string const partial = path + kPartialSuffix;
-  std::FILE* out = std::fopen(partial.c_str(), "wb");
-  if (out == nullptr) return invalid_argument(partial, ": cannot create: ", system_error_text(errno));
+  std::FILE* out = nullptr;
+  W4A8_RETURN_IF_ERROR(create_file(partial, &out));
   bool const written = std::fwrite(text.data(), 1, text.size(), out) == text.size();
   int const write_error = errno;
   bool const closed = std::fclose(out) == 0;

@@ -4,13 +4,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "w4a8moe/status.h"
 
 namespace w4a8moe::checkpoint {
 
-// A whole file mapped read-only (MAP_PRIVATE). An empty file maps to {nullptr, 0}.
+// A whole file mapped read-only (MAP_PRIVATE). An empty file maps to {nullptr, 0}. Only regular files are
+// opened: a named pipe, device or directory is refused without waiting on it.
 class MappedFile {
  public:
   MappedFile() = default;
@@ -34,6 +36,10 @@ class MappedFile {
 // Reads a text file of at most max_bytes (JSON files are read whole; the bound keeps a hostile one from exhausting
 // memory).
 Status read_text_file(std::string const& path, size_t max_bytes, std::string* text);
+
+// Creates (or truncates) a regular file for writing; refuses, without waiting on it, a named pipe or device of
+// that name.
+Status create_file(std::string const& path, std::FILE** file);
 
 // Writes `text` to path + ".partial" and renames it to `path`.
 Status write_text_file(std::string const& path, std::string const& text);

@@ -60,8 +60,8 @@ Status SafetensorsWriter::open(std::string const& path, std::vector<TensorSpec> 
     std::string header;
     W4A8_RETURN_IF_ERROR(build_header(path, tensors, metadata, &sizes, &header));
     std::string const partial = path + kPartialSuffix;
-    std::FILE* file = std::fopen(partial.c_str(), "wb");
-    if (file == nullptr) return invalid_argument(partial, ": cannot create: ", system_error_text(errno));
+    std::FILE* file = nullptr;
+    W4A8_RETURN_IF_ERROR(create_file(partial, &file));
     path_ = path;
     file_ = file;
     tensors_ = tensors;
