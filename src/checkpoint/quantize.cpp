@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <string_view>
 
 #include "checkpoint/expert_names.h"
@@ -115,6 +116,24 @@ Status write_output(OutputTensor const& output, ExpertWeightQuantizer& quantizer
   return writer->append(cache->scales.data(), cache->scales.size() * 2);
 }
 
+// Every output name once, whichever shards the tensors land in: an input that holds an expert's `<module>.weight`
+// and also a `<module>.weight_packed` (or _scale, _shape) left over from an earlier quantization would otherwise
+// write two tensors of one name, and an index could point at the stale one.
+Status check_output_names_unique(Checkpoint const& input, std::vector<OutputTensor> const& outputs) {
+  std::map<std::string, Tensor const*> source_of;
+  for (OutputTensor const& output : outputs) {
+    auto const [first, inserted] = source_of.emplace(output.spec.name, output.source);
+    if (inserted) continue;
+    std::string const& earlier = first->second->name;
+    std::string const& later = output.source->name;
+    return invalid_argument(input.file_of(earlier), ": tensor '", earlier, "' and tensor '", later, "' of ",
+                            input.file_of(later), " would both be written as '", output.spec.name,
+                            "': the input holds an expert weight and a quantized tensor of the same module (left over ",
+                            "from an earlier quantization?); keep one of them");
+  }
+  return Status::Ok();
+}
+
 // The output tensors in writing order, the modules to list as not quantized, and the count of expert weights.
 Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs, std::vector<std::string>* ignore,
                     int64_t* expert_weights) {
@@ -154,7 +173,7 @@ Status plan_outputs(Checkpoint const& input, std::vector<OutputTensor>* outputs,
     outputs->push_back({{module + ".weight_shape", DType::kI64, {2}}, tensor, Part::kShape, info});
     ++*expert_weights;
   }
-  return Status::Ok();
+  return check_output_names_unique(input, *outputs);
 }
 
 uint64_t output_bytes(OutputTensor const& output) {

@@ -1,0 +1,90 @@
+// What the quantizer writes where: every output name once (an input that still holds quantized tensors of an
+// expert module it would quantize again is refused, naming both tensors, before anything is written).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "checkpoint_test_util.h"
+#include "common/float_formats.h"
+#include "w4a8moe/checkpoint.h"
+
+namespace w4a8moe {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::bytes_of;
+using testing::RawTensor;
+using testing::TempDir;
+
+constexpr char kGate[] = "model.layers.0.mlp.experts.1.gate_proj";
+
+std::string expert_weight(int expert, char const* projection) {
+  return "model.layers.0.mlp.experts." + std::to_string(expert) + "." + projection + ".weight";
+}
+
+// One layer of two experts (H = 128, I = 32) and a norm: enough tensors to spread over several small shards.
+std::vector<RawTensor> small_model() {
+  std::vector<RawTensor> tensors = {{"model.norm.weight", "BF16", {128}, std::string(256, '\1')}};
+  for (int e = 0; e < 2; ++e) {
+    for (char const* projection : {"gate_proj", "up_proj", "down_proj"}) {
+      bool const down = projection == std::string("down_proj");
+      std::vector<uint16_t> const values(32 * 128, float_to_bf16(0.01f * float(e + 1)));
+      tensors.push_back({expert_weight(e, projection), "BF16", {down ? 128 : 32, down ? 32 : 128}, bytes_of(values)});
+    }
+  }
+  return tensors;
+}
+
+std::vector<std::string> files_in(std::string const& dir) {
+  std::vector<std::string> names;
+  if (!fs::is_directory(dir)) return names;
+  for (auto const& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+class QuantizeOutput : public ::testing::Test {
+ protected:
+  void write_input(std::vector<RawTensor> const& tensors) {
+    testing::write_file(input_.file("model.safetensors"), testing::make_safetensors(tensors));
+  }
+
+  QuantizeOptions options(std::string const& output_name, uint64_t max_shard_bytes = 0) const {
+    QuantizeOptions options;
+    options.input = input_.path().string();
+    options.output_dir = output_.file(output_name);
+    options.max_shard_bytes = max_shard_bytes;
+    return options;
+  }
+
+  TempDir input_;
+  TempDir output_;
+};
+
+TEST_F(QuantizeOutput, LeftoverQuantizedTensorsOfAnExpertAreRefusedNamingBoth) {
+  for (char const* leftover : {".weight_packed", ".weight_scale", ".weight_shape"}) {
+    SCOPED_TRACE(leftover);
+    std::vector<RawTensor> tensors = small_model();
+    tensors.push_back({std::string(kGate) + leftover, "I64", {2}, bytes_of(std::vector<int64_t>{32, 128})});
+    write_input(tensors);
+    // Single file (the writer met the name twice) and sharded (a packed tensor and its leftover landed in different
+    // shards, and the index pointed at one of them): both refused while planning.
+    for (uint64_t max_shard_bytes : {uint64_t(0), uint64_t(1024)}) {
+      std::string const name = std::string(leftover) + std::to_string(max_shard_bytes);
+      Status const status = quantize_checkpoint(options(name, max_shard_bytes));
+      EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+      std::string const& message = status.message();
+      EXPECT_NE(message.find(input_.file("model.safetensors") + ": tensor '" + kGate + ".weight' and tensor '" +
+                             kGate + leftover + "'"),
+                std::string::npos)
+          << message;
+      EXPECT_NE(message.find(std::string("would both be written as '") + kGate + leftover + "'"), std::string::npos)
+          << message;
+      EXPECT_EQ(files_in(output_.file(name)), std::vector<std::string>{}) << max_shard_bytes;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace w4a8moe
