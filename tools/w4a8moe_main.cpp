@@ -28,6 +28,7 @@ int quantize_command(Args const& args) {
   char const* const help =
       "usage: w4a8moe quantize INPUT OUTPUT_DIR [--config config.json] [--shard-bytes N]\n"
       "  INPUT: a safetensors file, a directory with model.safetensors(.index.json), or an index file.\n"
+      "  OUTPUT_DIR: created if missing; must not hold a checkpoint already (old and new files would mix).\n"
       "  Routed expert weights (bf16/fp16/fp32) become compressed-tensors W4A8 (RTN, symmetric, group 128);\n"
       "  every other tensor is copied; config.json gets the quantization_config.\n";
   if (args.has("help") || args.positional().size() != 2) {

@@ -287,7 +287,9 @@ class RoundToNearestQuantizer final : public ExpertWeightQuantizer {
 struct QuantizeOptions {
   std::string input;         // a checkpoint as Checkpoint::open takes it; expert weights bf16, fp16 or fp32
   std::string input_config;  // config.json to copy (with quantization_config added); empty: write only that block
-  std::string output_dir;    // created if missing; must not be the input's directory
+  // Created if missing; must not be the input's directory, nor hold a checkpoint already (config.json,
+  // model.safetensors, model.safetensors.index.json or model-*.safetensors): old and new files would mix.
+  std::string output_dir;
   // 0: one file, model.safetensors. Otherwise shards model-0000i-of-0000n.safetensors of at most this many data
   // bytes (a larger tensor gets a shard of its own) and model.safetensors.index.json.
   uint64_t max_shard_bytes = 0;
@@ -303,9 +305,10 @@ struct QuantizeSummary {
 // Quantizes every routed expert weight `<module>.weight` (the naming above, rank 2, in a multiple of 16) into
 // <module>.weight_packed / weight_scale / weight_shape; copies every other tensor unchanged (dtype, shape and
 // bytes); writes config.json with the W4A8 quantization_config (targets Linear; every other 2-D `.weight` module
-// listed in "ignore"). An input config that already has a quantization_config is refused. Each file is written
-// under a temporary name and renamed into place when complete; config.json comes last, so an output directory
-// without it is unfinished.
+// listed in "ignore"). An input config that already has a quantization_config is refused, and so is an input
+// that also holds a quantized tensor of a module it would quantize (two output tensors of one name). Each file is
+// written under a temporary name and renamed into place when complete; config.json comes last, so an output
+// directory without it is unfinished, and a run that fails removes the files it wrote.
 Status quantize_checkpoint(QuantizeOptions const& options, QuantizeSummary* summary = nullptr);
 
 }  // namespace w4a8moe

@@ -9,6 +9,7 @@
 
 #include "checkpoint/file_io.h"
 #include "checkpoint/json_util.h"
+#include "checkpoint/safetensors_format.h"
 #include "w4a8moe/checkpoint.h"
 
 namespace w4a8moe {
@@ -17,9 +18,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using checkpoint::Json;
+using checkpoint::kIndexFileName;
+using checkpoint::kSingleFileName;
 
-constexpr char kIndexFileName[] = "model.safetensors.index.json";
-constexpr char kSingleFileName[] = "model.safetensors";
 // Real indexes are a few MB (DeepSeek-V3's: about 9 MB).
 constexpr size_t kMaxIndexBytes = 256u << 20;
 

@@ -25,6 +25,8 @@ namespace w4a8moe {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint::kIndexFileName;
+using checkpoint::kSingleFileName;
 using checkpoint::TensorSpec;
 
 constexpr int kQMin = -8;
@@ -32,6 +34,7 @@ constexpr int kQMax = 7;
 constexpr int kNibblesPerWord = 8;
 constexpr char kWeightSuffix[] = ".weight";
 constexpr size_t kMaxConfigBytes = 16u << 20;
+constexpr char kConfigFileName[] = "config.json";
 
 bool ends_with(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
@@ -218,6 +221,13 @@ Status read_input_config(std::string const& path, nlohmann::ordered_json* config
   return Status::Ok();
 }
 
+// A file a checkpoint directory is read from: config.json, the single file, the index, or a shard as this writer
+// (and Hugging Face's) names them.
+bool is_checkpoint_file_name(std::string const& name) {
+  return name == kConfigFileName || name == kSingleFileName || name == kIndexFileName ||
+         (name.rfind("model-", 0) == 0 && ends_with(name, ".safetensors"));
+}
+
 Status prepare_output_dir(QuantizeOptions const& options) {
   std::error_code error;
   fs::create_directories(options.output_dir, error);
@@ -227,6 +237,60 @@ Status prepare_output_dir(QuantizeOptions const& options) {
   if (fs::equivalent(input_dir.empty() ? fs::path(".") : input_dir, options.output_dir, error)) {
     return invalid_argument(options.output_dir, ": the output directory is the input's; choose another");
   }
+  // Old files would mix with the new ones (Checkpoint::open takes a stale index over a new model.safetensors,
+  // and a stale shard may be listed by nothing or by the wrong index): only a directory free of them is written.
+  std::vector<std::string> found;
+  for (fs::directory_iterator entry(options.output_dir, error), end; !error && entry != end; entry.increment(error)) {
+    std::string const name = entry->path().filename().string();
+    if (is_checkpoint_file_name(name)) found.push_back(name);
+  }
+  if (error) return invalid_argument(options.output_dir, ": cannot list the output directory: ", error.message());
+  if (!found.empty()) {
+    std::sort(found.begin(), found.end());
+    return invalid_argument((fs::path(options.output_dir) / found.front()).string(), ": the output directory ",
+                            "already holds a checkpoint (", found.size(), " file", found.size() > 1 ? "s" : "",
+                            " of config.json, model.safetensors, its index, model-*.safetensors); choose a ",
+                            "directory without one");
+  }
+  return Status::Ok();
+}
+
+// Writes the planned tensors, the index when sharded, and config.json last; *written lists each file once it is
+// complete.
+Status write_checkpoint(QuantizeOptions const& options, std::vector<OutputTensor> const& outputs,
+                        nlohmann::ordered_json config, std::vector<std::string>* written) {
+  RoundToNearestQuantizer round_to_nearest;
+  ExpertWeightQuantizer& quantizer = options.quantizer ? *options.quantizer : round_to_nearest;
+  QuantizedWeight cache;
+  auto const shards = assign_shards(outputs, options.max_shard_bytes);
+  bool const sharded = options.max_shard_bytes != 0;
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  uint64_t total_bytes = 0;
+  for (size_t shard = 0; shard < shards.size(); ++shard) {
+    std::string const file_name = sharded ? shard_file_name(shard, shards.size()) : kSingleFileName;
+    std::string const path = (fs::path(options.output_dir) / file_name).string();
+    std::vector<TensorSpec> specs;
+    for (size_t n : shards[shard]) specs.push_back(outputs[n].spec);
+    checkpoint::SafetensorsWriter writer;
+    W4A8_RETURN_IF_ERROR(writer.open(path, specs, {{"format", "pt"}}));
+    for (size_t n : shards[shard]) {
+      W4A8_RETURN_IF_ERROR(write_output(outputs[n], quantizer, &cache, &writer));
+      weight_map[outputs[n].spec.name] = file_name;
+    }
+    W4A8_RETURN_IF_ERROR(writer.finish());
+    total_bytes += writer.data_bytes();
+    written->push_back(path);
+  }
+  if (sharded) {
+    nlohmann::ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    std::string const path = (fs::path(options.output_dir) / kIndexFileName).string();
+    W4A8_RETURN_IF_ERROR(checkpoint::write_text_file(path, index.dump(2) + "\n"));
+    written->push_back(path);
+  }
+  // Last: a directory with config.json is a complete checkpoint.
+  std::string const config_path = (fs::path(options.output_dir) / kConfigFileName).string();
+  W4A8_RETURN_IF_ERROR(checkpoint::write_text_file(config_path, config.dump(2) + "\n"));
+  written->push_back(config_path);
   return Status::Ok();
 }
 
@@ -244,39 +308,16 @@ Status quantize(QuantizeOptions const& options, QuantizeSummary* summary) {
   W4A8_RETURN_IF_ERROR(plan_outputs(input, &outputs, &ignore, &done.expert_weights_quantized));
   done.tensors_copied = int64_t(outputs.size()) - 3 * done.expert_weights_quantized;
   W4A8_RETURN_IF_ERROR(prepare_output_dir(options));
-
-  RoundToNearestQuantizer round_to_nearest;
-  ExpertWeightQuantizer& quantizer = options.quantizer ? *options.quantizer : round_to_nearest;
-  QuantizedWeight cache;
-  auto const shards = assign_shards(outputs, options.max_shard_bytes);
-  bool const sharded = options.max_shard_bytes != 0;
-  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
-  uint64_t total_bytes = 0;
-  for (size_t shard = 0; shard < shards.size(); ++shard) {
-    std::string const file_name = sharded ? shard_file_name(shard, shards.size()) : "model.safetensors";
-    std::string const path = (fs::path(options.output_dir) / file_name).string();
-    std::vector<TensorSpec> specs;
-    for (size_t n : shards[shard]) specs.push_back(outputs[n].spec);
-    checkpoint::SafetensorsWriter writer;
-    W4A8_RETURN_IF_ERROR(writer.open(path, specs, {{"format", "pt"}}));
-    for (size_t n : shards[shard]) {
-      W4A8_RETURN_IF_ERROR(write_output(outputs[n], quantizer, &cache, &writer));
-      weight_map[outputs[n].spec.name] = file_name;
-    }
-    W4A8_RETURN_IF_ERROR(writer.finish());
-    total_bytes += writer.data_bytes();
-    done.files_written.push_back(path);
-  }
-  if (sharded) {
-    nlohmann::ordered_json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
-    std::string const path = (fs::path(options.output_dir) / "model.safetensors.index.json").string();
-    W4A8_RETURN_IF_ERROR(checkpoint::write_text_file(path, index.dump(2) + "\n"));
-    done.files_written.push_back(path);
-  }
   config["quantization_config"] = checkpoint::w4a8_quantization_config(ignore);
-  std::string const config_path = (fs::path(options.output_dir) / "config.json").string();
-  W4A8_RETURN_IF_ERROR(checkpoint::write_text_file(config_path, config.dump(2) + "\n"));
-  done.files_written.push_back(config_path);
+
+  Status const status = checkpoint::guard_exceptions(options.output_dir, [&] {
+    return write_checkpoint(options, outputs, std::move(config), &done.files_written);
+  });
+  if (!status.ok()) {
+    // A failed run (an exception included) leaves the directory as it found it, ready for another.
+    for (std::string const& path : done.files_written) std::remove(path.c_str());
+    return status;
+  }
   if (summary != nullptr) *summary = std::move(done);
   return Status::Ok();
 }

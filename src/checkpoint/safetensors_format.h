@@ -1,5 +1,5 @@
-// Facts of the safetensors format shared by the reader and the writer: the dtype table, the header bounds, and
-// overflow-safe byte counts.
+// Facts of the safetensors format shared by the reader and the writer: the dtype table, the header bounds,
+// overflow-safe byte counts, and the names of a checkpoint directory's files.
 //   [8 bytes: header length N, little-endian u64][N bytes: JSON header][data section]
 //   header: {"__metadata__": {str: str}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]}, ...}
 //   data_offsets are relative to the start of the data section.
@@ -19,6 +19,10 @@ inline constexpr size_t kLengthFieldBytes = 8;
 // The reference implementation's limit; real headers are a few MB at most.
 inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 inline constexpr char kMetadataKey[] = "__metadata__";
+
+// A checkpoint directory's files: one file, or shards listed by an index.
+inline constexpr char kSingleFileName[] = "model.safetensors";
+inline constexpr char kIndexFileName[] = "model.safetensors.index.json";
 
 bool dtype_from_name(std::string_view name, DType* dtype);
 

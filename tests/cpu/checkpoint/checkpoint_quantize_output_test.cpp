@@ -1,5 +1,6 @@
 // What the quantizer writes where: every output name once (an input that still holds quantized tensors of an
-// expert module it would quantize again is refused, naming both tensors, before anything is written).
+// expert module it would quantize again is refused, naming both tensors, before anything is written), only into a
+// directory that holds no checkpoint yet, and a run that fails leaves no file behind, config.json least of all.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -83,6 +84,72 @@ TEST_F(QuantizeOutput, LeftoverQuantizedTensorsOfAnExpertAreRefusedNamingBoth) {
           << message;
       EXPECT_EQ(files_in(output_.file(name)), std::vector<std::string>{}) << max_shard_bytes;
     }
+  }
+}
+
+TEST_F(QuantizeOutput, AnOutputDirectoryHoldingACheckpointIsRefused) {
+  write_input(small_model());
+  QuantizeSummary sharded;
+  ASSERT_TRUE(quantize_checkpoint(options("out", 1024), &sharded).ok());
+  std::vector<std::string> const first_run = files_in(output_.file("out"));
+
+  // Single-file output over the sharded one: the stale index would shadow the new model.safetensors.
+  Status const again = quantize_checkpoint(options("out"));
+  EXPECT_EQ(again.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(again.message().find(output_.file("out/config.json") + ": the output directory already holds a checkpoint ("
+                                 + std::to_string(first_run.size()) + " files"),
+            std::string::npos)
+      << again.message();
+  EXPECT_EQ(files_in(output_.file("out")), first_run);
+
+  // Any one file of a checkpoint is enough; other files are not.
+  for (char const* stale : {"config.json", "model.safetensors", "model.safetensors.index.json",
+                            "model-00002-of-00002.safetensors"}) {
+    SCOPED_TRACE(stale);
+    TempDir dir;
+    testing::write_file(dir.file(stale), "{}");
+    testing::write_file(dir.file("README.md"), "notes");
+    QuantizeOptions into = options("unused");
+    into.output_dir = dir.path().string();
+    Status const status = quantize_checkpoint(into);
+    EXPECT_NE(status.message().find(dir.file(stale) + ": the output directory already holds a checkpoint (1 file "),
+              std::string::npos)
+        << status.message();
+  }
+  TempDir notes_only;
+  testing::write_file(notes_only.file("README.md"), "notes");
+  QuantizeOptions into = options("unused");
+  into.output_dir = notes_only.path().string();
+  Status const status = quantize_checkpoint(into);
+  EXPECT_TRUE(status.ok()) << status.message();
+}
+
+// Fails on expert 1, after the shards of expert 0 are complete.
+class FailingQuantizer : public ExpertWeightQuantizer {
+ public:
+  Status quantize(ExpertWeightInfo const& info, float const* weights, int8_t* q, uint16_t* scales) override {
+    if (info.expert == 1) return Status(StatusCode::kInvalidArgument, "calibration statistics missing");
+    return RoundToNearestQuantizer().quantize(info, weights, q, scales);
+  }
+};
+
+TEST_F(QuantizeOutput, AFailedRunLeavesNoFileBehind) {
+  write_input(small_model());
+  FailingQuantizer failing;
+  for (uint64_t max_shard_bytes : {uint64_t(0), uint64_t(1024)}) {
+    SCOPED_TRACE(max_shard_bytes);
+    QuantizeOptions failed = options("out", max_shard_bytes);
+    failed.quantizer = &failing;
+    Status const status = quantize_checkpoint(failed);
+    EXPECT_NE(status.message().find("calibration statistics missing"), std::string::npos) << status.message();
+    EXPECT_EQ(files_in(output_.file("out")), std::vector<std::string>{});
+
+    // So the same directory takes the next run.
+    QuantizeSummary summary;
+    Status const retried = quantize_checkpoint(options("out", max_shard_bytes), &summary);
+    ASSERT_TRUE(retried.ok()) << retried.message();
+    EXPECT_EQ(summary.files_written.back(), output_.file("out/config.json"));
+    fs::remove_all(output_.file("out"));
   }
 }
 
