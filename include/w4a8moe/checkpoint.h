@@ -57,9 +57,10 @@ struct Tensor {
 // A validated safetensors file: 8-byte little-endian header length N, N bytes of JSON header, then the data.
 // Checked when opened, before any data is read:
 //   - the header length fits the file (and at most 100,000,000 bytes, the limit of the reference implementation);
-//   - the header is JSON (duplicate keys refused), an object whose entries are "__metadata__" (an object of strings)
-//     or tensors {"dtype", "shape", "data_offsets"} and nothing else;
-//   - dtype is one of DType; shape a list of non-negative integers whose element and byte counts fit 64 bits;
+//   - the header is JSON (duplicate keys refused), an object of at most 2^20 entries: "__metadata__" (an object of
+//     strings) or tensors {"dtype", "shape", "data_offsets"}, and nothing else;
+//   - dtype is one of DType; shape a list of at most 8 non-negative integers whose element and byte counts fit
+//     64 bits;
 //   - data_offsets [begin, end] with begin <= end <= size of the data section, end - begin == the byte count of
 //     dtype and shape, and no two non-empty tensors overlapping.
 // Gaps between tensors and trailing bytes are allowed (they are never read).

@@ -63,6 +63,15 @@ std::string describe(JsonType const& value) {
   return value.dump();
 }
 
+// An array as messages show it: its first `shown` elements described, then how many there are if more.
+template <class JsonType>
+std::string describe_elements(JsonType const& array, size_t shown = 4) {
+  std::string text = "[";
+  for (size_t i = 0; i < array.size() && i < shown; ++i) text += (i ? ", " : "") + describe(array[i]);
+  if (array.size() > shown) text += concat(", ... (", array.size(), " elements)");
+  return text + "]";
+}
+
 // Runs body() (which returns a Status) and turns an exception escaping it into a Status, so that none crosses
 // the API: JSON type errors become kInvalidArgument, exhausted memory kNotSupported, anything else kInternal.
 template <class Body>

@@ -18,6 +18,10 @@ namespace w4a8moe::checkpoint {
 inline constexpr size_t kLengthFieldBytes = 8;
 // The reference implementation's limit; real headers are a few MB at most.
 inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// Generous bounds on what one header describes: real tensors have at most 5 dimensions, and the largest single
+// files list tens of thousands of tensors.
+inline constexpr size_t kMaxTensorRank = 8;
+inline constexpr size_t kMaxHeaderEntries = size_t(1) << 20;  // tensors and __metadata__
 inline constexpr char kMetadataKey[] = "__metadata__";
 
 // A checkpoint directory's files: one file, or shards listed by an index.
@@ -29,7 +33,8 @@ bool dtype_from_name(std::string_view name, DType* dtype);
 // "BOOL, U8, I8, ..." for messages.
 std::string known_dtype_names();
 
-// "[2, 3, 4]".
+// "[2, 3, 4]"; past kMaxTensorRank dimensions "[2, 3, 4, 5, 6, 7, 8, 9, ... (1000 dimensions)]", so that a hostile
+// shape cannot make a message as long as itself.
 std::string format_shape(std::vector<int64_t> const& shape);
 
 // product(shape) * element_bytes into *bytes; false if a dimension is negative or the count overflows 64 bits.

@@ -54,7 +54,9 @@ std::string known_dtype_names() {
 
 std::string format_shape(std::vector<int64_t> const& shape) {
   std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  size_t const shown = std::min(shape.size(), kMaxTensorRank);
+  for (size_t i = 0; i < shown; ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  if (shown < shape.size()) text += concat(", ... (", shape.size(), " dimensions)");
   return text + "]";
 }
 
@@ -83,6 +85,11 @@ struct Extent {
   uint64_t end;
   std::string const* name;
 };
+
+// No array of a valid header is longer than a shape. The parser refuses far longer ones before it builds them (a
+// 100 MB header of one shape takes over a gigabyte as a JSON value); a shape up to this long then gets its
+// tensor's own message.
+constexpr size_t kMaxHeaderArrayElements = 8 * kMaxTensorRank;
 
 Status tensor_error(std::string const& label, std::string const& name, std::string const& rule) {
   return invalid_argument(label, ": tensor '", name, "': ", rule);
@@ -127,6 +134,10 @@ Status parse_tensor_entry(std::string const& label, std::string const& name, Jso
 
   Json const& shape = entry["shape"];
   if (!shape.is_array()) return tensor_error(label, name, concat("shape must be an array, got ", describe(shape)));
+  if (shape.size() > kMaxTensorRank) {
+    return tensor_error(label, name, concat("rank ", shape.size(), ", more than the ", kMaxTensorRank,
+                                            " dimensions accepted"));
+  }
   tensor->shape.clear();
   for (Json const& dim : shape) {
     if (!dim.is_number_unsigned() || dim.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())) {
@@ -144,7 +155,7 @@ Status parse_tensor_entry(std::string const& label, std::string const& name, Jso
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
       !offsets[1].is_number_unsigned()) {
     return tensor_error(label, name, concat("data_offsets must be two non-negative integers [begin, end], got ",
-                                            offsets.is_array() ? offsets.dump() : describe(offsets)));
+                                            offsets.is_array() ? describe_elements(offsets) : describe(offsets)));
   }
   uint64_t const begin = offsets[0].get<uint64_t>();
   uint64_t const end = offsets[1].get<uint64_t>();
@@ -209,7 +220,10 @@ Status SafetensorsFile::State::parse(uint8_t const* bytes, size_t size) {
   std::string_view const header_text(reinterpret_cast<char const*>(bytes + kLengthFieldBytes), size_t(header_bytes));
   Json header;
   std::string reason;
-  if (!parse_json(header_text, &header, &reason)) {
+  JsonLimits limits;
+  limits.max_object_members = kMaxHeaderEntries;
+  limits.max_array_elements = kMaxHeaderArrayElements;
+  if (!parse_json(header_text, &header, &reason, limits)) {
     return invalid_argument(label, ": header: ", reason);
   }
   if (!header.is_object()) {

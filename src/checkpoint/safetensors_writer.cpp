@@ -18,11 +18,20 @@ Status build_header(std::string const& path, std::vector<TensorSpec> const& tens
                     std::string* header) {
   Json json = Json::object();
   if (!metadata.empty()) json[kMetadataKey] = metadata;
+  // The reader's bounds, so that every file written reads back.
+  if (tensors.size() + (metadata.empty() ? 0 : 1) > kMaxHeaderEntries) {
+    return invalid_argument(path, ": ", tensors.size(), " tensors, more than a header lists (", kMaxHeaderEntries,
+                            " entries with __metadata__)");
+  }
   std::set<std::string> names;
   uint64_t offset = 0;
   for (TensorSpec const& tensor : tensors) {
     if (tensor.name.empty() || tensor.name == kMetadataKey || !names.insert(tensor.name).second) {
       return invalid_argument(path, ": tensor '", tensor.name, "': name empty, reserved or given twice");
+    }
+    if (tensor.shape.size() > kMaxTensorRank) {
+      return invalid_argument(path, ": tensor '", tensor.name, "': shape ", format_shape(tensor.shape), " has more ",
+                              "than the ", kMaxTensorRank, " dimensions a reader accepts");
     }
     uint64_t bytes = 0;
     if (dtype_bytes(tensor.dtype) == 0 || !shape_byte_count(tensor.shape, dtype_bytes(tensor.dtype), &bytes) ||
