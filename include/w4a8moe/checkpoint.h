@@ -130,7 +130,9 @@ enum class RouterScoring : int { kSoftmax, kSigmoid };
 //                moe_layer_freq (default 1), scoring_func (default "sigmoid")
 //   gpt_oss      num_local_experts, experts_per_token or num_experts_per_tok, intermediate_size (always true),
 //                swiglu_limit (default 7)
-// Another model_type is refused (kNotSupported).
+// Another model_type is refused (kNotSupported). Every integer must fit an int (the message gives the range);
+// num_hidden_layers is at most 4096 and at least one layer must be MoE; DeepSeek's num_experts_per_tok must be
+// within reach of its group-limited routing (<= topk_group * n_routed_experts / n_group).
 struct MoeConfig {
   std::string model_type;
   int num_layers = 0;
@@ -158,7 +160,8 @@ struct ModelConfig {
   // parse with kNotSupported naming the field and the rule: not compressed-tensors, a format other than
   // pack-quantized, weights that are not 4-bit symmetric int with group strategy and group size 128, activation
   // ordering, dynamic weights, input activations missing (weight-only) or not 8-bit float per-token dynamic
-  // symmetric, quantized output activations.
+  // symmetric, quantized output activations; and the W4A8 scheme on model_type gpt_oss, whose layer needs its
+  // MXFP4 experts with biases and its clamped SwiGLU.
   bool w4a8 = false;
   // The quantization_config is gpt-oss's MXFP4 block (quant_method "mxfp4"): the experts are stored as
   // gather_mxfp4_layer_experts() reads them.
@@ -190,12 +193,13 @@ struct LayerExperts {
   ExpertWeightShape gemm2_shape() const { return {num_experts, hidden_size, intermediate_size, kGroupSize}; }
 };
 
-// Reads the E = config.moe.num_experts routed experts of `layer`. Requires config.w4a8, a MoE layer, H and I
-// multiples of 16, and for every expert and projection the three tensors with the dtypes and shapes above
-// (weight_shape = {I, H} for gate and up, {H, I} for down). A missing tensor, a wrong dtype or shape is an error
-// naming the tensor and its file. Not handled here: shared experts and the router (dense weights, the engine's),
-// a subset of experts for expert parallelism, tensor-parallel slices, and fused expert tensors (gpt-oss's MXFP4
-// experts: gather_mxfp4_layer_experts below).
+// Reads the E = config.moe.num_experts routed experts of `layer`. Requires config.w4a8 (and a model_type other
+// than gpt_oss), a MoE layer, H and I multiples of 16, and for every expert and projection the three tensors with
+// the dtypes and shapes above (weight_shape = {I, H} for gate and up, {H, I} for down). A missing tensor, a wrong
+// dtype or shape is an error naming the tensor and its file; every tensor is checked before the arrays are
+// allocated, so their size is bounded by the checkpoint's, not by the config's claims. Not handled here: shared
+// experts and the router (dense weights, the engine's), a subset of experts for expert parallelism,
+// tensor-parallel slices, and fused expert tensors (gpt-oss's MXFP4 experts: gather_mxfp4_layer_experts below).
 Status gather_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
                             LayerExperts* experts);
 
@@ -229,8 +233,8 @@ struct Mxfp4LayerExperts {
 
 // Reads layer `layer`'s experts and router. Requires config.mxfp4, model_type gpt_oss, a MoE layer, H and I
 // multiples of 32, every tensor above with its dtype and shape, and no e8m0 scale of 255 (NaN). A refusal names
-// the tensor and its file (and for a NaN scale its index). Not handled: a subset of experts for expert parallelism,
-// tensor-parallel slices.
+// the tensor and its file (and for a NaN scale its index); every tensor is checked before anything is allocated.
+// Not handled: a subset of experts for expert parallelism, tensor-parallel slices.
 Status gather_mxfp4_layer_experts(Checkpoint const& checkpoint, ModelConfig const& config, int layer,
                                   Mxfp4LayerExperts* experts);
 

@@ -7,6 +7,7 @@
 
 #include "checkpoint/expert_names.h"
 #include "checkpoint/json_util.h"
+#include "checkpoint/model_config.h"
 #include "checkpoint/tensor_checks.h"
 #include "w4a8moe/checkpoint.h"
 
@@ -99,6 +100,7 @@ Status gather(Checkpoint const& checkpoint, ModelConfig const& config, int layer
     return not_supported(source, ": the model config has no W4A8 quantization_config; gather reads only W4A8 "
                          "checkpoints");
   }
+  W4A8_RETURN_IF_ERROR(checkpoint::check_w4a8_serves(source, moe.model_type));
   W4A8_RETURN_IF_ERROR(checkpoint::check_moe_layer(source, moe, layer));
   int64_t const e_count = moe.num_experts;
   int64_t const h = moe.hidden_size;

@@ -2,6 +2,7 @@
 // quantization_config is the compressed-tensors W4A8 scheme, one rule at a time, each refusal naming its field.
 #include "checkpoint/model_config.h"
 
+#include <algorithm>
 #include <limits>
 #include <set>
 #include <utility>
@@ -19,6 +20,8 @@ using checkpoint::Json;
 
 // Real configs are a few KB.
 constexpr size_t kMaxConfigBytes = 16u << 20;
+// Far more layers than any model has (DeepSeek-V3: 61); the layer table and loops are sized by it.
+constexpr int kMaxLayers = 4096;
 
 // ---- MoE dimensions ------------------------------------------------------------------------------------------
 
@@ -61,13 +64,21 @@ class FieldReader {
 
   bool has(char const* key) const { return object_.contains(key) && !object_[key].is_null(); }
 
-  Status integer(char const* key, int min_value, int* value) const {
+  // An integer in [min_value, max_value]. A refusal states the whole range, so that a value beyond an int's reach
+  // is not told only that it must be >= min_value.
+  Status integer(char const* key, int min_value, int* value, int max_value = std::numeric_limits<int>::max()) const {
     if (!has(key)) return invalid_argument(source_, ": field \"", key, "\" is missing");
     Json const& item = object_[key];
-    if (!item.is_number_integer() || item.get<int64_t>() < min_value ||
-        item.get<int64_t>() > std::numeric_limits<int>::max()) {
-      return invalid_argument(source_, ": field \"", key, "\" must be an integer >= ", min_value, ", got ",
-                              describe(item));
+    bool in_range = false;
+    if (item.is_number_unsigned()) {  // as uint64_t: values from 2^63 on would wrap as int64_t
+      uint64_t const number = item.get<uint64_t>();
+      in_range = number >= uint64_t(std::max(min_value, 0)) && number <= uint64_t(max_value);
+    } else if (item.is_number_integer()) {
+      in_range = item.get<int64_t>() >= min_value && item.get<int64_t>() <= max_value;
+    }
+    if (!in_range) {
+      return invalid_argument(source_, ": field \"", key, "\" must be an integer in [", min_value, ", ", max_value,
+                              "], got ", describe(item));
     }
     *value = int(item.get<int64_t>());
     return Status::Ok();
@@ -146,6 +157,18 @@ Status parse_moe_layers(FieldReader const& fields, LayerPattern pattern, MoeConf
     for (int l = 0; l < moe->num_layers; ++l) {
       moe->is_moe_layer[size_t(l)] = l >= first_moe_layer && l % layer_frequency == 0;
     }
+    if (first_moe_layer >= moe->num_layers) {
+      return invalid_argument(fields.source(), ": first_k_dense_replace=", first_moe_layer, " makes all ",
+                              moe->num_layers, " layers (num_hidden_layers) dense: no MoE layer");
+    }
+  }
+  // A model whose every layer is dense has nothing this library serves; the MoE layers are the point of reading it.
+  if (std::find(moe->is_moe_layer.begin(), moe->is_moe_layer.end(), true) == moe->is_moe_layer.end()) {
+    char const* const fields_read = pattern == LayerPattern::kQwenSparseStep
+                                        ? "decoder_sparse_step and mlp_only_layers"
+                                        : "first_k_dense_replace and moe_layer_freq";
+    return invalid_argument(fields.source(), ": ", fields_read, " leave no MoE layer among the ", moe->num_layers,
+                            " layers (num_hidden_layers)");
   }
   return Status::Ok();
 }
@@ -170,6 +193,14 @@ Status parse_deepseek_router(FieldReader const& fields, MoeConfig* moe) {
                             moe->topk_groups, " do not fit ", moe->num_experts,
                             " experts (n_group must divide them, topk_group <= n_group)");
   }
+  // Group-limited routing picks the top-k among the experts of the topk_group best groups only.
+  int64_t const reachable = int64_t(moe->topk_groups) * (moe->num_experts / moe->num_expert_groups);
+  if (moe->experts_per_token > reachable) {
+    return invalid_argument(fields.source(), ": num_experts_per_tok=", moe->experts_per_token, " exceeds the ",
+                            reachable, " experts group-limited routing can choose from (topk_group * n_routed_experts",
+                            " / n_group = ", moe->topk_groups, " * ", moe->num_experts, " / ",
+                            moe->num_expert_groups, ")");
+  }
   return Status::Ok();
 }
 
@@ -189,7 +220,7 @@ Status parse_moe(FieldReader const& fields, MoeConfig* moe) {
                          known, ")");
   }
 
-  W4A8_RETURN_IF_ERROR(fields.integer("num_hidden_layers", 1, &moe->num_layers));
+  W4A8_RETURN_IF_ERROR(fields.integer("num_hidden_layers", 1, &moe->num_layers, kMaxLayers));
   W4A8_RETURN_IF_ERROR(fields.integer("hidden_size", 1, &moe->hidden_size));
   W4A8_RETURN_IF_ERROR(fields.integer(row->num_experts, 1, &moe->num_experts));
   W4A8_RETURN_IF_ERROR(fields.integer(row->intermediate_size, 1, &moe->intermediate_size));
@@ -329,6 +360,7 @@ Status parse_config_text(std::string const& text, std::string const& source, Mod
       parsed.mxfp4 = true;
     } else {
       W4A8_RETURN_IF_ERROR(check_w4a8(source, root["quantization_config"]));
+      W4A8_RETURN_IF_ERROR(checkpoint::check_w4a8_serves(source, parsed.moe.model_type));
       parsed.w4a8 = true;
     }
   }
@@ -353,6 +385,13 @@ Status read_model_config(std::string const& path, ModelConfig* config) {
 }
 
 namespace checkpoint {
+
+Status check_w4a8_serves(std::string const& source, std::string const& model_type) {
+  if (model_type != "gpt_oss") return Status::Ok();
+  return not_supported(source, ": model_type \"gpt_oss\" with W4A8 (compressed-tensors int4) experts: gpt-oss's ",
+                       "layer needs its MXFP4 experts (quant_method \"mxfp4\") with their biases and its clamped ",
+                       "SwiGLU, which W4A8 experts and the W4A8 layer do not have");
+}
 
 nlohmann::ordered_json w4a8_quantization_config(std::vector<std::string> const& ignore) {
   using Ordered = nlohmann::ordered_json;

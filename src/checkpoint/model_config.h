@@ -1,4 +1,5 @@
-// Internal side of config.json handling: the quantization_config block the quantizer writes. Parsing is public
+// Internal side of config.json handling: the quantization_config block the quantizer writes, and the one rule on
+// which models W4A8 serves that the parse, the gather and the quantizer share. Parsing is public
 // (parse_model_config in checkpoint.h).
 #pragma once
 
@@ -7,7 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "w4a8moe/status.h"
+
 namespace w4a8moe::checkpoint {
+
+// kNotSupported for a model whose MoE layer W4A8 experts cannot serve (gpt-oss: MXFP4 experts with biases and
+// a clamped SwiGLU); `source` names the config in the message.
+Status check_w4a8_serves(std::string const& source, std::string const& model_type);
 
 // The compressed-tensors W4A8 block (one config group targeting Linear) with `ignore` as its ignore list; what
 // parse_model_config() accepts as W4A8.

@@ -218,6 +218,10 @@ Status read_input_config(std::string const& path, nlohmann::ordered_json* config
   if (config->contains("quantization_config") && !(*config)["quantization_config"].is_null()) {
     return invalid_argument(path, ": already has a quantization_config; the quantizer takes an unquantized model");
   }
+  // The output's config must be one the loader takes.
+  if (config->contains("model_type") && (*config)["model_type"].is_string()) {
+    W4A8_RETURN_IF_ERROR(checkpoint::check_w4a8_serves(path, (*config)["model_type"].get<std::string>()));
+  }
   return Status::Ok();
 }
 

@@ -185,6 +185,75 @@ TEST(ModelConfig, RefusesUnknownModelsAndBadFields) {
   EXPECT_NE(parse_model_config("{", "x.json", &config).message().find("x.json: not valid JSON"), std::string::npos);
 }
 
+TEST(ModelConfig, IntegerFieldsStateTheirRange) {
+  for (char const* value : {"3000000000", "18446744073709551615", "0", "-5"}) {
+    Json json = mixtral_8x7b();
+    json["hidden_size"] = Json::parse(value);
+    Status const status = parse(json);
+    EXPECT_EQ(status.message(), std::string("config.json: field \"hidden_size\" must be an integer in [1, ") +
+                                    "2147483647], got " + value);
+  }
+  Json largest = mixtral_8x7b();
+  largest["hidden_size"] = 2147483647;
+  EXPECT_EQ(parse_ok(largest).moe.hidden_size, 2147483647);
+}
+
+TEST(ModelConfig, LayersAreBounded) {
+  Json json = mixtral_8x7b();
+  json["num_hidden_layers"] = 4096;
+  EXPECT_EQ(parse_ok(json).moe.is_moe_layer.size(), 4096u);
+  json["num_hidden_layers"] = 4097;
+  EXPECT_EQ(parse(json).message(),
+            "config.json: field \"num_hidden_layers\" must be an integer in [1, 4096], got 4097");
+  json["num_hidden_layers"] = 2147483647;
+  EXPECT_FALSE(parse(json).ok());
+}
+
+TEST(ModelConfig, DeepSeekTopKWithinTheGroupsRoutingReaches) {
+  Json json = deepseek_v3();  // 256 experts in 8 groups of 32
+  json["topk_group"] = 1;
+  json["num_experts_per_tok"] = 32;
+  EXPECT_EQ(parse_ok(json).moe.experts_per_token, 32);
+  json["num_experts_per_tok"] = 33;
+  Status const status = parse(json);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "config.json: num_experts_per_tok=33 exceeds the 32 experts group-limited routing can "
+                              "choose from (topk_group * n_routed_experts / n_group = 1 * 256 / 8)");
+}
+
+TEST(ModelConfig, AModelWithoutAMoeLayerIsRefused) {
+  Json json = deepseek_v3();  // 61 layers
+  json["first_k_dense_replace"] = 60;
+  EXPECT_EQ(count_moe_layers(parse_ok(json).moe), 1);
+  json["first_k_dense_replace"] = 61;
+  EXPECT_EQ(parse(json).message(),
+            "config.json: first_k_dense_replace=61 makes all 61 layers (num_hidden_layers) dense: no MoE layer");
+  json["first_k_dense_replace"] = 3;
+  json["moe_layer_freq"] = 64;
+  EXPECT_NE(parse(json).message().find("first_k_dense_replace and moe_layer_freq leave no MoE layer among the 61"),
+            std::string::npos);
+
+  Json qwen = qwen3_30b_a3b();  // 48 layers
+  qwen["decoder_sparse_step"] = 49;
+  EXPECT_NE(parse(qwen).message().find("decoder_sparse_step and mlp_only_layers leave no MoE layer among the 48"),
+            std::string::npos);
+}
+
+// gpt-oss's layer (MXFP4 experts with biases, clamped SwiGLU) is not what W4A8 experts serve: refused where the
+// config is read, so that a loader choosing the gather by config.w4a8 never reaches the int4 path with it.
+TEST(QuantizationConfig, GptOssWithW4A8IsNotServed) {
+  Json json = gpt_oss_120b();
+  json["quantization_config"] = w4a8_block();
+  Status const status = parse(json);
+  EXPECT_EQ(status.code(), StatusCode::kNotSupported);
+  EXPECT_NE(status.message().find("config.json: model_type \"gpt_oss\" with W4A8 (compressed-tensors int4) experts"),
+            std::string::npos)
+      << status.message();
+  EXPECT_NE(status.message().find("MXFP4"), std::string::npos) << status.message();
+  json["quantization_config"] = {{"quant_method", "mxfp4"}};
+  EXPECT_TRUE(parse_ok(json).mxfp4);
+}
+
 TEST(ModelConfig, ReadsAFile) {
   testing::TempDir dir;
   Json json = qwen3_30b_a3b();

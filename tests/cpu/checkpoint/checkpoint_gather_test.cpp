@@ -353,6 +353,12 @@ TEST(Gather, RefusesWhatTheConfigRulesOut) {
   dense_first.moe.is_moe_layer[0] = false;
   EXPECT_NE(gather_layer_experts(checkpoint, dense_first, 0, &experts).message().find("dense"), std::string::npos);
 
+  ModelConfig gpt_oss = config;  // gpt-oss's layer needs MXFP4 experts with biases, not int4 ones
+  gpt_oss.moe.model_type = "gpt_oss";
+  Status const not_served = gather_layer_experts(checkpoint, gpt_oss, 0, &experts);
+  EXPECT_EQ(not_served.code(), StatusCode::kNotSupported);
+  EXPECT_NE(not_served.message().find("model_type \"gpt_oss\""), std::string::npos) << not_served.message();
+
   ModelConfig odd_hidden = config;
   odd_hidden.moe.hidden_size = 2888;  // not a multiple of 16
   EXPECT_EQ(gather_layer_experts(checkpoint, odd_hidden, 0, &experts).code(), StatusCode::kNotSupported);

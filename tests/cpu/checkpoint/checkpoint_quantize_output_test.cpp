@@ -1,6 +1,7 @@
 // What the quantizer writes where: every output name once (an input that still holds quantized tensors of an
 // expert module it would quantize again is refused, naming both tensors, before anything is written), only into a
-// directory that holds no checkpoint yet, and a run that fails leaves no file behind, config.json least of all.
+// directory that holds no checkpoint yet, only a config.json the loader takes, and a run that fails leaves no file
+// behind, config.json least of all.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -122,6 +123,20 @@ TEST_F(QuantizeOutput, AnOutputDirectoryHoldingACheckpointIsRefused) {
   into.output_dir = notes_only.path().string();
   Status const status = quantize_checkpoint(into);
   EXPECT_TRUE(status.ok()) << status.message();
+}
+
+TEST_F(QuantizeOutput, AGptOssConfigIsRefusedBeforeAnythingIsWritten) {
+  write_input(small_model());
+  testing::write_file(input_.file("config.json"), R"({"model_type": "gpt_oss", "hidden_size": 128,
+      "intermediate_size": 32, "num_hidden_layers": 1, "num_local_experts": 2, "experts_per_token": 1})");
+  QuantizeOptions gpt_oss = options("out");
+  gpt_oss.input_config = input_.file("config.json");
+  Status const status = quantize_checkpoint(gpt_oss);
+  EXPECT_EQ(status.code(), StatusCode::kNotSupported);
+  EXPECT_NE(status.message().find(input_.file("config.json") + ": model_type \"gpt_oss\" with W4A8"),
+            std::string::npos)
+      << status.message();
+  EXPECT_EQ(files_in(output_.file("out")), std::vector<std::string>{});
 }
 
 // Fails on expert 1, after the shards of expert 0 are complete.
