@@ -1,6 +1,7 @@
 // Replays the safetensors fuzz target's seed corpus (tests/fuzz/corpus) and every input that once broke it
 // (tests/fuzz/regressions) through the same checks the fuzzer runs, so CI keeps them fixed without clang or
-// libFuzzer. Each input is also written to a file and opened, to check that open() and parse() agree.
+// libFuzzer. Each input is also written to a file and opened, to check that open() and parse() agree. Seeds say
+// by their name what the reader makes of them: bad_* are refused, valid_* accepted.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -40,6 +41,12 @@ void replay(std::vector<fs::path> const& inputs) {
     bool const open_ok = SafetensorsFile::open(path, &opened).ok();
     EXPECT_EQ(parse_ok, open_ok);
     EXPECT_EQ(parsed.tensors().size(), opened.tensors().size());
+    std::string const name = input.filename().string();
+    if (name.rfind("bad_", 0) == 0) {
+      EXPECT_FALSE(parse_ok) << "a bad_ seed was accepted";
+    } else if (name.rfind("valid_", 0) == 0) {
+      EXPECT_TRUE(parse_ok) << "a valid_ seed was refused";
+    }
   }
 }
 
