@@ -34,6 +34,10 @@ constexpr int kQMax = 7;
 constexpr int kNibblesPerWord = 8;
 constexpr char kWeightSuffix[] = ".weight";
 constexpr size_t kMaxConfigBytes = 16u << 20;
+// The input config is read as ordered_json, so that the output keeps its field order; ordered_json inserts each
+// key after a linear search, which makes an object's parse time grow with the square of its members. Configs'
+// objects hold tens of members; with at most this many, even a config of kMaxConfigBytes parses in seconds.
+constexpr size_t kMaxConfigObjectMembers = 1024;
 constexpr char kConfigFileName[] = "config.json";
 
 bool ends_with(std::string_view text, std::string_view suffix) {
@@ -213,7 +217,9 @@ Status read_input_config(std::string const& path, nlohmann::ordered_json* config
   std::string text;
   W4A8_RETURN_IF_ERROR(checkpoint::read_text_file(path, kMaxConfigBytes, &text));
   std::string reason;
-  if (!checkpoint::parse_json(text, config, &reason)) return invalid_argument(path, ": ", reason);
+  checkpoint::JsonLimits limits;
+  limits.max_object_members = kMaxConfigObjectMembers;
+  if (!checkpoint::parse_json(text, config, &reason, limits)) return invalid_argument(path, ": ", reason);
   if (!config->is_object()) return invalid_argument(path, ": must be a JSON object");
   if (config->contains("quantization_config") && !(*config)["quantization_config"].is_null()) {
     return invalid_argument(path, ": already has a quantization_config; the quantizer takes an unquantized model");
