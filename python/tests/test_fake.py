@@ -90,6 +90,19 @@ def test_fused_moe_fake_traces(dtype):
     assert out.shape == (5, 256) and out.dtype == dtype
 
 
+def test_fused_moe_converts_float16_router_logits():
+    def block(hidden, router_logits, gemm1, gemm2):
+        weights = w4a8moe.PackedMoeWeights(gemm1, gemm2, num_experts=16, hidden_size=256, intermediate_size=384)
+        return w4a8moe.fused_moe(hidden, router_logits, weights=weights, top_k=4)
+
+    packed = small_weights()
+    inputs = (meta(5, 256, dtype=torch.float16), meta(5, 16, dtype=torch.float16), packed.gemm1, packed.gemm2)
+    graph = make_fx(block, tracing_mode="fake")(*inputs)
+    (call,) = [node for node in graph.graph.nodes if node.target == torch.ops.w4a8moe.moe_forward.default]
+    assert call.args[3].meta["val"].dtype == torch.float32  # the op reads float32 or bfloat16 logits only
+    assert block(*inputs).dtype == torch.float16
+
+
 def test_host_helpers():
     assert w4a8moe.packed_weights_bytes(128, 1536, 2048) > 128 * 1536 * 2048 // 2
     assert "128x16_1x1_coop" in w4a8moe.gemm_config_names()

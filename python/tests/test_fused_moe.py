@@ -104,7 +104,7 @@ def test_precomputed_skewed_routing_matches_reference(tokens):
     ref.assert_tokens_close(out, m.reference(hidden, ids, weights))
 
 
-@pytest.mark.parametrize("logits_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("logits_dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("renormalize", [True, False])
 def test_routing_options(logits_dtype, renormalize):
     m = layer("small")
@@ -112,6 +112,10 @@ def test_routing_options(logits_dtype, renormalize):
     out = w4a8moe.fused_moe(hidden, logits, weights=m.weights, top_k=m.top_k, renormalize=renormalize)
     ids, weights = ref.topk_softmax(logits, m.top_k, renormalize)
     ref.assert_tokens_close(out, m.reference(hidden, ids, weights))
+    if logits_dtype == torch.float16:  # fused_moe routes float16 logits as their float32 values, exactly
+        float_out = w4a8moe.fused_moe(hidden, logits.float(), weights=m.weights, top_k=m.top_k,
+                                      renormalize=renormalize)
+        assert torch.equal(out, float_out)
 
 
 def test_fp16_activations():

@@ -283,7 +283,8 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
 
     Args:
         hidden: [T, H] bfloat16 or float16, contiguous, 16-byte aligned.
-        router_logits: float32 or bfloat16 [T, num_experts].
+        router_logits: float32, bfloat16 or float16 [T, num_experts]. The layer reads float32 and bfloat16;
+            float16 logits are converted with .float() first (one more op on the stream, capturable like the rest).
         topk_ids: int32 [T, top_k], global expert ids.
         topk_weights: float32 [T, top_k].
         weights: this rank's packed experts, from prepack_moe_weights().
@@ -310,6 +311,8 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
         raise ValueError(f"fused_moe: path must be one of {', '.join(_PATHS)}, got {path!r}")
     if activation not in _ACTIVATIONS:
         raise ValueError(f"fused_moe: activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
+    if router_logits is not None and router_logits.dtype == torch.float16:
+        router_logits = router_logits.float()
     if num_experts is None:
         if router_logits is not None:
             num_experts = router_logits.shape[-1]
