@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "w4a8moe/moe.h"
 #include "w4a8moe/prepack.h"
 #include "w4a8moe/status.h"
 
@@ -43,6 +44,21 @@ inline w4a8moe::PackedLayout parse_layout(std::string const& name, char const* o
   w4a8moe::PackedLayout layout = w4a8moe::PackedLayout::kLookupTable;
   throw_on_error(w4a8moe::parse_packed_layout(name.c_str(), &layout), op);
   return layout;
+}
+
+// moe_forward's path and activation by name, as parse_layout reads a layout: the op's schema takes strings, so the
+// enums' numbering stays in the library's header.
+inline w4a8moe::MoePath parse_path(std::string const& name, char const* op) {
+  if (name == "auto") return w4a8moe::MoePath::kAuto;
+  if (name == "staged") return w4a8moe::MoePath::kStaged;
+  TORCH_CHECK_VALUE(name == "one_launch", op, ": path='", name, "': must be \"auto\", \"staged\" or \"one_launch\"");
+  return w4a8moe::MoePath::kOneLaunch;
+}
+
+inline w4a8moe::MoeActivation parse_activation(std::string const& name, char const* op) {
+  if (name == "silu") return w4a8moe::MoeActivation::kSiluMul;
+  TORCH_CHECK_VALUE(name == "gpt_oss_swiglu", op, ": activation='", name, "': must be \"silu\" or \"gpt_oss_swiglu\"");
+  return w4a8moe::MoeActivation::kGptOssSwiglu;
 }
 
 // The checks shared by every tensor argument of one call; `device` is that of the op's first tensor.

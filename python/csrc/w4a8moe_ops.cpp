@@ -231,7 +231,7 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                        int64_t num_experts, int64_t num_local_experts, int64_t top_k, int64_t inter_size,
                        bool renormalize, bool apply_router_weight_on_input,
                        std::optional<std::string> const& gemm1_config, std::optional<std::string> const& gemm2_config,
-                       int64_t path, int64_t activation, double swiglu_limit,
+                       std::string const& path, std::string const& activation, double swiglu_limit,
                        std::optional<at::Tensor> const& gemm1_bias, std::optional<at::Tensor> const& gemm2_bias,
                        std::optional<std::string> const& layout) {
   TensorChecks const c("w4a8moe.moe_forward", hidden, "hidden");
@@ -251,7 +251,7 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                         args.weight_layout,
                     c.op(), ": gemm1_weights and gemm2_weights were packed in different layouts (gemm1: \"",
                     w4a8moe::packed_layout_name(args.weight_layout), "\")");
-  args.activation = static_cast<w4a8moe::MoeActivation>(activation);  // checked by moe_forward
+  args.activation = parse_activation(activation, c.op());
   args.swiglu_limit = static_cast<float>(swiglu_limit);
   args.gemm1_bias = c.bias(gemm1_bias, "gemm1_bias", s.num_local_experts, 2 * s.inter, "[num_local_experts, 2I]");
   args.gemm2_bias = c.bias(gemm2_bias, "gemm2_bias", s.num_local_experts, s.hidden, "[num_local_experts, H]");
@@ -294,7 +294,7 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
   args.workspace_bytes = static_cast<size_t>(ws.numel());
   args.gemm1_config = gemm1_config.value_or("");
   args.gemm2_config = gemm2_config.value_or("");
-  args.path = static_cast<w4a8moe::MoePath>(path);  // checked by moe_forward
+  args.path = parse_path(path, c.op());
   args.stream = current_stream(c.device());
   throw_on_error(w4a8moe::moe_forward(args), c.op());
   return out;
@@ -348,8 +348,8 @@ TORCH_LIBRARY(w4a8moe, m) {
   m.def("moe_forward(Tensor hidden, Tensor gemm1_weights, Tensor gemm2_weights, Tensor? router_logits, "
         "Tensor? topk_ids, Tensor? topk_weights, Tensor? expert_map, int num_experts, int num_local_experts, "
         "int top_k, int inter_size, bool renormalize, bool apply_router_weight_on_input, str? gemm1_config=None, "
-        "str? gemm2_config=None, int path=0, int activation=0, float swiglu_limit=7.0, Tensor? gemm1_bias=None, "
-        "Tensor? gemm2_bias=None, str? layout=None) -> Tensor",
+        "str? gemm2_config=None, str path=\"auto\", str activation=\"silu\", float swiglu_limit=7.0, "
+        "Tensor? gemm1_bias=None, Tensor? gemm2_bias=None, str? layout=None) -> Tensor",
         {at::Tag::pt2_compliant_tag});
   m.def("packed_weights_shape(Tensor packed) -> int[]");
   // No tensor arguments: these run on the host wherever they are called from.

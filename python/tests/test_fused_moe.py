@@ -175,7 +175,7 @@ def test_layers_packed_in_different_layouts_are_rejected():
     hidden, logits = lookup.hidden_states(4), lookup.router_logits(4)
     with pytest.raises(ValueError, match="different layouts"):
         torch.ops.w4a8moe.moe_forward(hidden, lookup.weights.gemm1, exact.weights.gemm2, logits, None, None, None,
-                                      16, 8, 4, 384, True, False, None, None, 0)
+                                      16, 8, 4, 384, True, False)
 
 
 def test_zero_tokens():
@@ -291,7 +291,7 @@ BAD_INPUTS = [
     ("int64 expert_map", TypeError, "expert_map must be Int"),
     ("hidden size not a multiple of 16", ValueError, "shape.hidden=200: must be a positive multiple of 16"),
     ("unknown kernel config", NotImplementedError, "no such config"),
-    ("unknown path", ValueError, "path must be one of auto, staged, one_launch"),
+    ("unknown path", ValueError, "path='fused': must be \"auto\", \"staged\" or \"one_launch\""),
     ("one launch for too many tokens", ValueError, "args.path=kOneLaunch: the one-launch layer takes 1..8 tokens"),
 ]
 

@@ -224,7 +224,7 @@ def test_biases_only_with_the_mxfp4_layout():
     with pytest.raises(ValueError, match=r"bias must have shape \[4, 64\]"):
         w4a8moe.grouped_gemm(act, token_scales, offsets[[0, 1, 1, 1, 2]], m.weights.gemm1, 64,
                              bias=torch.zeros(4, 32, device="cuda"), layout="mxfp4")
-    with pytest.raises(ValueError, match="activation must be one of"):
+    with pytest.raises(ValueError, match="activation='gelu': must be \"silu\" or \"gpt_oss_swiglu\""):
         w4a8moe.fused_moe(m.hidden_states(2), m.router_logits(2), weights=m.weights, top_k=2, activation="gelu")
 
 

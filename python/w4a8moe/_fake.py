@@ -34,6 +34,6 @@ def _moe_routing_fake(topk_ids, expert_map, num_experts, num_local_experts):
 @torch.library.register_fake("w4a8moe::moe_forward")
 def _moe_forward_fake(hidden, gemm1_weights, gemm2_weights, router_logits, topk_ids, topk_weights, expert_map,
                       num_experts, num_local_experts, top_k, inter_size, renormalize, apply_router_weight_on_input,
-                      gemm1_config=None, gemm2_config=None, path=0, activation=0, swiglu_limit=7.0, gemm1_bias=None,
-                      gemm2_bias=None, layout=None):
+                      gemm1_config=None, gemm2_config=None, path="auto", activation="silu", swiglu_limit=7.0,
+                      gemm1_bias=None, gemm2_bias=None, layout=None):
     return torch.empty_like(hidden, memory_format=torch.contiguous_format)
