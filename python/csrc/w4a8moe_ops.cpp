@@ -39,6 +39,15 @@ at::Tensor workspace(size_t bytes, c10::Device device) {
   return at::empty({static_cast<int64_t>(bytes)}, at::TensorOptions().dtype(at::kByte).device(device));
 }
 
+// channel_scales as the library reads them, float32 [E, N], or nullptr. Which scale formats take them is the
+// library's rule (prepack_weights), so they are passed on with any group scales for it to judge.
+float const* channel_scales_pointer(TensorChecks const& c, std::optional<at::Tensor> const& channel_scales,
+                                    w4a8moe::ExpertWeightShape const& s) {
+  if (!channel_scales.has_value()) return nullptr;
+  c.check(*channel_scales, "channel_scales", {at::kFloat}, {s.num_experts, s.n}, "[E, N]", 4);
+  return channel_scales->data_ptr<float>();
+}
+
 // MXFP4 weights (layout "mxfp4"): gpt-oss's blocks uint8 [E, N, K/32, 16], or the same bytes as [E, N, K/2], with
 // e8m0 block scales [E, N, K/32] (uint8 or float8_e8m0fnu).
 void read_mxfp4_inputs(TensorChecks const& c, at::Tensor const& weights, at::Tensor const& group_scales,
@@ -63,11 +72,11 @@ void read_mxfp4_inputs(TensorChecks const& c, at::Tensor const& weights, at::Ten
   auto const& s = args->shape;
   c.check(group_scales, "group_scales", {at::kByte, at::kFloat8_e8m0fnu}, {s.num_experts, s.n, s.k / 32},
           "[E, N, K/32], e8m0", 1);
-  TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(), ": channel_scales must be None with layout \"mxfp4\"");
+  args->channel_scales = channel_scales_pointer(c, channel_scales, s);
 }
 
 // int4 weights (layouts "lookup" and "exact"): the checkpoint's int32 [E, N, K/8] or signed uint8 [E, N, K/2], with
-// bf16 group scales, or e4m3 group scales and fp32 channel scales.
+// bf16 group scales, or e4m3 group scales (with fp32 channel scales: the library's rule).
 void read_int4_inputs(TensorChecks const& c, at::Tensor const& weights, at::Tensor const& group_scales,
                       std::optional<at::Tensor> const& channel_scales, w4a8moe::PrepackArgs* args) {
   c.rank(weights, "weights", 3, "int32 [E, N, K/8] or uint8 [E, N, K/2]");
@@ -93,18 +102,9 @@ void read_int4_inputs(TensorChecks const& c, at::Tensor const& weights, at::Tens
   std::vector<int64_t> const scale_sizes{s.num_experts, s.n, w4a8moe::group_count(s.k)};
   c.check(group_scales, "group_scales", {at::kBFloat16, at::kFloat8_e4m3fn}, scale_sizes,
           "[E, N, ceil(K/128)]", group_scales.element_size());
-  if (group_scales.scalar_type() == at::kBFloat16) {
-    TORCH_CHECK_VALUE(!channel_scales.has_value(), c.op(),
-                      ": channel_scales must be None with bfloat16 group_scales (the channel scales are derived from "
-                      "them)");
-    args->scale_format = w4a8moe::ScaleFormat::kBF16;
-  } else {
-    TORCH_CHECK_VALUE(channel_scales.has_value(), c.op(),
-                      ": float8_e4m3fn group_scales need channel_scales, float32 [E, N] (W = q * sg * sc)");
-    c.check(*channel_scales, "channel_scales", {at::kFloat}, {s.num_experts, s.n}, "[E, N]", 4);
-    args->scale_format = w4a8moe::ScaleFormat::kFP8WithChannelScale;
-    args->channel_scales = channel_scales->data_ptr<float>();
-  }
+  args->scale_format = group_scales.scalar_type() == at::kBFloat16 ? w4a8moe::ScaleFormat::kBF16
+                                                                   : w4a8moe::ScaleFormat::kFP8WithChannelScale;
+  args->channel_scales = channel_scales_pointer(c, channel_scales, s);
 }
 
 at::Tensor prepack_weights(at::Tensor const& weights, at::Tensor const& group_scales,

@@ -203,7 +203,7 @@ def test_bad_mxfp4_inputs_raise_clear_errors():
     nan_scales[1, 3, 2] = 255
     with pytest.raises(ValueError, match="e8m0 scales not 255"):
         w4a8moe.prepack_weights(experts.codes, nan_scales, layout="mxfp4")
-    with pytest.raises(ValueError, match="channel_scales must be None"):
+    with pytest.raises(ValueError, match="channel_scales must be null with ScaleFormat::kBF16 and kE8m0"):
         w4a8moe.prepack_weights(experts.codes, experts.scales, torch.ones(2, 32, device="cuda"), layout="mxfp4")
 
 

@@ -85,8 +85,10 @@ def test_moe_weights_stack_gate_and_up(experts):
     ("K not a multiple of 16", ValueError, "K must be a positive multiple of 16"),
     ("scales of the wrong shape", ValueError, r"group_scales must have shape \[4, 96, 3\]"),
     ("float32 scales", TypeError, "group_scales must be BFloat16 or Float8_e4m3fn"),
-    ("fp8 scales without channel scales", ValueError, "need channel_scales"),
-    ("bf16 scales with channel scales", ValueError, "channel_scales must be None"),
+    ("fp8 scales without channel scales", ValueError,
+     "channel_scales is null: required with ScaleFormat::kFP8WithChannelScale"),
+    ("bf16 scales with channel scales", ValueError, "channel_scales must be null with ScaleFormat::kBF16"),
+    ("channel scales of the wrong shape", ValueError, r"channel_scales must have shape \[4, 96\]"),
     ("non-contiguous weights", ValueError, "weights must be contiguous"),
     ("unknown layout", ValueError, "layout='fancy': must be \"lookup\" or \"exact\""),
 ])
@@ -106,6 +108,8 @@ def test_bad_inputs_raise_clear_errors(experts, case, error, message):
         scales = experts.group_scale
     elif case == "bf16 scales with channel scales":
         channel = experts.channel_scale
+    elif case == "channel scales of the wrong shape":
+        scales, channel = experts.group_scale, experts.channel_scale[:, :64].contiguous()
     elif case == "non-contiguous weights":
         weights = weights.transpose(0, 1).contiguous().transpose(0, 1)
     elif case == "unknown layout":
