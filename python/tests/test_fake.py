@@ -59,17 +59,19 @@ def test_fused_moe_fake_traces_the_gpt_oss_layer():
     assert block(*inputs).shape == (3, h)
 
 
-def test_packed_moe_weights_checks_the_biases():
+def test_prepack_moe_weights_keeps_biases_as_float32_on_the_weights_device():
     e, h, i = 8, 320, 192
-    sizes = dict(gemm1=meta(w4a8moe.packed_weights_bytes(e, 2 * i, h, "mxfp4"), dtype=torch.uint8),
-                 gemm2=meta(w4a8moe.packed_weights_bytes(e, h, i, "mxfp4"), dtype=torch.uint8),
-                 num_experts=e, hidden_size=h, intermediate_size=i, layout="mxfp4")
-    with pytest.raises(ValueError, match=r"gemm2_bias must be a float32 tensor of shape \(8, 320\)"):
-        w4a8moe.PackedMoeWeights(**sizes, gemm2_bias=meta(e, i, dtype=torch.float32))
-    with pytest.raises(ValueError, match="gemm1_bias: expert biases go with layout 'mxfp4' only"):
-        w4a8moe.PackedMoeWeights(gemm1=small_weights().gemm1, gemm2=small_weights().gemm2, num_experts=16,
-                                 hidden_size=256, intermediate_size=384,
-                                 gemm1_bias=meta(16, 768, dtype=torch.float32))
+    packed = w4a8moe.prepack_moe_weights(meta(e, 2 * i, h // 2, dtype=torch.uint8), meta(e, 2 * i, h // 32,
+                                                                                     dtype=torch.uint8),
+                                         meta(e, h, i // 2, dtype=torch.uint8), meta(e, h, i // 32, dtype=torch.uint8),
+                                         layout="mxfp4", w13_bias=torch.zeros(e, 2 * i, dtype=torch.bfloat16),
+                                         w2_bias=torch.zeros(e, h))
+    for bias, shape in ((packed.gemm1_bias, (e, 2 * i)), (packed.gemm2_bias, (e, h))):
+        assert bias.device.type == "meta" and bias.dtype == torch.float32 and bias.shape == shape
+    assert packed.gemm1.shape == (w4a8moe.packed_weights_bytes(e, 2 * i, h, "mxfp4"),)
+
+
+def test_gate_up_rows_in_layer_order():
     with pytest.raises(ValueError, match="dim 1 must hold 2I interleaved rows"):
         w4a8moe.gate_up_rows_in_layer_order(torch.zeros(2, 5))
     rows = torch.arange(2 * 6).view(2, 6)  # per expert: gate 0, up 0, gate 1, up 1, gate 2, up 2

@@ -216,10 +216,13 @@ def test_biases_only_with_the_mxfp4_layout():
     offsets = torch.tensor([0, 2, 4], dtype=torch.int64, device="cuda")
     with pytest.raises(ValueError, match="bias: expert biases are taken with PackedLayout::kMxfp4 only"):
         w4a8moe.grouped_gemm(act, token_scales, offsets, packed, 256, bias=torch.zeros(2, 256, device="cuda"))
-    with pytest.raises(ValueError, match="w13_bias goes with layout 'mxfp4' only"):
-        w4a8moe.prepack_moe_weights(ref.pack_offset_binary(gate_up.q), gate_up.bf16_scales,
-                                    ref.pack_offset_binary(down.q), down.bf16_scales,
-                                    w13_bias=torch.zeros(2, 256, device="cuda"))
+    int4_with_bias = w4a8moe.prepack_moe_weights(ref.pack_offset_binary(gate_up.q), gate_up.bf16_scales,
+                                                 ref.pack_offset_binary(down.q), down.bf16_scales,
+                                                 w13_bias=torch.zeros(2, 256))
+    assert int4_with_bias.gemm1_bias.device == gate_up.q.device  # moved to the weights' device, as float32
+    hidden = torch.zeros(2, 128, dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(ValueError, match="gemm1_bias: expert biases are taken with PackedLayout::kMxfp4 only"):
+        w4a8moe.fused_moe(hidden, torch.zeros(2, 2, device="cuda"), weights=int4_with_bias, top_k=1)
     m = GptOssLayer(4, 2, hidden=64, inter=32, seed=1)
     with pytest.raises(ValueError, match=r"bias must have shape \[4, 64\]"):
         w4a8moe.grouped_gemm(act, token_scales, offsets[[0, 1, 1, 1, 2]], m.weights.gemm1, 64,

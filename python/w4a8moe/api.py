@@ -111,13 +111,6 @@ class PackedMoeWeights:
                 raise ValueError(f"PackedMoeWeights.{name} has {packed.numel()} bytes, but E, N, K = {shape} "
                                  f"take {expected} in layout {self.layout!r}: it was packed for another shape or "
                                  "layout")
-            bias = getattr(self, f"{name}_bias")
-            if bias is None:
-                continue
-            if self.layout != "mxfp4":
-                raise ValueError(f"PackedMoeWeights.{name}_bias: expert biases go with layout 'mxfp4' only")
-            if not isinstance(bias, torch.Tensor) or bias.dtype != torch.float32 or tuple(bias.shape) != shape[:2]:
-                raise ValueError(f"PackedMoeWeights.{name}_bias must be a float32 tensor of shape {shape[:2]}")
 
 
 def _unpacked_k(weights: torch.Tensor, name: str) -> int:
@@ -141,12 +134,12 @@ def gate_up_rows_in_layer_order(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([t[:, 0::2], t[:, 1::2]], dim=1).contiguous()
 
 
-def _bias(bias: Optional[torch.Tensor], layout: str, name: str) -> Optional[torch.Tensor]:
+def _bias(bias: Optional[torch.Tensor], weights: torch.Tensor) -> Optional[torch.Tensor]:
+    # float32 on the weights' device, as the op reads it; which layouts take biases is the library's rule, checked
+    # when the layer runs.
     if bias is None:
         return None
-    if layout != "mxfp4":
-        raise ValueError(f"prepack_moe_weights: {name} goes with layout 'mxfp4' only (gpt-oss's expert biases)")
-    return bias.to(torch.float32).contiguous()
+    return bias.to(device=weights.device, dtype=torch.float32).contiguous()
 
 
 def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_weight: torch.Tensor,
@@ -168,8 +161,9 @@ def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_we
         w2_scale: [E, H, ceil(I/128)], bfloat16 or float8_e4m3fn with w2_channel_scale ("mxfp4": [E, H, I/32]).
         w13_channel_scale, w2_channel_scale: float32 [E, 2I] and [E, H]; only with float8_e4m3fn scales.
         layout: the packed layout, "lookup", "exact" or "mxfp4" (see prepack_weights).
-        w13_bias, w2_bias: optional expert biases [E, 2I] and [E, H], float32 or bfloat16 (kept as float32), with
-            layout "mxfp4" only; w13_bias in w13_weight's row order.
+        w13_bias, w2_bias: optional expert biases [E, 2I] and [E, H], float32 or bfloat16 (kept as float32 on the
+            weights' device), with layout "mxfp4" only (fused_moe raises ValueError otherwise); w13_bias in
+            w13_weight's row order.
 
     Returns:
         PackedMoeWeights for the E experts (E is the number of local experts under expert parallelism).
@@ -187,8 +181,8 @@ def prepack_moe_weights(w13_weight: torch.Tensor, w13_scale: torch.Tensor, w2_we
         hidden_size=hidden,
         intermediate_size=inter,
         layout=layout,
-        gemm1_bias=_bias(w13_bias, layout, "w13_bias"),
-        gemm2_bias=_bias(w2_bias, layout, "w2_bias"),
+        gemm1_bias=_bias(w13_bias, w13_weight),
+        gemm2_bias=_bias(w2_bias, w2_weight),
     )
 
 
