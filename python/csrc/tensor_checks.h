@@ -98,24 +98,23 @@ class TensorChecks {
     return static_cast<int>(value);
   }
 
-  // A packed buffer from prepack_weights for `shape` in `layout`, or, with no layout given, in the one layout whose
-  // packed size it has (the layouts' sizes differ for most shapes: 0.5625, 0.516 and 0.531 bytes per weight; where
-  // two coincide, small shapes whose sections round to the same alignment, the caller must name the layout).
-  w4a8moe::PackedLayout check_packed(at::Tensor const& t, char const* name, w4a8moe::ExpertWeightShape const& shape,
-                                     std::optional<std::string> const& layout) const {
+  // A packed buffer from prepack_weights: uint8 [bytes] on the op's device, as the library reads it.
+  void packed(at::Tensor const& t, char const* name) const {
     rank(t, name, 1, "uint8 [bytes] from prepack_weights");
-    std::vector<w4a8moe::PackedLayout> candidates;
-    if (layout.has_value()) {
-      candidates.push_back(parse_layout(*layout, op_));
-      throw_on_error(w4a8moe::validate_weight_shape(shape, candidates[0], name), op_);
-    } else {
-      throw_on_error(w4a8moe::validate_weight_shape(shape, name), op_);
-      candidates = {w4a8moe::PackedLayout::kLookupTable, w4a8moe::PackedLayout::kExactScales,
-                    w4a8moe::PackedLayout::kMxfp4};
-    }
+    check(t, name, {at::kByte}, {t.numel()}, "uint8 [bytes] from prepack_weights", 256);
+  }
+
+  // The layout of a packed buffer for `shape`: `layout` when given, or else the one layout whose packed size the
+  // buffer has (the layouts' sizes differ for most shapes: 0.5625, 0.516 and 0.531 bytes per weight; where two
+  // coincide, small shapes whose sections round to the same alignment, the caller must name the layout).
+  w4a8moe::PackedLayout packed_layout(at::Tensor const& t, char const* name, w4a8moe::ExpertWeightShape const& shape,
+                                      std::optional<std::string> const& layout) const {
+    if (layout.has_value()) return parse_layout(*layout, op_);
+    throw_on_error(w4a8moe::validate_weight_shape(shape, name), op_);
     std::vector<w4a8moe::PackedLayout> matches;
     std::string sizes;
-    for (auto const candidate : candidates) {
+    for (auto const candidate : {w4a8moe::PackedLayout::kLookupTable, w4a8moe::PackedLayout::kExactScales,
+                                 w4a8moe::PackedLayout::kMxfp4}) {
       // 0 for a layout the shape cannot take (MXFP4: K a multiple of 32)
       int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape, candidate));
       if (bytes == 0) continue;
@@ -125,12 +124,26 @@ class TensorChecks {
     }
     TORCH_CHECK_VALUE(!matches.empty(), op_, ": ", name, " has ", t.numel(), " bytes, but weights packed for E=",
                       shape.num_experts, ", N=", shape.n, ", K=", shape.k, " take ", sizes,
-                      ": it was packed for another shape", layout.has_value() ? " or layout" : "");
+                      ": it was packed for another shape");
     TORCH_CHECK_VALUE(matches.size() == 1, op_, ": ", name, "'s size (", t.numel(), " bytes) fits more than one ",
                       "layout for E=", shape.num_experts, ", N=", shape.n, ", K=", shape.k, " (", sizes,
                       "): pass layout=");
-    check(t, name, {at::kByte}, {t.numel()}, "uint8 [bytes] from prepack_weights", 256);
     return matches[0];
+  }
+
+  // A packed buffer that the library reads for `shape` without being told its size (the grouped GEMM): the size
+  // of that shape in its layout is checked here, before the library reads the pointer.
+  w4a8moe::PackedLayout check_packed(at::Tensor const& t, char const* name, w4a8moe::ExpertWeightShape const& shape,
+                                     std::optional<std::string> const& layout) const {
+    rank(t, name, 1, "uint8 [bytes] from prepack_weights");
+    w4a8moe::PackedLayout const found = packed_layout(t, name, shape, layout);
+    throw_on_error(w4a8moe::validate_weight_shape(shape, found, name), op_);
+    int64_t const bytes = static_cast<int64_t>(w4a8moe::packed_weights_bytes(shape, found));
+    TORCH_CHECK_VALUE(t.numel() == bytes, op_, ": ", name, " has ", t.numel(), " bytes, but weights packed for E=",
+                      shape.num_experts, ", N=", shape.n, ", K=", shape.k, " take ", bytes, " in layout \"",
+                      w4a8moe::packed_layout_name(found), "\": it was packed for another shape or layout");
+    packed(t, name);
+    return found;
   }
 
   // An optional fp32 bias [rows, cols] (the MXFP4 layout's expert biases); nullptr when absent.

@@ -244,13 +244,14 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
                 c.to_int(top_k, "top_k"), c.to_int(hidden_size, "hidden_size"), c.to_int(inter_size, "inter_size")};
   throw_on_error(w4a8moe::validate_moe_shape(args.shape), c.op());
   auto const& s = args.shape;
-  args.weight_layout = c.check_packed(gemm1_weights, "gemm1_weights",
-                                      {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize}, layout);
-  TORCH_CHECK_VALUE(c.check_packed(gemm2_weights, "gemm2_weights",
-                                   {s.num_local_experts, s.hidden, s.inter, w4a8moe::kGroupSize}, layout) ==
-                        args.weight_layout,
-                    c.op(), ": gemm1_weights and gemm2_weights were packed in different layouts (gemm1: \"",
-                    w4a8moe::packed_layout_name(args.weight_layout), "\")");
+  // The library checks both buffers' sizes against their GEMMs' shapes in this layout (swapped, or packed for
+  // another shape or layout); without a layout named, GEMM1's size tells it.
+  args.weight_layout = c.packed_layout(gemm1_weights, "gemm1_weights",
+                                       {s.num_local_experts, 2 * s.inter, s.hidden, w4a8moe::kGroupSize}, layout);
+  c.packed(gemm1_weights, "gemm1_weights");
+  c.packed(gemm2_weights, "gemm2_weights");
+  args.gemm1_weights_bytes = gemm1_weights.nbytes();
+  args.gemm2_weights_bytes = gemm2_weights.nbytes();
   args.activation = parse_activation(activation, c.op());
   args.swiglu_limit = static_cast<float>(swiglu_limit);
   args.gemm1_bias = c.bias(gemm1_bias, "gemm1_bias", s.num_local_experts, 2 * s.inter, "[num_local_experts, 2I]");

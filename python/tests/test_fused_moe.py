@@ -171,9 +171,10 @@ def test_exact_layout_expert_parallel_rank_fp16():
 
 
 def test_layers_packed_in_different_layouts_are_rejected():
+    # GEMM1's size tells the layout ("lookup"); the library finds GEMM2's buffer too small for it.
     lookup, exact = layer("small_ep"), layer("small_ep_exact")
     hidden, logits = lookup.hidden_states(4), lookup.router_logits(4)
-    with pytest.raises(ValueError, match="different layouts"):
+    with pytest.raises(ValueError, match='gemm2_weights_bytes=.* packed in the "lookup" layout take'):
         torch.ops.w4a8moe.moe_forward(hidden, lookup.weights.gemm1, exact.weights.gemm2, logits, None, None, None,
                                       16, 8, 4, 384, True, False)
 
@@ -343,11 +344,36 @@ def test_bad_inputs_raise_clear_errors(case, error, message):
 def test_weights_packed_for_another_shape_are_rejected():
     m = layer("small")
     hidden, logits = m.hidden_states(8), m.router_logits(8)
+    # No layout named: the op tells it by GEMM1's size, which fits no layout of this shape.
     with pytest.raises(ValueError, match="gemm1_weights has .* bytes, .* packed for another shape"):
         torch.ops.w4a8moe.moe_forward(hidden, m.weights.gemm1, m.weights.gemm2, logits, None, None, None,
                                       m.num_experts, m.num_experts, m.top_k, 2 * m.inter, True, False)
-    with pytest.raises(ValueError, match="packed for another shape"):
-        w4a8moe.PackedMoeWeights(m.weights.gemm1, m.weights.gemm2, m.num_experts, m.hidden, 2 * m.inter)
+    # The layout named: the library checks the buffers' sizes (gemm1/gemm2_weights_bytes).
+    wrong = w4a8moe.PackedMoeWeights(m.weights.gemm1, m.weights.gemm2, m.num_experts, m.hidden, 2 * m.inter)
+    with pytest.raises(ValueError, match=r"args\.gemm1_weights_bytes=.* take .* bytes \(swapped, or packed for"):
+        w4a8moe.fused_moe(hidden, logits, weights=wrong, top_k=m.top_k)
+
+
+@pytest.mark.parametrize("layout", ["lookup", "exact"])
+def test_swapped_gemm_weights_are_rejected(layout):
+    m = layer("small_ep" if layout == "lookup" else "small_ep_exact")
+    hidden, logits = m.hidden_states(8), m.router_logits(8)
+    expert_map = torch.full((16,), -1, dtype=torch.int32, device="cuda")
+    expert_map[:8] = torch.arange(8, dtype=torch.int32, device="cuda")
+    w = m.weights
+    assert w.gemm1.numel() != w.gemm2.numel()  # else no size could tell them apart
+    swapped = w4a8moe.PackedMoeWeights(w.gemm2, w.gemm1, w.num_experts, w.hidden_size, w.intermediate_size,
+                                       layout=w.layout)
+    with pytest.raises(ValueError, match=r"args\.gemm1_weights_bytes=%d: .* take %d bytes"
+                       % (w.gemm2.numel(), w.gemm1.numel())):
+        w4a8moe.fused_moe(hidden, logits, weights=swapped, top_k=m.top_k, expert_map=expert_map)
+    only_gemm2 = w4a8moe.PackedMoeWeights(w.gemm1, w.gemm1, w.num_experts, w.hidden_size, w.intermediate_size,
+                                          layout=w.layout)
+    with pytest.raises(ValueError, match=r"args\.gemm2_weights_bytes=%d: .* take %d bytes"
+                       % (w.gemm1.numel(), w.gemm2.numel())):
+        w4a8moe.fused_moe(hidden, logits, weights=only_gemm2, top_k=m.top_k, expert_map=expert_map)
+    out = w4a8moe.fused_moe(hidden, logits, weights=w, top_k=m.top_k, expert_map=expert_map)
+    assert out.shape == hidden.shape
 
 
 def test_moe_routing_bad_inputs():

@@ -86,6 +86,10 @@ class PackedMoeWeights:
     layout: the packed layout of both ("lookup", "exact" or "mxfp4").
     gemm1_bias, gemm2_bias: optional float32 [E, 2 * intermediate_size] and [E, hidden_size], the experts' biases
         in the rows' order (layout "mxfp4" only).
+
+    A plain container: fused_moe() passes its fields to the op, which checks the tensors, and the library checks
+    the buffers' sizes against the shapes and the layout (buffers swapped or packed for another shape) and the
+    biases against the layout.
     """
 
     gemm1: torch.Tensor
@@ -96,21 +100,6 @@ class PackedMoeWeights:
     layout: str = "lookup"
     gemm1_bias: Optional[torch.Tensor] = None
     gemm2_bias: Optional[torch.Tensor] = None
-
-    def __post_init__(self):
-        shapes = {
-            "gemm1": (self.num_experts, 2 * self.intermediate_size, self.hidden_size),
-            "gemm2": (self.num_experts, self.hidden_size, self.intermediate_size),
-        }
-        for name, shape in shapes.items():
-            packed = getattr(self, name)
-            if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1:
-                raise TypeError(f"PackedMoeWeights.{name} must be a 1-D uint8 tensor from prepack_weights")
-            expected = packed_weights_bytes(*shape, self.layout)
-            if packed.numel() != expected:
-                raise ValueError(f"PackedMoeWeights.{name} has {packed.numel()} bytes, but E, N, K = {shape} "
-                                 f"take {expected} in layout {self.layout!r}: it was packed for another shape or "
-                                 "layout")
 
 
 def _unpacked_k(weights: torch.Tensor, name: str) -> int:
