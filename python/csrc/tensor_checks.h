@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 #include <limits>
@@ -22,6 +23,9 @@ using w4a8moe::StatusCode;
 
 inline void throw_on_error(Status const& status, char const* op) {
   if (status.ok()) return;
+  // The CUDA error the library reports stays pending in the runtime, and the next CUDA call anywhere, some
+  // unrelated torch op, would raise it again: cleared here, so that it is raised once, with the library's message.
+  if (status.code() == StatusCode::kCudaError) (void)cudaGetLastError();
   if (status.code() == StatusCode::kInvalidArgument) TORCH_CHECK_VALUE(false, op, ": ", status.to_string());
   if (status.code() == StatusCode::kNotSupported) TORCH_CHECK_NOT_IMPLEMENTED(false, op, ": ", status.to_string());
   TORCH_CHECK(false, op, ": ", status.to_string());
