@@ -301,8 +301,9 @@ at::Tensor moe_forward(at::Tensor const& hidden, at::Tensor const& gemm1_weights
   return out;
 }
 
-// Shape [E, N, K] of a packed buffer read back on the host (e.g. from disk); checks magic, version and size.
-std::vector<int64_t> packed_weights_shape(at::Tensor const& packed) {
+// Shape [E, N, K] and layout name of a packed buffer read back on the host (e.g. from disk); checks magic, version
+// and size.
+std::tuple<int64_t, int64_t, int64_t, std::string> packed_weights_shape(at::Tensor const& packed) {
   char const* const op = "w4a8moe.packed_weights_shape";
   TORCH_CHECK_VALUE(packed.is_cpu(), op, ": packed must be on the CPU (the header is read on the host), got ",
                     packed.device(), "; pass packed.cpu()");
@@ -310,8 +311,10 @@ std::vector<int64_t> packed_weights_shape(at::Tensor const& packed) {
   TORCH_CHECK_VALUE(packed.dim() == 1 && packed.is_contiguous(), op, ": packed must be a contiguous 1-D tensor, got "
                     "shape ", packed.sizes(), " and strides ", packed.strides());
   w4a8moe::ExpertWeightShape shape;
-  throw_on_error(w4a8moe::read_packed_header(packed.data_ptr(), static_cast<size_t>(packed.numel()), &shape), op);
-  return {shape.num_experts, shape.n, shape.k};
+  w4a8moe::PackedLayout layout = w4a8moe::PackedLayout::kLookupTable;
+  throw_on_error(
+      w4a8moe::read_packed_header(packed.data_ptr(), static_cast<size_t>(packed.numel()), &shape, &layout), op);
+  return {shape.num_experts, shape.n, shape.k, w4a8moe::packed_layout_name(layout)};
 }
 
 int64_t packed_weights_bytes(int64_t num_experts, int64_t n, int64_t k, std::string const& layout) {
@@ -352,7 +355,7 @@ TORCH_LIBRARY(w4a8moe, m) {
         "str? gemm2_config=None, str path=\"auto\", str activation=\"silu\", float swiglu_limit=7.0, "
         "Tensor? gemm1_bias=None, Tensor? gemm2_bias=None, str? layout=None) -> Tensor",
         {at::Tag::pt2_compliant_tag});
-  m.def("packed_weights_shape(Tensor packed) -> int[]");
+  m.def("packed_weights_shape(Tensor packed) -> (int num_experts, int n, int k, str layout)");
   // No tensor arguments: these run on the host wherever they are called from.
   m.def("packed_weights_bytes(int num_experts, int n, int k, str layout=\"lookup\") -> int",
         &w4a8moe_torch::packed_weights_bytes);

@@ -1,5 +1,7 @@
 """The fake implementations torch.compile traces with, on meta tensors, and the host-only helpers. No GPU needed."""
 
+import struct
+
 import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
@@ -103,6 +105,21 @@ def test_fused_moe_converts_float16_router_logits():
     (call,) = [node for node in graph.graph.nodes if node.target == torch.ops.w4a8moe.moe_forward.default]
     assert call.args[3].meta["val"].dtype == torch.float32  # the op reads float32 or bfloat16 logits only
     assert block(*inputs).dtype == torch.float16
+
+
+def packed_header(num_experts, n, k, layout):
+    """A packed buffer of the right size whose header says (E, N, K) in `layout`; the rest zero."""
+    versions = {"lookup": 1, "exact": 2, "mxfp4": 4}  # kPackedFormatVersion and the other layouts' versions
+    total = w4a8moe.packed_weights_bytes(num_experts, n, k, layout)
+    header = struct.pack("<8sIIiiiiQII", b"W4A8MOE\0", versions[layout], 256, num_experts, n, k, 128, total, 0, 0)
+    packed = torch.zeros(total, dtype=torch.uint8)
+    packed[:len(header)] = torch.frombuffer(bytearray(header), dtype=torch.uint8)
+    return packed
+
+
+@pytest.mark.parametrize("layout", ["lookup", "exact", "mxfp4"])
+def test_packed_weights_shape_reads_the_layout(layout):
+    assert w4a8moe.packed_weights_shape(packed_header(4, 96, 384, layout)) == (4, 96, 384, layout)
 
 
 def test_host_helpers():

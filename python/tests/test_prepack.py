@@ -57,7 +57,9 @@ def test_fp8_group_scale_above_56_is_rejected(experts):
 
 def test_header_reads_back_on_the_host(experts):
     packed = w4a8moe.prepack_weights(ref.pack_offset_binary(experts.q), experts.bf16_scales).cpu()
-    assert w4a8moe.packed_weights_shape(packed) == experts.shape
+    assert w4a8moe.packed_weights_shape(packed) == (*experts.shape, "lookup")
+    exact = w4a8moe.prepack_weights(ref.pack_offset_binary(experts.q), experts.bf16_scales, layout="exact").cpu()
+    assert w4a8moe.packed_weights_shape(exact) == (*experts.shape, "exact")
     corrupt = packed.clone()
     corrupt[0] ^= 0xFF
     with pytest.raises(ValueError, match="bad magic"):

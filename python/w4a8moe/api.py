@@ -38,8 +38,10 @@ def packed_weights_bytes(num_experts: int, n: int, k: int, layout: str = "lookup
 
 
 def packed_weights_shape(packed: torch.Tensor) -> tuple:
-    """(E, N, K) of a packed buffer, read from its header after checking magic, format version and size: the check
-    to run on a packed buffer loaded back from disk. packed: uint8 [bytes] on the CPU."""
+    """(E, N, K, layout) of a packed buffer, read from its header after checking magic, format version and size:
+    the check to run on a packed buffer loaded back from disk. layout is the name it was packed in ("lookup",
+    "exact" or "mxfp4"), to pass on as PackedMoeWeights.layout or grouped_gemm's layout. packed: uint8 [bytes] on
+    the CPU."""
     return tuple(torch.ops.w4a8moe.packed_weights_shape(packed))
 
 
