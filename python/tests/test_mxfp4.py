@@ -146,7 +146,7 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
-        raw = torch.frombuffer(body[begin:end], dtype=torch.uint8) if end > begin else torch.empty(0, torch.uint8)
+        raw = torch.frombuffer(body[begin:end], dtype=torch.uint8) if end > begin else torch.empty(0, dtype=torch.uint8)
         tensors[name] = raw.view(_SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"]).clone()
     return tensors
 
