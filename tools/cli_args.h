@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "common/status_message.h"
 #include "w4a8moe/status.h"
 
 namespace w4a8moe::tools {
@@ -53,27 +55,51 @@ class Args {
       }
     }
   }
-  static bool is_flag(std::string const& name) { return name == "help" || name == "no-renormalize" || name == "no-check"; }
+  static bool is_flag(std::string const& name) {
+    return name == "help" || name == "no-renormalize" || name == "no-check";
+  }
   bool has(std::string const& name) const { return values_.count(name) > 0; }
   std::string get(std::string const& name, std::string const& fallback = "") const {
     auto const it = values_.find(name);
     return it == values_.end() ? fallback : it->second;
   }
   int64_t integer(std::string const& name, int64_t fallback) const {
-    if (!has(name)) return fallback;
+    int64_t value = 0;
+    Status const status = integer_in(name, fallback, INT64_MIN, INT64_MAX, &value);
+    if (!status.ok()) die(status.message());
+    return value;
+  }
+  // The integer option `name` (`fallback` when absent, unchecked) into *value; an error naming the option unless
+  // it is an integer in [min, max]. The programs narrow options to int after this, never before.
+  Status integer_in(std::string const& name, int64_t fallback, int64_t min, int64_t max, int64_t* value) const {
+    *value = fallback;
+    if (!has(name)) return Status::Ok();
+    std::string const text = get(name);
     try {
       size_t used = 0;
-      int64_t const value = std::stoll(get(name), &used);
-      if (used == get(name).size()) return value;
-    } catch (...) {
+      *value = std::stoll(text, &used);
+      if (used != text.size()) return invalid_argument("--", name, "=", text, ": expected an integer");
+    } catch (...) {  // std::invalid_argument or std::out_of_range (past int64)
+      return invalid_argument("--", name, "=", text, ": expected an integer in [", min, ", ", max, "]");
     }
-    die("--" + name + "=" + get(name) + ": expected an integer");
+    if (*value < min || *value > max) {
+      if (max == INT64_MAX) return invalid_argument("--", name, "=", text, ": must be at least ", min);
+      return invalid_argument("--", name, "=", text, ": must be in [", min, ", ", max, "]");
+    }
+    return Status::Ok();
   }
   std::vector<std::string> const& positional() const { return positional_; }
   void reject_unknown(std::vector<std::string> const& known) const {
+    Status const status = check_known(known);
+    if (!status.ok()) die(status.message());
+  }
+  Status check_known(std::vector<std::string> const& known) const {
     for (auto const& [name, value] : values_) {
-      if (std::find(known.begin(), known.end(), name) == known.end()) die("unknown option --" + name + " (see --help)");
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        return invalid_argument("unknown option --", name, " (see --help)");
+      }
     }
+    return Status::Ok();
   }
 
  private:

@@ -28,6 +28,7 @@
 #include "layer_weights.h"
 #include "model_presets.h"
 #include "reference/moe_reference.h"
+#include "run_options.h"
 #include "w4a8moe/checkpoint.h"
 #include "w4a8moe/grouped_gemm.h"
 #include "w4a8moe/moe.h"
@@ -35,17 +36,6 @@
 
 namespace w4a8moe::tools {
 namespace {
-
-std::string run_help() {
-  return "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
-         "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
-         "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
-         "                   [--path auto|staged|one-launch] [--layout lookup|exact|mxfp4] [--seed S] [--json FILE]\n"
-         "models: " + tools::model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n"
-         "--path: the layer's stages, or one launch (1..8 tokens); auto picks (a GEMM config stages it).\n"
-         "--layout: the packed layout (include/w4a8moe/types.h PackedLayout): lookup (default) or exact for int4\n"
-         "  experts; gpt-oss's MXFP4 experts (its presets and checkpoints) always run the mxfp4 layout.\n";
-}
 
 struct RunSetup {
   std::string description;
@@ -58,84 +48,61 @@ struct RunSetup {
   std::vector<int32_t> expert_map;  // empty without expert parallelism
 };
 
-RunSetup setup_from_args(Args const& args) {
+// The layer the options name, its weights built or read. The tokens are checked against the layer's top_k (the
+// library's row rule) as soon as the shape is known, before any weights are drawn or gathered.
+RunSetup setup_layer(RunOptions const& o) {
   RunSetup setup;
-  uint64_t const seed = uint64_t(args.integer("seed", 1));
   int const threads = int(std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
-  int ep_ranks = 1;
-  MoeShape shape;
-  if (args.has("checkpoint")) {
-    std::string const dir = args.get("checkpoint");
+  if (!o.checkpoint.empty()) {
+    std::string const& dir = o.checkpoint;
     ModelConfig config;
     check(read_model_config(dir + "/config.json", &config), "config.json");
     if (!config.w4a8 && !config.mxfp4) {
       die(dir + "/config.json: no W4A8 or MXFP4 quantization_config (quantize it first: w4a8moe quantize)");
     }
+    setup.shape = {config.moe.num_experts, config.moe.num_experts, config.moe.experts_per_token,
+                   config.moe.hidden_size, config.moe.intermediate_size};
+    check(validate_moe_shape(setup.shape), "config.json's layer shape");
+    check(check_run_tokens(o.tokens, setup.shape), "arguments");
     Checkpoint checkpoint;
     check(Checkpoint::open(dir, &checkpoint), "checkpoint");
-    int const layer = int(args.integer("layer", -1));
-    if (layer < 0) die("--checkpoint needs --layer N (a MoE layer of the model)");
     auto const start = std::chrono::steady_clock::now();
     setup.gpt_oss = config.mxfp4;
     if (setup.gpt_oss) {
-      check(gather_mxfp4_layer_experts(checkpoint, config, layer, &setup.mxfp4_experts), "gathering the layer");
+      check(gather_mxfp4_layer_experts(checkpoint, config, o.layer, &setup.mxfp4_experts), "gathering the layer");
       if (config.moe.swiglu_limit > 0) setup.swiglu_limit = config.moe.swiglu_limit;
     } else {
-      check(gather_layer_experts(checkpoint, config, layer, &setup.experts), "gathering the layer's experts");
+      check(gather_layer_experts(checkpoint, config, o.layer, &setup.experts), "gathering the layer's experts");
     }
-    shape = {config.moe.num_experts, config.moe.num_experts, config.moe.experts_per_token, config.moe.hidden_size,
-             config.moe.intermediate_size};
-    setup.renormalize = config.moe.norm_topk_prob;
+    setup.renormalize = config.moe.norm_topk_prob && o.renormalize;
     std::ostringstream text;
-    text << dir << " layer " << layer << " (" << config.moe.model_type << "; read in " << seconds_since(start) << " s";
+    text << dir << " layer " << o.layer << " (" << config.moe.model_type << "; read in " << seconds_since(start)
+         << " s";
     if (config.moe.scoring != RouterScoring::kSoftmax || config.moe.num_expert_groups > 1) {
       text << "; NOTE: the model routes with sigmoid/group-limited scores, this run uses softmax top-k";
     }
     text << ")";
     setup.description = text.str();
+    return setup;
+  }
+  setup.shape = o.shape;  // parse_run_options checked it and the tokens
+  setup.gpt_oss = o.gpt_oss;
+  setup.renormalize = o.renormalize;
+  auto const start = std::chrono::steady_clock::now();
+  if (setup.gpt_oss) {
+    make_random_gpt_oss_layer(setup.shape, o.seed, threads, &setup.mxfp4_experts);
   } else {
-    if (args.has("model")) {
-      std::string const name = args.get("model");
-      tools::ModelPreset const* preset = tools::find_model_preset(name);
-      if (!preset) die("--model " + name + ": unknown model\n" + run_help());
-      shape = preset->shape;
-      ep_ranks = preset->default_ep_ranks;
-      setup.gpt_oss = preset->gpt_oss;
-      setup.description = name;
-    } else if (args.has("experts") || args.has("hidden")) {
-      shape = {int(args.integer("experts", 0)), int(args.integer("experts", 0)), int(args.integer("topk", 0)),
-               int(args.integer("hidden", 0)), int(args.integer("inter", 0))};
-      setup.description = "custom";
-    } else {
-      die(std::string("choose a layer: --model, --experts/--topk/--hidden/--inter or --checkpoint\n") + run_help());
-    }
-    ep_ranks = int(args.integer("ep-ranks", ep_ranks));
-    if (ep_ranks < 1 || shape.num_experts % ep_ranks != 0) {
-      die("--ep-ranks=" + std::to_string(ep_ranks) + ": must divide the " + std::to_string(shape.num_experts) +
-          " experts");
-    }
-    shape.num_local_experts = shape.num_experts / ep_ranks;
-    check(validate_moe_shape(shape), "layer shape");
-    auto const start = std::chrono::steady_clock::now();
-    if (setup.gpt_oss) {
-      make_random_gpt_oss_layer(shape, seed, threads, &setup.mxfp4_experts);
-    } else {
-      check(make_random_layer(shape, seed, threads, &setup.experts), "random weights");
-    }
-    std::ostringstream text;
-    text << setup.description << " (random weights, " << (setup.gpt_oss ? "MXFP4" : "RTN W4A8 g128")
-         << ", quantised in " << seconds_since(start) << " s)";
-    setup.description = text.str();
+    check(make_random_layer(setup.shape, o.seed, threads, &setup.experts), "random weights");
   }
-  setup.renormalize = setup.renormalize && !args.has("no-renormalize");
-  if (ep_ranks > 1) {
-    int const rank = int(args.integer("rank", 0));
-    if (rank < 0 || rank >= ep_ranks) die("--rank must be in [0, --ep-ranks)");
-    setup.expert_map.assign(shape.num_experts, -1);
-    for (int i = 0; i < shape.num_local_experts; ++i) setup.expert_map[rank * shape.num_local_experts + i] = i;
+  std::ostringstream text;
+  text << (o.preset != nullptr ? o.preset->name : std::string("custom")) << " (random weights, "
+       << (setup.gpt_oss ? "MXFP4" : "RTN W4A8 g128") << ", quantised in " << seconds_since(start) << " s)";
+  setup.description = text.str();
+  if (o.ep_ranks > 1) {
+    setup.expert_map.assign(setup.shape.num_experts, -1);
+    int const local = setup.shape.num_local_experts;
+    for (int i = 0; i < local; ++i) setup.expert_map[o.rank * local + i] = i;
   }
-  setup.shape = shape;
-  check(validate_moe_shape(shape), "layer shape");
   return setup;
 }
 
@@ -155,9 +122,8 @@ int run_command(Args const& args) {
     std::printf("%s", run_help().c_str());
     return 0;
   }
-  args.reject_unknown({"model", "experts", "topk", "hidden", "inter", "checkpoint", "layer", "tokens", "ep-ranks",
-                       "rank", "dtype", "no-renormalize", "iters", "check-tokens", "no-check", "gemm1-config",
-                       "gemm2-config", "path", "layout", "seed", "json", "help"});
+  RunOptions o;
+  check(parse_run_options(args, &o), "arguments");
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     die("no CUDA device found: `run` needs a Hopper GPU (H100/H200)", 2);
@@ -167,18 +133,15 @@ int run_command(Args const& args) {
   if (prop.major != 9 || prop.minor != 0) {
     die(std::string("device '") + prop.name + "' is not a Hopper GPU (sm_90): the kernels need an H100/H200", 2);
   }
-  int64_t const tokens = args.integer("tokens", 16);
-  if (tokens < 1) die("--tokens must be at least 1");
-  std::string const dtype = args.get("dtype", "bf16");
-  if (dtype != "bf16" && dtype != "fp16") die("--dtype must be bf16 or fp16");
-  bool const fp16 = dtype == "fp16";
-  int const iters = int(std::max<int64_t>(1, args.integer("iters", 20)));
-  PackedLayout layout = PackedLayout::kLookupTable;
-  check(parse_packed_layout(args.get("layout", "lookup").c_str(), &layout, "--layout"), "arguments");
+  int64_t const tokens = o.tokens;
+  bool const fp16 = o.fp16;
+  char const* const dtype = fp16 ? "fp16" : "bf16";
+  int const iters = o.iters;
+  PackedLayout layout = o.layout;
 
-  RunSetup setup = setup_from_args(args);
+  RunSetup setup = setup_layer(o);
   if (setup.gpt_oss) {  // MXFP4 experts have one layout
-    if (args.has("layout") && layout != PackedLayout::kMxfp4) die("gpt-oss's MXFP4 experts run --layout mxfp4");
+    if (o.layout_given && layout != PackedLayout::kMxfp4) die("gpt-oss's MXFP4 experts run --layout mxfp4");
     layout = PackedLayout::kMxfp4;
   } else if (layout == PackedLayout::kMxfp4) {
     die("--layout mxfp4 takes MXFP4 experts: --model gpt-oss-20b or gpt-oss-120b, or a gpt-oss checkpoint");
@@ -186,7 +149,7 @@ int run_command(Args const& args) {
   MoeShape const& s = setup.shape;
   std::printf("w4a8moe run: %s\n", setup.description.c_str());
   std::printf("  layer: E=%d (local %d), top-%d, H=%d, I=%d; %lld tokens, %s, %s layout, %s\n", s.num_experts,
-              s.num_local_experts, s.top_k, s.hidden, s.inter, static_cast<long long>(tokens), dtype.c_str(),
+              s.num_local_experts, s.top_k, s.hidden, s.inter, static_cast<long long>(tokens), dtype,
               packed_layout_name(layout), prop.name);
 
   PackedGptOssLayer packed;  // int4 experts: the two GEMMs' buffers alone, no biases
@@ -203,7 +166,7 @@ int run_command(Args const& args) {
   double const packed_gb = double(gemm1.bytes() + gemm2.bytes()) / 1e9;
 
   // Inputs: hidden states N(0, 1) with a few outlier channels, router logits N(0, 1).
-  std::mt19937_64 rng(uint64_t(args.integer("seed", 1)) + 17);
+  std::mt19937_64 rng(o.seed + 17);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<uint16_t> hidden_bits(size_t(tokens) * s.hidden);
   std::vector<float> hidden(hidden_bits.size()), logits(size_t(tokens) * s.num_experts);
@@ -242,11 +205,9 @@ int run_command(Args const& args) {
   fa.out = d_out.get();
   fa.workspace = workspace.get();
   fa.workspace_bytes = workspace.bytes();
-  fa.gemm1_config = args.get("gemm1-config");
-  fa.gemm2_config = args.get("gemm2-config");
-  std::string const path = args.get("path", "auto");
-  if (path != "auto" && path != "staged" && path != "one-launch") die("--path must be auto, staged or one-launch");
-  fa.path = path == "staged" ? MoePath::kStaged : path == "one-launch" ? MoePath::kOneLaunch : MoePath::kAuto;
+  fa.gemm1_config = o.gemm1_config;
+  fa.gemm2_config = o.gemm2_config;
+  fa.path = o.path;
   fa.stream = stream;
   std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens, layout) : fa.gemm1_config;
   std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens, layout) : fa.gemm2_config;
@@ -262,7 +223,8 @@ int run_command(Args const& args) {
     std::printf("  weights: %.2f GB packed; kernels: the one-launch layer (staged path: gemm1 %s, gemm2 %s)\n",
                 packed_gb, config1.c_str(), config2.c_str());
   } else {
-    std::printf("  weights: %.2f GB packed; kernels: gemm1 %s, gemm2 %s\n", packed_gb, config1.c_str(), config2.c_str());
+    std::printf("  weights: %.2f GB packed; kernels: gemm1 %s, gemm2 %s\n", packed_gb, config1.c_str(),
+                config2.c_str());
   }
   double stages_total = 0;
   for (double us : timing.stage_us) stages_total += us;
@@ -276,7 +238,7 @@ int run_command(Args const& args) {
               100.0 * timing.outside_gemms, double(tokens) / (timing.total_us * 1e-6), timing.graph_nodes);
 
   // Check a sample of tokens against the CPU reference.
-  int const check_tokens = args.has("no-check") ? 0 : int(std::min<int64_t>(tokens, args.integer("check-tokens", 8)));
+  int const check_tokens = int(std::min<int64_t>(tokens, o.check_tokens));  // a sample, at most every token
   double worst = 0.0;
   bool passed = true;
   if (check_tokens > 0) {
@@ -322,7 +284,7 @@ int run_command(Args const& args) {
                 check_tokens, worst, passed ? "OK" : "FAILED");
   }
 
-  if (args.has("json")) {
+  if (!o.json.empty()) {
     tools::Json const doc = {{"device", prop.name},
                              {"layer", setup.description},
                              {"experts", s.num_experts},
@@ -345,8 +307,8 @@ int run_command(Args const& args) {
                              {"check_worst_relative_error", worst},
                              {"check_passed", passed}};
     // One line: runs append to a JSON Lines file (scripts/gpu-check.sh).
-    if (!tools::write_json(doc, args.get("json"), /*one_line=*/true)) die("cannot write " + args.get("json"));
-    std::printf("  wrote %s\n", args.get("json").c_str());
+    if (!tools::write_json(doc, o.json, /*one_line=*/true)) die("cannot write " + o.json);
+    std::printf("  wrote %s\n", o.json.c_str());
   }
   cudaStreamDestroy(stream);
   return passed ? 0 : 3;
