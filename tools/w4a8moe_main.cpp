@@ -11,6 +11,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
+#include <new>
+#include <stdexcept>
 #include <string>
 
 #include "cli_args.h"
@@ -40,7 +43,9 @@ int quantize_command(Args const& args) {
   options.input = args.positional()[0];
   options.output_dir = args.positional()[1];
   options.input_config = args.get("config");
-  options.max_shard_bytes = uint64_t(std::max<int64_t>(0, args.integer("shard-bytes", 0)));
+  int64_t shard_bytes = 0;  // 0: one file
+  check(args.integer_in("shard-bytes", 0, 0, std::numeric_limits<int64_t>::max(), &shard_bytes), "arguments");
+  options.max_shard_bytes = uint64_t(shard_bytes);
   QuantizeSummary summary;
   auto const start = std::chrono::steady_clock::now();
   check(quantize_checkpoint(options, &summary), "quantize");
@@ -67,8 +72,18 @@ int list_configs_command() {
 int main(int argc, char** argv) {
   using namespace w4a8moe::tools;
   std::string const command = argc > 1 ? argv[1] : "";
-  if (command == "run") return run_command(Args(argc, argv, 2));
-  if (command == "quantize") return quantize_command(Args(argc, argv, 2));
+  // The layer's host buffers (weights, tokens x hidden inputs, the reference's) can outgrow the host's memory for
+  // arguments every rule accepts: a clear message and exit status 1, not std::terminate's abort.
+  try {
+    if (command == "run") return run_command(Args(argc, argv, 2));
+    if (command == "quantize") return quantize_command(Args(argc, argv, 2));
+  } catch (std::bad_alloc const&) {
+    die("out of host memory: the " + command + " command's host buffers do not fit (fewer --tokens or a smaller "
+        "layer need less)");
+  } catch (std::length_error const& error) {
+    die("out of host memory: the " + command + " command asked for a buffer past the largest size (" +
+        error.what() + ")");
+  }
   if (command == "list-configs") return list_configs_command();
   std::printf(
       "usage: w4a8moe <command> [options]\n"
