@@ -108,7 +108,8 @@ struct MoeForwardArgs {
   MoePath path = MoePath::kAuto;
   std::string gemm1_config, gemm2_config;  // optional kernel overrides (gemm_config_names())
   // Optional: kMoeStageCount + 1 events recorded on the stream around the stages, for per-stage timing (of the
-  // staged path; with no tokens all of them back to back).
+  // staged path; with no tokens all of them back to back). Under stream capture they become event-record nodes of
+  // the graph (cudaEventRecordExternal), so that each replay records them.
   cudaEvent_t const* stage_events = nullptr;
   cudaStream_t stream = nullptr;
 };

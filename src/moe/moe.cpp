@@ -273,10 +273,17 @@ std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLa
 
 Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(validate_args(a));
+  // Under stream capture a record with cudaEventRecordExternal becomes an event-record node of the graph, so that
+  // replays are timed; outside a capture that flag is invalid, and a plain record is what times the call.
+  unsigned record_flags = cudaEventRecordDefault;
+  if (a.stage_events != nullptr) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    W4A8_CUDA_RETURN(cudaStreamIsCapturing(a.stream, &capture));
+    if (capture == cudaStreamCaptureStatusActive) record_flags = cudaEventRecordExternal;
+  }
   auto mark = [&](int stage) -> Status {
-    // External: under stream capture the record becomes an event-record node of the graph, so replays are timed.
     if (a.stage_events != nullptr) {
-      W4A8_CUDA_RETURN(cudaEventRecordWithFlags(a.stage_events[stage], a.stream, cudaEventRecordExternal));
+      W4A8_CUDA_RETURN(cudaEventRecordWithFlags(a.stage_events[stage], a.stream, record_flags));
     }
     return Status::Ok();
   };
