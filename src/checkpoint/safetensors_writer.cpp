@@ -47,6 +47,10 @@ Status build_header(std::string const& path, std::vector<TensorSpec> const& tens
   *header = json.dump();  // throws on invalid UTF-8 in a name; guard_exceptions reports it
   size_t const padded = (kLengthFieldBytes + header->size() + kDataAlignment - 1) / kDataAlignment * kDataAlignment;
   header->append(padded - kLengthFieldBytes - header->size(), ' ');
+  if (header->size() > kMaxHeaderBytes) {
+    return invalid_argument(path, ": a header of ", header->size(), " bytes (", tensors.size(), " tensors), past the ",
+                            kMaxHeaderBytes, " bytes a reader accepts: write more, smaller shards");
+  }
   return Status::Ok();
 }
 

@@ -106,6 +106,15 @@ TEST(SafetensorsLimits, TheWriterKeepsToTheReadersBounds) {
   EXPECT_EQ(too_many.open(dir.file("z.safetensors"), many, {{"format", "pt"}}).message(),
             dir.file("z.safetensors") + ": 1048576 tensors, more than a header lists (1048576 entries with "
                                         "__metadata__)");
+
+  // Few tensors, but names long enough that the header passes the reader's 100 MB.
+  std::vector<checkpoint::TensorSpec> long_names(3, {"", DType::kU8, {}});
+  for (size_t n = 0; n < long_names.size(); ++n) long_names[n].name = std::string(40'000'000, char('a' + n));
+  checkpoint::SafetensorsWriter too_large;
+  std::string const message = too_large.open(dir.file("w.safetensors"), long_names, {}).message();
+  EXPECT_NE(message.find("bytes (3 tensors), past the 100000000 bytes a reader accepts"), std::string::npos)
+      << message.substr(0, 300);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("w.safetensors.partial")));
 }
 
 }  // namespace
