@@ -25,6 +25,7 @@ namespace w4a8moe {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint::kConfigFileName;
 using checkpoint::kIndexFileName;
 using checkpoint::kSingleFileName;
 using checkpoint::TensorSpec;
@@ -38,7 +39,6 @@ constexpr size_t kMaxConfigBytes = 16u << 20;
 // key after a linear search, which makes an object's parse time grow with the square of its members. Configs'
 // objects hold tens of members; with at most this many, even a config of kMaxConfigBytes parses in seconds.
 constexpr size_t kMaxConfigObjectMembers = 1024;
-constexpr char kConfigFileName[] = "config.json";
 
 bool ends_with(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;

@@ -24,7 +24,8 @@ inline constexpr size_t kMaxTensorRank = 8;
 inline constexpr size_t kMaxHeaderEntries = size_t(1) << 20;  // tensors and __metadata__
 inline constexpr char kMetadataKey[] = "__metadata__";
 
-// A checkpoint directory's files: one file, or shards listed by an index.
+// A checkpoint directory's files: its config, and one file or shards listed by an index.
+inline constexpr char kConfigFileName[] = "config.json";
 inline constexpr char kSingleFileName[] = "model.safetensors";
 inline constexpr char kIndexFileName[] = "model.safetensors.index.json";
 
