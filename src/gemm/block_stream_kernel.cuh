@@ -52,9 +52,9 @@ struct Config {
   static constexpr uint32_t kBlockBytes = kTileStripes * kStripeBytes;
   // Arrivals on a stage's full barrier: the producer's lane 0 (with the copies' bytes) and each lane's group sums.
   static constexpr uint32_t kFullArrivals = F::kGroupSums ? 1 + 32 : 1;
-  // 128-row chunks take a producer warpgroup (one warp of it works) so that setmaxnreg can move its registers to the
-  // consumers (their accumulators need ~200 per thread); the others a producer warp.
-  static constexpr bool kProducerWarpgroup = kRows == 128;
+  // 128- and 256-row chunks take a producer warpgroup (one warp of it works) so that setmaxnreg can move its
+  // registers to the consumers (their accumulators need ~200 per thread); the others a producer warp.
+  static constexpr bool kProducerWarpgroup = kRows >= 128;
   static constexpr int kThreads = kConsumers * kWarpgroupThreads + (kProducerWarpgroup ? kWarpgroupThreads : 32);
   static constexpr int kTileChannels = kConsumers * prepack::kExactTileChannels;
   static constexpr uint32_t kActBytes = kRows * kGroupSize;
@@ -383,7 +383,12 @@ __global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config
     ring.uses += uint32_t(item_groups);
 
     if (splits == 1) {
-      if (stores_stripe) {
+      if constexpr (kRows > 128) {
+        if (stores_stripe) {
+          store_stripe_in_parts<kRows, Out, F::kTakesBias>(out, n, channel_scales, p.token_scales, chunk, stripe, acc,
+                                                           bias_row);
+        }
+      } else if (stores_stripe) {
         if (!kEarlyStripeScales<kRows>) {
           scales = load_stripe_scales<kRows, F::kTakesBias>(channel_scales, p.token_scales, chunk, stripe, bias_row);
         }

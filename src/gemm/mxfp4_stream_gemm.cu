@@ -16,5 +16,6 @@ template Status run_mxfp4_stream_gemm<48, 1>(GroupedGemmParams const&);
 template Status run_mxfp4_stream_gemm<64, 1>(GroupedGemmParams const&);
 template Status run_mxfp4_stream_gemm<64, 2>(GroupedGemmParams const&);
 template Status run_mxfp4_stream_gemm<128, 2>(GroupedGemmParams const&);
+template Status run_mxfp4_stream_gemm<256, 2>(GroupedGemmParams const&);
 
 }  // namespace w4a8moe::gemm

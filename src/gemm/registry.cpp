@@ -73,6 +73,7 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
     exact({64, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 1>);
     exact({128, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 2>);
     exact({128, 128, 1, 1, Schedule::kMxfp4}, &run_mxfp4<128, 2>);
+    exact({128, 256, 1, 1, Schedule::kMxfp4}, &run_mxfp4<256, 2>);
     return entries;
   }();
   return registry;

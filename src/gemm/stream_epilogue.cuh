@@ -70,6 +70,28 @@ __device__ __forceinline__ void store_stripe(Out* out, int n, StripeScales<kRows
   }
 }
 
+// Chunks of more than 128 rows: loads the scales and stores in parts of 64 rows, so that the token scales of all rows
+// (64 registers at 256 rows) are never live beside the accumulators.
+template <int kRows, class Out, bool kBias = false>
+__device__ __forceinline__ void store_stripe_in_parts(Out* out, int n, float const* channel_scales,
+                                                      float const* token_scales, Chunk const& chunk, int stripe,
+                                                      float const (&acc)[kRows / 2], float const* bias_row) {
+  constexpr int kPartRows = 64;
+#pragma unroll
+  for (int part = 0; part < kRows / kPartRows; ++part) {
+    Chunk rows = chunk;
+    rows.first_row += part * kPartRows;
+    rows.rows = chunk.rows - part * kPartRows;
+    if (rows.rows <= 0) break;
+    float part_acc[kPartRows / 2];
+#pragma unroll
+    for (int i = 0; i < kPartRows / 2; ++i) part_acc[i] = acc[part * kPartRows / 2 + i];
+    store_stripe<kPartRows, Out, kBias>(
+        out, n, load_stripe_scales<kPartRows, kBias>(channel_scales, token_scales, rows, stripe, bias_row), rows,
+        stripe, part_acc);
+  }
+}
+
 // K split over the cluster (one 64-channel tile, a warpgroup of kConsumerThreads per block): each block writes its
 // partial tile [64 channels][kRows] to `partial`, then each rank sums a slice of the channels over the ranks in rank
 // order (deterministic) and stores it, plus the expert's bias (kBias, bias_row not null). Every consumer thread of

@@ -189,7 +189,9 @@ TEST(MoePlan, GptOssStagesOnTheMxfp4Kernels) {
   EXPECT_EQ(plan_moe(gpt_oss_120b, 1, 0, options).gemm1.config, "64x8_mxfp4");
   EXPECT_EQ(plan_moe(gpt_oss_120b, 1024, 0, options).gemm1.config, "64x48_mxfp4");
   EXPECT_EQ(plan_moe(gpt_oss_120b, 2048, 0, options).gemm1.config, "128x128_mxfp4");
-  EXPECT_EQ(plan_moe(gpt_oss_120b, 8192, 0, options).gemm1.config, "128x128_mxfp4");
+  EXPECT_EQ(plan_moe(gpt_oss_120b, 4096, 0, options).gemm1.config, "128x128_mxfp4");  // 128 rows an expert
+  EXPECT_EQ(plan_moe(gpt_oss_120b, 8192, 0, options).gemm1.config, "128x256_mxfp4");  // 256
+  EXPECT_EQ(plan_moe(gpt_oss_120b, 16384, 0, options).gemm2.config, "128x256_mxfp4");
   // Each of the three alone keeps the one-launch layer away; none of them on Qwen3's shape at 1 token: one launch.
   EXPECT_TRUE(decode_layer_runs(PackedLayout::kExactScales, MoeActivation::kSiluMul, false));
   EXPECT_FALSE(decode_layer_runs(PackedLayout::kMxfp4, MoeActivation::kSiluMul, false));

@@ -34,8 +34,8 @@ using testing::block_layout_plan;
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
 
-char const* const kMxfp4Configs[] = {"64x8_mxfp4",  "64x16_mxfp4",  "64x32_mxfp4",  "64x48_mxfp4",
-                                     "64x64_mxfp4", "128x64_mxfp4", "128x128_mxfp4"};
+char const* const kMxfp4Configs[] = {"64x8_mxfp4",   "64x16_mxfp4",   "64x32_mxfp4",  "64x48_mxfp4",
+                                     "64x64_mxfp4",  "128x64_mxfp4",  "128x128_mxfp4", "128x256_mxfp4"};
 // The configs of one consumer warpgroup, which split K over clusters when the items are few.
 char const* const kOneWarpgroupConfigs[] = {"64x8_mxfp4", "64x16_mxfp4", "64x32_mxfp4", "64x48_mxfp4", "64x64_mxfp4"};
 
@@ -134,6 +134,20 @@ TEST(Mxfp4StreamGemm, UnevenExpertsPartialTileBothOutputTypes) {
   }
 }
 
+// Chunks of up to 256 rows (128x256_mxfp4, its stores in parts of 64 rows): experts past one chunk (300 and 513 rows:
+// partial second and third chunks), one of fewer rows than a part, an empty one; N = 320 leaves a partial last
+// two-warpgroup tile; with biases.
+TEST(Mxfp4StreamGemm, ChunksOf256Rows) {
+  SKIP_WITHOUT_HOPPER();
+  std::mt19937_64 rng(std::random_device{}());
+  auto p = make_problem({4, 320, 640, 128}, {300, 0, 17, 513}, rng, /*first_row=*/2, /*trailing=*/3);
+  add_bias(p, rng);
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+    SCOPED_TRACE(type == OutputType::kBF16 ? "bf16" : "fp16");
+    run_and_check(p, type, p.offsets.back() - p.offsets.front(), "128x256_mxfp4");
+  }
+}
+
 // One expected row over a long K: K split over clusters of blocks that sum their partial tiles (with and without
 // biases); N = 320 leaves a partial last tile; with 70 rows the blocks loop.
 TEST(Mxfp4StreamGemm, SplitsKOverClusters) {
@@ -168,7 +182,7 @@ TEST(Mxfp4StreamGemm, PersistentWorkersLongItems) {
   auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
   add_bias(p, rng);
   int64_t const total = p.offsets.back();
-  for (char const* config : {"64x64_mxfp4", "128x64_mxfp4", "128x128_mxfp4"}) {
+  for (char const* config : {"64x64_mxfp4", "128x64_mxfp4", "128x128_mxfp4", "128x256_mxfp4"}) {
     ASSERT_TRUE(block_layout_plan(config, shape, total).persistent) << config;
   }
   for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, total, config);
