@@ -138,8 +138,8 @@ GemmConfig select_exact_config(HeuristicInput const& input) {
 // for 128x64 and 962 / 486 for 64x48; 8192 tokens: 1930 / 991 against 2709 / 1396). Persistent workers for the
 // two-warpgroup tiles (§39) and a tighter grid for 64x48 (§40) left the picks as they were: at 1024 tokens 64x48
 // 504 / 255 against 524-556 / 275-278 for the now persistent 128x64, at 8192 128x128 1647-1664 / 842-848.
-// 128x256 from ~224 rows an expert (§42, 2026-12-05: 8192 tokens, 256 rows, 1634 / 794 against 1703 / 859; 2048
-// tokens, 64 rows, 985 / 484 against 675 / 359; 4096 not timed, left to 128x128).
+// 128x256 from ~224 rows an expert (§42, 2026-12-05: 8192 tokens, 256 rows, 1575-1634 / 793-794 against 1657-1703
+// / 844-859; 4096 tokens, 128 rows, 1011 / 515 against 980 / 514; 2048, 64 rows, 985 / 484 against 675 / 359).
 GemmConfig select_mxfp4_config(HeuristicInput const& input) {
   double const m = row_weighted_rows_per_expert(estimate_rows_per_active_expert(input));
   if (m <= 7.0) return {64, 8, 1, 1, Schedule::kMxfp4};
