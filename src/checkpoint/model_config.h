@@ -1,6 +1,6 @@
-// Internal side of config.json handling: the quantization_config block the quantizer writes, and the one rule on
-// which models W4A8 serves that the parse, the gather and the quantizer share. Parsing is public
-// (parse_model_config in checkpoint.h).
+// Internal side of config.json handling (quantization_config.cpp): the W4A8 scheme's check, the quantization_config
+// block the quantizer writes, and the one rule on which models W4A8 serves that the parse, the gather and the
+// quantizer share. Parsing is public (parse_model_config in checkpoint.h).
 #pragma once
 
 #include <string>
@@ -11,6 +11,11 @@
 #include "w4a8moe/status.h"
 
 namespace w4a8moe::checkpoint {
+
+// Ok when `config` (a quantization_config block) is the compressed-tensors W4A8 scheme this library serves: int4
+// symmetric group-128 weights packed into int32, dynamic per-token fp8 activations; else the first rule it breaks,
+// naming the field. `source` names the config in the message.
+Status check_w4a8_scheme(std::string const& source, nlohmann::json const& config);
 
 // kNotSupported for a model whose MoE layer W4A8 experts cannot serve (gpt-oss: MXFP4 experts with biases and
 // a clamped SwiGLU); `source` names the config in the message.
