@@ -18,8 +18,6 @@ namespace {
 using checkpoint::describe;
 using checkpoint::Json;
 
-// Real configs are a few KB.
-constexpr size_t kMaxConfigBytes = 16u << 20;
 // Far more layers than any model has (DeepSeek-V3: 61); the layer table and loops are sized by it.
 constexpr int kMaxLayers = 4096;
 
@@ -283,7 +281,7 @@ Status read_model_config(std::string const& path, ModelConfig* config) {
   if (config == nullptr) return invalid_argument("read_model_config: config is null");
   return checkpoint::guard_exceptions(path, [&] {
     std::string text;
-    W4A8_RETURN_IF_ERROR(checkpoint::read_text_file(path, kMaxConfigBytes, &text));
+    W4A8_RETURN_IF_ERROR(checkpoint::read_text_file(path, checkpoint::kMaxConfigBytes, &text));
     return parse_config_text(text, path, config);
   });
 }

@@ -3,6 +3,7 @@
 // quantizer share. Parsing is public (parse_model_config in checkpoint.h).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,9 @@
 #include "w4a8moe/status.h"
 
 namespace w4a8moe::checkpoint {
+
+// The largest config.json read, by the loader and by the quantizer; real configs are a few KB.
+inline constexpr size_t kMaxConfigBytes = 16u << 20;
 
 // Ok when `config` (a quantization_config block) is the compressed-tensors W4A8 scheme this library serves: int4
 // symmetric group-128 weights packed into int32, dynamic per-token fp8 activations; else the first rule it breaks,

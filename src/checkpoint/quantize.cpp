@@ -27,6 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using checkpoint::kConfigFileName;
 using checkpoint::kIndexFileName;
+using checkpoint::kMaxConfigBytes;
 using checkpoint::kSingleFileName;
 using checkpoint::TensorSpec;
 
@@ -34,7 +35,6 @@ constexpr int kQMin = -8;
 constexpr int kQMax = 7;
 constexpr int kNibblesPerWord = 8;
 constexpr char kWeightSuffix[] = ".weight";
-constexpr size_t kMaxConfigBytes = 16u << 20;
 // The input config is read as ordered_json, so that the output keeps its field order; ordered_json inserts each
 // key after a linear search, which makes an object's parse time grow with the square of its members. Configs'
 // objects hold tens of members; with at most this many, even a config of kMaxConfigBytes parses in seconds.
