@@ -27,6 +27,7 @@
 #include "gemm/async_copy.cuh"
 #include "gemm/block_formats.cuh"
 #include "gemm/cluster_residency.cuh"
+#include "gemm/item_deal.cuh"
 #include "gemm/stream_epilogue.cuh"
 #include "gemm/stream_layout.h"
 #include "gemm/stream_plan.h"
@@ -191,7 +192,7 @@ template <class F, int kRows, int kConsumers>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripes, uint32_t offset_tile,
                                         float (&acc)[kRows / 2]) {
   using C = Config<F, kRows, kConsumers>;
-  int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
+  int const warpgroup = int(threadIdx.x) / kWarpgroupThreads % kConsumers, warp = int(threadIdx.x) / 32 % 4;
   int const lane = int(threadIdx.x) % 32;
   uint32_t const block = C::kActBytes + warpgroup * C::kBlockBytes;
   uint32_t const weights_offset = block + warp * kExactStripeWeightBytes + lane * 16;
@@ -290,39 +291,52 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, int stripe
   }
 }
 
-template <class F, int kRows, int kConsumers, class Out>
-__global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config<F, kRows, kConsumers>::kBlocksPerSm)
+// kWorkers: 1, or the blocks an SM (block_stream_sm_workers) in one block of one SM (item_deal.cuh), K unsplit.
+template <class F, int kRows, int kConsumers, int kWorkers, class Out>
+__global__ void __launch_bounds__(kWorkers * Config<F, kRows, kConsumers>::kThreads,
+                                  Config<F, kRows, kConsumers>::kBlocksPerSm / kWorkers)
     block_stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
-                             int const splits) {
+                             int const cluster_splits) {
   using C = Config<F, kRows, kConsumers>;
+  static_assert(kWorkers == 1 || (kConsumers == 1 && !C::kProducerWarpgroup && !C::kOffsetPerTile),
+                "several workers a block: one consumer warpgroup and a producer warp each");
+  using Workers = BlockWorkers<kWorkers, kConsumers * kWarpgroupThreads>;
   constexpr int kConsumerThreads = kConsumers * kWarpgroupThreads;
   extern __shared__ uint8_t shared_memory[];
-  __shared__ alignas(8) uint64_t barriers[2 * C::kCount];
-  __shared__ StagedItem staged[C::kCount];
+  __shared__ alignas(8) uint64_t barriers[kWorkers][2 * C::kCount];
+  __shared__ StagedItem staged_items[kWorkers][C::kCount];
+  __shared__ int items_taken;
 
+  int const slot_of_worker = Workers::worker();
+  StagedItem* const staged = staged_items[slot_of_worker];
   uint32_t const base = shared_address(shared_memory);
-  Ring ring{(base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes, shared_address(barriers),
-            shared_address(barriers + C::kCount), 0};
+  uint32_t const stages = (base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
+  Ring ring{stages + uint32_t(slot_of_worker) * C::kCount * C::kBytes, shared_address(barriers[slot_of_worker]),
+            shared_address(barriers[slot_of_worker] + C::kCount), 0};
   float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + C::kCount * C::kBytes);
-  bool const producer = threadIdx.x >= kConsumerThreads;
+  bool const producer = Workers::producer();
   uint32_t const offset_tile = ring.stages + C::kCount * C::kBytes + C::kPartialBytes +
                                uint32_t(threadIdx.x / kWarpgroupThreads) * C::kOffsetTileBytes;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < C::kCount; ++s) {
-      barrier_init(ring.full + 8 * s, C::kFullArrivals);
-      barrier_init(ring.empty + 8 * s, kConsumers * 4);
+    for (int w = 0; w < kWorkers; ++w) {
+      for (int s = 0; s < C::kCount; ++s) {
+        barrier_init(shared_address(barriers[w]) + 8 * s, C::kFullArrivals);
+        barrier_init(shared_address(barriers[w] + C::kCount) + 8 * s, kConsumers * 4);
+      }
     }
+    items_taken = 0;
     barrier_init_fence();
   }
-  if (threadIdx.x == kConsumerThreads) prefetch_tensor_map(act_map);
+  if (threadIdx.x == Workers::kProducerThreads) prefetch_tensor_map(act_map);
   __syncthreads();
 
   pdl_wait_for_previous_grid();
   prepack::ExactSections const sections = F::sections(p.shape);
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const tiles = (n + C::kTileChannels - 1) / C::kTileChannels;
-  int const warpgroup = int(threadIdx.x) / kWarpgroupThreads, warp = int(threadIdx.x) / 32 % 4;
+  int const warpgroup = int(threadIdx.x) / kWarpgroupThreads % kConsumers, warp = int(threadIdx.x) / 32 % 4;
   int const lane = int(threadIdx.x) % 32;
+  int const splits = kWorkers == 1 ? cluster_splits : 1;
   int const split = int(blockIdx.x) % splits, worker = int(blockIdx.x) / splits, workers = int(gridDim.x) / splits;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const item_groups = group_end - group_begin;
@@ -335,7 +349,8 @@ __global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config
     }
     int64_t const chunk_bound = max_chunks(p.total_rows, p.shape.num_experts, kRows);
     ChunkCursor cursor;
-    for (int64_t index = worker;; index += workers) {
+    ItemDeal<kWorkers> const deal{worker, workers, &items_taken};
+    for (int64_t index = deal.first();; index = deal.next(index)) {
       StagedItem item{{}, int(index % tiles)};
       bool const found =
           index / tiles < chunk_bound && find_chunk_in_warp<kRows>(p, index / tiles, cursor, &item.chunk);
@@ -404,14 +419,26 @@ __global__ void __launch_bounds__(Config<F, kRows, kConsumers>::kThreads, Config
 template <class F, int kRows, int kConsumers, class Out>
 Status launch_block_stream_gemm(GroupedGemmParams const& p) {
   using C = Config<F, kRows, kConsumers>;
-  auto kernel = block_stream_gemm_kernel<F, kRows, kConsumers, Out>;
+  constexpr int kSmWorkers = block_stream_sm_workers(C::kBlocksPerSm, kRows, kConsumers);
+  constexpr size_t kSmBlockBytes = kSwizzleAtomBytes + size_t(kSmWorkers) * C::kCount * C::kBytes;
+  static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
+  auto kernel = block_stream_gemm_kernel<F, kRows, kConsumers, 1, Out>;
   ClusterResidency const residency =
       C::kSplitsK ? cluster_residency(kernel, C::kThreads, C::kSharedBytes, p.stream) : ClusterResidency{};
-  StreamLaunchPlan const plan =
+  StreamLaunchPlan plan =
       plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, C::kBlocksPerSm, C::kSharedBytes,
                          C::kTileChannels, C::kSplitsK ? 8 : 1, residency);
+  plan = deal_per_sm(plan, p.sm_count, kSmWorkers, kSmBlockBytes);
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
+  if constexpr (kSmWorkers > 1) {
+    if (plan.workers_per_block > 1) {
+      W4A8_CUDA_RETURN(launch_with_pdl(block_stream_gemm_kernel<F, kRows, kConsumers, kSmWorkers, Out>,
+                                       dim3(unsigned(plan.blocks)), dim3(kSmWorkers * C::kThreads), plan.shared_bytes,
+                                       p.stream, p, act_map, 1));
+      return Status::Ok();
+    }
+  }
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(C::kThreads),
                                                plan.shared_bytes, p.stream, unsigned(plan.splits), p, act_map,
                                                plan.splits));

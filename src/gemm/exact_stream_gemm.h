@@ -30,6 +30,13 @@ constexpr int mxfp4_stream_blocks_per_sm(int rows, int consumers) {
   return consumers > 1 ? 1 : rows <= 8 ? 4 : rows <= 48 ? 3 : 2;
 }
 
+// Workers one block of the kernel holds where the items are dealt per SM (item_deal.cuh, deal_per_sm): its blocks an
+// SM, for the tiles of one consumer warpgroup and a producer warp (chunks under 128 rows); 1 (no such mode) for the
+// others.
+constexpr int block_stream_sm_workers(int blocks_per_sm, int rows, int consumers) {
+  return consumers == 1 && rows < 128 ? blocks_per_sm : 1;
+}
+
 // params.packed holds the exact-scale layout and params.group_sums the activations' group sums. Chunks of kRows rows
 // and tiles of kConsumers x 64 channels, one consumer warpgroup each; the instantiations are the "*_exact" configs
 // of registry.cpp (tile_m = 64 kConsumers, tile_n = kRows). Those with one warpgroup split K over clusters when the

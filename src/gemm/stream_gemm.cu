@@ -3,7 +3,8 @@
 //
 // The blocks are workers over the call's items (a 64-channel tile of a chunk of up to kRows rows of one expert, over
 // one slice of K): worker w takes items w, w + workers, ...; one wave of persistent workers for short items, one
-// item per block otherwise (stream_plan.h says when). One producer warp finds each item's chunk from expert_offsets
+// item per block otherwise, or, with at least an item an SM and K unsplit, four workers in one block an SM that
+// take the block's share of the items in turn (stream_plan.h says when, item_deal.cuh how). One producer warp finds each item's chunk from expert_offsets
 // (on the device: no host sync, no workspace) and streams each 128-K group into a ring of shared-memory stages with
 // the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous), its 64 lookup tables and the
 // chunk's activations (a 2D tensor copy in wgmma's 128-byte swizzle), all completing on the stage's mbarrier, and
@@ -36,6 +37,7 @@
 #include "common/status_util.h"
 #include "gemm/async_copy.cuh"
 #include "gemm/cluster_residency.cuh"
+#include "gemm/item_deal.cuh"
 #include "gemm/stream_epilogue.cuh"
 #include "gemm/stream_layout.h"
 #include "gemm/stream_plan.h"
@@ -135,7 +137,7 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
 template <int kRows>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kRows / 2]) {
   using S = Stage<kRows>;
-  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
   // This lane's 8 bytes of each atom, and the tables of its channels lane/4 and lane/4 + 8.
   uint32_t const weights_offset = S::kActBytes + warp * kAtomBytes + lane * 8;
   uint32_t const table_offset = S::kActBytes + kWeightBytes + (warp * kStripeChannels + lane / 4) * prepack::kLutBytes;
@@ -175,34 +177,45 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
   fence_accumulators<kRows>(acc);
 }
 
-template <int kRows, class Out>
-__global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
-    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map, int const splits) {
+// kWorkers: 1, or kStreamBlocksPerSm in one block of one SM (item_deal.cuh), K unsplit.
+template <int kRows, int kWorkers, class Out>
+__global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerSm / kWorkers)
+    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
+                       int const cluster_splits) {
   using S = Stage<kRows>;
+  using Workers = BlockWorkers<kWorkers, kConsumerThreads>;
   extern __shared__ uint8_t shared_memory[];
-  __shared__ alignas(8) uint64_t barriers[2 * S::kCount];
-  __shared__ StagedItem staged[S::kCount];
+  __shared__ alignas(8) uint64_t barriers[kWorkers][2 * S::kCount];
+  __shared__ StagedItem staged_items[kWorkers][S::kCount];
+  __shared__ int items_taken;
 
+  int const slot_of_worker = Workers::worker();
+  StagedItem* const staged = staged_items[slot_of_worker];
   uint32_t const base = shared_address(shared_memory);
-  Ring ring{(base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes, shared_address(barriers),
-            shared_address(barriers + S::kCount), 0};
+  uint32_t const stages = (base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
+  Ring ring{stages + uint32_t(slot_of_worker) * S::kCount * S::kBytes, shared_address(barriers[slot_of_worker]),
+            shared_address(barriers[slot_of_worker] + S::kCount), 0};
   float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + S::kCount * S::kBytes);
-  bool const producer = threadIdx.x >= kConsumerThreads;
+  bool const producer = Workers::producer();
   if (threadIdx.x == 0) {
-    for (int s = 0; s < S::kCount; ++s) {
-      barrier_init(ring.full + 8 * s, 1);
-      barrier_init(ring.empty + 8 * s, kTileStripes);
+    for (int w = 0; w < kWorkers; ++w) {
+      for (int s = 0; s < S::kCount; ++s) {
+        barrier_init(shared_address(barriers[w]) + 8 * s, 1);
+        barrier_init(shared_address(barriers[w] + S::kCount) + 8 * s, kTileStripes);
+      }
     }
+    items_taken = 0;
     barrier_init_fence();
   }
-  if (threadIdx.x == kConsumerThreads) prefetch_tensor_map(act_map);
+  if (threadIdx.x == Workers::kProducerThreads) prefetch_tensor_map(act_map);
   __syncthreads();
 
   pdl_wait_for_previous_grid();
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const tiles = (n + kTileChannels - 1) / kTileChannels;
-  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
   // The K slices of an item are the consecutive blocks of one cluster.
+  int const splits = kWorkers == 1 ? cluster_splits : 1;
   int const split = int(blockIdx.x) % splits, worker = int(blockIdx.x) / splits, workers = int(gridDim.x) / splits;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const item_groups = group_end - group_begin;
@@ -213,7 +226,8 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
     // No search for chunk indices past the most the rows can make (the last search of every worker, mostly).
     int64_t const chunk_bound = max_chunks(p.total_rows, p.shape.num_experts, kRows);
     ChunkCursor cursor;
-    for (int64_t index = worker;; index += workers) {
+    ItemDeal<kWorkers> const deal{worker, workers, &items_taken};
+    for (int64_t index = deal.first();; index = deal.next(index)) {
       StagedItem item{{}, int(index % tiles)};
       bool const found =
           index / tiles < chunk_bound && find_chunk_in_warp<kRows>(p, index / tiles, cursor, &item.chunk);
@@ -270,12 +284,20 @@ __global__ void __launch_bounds__(kThreads, Stage<kRows>::kBlocksPerSm)
 template <int kRows, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
-  auto kernel = stream_gemm_kernel<kRows, Out>;
-  StreamLaunchPlan const plan =
+  auto kernel = stream_gemm_kernel<kRows, 1, Out>;
+  StreamLaunchPlan plan =
       plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, S::kBlocksPerSm, S::kSharedBytes,
                          kTileChannels, 8, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
+  constexpr size_t kSmBlockBytes = kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * S::kCount * S::kBytes;
+  static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
+  plan = deal_per_sm(plan, p.sm_count, S::kBlocksPerSm, kSmBlockBytes);
   CUtensorMap act_map;
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
+  if (plan.workers_per_block > 1) {
+    W4A8_CUDA_RETURN(launch_with_pdl(stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>, dim3(unsigned(plan.blocks)),
+                                     dim3(S::kBlocksPerSm * kThreads), plan.shared_bytes, p.stream, p, act_map, 1));
+    return Status::Ok();
+  }
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(kThreads), plan.shared_bytes,
                                                p.stream, unsigned(plan.splits), p, act_map, plan.splits));
   return Status::Ok();

@@ -62,6 +62,7 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
   // 31.4 us, 4 of them after the first 124, and in clusters of 2 26.3 (H200, bench/NOTES.md §41). One expert at 1
   // token (a DeepSeek-V3 expert-parallel rank) has 64 tiles of GEMM1 for 132 SMs.
   int64_t const items = std::max<int64_t>(expected_chunks, 1) * plan.tiles;
+  plan.items = items;
   int64_t const slots = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm;
   int const groups = shape.k / kGroupSize;
   while (plan.splits < kMaxSplits && 4 * plan.splits <= groups &&
@@ -85,6 +86,17 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
   }
   plan.blocks = plan.workers * plan.splits;
   plan.shared_bytes = spread_shared_bytes(working_blocks, sm_count, max_blocks_per_sm, block_shared_bytes);
+  return plan;
+}
+
+StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_per_block, size_t block_shared_bytes) {
+  if (workers_per_block <= 1 || plan.splits > 1 || plan.items < sm_count) return plan;
+  plan.persistent = true;
+  plan.workers_per_block = workers_per_block;
+  plan.blocks = std::max(sm_count, 1);
+  plan.workers = plan.blocks * workers_per_block;
+  // More than half an SM's shared memory, so that no SM takes two blocks whatever the rings need.
+  plan.shared_bytes = std::max(block_shared_bytes, kSharedMemoryPerSm / 2 + 1024);
   return plan;
 }
 

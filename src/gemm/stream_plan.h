@@ -88,13 +88,17 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
 //    item more than another.
 //  - Otherwise one item per block (grid_chunks covers the expected chunks, or uniform_routing_chunks where that is
 //    under 3/4 of them; more make the blocks loop), and the block scheduler balances the SMs.
+//  - Dealt per SM (deal_per_sm, kernels that can hold several workers in a block): one block an SM, its workers
+//    taking the block's items in turn (item_deal.cuh).
 struct StreamLaunchPlan {
-  int tiles = 0;            // tile_channels tiles of N
-  int splits = 1;           // K slices per tile = the cluster's size along x
+  int tiles = 0;              // tile_channels tiles of N
+  int splits = 1;             // K slices per tile = the cluster's size along x
   bool persistent = false;
-  int64_t workers = 0;      // blocks / splits
-  int64_t blocks = 0;       // the 1D grid
-  size_t shared_bytes = 0;  // dynamic shared memory per block
+  int64_t items = 0;          // the items the expected rows make
+  int64_t workers = 0;        // blocks / splits, or blocks x workers_per_block
+  int workers_per_block = 1;  // > 1: dealt per SM
+  int64_t blocks = 0;         // the 1D grid
+  size_t shared_bytes = 0;    // dynamic shared memory per block
 };
 
 // The blocks of a kernel that can be resident at once when it is launched in thread-block clusters of 2, 4 and 8
@@ -117,5 +121,10 @@ struct ClusterResidency {
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
                                     int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes,
                                     int tile_channels = 64, int max_splits = 8, ClusterResidency const& residency = {});
+
+// The plan dealt per SM, where the kernel can hold `workers_per_block` workers (its blocks an SM; 1: it cannot) in a
+// block of `block_shared_bytes` (their rings): one block an SM, each SM the same count of items within one, taken by
+// its workers as they finish. Only unsplit plans of at least an item an SM; the others are returned as they are.
+StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_per_block, size_t block_shared_bytes);
 
 }  // namespace w4a8moe::gemm

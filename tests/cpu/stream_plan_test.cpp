@@ -126,6 +126,35 @@ TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {
   EXPECT_GT(3 * two, kSharedMemoryPerSm);
 }
 
+TEST(StreamPlan, DealsItemsPerSmWhereUnsplitWithAnItemAnSm) {
+  constexpr size_t kSmBlock = 4 * kRing;
+  // DeepSeek-V3 EP8 GEMM1 at 16 tokens: up to 16 chunks x 64 tiles, K unsplit; one block an SM of four workers,
+  // with more than half an SM's shared memory so that no SM takes two.
+  auto const deepseek = deal_per_sm(plan(32, 4096, 7168, 16), kSms, kBlocksPerSm, kSmBlock);
+  EXPECT_EQ(deepseek.items, 16 * 64);
+  EXPECT_EQ(deepseek.splits, 1);
+  EXPECT_TRUE(deepseek.persistent);
+  EXPECT_EQ(deepseek.workers_per_block, kBlocksPerSm);
+  EXPECT_EQ(deepseek.blocks, kSms);
+  EXPECT_EQ(deepseek.workers, kSms * kBlocksPerSm);
+  EXPECT_GT(2 * deepseek.shared_bytes, kSharedMemoryPerSm);
+  // The rings' bytes where they are more.
+  size_t const large = kSharedMemoryPerSm - 8 * 1024;
+  EXPECT_EQ(deal_per_sm(plan(32, 4096, 7168, 16), kSms, kBlocksPerSm, large).shared_bytes, large);
+  // Unchanged: K split (DeepSeek-V3 at 1 token), a kernel of one worker a block, fewer items than SMs (two groups do
+  // not split; 2 chunks x 16 tiles).
+  auto const split = plan(32, 4096, 7168, 8, 1);
+  ASSERT_GT(split.splits, 1);
+  EXPECT_EQ(deal_per_sm(split, kSms, kBlocksPerSm, kSmBlock).workers_per_block, 1);
+  EXPECT_EQ(deal_per_sm(split, kSms, kBlocksPerSm, kSmBlock).blocks, split.blocks);
+  EXPECT_EQ(deal_per_sm(plan(32, 4096, 7168, 16), kSms, 1, kSmBlock).workers_per_block, 1);
+  auto const few = plan(8, 1024, 256, 2);
+  ASSERT_EQ(few.splits, 1);
+  ASSERT_EQ(few.items, 32);
+  EXPECT_EQ(deal_per_sm(few, kSms, kBlocksPerSm, kSmBlock).workers_per_block, 1);
+  EXPECT_EQ(deal_per_sm(few, kSms, kBlocksPerSm, kSmBlock).blocks, few.blocks);
+}
+
 // The decode kernel's grid: 8 warps a block, 3 blocks per SM (one token tile).
 TEST(DecodePlan, SplitsKToFillAWaveAndSpreadsSmallGrids) {
   // Qwen3 GEMM1 at 1 token: 8 experts x 96 stripes, 16 groups -> 4 splits, 2 stripes a block, 48 x 8 blocks (a

@@ -160,8 +160,8 @@ TEST(ExactStreamGemm, SplitsKOverClusters) {
   }
 }
 
-// Many items over 160 experts: short ones (6 groups) on one wave of persistent workers in every config that has them,
-// long ones (18 groups) only in the two-warpgroup tiles (one block an SM); the others one item a block.
+// Many items over 160 experts, short ones (6 groups) and long ones (18): the configs of one warpgroup deal them per
+// SM (four or three workers in one block an SM), the two-warpgroup tiles run one wave of persistent workers.
 TEST(ExactStreamGemm, PersistentWorkers) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
@@ -170,7 +170,9 @@ TEST(ExactStreamGemm, PersistentWorkers) {
     SCOPED_TRACE("K " + std::to_string(shape.k));
     auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
     int64_t const total = p.offsets.back();
-    ASSERT_EQ(block_layout_plan(kNarrow, shape, total).persistent, shape.k == short_items.k);
+    for (char const* config : kOneWarpgroupConfigs) {
+      ASSERT_GT(block_layout_plan(config, shape, total).workers_per_block, 1) << config;
+    }
     for (char const* config : {"128x64_exact", "128x128_exact"}) {
       ASSERT_TRUE(block_layout_plan(config, shape, total).persistent) << config;
     }
@@ -180,16 +182,22 @@ TEST(ExactStreamGemm, PersistentWorkers) {
   }
 }
 
-// Captured once, replayed with new activations and new routing written into the captured buffers.
+// Captured once, replayed with new activations and new routing written into the captured buffers: N = 256, one item
+// a block; N = 1024, 16 tiles of up to 26 chunks, dealt per SM.
 TEST(ExactStreamGemm, GraphReplayWithNewRouting) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape{16, 256, 1024, 128};
-  auto p = make_problem(shape, testing::uniform_routing_counts(16, 24, 4, rng), rng);
-  CapturedGraph graph;
-  ASSERT_NO_FATAL_FAILURE(graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s); }));
-  testing::replay_with_new_routing(p, graph, rng,
-                                   [](ExactProblem const& q) { expect_output_matches(q, OutputType::kBF16); });
+  for (int n : {256, 1024}) {
+    SCOPED_TRACE("N " + std::to_string(n));
+    ExpertWeightShape const shape{16, n, 1024, 128};
+    auto p = make_problem(shape, testing::uniform_routing_counts(16, 24, 4, rng), rng);
+    ASSERT_EQ(block_layout_plan(kNarrow, shape, p.total_rows).workers_per_block > 1, n == 1024);
+    CapturedGraph graph;
+    ASSERT_NO_FATAL_FAILURE(
+        graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s); }));
+    testing::replay_with_new_routing(p, graph, rng,
+                                     [](ExactProblem const& q) { expect_output_matches(q, OutputType::kBF16); });
+  }
 }
 
 // The public path: prepack_weights() into the exact layout (byte for byte the CPU packing, from the checkpoint format

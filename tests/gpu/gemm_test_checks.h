@@ -100,7 +100,7 @@ inline gemm::GemmKernelEntry const* registered_kernel(std::string const& config)
 }
 
 // The launch a block-layout config's kernel (exact-scale or MXFP4) plans for `rows` rows, all expected, on this
-// device; K padded as grouped_gemm() hands the kernels the shape.
+// device, dealt per SM where the kernel does; K padded as grouped_gemm() hands the kernels the shape.
 inline gemm::StreamLaunchPlan block_layout_plan(std::string const& config, ExpertWeightShape shape, int64_t rows) {
   gemm::GemmKernelEntry const* entry = registered_kernel(config);
   int sms = 0;
@@ -110,7 +110,9 @@ inline gemm::StreamLaunchPlan block_layout_plan(std::string const& config, Exper
   int const blocks_per_sm = c.layout() == PackedLayout::kMxfp4 ? gemm::mxfp4_stream_blocks_per_sm(c.tile_n, consumers)
                                                                : gemm::exact_stream_blocks_per_sm(c.tile_n, consumers);
   shape.k = padded_k(shape.k);
-  return gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8);
+  return gemm::deal_per_sm(
+      gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8),
+      sms, gemm::block_stream_sm_workers(blocks_per_sm, c.tile_n, consumers), 0);
 }
 
 // A block layout packed on the GPU against its CPU packing, byte for byte: the header, the blocks (up to

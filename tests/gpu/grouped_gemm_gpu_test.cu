@@ -216,7 +216,7 @@ TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
   }
 }
 
-// Many short items (K = 768: 6 groups) over 160 experts: one wave of persistent wgmma workers, each streaming several
+// Many short items (K = 768: 6 groups) over 160 experts: persistent wgmma workers dealt per SM, each streaming several
 // items back to back; their chunks are found 128 experts at a time from a cursor that crosses windows. Uneven
 // experts, empty ones, and one of 23 rows (three chunks).
 TEST(GroupedGemm, StreamKernelPersistentWorkers) {
@@ -233,8 +233,10 @@ TEST(GroupedGemm, StreamKernelPersistentWorkers) {
   int64_t const total = p.offsets.back() - p.offsets.front();
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  ASSERT_TRUE(gemm::plan_stream_launch(shape, total, total, sms, gemm::kStreamChunkRows, gemm::kStreamBlocksPerSm, 0)
-                  .persistent);
+  gemm::StreamLaunchPlan const plan =
+      gemm::plan_stream_launch(shape, total, total, sms, gemm::kStreamChunkRows, gemm::kStreamBlocksPerSm, 0);
+  ASSERT_TRUE(plan.persistent);
+  ASSERT_GT(gemm::deal_per_sm(plan, sms, gemm::kStreamBlocksPerSm, 0).workers_per_block, 1);
   for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
     poison_output(p);
     ASSERT_OK(grouped_gemm(gemm_args(p, type, "64x8_stream")));
@@ -353,7 +355,8 @@ TEST(GroupedGemm, CorruptDeviceOffsetsComputeNothingForThoseExperts) {
 
 // (config, rows): the heuristic's CUTLASS kernel at 400 rows; the decode and wgmma streaming kernels at 12 rows,
 // whose grids of a few blocks are spread with dynamic shared memory past the default limit (an attribute set during
-// the capture), the latter in clusters that split K.
+// the capture), the latter in clusters that split K; the wgmma kernel at 400 rows, up to 64 chunks x 4 tiles dealt
+// per SM.
 class GraphCapture : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
 
 TEST_P(GraphCapture, ReplaysWithNewRouting) {
@@ -391,7 +394,8 @@ TEST_P(GraphCapture, ReplaysWithNewRouting) {
 INSTANTIATE_TEST_SUITE_P(GroupedGemm, GraphCapture,
                          ::testing::Values(std::make_tuple(std::string(), int64_t(400)),
                                            std::make_tuple(std::string("16x8_1x1_decode"), int64_t(12)),
-                                           std::make_tuple(std::string("64x8_stream"), int64_t(12))),
+                                           std::make_tuple(std::string("64x8_stream"), int64_t(12)),
+                                           std::make_tuple(std::string("64x8_stream"), int64_t(400))),
                          [](auto const& info) {
                            std::string const& config = std::get<0>(info.param);
                            return (config.empty() ? std::string("Heuristic") : config) + "_" +

@@ -165,16 +165,21 @@ TEST(Mxfp4StreamGemm, SplitsKOverClusters) {
   }
 }
 
-// Many short items over 160 experts: one wave of persistent workers (and the larger chunks as their plans say).
+// Many short items over 160 experts: dealt per SM in the configs of one warpgroup, one wave of persistent workers in
+// the two-warpgroup tiles.
 TEST(Mxfp4StreamGemm, PersistentWorkers) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  auto p = make_problem({160, 1024, 768, 128}, testing::persistent_worker_counts(rng), rng);
+  ExpertWeightShape const shape{160, 1024, 768, 128};
+  auto p = make_problem(shape, testing::persistent_worker_counts(rng), rng);
+  for (char const* config : kOneWarpgroupConfigs) {
+    ASSERT_GT(block_layout_plan(config, shape, p.offsets.back()).workers_per_block, 1) << config;
+  }
   for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, p.offsets.back(), config);
 }
 
 // Long items (K = 2304 - 32: 18 groups, the last partial) over 160 experts, with biases: the configs of at most two
-// blocks an SM (64 rows, and the two-warpgroup tiles) run one wave of persistent workers all the same.
+// blocks an SM (64 rows, dealt per SM, and the two-warpgroup tiles) run one wave of persistent workers all the same.
 TEST(Mxfp4StreamGemm, PersistentWorkersLongItems) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
@@ -188,17 +193,22 @@ TEST(Mxfp4StreamGemm, PersistentWorkersLongItems) {
   for (char const* config : kMxfp4Configs) run_and_check(p, OutputType::kBF16, total, config);
 }
 
-// Captured once, replayed with new activations and new routing written into the captured buffers.
+// Captured once, replayed with new activations and new routing written into the captured buffers: N = 256, one item
+// a block; N = 1024, 16 tiles of up to 26 chunks, dealt per SM.
 TEST(Mxfp4StreamGemm, GraphReplayWithNewRouting) {
   SKIP_WITHOUT_HOPPER();
   std::mt19937_64 rng(std::random_device{}());
-  ExpertWeightShape const shape{16, 256, 1024, 128};
-  auto p = make_problem(shape, testing::uniform_routing_counts(16, 24, 4, rng), rng);
-  CapturedGraph graph;
-  ASSERT_NO_FATAL_FAILURE(
-      graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s, "64x8_mxfp4"); }));
-  testing::replay_with_new_routing(p, graph, rng,
-                                   [](Mxfp4Problem const& q) { expect_output_matches(q, OutputType::kBF16); });
+  for (int n : {256, 1024}) {
+    SCOPED_TRACE("N " + std::to_string(n));
+    ExpertWeightShape const shape{16, n, 1024, 128};
+    auto p = make_problem(shape, testing::uniform_routing_counts(16, 24, 4, rng), rng);
+    ASSERT_EQ(block_layout_plan("64x8_mxfp4", shape, p.total_rows).workers_per_block > 1, n == 1024);
+    CapturedGraph graph;
+    ASSERT_NO_FATAL_FAILURE(
+        graph.capture([&](cudaStream_t s) { return run(p, OutputType::kBF16, p.total_rows, s, "64x8_mxfp4"); }));
+    testing::replay_with_new_routing(p, graph, rng,
+                                     [](Mxfp4Problem const& q) { expect_output_matches(q, OutputType::kBF16); });
+  }
 }
 
 // prepack_weights() from gpt-oss's arrays into the MXFP4 layout, filled over a poisoned buffer.
