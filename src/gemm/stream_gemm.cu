@@ -2,19 +2,19 @@
 // (bench/NOTES.md §8).
 //
 // The blocks are workers over the call's items (a 64-channel tile of a chunk of up to kRows rows of one expert, over
-// one slice of K): worker w takes items w, w + workers, ...; one wave of persistent workers for short items, one
-// item per block otherwise, or, with at least an item an SM and K unsplit, four workers in one block an SM that
-// take the block's share of the items in turn (stream_plan.h says when, item_deal.cuh how). One producer warp finds each item's chunk from expert_offsets
-// (on the device: no host sync, no workspace) and streams each 128-K group into a ring of shared-memory stages with
-// the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous), its 64 lookup tables and the
-// chunk's activations (a 2D tensor copy in wgmma's 128-byte swizzle), all completing on the stage's mbarrier, and
-// the item's chunk beside the stage. It runs ahead across items, so a worker's next item is in flight while its
-// consumers finish the last one (per-block set-up, the chunk search and the epilogue were 30 % of the warps' time
-// when every block took one item, bench/NOTES.md §9). A consumer warpgroup reads each warp's atoms and tables from
-// the stage (one 8-byte load per lane each: the atom is exactly wgmma's m64k32 A fragment, 16 rows per warp), turns
-// the nibbles into e4m3 through the lookup table in registers (the same e4m3 values as the CUTLASS mainloop), and
-// issues four wgmma m64nRk32 with A from those registers and B from the stage. The tensor cores do the token
-// dimension: 1 or 64 rows cost the same instructions per weight.
+// one slice of K): worker w takes items w, w + workers, ...; one wave of persistent workers for short items, one item
+// per block otherwise, or, with at least an item an SM and K unsplit, four workers in one block an SM that take the
+// block's share of the items in turn (stream_plan.h says when, item_deal.cuh how). One producer warp a worker finds
+// each item's chunk from expert_offsets (on the device: no host sync, no workspace) and streams each 128-K group into a
+// ring of shared-memory stages with the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous), its
+// 64 lookup tables and the chunk's activations (a 2D tensor copy in wgmma's 128-byte swizzle), all completing on the
+// stage's mbarrier, and the item's chunk beside the stage. It runs ahead across items, so a worker's next item is in
+// flight while its consumers finish the last one (per-block set-up, the chunk search and the epilogue were 30 % of the
+// warps' time when every block took one item, bench/NOTES.md §9). A consumer warpgroup reads each warp's atoms and
+// tables from the stage (one 8-byte load per lane each: the atom is exactly wgmma's m64k32 A fragment, 16 rows per
+// warp), turns the nibbles into e4m3 through the lookup table in registers (the same e4m3 values as the CUTLASS
+// mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage. The tensor cores do the
+// token dimension: 1 or 64 rows cost the same instructions per weight.
 //
 // Why the copy engine for the weights: loads into registers, kept several groups ahead, all share one scoreboard
 // in the SASS ptxas emits, so each group's first use waited for every load in flight, and a proxy fence for
