@@ -81,7 +81,7 @@ std::string run_help() {
   return "usage: w4a8moe run [--model NAME | --experts E --topk K --hidden H --inter I | --checkpoint DIR --layer N]\n"
          "                   [--tokens T] [--ep-ranks R --rank r] [--dtype bf16|fp16] [--no-renormalize]\n"
          "                   [--iters 20] [--check-tokens 8 | --no-check] [--gemm1-config NAME] [--gemm2-config NAME]\n"
-         "                   [--path auto|staged|one-launch] [--layout lookup|exact|mxfp4] [--seed S] [--json FILE]\n"
+         "                   [--path auto|staged|one_launch] [--layout lookup|exact|mxfp4] [--seed S] [--json FILE]\n"
          "models: " + model_preset_names() + " (deepseek-v3: 8 expert-parallel ranks by default)\n"
          "--ep-ranks, --rank: with --model or a custom shape; a checkpoint's layer runs with all its experts.\n"
          "--path: the layer's stages, or one launch (1..8 tokens); auto picks (a GEMM config stages it).\n"
@@ -120,11 +120,7 @@ Status parse_run_options(Args const& args, RunOptions* options) {
   }
   o.gemm1_config = args.get("gemm1-config");
   o.gemm2_config = args.get("gemm2-config");
-  std::string const path = args.get("path", "auto");
-  if (path != "auto" && path != "staged" && path != "one-launch") {
-    return invalid_argument("--path=", path, ": must be auto, staged or one-launch");
-  }
-  o.path = path == "staged" ? MoePath::kStaged : path == "one-launch" ? MoePath::kOneLaunch : MoePath::kAuto;
+  W4A8_RETURN_IF_ERROR(parse_moe_path(args.get("path", "auto").c_str(), &o.path, "--path"));
   o.layout_given = args.has("layout");
   W4A8_RETURN_IF_ERROR(parse_packed_layout(args.get("layout", "lookup").c_str(), &o.layout, "--layout"));
   int64_t seed = 1;

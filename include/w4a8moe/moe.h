@@ -52,6 +52,13 @@ enum class LogitsType : int { kFP32 = 0, kBF16 = 1 };
 // expected rows, or at most 8 whose experts hold at most 96 MB of int4 weights (§12b, §29).
 enum class MoePath : int { kAuto = 0, kStaged = 1, kOneLaunch = 2 };
 
+// The paths' names wherever a string names one (the CLI's --path, the Python op's path=): "auto", "staged" and
+// "one_launch"; "unknown" for any other value.
+char const* moe_path_name(MoePath path);
+
+// The path `name` names; an error naming `arg_name` and the accepted names otherwise.
+Status parse_moe_path(char const* name, MoePath* path, char const* arg_name = "path");
+
 // Number of stages the optional per-stage events delimit (moe_stage_name gives their names).
 inline constexpr int kMoeStageCount = 6;
 char const* moe_stage_name(int stage);  // "route", "permute+quantize", "gemm1", "silu*up+quantize", "gemm2", "unpermute"

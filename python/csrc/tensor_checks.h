@@ -53,10 +53,9 @@ inline w4a8moe::PackedLayout parse_layout(std::string const& name, char const* o
 // moe_forward's path and activation by name, as parse_layout reads a layout: the op's schema takes strings, so the
 // enums' numbering stays in the library's header.
 inline w4a8moe::MoePath parse_path(std::string const& name, char const* op) {
-  if (name == "auto") return w4a8moe::MoePath::kAuto;
-  if (name == "staged") return w4a8moe::MoePath::kStaged;
-  TORCH_CHECK_VALUE(name == "one_launch", op, ": path='", name, "': must be \"auto\", \"staged\" or \"one_launch\"");
-  return w4a8moe::MoePath::kOneLaunch;
+  w4a8moe::MoePath path = w4a8moe::MoePath::kAuto;
+  throw_on_error(w4a8moe::parse_moe_path(name.c_str(), &path), op);
+  return path;
 }
 
 inline w4a8moe::MoeActivation parse_activation(std::string const& name, char const* op) {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <string>
 
 #include "common/device_info.h"
 #include "common/status_util.h"
@@ -203,6 +205,33 @@ char const* moe_stage_name(int stage) {
   static char const* const names[kMoeStageCount] = {"route",  "permute+quantize", "gemm1", "silu*up+quantize",
                                                     "gemm2", "unpermute"};
   return stage >= 0 && stage < kMoeStageCount ? names[stage] : "unknown";
+}
+
+char const* moe_path_name(MoePath path) {
+  switch (path) {
+    case MoePath::kAuto:
+      return "auto";
+    case MoePath::kStaged:
+      return "staged";
+    case MoePath::kOneLaunch:
+      return "one_launch";
+  }
+  return "unknown";
+}
+
+Status parse_moe_path(char const* name, MoePath* path, char const* arg_name) {
+  if (path == nullptr) return invalid_argument("path is null");
+  constexpr MoePath kPaths[] = {MoePath::kAuto, MoePath::kStaged, MoePath::kOneLaunch};
+  std::string names;
+  for (MoePath const candidate : kPaths) {
+    if (name != nullptr && std::strcmp(name, moe_path_name(candidate)) == 0) {
+      *path = candidate;
+      return Status::Ok();
+    }
+    char const* separator = candidate == kPaths[0] ? "" : candidate == MoePath::kOneLaunch ? " or " : ", ";
+    names += concat(separator, "\"", moe_path_name(candidate), "\"");
+  }
+  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be ", names);
 }
 
 Status validate_moe_shape(MoeShape const& s, PackedLayout layout) {

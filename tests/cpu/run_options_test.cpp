@@ -42,7 +42,7 @@ TEST(RunOptions, PresetAndDefaults) {
   EXPECT_EQ(o.path, MoePath::kAuto);
   EXPECT_FALSE(o.layout_given);
 
-  ASSERT_TRUE(parse({"--model=qwen3-30b-a3b", "--no-check", "--path", "one-launch", "--layout", "exact"}, &o).ok());
+  ASSERT_TRUE(parse({"--model=qwen3-30b-a3b", "--no-check", "--path", "one_launch", "--layout", "exact"}, &o).ok());
   EXPECT_EQ(o.check_tokens, 0);
   EXPECT_EQ(o.path, MoePath::kOneLaunch);
   EXPECT_EQ(o.layout, PackedLayout::kExactScales);
@@ -120,7 +120,8 @@ TEST(RunOptions, TheCheckIsSkippedOnlyByNoCheck) {
 TEST(RunOptions, NamesAndUnknownOptions) {
   expect_refused(parse({"--model", "qwen9"}), "--model=qwen9: unknown model");
   expect_refused(parse({"--model", "qwen3-30b-a3b", "--dtype", "fp8"}), "--dtype=fp8: must be bf16 or fp16");
-  expect_refused(parse({"--model", "qwen3-30b-a3b", "--path", "fused"}), "--path=fused: must be auto");
+  expect_refused(parse({"--model", "qwen3-30b-a3b", "--path", "fused"}),
+                 "--path='fused': must be \"auto\", \"staged\" or \"one_launch\"");
   expect_refused(parse({"--model", "qwen3-30b-a3b", "--layout", "fancy"}), "--layout='fancy'");
   expect_refused(parse({"--model", "qwen3-30b-a3b", "--tokenz", "8"}), "unknown option --tokenz");
 }
