@@ -48,7 +48,8 @@ double row_weighted_rows_per_expert(std::vector<int64_t> const& rows) {
 // GEMM2, 1 to 8192 tokens, uniform and skewed routing (bench/results/2026-11-26-h100-80gb-hbm3-sweep.json): over
 // those 108 cases this table's pick is on average 2.6 % slower than the best config (worst 38 %, a skewed routing
 // it cannot see without hints). bench/NOTES.md has the analysis. The decode-kernel rule came later, from the
-// 1-16 token runs of §6, and three rules were refit where H200 sweeps of 1-256 tokens agree with it (§9g).
+// 1-16 token runs of §6, three rules were refit where H200 sweeps of 1-256 tokens agree with it (§9g), and the
+// streaming kernel's two rules on the H200 once its items were dealt per SM (§48).
 GemmConfig select_config(HeuristicInput const& input) {
   std::vector<int64_t> const rows = estimate_rows_per_active_expert(input);
   double const m = row_weighted_rows_per_expert(rows);
@@ -62,29 +63,29 @@ GemmConfig select_config(HeuristicInput const& input) {
 
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
-  // About one row per expert and small experts: the streaming kernels, which have no per-call set-up. The wgmma
-  // kernel (stream_gemm.cu) where the chunks alone fill the SMs; the mma.sync decode kernel (decode_gemm.cu) where
-  // K must be split to fill them, which it does inside a block while the wgmma kernel needs a cluster that costs
-  // more (H200, bench/NOTES.md §8: Qwen3-30B-A3B at 4 tokens 25.2 / 16.3 us against 28.1 / 17.3; DeepSeek-V3 EP8
-  // GEMM1 at 1 token 15.8 against 11.1). The decode kernel stops at 1.3 rows per expert (at 1.4-1.8 it won some
-  // shapes in the layer and lost others, §7d); the wgmma kernel, unsplit, goes on to 1.6 for K of at most 16 groups
-  // (H200, §9g: Qwen3 GEMM1 at 8 tokens 35.7 us against 39.8 for 128x16 ping-pong, and 77.2 against 83.0 for the
-  // layer; DeepSeek-V3 EP8 GEMM2 at 16 tokens 32.5 against 35.6; its GEMM1, K = 56 groups, won alone and lost in the
-  // layer). Neither for one very large expert, which CUTLASS's 256-channel tiles stream better (Mixtral GEMM1, 117M
-  // weights).
+  // Up to about two rows per expert: the wgmma streaming kernel (stream_gemm.cu) wherever its items need no K split,
+  // whatever K and the expert's size, since its items are dealt per SM (H200, bench/NOTES.md §48, against the
+  // CUTLASS pick: Qwen3-30B-A3B GEMM1 at 16 tokens 46.5 against 54.4 us, DeepSeek-V3 EP8 GEMM1 at 16 tokens 63.3
+  // against 70.8, Mixtral-8x7B GEMM1 at 1 token 45.2 against 53.2 and GEMM2 at 4 tokens 67.5 against 77.7); where
+  // it would split K, the mma.sync decode kernel (decode_gemm.cu), which splits K inside a block while the wgmma
+  // kernel needs a cluster that costs more (H200, §8 and §48: DeepSeek-V3 EP8 GEMM1 at 1 token 11.4 against 20.1), up
+  // to 1.3 rows per expert (at 1.4-1.8 it won some shapes in the layer and lost others, §7d) and for experts of at
+  // most 2^26 weights.
   GemmConfig const stream{64, kStreamChunkRows, 1, 1, Schedule::kStream};
-  if (m <= 1.6 && stripe_loop_suits_expert(input.n, input.k)) {
+  if (m <= 2.0) {
     StreamLaunchPlan const plan =
         plan_stream_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
                            input.sm_count, kStreamChunkRows, kStreamBlocksPerSm, 0);
-    if (m <= 1.3) return plan.splits == 1 ? stream : GemmConfig{16, 8, 1, 1, Schedule::kDecode};
-    if (plan.splits == 1 && input.k <= 16 * kGroupSize) return stream;
+    if (plan.splits == 1) return stream;
+    if (m <= 1.3 && stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
   }
-  // Short K (at most 8 groups) and up to about 6 rows per expert: the wgmma kernel's persistent workers, which
-  // stream many short items without per-block set-up (H200s, bench/NOTES.md §9c: Qwen3-30B-A3B GEMM2 at 16 and 64
-  // tokens 29.6-32.2 and 49.6-51.3 us against CUTLASS's best 34.3-38.4 and 51.6-55.3; at 128 tokens, 8 rows per
-  // expert, CUTLASS is ahead again).
-  if (input.k <= 8 * kGroupSize && m <= 6.0) return stream;
+  // K of at most 16 groups and up to about 6 rows per expert: the wgmma kernel's persistent workers, which stream
+  // many short items without per-block set-up (H200s, bench/NOTES.md §9c: Qwen3-30B-A3B GEMM2 at 16 and 64 tokens
+  // 29.6-32.2 and 49.6-51.3 us against CUTLASS's best 34.3-38.4 and 51.6-55.3; dealt per SM, §48: Qwen3 GEMM1 at 64
+  // tokens 75.6 against 81.7, DeepSeek-V3 EP8 GEMM2 at 64 and 128 tokens 77.3 and 90.3 against 81.3-84.4 and
+  // 92.3-99.1; at 8 rows per expert CUTLASS is ahead again, Qwen3 GEMM1 and GEMM2 at 128 tokens 82.0 and 56.8
+  // against 105.8 and 62.5).
+  if (input.k <= 16 * kGroupSize && m <= 6.0) return stream;
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile
     // overhead (Mixtral GEMM1: 28672 channels).

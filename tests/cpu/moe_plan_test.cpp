@@ -11,6 +11,7 @@ namespace {
 
 MoeShape const kQwen3{128, 128, 8, 2048, 768};
 MoeShape const kDeepSeekEp8{256, 32, 8, 7168, 2048};
+MoeShape const kMixtral{8, 8, 2, 4096, 14336};
 
 TEST(MoePlan, DecodeRoutesInOneBlockAndSkipsArraysTheStreamingKernelsDoNotRead) {
   MoePlan const p = plan_moe(kQwen3, 1, 0);
@@ -27,12 +28,14 @@ TEST(MoePlan, DecodeRoutesInOneBlockAndSkipsArraysTheStreamingKernelsDoNotRead) 
 }
 
 TEST(MoePlan, OneBlockRoutingFillsTheArraysOfTheGemmsThatReadThem) {
-  // 16 tokens: 128 slots route in one block; GEMM1 on a CUTLASS config reads per-expert arrays, GEMM2 on the
-  // persistent wgmma kernel does not.
+  // Slots that route in one block (Mixtral at 16 tokens: 32, Qwen3: 128): a CUTLASS config reads per-expert arrays
+  // (Mixtral's GEMM1, 4 rows an expert), the wgmma streaming kernel does not (Qwen3's GEMM2).
+  MoePlan const mixtral = plan_moe(kMixtral, 16, 0);
+  EXPECT_TRUE(mixtral.one_block_routing);
+  EXPECT_EQ(mixtral.gemm1.config, "256x32_1x1_coop");
+  EXPECT_TRUE(mixtral.gemm1.arrays_from_routing);
   MoePlan const p = plan_moe(kQwen3, 16, 0);
   EXPECT_TRUE(p.one_block_routing);
-  EXPECT_EQ(p.gemm1.config, "128x16_1x1_pp");
-  EXPECT_TRUE(p.gemm1.arrays_from_routing);
   EXPECT_EQ(p.gemm2.config, "64x8_stream");
   EXPECT_FALSE(p.gemm2.arrays_from_routing);
   // A caller's configs win.
@@ -67,7 +70,6 @@ TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
 }
 
 TEST(MoePlan, AutoRunsOneLaunchForAtMostFourExpectedRowsOfStripeSizedExperts) {
-  MoeShape const kMixtral{8, 8, 2, 4096, 14336};
   EXPECT_FALSE(plan_moe(kQwen3, 1, 0).one_launch);         // 8 rows
   EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);    // 1 row
   EXPECT_TRUE(plan_moe(kDeepSeekEp8, 2, 0).one_launch);    // 2 rows
