@@ -15,6 +15,7 @@
 #include "moe/decode_layer.h"
 #include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
+#include "moe/plan_cache.h"
 #include "moe/workspace_plan.h"
 #include "prepack/packed_format.h"
 #include "w4a8moe/grouped_gemm.h"
@@ -331,7 +332,7 @@ Status moe_forward(MoeForwardArgs const& a) {
   options.layout = a.weight_layout;
   options.activation = a.activation;
   options.biases = a.gemm1_bias != nullptr || a.gemm2_bias != nullptr;
-  moe::MoePlan const plan = moe::plan_moe(s, a.num_tokens, a.max_tokens, options);
+  moe::MoePlan const plan = moe::remembered_plan_moe(s, a.num_tokens, a.max_tokens, options);
   int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 
 #include "moe/workspace_plan.h"
 #include "w4a8moe/moe.h"
@@ -33,6 +34,11 @@ struct MoePlanOptions {
   PackedLayout layout = PackedLayout::kLookupTable;  // kExactScales: the staged GEMMs take activation group sums
   MoeActivation activation = MoeActivation::kSiluMul;
   bool biases = false;  // expert biases given (gpt-oss): the staged path
+
+  // Every field, to compare options by (plan_cache.cpp remembers plans by them): a field added above goes here too.
+  auto fields() const {
+    return std::tie(gemm1_config, gemm2_config, from_logits, path, stage_events, layout, activation, biases);
+  }
 };
 
 struct MoePlan {
