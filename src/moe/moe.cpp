@@ -223,14 +223,14 @@ char const* moe_path_name(MoePath path) {
 Status parse_moe_path(char const* name, MoePath* path, char const* arg_name) {
   if (path == nullptr) return invalid_argument("path is null");
   constexpr MoePath kPaths[] = {MoePath::kAuto, MoePath::kStaged, MoePath::kOneLaunch};
+  constexpr size_t kCount = sizeof(kPaths) / sizeof(kPaths[0]);
   std::string names;
-  for (MoePath const candidate : kPaths) {
-    if (name != nullptr && std::strcmp(name, moe_path_name(candidate)) == 0) {
-      *path = candidate;
+  for (size_t i = 0; i < kCount; ++i) {
+    if (name != nullptr && std::strcmp(name, moe_path_name(kPaths[i])) == 0) {
+      *path = kPaths[i];
       return Status::Ok();
     }
-    char const* separator = candidate == kPaths[0] ? "" : candidate == MoePath::kOneLaunch ? " or " : ", ";
-    names += concat(separator, "\"", moe_path_name(candidate), "\"");
+    names += concat(i == 0 ? "" : i + 1 == kCount ? " or " : ", ", "\"", moe_path_name(kPaths[i]), "\"");
   }
   return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be ", names);
 }

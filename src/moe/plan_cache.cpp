@@ -29,28 +29,35 @@ struct PlanKey {
 // a plan.
 static_assert(sizeof(MoeShape) == 5 * sizeof(int), "MoeShape changed: PlanKey::fields() must name the new field");
 
-std::mutex mutex;
-std::map<PlanKey, MoePlan>& plans() {
-  static std::map<PlanKey, MoePlan> remembered;
-  return remembered;
+// The remembered plans and the mutex that guards them.
+struct RememberedPlans {
+  std::mutex mutex;
+  std::map<PlanKey, MoePlan> plans;
+};
+
+RememberedPlans& remembered() {
+  static RememberedPlans instance;
+  return instance;
 }
 
 }  // namespace
 
 MoePlan remembered_plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoePlanOptions const& options) {
   PlanKey key{shape, tokens, max_tokens, options, current_device_sm_count()};
-  std::lock_guard<std::mutex> lock(mutex);
-  auto found = plans().find(key);
-  if (found != plans().end()) return found->second;
-  if (plans().size() >= kMaxRememberedPlans) plans().clear();
+  RememberedPlans& r = remembered();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto found = r.plans.find(key);
+  if (found != r.plans.end()) return found->second;
+  if (r.plans.size() >= kMaxRememberedPlans) r.plans.clear();
   MoePlan const plan = plan_moe(shape, tokens, max_tokens, options);
-  plans().emplace(std::move(key), plan);
+  r.plans.emplace(std::move(key), plan);
   return plan;
 }
 
 size_t remembered_plan_count() {
-  std::lock_guard<std::mutex> lock(mutex);
-  return plans().size();
+  RememberedPlans& r = remembered();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.plans.size();
 }
 
 }  // namespace w4a8moe::moe
