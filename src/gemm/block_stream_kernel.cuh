@@ -106,18 +106,6 @@ struct OffsetTile {
   }
 };
 
-struct Ring {
-  uint32_t stages;  // 1024-byte aligned
-  uint32_t full;
-  uint32_t empty;
-  uint32_t uses;
-};
-
-struct StagedItem {
-  Chunk chunk;
-  int tile;
-};
-
 // The whole producer warp: copies groups [group_begin, group_end) of the item into the next stages. Lane 0 issues
 // the tensor copies and arrives expecting their bytes; where the format has group sums, every lane copies its rows'
 // sums with cp.async (zeros past the chunk) and arrives when they land, so that no lane waits for a load (a stage's
@@ -311,22 +299,12 @@ __global__ void __launch_bounds__(kWorkers * Config<F, kRows, kConsumers>::kThre
   StagedItem* const staged = staged_items[slot_of_worker];
   uint32_t const base = shared_address(shared_memory);
   uint32_t const stages = (base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
-  Ring ring{stages + uint32_t(slot_of_worker) * C::kCount * C::kBytes, shared_address(barriers[slot_of_worker]),
-            shared_address(barriers[slot_of_worker] + C::kCount), 0};
+  Ring ring = worker_ring(barriers, slot_of_worker, stages, C::kBytes);
   float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + C::kCount * C::kBytes);
   bool const producer = Workers::producer();
   uint32_t const offset_tile = ring.stages + C::kCount * C::kBytes + C::kPartialBytes +
                                uint32_t(threadIdx.x / kWarpgroupThreads) * C::kOffsetTileBytes;
-  if (threadIdx.x == 0) {
-    for (int w = 0; w < kWorkers; ++w) {
-      for (int s = 0; s < C::kCount; ++s) {
-        barrier_init(shared_address(barriers[w]) + 8 * s, C::kFullArrivals);
-        barrier_init(shared_address(barriers[w] + C::kCount) + 8 * s, kConsumers * 4);
-      }
-    }
-    items_taken = 0;
-    barrier_init_fence();
-  }
+  if (threadIdx.x == 0) init_worker_rings(barriers, C::kFullArrivals, kConsumers * 4, items_taken);
   if (threadIdx.x == Workers::kProducerThreads) prefetch_tensor_map(act_map);
   __syncthreads();
 

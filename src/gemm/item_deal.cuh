@@ -1,5 +1,6 @@
-// How the workers of the streaming kernels (stream_gemm.cu, block_stream_kernel.cuh) take the call's items, and where
-// a worker's threads are in its block. Two ways (StreamLaunchPlan::workers_per_block says which):
+// How the workers of the streaming kernels (stream_gemm.cu, block_stream_kernel.cuh) take the call's items, where a
+// worker's threads are in its block, and how its ring of stages is set up. Two ways to take the items
+// (StreamLaunchPlan::workers_per_block says which):
 //  - one worker a block (or a thread-block cluster of K slices): worker w takes the items w, w + workers, ...;
 //  - several workers in one block of one SM: the call's items are dealt to the blocks, b, b + blocks, ..., so that
 //    every SM gets the same count within one, and the block's workers take them in turn from a count in shared
@@ -12,6 +13,9 @@
 #pragma once
 
 #include <cstdint>
+
+#include "gemm/async_copy.cuh"
+#include "gemm/weight_stream.cuh"
 
 namespace w4a8moe::gemm {
 
@@ -47,5 +51,47 @@ struct ItemDeal {
     return int64_t(blockIdx.x) + int64_t(count) * int64_t(gridDim.x);
   }
 };
+
+// A worker's ring of shared-memory stages: use u goes to stage u % kCount and waits for parity (u / kCount) % 2 of its
+// barriers.
+struct Ring {
+  uint32_t stages;  // 1024-byte aligned
+  uint32_t full;    // per stage: the copies landed (the producer's arrivals and their bytes)
+  uint32_t empty;   // per stage: the consumer warps are done with it
+  uint32_t uses;    // stages used before the current item (the same in every thread of the worker)
+};
+
+// Beside each stage: the item its group belongs to, written by the producer before the stage's arrival and read by
+// the consumers after its phase completed. rows == 0: the worker has no more items.
+struct StagedItem {
+  Chunk chunk;
+  int tile;
+};
+
+// A block's workers keep their rings' barriers in static shared memory, barriers[w] = worker w's full barriers, then
+// its empty ones. Thread 0 initialises them, and the block's count of items taken (ItemDeal::taken), before the
+// block's first __syncthreads().
+template <int kWorkers, int kBarriers>
+__device__ __forceinline__ void init_worker_rings(uint64_t (&barriers)[kWorkers][kBarriers], uint32_t full_arrivals,
+                                                  uint32_t empty_arrivals, int& items_taken) {
+  constexpr int kCount = kBarriers / 2;
+  for (int w = 0; w < kWorkers; ++w) {
+    for (int s = 0; s < kCount; ++s) {
+      barrier_init(shared_address(barriers[w]) + 8 * s, full_arrivals);
+      barrier_init(shared_address(barriers[w] + kCount) + 8 * s, empty_arrivals);
+    }
+  }
+  items_taken = 0;
+  barrier_init_fence();
+}
+
+// Worker w's ring: its stages are the w-th kCount of stage_bytes each from `stages` (1024-byte aligned).
+template <int kWorkers, int kBarriers>
+__device__ __forceinline__ Ring worker_ring(uint64_t (&barriers)[kWorkers][kBarriers], int w, uint32_t stages,
+                                            uint32_t stage_bytes) {
+  constexpr int kCount = kBarriers / 2;
+  return Ring{stages + uint32_t(w) * kCount * stage_bytes, shared_address(barriers[w]),
+              shared_address(barriers[w] + kCount), 0};
+}
 
 }  // namespace w4a8moe::gemm

@@ -72,22 +72,6 @@ struct Stage {
   static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
 };
 
-// The ring's shared addresses and the count of stages used before the current item (the same in every thread):
-// use u goes to stage u % kCount, and waits for parity (u / kCount) % 2 of its barriers.
-struct Ring {
-  uint32_t stages;  // 1024-byte aligned
-  uint32_t full;    // per stage: the copies landed (the producer's arrival + their bytes)
-  uint32_t empty;   // per stage: the four consumer warps are done with it
-  uint32_t uses;
-};
-
-// Beside each stage: the item its group belongs to, written by the producer before the stage's arrival and read by
-// the consumers after its phase completed. rows == 0: the worker has no more items.
-struct StagedItem {
-  Chunk chunk;
-  int tile;
-};
-
 // The producer's lane 0: copies groups [group_begin, group_end) of the item's tile into the next stages.
 template <int kRows>
 __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map, StagedItem const& item,
@@ -193,20 +177,10 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
   StagedItem* const staged = staged_items[slot_of_worker];
   uint32_t const base = shared_address(shared_memory);
   uint32_t const stages = (base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
-  Ring ring{stages + uint32_t(slot_of_worker) * S::kCount * S::kBytes, shared_address(barriers[slot_of_worker]),
-            shared_address(barriers[slot_of_worker] + S::kCount), 0};
+  Ring ring = worker_ring(barriers, slot_of_worker, stages, S::kBytes);
   float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + S::kCount * S::kBytes);
   bool const producer = Workers::producer();
-  if (threadIdx.x == 0) {
-    for (int w = 0; w < kWorkers; ++w) {
-      for (int s = 0; s < S::kCount; ++s) {
-        barrier_init(shared_address(barriers[w]) + 8 * s, 1);
-        barrier_init(shared_address(barriers[w] + S::kCount) + 8 * s, kTileStripes);
-      }
-    }
-    items_taken = 0;
-    barrier_init_fence();
-  }
+  if (threadIdx.x == 0) init_worker_rings(barriers, 1, kTileStripes, items_taken);
   if (threadIdx.x == Workers::kProducerThreads) prefetch_tensor_map(act_map);
   __syncthreads();
 
