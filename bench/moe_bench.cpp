@@ -7,6 +7,8 @@
 // outside the GEMMs would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
 // read-once measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte
 // per group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
+// gpt-oss-120b runs on its MXFP4 layout with its clamped SwiGLU and expert biases (random MXFP4 codes, block scales
+// 2^-7..2^-2; read-once counts one e8m0 byte per 32 weights) whatever --layouts says; the int4 models skip "mxfp4".
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -30,6 +32,7 @@
 #include "moe/decode_layer.h"
 #include "reference/moe_reference.h"
 #include "w4a8_method.h"
+#include "w4a8moe/checkpoint.h"
 #include "w4a8moe/moe.h"
 #include "w4a8moe/prepack.h"
 
@@ -39,16 +42,20 @@ namespace {
 struct Model {
   std::string name;
   MoeShape shape;
-  bool idle = false;  // the router never picks a local expert: what a rank without local tokens pays
+  bool idle = false;     // the router never picks a local expert: what a rank without local tokens pays
+  bool gpt_oss = false;  // MXFP4 experts, gpt-oss's SwiGLU and biases
 };
 
-// The benchmark models, and the DeepSeek-V3 rank once more as an idle one.
+constexpr char kGptOssModel[] = "gpt-oss-120b";
+
+// The benchmark models, the DeepSeek-V3 rank once more as an idle one, and gpt-oss-120b (every expert local).
 std::vector<Model> const kModels = [] {
   std::vector<Model> models;
   for (auto const& m : tools::benchmark_models()) {
     models.push_back({m.name, m.shape});
     if (m.shape.num_local_experts < m.shape.num_experts) models.push_back({m.name + "-idle", m.shape, true});
   }
+  models.push_back({kGptOssModel, tools::find_model_preset(kGptOssModel)->shape, false, true});
   return models;
 }();
 
@@ -60,6 +67,23 @@ DeviceBuffer random_packed(ExpertWeightShape const& shape, uint64_t seed, Packed
   fill_uniform_bf16(scales.get(), scales.bytes() / 2, 0.001f, 0.01f, seed + 1);
   DeviceBuffer packed;
   Status const status = prepack_to_new_buffer(words.get(), scales.get(), shape, &packed, layout);
+  if (!status.ok()) fail("prepack: " + status.to_string());
+  return packed;
+}
+
+// Random MXFP4 experts: any byte is two valid e2m1 codes; block scales 2^-7..2^-2 (e8m0 120..125), the range of a
+// checkpoint's, so that the folded e4m3 weights stay finite as they do for real weights.
+DeviceBuffer random_packed_mxfp4(ExpertWeightShape const& shape, uint64_t seed) {
+  DeviceBuffer blocks(size_t(shape.num_experts) * shape.n * shape.k / 2);
+  if (!blocks.ok()) fail("out of device memory for the weights");
+  fill_random_bytes(blocks.get(), blocks.bytes(), seed);
+  std::vector<uint8_t> scale_bytes(size_t(shape.num_experts) * shape.n * (shape.k / 32));
+  std::mt19937_64 rng(seed + 1);
+  for (auto& b : scale_bytes) b = uint8_t(120 + rng() % 6);
+  DeviceBuffer scales(scale_bytes);
+  if (!scales.ok()) fail("out of device memory for the block scales");
+  DeviceBuffer packed;
+  Status const status = prepack_to_new_buffer(blocks.get(), scales.get(), shape, &packed, PackedLayout::kMxfp4);
   if (!status.ok()) fail("prepack: " + status.to_string());
   return packed;
 }
@@ -78,10 +102,11 @@ struct Result {
   double active_expert_bytes = 0, read_us = 0;  // read_us: active_expert_bytes at the measured bandwidth
 };
 
-// The bytes a layer must read per expert that receives rows: int4 weights, one byte per (group, channel) scale and
-// the fp32 channel scales of both GEMMs.
-double expert_bytes(MoeShape const& s) {
-  auto gemm = [](double n, double k) { return n * k / 2 + n * k / 128 + 4 * n; };
+// The bytes a layer must read per expert that receives rows: int4 weights, one byte per (group, channel) scale (MXFP4:
+// per 32 weights, its e8m0 block scales) and the fp32 channel scales of both GEMMs.
+double expert_bytes(MoeShape const& s, PackedLayout layout) {
+  double const weights_per_scale = layout == PackedLayout::kMxfp4 ? 32 : 128;
+  auto gemm = [&](double n, double k) { return n * k / 2 + n * k / weights_per_scale + 4 * n; };
   return gemm(2.0 * s.inter, s.hidden) + gemm(s.hidden, s.inter);
 }
 
@@ -158,16 +183,21 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
     counts[e] = routing.offsets[e + 1] - routing.offsets[e];
     r.active_experts += counts[e] > 0;
   }
-  r.active_expert_bytes = r.active_experts * expert_bytes(s);
+  r.active_expert_bytes = r.active_experts * expert_bytes(s, layout);
   r.read_us = r.active_expert_bytes / hbm_bytes_per_s * 1e6;
 
   ExpertWeightShape const shape1{s.num_local_experts, 2 * s.inter, s.hidden, 128};
   ExpertWeightShape const shape2{s.num_local_experts, s.hidden, s.inter, 128};
-  DeviceBuffer gemm1 = random_packed(shape1, 101, layout), gemm2 = random_packed(shape2, 202, layout);
+  bool const mxfp4 = layout == PackedLayout::kMxfp4;
+  DeviceBuffer gemm1 = mxfp4 ? random_packed_mxfp4(shape1, 101) : random_packed(shape1, 101, layout);
+  DeviceBuffer gemm2 = mxfp4 ? random_packed_mxfp4(shape2, 202) : random_packed(shape2, 202, layout);
   DeviceBuffer hidden(size_t(tokens) * s.hidden * 2), d_logits(logits), out(size_t(tokens) * s.hidden * 2);
   DeviceBuffer d_map(map.empty() ? std::vector<int32_t>{0} : map);
   DeviceBuffer workspace(moe_workspace_bytes(s, tokens));
-  for (auto* b : {&hidden, &d_logits, &out, &d_map, &workspace}) {
+  // gpt-oss's expert biases, fp32 as moe_forward takes them (a word each where the model has none).
+  DeviceBuffer bias1(model.gpt_oss ? size_t(s.num_local_experts) * 2 * s.inter * 4 : 4);
+  DeviceBuffer bias2(model.gpt_oss ? size_t(s.num_local_experts) * s.hidden * 4 : 4);
+  for (auto* b : {&hidden, &d_logits, &out, &d_map, &workspace, &bias1, &bias2}) {
     if (!b->ok()) fail("out of device memory");
   }
   fill_uniform_bf16(hidden.get(), size_t(tokens) * s.hidden, -2.0f, 2.0f, 303);
@@ -185,6 +215,14 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   a.workspace = workspace.get();
   a.workspace_bytes = workspace.bytes();
   a.stream = stream;
+  if (model.gpt_oss) {
+    fill_uniform_floats(bias1.as<float>(), bias1.bytes() / 4, -0.1f, 0.1f, 304);
+    fill_uniform_floats(bias2.as<float>(), bias2.bytes() / 4, -0.1f, 0.1f, 305);
+    a.activation = MoeActivation::kGptOssSwiglu;
+    a.swiglu_limit = float(kGptOssSwigluLimit);
+    a.gemm1_bias = bias1.as<float>();
+    a.gemm2_bias = bias2.as<float>();
+  }
   r.gemm1_config = moe_gemm1_config(s, tokens, layout);
   r.gemm2_config = moe_gemm2_config(s, tokens, layout);
 
@@ -196,7 +234,8 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   r.outside_share = timing.outside_gemms;
   r.launches = timing.graph_nodes;
   r.staged_total_us = r.total_us;
-  if (moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
+  bool const one_launch_runs = moe::decode_layer_runs(layout, a.activation, a.gemm1_bias != nullptr);
+  if (one_launch_runs && moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
@@ -222,6 +261,11 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   r.w8a8_gemm2 = best_time(w8a8_config_names(), make_w8a8_method, c2, stream);
   r.w8a8_pipeline = r.staged_total_us - r.w4a8_gemm1 - r.w4a8_gemm2 + r.w8a8_gemm1 + r.w8a8_gemm2;
   return r;
+}
+
+// The rows of a layout other than the default are marked with its name.
+std::string layout_mark(PackedLayout layout) {
+  return layout == PackedLayout::kLookupTable ? "" : std::string(" ") + packed_layout_name(layout);
 }
 
 }  // namespace
@@ -266,9 +310,8 @@ int main(int argc, char** argv) {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
-           "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b|all]"
-           " [--tokens 1,16]"
-           " [--layouts lookup,exact] [--iters 20] [--phases] [--out DIR]");
+           "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b,"
+           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] [--out DIR]");
     }
   }
   int devices = 0;
@@ -290,14 +333,20 @@ int main(int argc, char** argv) {
       if (m.name == name) model = &m;
     }
     if (!model) fail("unknown model " + name);
+    // gpt-oss's experts have one layout; the int4 models take the others.
+    std::vector<PackedLayout> model_layouts;
+    for (PackedLayout layout : layouts) {
+      if (layout != PackedLayout::kMxfp4) model_layouts.push_back(layout);
+    }
+    if (model->gpt_oss) model_layouts = {PackedLayout::kMxfp4};
     for (int64_t t : tokens) {
-      for (PackedLayout layout : layouts) {
+      for (PackedLayout layout : model_layouts) {
         Result const r = run_case(*model, t, layout, iters, hbm, phases, stream);
         results.push_back(r);
         std::printf(
             "%-16s %6lld%s | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f "
             "%8.1f %9.1f %6.2f\n",
-            r.model.c_str(), static_cast<long long>(t), layout == PackedLayout::kExactScales ? " exact" : "",
+            r.model.c_str(), static_cast<long long>(t), layout_mark(layout).c_str(),
             r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3], r.stage_us[4], r.stage_us[5], r.total_us,
             r.staged_total_us, r.one_launch_total_us, 100 * r.outside_share, r.launches,
             r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,

@@ -119,14 +119,14 @@ def layer(path):
     if "note" in data:
         print(f"Note: {data['note']}.\n")
     print(f"CUDA graph replays; streaming read measured in the same run: {data['hbm_read_gbps']:.0f} GB/s. \"read "
-          "once\" is the time to read the active experts' int4 weights, one byte per group scale and the channel "
-          "scales of both GEMMs at that bandwidth. The W8A8 pipeline is this layer with its two GEMM stages replaced "
-          "by the best W8A8 grouped GEMMs, timed standalone on the same routing.\n")
+          "once\" is the time to read the active experts' int4 weights, one byte per group scale (MXFP4: per 32 "
+          "weights) and the channel scales of both GEMMs at that bandwidth. The W8A8 pipeline is this layer with its "
+          "two GEMM stages replaced by the best W8A8 grouped GEMMs, timed standalone on the same routing.\n")
     print("Up to 8 tokens both paths are timed in the same process: \"staged\" (the stages' launches) and \"1 launch\" "
           "(the whole layer in one cooperative launch); \"total\" is the one MoePath::kAuto picks. The stage times "
           "are always the staged path's.\n")
-    # Files with both packed layouts (moe_bench --layouts) name each row's; the W8A8 pipeline is timed for the
-    # lookup-table layout only.
+    # Files with several packed layouts (moe_bench --layouts, gpt-oss's MXFP4) name each row's; the W8A8 pipeline is
+    # timed for the lookup-table layout only.
     layouts = any("layout" in r for r in data["rows"])
     print("| model | " + ("layout | " if layouts else "") + "tokens | " + " | ".join(stages) +
           " | total us | staged us | 1 launch us | launches | active experts | read once us | total / read once "
@@ -136,8 +136,8 @@ def layer(path):
         mark = " (target <= 3)" if r["tokens"] in (1, 4) else ""
         # An idle expert-parallel rank reads nothing: no ratio.
         ratio = f"{r['total_graph_us'] / r['read_once_us']:.2f}{mark}" if r["read_once_us"] > 0 else "-"
-        exact = r.get("layout") == "exact"
-        w8a8 = "-" if exact else f"{r['w8a8_pipeline_us'] / r['total_graph_us']:.2f}"
+        lookup = r.get("layout", "lookup") == "lookup"
+        w8a8 = f"{r['w8a8_pipeline_us'] / r['total_graph_us']:.2f}" if lookup else "-"
         print(f"| {r['model']} | " + (f"{r.get('layout', 'lookup')} | " if layouts else "") + f"{r['tokens']} | " +
               " | ".join(f"{r['stages_us'][s]:.1f}" for s in stages) +
               f" | {r['total_graph_us']:.1f} | {both(r, 'staged_total_graph_us')} | {both(r, 'one_launch_total_graph_us')}"
