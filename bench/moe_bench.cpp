@@ -263,6 +263,33 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   return r;
 }
 
+// The rows so far as JSON at `path`, rewritten after every case: a case that fails keeps the ones before it.
+void write_results(std::string const& path, char const* device, double hbm, std::vector<Result> const& results) {
+  tools::Json doc = {{"device", device}, {"hbm_read_gbps", hbm / 1e9}, {"rows", tools::Json::array()}};
+  for (auto const& r : results) {
+    doc["rows"].push_back({{"model", r.model},
+                           {"tokens", r.tokens},
+                           {"layout", r.layout},
+                           {"stages_us", tools::stage_times(r.stage_us)},
+                           {"total_graph_us", r.total_us},
+                           {"staged_total_graph_us", r.staged_total_us},
+                           {"one_launch_total_graph_us", r.one_launch_total_us},
+                           {"outside_gemms_share", r.outside_share},
+                           {"gemm1_config", r.gemm1_config},
+                           {"gemm2_config", r.gemm2_config},
+                           {"w4a8_gemm1_us", r.w4a8_gemm1},
+                           {"w4a8_gemm2_us", r.w4a8_gemm2},
+                           {"w8a8_gemm1_us", r.w8a8_gemm1},
+                           {"w8a8_gemm2_us", r.w8a8_gemm2},
+                           {"w8a8_pipeline_us", r.w8a8_pipeline},
+                           {"launches", r.launches},
+                           {"active_experts", r.active_experts},
+                           {"active_expert_bytes", r.active_expert_bytes},
+                           {"read_once_us", r.read_us}});
+  }
+  if (!tools::write_json(doc, path)) fail("cannot write " + path);
+}
+
 // The rows of a layout other than the default are marked with its name.
 std::string layout_mark(PackedLayout layout) {
   return layout == PackedLayout::kLookupTable ? "" : std::string(" ") + packed_layout_name(layout);
@@ -326,6 +353,8 @@ int main(int argc, char** argv) {
               "tokens", "route", "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "staged", "1 launch",
               "out%", "launches", "/read",
               "w8a8 g1", "w8a8 g2", "w8a8 pipe", "w8a8/x");
+  std::string const json_path =
+      out_dir.empty() ? "" : out_dir + "/" + today() + "-" + card_slug(prop.name) + "-moe-layer.json";
   std::vector<Result> results;
   for (auto const& name : models) {
     Model const* model = nullptr;
@@ -352,36 +381,11 @@ int main(int argc, char** argv) {
             r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
             r.w8a8_pipeline / r.total_us);
         std::fflush(stdout);
+        if (!json_path.empty()) write_results(json_path, prop.name, hbm, results);
       }
     }
   }
-  if (!out_dir.empty()) {
-    std::string const path = out_dir + "/" + today() + "-" + card_slug(prop.name) + "-moe-layer.json";
-    tools::Json doc = {{"device", prop.name}, {"hbm_read_gbps", hbm / 1e9}, {"rows", tools::Json::array()}};
-    for (auto const& r : results) {
-      doc["rows"].push_back({{"model", r.model},
-                             {"tokens", r.tokens},
-                             {"layout", r.layout},
-                             {"stages_us", tools::stage_times(r.stage_us)},
-                             {"total_graph_us", r.total_us},
-                             {"staged_total_graph_us", r.staged_total_us},
-                             {"one_launch_total_graph_us", r.one_launch_total_us},
-                             {"outside_gemms_share", r.outside_share},
-                             {"gemm1_config", r.gemm1_config},
-                             {"gemm2_config", r.gemm2_config},
-                             {"w4a8_gemm1_us", r.w4a8_gemm1},
-                             {"w4a8_gemm2_us", r.w4a8_gemm2},
-                             {"w8a8_gemm1_us", r.w8a8_gemm1},
-                             {"w8a8_gemm2_us", r.w8a8_gemm2},
-                             {"w8a8_pipeline_us", r.w8a8_pipeline},
-                             {"launches", r.launches},
-                             {"active_experts", r.active_experts},
-                             {"active_expert_bytes", r.active_expert_bytes},
-                             {"read_once_us", r.read_us}});
-    }
-    if (!tools::write_json(doc, path)) fail("cannot write " + path);
-    std::printf("wrote %s\n", path.c_str());
-  }
+  if (!json_path.empty()) std::printf("wrote %s\n", json_path.c_str());
   cudaStreamDestroy(stream);
   return 0;
 }
