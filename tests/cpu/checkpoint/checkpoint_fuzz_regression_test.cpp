@@ -1,13 +1,15 @@
-// Replays the safetensors fuzz target's seed corpus (tests/fuzz/corpus) and every input that once broke it
-// (tests/fuzz/regressions) through the same checks the fuzzer runs, so CI keeps them fixed without clang or
-// libFuzzer. Each input is also written to a file and opened, to check that open() and parse() agree. Seeds say
-// by their name what the reader makes of them: bad_* are refused, valid_* accepted.
+// Replays the fuzz targets' seed corpora and every input that once broke them through the same checks the fuzzers
+// run, so CI keeps them fixed without clang or libFuzzer: the safetensors reader's (tests/fuzz/corpus,
+// tests/fuzz/regressions; each input is also written to a file and opened, to check that open() and parse() agree)
+// and the config.json parser's (tests/fuzz/config_corpus, tests/fuzz/config_regressions). Seeds say by their name
+// what the parser makes of them: bad_* are refused, valid_* accepted.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
 
 #include "checkpoint_test_util.h"
+#include "config_fuzz_input.h"
 #include "safetensors_fuzz_input.h"
 #include "w4a8moe/checkpoint.h"
 
@@ -26,6 +28,16 @@ std::vector<fs::path> inputs_under(fs::path const& dir) {
   return inputs;
 }
 
+// bad_* seeds refused, valid_* accepted.
+void expect_named_outcome(fs::path const& input, bool accepted) {
+  std::string const name = input.filename().string();
+  if (name.rfind("bad_", 0) == 0) {
+    EXPECT_FALSE(accepted) << "a bad_ seed was accepted";
+  } else if (name.rfind("valid_", 0) == 0) {
+    EXPECT_TRUE(accepted) << "a valid_ seed was refused";
+  }
+}
+
 void replay(std::vector<fs::path> const& inputs) {
   testing::TempDir dir;
   for (fs::path const& input : inputs) {
@@ -41,12 +53,17 @@ void replay(std::vector<fs::path> const& inputs) {
     bool const open_ok = SafetensorsFile::open(path, &opened).ok();
     EXPECT_EQ(parse_ok, open_ok);
     EXPECT_EQ(parsed.tensors().size(), opened.tensors().size());
-    std::string const name = input.filename().string();
-    if (name.rfind("bad_", 0) == 0) {
-      EXPECT_FALSE(parse_ok) << "a bad_ seed was accepted";
-    } else if (name.rfind("valid_", 0) == 0) {
-      EXPECT_TRUE(parse_ok) << "a valid_ seed was refused";
-    }
+    expect_named_outcome(input, parse_ok);
+  }
+}
+
+void replay_configs(std::vector<fs::path> const& inputs) {
+  for (fs::path const& input : inputs) {
+    SCOPED_TRACE(input.string());
+    std::string const text = testing::read_file(input.string());
+    EXPECT_EQ(fuzz::check_config_input(reinterpret_cast<uint8_t const*>(text.data()), text.size()), "");
+    ModelConfig config;
+    expect_named_outcome(input, parse_model_config(text, "input", &config).ok());
   }
 }
 
@@ -58,6 +75,16 @@ TEST(SafetensorsFuzzCorpus, SeedsKeepTheReadersPromises) {
 
 TEST(SafetensorsFuzzCorpus, RegressionsStayFixed) {
   replay(inputs_under(fs::path(W4A8_FUZZ_DIR) / "regressions"));
+}
+
+TEST(ConfigFuzzCorpus, SeedsKeepTheParsersPromises) {
+  auto const seeds = inputs_under(fs::path(W4A8_FUZZ_DIR) / "config_corpus");
+  ASSERT_FALSE(seeds.empty()) << "no seed corpus under " << W4A8_FUZZ_DIR << "/config_corpus";
+  replay_configs(seeds);
+}
+
+TEST(ConfigFuzzCorpus, RegressionsStayFixed) {
+  replay_configs(inputs_under(fs::path(W4A8_FUZZ_DIR) / "config_regressions"));
 }
 
 }  // namespace
