@@ -82,4 +82,12 @@ fi
 grep -E "^w4a8moe (run|quantize)|total, CUDA graph|check:|FAILED|error" "$layer_log"
 sed -n '/== MoE layer benchmark/,/== GEMM benchmark/p' "$layer_log"
 sed -n '/== GEMM benchmark/,$p' "$layer_log" | grep -E "^(model|qwen3|deepseek|mixtral)"
+# The targets on this run's files (bench/criteria.py; printed, not kept: the 8 files above are what comes back).
+layer_json=$(ls "$OUT"/*-moe-layer.json 2>/dev/null | head -1)
+peers_json=$(ls "$OUT"/*-peers.json 2>/dev/null | head -1)
+gemm_json=$(ls "$OUT"/*.json 2>/dev/null | grep -vE -- '-(moe-layer|peers)\.json$|/layers\.json$' | head -1)
+if [[ -n $layer_json ]]; then
+  python3 bench/criteria.py --layer "$layer_json" ${peers_json:+--peers "$peers_json"} \
+    ${gemm_json:+--gemm "$gemm_json"} || status=1
+fi
 exit $status

@@ -1,0 +1,156 @@
+"""bench/criteria.py on small results made up here: a case met, a case missed, a case the files lack (not met, and
+said so), the worst case chosen by its distance to the limit, targets whose file is not given, the other layout's
+rows, and the comparison with an earlier run."""
+import argparse
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+import criteria  # noqa: E402
+
+
+def layer_row(model, tokens, total, read_once=10.0, share=0.2, layout="lookup"):
+    return {"model": model, "tokens": tokens, "layout": layout, "total_graph_us": total, "read_once_us": read_once,
+            "outside_gemms_share": share}
+
+
+def peers_row(model, tokens, method, us, level="layer"):
+    return {"model": model, "tokens": tokens, "level": level, "method": method, "us": us}
+
+
+def gemm_row(model, gemm, tokens, method, us, gbps=0.0, routing="uniform", config="64x8_stream"):
+    return {"model": model, "gemm": gemm, "tokens": tokens, "routing": routing, "method": method, "us": us,
+            "weight_gbps": gbps, "config": config}
+
+
+def options(noise=0.03):
+    return argparse.Namespace(noise=noise)
+
+
+def target(name_part):
+    return next(t for t in criteria.TARGETS if name_part in t.name)
+
+
+class CriteriaTest(unittest.TestCase):
+    def test_decode_against_vllm_counts_met_missed_and_missing(self):
+        rows = []
+        for m in criteria.INT4_MODELS:
+            for t in criteria.DECODE_TOKENS:
+                rows += [peers_row(m, t, "w4a8moe", 90.0), peers_row(m, t, "vllm_marlin_w4a16", 100.0),
+                         peers_row(m, t, "vllm_cutlass_w4a8", 120.0), peers_row(m, t, "vllm_marlin_w4a8_int8", 95.0)]
+        rows = [r for r in rows if not (r["model"] == "mixtral-8x7b" and r["tokens"] == 128)]  # not measured
+        rows = [dict(r, us=110.0) if r["model"] == "qwen3-30b-a3b" and r["tokens"] == 4 and r["method"] == "w4a8moe"
+                else r for r in rows]
+        res = criteria.Results(peers={"device": "card", "rows": rows})
+        t = target("fastest of vLLM")
+        checks = t.checks(res, options())
+        self.assertEqual(len(checks), 15)
+        self.assertEqual(sum(t.met(c) for c in checks), 13)
+        # The missing case is the worst, ahead of the one 110 / 95 behind.
+        self.assertEqual(max(checks, key=t.badness).case, "mixtral-8x7b 128 tok (ours / fastest vLLM)")
+        missed = [c for c in checks if c.value is not None and not t.met(c)]
+        self.assertEqual([c.case for c in missed], ["qwen3-30b-a3b 4 tok (ours / fastest vLLM)"])
+        self.assertAlmostEqual(missed[0].value, 110.0 / 95.0)
+        text = criteria.report(criteria.evaluate(res, options()), ["peers p.json (card)"])
+        self.assertIn("| 13/15 (1 not measured) | mixtral-8x7b 128 tok (ours / fastest vLLM) | not measured |", text)
+        # No layer file: those targets are not measured, not passed.
+        self.assertIn("| The decode layer's fixed cost | DeepSeek-V3 EP8 rank with no local tokens <= 6 us at 1 and 16 "
+                      "tokens | not measured (no --layer) |", text)
+
+    def test_read_once_limits_and_fixed_costs(self):
+        rows = [layer_row(m, t, 1.2 * 10.0 + 8.0) for m in criteria.INT4_MODELS for t in criteria.DECODE_TOKENS]
+        rows += [layer_row("qwen3-30b-a3b", 1, 15.5), layer_row("deepseek-v3-ep8", 1, 20.5),
+                 layer_row("deepseek-v3-ep8-idle", 1, 5.9, read_once=0.0),
+                 layer_row("deepseek-v3-ep8-idle", 16, 6.1, read_once=0.0)]
+        res = criteria.Results(layer={"device": "card", "rows": rows})
+        read_once = target("1.2 x read once")
+        checks = read_once.checks(res, options())
+        # Later rows replace earlier ones of the same case: qwen3 at 1 token 15.5 us (met), DeepSeek-V3 EP8 at 1
+        # token 20.5 us against 1.2 x 10 + 8 = 20 (missed); the others sit exactly on the limit.
+        self.assertEqual(sum(read_once.met(c) for c in checks), 14)
+        self.assertEqual(max(checks, key=read_once.badness).case, "deepseek-v3-ep8 1 tok")
+        qwen3 = target("Qwen3-30B-A3B: 1 token").checks(res, options())
+        self.assertEqual([(c.case, c.value, c.limit) for c in qwen3],
+                         [("qwen3-30b-a3b 1 tok", 15.5, 15.0), ("qwen3-30b-a3b 4 tok", 20.0, 1.3 * 10.0 + 8.0)])
+        idle = target("no local tokens")
+        self.assertEqual([idle.met(c) for c in idle.checks(res, options())], [True, False])
+        mixtral = target("Mixtral-8x7B 1 token").checks(res, options())
+        self.assertAlmostEqual(mixtral[0].limit, 1.15 * 10.0 + 6.0)
+
+    def test_the_layout_option_reads_the_other_rows(self):
+        rows = [layer_row("qwen3-30b-a3b", 1, 40.0), layer_row("qwen3-30b-a3b", 1, 14.0, layout="exact")]
+        lookup = criteria.Results(layer={"device": "card", "rows": rows})
+        exact = criteria.Results(layer={"device": "card", "rows": rows}, layout="exact")
+        self.assertEqual(lookup.layer_us("qwen3-30b-a3b", 1), 40.0)
+        self.assertEqual(exact.layer_us("qwen3-30b-a3b", 1), 14.0)
+        self.assertEqual(exact.ours(), "w4a8moe_exact")
+
+    def test_gemm_bandwidth_and_prefill_against_w8a8(self):
+        gemm = {"device": "card", "hbm_read_gbps": 3000.0, "rows": [
+            gemm_row("qwen3-30b-a3b", 1, 16, "w4a8", 50.0, gbps=2700.0),
+            gemm_row("qwen3-30b-a3b", 2, 16, "w4a8", 30.0, gbps=2400.0),
+            gemm_row("mixtral-8x7b", 1, 8192, "w4a8", 3000.0, config="128x256"),
+            gemm_row("mixtral-8x7b", 1, 8192, "w8a8_a", 3100.0),
+            gemm_row("mixtral-8x7b", 1, 8192, "w8a8_b", 2900.0),
+        ]}
+        # A second file adds cases, and does not replace the first file's.
+        later = {"device": "card", "hbm_read_gbps": 1000.0, "rows": [
+            gemm_row("qwen3-30b-a3b", 1, 16, "w4a8", 50.0, gbps=10.0),
+            gemm_row("deepseek-v3-ep8", 2, 8192, "w4a8", 100.0), gemm_row("deepseek-v3-ep8", 2, 8192, "w8a8_a", 100.0)]}
+        res = criteria.Results(gemms=[gemm, later])
+        bandwidth = target("85 % of the measured HBM")
+        checks = {c.case: c for c in bandwidth.checks(res, options())}
+        self.assertAlmostEqual(checks["qwen3-30b-a3b 16 tok GEMM1 uniform (64x8_stream)"].value, 90.0)
+        self.assertAlmostEqual(checks["qwen3-30b-a3b 16 tok GEMM2 uniform (64x8_stream)"].value, 80.0)
+        self.assertIsNone(checks["mixtral-8x7b 16 tok (no GEMM rows)"].value)
+        prefill = target("<= the best W8A8")
+        checks = {c.case: c for c in prefill.checks(res, options())}
+        self.assertAlmostEqual(checks["mixtral-8x7b 8192 tok GEMM1 uniform (W4A8 / best W8A8)"].value, 3000 / 2900)
+        self.assertTrue(prefill.met(checks["deepseek-v3-ep8 8192 tok GEMM2 uniform (W4A8 / best W8A8)"]))
+        self.assertIsNone(checks["qwen3-30b-a3b 8192 tok (no GEMM rows)"].value)
+
+    def test_prefill_layer_and_peers(self):
+        layer = {"device": "card", "rows": [layer_row("qwen3-30b-a3b", 8192, 690.0, share=0.16),
+                                            layer_row("mixtral-8x7b", 8192, 5100.0, share=0.10)]}
+        peers = {"device": "card", "rows": [
+            peers_row("qwen3-30b-a3b", 8192, "w4a8moe", 100.0),
+            peers_row("qwen3-30b-a3b", 8192, "vllm_cutlass_w4a8", 170.0),
+            peers_row("deepseek-v3-ep8", 1024, "w4a8moe", 11.0, level="gemm2"),
+            peers_row("deepseek-v3-ep8", 1024, "vllm_cutlass_w4a8", 10.0, level="gemm2")]}
+        res = criteria.Results(layer=layer, peers=peers)
+        times = target("Qwen3 <= 700").checks(res, options())
+        self.assertEqual([(c.case, c.value, c.limit) for c in times],
+                         [("qwen3-30b-a3b 8192 tok", 690.0, 700.0), ("deepseek-v3-ep8 8192 tok", None, 800.0),
+                          ("mixtral-8x7b 8192 tok", 5100.0, 5000.0)])
+        share = target("outside the GEMMs")
+        self.assertEqual([share.met(c) for c in share.checks(res, options())], [False, False, True])
+        faster = target("1.6 x vLLM")
+        checks = faster.checks(res, options())
+        self.assertEqual([(round(c.value, 2) if c.value else None, faster.met(c)) for c in checks],
+                         [(1.7, True), (None, False)])
+        thousand = {c.case: c for c in target("1024 tokens").checks(res, options())}
+        self.assertAlmostEqual(thousand["deepseek-v3-ep8 1024 tok gemm2 (ours / vLLM CUTLASS W4A8)"].value, 1.1)
+        self.assertEqual(len(thousand), 9)
+
+    def test_no_slower_than_before_within_the_noise(self):
+        before = {"device": "card", "rows": [layer_row("qwen3-30b-a3b", 1, 30.0),
+                                             layer_row("qwen3-30b-a3b", 8192, 800.0),
+                                             layer_row("mixtral-8x7b", 4, 200.0)]}
+        now = {"device": "card", "rows": [layer_row("qwen3-30b-a3b", 1, 30.8),
+                                          layer_row("qwen3-30b-a3b", 8192, 830.0)]}
+        res = criteria.Results(layer=now, before=before)
+        t = target("no slower than before")
+        checks = t.checks(res, options(noise=0.03))
+        self.assertEqual([(c.case, t.met(c)) for c in checks],
+                         [("mixtral-8x7b 4 tok (200.0 us before)", False),
+                          ("qwen3-30b-a3b 1 tok (30.0 us before)", True),
+                          ("qwen3-30b-a3b 8192 tok (800.0 us before)", False)])
+        self.assertIsNone(checks[0].value)
+        # Without a layer file the earlier one alone measures nothing.
+        alone = criteria.Results(before=before)
+        self.assertIsNone(dict((t.name, c) for t, c in criteria.evaluate(alone, options()))[t.name])
+
+
+if __name__ == "__main__":
+    unittest.main()
