@@ -23,7 +23,6 @@
 #include <algorithm>
 
 #include "common/pdl.cuh"
-#include "common/status_util.h"
 #include "gemm/async_copy.cuh"
 #include "gemm/block_formats.cuh"
 #include "gemm/cluster_residency.cuh"
@@ -34,6 +33,7 @@
 #include "gemm/tensor_map.h"
 #include "gemm/weight_stream.cuh"
 #include "gemm/wgmma_rs.cuh"
+#include "gemm/worker_launch.cuh"
 #include "prepack/exact_format.h"
 
 namespace w4a8moe::gemm {
@@ -403,24 +403,11 @@ Status launch_block_stream_gemm(GroupedGemmParams const& p) {
   auto kernel = block_stream_gemm_kernel<F, kRows, kConsumers, 1, Out>;
   ClusterResidency const residency =
       C::kSplitsK ? cluster_residency(kernel, C::kThreads, C::kSharedBytes, p.stream) : ClusterResidency{};
-  StreamLaunchPlan plan =
-      plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, C::kBlocksPerSm, C::kSharedBytes,
-                         C::kTileChannels, C::kSplitsK ? 8 : 1, residency);
-  plan = deal_per_sm(plan, p.sm_count, kSmWorkers, kSmBlockBytes);
-  CUtensorMap act_map;
-  W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
-  if constexpr (kSmWorkers > 1) {
-    if (plan.workers_per_block > 1) {
-      W4A8_CUDA_RETURN(launch_with_pdl(block_stream_gemm_kernel<F, kRows, kConsumers, kSmWorkers, Out>,
-                                       dim3(unsigned(plan.blocks)), dim3(kSmWorkers * C::kThreads), plan.shared_bytes,
-                                       p.stream, p, act_map, 1));
-      return Status::Ok();
-    }
-  }
-  W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(C::kThreads),
-                                               plan.shared_bytes, p.stream, unsigned(plan.splits), p, act_map,
-                                               plan.splits));
-  return Status::Ok();
+  StreamLaunchPlan const plan =
+      plan_worker_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, kConsumers, C::kBlocksPerSm,
+                         C::kSharedBytes, kSmWorkers, kSmBlockBytes, residency);
+  return enqueue_worker_launch(plan, kRows, block_stream_gemm_kernel<F, kRows, kConsumers, kSmWorkers, Out>,
+                               kSmWorkers * C::kThreads, kernel, C::kThreads, p);
 }
 
 // The kernel for params.out_type (bf16 or fp16 outputs).

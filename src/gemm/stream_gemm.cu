@@ -34,7 +34,6 @@
 #include <algorithm>
 
 #include "common/pdl.cuh"
-#include "common/status_util.h"
 #include "gemm/async_copy.cuh"
 #include "gemm/cluster_residency.cuh"
 #include "gemm/item_deal.cuh"
@@ -44,6 +43,7 @@
 #include "gemm/tensor_map.h"
 #include "gemm/weight_stream.cuh"
 #include "gemm/wgmma_rs.cuh"
+#include "gemm/worker_launch.cuh"
 
 namespace w4a8moe::gemm {
 namespace {
@@ -259,22 +259,13 @@ template <int kRows, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
   auto kernel = stream_gemm_kernel<kRows, 1, Out>;
-  StreamLaunchPlan plan =
-      plan_stream_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, S::kBlocksPerSm, S::kSharedBytes,
-                         kTileChannels, 8, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
   constexpr size_t kSmBlockBytes = kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * S::kCount * S::kBytes;
   static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
-  plan = deal_per_sm(plan, p.sm_count, S::kBlocksPerSm, kSmBlockBytes);
-  CUtensorMap act_map;
-  W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, kRows, &act_map));
-  if (plan.workers_per_block > 1) {
-    W4A8_CUDA_RETURN(launch_with_pdl(stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>, dim3(unsigned(plan.blocks)),
-                                     dim3(S::kBlocksPerSm * kThreads), plan.shared_bytes, p.stream, p, act_map, 1));
-    return Status::Ok();
-  }
-  W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(kernel, dim3(unsigned(plan.blocks)), dim3(kThreads), plan.shared_bytes,
-                                               p.stream, unsigned(plan.splits), p, act_map, plan.splits));
-  return Status::Ok();
+  StreamLaunchPlan const plan = plan_worker_launch(
+      p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, 1, S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm,
+      kSmBlockBytes, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
+  return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>,
+                               S::kBlocksPerSm * kThreads, kernel, kThreads, p);
 }
 
 }  // namespace

@@ -100,4 +100,15 @@ StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_pe
   return plan;
 }
 
+StreamLaunchPlan plan_worker_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
+                                    int sm_count, int chunk_rows, int consumers, int blocks_per_sm,
+                                    size_t block_shared_bytes, int sm_workers, size_t sm_block_bytes,
+                                    ClusterResidency const& residency) {
+  constexpr int kWarpgroupChannels = 64;
+  StreamLaunchPlan const plan =
+      plan_stream_launch(shape, total_rows, expected_rows, sm_count, chunk_rows, blocks_per_sm, block_shared_bytes,
+                         consumers * kWarpgroupChannels, consumers == 1 ? 8 : 1, residency);
+  return deal_per_sm(plan, sm_count, sm_workers, sm_block_bytes);
+}
+
 }  // namespace w4a8moe::gemm

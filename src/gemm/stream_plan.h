@@ -127,4 +127,14 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
 // its workers as they finish. Only unsplit plans of at least an item an SM; the others are returned as they are.
 StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_per_block, size_t block_shared_bytes);
 
+// The plan of a streaming kernel whose workers are `consumers` warpgroups of 64 channels each and a producer
+// (stream_gemm.cu: one; block_stream_kernel.cuh: one or two): plan_stream_launch over items of 64 x consumers
+// channels, K split over clusters only with one warpgroup, then dealt per SM where one block of an SM holds
+// sm_workers > 1 workers, their rings in sm_block_bytes. Both launchers enqueue what this returns, and the GPU tests
+// predict their plans with it.
+StreamLaunchPlan plan_worker_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
+                                    int sm_count, int chunk_rows, int consumers, int blocks_per_sm,
+                                    size_t block_shared_bytes, int sm_workers, size_t sm_block_bytes,
+                                    ClusterResidency const& residency = {});
+
 }  // namespace w4a8moe::gemm

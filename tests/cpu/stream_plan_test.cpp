@@ -155,6 +155,30 @@ TEST(StreamPlan, DealsItemsPerSmWhereUnsplitWithAnItemAnSm) {
   EXPECT_EQ(deal_per_sm(few, kSms, kBlocksPerSm, kSmBlock).blocks, few.blocks);
 }
 
+TEST(StreamPlan, WorkerLaunchSplitsKOnlyWithOneWarpgroupAndDealsWhereABlockHoldsSeveral) {
+  constexpr size_t kSmBlock = 4 * kRing;
+  ExpertWeightShape const deepseek_up{32, 4096, 7168, 128};
+  // One warpgroup, 64-channel items: at 1 token K is split over clusters as plan_stream_launch splits it, and the
+  // split plan is not dealt.
+  auto const split = plan_worker_launch(deepseek_up, 8, 1, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm, kSmBlock);
+  EXPECT_EQ(split.tiles, 64);
+  EXPECT_EQ(split.splits, plan(32, 4096, 7168, 8, 1).splits);
+  EXPECT_GT(split.splits, 1);
+  EXPECT_EQ(split.workers_per_block, 1);
+  // At 16 tokens, unsplit with an item an SM: dealt per SM, as deal_per_sm deals plan_stream_launch's plan.
+  auto const dealt = plan_worker_launch(deepseek_up, 16, 16, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm, kSmBlock);
+  EXPECT_EQ(dealt.workers_per_block, kBlocksPerSm);
+  EXPECT_EQ(dealt.blocks, kSms);
+  EXPECT_EQ(dealt.shared_bytes, deal_per_sm(plan(32, 4096, 7168, 16), kSms, kBlocksPerSm, kSmBlock).shared_bytes);
+  // A kernel that holds one worker a block is never dealt.
+  EXPECT_EQ(plan_worker_launch(deepseek_up, 16, 16, kSms, 8, 1, kBlocksPerSm, kRing, 1, kRing).workers_per_block, 1);
+  // Two warpgroups: 128-channel items, and K is never split, however few the items.
+  auto const wide = plan_worker_launch(deepseek_up, 8, 1, kSms, 128, 2, 1, kRing, 1, kRing);
+  EXPECT_EQ(wide.tiles, 32);
+  EXPECT_EQ(wide.splits, 1);
+  EXPECT_EQ(wide.workers_per_block, 1);
+}
+
 // The decode kernel's grid: 8 warps a block, 3 blocks per SM (one token tile).
 TEST(DecodePlan, SplitsKToFillAWaveAndSpreadsSmallGrids) {
   // Qwen3 GEMM1 at 1 token: 8 experts x 96 stripes, 16 groups -> 4 splits, 2 stripes a block, 48 x 8 blocks (a

@@ -110,9 +110,8 @@ inline gemm::StreamLaunchPlan block_layout_plan(std::string const& config, Exper
   int const blocks_per_sm = c.layout() == PackedLayout::kMxfp4 ? gemm::mxfp4_stream_blocks_per_sm(c.tile_n, consumers)
                                                                : gemm::exact_stream_blocks_per_sm(c.tile_n, consumers);
   shape.k = padded_k(shape.k);
-  return gemm::deal_per_sm(
-      gemm::plan_stream_launch(shape, rows, rows, sms, c.tile_n, blocks_per_sm, 0, c.tile_m, consumers > 1 ? 1 : 8),
-      sms, gemm::block_stream_sm_workers(blocks_per_sm, c.tile_n, consumers), 0);
+  return gemm::plan_worker_launch(shape, rows, rows, sms, c.tile_n, consumers, blocks_per_sm, 0,
+                                  gemm::block_stream_sm_workers(blocks_per_sm, c.tile_n, consumers), 0);
 }
 
 // A block layout packed on the GPU against its CPU packing, byte for byte: the header, the blocks (up to
