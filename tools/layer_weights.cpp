@@ -104,7 +104,7 @@ reference::QuantizedExperts unpack_for_reference(std::vector<int32_t> const& wei
   reference::QuantizedExperts experts;
   experts.shape = shape;
   experts.q = reference::unpack_offset_binary(weights, shape);
-  reference::split_bf16_scales(shape, scales, &experts.group_scale, &experts.channel_scale);
+  reference::split_bf16_scales(scales, &experts);
   return experts;
 }
 

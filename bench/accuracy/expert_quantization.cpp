@@ -30,7 +30,7 @@ reference::QuantizedExperts quantize_experts_rtn(std::vector<uint16_t> const& bf
                                              scales->data() + size_t(begin) * groups);
     if (!status.ok()) throw std::runtime_error(status.to_string());
   });
-  reference::split_bf16_scales(shape, *scales, &experts.group_scale, &experts.channel_scale);
+  reference::split_bf16_scales(*scales, &experts);
   return experts;
 }
 

@@ -1,6 +1,6 @@
 // The experts of one projection quantized as a W4A8 checkpoint holds them: the library's round-to-nearest
-// quantizer (int4, group 128, bf16 scales), then the lookup-table layout's split into e4m3 group and fp32 channel
-// scales.
+// quantizer (int4, group 128, bf16 scales), then the lookup-table layout's split into table steps, e4m3 group
+// scales and fp32 channel scales (reference::split_bf16_scales).
 #pragma once
 
 #include <cstdint>
@@ -14,11 +14,5 @@ namespace w4a8moe::accuracy {
 // the quantizer refuses the weights.
 reference::QuantizedExperts quantize_experts_rtn(std::vector<uint16_t> const& bf16, ExpertWeightShape const& shape,
                                                  std::vector<uint16_t>* scales);
-
-// The split's group scale before its e4m3 rounding, s / c / 8 with c = sc / 8, in the fp32 operations of
-// reference::split_bf16_scales (0 for an all-zero channel, whose sc is 0).
-inline float unrounded_group_scale(float bf16_scale, float channel_scale) {
-  return channel_scale == 0.0f ? 0.0f : bf16_scale / (channel_scale / 8.0f) / 8.0f;
-}
 
 }  // namespace w4a8moe::accuracy

@@ -122,10 +122,10 @@ std::vector<double> fp64_reference_output(GemmProblem const& p) {
   return out;
 }
 
-std::vector<double> single_rounding_lut_output(GemmProblem const& p) {
+std::vector<double> double_rounding_lut_output(GemmProblem const& p) {
   auto const& shape = p.experts.shape;
-  auto exact_sg = [&](int e, int n, int g) {
-    return unrounded_group_scale(bf16_scale(p, e, n, g), p.experts.channel_scale[size_t(e) * shape.n + n]);
+  auto rounded_sg = [&](int e, int n, int g) {
+    return e4m3_to_float(p.experts.group_scale[p.experts.scale_index(e, n, g)]);
   };
   return for_each_output(
       p,
@@ -135,8 +135,8 @@ std::vector<double> single_rounding_lut_output(GemmProblem const& p) {
           for (int64_t n = begin; n < end; ++n) {
             int8_t const* q = p.experts.q.data() + p.experts.q_index(e, int(n), 0);
             for (int k = 0; k < shape.k; ++k) {
-              float const sg = exact_sg(e, int(n), k / shape.group_size);
-              w[size_t(n) * shape.k + k] = e4m3_to_float(float_to_e4m3(float(q[k]) * sg));
+              float const sg = rounded_sg(e, int(n), k / shape.group_size);
+              w[size_t(n) * shape.k + k] = reference::dequantized_weight(q[k], sg);
             }
           }
         });

@@ -3,7 +3,7 @@
 //
 // Every path uses the same per-token fp8 activations a * st. The target is the exact result of the checkpoint's
 // weights, W = q * s_bf16 (float64), so activation quantisation is left out and what remains is the kernel's own
-// error: the split weights e4m3(q * sg) * sc and the summation.
+// error: the lookup tables' weights e4m3(q * s / sc) * sc and the summation.
 #pragma once
 
 #include <cstdint>
@@ -38,15 +38,14 @@ GemmProblem make_gemm_problem(GemmCase const& gemm_case, int experts, int rows_p
 
 // st * sum_k a q s_bf16, exact: the target.
 std::vector<double> exact_bf16_weight_output(GemmProblem const& problem);
-// st * sc * sum_k a q sg, exact: the split's e4m3 group-scale rounding alone.
+// st * sc * sum_k a q sg, exact, sg = e4m3(s / sc): an e4m3 group scale's rounding alone.
 std::vector<double> split_scale_exact_qsg_output(GemmProblem const& problem);
-// st * sc * sum_k a e4m3(q sg), exact: the project's float64 reference (reference::grouped_gemm), i.e. the kernel's
-// math without its accumulation error.
+// st * sc * sum_k a e4m3(q s / sc), exact: the project's float64 reference (reference::grouped_gemm), i.e. the
+// kernel's math without its accumulation error.
 std::vector<double> fp64_reference_output(GemmProblem const& problem);
-// st * sc * sum_k a e4m3(q s / sc), exact: the lookup table rounded once from the exact group scale instead of
-// twice (e4m3(q * e4m3(s / sc))), a change to the prepacked values alone.
-std::vector<double> single_rounding_lut_output(GemmProblem const& problem);
-// The kernel as modelled: e4m3(q sg) products in one tensor-core accumulator, `block` products per step, then
+// st * sc * sum_k a e4m3(q sg), exact: the tables before bench/NOTES.md §51, rounded twice (sg = e4m3(s / sc)).
+std::vector<double> double_rounding_lut_output(GemmProblem const& problem);
+// The kernel as modelled: e4m3(q s / sc) products in one tensor-core accumulator, `block` products per step, then
 // st * sc in fp32 and bf16 out.
 std::vector<double> modelled_kernel_output(GemmProblem const& problem, int block);
 // The alternative path: a * q (q exact in e4m3) summed per 128-wide chunk (tensor-core model in steps of `block`,

@@ -1,6 +1,7 @@
 #include "layer_numerics.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/float_formats.h"
 #include "dot_product.h"
@@ -11,6 +12,36 @@
 
 namespace w4a8moe::accuracy {
 namespace {
+
+// One channel's lookup-table weights e4m3(q * s / c / 8) (before the channel scale 8 c) for the c among max|s| / 448
+// times 2^(j/16), j = 0..15, whose weights are nearest the checkpoint's q * s in squared error; returns that 8 c.
+// q: the channel's K values; scales: its groups' bf16 scales as floats.
+float searched_channel_weights(int8_t const* q, float const* scales, int64_t groups, int64_t k, int group_size,
+                               float* out) {
+  float amax = 0.0f;
+  for (int64_t g = 0; g < groups; ++g) amax = std::max(amax, std::fabs(scales[g]));
+  if (amax == 0.0f) {
+    std::fill(out, out + k, 0.0f);
+    return 0.0f;
+  }
+  double best_error = -1.0;
+  float best_c = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    float const c = amax / kE4M3Max * std::exp2(float(j) / 16.0f);
+    double error = 0.0;
+    for (int64_t i = 0; i < k; ++i) {
+      float const step = scales[i / group_size] / c / 8.0f;
+      double const value = double(e4m3_to_float(float_to_e4m3(float(q[i]) * step))) * 8.0 * c;
+      double const d = value - double(q[i]) * scales[i / group_size];
+      error += d * d;
+    }
+    if (best_error < 0.0 || error < best_error) best_error = error, best_c = c;
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    out[i] = e4m3_to_float(float_to_e4m3(float(q[i]) * (scales[i / group_size] / best_c / 8.0f)));
+  }
+  return 8.0f * best_c;
+}
 
 enum Projection : uint64_t { kGate = 0, kUp = 1, kDown = 2 };
 
@@ -52,22 +83,29 @@ ExpertWeights expert_weights(LayerProblem const& p, bool down, int e, WeightNume
             out[k] = float(q[k]) * bf16_to_float(scales[(size_t(e) * w.n + n) * groups + k / group_size]);
           }
           break;
+        case WeightNumerics::kInt4SearchedChannelScale: {
+          std::vector<float> row_scales(groups);
+          for (int64_t g = 0; g < groups; ++g) {
+            row_scales[g] = bf16_to_float(scales[(size_t(e) * w.n + n) * groups + g]);
+          }
+          w.channel_scales[n] = searched_channel_weights(q, row_scales.data(), groups, w.k, group_size, out);
+          break;
+        }
         case WeightNumerics::kInt4SplitScales:
         case WeightNumerics::kInt4SplitScalesExactQSg:
-        case WeightNumerics::kInt4SingleRoundingLut: {
+        case WeightNumerics::kInt4DoubleRoundingLut: {
           float const channel_scale = quantized.channel_scale[size_t(e) * w.n + n];
           for (int64_t g = 0; g < groups; ++g) {
-            uint8_t const sg = quantized.group_scale[quantized.scale_index(e, int(n), int(g))];
-            float const exact_sg =
-                unrounded_group_scale(bf16_to_float(scales[(size_t(e) * w.n + n) * groups + g]), channel_scale);
+            int64_t const scale = quantized.scale_index(e, int(n), int(g));
+            float const sg = e4m3_to_float(quantized.group_scale[scale]);
             float value_of_q[16];  // what each int4 value becomes in this group, as the kernel's lookup table
             for (int v = -8; v < 8; ++v) {
               if (numerics == WeightNumerics::kInt4SplitScales) {
-                value_of_q[v + 8] = reference::dequantized_weight(v, sg);
+                value_of_q[v + 8] = reference::dequantized_weight(v, quantized.step(scale));
               } else if (numerics == WeightNumerics::kInt4SplitScalesExactQSg) {
-                value_of_q[v + 8] = float(v) * e4m3_to_float(sg);
+                value_of_q[v + 8] = float(v) * sg;
               } else {
-                value_of_q[v + 8] = e4m3_to_float(float_to_e4m3(float(v) * exact_sg));
+                value_of_q[v + 8] = reference::dequantized_weight(v, sg);
               }
             }
             for (int64_t k = g * group_size; k < (g + 1) * group_size; ++k) out[k] = value_of_q[q[k] + 8];
@@ -192,7 +230,7 @@ std::vector<LayerNumerics> const& layer_numerics() {
       {"w4a16", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kBF16,
        "int4 RTN g128 weights with their bf16 scales, bf16 activations"},
       {"w4a16_split_scales", WeightNumerics::kInt4SplitScales, ActivationNumerics::kBF16,
-       "W4A16 with the split scales: e4m3(q * sg) * sc, bf16 activations"},
+       "W4A16 with the lookup-table layout's weights, e4m3(q * s / sc) * sc, bf16 activations"},
       {"w4a8_bf16_scales", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8PerToken,
        "int4 with bf16 scales applied exactly, fp8 activations (a kernel applying the group scale in fp32)"},
       {"w4a8_bf16_scales_act2_g128", WeightNumerics::kInt4BF16Scales, ActivationNumerics::kFP8Gemm2PerGroup128,
@@ -202,9 +240,11 @@ std::vector<LayerNumerics> const& layer_numerics() {
       {"w4a8_exact_qsg", WeightNumerics::kInt4SplitScalesExactQSg, ActivationNumerics::kFP8PerToken,
        "W4A8 with the split scales but q * sg not rounded to e4m3"},
       {"w4a8", WeightNumerics::kInt4SplitScales, ActivationNumerics::kFP8PerToken,
-       "W4A8 as this project computes it: e4m3(q * sg) * sc, per-token fp8 activations"},
-      {"w4a8_single_rounding_lut", WeightNumerics::kInt4SingleRoundingLut, ActivationNumerics::kFP8PerToken,
-       "W4A8 with each lookup-table entry rounded once, e4m3(q * s / sc), instead of e4m3(q * e4m3(s / sc))"},
+       "W4A8 as this project computes it: e4m3(q * s / sc) * sc, per-token fp8 activations"},
+      {"w4a8_double_rounding_lut", WeightNumerics::kInt4DoubleRoundingLut, ActivationNumerics::kFP8PerToken,
+       "W4A8 with the tables before bench/NOTES.md §51, e4m3(q * e4m3(s / sc)) * sc: the e4m3 sg rounded again"},
+      {"w4a8_searched_channel_scale", WeightNumerics::kInt4SearchedChannelScale, ActivationNumerics::kFP8PerToken,
+       "W4A8 with each channel's sc among 16 in [sc, 2 sc) chosen to minimise its tables' weight error (not built)"},
       {"mxfp4_a16", WeightNumerics::kMxfp4, ActivationNumerics::kBF16,
        "MXFP4 weights (e2m1, e8m0 per 32), bf16 activations (Marlin MXFP4's numerics)"},
       {"mxfp4_a8", WeightNumerics::kMxfp4, ActivationNumerics::kFP8PerToken,

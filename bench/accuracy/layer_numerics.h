@@ -43,9 +43,11 @@ LayerProblem make_layer_problem(MoeModel const& model, int64_t tokens, uint64_t 
 enum class WeightNumerics {
   kBF16,                     // the bf16 weights themselves
   kInt4BF16Scales,           // q * s, s the bf16 group scale (W4A16, or a kernel applying s in fp32)
-  kInt4SplitScales,          // e4m3(q * sg) * sc: the split scales, product rounded to e4m3 (lookup-table layout)
-  kInt4SplitScalesExactQSg,  // q * sg * sc: the split, product not rounded
-  kInt4SingleRoundingLut,    // e4m3(q * s / sc) * sc: each lookup-table entry rounded once from the exact scale
+  kInt4SplitScales,          // e4m3(q * s / sc) * sc: the lookup-table layout's tables, each entry rounded once
+  kInt4SplitScalesExactQSg,  // q * sg * sc: the split with sg = e4m3(s / sc), product not rounded
+  kInt4DoubleRoundingLut,    // e4m3(q * sg) * sc: the tables before bench/NOTES.md §51, q times the rounded sg
+  kInt4SearchedChannelScale, // e4m3(q * s / sc') * sc', sc' = sc * 2^(j/16) with the j in [0, 16) that minimises the
+                             // channel's squared weight error (a prepack option studied in §51, not built)
   kFP8PerChannel,            // e4m3(W / sc) * sc, sc = max_k |W[n, k]| / 448 (W8A8)
   kMxfp4,                    // e2m1 * 2^s, one e8m0 s per 32 inputs: the bf16 weights quantised the OCP MX way
                              // (reference::quantize_mxfp4); what the MXFP4 kernels multiply, unrounded

@@ -1,10 +1,12 @@
 // W4A8 grouped GEMM over experts on Hopper (sm_90a):
 //
-//   out[m, n] = token_scales[m] * sc[e, n] * sum_k act[m, k] * e4m3(q[e, n, k] * sg[e, k / 128, n])
+//   out[m, n] = token_scales[m] * sc[e, n] * sum_k act[m, k] * e4m3(q[e, n, k] * t[e, n, k / 128])
 //
-// for every row m of expert e, i.e. expert_offsets[e] <= m < expert_offsets[e + 1]; fp32 accumulation, bf16 or
-// fp16 out. Weights come from prepack_weights(). In the exact-scale layout (PackedLayout::kExactScales) the product
-// q * sg is not rounded: each 128-K group's sum is scaled by its sg in fp32. In the MXFP4 layout
+// for every row m of expert e, i.e. expert_offsets[e] <= m < expert_offsets[e + 1], t the lookup tables' step
+// (ScaleFormat in prepack.h: s / (sc / 8) / 8 from bf16 checkpoint scales, else the caller's e4m3 sg); fp32
+// accumulation, bf16 or fp16 out. Weights come from prepack_weights(). In the exact-scale layout
+// (PackedLayout::kExactScales) the product q * sg is not rounded: each 128-K group's sum is scaled by its sg (the bf16
+// s) in fp32. In the MXFP4 layout
 // (PackedLayout::kMxfp4) W is e2m1 * 2^(s - 127) with an e8m0 s per 32 inputs (sc = 1), each 32-K sum scaled in
 // fp32. Per-expert problem sizes and pointers are built on the device from expert_offsets, so a call never waits for
 // the host and can be captured in a CUDA graph; experts with no rows cost nothing. The caller owns all memory:

@@ -34,11 +34,13 @@ enum class WeightFormat : int {
 
 enum class ScaleFormat : int {
   // bf16 [E, N, padded_k(K)/128]: W = q * s (the checkpoint's weight_scale). Split per output channel n into
-  //   c = max_g |s[n,g]| / 448,  sg = e4m3(s[n,g] / c / 8),  sc[n] = 8 c
-  // so that every |q * sg| <= 448 fits e4m3.
+  //   c = max_g |s[n,g]| / 448,  t[n,g] = s[n,g] / c / 8,  sc[n] = 8 c
+  // so that every |q * t| <= 448 fits e4m3; the lookup-table layout's tables hold e4m3(q * t), each entry rounded
+  // once (the exact-scale layout keeps s itself).
   kBF16 = 0,
   // e4m3 [E, N, padded_k(K)/128] group scales and fp32 [E, N] channel scales, W = q * sg * sc, from callers that
-  // quantized themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3.
+  // quantized themselves. Requires |sg| <= 56 so that |q * sg| <= 448 stays finite in e4m3; the lookup-table
+  // layout's tables hold e4m3(q * sg).
   kFP8WithChannelScale = 1,
   // e8m0 uint8 [E, N, K/32]: W = e2m1 * 2^(s - 127) (MXFP4's block scales). 255 (NaN) is refused; 0 (2^-127) is
   // taken as zero (its weights are below 6 * 2^-127). Only with WeightFormat::kMxfp4.

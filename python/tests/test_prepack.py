@@ -15,7 +15,7 @@ def experts():
     generator = torch.Generator(device="cuda").manual_seed(1)
     experts = ref.QuantizedExperts(4, 96, 384, generator)
     experts.bf16_scales[1, 5] = 0  # an all-zero channel: sg = 0, sc = 0
-    experts.group_scale, experts.channel_scale = ref.split_bf16_scales(experts.bf16_scales)
+    experts.group_scale, experts.channel_scale, experts.table_step = ref.split_bf16_scales(experts.bf16_scales)
     return experts
 
 
@@ -34,11 +34,17 @@ def test_checkpoint_format_matches_torch_packing_bit_for_bit(experts):
     assert torch.equal(packed[end:], expected[end:])
 
 
-def test_signed_int4_with_fp8_scales_packs_the_same_bytes(experts):
-    from_checkpoint = w4a8moe.prepack_weights(ref.pack_offset_binary(experts.q), experts.bf16_scales)
+def test_signed_int4_with_fp8_scales_packs_tables_of_those_scales(experts):
+    """The caller's e4m3 group scales give tables e4m3(q * sg); the checkpoint's bf16 scales give tables rounded once
+    from the unrounded s / c / 8, which differ where q * sg rounds away from q * s / c / 8."""
     from_split = w4a8moe.prepack_weights(ref.pack_signed_int4(experts.q), experts.group_scale,
                                          experts.channel_scale)
-    assert torch.equal(from_checkpoint, from_split)
+    expected = ref.prepack(experts, steps=experts.group_scale.float())
+    begin, end = layouts_range(experts)
+    assert torch.equal(from_split[:begin], expected[:begin])
+    assert torch.equal(from_split[end:], expected[end:])
+    from_checkpoint = w4a8moe.prepack_weights(ref.pack_offset_binary(experts.q), experts.bf16_scales)
+    assert not torch.equal(from_checkpoint, from_split)
 
 
 def test_non_finite_scale_is_rejected_with_the_library_message(experts):

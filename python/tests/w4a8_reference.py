@@ -55,35 +55,37 @@ def pack_signed_int4(q):
 
 
 def split_bf16_scales(scales):
-    """Per output channel: c = max|s| / 448, sg = e4m3(s / c / 8), sc = 8c (an all-zero row gives 0 and 0)."""
+    """Per output channel: c = max|s| / 448, the tables' step s / c / 8 (each table entry e4m3(q * step), rounded
+    once), sg = e4m3(step), sc = 8c (an all-zero row gives zeros). Returns sg, sc and the step."""
     s = scales.float()
     c = s.abs().amax(-1, keepdim=True) / torch.full_like(s[..., :1], E4M3_MAX)
-    group_scale = torch.where(c > 0, s / c / 8, torch.zeros_like(s)).to(E4M3)
-    return group_scale, (8 * c).squeeze(-1)
+    step = torch.where(c > 0, s / c / 8, torch.zeros_like(s))
+    return step.to(E4M3), (8 * c).squeeze(-1), step
 
 
-def dequantized_weights(q, group_scale):
-    """The values the kernel multiplies, e4m3(q * sg) as float32 [E, N, K] (channel scale not applied)."""
-    sg = group_scale.float().repeat_interleave(GROUP, dim=-1)
-    return (q.float() * sg).to(E4M3).float()
+def dequantized_weights(q, step):
+    """The values the kernel multiplies, e4m3(q * step) as float32 [E, N, K] (channel scale not applied); step
+    [E, N, K/128] float32: the split's unrounded step, or the caller's e4m3 group scales as floats."""
+    return (q.float() * step.float().repeat_interleave(GROUP, dim=-1)).to(E4M3).float()
 
 
 class QuantizedExperts:
-    """One projection's experts: q, e4m3 group scales, fp32 channel scales, and the checkpoint's bf16 scales."""
+    """One projection's experts: q, the checkpoint's bf16 scales and their split (e4m3 group scales, fp32 channel
+    scales, the tables' unrounded steps)."""
 
     def __init__(self, num_experts, n, k, generator):
         self.shape = (num_experts, n, k)
         self.q, self.bf16_scales = random_experts(num_experts, n, k, generator)
-        self.group_scale, self.channel_scale = split_bf16_scales(self.bf16_scales)
+        self.group_scale, self.channel_scale, self.table_step = split_bf16_scales(self.bf16_scales)
         self._weights = None
 
     def weights(self, layout="lookup"):
-        """The values the kernels multiply, float32 [E, N, K], computed once per layout: e4m3(q * sg) for "lookup"
+        """The values the kernels multiply, float32 [E, N, K], computed once per layout: e4m3(q * step) for "lookup"
         (the channel scale applied after), q * s with the checkpoint's bf16 s for "exact" (channel_scales() 1)."""
         if self._weights is None:
             self._weights = {}
         if layout not in self._weights:
-            self._weights[layout] = (dequantized_weights(self.q, self.group_scale) if layout == "lookup" else
+            self._weights[layout] = (dequantized_weights(self.q, self.table_step) if layout == "lookup" else
                                      self.q.float() * self.bf16_scales.float().repeat_interleave(GROUP, dim=-1))
         return self._weights[layout]
 
@@ -117,8 +119,10 @@ def reorder_nibble_offsets(n, k, device):
     return tile * 512 + in_atom
 
 
-def prepack(experts: QuantizedExperts):
-    """The packed buffer, byte for byte, except the layouts section (CuTe objects), left zero."""
+def prepack(experts: QuantizedExperts, steps=None):
+    """The packed buffer, byte for byte, except the layouts section (CuTe objects), left zero. steps [E, N, K/128]:
+    what the tables multiply q by, the experts' table_step (prepacked from the bf16 scales) unless given (the e4m3
+    group scales as floats, prepacked from those)."""
     num_experts, n, k = experts.shape
     device = experts.q.device
     sections = packed_sections(num_experts, n, k)
@@ -136,10 +140,10 @@ def prepack(experts: QuantizedExperts):
     start = sections["weights"]
     packed[start:start + weight_bytes.numel()] = weight_bytes
 
-    # Per (expert, group, channel) the table {e4m3(-8 sg), ..., e4m3(-1 sg)}.
-    sg = experts.group_scale.float().permute(0, 2, 1)  # [E, K/128, N]
-    steps = torch.arange(-8, 0, device=device, dtype=torch.float32)
-    tables = (sg[..., None] * steps).to(E4M3).view(torch.uint8).flatten()
+    # Per (expert, group, channel) the table {e4m3(-8 step), ..., e4m3(-1 step)}.
+    step = (experts.table_step if steps is None else steps).float().permute(0, 2, 1)  # [E, K/128, N]
+    multiples = torch.arange(-8, 0, device=device, dtype=torch.float32)
+    tables = (step[..., None] * multiples).to(E4M3).view(torch.uint8).flatten()
     start = sections["group_scales"]
     packed[start:start + tables.numel()] = tables
 

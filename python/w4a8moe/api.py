@@ -69,7 +69,7 @@ def prepack_weights(weights: torch.Tensor, group_scales: torch.Tensor,
             (W = q * sg * sc); for "mxfp4" the e8m0 block scales, uint8 or float8_e8m0fnu [E, N, K/32]
             (W = e2m1 * 2^(e - 127); 255 is refused, 0 taken as zero).
         channel_scales: float32 [E, N]; with float8_e4m3fn group_scales only (the library refuses them otherwise).
-        layout: "lookup" (the default: e4m3(q * sg) through a lookup table, every kernel config), "exact" (the
+        layout: "lookup" (the default: e4m3(q * s / sc) through a lookup table, every kernel config), "exact" (the
             products q * s unrounded, bf16 group scales; faster at decode, slower at prefill) or "mxfp4".
 
     Returns:

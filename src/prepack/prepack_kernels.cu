@@ -96,7 +96,7 @@ __device__ void split_row(void const* __restrict__ group_scales, float const* __
   int const n = int(row % n_rows);
   uint32_t bad = 0;
 
-  float c = 0.0f;  // kBF16: sg = s / c / 8
+  float c = 0.0f;  // kBF16: each table entry e4m3(q * s / c / 8), rounded once
   float channel_scale;
   if (format == ScaleFormat::kBF16) {
     __nv_bfloat16 const* s = static_cast<__nv_bfloat16 const*>(group_scales) + row * groups;
@@ -116,20 +116,23 @@ __device__ void split_row(void const* __restrict__ group_scales, float const* __
 
   uint8_t* luts = packed_luts + e * lut_bytes_per_expert;
   for (int g = 0; g < groups; ++g) {
-    uint8_t sg_bits;
+    // What the table multiplies q by before its e4m3 rounding: the unrounded s / c / 8 (at most 56, so |q| * 56
+    // <= 448; rounding it to e4m3 first, then q times that, lost 0.6-0.8 points of layer accuracy, bench/NOTES.md
+    // §51), or the caller's e4m3 sg.
+    float step;
     if (format == ScaleFormat::kBF16) {
       float const s = __bfloat162float(static_cast<__nv_bfloat16 const*>(group_scales)[row * groups + g]);
-      sg_bits = (c == 0.0f) ? uint8_t(0) : to_e4m3(s / c / 8.0f);
+      step = (c == 0.0f) ? 0.0f : s / c / 8.0f;
     } else {
-      sg_bits = static_cast<uint8_t const*>(group_scales)[row * groups + g];
+      uint8_t const sg_bits = static_cast<uint8_t const*>(group_scales)[row * groups + g];
       if (is_e4m3_nan(sg_bits) || fabsf(from_e4m3(sg_bits)) > 56.0f) ++bad;
+      step = from_e4m3(sg_bits);
     }
-    float const sg = from_e4m3(sg_bits);
     uint32_t lo = 0, hi = 0;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      lo |= uint32_t(to_e4m3(float(i - 8) * sg)) << (8 * i);
-      hi |= uint32_t(to_e4m3(float(i - 4) * sg)) << (8 * i);
+      lo |= uint32_t(to_e4m3(float(i - 8) * step)) << (8 * i);
+      hi |= uint32_t(to_e4m3(float(i - 4) * step)) << (8 * i);
     }
     *reinterpret_cast<uint2*>(luts + (int64_t(g) * n_rows + n) * kLutBytes) = make_uint2(lo, hi);
   }

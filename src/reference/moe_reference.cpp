@@ -92,7 +92,7 @@ void expert_gemm_row(QuantizedExperts const& w, int e, uint8_t const* act, float
       double table[16];
       int64_t const scale = w.scale_index(e, n, int(g));
       for (int v = -8; v < 8; ++v) {
-        table[v + 8] = w.exact_group_scale.empty() ? dequantized_weight(v, w.group_scale[scale])
+        table[v + 8] = w.exact_group_scale.empty() ? dequantized_weight(v, w.step(scale))
                                                    : double(v) * double(w.exact_group_scale[scale]);
       }
       for (int64_t k = g * s.group_size; k < std::min<int64_t>((g + 1) * s.group_size, s.k); ++k) {

@@ -37,7 +37,7 @@ void quantize_row(float const* x, int n, uint8_t* q, float* scale);
 // x rounded to bf16, or fp16 with half (the GEMMs' outputs and the layer's output).
 float round_activation(float x, bool half);
 
-// One row through expert e of w: out[n] = round(st * sc[e, n] * sum_k a[k] * e4m3(q * sg)) (q * sg unrounded with
+// One row through expert e of w: out[n] = round(st * sc[e, n] * sum_k a[k] * e4m3(q * step)) (q * sg unrounded with
 // w.exact_group_scale), summed in float64 and rounded to bf16 (fp16 with half_output). act: e4m3 bits [K]; out:
 // [N]. out_abs, if given, receives |st * sc| * sum_k |a w|, the magnitude that bounds the kernel's accumulation
 // error.

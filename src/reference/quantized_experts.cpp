@@ -54,32 +54,39 @@ void hold_exact_scales(QuantizedExperts* experts, std::vector<uint16_t> const& b
   std::fill(experts->channel_scale.begin(), experts->channel_scale.end(), 1.0f);
 }
 
-void split_bf16_scales(ExpertWeightShape const& shape, std::vector<uint16_t> const& bf16_scales,
-                       std::vector<uint8_t>* group_scale, std::vector<float>* channel_scale) {
+float QuantizedExperts::step(int64_t scale_index) const {
+  return table_step.empty() ? e4m3_to_float(group_scale[size_t(scale_index)]) : table_step[size_t(scale_index)];
+}
+
+void split_bf16_scales(std::vector<uint16_t> const& bf16_scales, QuantizedExperts* experts) {
+  ExpertWeightShape const& shape = experts->shape;
   int64_t const groups = group_count(shape.k);
   int64_t const rows = int64_t(shape.num_experts) * shape.n;
-  group_scale->assign(rows * groups, 0);
-  channel_scale->assign(rows, 0.0f);
+  if (int64_t(bf16_scales.size()) != rows * groups) {
+    throw std::invalid_argument("split_bf16_scales: bf16_scales must hold [E, N, padded_k(K)/128] values");
+  }
+  experts->group_scale.assign(rows * groups, 0);
+  experts->table_step.assign(rows * groups, 0.0f);
+  experts->channel_scale.assign(rows, 0.0f);
   for (int64_t row = 0; row < rows; ++row) {
     float amax = 0.0f;
     for (int64_t g = 0; g < groups; ++g) amax = std::max(amax, std::fabs(bf16_to_float(bf16_scales[row * groups + g])));
     if (amax == 0.0f) continue;
     float const c = amax / kE4M3Max;
-    (*channel_scale)[row] = 8.0f * c;
+    experts->channel_scale[row] = 8.0f * c;
     for (int64_t g = 0; g < groups; ++g) {
-      (*group_scale)[row * groups + g] = float_to_e4m3(bf16_to_float(bf16_scales[row * groups + g]) / c / 8.0f);
+      float const step = bf16_to_float(bf16_scales[row * groups + g]) / c / 8.0f;
+      experts->table_step[row * groups + g] = step;
+      experts->group_scale[row * groups + g] = float_to_e4m3(step);
     }
   }
 }
 
-void lut_from_group_scale(uint8_t group_scale, uint8_t lut[8]) {
-  float const sg = e4m3_to_float(group_scale);
-  for (int i = 0; i < 8; ++i) lut[i] = float_to_e4m3(float(i - 8) * sg);
+void lut_from_step(float step, uint8_t lut[8]) {
+  for (int i = 0; i < 8; ++i) lut[i] = float_to_e4m3(float(i - 8) * step);
 }
 
-float dequantized_weight(int q, uint8_t group_scale) {
-  return e4m3_to_float(float_to_e4m3(float(q) * e4m3_to_float(group_scale)));
-}
+float dequantized_weight(int q, float step) { return e4m3_to_float(float_to_e4m3(float(q) * step)); }
 
 std::vector<float> dequantize_expert(QuantizedExperts const& experts, int e) {
   auto const& s = experts.shape;
@@ -88,8 +95,8 @@ std::vector<float> dequantize_expert(QuantizedExperts const& experts, int e) {
   for (int n = 0; n < s.n; ++n) {
     for (int64_t g = 0; g < groups; ++g) {
       float table[16];
-      uint8_t const sg = experts.group_scale[experts.scale_index(e, n, int(g))];
-      for (int q = -8; q < 8; ++q) table[q + 8] = dequantized_weight(q, sg);
+      float const step = experts.step(experts.scale_index(e, n, int(g)));
+      for (int q = -8; q < 8; ++q) table[q + 8] = dequantized_weight(q, step);
       for (int kk = 0; kk < s.group_size && int(g) * s.group_size + kk < s.k; ++kk) {
         int const k = int(g) * s.group_size + kk;
         w[size_t(n) * s.k + k] = table[experts.q[experts.q_index(e, n, k)] + 8];
@@ -120,8 +127,7 @@ std::vector<uint8_t> prepack(QuantizedExperts const& experts) {
     uint8_t* luts = packed.data() + sections.group_scales + e * sections.group_scale_bytes_per_expert;
     for (int64_t g = 0; g < groups; ++g) {
       for (int n = 0; n < s.n; ++n) {
-        lut_from_group_scale(experts.group_scale[experts.scale_index(e, n, int(g))],
-                             luts + (g * s.n + n) * prepack::kLutBytes);
+        lut_from_step(experts.step(experts.scale_index(e, n, int(g))), luts + (g * s.n + n) * prepack::kLutBytes);
       }
     }
     std::memcpy(packed.data() + sections.channel_scales + size_t(e) * s.n * sizeof(float),
@@ -150,7 +156,7 @@ QuantizedExperts unpack(std::vector<uint8_t> const& packed, ExpertWeightShape co
     uint8_t const* luts = packed.data() + sections.group_scales + e * sections.group_scale_bytes_per_expert;
     for (int64_t g = 0; g < groups; ++g) {
       for (int n = 0; n < shape.n; ++n) {
-        // Byte 7 of the table is e4m3(-1 * sg), exactly -sg.
+        // Byte 7 of the table is e4m3(-1 * step) = -e4m3(step), the group scale sg.
         experts.group_scale[experts.scale_index(e, n, int(g))] = luts[(g * shape.n + n) * prepack::kLutBytes + 7] ^ 0x80;
       }
     }

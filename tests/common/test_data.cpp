@@ -32,8 +32,12 @@ reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::
     float const base = row_scale(rng);
     for (size_t g = 0; g < groups; ++g) scales[r * groups + g] = float_to_bf16(base * group_spread(rng));
   }
-  reference::split_bf16_scales(shape, scales, &experts.group_scale, &experts.channel_scale);
-  if (bf16_scales) *bf16_scales = std::move(scales);
+  reference::split_bf16_scales(scales, &experts);
+  if (bf16_scales) {
+    *bf16_scales = std::move(scales);
+  } else {
+    experts.table_step.clear();  // only e4m3 sg and fp32 sc leave here: tables e4m3(q * sg)
+  }
   return experts;
 }
 

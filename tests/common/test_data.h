@@ -15,7 +15,9 @@ using reference::uniform_routing_counts;
 
 // Experts quantized the way a checkpoint is: q uniform in [-8, 7], bf16 group scales spread over two orders of
 // magnitude (some channels much larger than others), then split into fp8 group scales and fp32 channel scales.
-// bf16_scales receives the checkpoint's scales [E, N, K/128].
+// With bf16_scales, which receives the checkpoint's scales [E, N, K/128], the experts are what prepacking those packs
+// (the tables rounded once from the bf16 scales: table_step set); without, what prepacking the e4m3 group and fp32
+// channel scales packs (tables e4m3(q * sg)).
 reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::mt19937_64& rng,
                                            std::vector<uint16_t>* bf16_scales = nullptr);
 

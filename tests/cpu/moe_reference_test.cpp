@@ -127,7 +127,7 @@ SmallLayer make_small_layer(std::mt19937_64& rng) {
 std::vector<double> float64_layer(SmallLayer const& layer, int64_t t, bool weight_on_input) {
   auto dense = [](reference::QuantizedExperts const& w, int e, int n, int k) {
     return double(w.channel_scale[size_t(e) * w.shape.n + n]) *
-           reference::dequantized_weight(w.q[w.q_index(e, n, k)], w.group_scale[w.scale_index(e, n, k / 128)]);
+           reference::dequantized_weight(w.q[w.q_index(e, n, k)], w.step(w.scale_index(e, n, k / 128)));
   };
   std::vector<double> out(layer.hidden, 0.0);
   for (int j = 0; j < layer.k; ++j) {

@@ -61,12 +61,13 @@ TEST(Packing, LutLookupReproducesScaledValues) {
   for (int s_code = 0; s_code < 0x7F; s_code += 3) {
     if (e4m3_to_float(uint8_t(s_code)) > 56.0f) break;
     uint8_t lut[8];
-    reference::lut_from_group_scale(uint8_t(s_code), lut);
+    float const step = e4m3_to_float(uint8_t(s_code));
+    reference::lut_from_step(step, lut);
     for (int q = -8; q <= 7; ++q) {
       uint32_t const code = prepack::encode_lut_nibble(q);
       uint8_t value = lut[code & 7];
       if ((code & 8) == 0) value = (code & 7) == 0 ? 0x80 : uint8_t(value ^ 0x80);
-      EXPECT_EQ(e4m3_to_float(value), reference::dequantized_weight(q, uint8_t(s_code))) << "q=" << q << " s=" << s_code;
+      EXPECT_EQ(e4m3_to_float(value), reference::dequantized_weight(q, step)) << "q=" << q << " s=" << s_code;
     }
   }
 }
@@ -121,16 +122,18 @@ TEST(Packing, ScaleSplitFollowsDesign) {
 TEST(Packing, ScaleSplitOfAllZeroRow) {
   ExpertWeightShape const shape{1, 16, 256, 128};
   std::vector<uint16_t> zeros(16 * 2, 0);
-  std::vector<uint8_t> sg;
-  std::vector<float> sc;
-  reference::split_bf16_scales(shape, zeros, &sg, &sc);
-  for (auto v : sg) EXPECT_EQ(v, 0);
-  for (auto v : sc) EXPECT_EQ(v, 0.0f);
+  reference::QuantizedExperts experts;
+  experts.shape = shape;
+  reference::split_bf16_scales(zeros, &experts);
+  for (auto v : experts.group_scale) EXPECT_EQ(v, 0);
+  for (auto v : experts.table_step) EXPECT_EQ(v, 0.0f);
+  for (auto v : experts.channel_scale) EXPECT_EQ(v, 0.0f);
+  EXPECT_THROW(reference::split_bf16_scales(std::vector<uint16_t>(31, 0), &experts), std::invalid_argument);
 }
 
 TEST(Packing, LutBytesAreNegativeMultiples) {
   uint8_t lut[8];
-  reference::lut_from_group_scale(float_to_e4m3(0.5f), lut);
+  reference::lut_from_step(0.5f, lut);
   for (int i = 0; i < 8; ++i) EXPECT_EQ(e4m3_to_float(lut[i]), float(i - 8) * 0.5f);
 }
 

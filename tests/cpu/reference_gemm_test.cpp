@@ -6,16 +6,21 @@
 #include <random>
 
 #include "common/float_formats.h"
+#include "prepack/packed_format.h"
 #include "reference/quantized_experts.h"
 #include "test_data.h"
 
 namespace w4a8moe {
 namespace {
 
-TEST(ReferenceGemm, MatchesDenseFloat64Computation) {
+// Caller-quantized experts (tables e4m3(q * sg)), or with bf16_scales those a checkpoint packs (tables rounded once
+// from the unrounded step s / c / 8).
+void expect_matches_dense_float64(bool checkpoint) {
   std::mt19937_64 rng(21);
   ExpertWeightShape const shape{4, 32, 384, 128};
-  auto const experts = testing::random_experts(shape, rng);
+  std::vector<uint16_t> bf16_scales;
+  auto const experts = testing::random_experts(shape, rng, checkpoint ? &bf16_scales : nullptr);
+  ASSERT_EQ(experts.table_step.empty(), !checkpoint);
   std::vector<int64_t> const counts{3, 0, 7, 1};
   auto const offsets = testing::offsets_from_counts(counts, 2);  // rows 0..1 belong to no expert
   int64_t const total_rows = offsets.back() + 1;
@@ -25,13 +30,17 @@ TEST(ReferenceGemm, MatchesDenseFloat64Computation) {
   reference::grouped_gemm(experts, acts.act, acts.scales, offsets, &out);
 
   for (int e = 0; e < shape.num_experts; ++e) {
-    // Dense dequantized weights: W[n][k] = sc * e4m3(q * sg), written directly from the definitions.
+    // Dense dequantized weights: W[n][k] = sc * e4m3(q * step), step = sg or s / (sc / 8) / 8, written directly
+    // from the definitions.
     std::vector<double> w(size_t(shape.n) * shape.k);
     for (int n = 0; n < shape.n; ++n) {
+      float const c = experts.channel_scale[size_t(e) * shape.n + n] / 8.0f;
       for (int k = 0; k < shape.k; ++k) {
-        double const sg = e4m3_to_float(experts.group_scale[experts.scale_index(e, n, k / 128)]);
-        double const q = experts.q[experts.q_index(e, n, k)];
-        w[size_t(n) * shape.k + k] = double(e4m3_to_float(float_to_e4m3(float(q * sg))));
+        int64_t const scale = experts.scale_index(e, n, k / 128);
+        float const step = checkpoint ? (c == 0.0f ? 0.0f : bf16_to_float(bf16_scales[size_t(scale)]) / c / 8.0f)
+                                      : e4m3_to_float(experts.group_scale[size_t(scale)]);
+        float const q = experts.q[experts.q_index(e, n, k)];
+        w[size_t(n) * shape.k + k] = double(e4m3_to_float(float_to_e4m3(q * step)));
       }
     }
     for (int64_t m = offsets[e]; m < offsets[e + 1]; ++m) {
@@ -51,13 +60,44 @@ TEST(ReferenceGemm, MatchesDenseFloat64Computation) {
   }
 }
 
+TEST(ReferenceGemm, MatchesDenseFloat64Computation) { expect_matches_dense_float64(false); }
+
+TEST(ReferenceGemm, MatchesDenseFloat64ComputationWithTablesFromBf16Scales) { expect_matches_dense_float64(true); }
+
 TEST(ReferenceGemm, DequantizedWeightIsRoundedToE4M3) {
-  uint8_t const sg = float_to_e4m3(0.3f);  // 0.3125 in e4m3
+  float const sg = e4m3_to_float(float_to_e4m3(0.3f));  // 0.3125 in e4m3
   // 7 * 0.3125 = 2.1875 is not representable in e4m3 (steps of 0.25 in [2, 4)): rounds to 2.25.
-  EXPECT_EQ(e4m3_to_float(sg), 0.3125f);
+  EXPECT_EQ(sg, 0.3125f);
   EXPECT_EQ(reference::dequantized_weight(7, sg), 2.25f);
   EXPECT_EQ(reference::dequantized_weight(-7, sg), -2.25f);
   EXPECT_EQ(reference::dequantized_weight(0, sg), 0.0f);
+}
+
+TEST(ReferenceGemm, TablesFromBf16ScalesAreRoundedOnce) {
+  // One channel of three groups, bf16 scales 0.3, 2.4 (the largest: step 56) and 0.9, whose step s / c / 8 =
+  // 20.909 lies between e4m3 values (steps of 2 in [16, 32)). Rounded first to 20, q = 3 gave e4m3(60) = 60; the
+  // table rounded once holds e4m3(62.73) = 64, the nearer to 3 s / c / 8.
+  ExpertWeightShape const shape{1, 1, 384, 128};
+  reference::QuantizedExperts experts;
+  experts.shape = shape;
+  std::vector<uint16_t> const scales{float_to_bf16(0.3f), float_to_bf16(2.4f), float_to_bf16(0.9f)};
+  reference::split_bf16_scales(scales, &experts);
+  float const c = bf16_to_float(scales[1]) / 448.0f;
+  ASSERT_EQ(experts.channel_scale[0], 8.0f * c);
+  float const step = bf16_to_float(scales[2]) / c / 8.0f;
+  EXPECT_EQ(experts.table_step[2], step);
+  EXPECT_EQ(experts.step(2), step);
+  EXPECT_EQ(experts.group_scale[2], float_to_e4m3(step));
+  EXPECT_EQ(reference::dequantized_weight(3, experts.step(2)), e4m3_to_float(float_to_e4m3(3.0f * step)));
+  EXPECT_NE(reference::dequantized_weight(3, experts.step(2)),
+            reference::dequantized_weight(3, e4m3_to_float(experts.group_scale[2])));
+  // The packed table holds the same entries, and its -1 entry the e4m3 group scale.
+  experts.q.assign(384, 0);
+  auto const packed = reference::prepack(experts);
+  auto const sections = prepack::packed_sections(shape);
+  uint8_t const* table = packed.data() + sections.group_scales + 2 * prepack::kLutBytes;
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(table[i], float_to_e4m3(float(i - 8) * step)) << i;
+  EXPECT_EQ(table[7] ^ 0x80, experts.group_scale[2]);
 }
 
 }  // namespace

@@ -469,7 +469,7 @@ TEST(GroupedGemm, Int64SizedExperts) {
   }
   p.experts.shape = used_shape;
   p.experts.q = reference::unpack_offset_binary(used_words, used_shape);
-  reference::split_bf16_scales(used_shape, used_scales, &p.experts.group_scale, &p.experts.channel_scale);
+  reference::split_bf16_scales(used_scales, &p.experts);
   p.offsets = testing::offsets_from_counts(used_counts);
   std::vector<int64_t> rows;
   for (int64_t m = 0; m < p.total_rows; m += 3) rows.push_back(m);
