@@ -70,7 +70,8 @@ class Results:
         self.before = self._layer_rows(before)
         self.peers = {}
         for r in (peers or {}).get("rows", []):
-            self.peers[(r["model"], r["tokens"], r["level"], r["method"])] = r["us"]
+            if isinstance(r["us"], (int, float)) and r["us"] > 0:  # a method that failed has no time
+                self.peers[(r["model"], r["tokens"], r["level"], r["method"])] = r["us"]
         self.gemm = {}  # (model, gemm, tokens, routing) -> {"hbm": GB/s, "rows": {method: row}}, from one file
         for data in gemms:
             cases = {}

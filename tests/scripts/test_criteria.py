@@ -40,6 +40,7 @@ class CriteriaTest(unittest.TestCase):
                 rows += [peers_row(m, t, "w4a8moe", 90.0), peers_row(m, t, "vllm_marlin_w4a16", 100.0),
                          peers_row(m, t, "vllm_cutlass_w4a8", 120.0), peers_row(m, t, "vllm_marlin_w4a8_int8", 95.0)]
         rows = [r for r in rows if not (r["model"] == "mixtral-8x7b" and r["tokens"] == 128)]  # not measured
+        rows.append(dict(peers_row("qwen3-30b-a3b", 1, "vllm_marlin_w4a16", None), error="failed"))  # no time
         rows = [dict(r, us=110.0) if r["model"] == "qwen3-30b-a3b" and r["tokens"] == 4 and r["method"] == "w4a8moe"
                 else r for r in rows]
         res = criteria.Results(peers={"device": "card", "rows": rows})
