@@ -33,9 +33,8 @@ inline constexpr bool rows_fit(int64_t count, int64_t per) { return count >= 0 &
 
 // How the packed bytes are laid out; the grouped GEMM and the MoE layer must be told the layout they were packed in.
 enum class PackedLayout : int {
-  // int4 beside an 8-byte e4m3 lookup table per (group, channel) holding q * t rounded to e4m3 (t: prepack.h's
-  // ScaleFormat): what CUTLASS's mixed-input mainloop reads. Every kernel config of gemm_config_names(kLookupTable);
-  // 0.5625 bytes per weight.
+  // int4 beside an 8-byte e4m3 lookup table per (group, channel) holding q * t rounded to e4m3 (t: ScaleFormat, in
+  // prepack.h), as CUTLASS's mixed-input mainloop reads it. Every config of gemm_config_names(kLookupTable); 0.5625 B.
   kLookupTable = 0,
   // Offset-binary int4 that the fp8 tensor cores read as they are, the checkpoint's group scales kept exact (bf16)
   // and applied in fp32 per 128-K group: 0.516 bytes per weight, products q * sg not rounded. Read by the configs

@@ -3,8 +3,7 @@
 //   [header 256 B][weights][group scales][channel scales][layouts], each section 256-byte aligned
 //   weights         per expert N*Kp/2 bytes (Kp = padded_k(K); the K past K hold q = 0): int4, LUT-encoded (see
 //                   encode_lut_nibble), reordered for the fp8 wgmma fragment (see reorder_atom_offset)
-//   group scales    per expert [Kp/128][N] x 8 e4m3: the lookup table {e4m3(-8 t), ..., e4m3(-1 t)} of each
-//                   (group, channel), t its step (ScaleFormat in w4a8moe/prepack.h), each entry rounded once
+//   group scales    per expert [Kp/128][N] x 8 e4m3: each (group, channel)'s table {e4m3(-8 t), ..., e4m3(-1 t)}
 //   channel scales  per expert [N] fp32
 //   layouts         per expert one CuTe layout of the reordered weights (the pointer-array mainloop takes one per
 //                   group), kLayoutSlotBytes each
