@@ -73,9 +73,10 @@ GemmConfig select_config(HeuristicInput const& input) {
   // most 2^26 weights.
   GemmConfig const stream{64, kStreamChunkRows, 1, 1, Schedule::kStream};
   if (m <= 2.0) {
+    // The plan stream_gemm.cu's launcher makes (one consumer warpgroup, its blocks an SM as the workers of one).
     StreamLaunchPlan const plan =
-        plan_stream_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
-                           input.sm_count, kStreamChunkRows, kStreamBlocksPerSm, 0);
+        plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
+                           input.sm_count, kStreamChunkRows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
     if (plan.splits == 1) return stream;
     if (m <= 1.3 && stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
   }
