@@ -33,13 +33,12 @@ inline constexpr int kDecodeLayerMaxRouterExperts = 512;
 inline constexpr int64_t kDecodeLayerAutoMaxRows = 4;
 
 // The rule for the exact-scale layout, whose GEMM phases convert with a mask instead of a lookup
-// (gemm/exact_stripe_mma.cuh): one launch while the local experts expect at most 2 rows, or at most 8 rows whose
-// experts' int4 weights (one expert per row) take at most 96 MB. Measured on an H200 with the L2 flushed
-// (bench/NOTES.md §12b, §29): Qwen3-30B-A3B at 1 token (8 rows, 19 MB), DeepSeek-V3 EP8 at 1-4 tokens (up to 88 MB),
-// idle ranks and Mixtral at 1 token (2 rows) gain; Qwen3 at 2-4 tokens (16-32 rows, 38-75 MB; the staged path
-// gained since §12b), DeepSeek-V3 EP8 at 8 (176 MB) and Mixtral at 2 (4 rows, 352 MB) lose.
-inline constexpr int64_t kDecodeLayerExactAutoMaxRows = 2;
-inline constexpr int64_t kDecodeLayerExactAutoMaxRowsByBytes = 8;
+// (gemm/exact_stripe_mma.cuh): one launch while the local experts expect at most 8 rows whose experts' int4 weights
+// (one expert per row) take at most 96 MB. Measured on an H200 with the L2 flushed (bench/NOTES.md §12b, §29, §52):
+// Qwen3-30B-A3B at 1 token (8 rows, 19 MB), DeepSeek-V3 EP8 at 1-4 tokens (up to 88 MB) and idle ranks gain; Qwen3
+// at 2-4 tokens (16-32 rows), DeepSeek-V3 EP8 at 8 (176 MB) and Mixtral at 1 and 2 tokens (2 and 4 rows, 176 and
+// 352 MB; since the staged GEMMs' per-SM deal) lose.
+inline constexpr int64_t kDecodeLayerExactAutoMaxRows = 8;
 inline constexpr double kDecodeLayerExactAutoMaxWeightBytes = 96e6;
 
 // MoePath::kAuto's choice for a call that decode_layer_fits, with `expected_rows` on the local experts.
@@ -47,8 +46,7 @@ inline bool decode_layer_pays(MoeShape const& s, int64_t expected_rows, PackedLa
   if (layout == PackedLayout::kExactScales) {
     double const expert_bytes = 1.5 * double(s.hidden) * double(s.inter);  // 3 H I weights of half a byte
     double const reached = double(std::min<int64_t>(expected_rows, s.num_local_experts)) * expert_bytes;
-    return expected_rows <= kDecodeLayerExactAutoMaxRows ||
-           (expected_rows <= kDecodeLayerExactAutoMaxRowsByBytes && reached <= kDecodeLayerExactAutoMaxWeightBytes);
+    return expected_rows <= kDecodeLayerExactAutoMaxRows && reached <= kDecodeLayerExactAutoMaxWeightBytes;
   }
   return expected_rows <= kDecodeLayerAutoMaxRows && gemm::stripe_loop_suits_expert(2 * int64_t(s.inter), s.hidden);
 }
