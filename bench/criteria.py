@@ -11,7 +11,8 @@ cases met, the worst case and its value against the limit. Each target is stated
             --models all --tokens 16,64,128 --routing uniform,skewed, the prefill rows --tokens 8192 with the W8A8
             baselines (not --no-baselines)
   --before  an earlier w4a8moe_moe_bench JSON of the same card: the "no slower than before" targets
-  --layout  whose layer and peers rows are checked: the default lookup-table layout or the exact-scale one
+  --layout  whose layer, peers and GEMM rows are checked: the default lookup-table layout or the exact-scale one
+            (its GEMM rows: gemm_bench --exact's "w4a8_exact", the heuristic's pick on that layout)
   --noise   the share by which a case may be slower than --before and still count as no slower (the spread of the
             same build between processes, bench/NOTES.md §48: 0.99-1.08)
 
@@ -89,6 +90,10 @@ class Results:
     def ours(self):
         return "w4a8moe" if self.layout == "lookup" else f"w4a8moe_{self.layout}"
 
+    def ours_gemm(self):
+        """gemm_bench's row of the heuristic's pick on the layout (the exact-scale layout's only with --exact)."""
+        return "w4a8" if self.layout == "lookup" else f"w4a8_{self.layout}"
+
     def layer_us(self, model, tokens):
         r = self.layer.get((model, tokens))
         return r["total_graph_us"] if r else None
@@ -138,7 +143,7 @@ def decode_gemm_bandwidth(res, _):
             if not keys:
                 out.append(Check(case_name(m, t, " (no GEMM rows)"), None, 85.0))
             for key in sorted(keys):
-                row = res.gemm[key]["rows"].get("w4a8")
+                row = res.gemm[key]["rows"].get(res.ours_gemm())
                 value = 100.0 * row["weight_gbps"] / res.gemm[key]["hbm"] if row and row["us"] > 0 else None
                 extra = f" GEMM{key[1]} {key[3]}" + (f" ({row['config']})" if row else "")
                 out.append(Check(case_name(m, t, extra), value, 85.0))
@@ -166,7 +171,7 @@ def prefill_gemm_vs_w8a8(res, _):
             out.append(Check(case_name(m, 8192, " (no GEMM rows)"), None, 1.0))
         for key in sorted(keys):
             rows = res.gemm[key]["rows"]
-            ours = rows.get("w4a8")
+            ours = rows.get(res.ours_gemm())
             w8a8 = [r["us"] for name, r in rows.items() if name.startswith("w8a8") and r["us"] > 0]
             value = ours["us"] / min(w8a8) if ours and ours["us"] > 0 and w8a8 else None
             out.append(Check(case_name(m, 8192, f" GEMM{key[1]} {key[3]} (W4A8 / best W8A8)"), value, 1.0))

@@ -89,5 +89,9 @@ gemm_json=$(ls "$OUT"/*.json 2>/dev/null | grep -vE -- '-(moe-layer|peers)\.json
 if [[ -n $layer_json ]]; then
   python3 bench/criteria.py --layer "$layer_json" ${peers_json:+--peers "$peers_json"} \
     ${gemm_json:+--gemm "$gemm_json"} || status=1
+  if grep -q '"exact"' "$layer_json"; then  # MOE_BENCH_ARGS with --layouts lookup,exact (and BENCH_ARGS --exact)
+    python3 bench/criteria.py --layout exact --layer "$layer_json" ${peers_json:+--peers "$peers_json"} \
+      ${gemm_json:+--gemm "$gemm_json"} || status=1
+  fi
 fi
 exit $status

@@ -111,6 +111,22 @@ class CriteriaTest(unittest.TestCase):
         self.assertTrue(prefill.met(checks["deepseek-v3-ep8 8192 tok GEMM2 uniform (W4A8 / best W8A8)"]))
         self.assertIsNone(checks["qwen3-30b-a3b 8192 tok (no GEMM rows)"].value)
 
+    def test_exact_layout_checks_its_own_gemm_pick(self):
+        gemm = {"device": "card", "hbm_read_gbps": 3000.0, "rows": [
+            gemm_row("qwen3-30b-a3b", 1, 16, "w4a8", 50.0, gbps=1500.0),
+            gemm_row("qwen3-30b-a3b", 1, 16, "w4a8_64x8_exact", 40.0, gbps=2700.0, config="w4a8_64x8_exact"),
+            gemm_row("qwen3-30b-a3b", 1, 16, "w4a8_exact", 40.0, gbps=2700.0, config="64x8_exact"),
+            gemm_row("qwen3-30b-a3b", 1, 8192, "w4a8", 900.0), gemm_row("qwen3-30b-a3b", 1, 8192, "w8a8_a", 1000.0)]}
+        lookup = criteria.Results(gemms=[gemm])
+        exact = criteria.Results(gemms=[gemm], layout="exact")
+        bandwidth = target("85 % of the measured HBM")
+        self.assertAlmostEqual(bandwidth.checks(lookup, options())[0].value, 50.0)
+        check = bandwidth.checks(exact, options())[0]
+        self.assertEqual(check.case, "qwen3-30b-a3b 16 tok GEMM1 uniform (64x8_exact)")
+        self.assertAlmostEqual(check.value, 90.0)
+        prefill = {c.case: c for c in target("<= the best W8A8").checks(exact, options())}
+        self.assertIsNone(prefill["qwen3-30b-a3b 8192 tok GEMM1 uniform (W4A8 / best W8A8)"].value)  # no pick there
+
     def test_prefill_layer_and_peers(self):
         layer = {"device": "card", "rows": [layer_row("qwen3-30b-a3b", 8192, 690.0, share=0.16),
                                             layer_row("mixtral-8x7b", 8192, 5100.0, share=0.10)]}
