@@ -3,8 +3,7 @@
 //
 //   router logits -> softmax top-k (optional renormalisation)      or precomputed top-k ids and weights
 //   -> routing data (per-expert counts, int64 offsets, the permutation and its inverse; deterministic)
-//   -> permute + per-token fp8 quantisation (each token quantised once, copied to its k rows; for small batches in
-//      the routing's launch)
+//   -> permute + per-token fp8 quantisation (each token quantised once, copied to its k rows)
 //   -> GEMM1 [rows, H] x [H, 2I] (+ bias) -> SiLU(gate) * up, or gpt-oss's clamped SwiGLU, + per-row fp8
 //      requantisation -> GEMM2 [rows, I] x [I, H] (+ bias)
 //   -> unpermute: sum over the k rows of each token, times the top-k weight, in a fixed order (no atomics)
@@ -116,9 +115,8 @@ struct MoeForwardArgs {
   MoePath path = MoePath::kAuto;
   std::string gemm1_config, gemm2_config;  // optional kernel overrides (gemm_config_names())
   // Optional: kMoeStageCount + 1 events recorded on the stream around the stages, for per-stage timing (of the
-  // staged path; with no tokens all of them back to back; where the routing's launch also quantises the tokens, the
-  // permute + quantise stage is empty). Under stream capture they become event-record nodes of the graph
-  // (cudaEventRecordExternal), so that each replay records them.
+  // staged path; with no tokens all of them back to back). Under stream capture they become event-record nodes of
+  // the graph (cudaEventRecordExternal), so that each replay records them.
   cudaEvent_t const* stage_events = nullptr;
   cudaStream_t stream = nullptr;
 };

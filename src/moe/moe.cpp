@@ -223,41 +223,24 @@ Status moe_forward(MoeForwardArgs const& a) {
   routing.dest_row = dest_row;
   routing.row_slot = reinterpret_cast<int32_t*>(at(plan.workspace.row_slot));
   routing.fill = fill;
-  bool const from_logits = a.router_logits != nullptr;
-  float* const router_weights = from_logits ? reinterpret_cast<float*>(at(plan.workspace.topk_weights)) : nullptr;
-  float const* const topk_weights = from_logits ? router_weights : a.topk_weights;
-  if (plan.routing_quantize_blocks > 0) {  // the permute + quantise in the routing's cluster
-    moe::RoutingQuantize& q = routing.quantize;
-    q.blocks = plan.routing_quantize_blocks;
-    q.tokens_per_block = moe::routing_quantize_tokens_per_block(s.hidden);
-    q.hidden = a.hidden;
-    q.type = a.act_type;
-    q.hidden_size = s.hidden;
-    q.weight_on_input = a.apply_router_weight_on_input;
-    q.topk_weights = topk_weights;
-    q.act = act1;
-    q.act_scales = scale1;
-    q.group_sums = group_sums(plan.workspace.sums1);
-  }
-  if (from_logits) {
+  float const* topk_weights = a.topk_weights;
+  if (a.router_logits != nullptr) {
     moe::Router router;
     router.logits = a.router_logits;
     router.type = a.logits_type;
     router.renormalize = a.renormalize;
     router.topk_ids = reinterpret_cast<int32_t*>(at(plan.workspace.topk_ids));
-    router.topk_weights = router_weights;
+    router.topk_weights = reinterpret_cast<float*>(at(plan.workspace.topk_weights));
     W4A8_CUDA_RETURN(moe::launch_topk_and_routing(routing, router));
+    topk_weights = router.topk_weights;
   } else {
     W4A8_CUDA_RETURN(moe::launch_routing(routing));
   }
 
   W4A8_RETURN_IF_ERROR(mark(1));
-  if (plan.routing_quantize_blocks == 0) {
-    W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
-                                                  a.expert_map != nullptr, topk_weights,
-                                                  a.apply_router_weight_on_input, act1, scale1,
-                                                  group_sums(plan.workspace.sums1), a.stream));
-  }
+  W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
+                                                a.expert_map != nullptr, topk_weights, a.apply_router_weight_on_input,
+                                                act1, scale1, group_sums(plan.workspace.sums1), a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(2));
   W4A8_RETURN_IF_ERROR(run_gemm(gemm1));

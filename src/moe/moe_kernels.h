@@ -45,11 +45,10 @@ inline bool routes_in_one_block(int64_t tokens, int top_k, int local_experts) {
   return tokens * top_k <= kOneBlockRoutingSlots && local_experts <= kOneBlockRoutingMaxExperts;
 }
 
-// Its shared memory: each warp's counter per expert, each expert's rows, each slot's local expert (int16), and with
-// quantising blocks in its cluster each slot's row, which they read.
-inline size_t one_block_routing_shared_bytes(int64_t slots, int local_experts, bool slot_rows = false) {
+// Its shared memory: each warp's counter per expert, each expert's rows, each slot's local expert (int16).
+inline size_t one_block_routing_shared_bytes(int64_t slots, int local_experts) {
   return (size_t(kOneBlockRoutingThreads / 32) + 1) * size_t(local_experts) * sizeof(int32_t) +
-         (size_t(slots) * sizeof(int16_t) + 3) / 4 * 4 + (slot_rows ? size_t(slots) * sizeof(int32_t) : 0);
+         (size_t(slots) * sizeof(int16_t) + 3) / 4 * 4;
 }
 
 // The grouped GEMMs' per-expert arrays the one-block routing fills as soon as the offsets are final, so the GEMMs
@@ -71,53 +70,6 @@ inline int64_t routing_scratch_words(int64_t slots, int local_experts) {
   return routing_chunks(slots) * local_experts + 1;
 }
 
-// Where a quantising kernel also writes each row's group sums (the exact-scale layout's GEMM input, grouped_gemm.h's
-// compute_activation_group_sums): 2^-6 * the sum of the row's e4m3 values per 128 columns, at
-// [g * stride + row]. sums null: not written.
-struct GroupSumsOut {
-  float* sums = nullptr;
-  int64_t stride = 0;
-};
-
-// The permute + quantise folded into the one-block routing: the routing block leads a thread-block cluster whose
-// other blocks (up to kRoutingQuantizeBlocks, a portable cluster of 8 with it) each load whole tokens while it
-// routes, quantise them as launch_permute_quantize does (bit for bit), and once the routing is done copy them to
-// their slots' rows, read from the routing block's shared memory. One launch and one dependent wait fewer at decode.
-// A block holds up to kRoutingQuantizeTokens tokens of at most kRoutingQuantizeVectors 16-byte vectors (four a
-// thread), so the stores of a step spread over the cluster's SMs.
-inline constexpr int kRoutingQuantizeBlocks = 7;
-inline constexpr int kRoutingQuantizeHeld = 4;
-inline constexpr int kRoutingQuantizeVectors = kOneBlockRoutingThreads * kRoutingQuantizeHeld;
-inline constexpr int kRoutingQuantizeTokens = 32;
-
-// Tokens a quantising block of the routing's cluster holds for this hidden size (0: a token is too long).
-inline int routing_quantize_tokens_per_block(int hidden_size) {
-  int const padded_vectors = padded_k(hidden_size) / 8;
-  return std::min(kRoutingQuantizeTokens, kRoutingQuantizeVectors / padded_vectors);
-}
-
-// Quantising blocks in the routing's cluster for this call; 0: the permute + quantise runs as its own launch (the
-// routing runs in chunks, or the tokens need more blocks than the cluster has).
-inline int routing_quantize_blocks(int64_t tokens, int top_k, int local_experts, int hidden_size) {
-  int const per_block = routing_quantize_tokens_per_block(hidden_size);
-  if (tokens < 1 || per_block < 1 || !routes_in_one_block(tokens, top_k, local_experts)) return 0;
-  int64_t const blocks = (tokens + per_block - 1) / per_block;
-  return blocks <= kRoutingQuantizeBlocks ? int(blocks) : 0;
-}
-
-// What the routing's quantising blocks read and write (launch_permute_quantize's arguments). blocks 0: none.
-struct RoutingQuantize {
-  int blocks = 0, tokens_per_block = 0;
-  void const* hidden = nullptr;  // device [tokens, hidden_size] of `type`
-  ActivationType type = ActivationType::kBF16;
-  int hidden_size = 0;
-  bool weight_on_input = false;
-  float const* topk_weights = nullptr;  // device [tokens, top_k]: the router's output or the caller's
-  uint8_t* act = nullptr;               // device out [rows, padded_k(hidden_size)] e4m3
-  float* act_scales = nullptr;          // device out [rows]
-  GroupSumsOut group_sums;
-};
-
 // One call's routing sort: the slots' expert ids, which experts are local, and where the sort's outputs go.
 struct RoutingProblem {
   int64_t tokens = 0;
@@ -131,7 +83,6 @@ struct RoutingProblem {
   int32_t* dest_row = nullptr;          // device out [tokens * top_k]: row of each slot, or -1
   int32_t* row_slot = nullptr;          // device out [tokens * top_k]: slot of each row
   RoutingArraysFill fill;               // the GEMMs' arrays to fill; the one-block routing only
-  RoutingQuantize quantize;             // the permute + quantise in the routing's cluster; the one-block routing only
   cudaStream_t stream = nullptr;
 };
 
@@ -154,6 +105,14 @@ cudaError_t launch_routing(RoutingProblem const& problem);
 // The router, then the routing sort of its ids (problem.topk_ids is ignored), fused into one launch for small
 // batches.
 cudaError_t launch_topk_and_routing(RoutingProblem const& problem, Router const& router);
+
+// Where a quantising kernel also writes each row's group sums (the exact-scale layout's GEMM input, grouped_gemm.h's
+// compute_activation_group_sums): 2^-6 * the sum of the row's e4m3 values per 128 columns, at
+// [g * stride + row]. sums null: not written.
+struct GroupSumsOut {
+  float* sums = nullptr;
+  int64_t stride = 0;
+};
 
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
 // is multiplied by its top-k weight. some_slots_remote (an expert map): tokens with no local row may be left unread.

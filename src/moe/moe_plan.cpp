@@ -43,8 +43,6 @@ MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoeP
   plan.group_sums = options.layout == PackedLayout::kExactScales && !plan.one_launch;
   plan.workspace = plan_workspace(shape, max_tokens > 0 ? max_tokens : tokens);
   plan.one_block_routing = routes_in_one_block(tokens, shape.top_k, shape.num_local_experts);
-  plan.routing_quantize_blocks =
-      routing_quantize_blocks(tokens, shape.top_k, shape.num_local_experts, shape.hidden);
   plan.gemm1 = plan_gemm(gemm1_shape(shape), plan, options.gemm1_config, options.layout);
   plan.gemm2 = plan_gemm(gemm2_shape(shape), plan, options.gemm2_config, options.layout);
   return plan;

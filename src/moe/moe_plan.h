@@ -53,9 +53,6 @@ struct MoePlan {
   // GEMMs' per-expert arrays and, from logits, runs the router itself up to 32 tokens; else the router, then the
   // chunked count, scan and scatter.
   bool one_block_routing = false;
-  // Blocks beside the one-block routing, in its cluster, that permute and quantise the tokens (RoutingQuantize):
-  // no permute + quantise launch. 0: that launch runs.
-  int routing_quantize_blocks = 0;
   GemmStagePlan gemm1, gemm2;
   bool group_sums = false;  // the exact-scale layout's staged GEMMs take the activations' group sums
 };

@@ -1,6 +1,5 @@
 // The routing sort: a stable counting sort of the token slots by local expert (deterministic), in chunks for large
 // batches and in one block, with the GEMMs' per-expert arrays (and for a few tokens the router), for the others.
-#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -10,7 +9,6 @@
 #include "moe/kernel_common.cuh"
 #include "moe/moe_kernels.h"
 #include "moe/routing_rules.cuh"
-#include "moe/token_rows.cuh"
 #include "moe/topk_softmax.cuh"
 
 namespace w4a8moe::moe {
@@ -98,12 +96,11 @@ __device__ __forceinline__ void stage_local_experts(int32_t const* ids, Index fi
 
 // One warp gives the slots [first, end) their rows, 32 slots a step in slot order: a slot's row is its expert's next
 // free row (*next_row(e), which the warp advances) plus its rank among the same-expert lanes of the step
-// (__match_any_sync), plus row_base(e). expert_of(s) is the slot's local expert or -1; row_sink(s, row) sees each
-// slot's row as it is written.
-template <class ExpertOf, class NextRow, class RowBase, class RowSink>
+// (__match_any_sync), plus row_base(e). expert_of(s) is the slot's local expert or -1.
+template <class ExpertOf, class NextRow, class RowBase>
 __device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf expert_of, NextRow next_row,
                                       RowBase row_base, int32_t* __restrict__ dest_row,
-                                      int32_t* __restrict__ row_slot, RowSink row_sink) {
+                                      int32_t* __restrict__ row_slot) {
   int const lane = threadIdx.x % 32;
   for (; first < end; first += 32) {
     int64_t const s = first + lane;
@@ -118,7 +115,6 @@ __device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf exper
     if (s < end) {
       int32_t const row = e >= 0 ? base + rank : -1;
       dest_row[s] = row;
-      row_sink(s, row);
       if (row >= 0) row_slot[row] = int32_t(s);
     }
   }
@@ -140,7 +136,7 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
   scatter_in_slot_order(
       first, end, [&](int64_t s) { return int(chunk_expert[s - first]); },
       [&](int e) { return &chunk_rows[e * chunks + chunk]; }, [&](int e) { return int32_t(offsets[e]); },
-      dest_row, row_slot, [](int64_t, int32_t) {});
+      dest_row, row_slot);
 }
 
 // Batches of up to kOneBlockRoutingSlots slots: the count, the scan and the scatter in one block (one launch instead
@@ -148,35 +144,21 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
 // and for up to kFusedRouterTokens tokens the router first (a warp per token). The same result as the chunked path:
 // each expert's rows in slot order. Each warp owns a contiguous segment of at least 32 slots; its counters in shared
 // memory hold the segment's count per expert, then (after a scan over the segments and one over the experts) its
-// first free row in each expert, which its scatter advances. kPerLane = 0: the top-k ids are given. kQuantize: block
-// 0 of a cluster whose other blocks permute and quantise the tokens (quantize_routed_tokens); it also keeps each
-// slot's row in shared memory for them.
-template <int kPerLane, class Logit, bool kQuantize>
+// first free row in each expert, which its scatter advances. kPerLane = 0: the top-k ids are given.
+template <int kPerLane, class Logit>
 __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kernel(
     Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
     int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
     int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
-    RoutingArraysFill fill, RoutingQuantize quantize) {
+    RoutingArraysFill fill) {
   constexpr int kWarps = kOneBlockRoutingThreads / 32;
   extern __shared__ int32_t shared[];
-  int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   int32_t* const next_row = shared;                              // [segments][local_experts]
   int32_t* const expert_rows = shared + kWarps * local_experts;  // [local_experts]
   auto* const slot_expert = reinterpret_cast<int16_t*>(expert_rows + local_experts);  // [slots]
-  [[maybe_unused]] int32_t* const slot_rows = expert_rows + local_experts + (slots + 1) / 2;  // [slots]: kQuantize
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
-  if constexpr (kQuantize) {
-    if (blockIdx.x > 0) {
-      auto* const staged = reinterpret_cast<uint4*>(shared);  // this block's own shared memory: its tokens
-      if (quantize.type == ActivationType::kBF16) {
-        quantize_routed_tokens<ActivationType::kBF16>(quantize, tokens, top_k, slot_rows, staged);
-      } else {
-        quantize_routed_tokens<ActivationType::kFP16>(quantize, tokens, top_k, slot_rows, staged);
-      }
-      return;
-    }
-  }
+  int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
     for (int t = warp; t < tokens; t += kWarps) {
       topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize, ids_out + t * top_k,
@@ -221,36 +203,17 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   __syncthreads();
   scatter_in_slot_order(
       first, end, [&](int64_t s) { return int(slot_expert[s]); }, [&](int e) { return &own[e]; },
-      [](int) { return 0; }, dest_row, row_slot, [&](int64_t s, int32_t row) {
-        if constexpr (kQuantize) slot_rows[s] = row;
-      });
-  if constexpr (kQuantize) {
-    cooperative_groups::cluster_group const cluster = cooperative_groups::this_cluster();
-    cluster.sync();  // 1: the slot rows to the quantising blocks (quantize_routed_tokens)
-    cluster.sync();  // 2: read by them
-  }
+      [](int) { return 0; }, dest_row, row_slot);
 }
 
-// The one-block routing; kPerLane = 0 sorts ids_in, else the router runs first on the logits. With p.quantize.blocks
-// the routing block leads a cluster of that many more, which permute and quantise the tokens.
+// The one-block routing; kPerLane = 0 sorts ids_in, else the router runs first on the logits.
 template <int kPerLane, class Logit>
 cudaError_t launch_route_one_block(RoutingProblem const& p, Logit const* logits, bool renormalize,
                                    int32_t const* ids_in, int32_t* ids_out, float* weights_out) {
-  int64_t const slots = p.tokens * p.top_k;
-  if (p.quantize.blocks > 0) {
-    unsigned const cluster = 1u + unsigned(p.quantize.blocks);
-    size_t const shared_bytes = std::max(one_block_routing_shared_bytes(slots, p.local_experts, true),
-                                         size_t(kRoutingQuantizeVectors) * sizeof(uint4));  // theirs: the tokens
-    return launch_with_pdl_in_clusters(route_one_block_kernel<kPerLane, Logit, true>, cluster,
-                                       kOneBlockRoutingThreads, shared_bytes, p.stream, cluster, logits,
-                                       int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out,
-                                       p.expert_map, p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill,
-                                       p.quantize);
-  }
-  return launch_with_pdl(route_one_block_kernel<kPerLane, Logit, false>, 1, kOneBlockRoutingThreads,
-                         one_block_routing_shared_bytes(slots, p.local_experts), p.stream, logits, int(p.tokens),
-                         p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
-                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill, p.quantize);
+  return launch_with_pdl(route_one_block_kernel<kPerLane, Logit>, 1, kOneBlockRoutingThreads,
+                         one_block_routing_shared_bytes(p.tokens * p.top_k, p.local_experts), p.stream, logits,
+                         int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
+                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
 }
 
 }  // namespace
@@ -259,7 +222,6 @@ cudaError_t launch_routing(RoutingProblem const& p) {
   if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
     return launch_route_one_block<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
   }
-  if (p.quantize.blocks > 0) return cudaErrorInvalidValue;  // the chunks have no cluster to quantise in
   int64_t const slots = p.tokens * p.top_k;
   int64_t const chunks = routing_chunks(slots);
   // The counts and, after them, scan_counts' finished-block counter.

@@ -9,12 +9,33 @@
 #include "common/pdl.cuh"
 #include "moe/kernel_common.cuh"
 #include "moe/moe_kernels.h"
-#include "moe/token_rows.cuh"
 
 namespace w4a8moe::moe {
 namespace {
 
 static_assert(kMaxInter == kRowBlockThreads * kHeldRowVectors * kVector, "kMaxInter counts kVector-value vectors");
+constexpr int kGroupVectors = 128 / kVector;  // vectors of a 128-column group
+
+// The group sum of the quantised vector v of a row (GroupSumsOut): its 8 e4m3 values summed, then over the 16
+// consecutive threads that hold the group's vectors (16-aligned in every warp: rows are whole groups, blocks whole
+// warps, so a half-warp is either all active or all inactive). Returns the sum in the group's first thread.
+__device__ __forceinline__ float group_sum(uint2 q) {
+  float sum = 0.0f;
+  uint32_t const words[2] = {q.x, q.y};
+#pragma unroll
+  for (int w = 0; w < 2; ++w) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      __half2_raw const h = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(words[w] >> (16 * half)), __NV_E4M3);
+      float2 const f = __half22float2(__half2(h));
+      sum += f.x + f.y;
+    }
+  }
+  unsigned const half_warp = 0xFFFFu << (threadIdx.x & 16);  // the group's half of the warp, all of it here
+#pragma unroll
+  for (int d = 1; d < kGroupVectors; d *= 2) sum += __shfl_xor_sync(half_warp, sum, d);
+  return sum * (1.0f / 64.0f);  // 2^-6, the offset's value at the nibbles' scale (prepack/exact_format.h)
+}
 
 // Blocks from `first` on (the grid's last wave) let the next kernel launch at their start, the others at their exit.
 // When every block let it at its start, the next kernel's blocks took residency, and waited, on the SMs this grid's
@@ -71,7 +92,18 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish rows
   E4m3Scale const e4m3 = e4m3_scale(amax);
   auto store = [&](int v, float const (&x)[kVector]) {
-    store_token_vector(quantize_vector(x, e4m3.inverse), v, rows, top_k, act, padded_vectors, group_sums);
+    uint2 const q = quantize_vector(x, e4m3.inverse);
+    for (int j = 0; j < top_k; ++j) {
+      if (rows[j] >= 0) reinterpret_cast<uint2*>(act + int64_t(rows[j]) * padded_vectors * kVector)[v] = q;
+    }
+    if (group_sums.sums != nullptr) {
+      float const sum = group_sum(q);
+      if (v % kGroupVectors == 0) {
+        for (int j = 0; j < top_k; ++j) {
+          if (rows[j] >= 0) group_sums.sums[(v / kGroupVectors) * group_sums.stride + rows[j]] = sum;
+        }
+      }
+    }
   };
 #pragma unroll
   for (int h = 0; h < kHeldRowVectors; ++h) {

@@ -27,33 +27,6 @@ TEST(MoePlan, DecodeRoutesInOneBlockAndSkipsArraysTheStreamingKernelsDoNotRead) 
   EXPECT_FALSE(p.gemm2.arrays_from_routing);
 }
 
-// The permute + quantise in the routing's cluster: whole tokens of at most 4096 16-byte vectors (and 32 tokens) a
-// block, at most 7 blocks beside the routing block, and only where the routing runs in one block.
-TEST(MoePlan, TheRoutingsClusterQuantisesTheTokensOfSmallBatches) {
-  EXPECT_EQ(routing_quantize_tokens_per_block(2048), 16);   // Qwen3-30B-A3B: 256 vectors a token
-  EXPECT_EQ(routing_quantize_tokens_per_block(7168), 4);    // DeepSeek-V3: 896
-  EXPECT_EQ(routing_quantize_tokens_per_block(2880), 11);   // gpt-oss: padded to 2944, 368
-  EXPECT_EQ(routing_quantize_tokens_per_block(512), 32);    // 64 vectors: the token bound
-  EXPECT_EQ(routing_quantize_tokens_per_block(32768), 1);   // 4096 vectors: one token fills a block
-  EXPECT_EQ(routing_quantize_tokens_per_block(32896), 0);   // a token past a block
-  struct Case {
-    MoeShape shape;
-    int64_t tokens;
-    int blocks;
-  };
-  for (Case const& c : {Case{kQwen3, 1, 1}, Case{kQwen3, 16, 1}, Case{kQwen3, 17, 2}, Case{kQwen3, 112, 7},
-                        Case{kQwen3, 113, 0}, Case{kDeepSeekEp8, 28, 7}, Case{kDeepSeekEp8, 29, 0},
-                        Case{kMixtral, 1, 1}, Case{kMixtral, 56, 7}, Case{kMixtral, 57, 0}}) {
-    SCOPED_TRACE("H " + std::to_string(c.shape.hidden) + ", tokens " + std::to_string(c.tokens));
-    EXPECT_EQ(plan_moe(c.shape, c.tokens, 0).routing_quantize_blocks, c.blocks);
-  }
-  MoeShape const small_rows{64, 64, 32, 256, 256};  // 32 tokens a block, but 300 x 32 slots route in chunks
-  EXPECT_EQ(routing_quantize_blocks(200, 32, 64, 256), 7);
-  EXPECT_FALSE(plan_moe(small_rows, 300, 0).one_block_routing);
-  EXPECT_EQ(plan_moe(small_rows, 300, 0).routing_quantize_blocks, 0);
-  EXPECT_EQ(routing_quantize_blocks(0, 8, 128, 2048), 0);
-}
-
 TEST(MoePlan, OneBlockRoutingFillsTheArraysOfTheGemmsThatReadThem) {
   // Slots that route in one block (Mixtral at 16 tokens: 32, Qwen3: 128): a CUTLASS config reads per-expert arrays
   // (Mixtral's GEMM1, 4 rows an expert), the wgmma streaming kernel does not (Qwen3's GEMM2).
