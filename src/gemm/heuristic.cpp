@@ -70,7 +70,10 @@ GemmConfig select_config(HeuristicInput const& input) {
   // it would split K, the mma.sync decode kernel (decode_gemm.cu), which splits K inside a block while the wgmma
   // kernel needs a cluster that costs more (H200, §8 and §48: DeepSeek-V3 EP8 GEMM1 at 1 token 11.4 against 20.1), up
   // to 1.3 rows per expert (at 1.4-1.8 it won some shapes in the layer and lost others, §7d) and for experts of at
-  // most 2^26 weights.
+  // most 2^26 weights; but where each K slice still streams at least 16 groups, the cluster's reduction is paid
+  // rarely and the wgmma kernel is ahead on both cards (§55: Mixtral-8x7B GEMM2 at 1 token, 4 slices of 28 groups,
+  // 32.9 against 34.7 us on an H100 and 33.2 against 35.4 on an H200; DeepSeek-V3 EP8 GEMM1 at 4 tokens, 2 slices of
+  // 28, a tie on the H200).
   GemmConfig const stream{64, kStreamChunkRows, 1, 1, Schedule::kStream};
   if (m <= 2.0) {
     // The plan stream_gemm.cu's launcher makes (one consumer warpgroup, its blocks an SM as the workers of one).
@@ -78,7 +81,11 @@ GemmConfig select_config(HeuristicInput const& input) {
         plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
                            input.sm_count, kStreamChunkRows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
     if (plan.splits == 1) return stream;
-    if (m <= 1.3 && stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
+    if (m <= 1.3) {
+      constexpr int kSliceGroupsForStream = 16;
+      if (input.k / kGroupSize / plan.splits >= kSliceGroupsForStream) return stream;
+      if (stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
+    }
   }
   // K of at most 16 groups and up to about 6 rows per expert: the wgmma kernel's persistent workers, which stream
   // many short items without per-block set-up (H200s, bench/NOTES.md §9c: Qwen3-30B-A3B GEMM2 at 16 and 64 tokens
