@@ -9,6 +9,7 @@
 
 #include "common/device_info.h"
 #include "common/status_util.h"
+#include "common/workspace_rules.h"
 #include "gemm/built_arrays.h"
 #include "gemm/exact_stream_gemm.h"
 #include "gemm/expert_bias.h"
@@ -24,7 +25,6 @@ int64_t expected_rows(GroupedGemmArgs const& args) {
   return args.expected_rows_hint > 0 ? std::min(args.expected_rows_hint, args.total_rows) : args.total_rows;
 }
 
-constexpr size_t kWorkspaceAlign = 256;
 // Used to size the workspace when no device is visible: more SMs than any Hopper part has.
 constexpr int kMaxSmCount = 160;
 
@@ -98,16 +98,8 @@ Status validate_args(GroupedGemmArgs const& args) {
   if (!args.config.empty()) {
     W4A8_RETURN_IF_ERROR(gemm::validate_config_name(args.config, "args.config", args.layout, "args.layout"));
   }
-  if (args.workspace == nullptr) return invalid_argument("args.workspace is null");
-  if (!is_aligned(args.workspace, kWorkspaceAlign)) {
-    return invalid_argument("args.workspace must be ", kWorkspaceAlign, "-byte aligned");
-  }
-  size_t const needed = workspace_bytes_for(e, sm_count_or_max());
-  if (args.workspace_bytes < needed) {
-    return invalid_argument("args.workspace_bytes=", args.workspace_bytes,
-                            ": too small, grouped_gemm_workspace_bytes(E)=", needed);
-  }
-  return Status::Ok();
+  return validate_workspace(args.workspace, args.workspace_bytes, workspace_bytes_for(e, sm_count_or_max()),
+                            "grouped_gemm_workspace_bytes(E)");
 }
 
 gemm::HeuristicInput heuristic_input(GroupedGemmArgs const& args) {

@@ -137,15 +137,8 @@ Status validate_forward_args(MoeForwardArgs const& a) {
     if (a.out == nullptr) return invalid_argument("args.out is null");
     if (!is_aligned(a.out, 16)) return invalid_argument("args.out must be 16-byte aligned");
   }
-  if (a.workspace == nullptr) return invalid_argument("args.workspace is null");
-  if (!is_aligned(a.workspace, kWorkspaceAlign)) {
-    return invalid_argument("args.workspace must be ", kWorkspaceAlign, "-byte aligned");
-  }
-  size_t const needed = plan_workspace(s, max_tokens).total;
-  if (a.workspace_bytes < needed) {
-    return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_workspace_bytes(shape, ",
-                            max_tokens, ")=", needed);
-  }
+  W4A8_RETURN_IF_ERROR(validate_workspace(a.workspace, a.workspace_bytes, plan_workspace(s, max_tokens).total,
+                                          concat("moe_workspace_bytes(shape, ", max_tokens, ")")));
   if (a.path != MoePath::kAuto && a.path != MoePath::kStaged && a.path != MoePath::kOneLaunch) {
     return invalid_argument("args.path=", int(a.path), ": must be kAuto, kStaged or kOneLaunch");
   }
@@ -180,24 +173,16 @@ Status validate_routing_args(MoeRoutingArgs const& a) {
     return invalid_argument("args.num_tokens=", a.num_tokens, ": must be >= 0 with num_tokens * top_k < 2^31");
   }
   W4A8_RETURN_IF_ERROR(validate_expert_map(s, a.expert_map));
-  for (auto [pointer, name] : {std::pair<void const*, char const*>{a.expert_offsets, "args.expert_offsets"},
-                               {a.workspace, "args.workspace"}}) {
-    if (pointer == nullptr) return invalid_argument(name, " is null");
-  }
-  if (!is_aligned(a.workspace, kWorkspaceAlign)) {
-    return invalid_argument("args.workspace must be ", kWorkspaceAlign, "-byte aligned");
-  }
+  if (a.expert_offsets == nullptr) return invalid_argument("args.expert_offsets is null");
+  if (!is_aligned(a.expert_offsets, 8)) return invalid_argument("args.expert_offsets must be 8-byte aligned");
+  W4A8_RETURN_IF_ERROR(validate_workspace(a.workspace, a.workspace_bytes, moe_routing_workspace_bytes(s, a.num_tokens),
+                                          "moe_routing_workspace_bytes()"));
   if (a.num_tokens > 0) {
     for (auto [pointer, name] : {std::pair<void const*, char const*>{a.topk_ids, "args.topk_ids"},
                                  {a.dest_row, "args.dest_row"}, {a.row_slot, "args.row_slot"}}) {
       if (pointer == nullptr) return invalid_argument(name, " is null");
       if (!is_aligned(pointer, 4)) return invalid_argument(name, " must be 4-byte aligned");
     }
-  }
-  if (!is_aligned(a.expert_offsets, 8)) return invalid_argument("args.expert_offsets must be 8-byte aligned");
-  if (a.workspace_bytes < moe_routing_workspace_bytes(s, a.num_tokens)) {
-    return invalid_argument("args.workspace_bytes=", a.workspace_bytes, ": too small, moe_routing_workspace_bytes()=",
-                            moe_routing_workspace_bytes(s, a.num_tokens));
   }
   return Status::Ok();
 }

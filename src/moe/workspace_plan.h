@@ -5,14 +5,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/workspace_rules.h"
 #include "moe/moe_kernels.h"
 #include "prepack/packed_format.h"
 #include "w4a8moe/grouped_gemm.h"
 #include "w4a8moe/moe.h"
 
 namespace w4a8moe::moe {
-
-inline constexpr size_t kWorkspaceAlign = 256;
 
 // Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
 struct WorkspacePlan {
