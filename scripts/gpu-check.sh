@@ -29,7 +29,7 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   $bin/w4a8moe_gpu_tests >>"$tests_log" 2>&1 || status=1
   echo "== compute-sanitizer memcheck (small cases)" | tee -a "$tests_log"
   compute-sanitizer --tool memcheck --error-exitcode 3 $bin/w4a8moe_gpu_tests --gtest_brief=1 \
-    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:MoeLayer.RouterWeightOnInput:MoeOneLaunch.*:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*:ExactStreamGemm.*:Mxfp4StreamGemm.*:GptOssLayer.SmallLayer*:GptOssLayer.ExpertParallel*:GptOssLayer.GraphReplay*:MoeLayer.ExactScale*:PrepackGpu.*K208:*KNotAMultipleOf128/64x8_stream:*SizesOffWholeGroups*' \
+    --gtest_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:PrepackGpu.*E3_N48_K384:*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop:*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*:GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream:*EveryConfig.UnevenExpertsBothOutputTypes/64x16_stream:MoeLayer.RouterWeightOnInput:MoeOneLaunch.*:MoeLayer.EveryStageMatchesReferenceOnThe*:*MoeRouting*:ExactStreamGemm.*:Mxfp4StreamGemm.*:GptOssLayer.SmallLayer*:GptOssLayer.ExpertParallel*:GptOssLayer.GraphReplay*:MoeLayer.ExactScale*:PrepackGpu.*K208:*KNotAMultipleOf128/64x8_stream:*SizesOffWholeGroups*' \
     >>"$tests_log" 2>&1 || status=1
   grep -E "PASSED|FAILED|ERROR SUMMARY" "$tests_log" | tail -8
 fi

@@ -53,9 +53,14 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
       entries.push_back({config, config.name(), &no_workspace_bytes,
                          rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
     }
-    // The wgmma streaming kernel, 8 rows per chunk (16, 32 and 64 measured slower: bench/NOTES.md §8c, §9f).
-    GemmConfig const stream{64, 8, 1, 1, Schedule::kStream};
-    entries.push_back({stream, stream.name(), &no_workspace_bytes, &run_stream_gemm<8>});
+    // The wgmma streaming kernel, 8 rows per chunk, and 16 for sweeps on the H100 (its loop issues as many
+    // instructions a group as the 8-row one: bench/NOTES.md §56; on the H200, before the per-SM deal, 16- and 32-row
+    // chunks measured slower, §9f). The heuristic picks only the 8-row config.
+    for (int rows : {8, 16}) {
+      GemmConfig const stream{64, rows, 1, 1, Schedule::kStream};
+      entries.push_back({stream, stream.name(), &no_workspace_bytes,
+                         rows == 8 ? &run_stream_gemm<8> : &run_stream_gemm<16>});
+    }
     // The block layouts' kernel: channels x rows of an item, a consumer warpgroup per 64 channels.
     auto const exact = [&](GemmConfig const& config, auto run) {
       entries.push_back({config, config.name(), &no_workspace_bytes, run});

@@ -277,5 +277,6 @@ Status run_stream_gemm(GroupedGemmParams const& params, void*, size_t) {
 }
 
 template Status run_stream_gemm<8>(GroupedGemmParams const&, void*, size_t);
+template Status run_stream_gemm<16>(GroupedGemmParams const&, void*, size_t);
 
 }  // namespace w4a8moe::gemm
