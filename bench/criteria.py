@@ -25,9 +25,10 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from peers_report import OURS, OURS_EXACT, VLLM_METHODS  # the peers JSON's method names, stated there
+
 INT4_MODELS = ("qwen3-30b-a3b", "deepseek-v3-ep8", "mixtral-8x7b")
 DECODE_TOKENS = (1, 4, 16, 64, 128)
-VLLM_INT4_METHODS = ("vllm_cutlass_w4a8", "vllm_marlin_w4a16", "vllm_marlin_w4a8_int8")
 PREFILL_LAYER_LIMIT_US = {"qwen3-30b-a3b": 700.0, "deepseek-v3-ep8": 800.0, "mixtral-8x7b": 5000.0}
 
 
@@ -88,7 +89,7 @@ class Results:
         return {(r["model"], r["tokens"]): r for r in data.get("rows", []) if r.get("layout", "lookup") == self.layout}
 
     def ours(self):
-        return "w4a8moe" if self.layout == "lookup" else f"w4a8moe_{self.layout}"
+        return OURS if self.layout == "lookup" else OURS_EXACT
 
     def ours_gemm(self):
         """gemm_bench's row of the heuristic's pick on the layout (the exact-scale layout's only with --exact)."""
@@ -124,7 +125,7 @@ def decode_vs_vllm(res, _):
     for m in INT4_MODELS:
         for t in DECODE_TOKENS:
             ours = res.peers.get((m, t, "layer", res.ours()))
-            theirs = [res.peers[(m, t, "layer", v)] for v in VLLM_INT4_METHODS if (m, t, "layer", v) in res.peers]
+            theirs = [res.peers[(m, t, "layer", v)] for v in VLLM_METHODS if (m, t, "layer", v) in res.peers]
             value = ours / min(theirs) if ours and theirs else None
             out.append(Check(case_name(m, t, " (ours / fastest vLLM)"), value, 1.0))
     return out
