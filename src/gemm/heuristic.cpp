@@ -87,13 +87,20 @@ GemmConfig select_config(HeuristicInput const& input) {
       if (stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
     }
   }
-  // K of at most 16 groups and up to about 6 rows per expert: the wgmma kernel's persistent workers, which stream
-  // many short items without per-block set-up (H200s, bench/NOTES.md §9c: Qwen3-30B-A3B GEMM2 at 16 and 64 tokens
-  // 29.6-32.2 and 49.6-51.3 us against CUTLASS's best 34.3-38.4 and 51.6-55.3; dealt per SM, §48: Qwen3 GEMM1 at 64
-  // tokens 75.6 against 81.7, DeepSeek-V3 EP8 GEMM2 at 64 and 128 tokens 77.3 and 90.3 against 81.3-84.4 and
-  // 92.3-99.1; at 8 rows per expert CUTLASS is ahead again, Qwen3 GEMM1 and GEMM2 at 128 tokens 82.0 and 56.8
-  // against 105.8 and 62.5).
-  if (input.k <= 16 * kGroupSize && m <= 6.0) return stream;
+  // Up to 12 rows per expert wherever its items need no K split, whatever K: the wgmma kernel's 8-row chunks to 6
+  // rows, 16-row chunks above, since under uniform routing 8-row chunks stream the experts of 9-16 rows twice (H100
+  // sweep, bench/NOTES.md §57: Qwen3-30B-A3B GEMM1 / GEMM2 at 128 tokens, ~9 rows, 87.3 / 48.0 us against CUTLASS's
+  // 128x16 ping-pong 101.5 / 62.0 and 8-row chunks' 105.4 / 60.4; DeepSeek-V3 EP8 GEMM1 at 128 tokens, ~5 rows,
+  // 182.5 against 203.1 for 256x32; Mixtral-8x7B GEMM1 / GEMM2 at 16 tokens, ~5 rows, 186.7 / 96.4 against 189.4 /
+  // 105.8; at ~17 rows CUTLASS is ahead again, Mixtral GEMM1 at 64 tokens 194.7 against 253.9). Earlier rules, for K
+  // of at most 16 groups, from H200s: §9c, §48.
+  if (m <= 12.0) {
+    int const chunk_rows = m <= 6.0 ? kStreamChunkRows : 2 * kStreamChunkRows;
+    StreamLaunchPlan const plan =
+        plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
+                           input.sm_count, chunk_rows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
+    if (plan.splits == 1) return GemmConfig{64, chunk_rows, 1, 1, Schedule::kStream};
+  }
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile
     // overhead (Mixtral GEMM1: 28672 channels).
@@ -107,6 +114,7 @@ GemmConfig select_config(HeuristicInput const& input) {
   if (input.k >= 64 * kGroupSize && m <= 48.0 && tiles_128 > wave) {
     return m <= 16.0 ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{256, 64, 1, 1, coop};
   }
+  // Past the wgmma kernel's range (more than 12 rows an expert, or too few items to stream without a K split):
   // 128x16 ping-pong to 3 rows per expert, and to 8 for K of at most 16 groups, where both sweeps have it ahead of
   // 256x32 (Qwen3-30B-A3B GEMM1 at 64 and 128 tokens: 4 % and a tie on the H100, 4-6 % on the H200; DeepSeek-V3 EP8
   // GEMM2 at 128 tokens 5 % and 3 %). Longer K keeps 256x32 (DeepSeek-V3 GEMM1 at 128 tokens: 7-10 % ahead).

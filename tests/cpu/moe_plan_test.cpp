@@ -28,11 +28,11 @@ TEST(MoePlan, DecodeRoutesInOneBlockAndSkipsArraysTheStreamingKernelsDoNotRead) 
 }
 
 TEST(MoePlan, OneBlockRoutingFillsTheArraysOfTheGemmsThatReadThem) {
-  // Slots that route in one block (Mixtral at 16 tokens: 32, Qwen3: 128): a CUTLASS config reads per-expert arrays
-  // (Mixtral's GEMM1, 4 rows an expert), the wgmma streaming kernel does not (Qwen3's GEMM2).
-  MoePlan const mixtral = plan_moe(kMixtral, 16, 0);
+  // Slots that route in one block (Mixtral at 64 tokens: 128, Qwen3 at 16: 128): a CUTLASS config reads per-expert
+  // arrays (Mixtral's GEMM1, 16 rows an expert), the wgmma streaming kernel does not (Qwen3's GEMM2).
+  MoePlan const mixtral = plan_moe(kMixtral, 64, 0);
   EXPECT_TRUE(mixtral.one_block_routing);
-  EXPECT_EQ(mixtral.gemm1.config, "256x32_1x1_coop");
+  EXPECT_EQ(mixtral.gemm1.config, "256x64_1x1_coop");
   EXPECT_TRUE(mixtral.gemm1.arrays_from_routing);
   MoePlan const p = plan_moe(kQwen3, 16, 0);
   EXPECT_TRUE(p.one_block_routing);
