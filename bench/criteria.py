@@ -306,7 +306,10 @@ def main(argv):
     keys = {"layer": layer_keys, "before": layer_keys, "peers": ("model", "tokens", "level", "method", "us")}
     data = {k: load(v, keys[k]) if v else None for k, v in files.items()}
     gemms = [load(g, ("model", "gemm", "tokens", "routing", "method", "us", "weight_gbps")) for g in args.gemm]
-    sources = [f"{k} {v} ({data[k]['device']})" for k, v in files.items() if v]
+    # The layer timings' L2 flush (moe_bench and peers_bench --l2-flush; files from before the option wrote).
+    flushed = {"write": "writing", "read": "reading"}
+    sources = [f"{k} {v} ({data[k]['device']}, L2 flushed by {flushed[data[k].get('l2_flush', 'write')]})"
+               for k, v in files.items() if v]
     sources += [f"gemm {g} ({d['device']})" for g, d in zip(args.gemm, gemms)]
     devices = {d["device"] for d in list(data.values()) + gemms if d}
     res = Results(data["layer"], data["peers"], gemms, data["before"], args.layout)

@@ -10,6 +10,8 @@
 // gpt-oss-120b runs on its MXFP4 layout with its clamped SwiGLU and expert biases (random MXFP4 codes, block scales
 // 2^-7..2^-2; read-once counts one e8m0 byte per 32 weights) whatever --layouts says; the int4 models skip "mxfp4".
 //
+// --l2-flush read flushes L2 by reading instead of writing before each layer replay (tools/l2_flush.h).
+//
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
 #include <cuda_runtime.h>
@@ -153,7 +155,7 @@ void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
 }
 
 Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int iters, double hbm_bytes_per_s,
-                bool phases, cudaStream_t stream) {
+                bool phases, tools::L2Flush l2_flush, cudaStream_t stream) {
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
@@ -227,7 +229,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   r.gemm2_config = moe_gemm2_config(s, tokens, layout);
 
   tools::LayerTiming timing;
-  Status const status = tools::time_layer(a, iters, &timing);
+  Status const status = tools::time_layer(a, iters, &timing, l2_flush);
   if (!status.ok()) fail("timing the layer: " + status.to_string());
   r.stage_us = timing.stage_us;
   r.total_us = timing.total_us;
@@ -239,7 +241,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
-    Status const other_status = tools::time_layer(a, iters, &other);
+    Status const other_status = tools::time_layer(a, iters, &other, l2_flush);
     if (!other_status.ok()) fail("timing the other path: " + other_status.to_string());
     r.staged_total_us = one_launch ? other.total_us : r.total_us;
     r.one_launch_total_us = one_launch ? r.total_us : other.total_us;
@@ -264,8 +266,12 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
 }
 
 // The rows so far as JSON at `path`, rewritten after every case: a case that fails keeps the ones before it.
-void write_results(std::string const& path, char const* device, double hbm, std::vector<Result> const& results) {
-  tools::Json doc = {{"device", device}, {"hbm_read_gbps", hbm / 1e9}, {"rows", tools::Json::array()}};
+void write_results(std::string const& path, char const* device, double hbm, tools::L2Flush l2_flush,
+                   std::vector<Result> const& results) {
+  tools::Json doc = {{"device", device},
+                     {"hbm_read_gbps", hbm / 1e9},
+                     {"l2_flush", tools::l2_flush_name(l2_flush)},
+                     {"rows", tools::Json::array()}};
   for (auto const& r : results) {
     doc["rows"].push_back({{"model", r.model},
                            {"tokens", r.tokens},
@@ -304,6 +310,7 @@ int main(int argc, char** argv) {
   std::vector<PackedLayout> layouts{PackedLayout::kLookupTable};
   int iters = 20;
   bool phases = false;
+  tools::L2Flush l2_flush = tools::L2Flush::kWrite;
   std::string out_dir;
   for (int i = 1; i < argc; ++i) {
     std::string const arg = argv[i];
@@ -333,12 +340,18 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--phases") {
       phases = true;
+    } else if (arg == "--l2-flush") {
+      std::string const v = value();
+      auto const parsed = tools::parse_l2_flush(v);
+      if (!parsed) fail("--l2-flush='" + v + "' must be write or read");
+      l2_flush = *parsed;
     } else if (arg == "--out") {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b,"
-           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] [--out DIR]");
+           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] [--l2-flush write|read] "
+           "[--out DIR]");
     }
   }
   int devices = 0;
@@ -370,7 +383,7 @@ int main(int argc, char** argv) {
     if (model->gpt_oss) model_layouts = {PackedLayout::kMxfp4};
     for (int64_t t : tokens) {
       for (PackedLayout layout : model_layouts) {
-        Result const r = run_case(*model, t, layout, iters, hbm, phases, stream);
+        Result const r = run_case(*model, t, layout, iters, hbm, phases, l2_flush, stream);
         results.push_back(r);
         std::printf(
             "%-16s %6lld%s | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f "
@@ -381,7 +394,7 @@ int main(int argc, char** argv) {
             r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
             r.w8a8_pipeline / r.total_us);
         std::fflush(stdout);
-        if (!json_path.empty()) write_results(json_path, prop.name, hbm, results);
+        if (!json_path.empty()) write_results(json_path, prop.name, hbm, l2_flush, results);
       }
     }
   }

@@ -98,7 +98,7 @@ from peers_checkpoint import Reference, bytes_per_expert, make_checkpoint, relat
 from peers_gpt_oss import GptOssReference, make_mxfp4_checkpoint, mxfp4_bytes_per_expert  # noqa: E402
 from peers_methods import Unavailable, W4A8Moe, W4A8MoeMxfp4  # noqa: E402
 from peers_model import DEFAULT_MODELS, DEVICE, MODELS, make_case, spread  # noqa: E402
-from peers_timing import Timer, measure_hbm  # noqa: E402
+from peers_timing import L2_FLUSHES, Timer, measure_hbm  # noqa: E402
 from peers_vllm import VllmCutlassW4A8, VllmMarlin  # noqa: E402
 from peers_vllm_mxfp4 import VllmMarlinMxfp4  # noqa: E402
 from peers_vllm_ops import find_vllm_libraries, unavailable_methods  # noqa: E402
@@ -311,6 +311,8 @@ def parse_args(argv=None):
                         help=f"default: {' '.join(DEFAULT_MODELS)}")
     parser.add_argument("--tokens", type=int, nargs="+", default=[1, 4, 16, 64, 128, 1024, 8192])
     parser.add_argument("--iters", type=int, default=30, help="timed replays per call (20 for calls over 5 ms)")
+    parser.add_argument("--l2-flush", choices=L2_FLUSHES, default="write",
+                        help="how L2 is flushed before each replay: by writing (default) or reading 256 MiB")
     return parser.parse_args(argv)
 
 
@@ -355,8 +357,9 @@ def main(argv=None):
     print(f"streaming read {read_gbps:.0f} GB/s, copy {copy_gbps:.0f} GB/s (read + write)", flush=True)
     result = {"device": device, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
               "cuda": torch.version.cuda, "hbm_read_gbps": round(read_gbps, 1), "hbm_copy_gbps": round(copy_gbps, 1),
-              "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "rows": []}
-    timer = Timer(args.iters)
+              "l2_flush": args.l2_flush, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+              "rows": []}
+    timer = Timer(args.iters, args.l2_flush)
     status = 0
     start = time.time()
     try:

@@ -13,6 +13,7 @@ from peers_model import DEVICE  # (beside this file)
 SLOW_CALL_US = 5000.0
 SLOW_CALL_ITERS = 20
 FLUSH_BYTES = 256 << 20
+L2_FLUSHES = ("write", "read")
 
 
 def capture(fn):
@@ -30,16 +31,21 @@ def capture(fn):
 
 
 class Timer:
-    """Median µs of CUDA-graph replays, each after the L2 is flushed (outside the timed events)."""
+    """Median µs of CUDA-graph replays, each after the L2 is flushed (outside the timed events): by writing a buffer
+    of FLUSH_BYTES (l2_flush "write", which leaves L2 full of dirty lines the replay's reads evict to HBM) or by
+    reading it ("read": clean lines, as a decode step's earlier kernels mostly leave them; bench/NOTES.md §57)."""
 
-    def __init__(self, iters):
+    def __init__(self, iters, l2_flush="write"):
+        if l2_flush not in L2_FLUSHES:
+            raise ValueError(f"l2_flush={l2_flush!r} must be one of {L2_FLUSHES}")
         self.iters = iters
-        self.flush = torch.empty(FLUSH_BYTES, dtype=torch.uint8, device=DEVICE)
+        self.flush = torch.zeros(FLUSH_BYTES, dtype=torch.uint8, device=DEVICE)
+        self.flush_l2 = self.flush.zero_ if l2_flush == "write" else self.flush.max
 
     def _replays_us(self, graph, count):
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(count)]
         for start, end in events:
-            self.flush.zero_()
+            self.flush_l2()
             start.record()
             graph.replay()
             end.record()

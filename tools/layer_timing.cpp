@@ -17,7 +17,7 @@ Status cuda_error(cudaError_t error, char const* what) {
 
 }  // namespace
 
-Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing) {
+Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush l2_flush) {
   // Every replay starts with a cold L2, as a decode step does after the rest of the model's layers: the weights of
   // a small batch's experts (Qwen3-30B-A3B at 1 token: 19 MB) would otherwise stay in L2 between replays.
   int l2_bytes = 0;
@@ -57,7 +57,7 @@ Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing) {
     }
     if (!with_events) cudaGraphGetNodes(graph, nullptr, &timing->graph_nodes);
     for (int i = 0; i < replays + 3 && error == cudaSuccess; ++i) {
-      cudaMemsetAsync(flush, i & 0xFF, flush_bytes, args.stream);
+      if ((error = flush_l2(l2_flush, flush, flush_bytes, i, args.stream)) != cudaSuccess) break;
       cudaEventRecord(start, args.stream);
       cudaGraphLaunch(exec, args.stream);
       cudaEventRecord(stop, args.stream);

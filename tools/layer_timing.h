@@ -1,12 +1,13 @@
 // Times the MoE layer the way an engine runs it: a CUDA graph of moe_forward(), replayed. The total comes from events
 // around each replay of a plain graph; the per-stage times from a second graph with events between the stages. The L2
-// is flushed before every replay, outside the timed events.
+// is flushed before every replay, outside the timed events (l2_flush.h: by writing unless told otherwise).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <vector>
 
+#include "l2_flush.h"
 #include "w4a8moe/moe.h"
 
 namespace w4a8moe::tools {
@@ -20,6 +21,6 @@ struct LayerTiming {
 
 // args.stream must be a stream other than the legacy default stream (graph capture). Returns an error status if
 // a call fails; a CUDA error is reported with its name.
-Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing);
+Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush flush = L2Flush::kWrite);
 
 }  // namespace w4a8moe::tools

@@ -1,0 +1,37 @@
+#include "l2_flush.h"
+
+#include <cstdint>
+
+namespace w4a8moe::tools {
+namespace {
+
+// Reads every 16 bytes once. The store, taken only by a thread whose XOR of its loads is all ones, keeps the loads
+// live; it dirties at most the sink's line.
+__global__ void read_buffer(uint4 const* __restrict__ data, size_t vectors, uint32_t* __restrict__ sink) {
+  uint32_t acc = 0;
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < vectors; i += size_t(gridDim.x) * blockDim.x) {
+    uint4 const v = __ldcg(data + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0xFFFFFFFFu) *sink = acc;
+}
+
+}  // namespace
+
+char const* l2_flush_name(L2Flush flush) { return flush == L2Flush::kRead ? "read" : "write"; }
+
+std::optional<L2Flush> parse_l2_flush(std::string_view name) {
+  if (name == "write") return L2Flush::kWrite;
+  if (name == "read") return L2Flush::kRead;
+  return std::nullopt;
+}
+
+cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {
+  if (flush == L2Flush::kWrite) return cudaMemsetAsync(buffer, round & 0xFF, bytes, stream);
+  // The buffer's first 16 bytes hold the sink and are not read.
+  read_buffer<<<1024, 256, 0, stream>>>(static_cast<uint4 const*>(buffer) + 1, bytes / sizeof(uint4) - 1,
+                                        static_cast<uint32_t*>(buffer));
+  return cudaGetLastError();
+}
+
+}  // namespace w4a8moe::tools

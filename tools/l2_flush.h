@@ -1,0 +1,23 @@
+// How the layer timings leave L2 cold before each replay. By writing (a memset of 2x L2, as torch benchmarks
+// usually flush): L2 then holds up to its size of dirty lines, which the timed kernels' first reads evict to HBM. By
+// reading 2x L2: clean lines, as a decode step's preceding kernels (attention reading the KV cache) mostly leave it.
+// bench/NOTES.md §57 asks what the difference costs the layer.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace w4a8moe::tools {
+
+enum class L2Flush { kWrite, kRead };
+
+char const* l2_flush_name(L2Flush flush);
+std::optional<L2Flush> parse_l2_flush(std::string_view name);  // "write" or "read"
+
+// Flushes L2 with `bytes` of `buffer` (at least 2x L2); `round` varies the written value.
+cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream);
+
+}  // namespace w4a8moe::tools
