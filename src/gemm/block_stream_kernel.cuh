@@ -388,8 +388,9 @@ __global__ void __launch_bounds__(kWorkers * Config<F, kRows, kConsumers>::kThre
         store_stripe<kRows, Out, F::kTakesBias>(out, n, scales, chunk, stripe, acc);
       }
     } else if constexpr (C::kSplitsK) {
-      store_cluster_sum<kRows, kConsumerThreads, Out, F::kTakesBias>(out, n, channel_scales, p.token_scales, chunk,
-                                                                    item.tile, split, splits, partial, acc, bias_row);
+      store_slice_sum<kRows, kConsumerThreads, Out, F::kTakesBias>(out, n, channel_scales, p.token_scales, chunk,
+                                                                  item.tile, split, splits, ClusterSlices{partial},
+                                                                  acc, bias_row);
     }
   }
 }

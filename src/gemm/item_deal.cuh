@@ -36,14 +36,17 @@ struct BlockWorkers {
 template <int kWorkers>
 struct ItemDeal {
   int64_t worker = 0, workers = 1;  // one worker a block: this one, and how many the grid has
-  int* taken = nullptr;             // several: the block's count of items taken, in shared memory, 0 at the start
+  // Several: the block's count of items taken, in shared memory, 0 at the start; null where the block's workers all
+  // take the block's items (stream_gemm.cu's K slices in a block), dealt as to one worker a block.
+  int* taken = nullptr;
 
-  __device__ __forceinline__ int64_t first() const { return kWorkers == 1 ? worker : take(); }
+  __device__ __forceinline__ int64_t first() const { return dealt_per_sm() ? take() : worker; }
   __device__ __forceinline__ int64_t next(int64_t index) const {
-    return kWorkers == 1 ? index + workers : take();
+    return dealt_per_sm() ? take() : index + workers;
   }
 
  private:
+  __device__ __forceinline__ bool dealt_per_sm() const { return kWorkers > 1 && taken != nullptr; }
   __device__ __forceinline__ int64_t take() const {
     int count = 0;
     if (threadIdx.x % 32 == 0) count = atomicAdd(taken, 1);

@@ -27,6 +27,9 @@ Status run_mxfp4(GroupedGemmParams const& params, void*, size_t) {
 
 std::string GemmConfig::name() const {
   if (schedule == Schedule::kStream) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_stream";
+  if (schedule == Schedule::kSplitKStream) {
+    return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_splitk_stream";
+  }
   if (schedule == Schedule::kExact) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_exact";
   if (schedule == Schedule::kMxfp4) return std::to_string(tile_m) + "x" + std::to_string(tile_n) + "_mxfp4";
   char const* const suffix = schedule == Schedule::kCooperative ? "_coop"
@@ -53,14 +56,15 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
       entries.push_back({config, config.name(), &no_workspace_bytes,
                          rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
     }
-    // The wgmma streaming kernel, 8 rows per chunk, and 16 for sweeps on the H100 (its loop issues as many
-    // instructions a group as the 8-row one: bench/NOTES.md §56; on the H200, before the per-SM deal, 16- and 32-row
-    // chunks measured slower, §9f). The heuristic picks only the 8-row config.
+    // The wgmma streaming kernel, 8 and 16 rows per chunk (the heuristic takes 16 from 6 rows an expert, bench/NOTES.md
+    // §57), and with 8 its K slices in one block for sweeps (§58; the heuristic does not take it).
     for (int rows : {8, 16}) {
       GemmConfig const stream{64, rows, 1, 1, Schedule::kStream};
       entries.push_back({stream, stream.name(), &no_workspace_bytes,
                          rows == 8 ? &run_stream_gemm<8> : &run_stream_gemm<16>});
     }
+    GemmConfig const split_k{64, 8, 1, 1, Schedule::kSplitKStream};
+    entries.push_back({split_k, split_k.name(), &no_workspace_bytes, &run_stream_gemm<8, true>});
     // The block layouts' kernel: channels x rows of an item, a consumer warpgroup per 64 channels.
     auto const exact = [&](GemmConfig const& config, auto run) {
       entries.push_back({config, config.name(), &no_workspace_bytes, run});

@@ -1,6 +1,6 @@
 // The epilogue of the two wgmma streaming kernels (stream_gemm.cu, exact_stream_gemm.cu): a consumer warpgroup's
 // m64nR accumulators of one chunk to the output, scaled by the channel and token scales, directly or summed over the
-// K slices of a thread-block cluster.
+// K slices of a thread-block cluster or of one block's workers.
 //
 // Accumulator i of a lane (wgmma_rs.cuh): channel lane/4 + 8 ((i/2) % 2) of the warp's 16-channel stripe, row
 // 8 (i/4) + 2 (lane % 4) + i % 2 of the chunk.
@@ -92,31 +92,59 @@ __device__ __forceinline__ void store_stripe_in_parts(Out* out, int n, float con
   }
 }
 
-// K split over the cluster (one 64-channel tile, a warpgroup of kConsumerThreads per block): each block writes its
-// partial tile [64 channels][kRows] to `partial`, then each rank sums a slice of the channels over the ranks in rank
-// order (deterministic) and stores it, plus the expert's bias (kBias, bias_row not null). Every consumer thread of
-// every block of the cluster calls it.
-template <int kRows, int kConsumerThreads, class Out, bool kBias = false>
-__device__ void store_cluster_sum(Out* out, int n, float const* channel_scales, float const* token_scales,
-                                  Chunk const& chunk, int tile, int split, int splits, float* partial,
-                                  float const (&acc)[kRows / 2], float const* bias_row = nullptr) {
+// Where the K slices of an item meet. The blocks of a thread-block cluster: each block's partial tile in its own
+// shared memory, read across the cluster through distributed shared memory, at cluster barriers (which count every
+// thread of every block, producers included).
+struct ClusterSlices {
+  float* partial;  // this block's tile
+
+  __device__ __forceinline__ float* own(int) const { return partial; }
+  __device__ __forceinline__ float const* of(int rank) const {
+    return cooperative_groups::this_cluster().map_shared_rank(partial, rank);
+  }
+  __device__ __forceinline__ void sync() const { cooperative_groups::this_cluster().sync(); }
+};
+
+// The workers of one block (stream_gemm.cu's K slices in a block): the tiles side by side in the block's shared
+// memory, at a named barrier of the slices' consumer threads only (the producers run ahead).
+struct BlockSlices {
+  float* partials;       // slice s's tile at partials + s * tile_floats
+  int tile_floats;
+  int consumer_threads;  // of all the slices
+
+  __device__ __forceinline__ float* own(int split) const { return partials + split * tile_floats; }
+  __device__ __forceinline__ float const* of(int rank) const { return partials + rank * tile_floats; }
+  __device__ __forceinline__ void sync() const {
+    asm volatile("bar.sync %0, %1;" ::"n"(kBlockSlicesBarrier), "r"(consumer_threads) : "memory");
+  }
+
+  static constexpr int kBlockSlicesBarrier = 1;  // 0 is __syncthreads()
+};
+
+// K split over `splits` slices of one 64-channel tile, a warpgroup of kConsumerThreads each: each slice writes its
+// partial tile [64 channels][kRows], then each sums a slice of the channels over the slices in slice order
+// (deterministic) and stores it, plus the expert's bias (kBias, bias_row not null). Every consumer thread of every
+// slice calls it.
+template <int kRows, int kConsumerThreads, class Out, bool kBias = false, class Slices>
+__device__ void store_slice_sum(Out* out, int n, float const* channel_scales, float const* token_scales,
+                                Chunk const& chunk, int tile, int split, int splits, Slices const& slices,
+                                float const (&acc)[kRows / 2], float const* bias_row = nullptr) {
   constexpr int kTileChannels = 64;
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  int const thread = int(threadIdx.x) % kConsumerThreads, warp = thread / 32, lane = thread % 32;
+  float* const partial = slices.own(split);
 #pragma unroll
   for (int i = 0; i < kRows / 2; ++i) {
     int const row = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     int const channel = warp * kStripeChannels + lane / 4 + 8 * ((i / 2) % 2);
     partial[channel * kRows + row] = acc[i];
   }
-  cluster.sync();
+  slices.sync();
   int const slice = kTileChannels / splits;
-  for (int i = int(threadIdx.x); i < slice * chunk.rows; i += kConsumerThreads) {
+  for (int i = thread; i < slice * chunk.rows; i += kConsumerThreads) {
     int const channel = split * slice + i % slice, row = i / slice;
     int const column = tile * kTileChannels + channel;
     float sum = 0.f;
-    for (int rank = 0; rank < splits; ++rank) sum += cluster.map_shared_rank(partial, rank)[channel * kRows + row];
+    for (int rank = 0; rank < splits; ++rank) sum += slices.of(rank)[channel * kRows + row];
     if (column < n) {
       int64_t const out_row = chunk.first_row + row;
       float value = channel_scales[column] * (token_scales[out_row] * sum);
@@ -124,7 +152,7 @@ __device__ void store_cluster_sum(Out* out, int n, float const* channel_scales, 
       out[out_row * n + column] = to_output<Out>(value);
     }
   }
-  cluster.sync();  // the partial tiles are read
+  slices.sync();  // the partial tiles are read
 }
 
 }  // namespace w4a8moe::gemm

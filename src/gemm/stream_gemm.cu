@@ -24,7 +24,10 @@
 // K is split over the blocks of a thread-block cluster (up to 8) when the expected items are too few to fill the
 // SMs; each block then writes its partial tile to shared memory and the cluster sums them through distributed shared
 // memory, in rank order (deterministic), each rank a slice of the channels. The producer then waits for each item's
-// sums like the consumers (the cluster barrier counts every thread), so it runs ahead only within an item.
+// sums like the consumers (the cluster barrier counts every thread), so it runs ahead only within an item. The
+// split-K configs ("64x8_splitk_stream") split K instead over the four workers of one block an SM, which take the
+// same items and sum through the block's shared memory at a barrier of their consumers (bench/NOTES.md §58): a
+// cluster must stay resident and its blocks share a GPC, a block an SM need not.
 //
 // Numerics: as the CUTLASS configs (the same e4m3 products, the fp8 wgmma's accumulation).
 #include "gemm/stream_gemm.h"
@@ -161,11 +164,12 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
   fence_accumulators<kRows>(acc);
 }
 
-// kWorkers: 1, or kStreamBlocksPerSm in one block of one SM (item_deal.cuh), K unsplit.
+// kWorkers: 1 (K slices: `k_slices` blocks of a cluster), or kStreamBlocksPerSm in one block of one SM that take
+// the SM's items in turn (item_deal.cuh; k_slices 1) or are the K slices of each of the block's items (k_slices =
+// kWorkers: split_k_in_block).
 template <int kRows, int kWorkers, class Out>
 __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerSm / kWorkers)
-    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
-                       int const cluster_splits) {
+    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map, int const k_slices) {
   using S = Stage<kRows>;
   using Workers = BlockWorkers<kWorkers, kConsumerThreads>;
   extern __shared__ uint8_t shared_memory[];
@@ -178,7 +182,10 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
   uint32_t const base = shared_address(shared_memory);
   uint32_t const stages = (base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
   Ring ring = worker_ring(barriers, slot_of_worker, stages, S::kBytes);
-  float* partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + S::kCount * S::kBytes);
+  // The partial tiles of a K split: a cluster block's after its ring; a block's slices' after all the rings.
+  float* const partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + S::kCount * S::kBytes);
+  float* const block_partials =
+      reinterpret_cast<float*>(shared_memory + (stages - base) + kWorkers * S::kCount * S::kBytes);
   bool const producer = Workers::producer();
   if (threadIdx.x == 0) init_worker_rings(barriers, 1, kTileStripes, items_taken);
   if (threadIdx.x == Workers::kProducerThreads) prefetch_tensor_map(act_map);
@@ -188,9 +195,12 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const tiles = (n + kTileChannels - 1) / kTileChannels;
   int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
-  // The K slices of an item are the consecutive blocks of one cluster.
-  int const splits = kWorkers == 1 ? cluster_splits : 1;
-  int const split = int(blockIdx.x) % splits, worker = int(blockIdx.x) / splits, workers = int(gridDim.x) / splits;
+  // The K slices of an item are the consecutive blocks of one cluster, or the workers of one block.
+  bool const block_split = kWorkers > 1 && k_slices > 1;
+  int const cluster_splits = kWorkers == 1 ? k_slices : 1;
+  int const splits = block_split ? kWorkers : cluster_splits;
+  int const split = block_split ? slot_of_worker : int(blockIdx.x) % splits;
+  int const worker = int(blockIdx.x) / cluster_splits, workers = int(gridDim.x) / cluster_splits;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const item_groups = group_end - group_begin;
   Out* out = static_cast<Out*>(p.out);
@@ -200,7 +210,8 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
     // No search for chunk indices past the most the rows can make (the last search of every worker, mostly).
     int64_t const chunk_bound = max_chunks(p.total_rows, p.shape.num_experts, kRows);
     ChunkCursor cursor;
-    ItemDeal<kWorkers> const deal{worker, workers, &items_taken};
+    // A block's K slices take the block's items in the same order, as a one-worker block would.
+    ItemDeal<kWorkers> const deal{worker, workers, block_split ? nullptr : &items_taken};
     for (int64_t index = deal.first();; index = deal.next(index)) {
       StagedItem item{{}, int(index % tiles)};
       bool const found =
@@ -218,7 +229,7 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
         return;
       }
       ring.uses += uint32_t(item_groups);
-      if (splits > 1) {  // the consumers' two cluster barriers of this item
+      if (cluster_splits > 1) {  // the consumers' two cluster barriers of this item
         cluster.sync();
         cluster.sync();
       }
@@ -248,35 +259,47 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
 
     if (splits == 1) {
       if (stripe < stripes) store_stripe<kRows>(out, n, scales, chunk, stripe, acc);
+    } else if (block_split) {
+      BlockSlices const slices{block_partials, kTileChannels * kRows, kWorkers * kConsumerThreads};
+      store_slice_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
+                                               splits, slices, acc);
     } else {
-      store_cluster_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
-                                                 splits, partial, acc);
+      store_slice_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
+                                               splits, ClusterSlices{partial}, acc);
     }
   }
 }
 
-template <int kRows, class Out>
+// kSplitKInBlock: the split-K configs, whose K slices are the workers of one block (split_k_in_block).
+template <int kRows, bool kSplitKInBlock, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
   auto kernel = stream_gemm_kernel<kRows, 1, Out>;
-  constexpr size_t kSmBlockBytes = kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * S::kCount * S::kBytes;
+  // One block an SM: its workers' rings, then their partial tiles (read only when they are K slices).
+  constexpr size_t kSmBlockBytes =
+      kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * (S::kCount * S::kBytes + S::kPartialBytes);
   static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
-  StreamLaunchPlan const plan = plan_worker_launch(
-      p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, 1, S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm,
-      kSmBlockBytes, cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream));
+  // The split-K configs split K wherever clusters would, however many of them could stay resident.
+  ClusterResidency const residency =
+      kSplitKInBlock ? ClusterResidency{} : cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream);
+  StreamLaunchPlan plan = plan_worker_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, 1,
+                                             S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm, kSmBlockBytes,
+                                             residency);
+  if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, S::kBlocksPerSm, kSmBlockBytes);
   return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>,
                                S::kBlocksPerSm * kThreads, kernel, kThreads, p);
 }
 
 }  // namespace
 
-template <int kRows>
+template <int kRows, bool kSplitKInBlock>
 Status run_stream_gemm(GroupedGemmParams const& params, void*, size_t) {
-  return params.out_type == OutputType::kBF16 ? launch<kRows, __nv_bfloat16>(params)
-                                              : launch<kRows, __half>(params);
+  return params.out_type == OutputType::kBF16 ? launch<kRows, kSplitKInBlock, __nv_bfloat16>(params)
+                                              : launch<kRows, kSplitKInBlock, __half>(params);
 }
 
-template Status run_stream_gemm<8>(GroupedGemmParams const&, void*, size_t);
-template Status run_stream_gemm<16>(GroupedGemmParams const&, void*, size_t);
+template Status run_stream_gemm<8, false>(GroupedGemmParams const&, void*, size_t);
+template Status run_stream_gemm<16, false>(GroupedGemmParams const&, void*, size_t);
+template Status run_stream_gemm<8, true>(GroupedGemmParams const&, void*, size_t);
 
 }  // namespace w4a8moe::gemm

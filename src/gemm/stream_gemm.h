@@ -1,4 +1,5 @@
-// The wgmma streaming kernel (stream_gemm.cu): the registry entry point, for chunks of kRows rows (8 registered).
+// The wgmma streaming kernel (stream_gemm.cu): the registry entry point, for chunks of kRows rows (8 and 16
+// registered), K split over clusters where the items are few, or with kSplitKInBlock over the workers of one block.
 #pragma once
 
 #include <cstddef>
@@ -9,7 +10,7 @@
 namespace w4a8moe::gemm {
 
 // It needs no workspace: it finds its rows in expert_offsets itself.
-template <int kRows>
+template <int kRows, bool kSplitKInBlock = false>
 Status run_stream_gemm(GroupedGemmParams const& params, void* workspace, size_t workspace_bytes);
 
 }  // namespace w4a8moe::gemm

@@ -4,6 +4,13 @@
 #include <cmath>
 
 namespace w4a8moe::gemm {
+namespace {
+
+// Dynamic shared memory for one block an SM: more than half an SM's, so that no SM takes two blocks whatever the
+// block needs.
+size_t one_block_an_sm(size_t needed) { return std::max(needed, kSharedMemoryPerSm / 2 + 1024); }
+
+}  // namespace
 
 int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, int64_t chunk_rows) {
   int64_t const expected = max_chunks(expected_rows, num_experts, chunk_rows);
@@ -95,8 +102,19 @@ StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_pe
   plan.workers_per_block = workers_per_block;
   plan.blocks = std::max(sm_count, 1);
   plan.workers = plan.blocks * workers_per_block;
-  // More than half an SM's shared memory, so that no SM takes two blocks whatever the rings need.
-  plan.shared_bytes = std::max(block_shared_bytes, kSharedMemoryPerSm / 2 + 1024);
+  plan.shared_bytes = one_block_an_sm(block_shared_bytes);
+  return plan;
+}
+
+StreamLaunchPlan split_k_in_block(StreamLaunchPlan plan, int workers_per_block, size_t sm_block_bytes) {
+  if (plan.splits <= 1 || workers_per_block <= 1) return plan;
+  // A split plan is one cluster an item (never persistent: its items fill at most a wave of clusters), and the grid
+  // covers the expected items; each cluster becomes a block, which loops over the items past the grid.
+  plan.splits = 1;
+  plan.block_splits = workers_per_block;
+  plan.workers_per_block = workers_per_block;
+  plan.blocks = plan.workers;
+  plan.shared_bytes = one_block_an_sm(sm_block_bytes);
   return plan;
 }
 

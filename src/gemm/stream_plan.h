@@ -96,7 +96,8 @@ struct StreamLaunchPlan {
   bool persistent = false;
   int64_t items = 0;          // the items the expected rows make
   int64_t workers = 0;        // blocks / splits, or blocks x workers_per_block
-  int workers_per_block = 1;  // > 1: dealt per SM
+  int workers_per_block = 1;  // > 1: dealt per SM, or K slices in one block (block_splits)
+  int block_splits = 1;       // > 1: the block's workers are the K slices of each of its items (split_k_in_block)
   int64_t blocks = 0;         // the 1D grid
   size_t shared_bytes = 0;    // dynamic shared memory per block
 };
@@ -126,6 +127,14 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
 // block of `block_shared_bytes` (their rings): one block an SM, each SM the same count of items within one, taken by
 // its workers as they finish. Only unsplit plans of at least an item an SM; the others are returned as they are.
 StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_per_block, size_t block_shared_bytes);
+
+// The plan of the split-K wgmma configs ("64x8_splitk_stream"): where `plan` splits K over thread-block clusters, the
+// K slices are instead the `workers_per_block` workers of one block an SM, which take the same items (block b: b,
+// b + blocks, ...), each a slice of K, and sum their partial tiles in the block's shared memory. No cluster has to
+// stay resident, so every item gets workers_per_block slices where clusters got fewer (Mixtral-8x7B GEMM2 at 1 token:
+// 2 slices of 56 groups on an H100, bench/NOTES.md §58). sm_block_bytes: the block's rings and partial tiles. Plans
+// that do not split K are returned as they are.
+StreamLaunchPlan split_k_in_block(StreamLaunchPlan plan, int workers_per_block, size_t sm_block_bytes);
 
 // The plan of a streaming kernel whose workers are `consumers` warpgroups of 64 channels each and a producer
 // (stream_gemm.cu: one; block_stream_kernel.cuh: one or two): plan_stream_launch over items of 64 x consumers

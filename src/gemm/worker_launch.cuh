@@ -1,7 +1,8 @@
 // Enqueues a streaming kernel's launch plan (stream_plan.h, plan_worker_launch) for stream_gemm.cu and
 // block_stream_kernel.cuh: the activations' tensor map, then either one block an SM holding plan.workers_per_block
-// workers that take the SM's items in turn (item_deal.cuh), or one worker a block in clusters of plan.splits blocks,
-// one K slice each. Both kernels take (params, tensor map, K slices).
+// workers that take the SM's items in turn (item_deal.cuh) or are the K slices of its items (plan.block_splits,
+// stream_gemm.cu only), or one worker a block in clusters of plan.splits blocks, one K slice each. Both kernels take
+// (params, tensor map, K slices: the cluster's, or the block's where it holds several workers).
 #pragma once
 
 #include "common/pdl.cuh"
@@ -21,7 +22,7 @@ Status enqueue_worker_launch(StreamLaunchPlan const& plan, int chunk_rows, Kerne
   W4A8_RETURN_IF_ERROR(make_activation_tensor_map(p.act, p.total_rows, p.shape.k, chunk_rows, &act_map));
   if (plan.workers_per_block > 1) {
     W4A8_CUDA_RETURN(launch_with_pdl(dealt, dim3(unsigned(plan.blocks)), dim3(unsigned(dealt_threads)),
-                                     plan.shared_bytes, p.stream, p, act_map, 1));
+                                     plan.shared_bytes, p.stream, p, act_map, plan.block_splits));
     return Status::Ok();
   }
   W4A8_CUDA_RETURN(launch_with_pdl_in_clusters(single, dim3(unsigned(plan.blocks)), dim3(unsigned(threads)),

@@ -179,6 +179,37 @@ TEST(StreamPlan, WorkerLaunchSplitsKOnlyWithOneWarpgroupAndDealsWhereABlockHolds
   EXPECT_EQ(wide.workers_per_block, 1);
 }
 
+TEST(StreamPlan, SplitKConfigsTakeTheSlicesAsTheWorkersOfOneBlock) {
+  constexpr size_t kSmBlock = 4 * kRing + 8 * 1024;
+  // Mixtral-8x7B GEMM2 at 1 token: clusters would split K in 4 (2 where they cannot all stay resident); in one block
+  // an SM its four workers are the slices of one item each: 128 items, one block an item, no cluster.
+  ExpertWeightShape const mixtral_down{8, 4096, 14336, 128};
+  auto const clusters = plan_worker_launch(mixtral_down, 2, 2, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm, kSmBlock);
+  ASSERT_EQ(clusters.splits, 4);
+  auto const in_block = split_k_in_block(clusters, kBlocksPerSm, kSmBlock);
+  EXPECT_EQ(in_block.splits, 1);
+  EXPECT_EQ(in_block.block_splits, kBlocksPerSm);
+  EXPECT_EQ(in_block.workers_per_block, kBlocksPerSm);
+  EXPECT_EQ(in_block.items, 128);
+  EXPECT_EQ(in_block.blocks, clusters.workers);
+  EXPECT_GE(in_block.blocks, in_block.items);
+  EXPECT_GT(2 * in_block.shared_bytes, kSharedMemoryPerSm);  // one block an SM
+  EXPECT_GE(in_block.shared_bytes, kSmBlock);
+  // Short K (Qwen3 GEMM2 at 1 token: 2 slices of 3 groups): a block an item; split plans are never persistent.
+  auto const short_k = plan_worker_launch({128, 2048, 768, 128}, 8, 8, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm,
+                                          kSmBlock);
+  ASSERT_GT(short_k.splits, 1);
+  EXPECT_FALSE(short_k.persistent);
+  EXPECT_EQ(split_k_in_block(short_k, kBlocksPerSm, kSmBlock).blocks, short_k.workers);
+  EXPECT_EQ(split_k_in_block(short_k, kBlocksPerSm, kSmBlock).blocks, short_k.items);
+  // Plans that do not split K stay as they are (dealt per SM at 16 tokens), and so does a kernel of one worker a block.
+  auto const dealt = plan_worker_launch(mixtral_down, 32, 32, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm, kSmBlock);
+  ASSERT_EQ(dealt.splits, 1);
+  EXPECT_EQ(split_k_in_block(dealt, kBlocksPerSm, kSmBlock).block_splits, 1);
+  EXPECT_EQ(split_k_in_block(dealt, kBlocksPerSm, kSmBlock).blocks, dealt.blocks);
+  EXPECT_EQ(split_k_in_block(clusters, 1, kSmBlock).splits, clusters.splits);
+}
+
 // The decode kernel's grid: 8 warps a block, 3 blocks per SM (one token tile).
 TEST(DecodePlan, SplitsKToFillAWaveAndSpreadsSmallGrids) {
   // Qwen3 GEMM1 at 1 token: 8 experts x 96 stripes, 16 groups -> 4 splits, 2 stripes a block, 48 x 8 blocks (a

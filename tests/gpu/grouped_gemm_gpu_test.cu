@@ -193,14 +193,15 @@ TEST(GroupedGemm, StreamingKernelsCoverMoreRowsThanExpected) {
   }
 }
 
-// One expected row over 5 tiles of a long K: the wgmma kernel splits K over clusters of 8 blocks, which sum their
-// partial tiles through distributed shared memory; N = 320 leaves the last tile a partial one. With 1 and 3 rows
-// per expert, and with an expert of 70 rows that the blocks reach by looping.
+// One expected row over 6 tiles of a long K: the wgmma kernel splits K over clusters of 8 blocks, which sum their
+// partial tiles through distributed shared memory, and its split-K config over the four workers of one block, which
+// sum them in the block's shared memory; N = 336 leaves the last tile one stripe of four. With 1 and 3 rows per
+// expert, and with an expert of 70 rows that the blocks reach by looping.
 TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   for (auto const& counts : {std::vector<int64_t>{1, 0, 0, 0}, {1, 0, 3, 0}, {3, 0, 70, 5}}) {
-    auto p = make_problem({4, 320, 4096, 128}, counts, rng, /*first_row=*/1, /*trailing=*/2);
+    auto p = make_problem({4, 336, 4096, 128}, counts, rng, /*first_row=*/1, /*trailing=*/2);
     for (auto const& config : streaming_configs()) {
       if (config.find("_stream") == std::string::npos) continue;
       SCOPED_TRACE(config + " with " + std::to_string(p.offsets.back() - p.offsets.front()) + " rows");
