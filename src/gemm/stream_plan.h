@@ -95,7 +95,7 @@ struct StreamLaunchPlan {
   int splits = 1;             // K slices per tile = the cluster's size along x
   bool persistent = false;
   int64_t items = 0;          // the items the expected rows make
-  int64_t workers = 0;        // blocks / splits, or blocks x workers_per_block
+  int64_t workers = 0;        // blocks / splits, blocks x workers_per_block where dealt, blocks with block_splits
   int workers_per_block = 1;  // > 1: dealt per SM, or K slices in one block (block_splits)
   int block_splits = 1;       // > 1: the block's workers are the K slices of each of its items (split_k_in_block)
   int64_t blocks = 0;         // the 1D grid
