@@ -63,43 +63,35 @@ GemmConfig select_config(HeuristicInput const& input) {
 
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
-  // Up to about two rows per expert: the wgmma streaming kernel (stream_gemm.cu) wherever its items need no K split,
-  // whatever K and the expert's size, since its items are dealt per SM (H200, bench/NOTES.md §48, against the
-  // CUTLASS pick: Qwen3-30B-A3B GEMM1 at 16 tokens 46.5 against 54.4 us, DeepSeek-V3 EP8 GEMM1 at 16 tokens 63.3
-  // against 70.8, Mixtral-8x7B GEMM1 at 1 token 45.2 against 53.2 and GEMM2 at 4 tokens 67.5 against 77.7); where
-  // it would split K, the mma.sync decode kernel (decode_gemm.cu), which splits K inside a block while the wgmma
-  // kernel needs a cluster that costs more (H200, §8 and §48: DeepSeek-V3 EP8 GEMM1 at 1 token 11.4 against 20.1), up
-  // to 1.3 rows per expert (at 1.4-1.8 it won some shapes in the layer and lost others, §7d) and for experts of at
-  // most 2^26 weights; but where each K slice still streams at least 16 groups, the cluster's reduction is paid
+  // The wgmma streaming kernel (stream_gemm.cu) up to 12 rows per expert wherever its items need no K split, whatever
+  // K and the expert's size, since its items are dealt per SM: 8-row chunks to 6 rows, 16-row chunks above, since
+  // under uniform routing 8-row chunks stream the experts of 9-16 rows twice. Up to two rows on H200s (bench/NOTES.md
+  // §48, against the CUTLASS pick: Qwen3-30B-A3B GEMM1 at 16 tokens 46.5 against 54.4 us, DeepSeek-V3 EP8 GEMM1 at 16
+  // tokens 63.3 against 70.8, Mixtral-8x7B GEMM1 at 1 token 45.2 against 53.2 and GEMM2 at 4 tokens 67.5 against
+  // 77.7); beyond, the H100 sweep of §57 (Qwen3-30B-A3B GEMM1 / GEMM2 at 128 tokens, ~9 rows, 87.3 / 48.0 us against
+  // CUTLASS's 128x16 ping-pong 101.5 / 62.0 and 8-row chunks' 105.4 / 60.4; DeepSeek-V3 EP8 GEMM1 at 128 tokens, ~5
+  // rows, 182.5 against 203.1 for 256x32; Mixtral-8x7B GEMM1 / GEMM2 at 16 tokens, ~5 rows, 186.7 / 96.4 against
+  // 189.4 / 105.8; at ~17 rows CUTLASS is ahead again, Mixtral GEMM1 at 64 tokens 194.7 against 253.9).
+  // Where it would split K, up to 1.3 rows per expert (at 1.4-1.8 it won some shapes in the layer and lost others,
+  // §7d): the mma.sync decode kernel (decode_gemm.cu), which splits K inside a block while the wgmma kernel needs a
+  // cluster that costs more (H200, §8 and §48: DeepSeek-V3 EP8 GEMM1 at 1 token 11.4 against 20.1), for experts of
+  // at most 2^26 weights; but where each K slice still streams at least 16 groups, the cluster's reduction is paid
   // rarely and the wgmma kernel is ahead on both cards (§55: Mixtral-8x7B GEMM2 at 1 token, 4 slices of 28 groups,
   // 32.9 against 34.7 us on an H100 and 33.2 against 35.4 on an H200; DeepSeek-V3 EP8 GEMM1 at 4 tokens, 2 slices of
   // 28, a tie on the H200).
-  GemmConfig const stream{64, kStreamChunkRows, 1, 1, Schedule::kStream};
-  if (m <= 2.0) {
+  if (m <= 12.0) {
+    int const chunk_rows = m <= 6.0 ? kStreamChunkRows : 2 * kStreamChunkRows;
     // The plan stream_gemm.cu's launcher makes (one consumer warpgroup, its blocks an SM as the workers of one).
     StreamLaunchPlan const plan =
         plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
-                           input.sm_count, kStreamChunkRows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
+                           input.sm_count, chunk_rows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
+    GemmConfig const stream{64, chunk_rows, 1, 1, Schedule::kStream};
     if (plan.splits == 1) return stream;
     if (m <= 1.3) {
       constexpr int kSliceGroupsForStream = 16;
       if (input.k / kGroupSize / plan.splits >= kSliceGroupsForStream) return stream;
       if (stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
     }
-  }
-  // Up to 12 rows per expert wherever its items need no K split, whatever K: the wgmma kernel's 8-row chunks to 6
-  // rows, 16-row chunks above, since under uniform routing 8-row chunks stream the experts of 9-16 rows twice (H100
-  // sweep, bench/NOTES.md §57: Qwen3-30B-A3B GEMM1 / GEMM2 at 128 tokens, ~9 rows, 87.3 / 48.0 us against CUTLASS's
-  // 128x16 ping-pong 101.5 / 62.0 and 8-row chunks' 105.4 / 60.4; DeepSeek-V3 EP8 GEMM1 at 128 tokens, ~5 rows,
-  // 182.5 against 203.1 for 256x32; Mixtral-8x7B GEMM1 / GEMM2 at 16 tokens, ~5 rows, 186.7 / 96.4 against 189.4 /
-  // 105.8; at ~17 rows CUTLASS is ahead again, Mixtral GEMM1 at 64 tokens 194.7 against 253.9). Earlier rules, for K
-  // of at most 16 groups, from H200s: §9c, §48.
-  if (m <= 12.0) {
-    int const chunk_rows = m <= 6.0 ? kStreamChunkRows : 2 * kStreamChunkRows;
-    StreamLaunchPlan const plan =
-        plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
-                           input.sm_count, chunk_rows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
-    if (plan.splits == 1) return GemmConfig{64, chunk_rows, 1, 1, Schedule::kStream};
   }
   if (m <= 1.0) {
     // One row per expert. With more than two waves of 128-channel tiles, 256-channel tiles halve the per-tile
