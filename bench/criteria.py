@@ -307,15 +307,18 @@ def main(argv):
     data = {k: load(v, keys[k]) if v else None for k, v in files.items()}
     gemms = [load(g, ("model", "gemm", "tokens", "routing", "method", "us", "weight_gbps")) for g in args.gemm]
     # The layer timings' L2 flush (moe_bench and peers_bench --l2-flush; files from before the option wrote).
-    flushed = {"write": "writing", "read": "reading"}
-    sources = [f"{k} {v} ({data[k]['device']}, L2 flushed by {flushed[data[k].get('l2_flush', 'write')]})"
-               for k, v in files.items() if v]
+    flushed = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
+    flushes = {k: data[k].get("l2_flush", "write") for k, v in files.items() if v}
+    sources = [f"{k} {v} ({data[k]['device']}, L2 {flushed[flushes[k]]})" for k, v in files.items() if v]
     sources += [f"gemm {g} ({d['device']})" for g, d in zip(args.gemm, gemms)]
     devices = {d["device"] for d in list(data.values()) + gemms if d}
     res = Results(data["layer"], data["peers"], gemms, data["before"], args.layout)
     print(f"# Targets, {args.layout} layout, on {' and '.join(sorted(devices)) or 'no results'}\n")
     if len(devices) > 1:
         print("Warning: the files come from different cards; their numbers do not compare.\n")
+    if "none" in flushes.values():
+        print("Warning: L2 was not flushed between replays (--l2-flush none, a diagnostic floor); these times do not "
+              "count for the targets.\n")
     print(report(evaluate(res, args), sources, args.details))
     return 0
 

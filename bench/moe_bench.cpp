@@ -10,7 +10,8 @@
 // gpt-oss-120b runs on its MXFP4 layout with its clamped SwiGLU and expert biases (random MXFP4 codes, block scales
 // 2^-7..2^-2; read-once counts one e8m0 byte per 32 weights) whatever --layouts says; the int4 models skip "mxfp4".
 //
-// --l2-flush read flushes L2 by reading instead of writing before each layer replay (tools/l2_flush.h).
+// --l2-flush read flushes L2 by reading instead of writing before each layer replay, none not at all (a diagnostic
+// floor whose times the targets do not take; tools/l2_flush.h).
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -343,15 +344,15 @@ int main(int argc, char** argv) {
     } else if (arg == "--l2-flush") {
       std::string const v = value();
       auto const parsed = tools::parse_l2_flush(v);
-      if (!parsed) fail("--l2-flush='" + v + "' must be write or read");
+      if (!parsed) fail("--l2-flush='" + v + "' must be write, read or none");
       l2_flush = *parsed;
     } else if (arg == "--out") {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b,"
-           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] [--l2-flush write|read] "
-           "[--out DIR]");
+           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] "
+           "[--l2-flush write|read|none] [--out DIR]");
     }
   }
   int devices = 0;

@@ -18,15 +18,24 @@ __global__ void read_buffer(uint4 const* __restrict__ data, size_t vectors, uint
 
 }  // namespace
 
-char const* l2_flush_name(L2Flush flush) { return flush == L2Flush::kRead ? "read" : "write"; }
+char const* l2_flush_name(L2Flush flush) {
+  switch (flush) {
+    case L2Flush::kWrite: return "write";
+    case L2Flush::kRead: return "read";
+    case L2Flush::kNone: return "none";
+  }
+  return "?";
+}
 
 std::optional<L2Flush> parse_l2_flush(std::string_view name) {
   if (name == "write") return L2Flush::kWrite;
   if (name == "read") return L2Flush::kRead;
+  if (name == "none") return L2Flush::kNone;
   return std::nullopt;
 }
 
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {
+  if (flush == L2Flush::kNone) return cudaSuccess;
   if (flush == L2Flush::kWrite) return cudaMemsetAsync(buffer, round & 0xFF, bytes, stream);
   // The buffer's first 16 bytes hold the sink and are not read.
   read_buffer<<<1024, 256, 0, stream>>>(static_cast<uint4 const*>(buffer) + 1, bytes / sizeof(uint4) - 1,

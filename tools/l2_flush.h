@@ -1,7 +1,9 @@
 // How the layer timings leave L2 cold before each replay. By writing (a memset of 2x L2, as torch benchmarks
 // usually flush): L2 then holds up to its size of dirty lines, which the timed kernels' first reads evict to HBM. By
 // reading 2x L2: clean lines, as a decode step's preceding kernels (attention reading the KV cache) mostly leave it.
-// bench/NOTES.md §57 asks what the difference costs the layer.
+// bench/NOTES.md §57 asks what the difference costs the layer. Not at all ("none"): a diagnostic floor, not a decode
+// step: the previous replay's weights, inputs and kernel code stay in L2 where they fit, so what remains is latency
+// and issue, not the cold reads.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,12 +14,12 @@
 
 namespace w4a8moe::tools {
 
-enum class L2Flush { kWrite, kRead };
+enum class L2Flush { kWrite, kRead, kNone };
 
 char const* l2_flush_name(L2Flush flush);
-std::optional<L2Flush> parse_l2_flush(std::string_view name);  // "write" or "read"
+std::optional<L2Flush> parse_l2_flush(std::string_view name);  // "write", "read" or "none"
 
-// Flushes L2 with `bytes` of `buffer` (at least 2x L2); `round` varies the written value.
+// Flushes L2 with `bytes` of `buffer` (at least 2x L2); `round` varies the written value. kNone enqueues nothing.
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream);
 
 }  // namespace w4a8moe::tools
