@@ -342,10 +342,8 @@ int main(int argc, char** argv) {
     } else if (arg == "--phases") {
       phases = true;
     } else if (arg == "--l2-flush") {
-      std::string const v = value();
-      auto const parsed = tools::parse_l2_flush(v);
-      if (!parsed) fail("--l2-flush='" + v + "' must be write, read or none");
-      l2_flush = *parsed;
+      Status const status = tools::parse_l2_flush(value().c_str(), &l2_flush, "--l2-flush");
+      if (!status.ok()) fail(status.to_string());
     } else if (arg == "--out") {
       out_dir = value();
     } else {

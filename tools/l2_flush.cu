@@ -1,6 +1,9 @@
 #include "l2_flush.h"
 
 #include <cstdint>
+#include <cstring>
+
+#include "common/status_message.h"
 
 namespace w4a8moe::tools {
 namespace {
@@ -27,11 +30,15 @@ char const* l2_flush_name(L2Flush flush) {
   return "?";
 }
 
-std::optional<L2Flush> parse_l2_flush(std::string_view name) {
-  if (name == "write") return L2Flush::kWrite;
-  if (name == "read") return L2Flush::kRead;
-  if (name == "none") return L2Flush::kNone;
-  return std::nullopt;
+Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name) {
+  if (flush == nullptr) return invalid_argument("flush is null");
+  for (L2Flush const candidate : {L2Flush::kWrite, L2Flush::kRead, L2Flush::kNone}) {
+    if (name != nullptr && std::strcmp(name, l2_flush_name(candidate)) == 0) {
+      *flush = candidate;
+      return Status::Ok();
+    }
+  }
+  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be write, read or none");
 }
 
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {

@@ -9,15 +9,16 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <optional>
-#include <string_view>
+
+#include "w4a8moe/status.h"
 
 namespace w4a8moe::tools {
 
 enum class L2Flush { kWrite, kRead, kNone };
 
 char const* l2_flush_name(L2Flush flush);
-std::optional<L2Flush> parse_l2_flush(std::string_view name);  // "write", "read" or "none"
+// "write", "read" or "none"; else an error naming arg_name and the names.
+Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name = "l2_flush");
 
 // Flushes L2 with `bytes` of `buffer` (at least 2x L2); `round` varies the written value. kNone enqueues nothing.
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream);

@@ -1,6 +1,8 @@
 // The benchmarks' L2-flush option: the names the layer benchmarks and their JSON use, and what they refuse.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "l2_flush.h"
 
 namespace w4a8moe::tools {
@@ -8,9 +10,9 @@ namespace {
 
 TEST(L2Flush, NamesParseBackToTheirModes) {
   for (L2Flush flush : {L2Flush::kWrite, L2Flush::kRead, L2Flush::kNone}) {
-    auto const parsed = parse_l2_flush(l2_flush_name(flush));
-    ASSERT_TRUE(parsed.has_value()) << l2_flush_name(flush);
-    EXPECT_EQ(*parsed, flush);
+    L2Flush parsed = flush == L2Flush::kWrite ? L2Flush::kRead : L2Flush::kWrite;
+    ASSERT_TRUE(parse_l2_flush(l2_flush_name(flush), &parsed).ok()) << l2_flush_name(flush);
+    EXPECT_EQ(parsed, flush);
   }
   EXPECT_STREQ(l2_flush_name(L2Flush::kWrite), "write");
   EXPECT_STREQ(l2_flush_name(L2Flush::kRead), "read");
@@ -19,8 +21,15 @@ TEST(L2Flush, NamesParseBackToTheirModes) {
 
 TEST(L2Flush, OtherNamesAreRefused) {
   for (char const* name : {"", "Read", "memset", "write ", "None", "off"}) {
-    EXPECT_FALSE(parse_l2_flush(name).has_value()) << name;
+    L2Flush flush = L2Flush::kNone;
+    Status const status = parse_l2_flush(name, &flush, "--l2-flush");
+    EXPECT_FALSE(status.ok()) << name;
+    EXPECT_NE(status.to_string().find("--l2-flush='"), std::string::npos) << status.to_string();
+    EXPECT_EQ(flush, L2Flush::kNone) << "left as it was";
   }
+  L2Flush flush;
+  EXPECT_FALSE(parse_l2_flush(nullptr, &flush).ok());
+  EXPECT_FALSE(parse_l2_flush("read", nullptr).ok());
 }
 
 }  // namespace
