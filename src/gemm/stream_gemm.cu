@@ -275,9 +275,9 @@ template <int kRows, bool kSplitKInBlock, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
   auto kernel = stream_gemm_kernel<kRows, 1, Out>;
-  // One block an SM: its workers' rings, then their partial tiles (read only when they are K slices).
+  // One block an SM: its workers' rings, then, where they are K slices, their partial tiles.
   constexpr size_t kSmBlockBytes =
-      kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * (S::kCount * S::kBytes + S::kPartialBytes);
+      kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * (S::kCount * S::kBytes + (kSplitKInBlock ? S::kPartialBytes : 0));
   static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
   // The split-K configs split K wherever clusters would, however many of them could stay resident.
   ClusterResidency const residency =
