@@ -19,12 +19,17 @@ Status cuda_error(cudaError_t error, char const* what) {
 
 Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush l2_flush) {
   // Every replay starts with a cold L2, as a decode step does after the rest of the model's layers: the weights of
-  // a small batch's experts (Qwen3-30B-A3B at 1 token: 19 MB) would otherwise stay in L2 between replays.
+  // a small batch's experts (Qwen3-30B-A3B at 1 token: 19 MB) would otherwise stay in L2 between replays. Unless
+  // told not to flush (L2Flush::kNone, the warm floor), which needs no buffer.
   int l2_bytes = 0;
   cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, 0);
   size_t const flush_bytes = 2 * size_t(std::max(l2_bytes, 1 << 20));
   void* flush = nullptr;
-  if (cudaError_t const e = cudaMalloc(&flush, flush_bytes); e != cudaSuccess) return cuda_error(e, "L2 flush buffer");
+  if (l2_flush != L2Flush::kNone) {
+    if (cudaError_t const e = cudaMalloc(&flush, flush_bytes); e != cudaSuccess) {
+      return cuda_error(e, "L2 flush buffer");
+    }
+  }
   std::vector<cudaEvent_t> events(kMoeStageCount + 1);
   cudaEvent_t start, stop;
   for (auto& e : events) cudaEventCreate(&e);
