@@ -316,6 +316,9 @@ def main(argv):
     print(f"# Targets, {args.layout} layout, on {' and '.join(sorted(devices)) or 'no results'}\n")
     if len(devices) > 1:
         print("Warning: the files come from different cards; their numbers do not compare.\n")
+    if len(set(flushes.values())) > 1:
+        print("Warning: the files flushed L2 differently (by writing costs the layer 2-10 us more, bench/NOTES.md "
+              "§61); their numbers do not compare.\n")
     if "none" in flushes.values():
         print("Warning: L2 was not flushed between replays (--l2-flush none, a diagnostic floor); these times do not "
               "count for the targets.\n")

@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
   std::vector<PackedLayout> layouts{PackedLayout::kLookupTable};
   int iters = 20;
   bool phases = false;
-  tools::L2Flush l2_flush = tools::L2Flush::kWrite;
+  tools::L2Flush l2_flush = tools::L2Flush::kRead;
   std::string out_dir;
   for (int i = 1; i < argc; ++i) {
     std::string const arg = argv[i];

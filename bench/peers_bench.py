@@ -311,8 +311,8 @@ def parse_args(argv=None):
                         help=f"default: {' '.join(DEFAULT_MODELS)}")
     parser.add_argument("--tokens", type=int, nargs="+", default=[1, 4, 16, 64, 128, 1024, 8192])
     parser.add_argument("--iters", type=int, default=30, help="timed replays per call (20 for calls over 5 ms)")
-    parser.add_argument("--l2-flush", choices=L2_FLUSHES, default="write",
-                        help="how L2 is flushed before each replay: by writing (default) or reading 256 MiB")
+    parser.add_argument("--l2-flush", choices=L2_FLUSHES, default="read",
+                        help="how L2 is flushed before each replay: by reading (default) or writing 256 MiB")
     return parser.parse_args(argv)
 
 

@@ -33,9 +33,10 @@ def capture(fn):
 class Timer:
     """Median µs of CUDA-graph replays, each after the L2 is flushed (outside the timed events): by writing a buffer
     of FLUSH_BYTES (l2_flush "write", which leaves L2 full of dirty lines the replay's reads evict to HBM) or by
-    reading it ("read": clean lines, as a decode step's earlier kernels mostly leave them; bench/NOTES.md §57)."""
+    reading it ("read", the default: clean lines, as a decode step's earlier kernels mostly leave them; bench/NOTES.md
+    §60)."""
 
-    def __init__(self, iters, l2_flush="write"):
+    def __init__(self, iters, l2_flush="read"):
         if l2_flush not in L2_FLUSHES:
             raise ValueError(f"l2_flush={l2_flush!r} must be one of {L2_FLUSHES}")
         self.iters = iters

@@ -1,9 +1,9 @@
-// How the layer timings leave L2 cold before each replay. By writing (a memset of 2x L2, as torch benchmarks
-// usually flush): L2 then holds up to its size of dirty lines, which the timed kernels' first reads evict to HBM. By
-// reading 2x L2: clean lines, as a decode step's preceding kernels (attention reading the KV cache) mostly leave it.
-// bench/NOTES.md §57 asks what the difference costs the layer. Not at all ("none"): a diagnostic floor, not a decode
-// step: the previous replay's weights, inputs and kernel code stay in L2 where they fit, so what remains is latency
-// and issue, not the cold reads.
+// How the layer timings leave L2 cold before each replay. By reading 2x L2 (the default): clean lines, as a decode
+// step's preceding kernels (attention reading the KV cache) mostly leave it. By writing (a memset of 2x L2, as torch
+// benchmarks usually flush): L2 then holds up to its size of dirty lines, whose write-back the layer's first large
+// reader pays (bench/NOTES.md §61: Mixtral-8x7B at 1 token 10 us). Not at all ("none"): a diagnostic floor, not a
+// decode step: the previous replay's weights, inputs and kernel code stay in L2 where they fit, so what remains is
+// latency and issue, not the cold reads.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -21,6 +21,6 @@ struct LayerTiming {
 
 // args.stream must be a stream other than the legacy default stream (graph capture). Returns an error status if
 // a call fails; a CUDA error is reported with its name.
-Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush flush = L2Flush::kWrite);
+Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush flush = L2Flush::kRead);
 
 }  // namespace w4a8moe::tools
