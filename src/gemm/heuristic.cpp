@@ -87,9 +87,23 @@ GemmConfig select_config(HeuristicInput const& input) {
                            input.sm_count, chunk_rows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
     GemmConfig const stream{64, chunk_rows, 1, 1, Schedule::kStream};
     if (plan.splits == 1) return stream;
+    // Where it would split K, the split-K config's four slices per item (the workers of one block, no cluster to keep
+    // resident) wherever each keeps at least 14 groups and the items, one block each, fill three quarters of the SMs
+    // (H100, §61: Mixtral-8x7B GEMM2 at 1 / 2 tokens 28.1 / 53.5 us against 32.5 for the cluster split / 62.3 for
+    // CUTLASS; DeepSeek-V3 EP8 GEMM1 at 2 and 4 tokens 16.9 against 18.6 and 18.7; at 1 token, 64 items, 13.2 against
+    // the decode kernel's 11.5).
+    constexpr int kBlockSliceGroups = 14;
+    bool const fills_sms = 4.0 * double(plan.items) >= 3.0 * wave;
+    if (chunk_rows == kStreamChunkRows && input.k / kGroupSize / kStreamBlocksPerSm >= kBlockSliceGroups && fills_sms) {
+      return GemmConfig{64, 8, 1, 1, Schedule::kSplitKStream};
+    }
     if (m <= 1.3) {
       constexpr int kSliceGroupsForStream = 16;
       if (input.k / kGroupSize / plan.splits >= kSliceGroupsForStream) return stream;
+      // With items for 2.5 waves of SMs the short slices pay too (H100, §61: Qwen3-30B-A3B at 2 tokens, 384 / 512
+      // items, GEMM1 14.0 against the decode kernel's 16.4 us, GEMM2 9.8 against 10.6; at 1 token, 192 / 256 items,
+      // 11.1 against 10.9 and 8.5 against 7.4).
+      if (double(plan.items) >= 2.5 * wave) return stream;
       if (stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
     }
   }

@@ -73,22 +73,29 @@ TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm1(8192)).name(), "128x256_2x1_coop");
 }
 
-// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57): the wgmma kernel up to 12
-// rows per expert (row-weighted) wherever its items need no K split or its K slices keep 16 groups, in 16-row chunks
-// past 6 rows; the decode kernel where K must be split finer, up to 1.3 rows per expert of at most 2^26 weights;
-// CUTLASS for more rows.
+// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61): the wgmma kernel up to
+// 12 rows per expert (row-weighted) wherever its items need no K split, its split-K config where K splits into slices
+// of at least 14 groups over items for most SMs, the cluster split where its slices keep 16 groups or its items fill
+// 2.5 waves, in 16-row chunks past 6 rows; the decode kernel where K must be split finer, up to 1.3 rows per expert
+// of at most 2^26 weights; CUTLASS for more rows.
 TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
   // 1 token: 8 rows over 128 experts, 192 (GEMM1) or 256 (GEMM2) tiles of 64 channels for 528 resident blocks.
   EXPECT_EQ(select_config(qwen3_gemm1(1)).name(), "16x8_1x1_decode");
   EXPECT_EQ(select_config(qwen3_gemm2(1)).name(), "16x8_1x1_decode");
+  // 2 tokens: 16 rows, 384 and 512 tiles, K split into short slices over enough items for 2.5 waves.
+  EXPECT_EQ(select_config(qwen3_gemm1(2)).name(), "64x8_stream");
+  EXPECT_EQ(select_config(qwen3_gemm2(2)).name(), "64x8_stream");
   // 4 tokens: 32 rows, 768 and 1024 tiles.
   EXPECT_EQ(select_config(qwen3_gemm1(4)).name(), "64x8_stream");
   EXPECT_EQ(select_config(qwen3_gemm2(4)).name(), "64x8_stream");
-  EXPECT_EQ(select_config(deepseek_ep8_gemm1(2)).name(), "16x8_1x1_decode");  // 2 x 64 tiles: 4 slices of 14
-  // K split over clusters into slices of at least 16 groups: the wgmma kernel (Mixtral GEMM2 at 1 token: 4 slices of
-  // 28 groups; DeepSeek-V3 EP8 GEMM1 at 4 tokens: 2 slices of 28).
-  EXPECT_EQ(select_config(mixtral_gemm2(1)).name(), "64x8_stream");
-  EXPECT_EQ(select_config(deepseek_ep8_gemm1(4)).name(), "64x8_stream");
+  // K split into the four workers of one block where each slice keeps at least 14 groups and the items fill three
+  // quarters of the SMs (Mixtral GEMM2 at 1 and 2 tokens: 2-4 experts x 64 tiles, slices of 28 groups; DeepSeek-V3
+  // EP8 GEMM1 at 2 and 4 tokens: 2-4 experts x 64 tiles, slices of 14).
+  for (auto const& input : {mixtral_gemm2(1), mixtral_gemm2(2), deepseek_ep8_gemm1(2), deepseek_ep8_gemm1(4)}) {
+    EXPECT_EQ(select_config(input).name(), "64x8_splitk_stream");
+  }
+  // Too few items for that (DeepSeek-V3 EP8 GEMM1 at 1 token: 64 tiles): the decode kernel's finer split.
+  EXPECT_EQ(select_config(deepseek_ep8_gemm1(1)).name(), "16x8_1x1_decode");
   EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");      // 4 x 112 tiles
   // Mixtral's 117M-weight GEMM1 experts at 1 token: 2 x 448 tiles, no split.
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "64x8_stream");
@@ -114,9 +121,9 @@ TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
 
 // Long K (Mixtral GEMM2, 112 groups): 256-channel cooperative tiles from the streaming kernel's 12 to 48 rows per
 // expert once 128-channel tiles overfill a wave (H100 and H200 sweeps, bench/NOTES.md §9g); below 12 rows the
-// streaming kernel where it needs no K split (§48, §57), else 128-channel tiles.
+// streaming kernel where it needs no K split (§48, §57), its split-K config where it does (§61).
 TEST(Heuristic, LongKTakesCooperative256ChannelTiles) {
-  EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "128x16_1x1_pp");     // ~3 experts: K split, 96 tiles of 128
+  EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "64x8_splitk_stream");  // ~3 experts: K split in blocks
   EXPECT_EQ(select_config(mixtral_gemm2(4)).name(), "64x8_stream");       // ~5 experts, 1.75 rows
   EXPECT_EQ(select_config(mixtral_gemm2(8)).name(), "64x8_stream");       // ~7 experts, 2.3 rows
   EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "256x32_1x1_coop");  // 16 rows per expert
