@@ -88,11 +88,12 @@ GemmConfig select_config(HeuristicInput const& input) {
     GemmConfig const stream{64, chunk_rows, 1, 1, Schedule::kStream};
     if (plan.splits == 1) return stream;
     // Where it would split K, the split-K config's four slices per item (the workers of one block, no cluster to keep
-    // resident) wherever each keeps at least 14 groups and the items, one block each, fill three quarters of the SMs
+    // resident) wherever each keeps at least 16 groups and the items, one block each, fill three quarters of the SMs
     // (H100, §61: Mixtral-8x7B GEMM2 at 1 / 2 tokens 28.1 / 53.5 us against 32.5 for the cluster split / 62.3 for
-    // CUTLASS; DeepSeek-V3 EP8 GEMM1 at 2 and 4 tokens 16.9 against 18.6 and 18.7; at 1 token, 64 items, 13.2 against
-    // the decode kernel's 11.5).
-    constexpr int kBlockSliceGroups = 14;
+    // CUTLASS, and in the layer). Not at 14 groups: DeepSeek-V3 EP8 GEMM1 at 2 experts won alone (16.9 against 18.7)
+    // but lost in the layer at 4 (40.3 against 33.7), and with no local rows the config costs ~5 us more than the
+    // others, not yet understood.
+    constexpr int kBlockSliceGroups = 16;
     bool const fills_sms = 4.0 * double(plan.items) >= 3.0 * wave;
     if (chunk_rows == kStreamChunkRows && input.k / kGroupSize / kStreamBlocksPerSm >= kBlockSliceGroups && fills_sms) {
       return GemmConfig{64, 8, 1, 1, Schedule::kSplitKStream};

@@ -75,7 +75,7 @@ TEST(Heuristic, FollowsTheH100Sweep) {
 
 // The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61): the wgmma kernel up to
 // 12 rows per expert (row-weighted) wherever its items need no K split, its split-K config where K splits into slices
-// of at least 14 groups over items for most SMs, the cluster split where its slices keep 16 groups or its items fill
+// of at least 16 groups over items for most SMs, the cluster split where its slices keep 16 groups or its items fill
 // 2.5 waves, in 16-row chunks past 6 rows; the decode kernel where K must be split finer, up to 1.3 rows per expert
 // of at most 2^26 weights; CUTLASS for more rows.
 TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
@@ -88,14 +88,15 @@ TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
   // 4 tokens: 32 rows, 768 and 1024 tiles.
   EXPECT_EQ(select_config(qwen3_gemm1(4)).name(), "64x8_stream");
   EXPECT_EQ(select_config(qwen3_gemm2(4)).name(), "64x8_stream");
-  // K split into the four workers of one block where each slice keeps at least 14 groups and the items fill three
-  // quarters of the SMs (Mixtral GEMM2 at 1 and 2 tokens: 2-4 experts x 64 tiles, slices of 28 groups; DeepSeek-V3
-  // EP8 GEMM1 at 2 and 4 tokens: 2-4 experts x 64 tiles, slices of 14).
-  for (auto const& input : {mixtral_gemm2(1), mixtral_gemm2(2), deepseek_ep8_gemm1(2), deepseek_ep8_gemm1(4)}) {
-    EXPECT_EQ(select_config(input).name(), "64x8_splitk_stream");
-  }
-  // Too few items for that (DeepSeek-V3 EP8 GEMM1 at 1 token: 64 tiles): the decode kernel's finer split.
+  // K split into the four workers of one block where each slice keeps at least 16 groups and the items fill three
+  // quarters of the SMs (Mixtral GEMM2 at 1 and 2 tokens: 2-4 experts x 64 tiles, slices of 28 groups).
+  EXPECT_EQ(select_config(mixtral_gemm2(1)).name(), "64x8_splitk_stream");
+  EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "64x8_splitk_stream");
+  // Slices of 14 groups (DeepSeek-V3 EP8 GEMM1, K = 56 groups): the decode kernel's finer split at 1-2 experts (64
+  // and 128 tiles), the cluster split into slices of 28 at 4 (256 tiles).
   EXPECT_EQ(select_config(deepseek_ep8_gemm1(1)).name(), "16x8_1x1_decode");
+  EXPECT_EQ(select_config(deepseek_ep8_gemm1(2)).name(), "16x8_1x1_decode");
+  EXPECT_EQ(select_config(deepseek_ep8_gemm1(4)).name(), "64x8_stream");
   EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");      // 4 x 112 tiles
   // Mixtral's 117M-weight GEMM1 experts at 1 token: 2 x 448 tiles, no split.
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "64x8_stream");
