@@ -36,7 +36,7 @@ PREFILL_LAYER_LIMIT_US = {"qwen3-30b-a3b": 700.0, "deepseek-v3-ep8": 800.0, "mix
 class Check:
     case: str
     value: Optional[float]  # None: the files lack the case
-    limit: float
+    limit: Optional[float]  # None: it depends on what the files lack (the read-once time)
 
 
 @dataclass
@@ -52,6 +52,10 @@ class Target:
         if c.value is None:
             return False
         return c.value >= c.limit if self.at_least else c.value <= c.limit
+
+    def bound(self, c: Check) -> str:
+        """The limit as the tables print it."""
+        return "unknown" if c.limit is None else f"{'>=' if self.at_least else '<='} {show(c.limit, self.unit)}"
 
     def badness(self, c: Check) -> float:
         """How far a case is from its limit, larger is worse; a missing case is the worst."""
@@ -112,7 +116,7 @@ def read_once_limit(factor, add_us):
         for t in tokens_list:
             r = res.layer.get((model, t))
             if r is None or r["read_once_us"] <= 0:
-                out.append(Check(case_name(model, t), None, 0.0))
+                out.append(Check(case_name(model, t), None, None))
             else:
                 out.append(Check(case_name(model, t), r["total_graph_us"], factor * r["read_once_us"] + add_us))
         return out
@@ -270,15 +274,14 @@ def report(evaluated, sources, details=False):
         worst = max(checks, key=t.badness)
         missing = sum(c.value is None for c in checks)
         count = f"{met}/{len(checks)}" + (f" ({missing} not measured)" if missing else "")
-        lines.append(f"| {t.group} | {t.name} | {count} | {worst.case} | {show(worst.value, t.unit)} | "
-                     f"{'>=' if t.at_least else '<='} {show(worst.limit, t.unit)} |")
+        lines.append(f"| {t.group} | {t.name} | {count} | {worst.case} | {show(worst.value, t.unit)} | {t.bound(worst)} |")
     out = [f"Inputs: {', '.join(sources)}.", ""] + lines
     if details:
         out += ["", "| target | case | value | limit | met |", "|---|---|---|---|---|"]
         for t, checks in evaluated:
             for c in checks or []:
-                out.append(f"| {t.name} | {c.case} | {show(c.value, t.unit)} | "
-                           f"{'>=' if t.at_least else '<='} {show(c.limit, t.unit)} | {'yes' if t.met(c) else 'no'} |")
+                out.append(f"| {t.name} | {c.case} | {show(c.value, t.unit)} | {t.bound(c)} | "
+                           f"{'yes' if t.met(c) else 'no'} |")
     return "\n".join(out)
 
 

@@ -79,6 +79,17 @@ class CriteriaTest(unittest.TestCase):
         mixtral = target("Mixtral-8x7B 1 token").checks(res, options())
         self.assertAlmostEqual(mixtral[0].limit, 1.15 * 10.0 + 6.0)
 
+    def test_a_case_without_its_read_once_time_has_no_limit(self):
+        res = criteria.Results(layer={"device": "card", "rows": [layer_row("qwen3-30b-a3b", 1, 30.0)]})
+        read_once = target("1.2 x read once")
+        checks = read_once.checks(res, options())
+        missing = [c for c in checks if c.value is None]
+        self.assertEqual(len(missing), 14)
+        self.assertTrue(all(c.limit is None and not read_once.met(c) for c in missing))
+        text = criteria.report(criteria.evaluate(res, options()), ["layer l.json (card)"], details=True)
+        self.assertIn("| layer <= 1.2 x read once + 8 us | qwen3-30b-a3b 4 tok | not measured | unknown | no |", text)
+        self.assertIn("| layer <= 1.2 x read once + 8 us | qwen3-30b-a3b 1 tok | 30.0 us | <= 20.0 us | no |", text)
+
     def test_the_layout_option_reads_the_other_rows(self):
         rows = [layer_row("qwen3-30b-a3b", 1, 40.0), layer_row("qwen3-30b-a3b", 1, 14.0, layout="exact")]
         lookup = criteria.Results(layer={"device": "card", "rows": rows})
