@@ -274,7 +274,8 @@ def report(evaluated, sources, details=False):
         worst = max(checks, key=t.badness)
         missing = sum(c.value is None for c in checks)
         count = f"{met}/{len(checks)}" + (f" ({missing} not measured)" if missing else "")
-        lines.append(f"| {t.group} | {t.name} | {count} | {worst.case} | {show(worst.value, t.unit)} | {t.bound(worst)} |")
+        lines.append(f"| {t.group} | {t.name} | {count} | {worst.case} | {show(worst.value, t.unit)} | "
+                     f"{t.bound(worst)} |")
     out = [f"Inputs: {', '.join(sources)}.", ""] + lines
     if details:
         out += ["", "| target | case | value | limit | met |", "|---|---|---|---|---|"]

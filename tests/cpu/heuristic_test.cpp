@@ -73,11 +73,11 @@ TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm1(8192)).name(), "128x256_2x1_coop");
 }
 
-// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61): the wgmma kernel up to
-// 12 rows per expert (row-weighted) wherever its items need no K split, its split-K config where K splits into slices
-// of at least 16 groups over items for most SMs, the cluster split where its slices keep 16 groups or its items fill
-// 2.5 waves, in 16-row chunks past 6 rows; the decode kernel where K must be split finer, up to 1.3 rows per expert
-// of at most 2^26 weights; CUTLASS for more rows.
+// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61): the wgmma kernel up
+// to 12 rows per expert (row-weighted) wherever its items need no K split, its split-K config where K splits into
+// slices of at least 16 groups over items for most SMs, the cluster split where its slices keep 16 groups or its
+// items fill 2.5 waves, in 16-row chunks past 6 rows; the decode kernel where K must be split finer, up to 1.3 rows
+// per expert of at most 2^26 weights; CUTLASS for more rows.
 TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
   // 1 token: 8 rows over 128 experts, 192 (GEMM1) or 256 (GEMM2) tiles of 64 channels for 528 resident blocks.
   EXPECT_EQ(select_config(qwen3_gemm1(1)).name(), "16x8_1x1_decode");
