@@ -46,8 +46,9 @@ region, as are every method's input quantisation, padding and problem sizes).
 
 Timing: after an eager warm-up of every method at every size (Marlin's kernels ship as PTX and the driver compiles
 them at first launch, ~80 s per process on a fresh machine; CUDA_CACHE_MAXSIZE is raised so later processes reuse
-them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a 256 MB buffer
-zeroed outside the event pair): the median of --iters replays (20 for calls over 5 ms). The streaming read bandwidth
+them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a 256 MB buffer read,
+or with --l2-flush write zeroed, outside the event pair): the median of --iters replays (20 for calls over 5 ms).
+--path forces our int4 layers onto one path (fused_moe's path), to compare them with vLLM's in one process. The streaming read bandwidth
 is measured in the same run (a sum over 2 GiB), and each layer row carries "read_once_us", the time to read the
 active experts' weights once at that bandwidth: int4, one byte per group scale and 4 bytes per channel scale; for
 MXFP4 the e2m1 codes (0.5 byte a weight), one e8m0 byte per 32 weights and the bf16 biases.
@@ -154,26 +155,26 @@ def expert_read_bytes(spec):
     return mxfp4_bytes_per_expert(spec) if spec.weight_format == "mxfp4" else bytes_per_expert(spec)
 
 
-def method_builders(spec, ckpt):
-    """{method: build} for the methods that take the model's weight format: the int4 ones for the int4 checkpoints,
-    w4a8moe and Marlin MXFP4 for gpt-oss's MXFP4 experts."""
+def method_builders(spec, ckpt, path):
+    """{method: build} for the methods that take the model's weight format: the int4 ones for the int4 checkpoints
+    (our layer on fused_moe's `path`), w4a8moe and Marlin MXFP4 for gpt-oss's MXFP4 experts."""
     if spec.weight_format == "mxfp4":
         return {
             "w4a8moe": lambda: W4A8MoeMxfp4(spec, ckpt),
             "vllm_marlin_mxfp4": lambda: VllmMarlinMxfp4(spec, ckpt),
         }
     return {
-        "w4a8moe": lambda: W4A8Moe(spec, ckpt),
-        "w4a8moe_exact": lambda: W4A8Moe(spec, ckpt, layout="exact"),
+        "w4a8moe": lambda: W4A8Moe(spec, ckpt, path=path),
+        "w4a8moe_exact": lambda: W4A8Moe(spec, ckpt, layout="exact", path=path),
         "vllm_cutlass_w4a8": lambda: VllmCutlassW4A8(spec, ckpt),
         "vllm_marlin_w4a16": lambda: VllmMarlin(spec, ckpt, int8=False),
         "vllm_marlin_w4a8_int8": lambda: VllmMarlin(spec, ckpt, int8=True),
     }
 
 
-def build_methods(spec, ckpt, unavailable):
+def build_methods(spec, ckpt, unavailable, path):
     """Every method's converted weights for one model; a method that cannot be built becomes Unavailable."""
-    builders = method_builders(spec, ckpt)
+    builders = method_builders(spec, ckpt, path)
     methods = []
     for name, build in builders.items():
         if name in unavailable:
@@ -258,13 +259,13 @@ def measure_case(spec, case, methods, reference, timer, read_gbps, rows):
                 raise CudaContextLost(f"{spec.name}, {case.tokens} tokens, {level}, {method.name}: {note}")
 
 
-def run_model(spec, token_counts, timer, read_gbps, unavailable, rows):
+def run_model(spec, token_counts, timer, read_gbps, unavailable, rows, path="auto"):
     """Makes the model's checkpoint, converts it for every method, warms them up, and measures every size into
     `rows`."""
     start = time.time()
     generator = torch.Generator(device=DEVICE).manual_seed(zlib.crc32(spec.name.encode()))
     ckpt, reference = make_weights(spec, generator)
-    methods = build_methods(spec, ckpt, unavailable)
+    methods = build_methods(spec, ckpt, unavailable, path)
     del ckpt
     print(f"{spec.name}: E={spec.experts} ({spec.local_experts} local) top-{spec.top_k} H={spec.hidden} "
           f"I={spec.inter} {spec.weight_format}; weights made and converted in {time.time() - start:.1f} s",
@@ -313,6 +314,8 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=30, help="timed replays per call (20 for calls over 5 ms)")
     parser.add_argument("--l2-flush", choices=L2_FLUSHES, default="read",
                         help="how L2 is flushed before each replay: by reading (default) or writing 256 MiB")
+    parser.add_argument("--path", choices=("auto", "staged", "one_launch"), default="auto",
+                        help="our int4 layers' path (fused_moe's path): its own choice (default), or one forced")
     return parser.parse_args(argv)
 
 
@@ -357,14 +360,14 @@ def main(argv=None):
     print(f"streaming read {read_gbps:.0f} GB/s, copy {copy_gbps:.0f} GB/s (read + write)", flush=True)
     result = {"device": device, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
               "cuda": torch.version.cuda, "hbm_read_gbps": round(read_gbps, 1), "hbm_copy_gbps": round(copy_gbps, 1),
-              "l2_flush": args.l2_flush, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+              "l2_flush": args.l2_flush, "path": args.path, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
               "rows": []}
     timer = Timer(args.iters, args.l2_flush)
     status = 0
     start = time.time()
     try:
         for model in args.models:
-            run_model(MODELS[model], args.tokens, timer, read_gbps, unavailable, result["rows"])
+            run_model(MODELS[model], args.tokens, timer, read_gbps, unavailable, result["rows"], args.path)
             write_results(result, args.out_dir)
     except CudaContextLost as error:
         print(f"peers_bench: stopped, the CUDA context is lost after {error}", flush=True)

@@ -43,17 +43,19 @@ class Unavailable:
 
 class W4A8Moe:
     """This library: the fused layer and its grouped GEMM, on the weights packed in one layout ("lookup", the
-    default, as method "w4a8moe"; "exact" as "w4a8moe_exact")."""
+    default, as method "w4a8moe"; "exact" as "w4a8moe_exact"); the layer on fused_moe's `path` ("auto": its own
+    choice, "staged" or "one_launch")."""
 
-    def __init__(self, spec, ckpt, layout="lookup"):
+    def __init__(self, spec, ckpt, layout="lookup", path="auto"):
         import w4a8moe  # imported by peers_bench.main() before any method is built; here to keep the module importable
-        self.lib, self.spec = w4a8moe, spec
+        self.lib, self.spec, self.path = w4a8moe, spec, path
         self.name = "w4a8moe" if layout == "lookup" else f"w4a8moe_{layout}"
         self.weights = w4a8moe.prepack_moe_weights(ckpt.w13, ckpt.s13, ckpt.w2, ckpt.s2, layout=layout)
 
     def layer(self, case):
         return lambda: self.lib.fused_moe(case.hidden, router_logits=case.logits, weights=self.weights,
-                                          top_k=self.spec.top_k, renormalize=True, expert_map=case.expert_map)
+                                          top_k=self.spec.top_k, renormalize=True, expert_map=case.expert_map,
+                                          path=self.path)
 
     def gemm(self, level, case):
         x, packed, n = ((case.x1, self.weights.gemm1, 2 * self.spec.inter) if level == "gemm1"

@@ -203,8 +203,11 @@ def render(result):
     if facts:
         parts += ["; ".join(facts) + ".", ""]
     formats = {_format_of(row) for row in result["rows"]} or {"int4"}
+    flushed = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
+    how = flushed.get(result.get("l2_flush", "write"), "flushed")
+    path = "" if result.get("path", "auto") == "auto" else f" Our layers forced onto the {result['path']} path."
     parts += ["One process, the same weights and the same inputs for every method of a model. Median µs of "
-              "CUDA-graph replays with the L2 flushed before each.", ""]
+              f"CUDA-graph replays with the L2 {how} before each.{path}", ""]
     if "int4" in formats:
         parts += [
             "int4 models: one compressed-tensors int4 checkpoint, group 128, converted the way vLLM's loader does. "
