@@ -26,11 +26,14 @@ inline constexpr int kDecodeLayerWarps = kDecodeLayerThreads / 32;
 inline constexpr int kDecodeLayerMaxRouterExperts = 512;
 
 // MoePath::kAuto's rule for the lookup-table layout: one launch while the local experts expect at most this many
-// rows, and for experts the stripe loop suits (gemm::stripe_loop_suits_expert). Measured on an H200 with the L2
-// flushed (bench/NOTES.md §10, results/2026-12-03-nvidia-h200-moe-layer.md): DeepSeek-V3 EP8 at 1, 2 and 4 tokens
-// (1, 2 and 4 rows) and idle ranks gain; Qwen3-30B-A3B at 1 token (8 rows) ties and loses from 2 tokens on, as does
-// DeepSeek-V3 at 8 (8 rows); Mixtral (117M weights per GEMM1 expert) loses at 1 and 2 tokens.
-inline constexpr int64_t kDecodeLayerAutoMaxRows = 4;
+// rows, and for experts the stripe loop suits (gemm::stripe_loop_suits_expert). First measured on an H200 (bench/
+// NOTES.md §10: DeepSeek-V3 EP8 at 1-4 tokens and idle ranks gained; Qwen3-30B-A3B at 1 token (8 rows) tied and lost
+// from 2 tokens on, as did DeepSeek-V3 at 8; Mixtral, 117M weights per GEMM1 expert, lost at 1 and 2 tokens). Since
+// the staged GEMMs got faster, busy ranks of 3-4 rows stage faster on both cards (§62: DeepSeek-V3 EP8 at 4 tokens
+// 61.7-63.6 against 68.7-68.9 us, and beside vLLM's kernels 65.4 against 76.0, Marlin W4A16 72.4), while one row
+// and idle ranks still gain (40.5 against 45.3; 7.6-8.1 against 24-27). An EP8 rank is idle with probability ~0.34,
+// 0.12 and 0.014 at 1, 2 and 4 tokens, so the rule stops where the busy rank's loss outweighs the idle one's gain.
+inline constexpr int64_t kDecodeLayerAutoMaxRows = 2;
 
 // The rule for the exact-scale layout, whose GEMM phases convert with a mask instead of a lookup
 // (gemm/exact_stripe_mma.cuh): one launch while the local experts expect at most 8 rows whose experts' int4 weights

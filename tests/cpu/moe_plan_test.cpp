@@ -69,11 +69,12 @@ TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
   EXPECT_EQ(moe_gemm1_config(kDeepSeekEp8, 16), p.gemm1.config);  // the public query is the plan's
 }
 
-TEST(MoePlan, AutoRunsOneLaunchForAtMostFourExpectedRowsOfStripeSizedExperts) {
+TEST(MoePlan, AutoRunsOneLaunchForAtMostTwoExpectedRowsOfStripeSizedExperts) {
   EXPECT_FALSE(plan_moe(kQwen3, 1, 0).one_launch);         // 8 rows
   EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);    // 1 row
-  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 2, 0).one_launch);    // 2 rows
-  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 4, 64).one_launch);   // 4 rows; a workspace for more tokens is fine
+  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 2, 64).one_launch);   // 2 rows; a workspace for more tokens is fine
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 3, 0).one_launch);   // 3 rows
+  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 4, 0).one_launch);   // 4 rows
   EXPECT_FALSE(plan_moe(kDeepSeekEp8, 8, 0).one_launch);   // 8 rows
   EXPECT_FALSE(plan_moe(kMixtral, 1, 0).one_launch);       // 2 rows, but 117M weights per GEMM1 expert
   MoeShape const wide{4096, 32, 8, 2048, 768};             // 1 of 128 ranks: 8 tokens are still 1 expected row
@@ -91,7 +92,7 @@ TEST(MoePlan, OneLaunchWheneverItFitsWhenAskedAndNeverWhenStaged) {
 }
 
 // The exact-scale layout's one-launch rule (decode_layer_pays): at most 8 expected rows reaching at most 96 MB of
-// weights; the lookup-table layout's rule picks none of these but DeepSeek-V3 at 1-4 tokens.
+// weights; the lookup-table layout's rule picks none of these but DeepSeek-V3 at 1-2 tokens.
 TEST(MoePlan, ExactLayoutRunsOneLaunchWhereItsRuleSays) {
   MoeShape const mixtral{8, 8, 2, 4096, 14336};
   MoePlanOptions exact;
@@ -103,7 +104,7 @@ TEST(MoePlan, ExactLayoutRunsOneLaunchWhereItsRuleSays) {
   };
   for (Case const& c : {Case{kQwen3, 1, true, false}, Case{kQwen3, 2, false, false}, Case{kQwen3, 4, false, false},
                         Case{kQwen3, 8, false, false}, Case{kDeepSeekEp8, 1, true, true},
-                        Case{kDeepSeekEp8, 4, true, true}, Case{kDeepSeekEp8, 8, false, false},
+                        Case{kDeepSeekEp8, 4, true, false}, Case{kDeepSeekEp8, 8, false, false},
                         Case{mixtral, 1, false, false}, Case{mixtral, 2, false, false}}) {
     SCOPED_TRACE("H " + std::to_string(c.shape.hidden) + ", tokens " + std::to_string(c.tokens));
     MoePlan const p = plan_moe(c.shape, c.tokens, 0, exact);
