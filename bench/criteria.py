@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from peers_report import OURS, OURS_EXACT, VLLM_METHODS  # the peers JSON's method names, stated there
+from peers_report import L2_FLUSH_WORDS, OURS, OURS_EXACT, VLLM_METHODS  # the peers JSON's names, stated there
 
 INT4_MODELS = ("qwen3-30b-a3b", "deepseek-v3-ep8", "mixtral-8x7b")
 DECODE_TOKENS = (1, 4, 16, 64, 128)
@@ -311,9 +311,8 @@ def main(argv):
     data = {k: load(v, keys[k]) if v else None for k, v in files.items()}
     gemms = [load(g, ("model", "gemm", "tokens", "routing", "method", "us", "weight_gbps")) for g in args.gemm]
     # The layer timings' L2 flush (moe_bench and peers_bench --l2-flush; files from before the option wrote).
-    flushed = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
     flushes = {k: data[k].get("l2_flush", "write") for k, v in files.items() if v}
-    sources = [f"{k} {v} ({data[k]['device']}, L2 {flushed[flushes[k]]})" for k, v in files.items() if v]
+    sources = [f"{k} {v} ({data[k]['device']}, L2 {L2_FLUSH_WORDS[flushes[k]]})" for k, v in files.items() if v]
     sources += [f"gemm {g} ({d['device']})" for g, d in zip(args.gemm, gemms)]
     devices = {d["device"] for d in list(data.values()) + gemms if d}
     res = Results(data["layer"], data["peers"], gemms, data["before"], args.layout)

@@ -46,12 +46,13 @@ region, as are every method's input quantisation, padding and problem sizes).
 
 Timing: after an eager warm-up of every method at every size (Marlin's kernels ship as PTX and the driver compiles
 them at first launch, ~80 s per process on a fresh machine; CUDA_CACHE_MAXSIZE is raised so later processes reuse
-them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a 256 MB buffer read,
-or with --l2-flush write zeroed, outside the event pair): the median of --iters replays (20 for calls over 5 ms).
---path forces our int4 layers onto one path (fused_moe's path), to compare them with vLLM's in one process. The streaming read bandwidth
-is measured in the same run (a sum over 2 GiB), and each layer row carries "read_once_us", the time to read the
-active experts' weights once at that bandwidth: int4, one byte per group scale and 4 bytes per channel scale; for
-MXFP4 the e2m1 codes (0.5 byte a weight), one e8m0 byte per 32 weights and the bf16 biases.
+them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a 256 MB buffer
+read, or with --l2-flush write zeroed, outside the event pair): the median of --iters replays (20 for calls over 5
+ms). --path forces our int4 layers onto one path (fused_moe's path), to compare them with vLLM's in one process.
+The streaming read bandwidth is measured in the same run (a sum over 2 GiB), and each layer row carries
+"read_once_us", the time to read the active experts' weights once at that bandwidth: int4, one byte per group scale
+and 4 bytes per channel scale; for MXFP4 the e2m1 codes (0.5 byte a weight), one e8m0 byte per 32 weights and the
+bf16 biases.
 
 Accuracy: rel_err = ||out - ref|| / ||ref|| (the absolute ||out|| where ref is all zero, e.g. an expert-parallel rank
 that got no rows). Layer: the fp32 layer from the dequantised weights (q * bf16 scale; MXFP4: e2m1 * 2^(s - 127)) on
@@ -360,8 +361,8 @@ def main(argv=None):
     print(f"streaming read {read_gbps:.0f} GB/s, copy {copy_gbps:.0f} GB/s (read + write)", flush=True)
     result = {"device": device, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
               "cuda": torch.version.cuda, "hbm_read_gbps": round(read_gbps, 1), "hbm_copy_gbps": round(copy_gbps, 1),
-              "l2_flush": args.l2_flush, "path": args.path, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-              "rows": []}
+              "l2_flush": args.l2_flush, "path": args.path,
+              "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "rows": []}
     timer = Timer(args.iters, args.l2_flush)
     status = 0
     start = time.time()

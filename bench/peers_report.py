@@ -20,6 +20,8 @@ OURS_EXACT = "w4a8moe_exact"  # the same library on the exact-scale packed layou
 VLLM_METHODS = ("vllm_cutlass_w4a8", "vllm_marlin_w4a16", "vllm_marlin_w4a8_int8")
 METHODS = (OURS, OURS_EXACT) + VLLM_METHODS
 MARLIN_MXFP4 = "vllm_marlin_mxfp4"
+# How the timings left L2 before each replay (the JSON's "l2_flush"; files from before the option wrote).
+L2_FLUSH_WORDS = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
 METHOD_TITLES = {
     OURS: "w4a8moe",
     OURS_EXACT: "w4a8moe, exact layout",
@@ -203,8 +205,7 @@ def render(result):
     if facts:
         parts += ["; ".join(facts) + ".", ""]
     formats = {_format_of(row) for row in result["rows"]} or {"int4"}
-    flushed = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
-    how = flushed.get(result.get("l2_flush", "write"), "flushed")
+    how = L2_FLUSH_WORDS.get(result.get("l2_flush", "write"), "flushed")
     path = "" if result.get("path", "auto") == "auto" else f" Our layers forced onto the {result['path']} path."
     parts += ["One process, the same weights and the same inputs for every method of a model. Median µs of "
               f"CUDA-graph replays with the L2 {how} before each.{path}", ""]
