@@ -2,11 +2,14 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "common/status_message.h"
 
 namespace w4a8moe::tools {
 namespace {
+
+constexpr L2Flush kFlushes[] = {L2Flush::kWrite, L2Flush::kRead, L2Flush::kNone};
 
 // Reads every 16 bytes once. The store, taken only by a thread whose XOR of its loads is all ones, keeps the loads
 // live; it dirties at most the sink's line.
@@ -32,13 +35,15 @@ char const* l2_flush_name(L2Flush flush) {
 
 Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name) {
   if (flush == nullptr) return invalid_argument("flush is null");
-  for (L2Flush const candidate : {L2Flush::kWrite, L2Flush::kRead, L2Flush::kNone}) {
+  std::string names;
+  for (L2Flush const candidate : kFlushes) {
     if (name != nullptr && std::strcmp(name, l2_flush_name(candidate)) == 0) {
       *flush = candidate;
       return Status::Ok();
     }
+    names += std::string(names.empty() ? "" : ", ") + l2_flush_name(candidate);
   }
-  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be write, read or none");
+  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be one of ", names);
 }
 
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {
