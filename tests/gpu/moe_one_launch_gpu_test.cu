@@ -133,6 +133,27 @@ TEST_P(MoeOneLaunch, ExpertParallelRanksAndIdleRanks) {
   }
 }
 
+// Scattered expert maps (local i is global 3i + 1, in reverse) on both paths, of few global experts (64, from router
+// logits) and of many (2048, top-k ids given: past the one-launch router's 512 and the one-block routing's 1024).
+TEST_P(MoeOneLaunch, ScatteredExpertMapsOfFewAndManyExperts) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  for (int experts : {64, 2048}) {
+    SCOPED_TRACE("global experts " + std::to_string(experts));
+    MoeShape const shape{experts, 8, 4, 256, 256};
+    auto const layer = make_layer(shape, rng, GetParam());
+    layer->expert_map.assign(experts, -1);
+    for (int i = 0; i < 8; ++i) layer->expert_map[3 * i + 1] = 7 - i;
+    layer->expert_map_device = DeviceBuffer(layer->expert_map);
+    bool const by_logits = experts <= moe::kDecodeLayerMaxRouterExperts;
+    Inputs in = make_inputs(shape, 6, by_logits, false, rng);
+    if (!by_logits) {  // every token picks a local expert
+      for (int t = 0; t < 6; ++t) in.topk.ids[t * 4 + t % 4] = 3 * t + 1;
+    }
+    check_both_paths(*layer, in, false, false);
+  }
+}
+
 // Captured once at 6 tokens (one launch), replayed with new hidden states and router logits.
 TEST_P(MoeOneLaunch, CaptureReplaysWithNewRouting) {
   SKIP_WITHOUT_HOPPER();
