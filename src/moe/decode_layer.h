@@ -38,12 +38,12 @@ inline constexpr int64_t kDecodeLayerAutoMaxRows = 2;
 // The rule for the exact-scale layout, whose GEMM phases convert with a mask instead of a lookup
 // (gemm/exact_stripe_mma.cuh): one launch while the local experts expect at most 8 rows whose experts' int4 weights
 // (one expert per row) take at most 50 MB. Measured on an H200 with the L2 flushed (bench/NOTES.md §12b, §29, §52):
-// Qwen3-30B-A3B at 1 token (8 rows, 19 MB), DeepSeek-V3 EP8 at 1-2 tokens (up to 44 MB) and idle ranks gain; Qwen3
+// Qwen3-30B-A3B at 1 token (8 rows, 19 MB), DeepSeek-V3 EP8 at 1-4 tokens (up to 88 MB) and idle ranks gain; Qwen3
 // at 2-4 tokens (16-32 rows), DeepSeek-V3 EP8 at 8 (176 MB) and Mixtral at 1 and 2 tokens (2 and 4 rows, 176 and
-// 352 MB; since the staged GEMMs' per-SM deal) lose. On an H100 (§63) DeepSeek-V3 EP8 ranks of 4 rows on 4 experts
-// (90 MB) stage faster, 60.1-60.9 against 61.9-68.7 us, at 3 and 4 tokens, so from 3 expected rows (66 MB) it
-// stages, as the lookup-table layout does from 3 rows (§62); its idle rank then pays the staged path (~25 against
-// 8 us) with probability 0.04 at 3 tokens and 0.014 at 4.
+// 352 MB; since the staged GEMMs' per-SM deal) lose. Since then, on an H100 (§63), DeepSeek-V3 EP8 ranks of 4 rows
+// on 4 experts (90 MB) stage faster at 3 and 4 tokens (60.1-60.9 against 61.9-68.7 us), so from 3 expected rows
+// (66 MB) it stages, as the lookup-table layout does (§62), and 1-2 rows (22-44 MB) keep one launch; its idle rank
+// then pays the staged path (~25 against 8 us) with probability 0.04 at 3 tokens and 0.014 at 4.
 inline constexpr int64_t kDecodeLayerExactAutoMaxRows = 8;
 inline constexpr double kDecodeLayerExactAutoMaxWeightBytes = 50e6;
 

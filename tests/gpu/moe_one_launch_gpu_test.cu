@@ -134,7 +134,7 @@ TEST_P(MoeOneLaunch, ExpertParallelRanksAndIdleRanks) {
 }
 
 // Scattered expert maps (local i is global 3i + 1, in reverse) on both paths, of few global experts (64, from router
-// logits) and of many (2048, top-k ids given: past the one-launch router's 512 and the one-block routing's 1024).
+// logits) and of many (2048, top-k ids given: more than the one-launch router takes logits of).
 TEST_P(MoeOneLaunch, ScatteredExpertMapsOfFewAndManyExperts) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
