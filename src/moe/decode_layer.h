@@ -43,7 +43,7 @@ inline constexpr int64_t kDecodeLayerAutoMaxRows = 2;
 // 352 MB; since the staged GEMMs' per-SM deal) lose. Since then, on an H100 (§63), DeepSeek-V3 EP8 ranks of 4 rows
 // on 4 experts (90 MB) stage faster at 3 and 4 tokens (60.1-60.9 against 61.9-68.7 us), so from 3 expected rows
 // (66 MB) it stages, as the lookup-table layout does (§62), and 1-2 rows (22-44 MB) keep one launch; its idle rank
-// then pays the staged path (~25 against 8 us) with probability 0.04 at 3 tokens and 0.014 at 4.
+// then pays the staged path (~21 against 8 us, §65) with probability 0.04 at 3 tokens and 0.014 at 4.
 inline constexpr int64_t kDecodeLayerExactAutoMaxRows = 8;
 inline constexpr double kDecodeLayerExactAutoMaxWeightBytes = 50e6;
 

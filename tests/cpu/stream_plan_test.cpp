@@ -114,6 +114,18 @@ TEST(StreamPlan, GridCoversUniformRoutingWhereTheBoundOvercounts) {
   EXPECT_EQ(uniform_routing_chunks(0, 128, 8), 1);
 }
 
+TEST(StreamPlan, GridOfAWaveWhereTheExpectedChunksFitInOne) {
+  // DeepSeek-V3 GEMM1 on an expert-parallel rank at 4 tokens: 32 rows could be local, 4 are expected. 16 chunks of 64
+  // tiles in pairs of K slices were 2048 blocks (3.9 waves, most of them finding no chunk); now the 512 of one wave.
+  auto const ep_rank = plan(32, 4096, 7168, 32, 4);
+  EXPECT_EQ(ep_rank.splits, 2);
+  EXPECT_FALSE(ep_rank.persistent);
+  EXPECT_EQ(ep_rank.blocks, 512);
+  EXPECT_LE(ep_rank.blocks, int64_t(kSms) * kBlocksPerSm);
+  // Expected chunks past a wave keep their blocks: Mixtral-8x7B GEMM1 at 16 tokens, 11 chunks of 448 tiles.
+  EXPECT_EQ(plan(8, 28672, 4096, 32).workers, 11 * 448);
+}
+
 TEST(StreamPlan, SpreadsGridsOfLessThanAWave) {
   // 64 working blocks on 132 SMs: one per SM, so the shared memory leaves room for one block only.
   size_t const bytes = spread_shared_bytes(64, kSms, kBlocksPerSm, kRing);
