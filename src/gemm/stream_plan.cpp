@@ -88,13 +88,14 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
     // more, the grid covers uniform routing's chunks instead, and blocks loop over any more (bench/NOTES.md §40).
     int64_t const uniform = uniform_routing_chunks(expected_rows, shape.num_experts, chunk_rows);
     if (4 * uniform < 3 * chunks) chunks = std::min(chunks, std::max<int64_t>(uniform, 16));
-    // And at most a wave of blocks where the expected chunks fit in one: each wave of blocks that find no chunk costs
-    // ~1.5 us (DeepSeek-V3 EP8 GEMM1 with no local rows at 4 tokens: 5.6 us on the dealt wave, 9.9 on 3.9 waves of
-    // cluster pairs, 15.6 on 7.75 waves of split-K blocks; with the cap the cluster pairs' 9.7 -> 5.8, the idle rank's
-    // layer 24.1 -> 20.1 and busy ranks 1.2-3.1 us faster, bench/NOTES.md §65). More chunks than the grid covers are
-    // taken by the same blocks in turn, as a second wave would take them.
+    // And where the expected chunks fit in a wave of blocks, a grid of at most that wave: each wave of blocks that
+    // find no chunk costs ~1.5 us (DeepSeek-V3 EP8 GEMM1 with no local rows at 4 tokens: 5.6 us on the dealt wave, 9.9
+    // on 3.9 waves of cluster pairs, 15.6 on 7.75 waves of split-K blocks; with the cap the cluster pairs' 9.7 -> 5.8,
+    // the idle rank's layer 24.1 -> 20.1 and busy ranks 1.2-3.1 us faster, bench/NOTES.md §65). The blocks, all
+    // resident, take the chunks past the grid in turn, as a second wave would. Larger grids stay: their late blocks
+    // would loop alone.
     int64_t const wave_chunks = std::max<int64_t>(slots / (plan.tiles * plan.splits), 1);
-    chunks = std::min(chunks, std::max(expected_chunks, wave_chunks));
+    if (expected_chunks <= wave_chunks) chunks = std::min(chunks, wave_chunks);
     plan.workers = chunks * plan.tiles;
     working_blocks = std::min(chunks, 2 * expected_chunks) * plan.tiles * plan.splits;
   }
