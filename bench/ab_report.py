@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Two builds of the layer benchmark side by side: the JSON files of w4a8moe_moe_bench runs made alternately in one
+device call (scripts/layer-ab.sh) into one JSON and a markdown table of medians and differences per (model, tokens,
+layout): the layer's total (the path it takes), both paths' totals, the stage that moved most, and the GEMM configs
+where the builds pick differently. Only differences within one call count (bench/NOTES.md §61: two H100s timed the
+same build 8 us apart).
+
+    python3 bench/ab_report.py RUNS_DIR [--title T] [--out STEM]
+
+RUNS_DIR holds one folder a run, named <build>-<round> ("base-1", "new-1", "base-2", ...), each with the benchmark's
+JSON file; the builds are "base" and "new". Standard library only."""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+
+BUILDS = ("base", "new")
+TOTALS = ("total_graph_us", "staged_total_graph_us", "one_launch_total_graph_us")
+FLUSHED = {"read": "flushed by reading", "write": "flushed by writing", "none": "not flushed"}
+
+
+def load_runs(runs_dir):
+    """{build: [(round, the run's JSON)]} from RUNS_DIR/<build>-<round>/*.json."""
+    runs = {build: [] for build in BUILDS}
+    for folder in sorted(glob.glob(os.path.join(runs_dir, "*-*"))):
+        build, _, round_name = os.path.basename(folder).rpartition("-")
+        files = glob.glob(os.path.join(folder, "*.json"))
+        if build not in runs or not round_name.isdigit() or not os.path.isdir(folder):
+            continue
+        if len(files) != 1:
+            raise ValueError(f"{folder}: expected one benchmark JSON file, found {len(files)}")
+        with open(files[0]) as f:
+            runs[build].append((int(round_name), json.load(f)))
+    for build in BUILDS:
+        if not runs[build]:
+            raise ValueError(f"{runs_dir}: no run of build '{build}' (folders named {build}-<round>)")
+    devices = {run["device"] for build in BUILDS for _, run in runs[build]}
+    if len(devices) != 1:
+        raise ValueError(f"the runs come from different cards: {sorted(devices)}; only one call's runs compare")
+    return runs
+
+
+def median_or_none(values):
+    values = [v for v in values if v]  # the benchmark writes 0 or null for a path it did not time
+    return statistics.median(values) if values else None
+
+
+def summarize(runs):
+    """One entry per (model, tokens, layout) of either build: each total's median per build, the stage medians, the
+    configs each build picked, and the rounds."""
+    cases = {}
+    for build in BUILDS:
+        for _, run in runs[build]:
+            for row in run["rows"]:
+                key = (row["model"], row["tokens"], row.get("layout", "lookup"))
+                cases.setdefault(key, {b: [] for b in BUILDS})[build].append(row)
+    summary = []
+    for (model, tokens, layout), rows in sorted(cases.items()):
+        entry = {"model": model, "tokens": tokens, "layout": layout, "rounds": {b: len(rows[b]) for b in BUILDS}}
+        for field in TOTALS:
+            entry[field] = {b: median_or_none([r.get(field) for r in rows[b]]) for b in BUILDS}
+        stages = sorted({s for b in BUILDS for r in rows[b] for s in r.get("stages_us", {})})
+        entry["stages_us"] = {s: {b: median_or_none([r.get("stages_us", {}).get(s) for r in rows[b]]) for b in BUILDS}
+                              for s in stages}
+        entry["configs"] = {b: sorted({f"{r.get('gemm1_config', '?')} / {r.get('gemm2_config', '?')}" for r in rows[b]})
+                            for b in BUILDS}
+        summary.append(entry)
+    return summary
+
+
+def difference(pair):
+    return None if pair["base"] is None or pair["new"] is None else pair["new"] - pair["base"]
+
+
+def fmt(value, signed=False):
+    if value is None:
+        return "-"
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def markdown(summary, device, l2_flush, title):
+    lines = [f"# {title} ({device})", "",
+             f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/layer-ab.sh), L2 "
+             f"{FLUSHED.get(l2_flush, l2_flush)}; medians of the rounds' "
+             "CUDA-graph totals in us. \"total\" is the path the layer takes; the stage column names the stage whose "
+             "median moved most (each stage timed in a graph of its own).", "",
+             "| model | tokens | layout | total: base | total: new | difference | staged: base / new | "
+             "one launch: base / new | stage moved most | configs (GEMM1 / GEMM2) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in summary:
+        moved = [(abs(difference(p)), name, p) for name, p in e["stages_us"].items() if difference(p) is not None]
+        stage = "-"
+        if moved:
+            _, name, p = max(moved)
+            stage = f"{name} {fmt(p['base'])} -> {fmt(p['new'])}"
+        configs = e["configs"]
+        config = " / ".join(configs["base"]) if configs["base"] == configs["new"] else \
+            f"{', '.join(configs['base']) or '-'} -> {', '.join(configs['new']) or '-'}"
+        total, staged, one = (e[field] for field in TOTALS)
+        lines.append(f"| {e['model']} | {e['tokens']} | {e['layout']} | {fmt(total['base'])} | {fmt(total['new'])} | "
+                     f"{fmt(difference(total), signed=True)} | {fmt(staged['base'])} / {fmt(staged['new'])} | "
+                     f"{fmt(one['base'])} / {fmt(one['new'])} | {stage} | {config} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs_dir")
+    parser.add_argument("--title", default="Layer A/B")
+    parser.add_argument("--out", help="write OUT.json and OUT.md")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.runs_dir)
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as error:
+        print(f"ab_report: {error}", file=sys.stderr)
+        return 1
+    first = runs["base"][0][1]
+    summary = summarize(runs)
+    text = markdown(summary, first["device"], first.get("l2_flush", "?"), args.title)
+    print(text, end="")
+    if args.out:
+        result = {"device": first["device"], "l2_flush": first.get("l2_flush"), "title": args.title,
+                  "summary": summary,
+                  "runs": {b: [{"round": r, "rows": run["rows"]} for r, run in sorted(runs[b], key=lambda x: x[0])]
+                           for b in BUILDS}}
+        with open(args.out + ".json", "w") as f:
+            json.dump(result, f, indent=1)
+        with open(args.out + ".md", "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

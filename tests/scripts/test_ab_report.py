@@ -1,0 +1,110 @@
+"""bench/ab_report.py on runs made up here (medians per build, a path one build did not time, a case only one build
+has, configs that differ, runs from two cards refused), and scripts/layer-ab.sh end to end with a stand-in benchmark
+and nvidia-smi (two builds, alternating rounds, the report in $OUT)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import ab_report  # noqa: E402
+
+
+def row(model, tokens, total, one_launch=0.0, gemm1=10.0, configs=("64x8_stream", "64x8_stream")):
+    return {"model": model, "tokens": tokens, "layout": "lookup", "total_graph_us": total,
+            "staged_total_graph_us": total, "one_launch_total_graph_us": one_launch,
+            "stages_us": {"route": 5.0, "gemm1": gemm1}, "gemm1_config": configs[0], "gemm2_config": configs[1]}
+
+
+def write_run(runs_dir, name, rows, device="card"):
+    os.makedirs(os.path.join(runs_dir, name))
+    with open(os.path.join(runs_dir, name, "layer.json"), "w") as f:
+        json.dump({"device": device, "l2_flush": "read", "rows": rows}, f)
+
+
+class AbReportTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def test_medians_differences_and_missing_values(self):
+        for r, (base, new) in enumerate([(30.0, 28.0), (31.0, 27.0), (50.0, 26.0)], start=1):
+            write_run(self.dir, f"base-{r}", [row("m", 1, base, gemm1=10.0), row("m", 4, 60.0)])
+            split_k = ("64x8_stream", "64x8_splitk_stream")
+            write_run(self.dir, f"new-{r}", [row("m", 1, new, gemm1=7.0, configs=split_k)])
+        summary = ab_report.summarize(ab_report.load_runs(self.dir))
+        one, four = summary
+        self.assertEqual((one["tokens"], four["tokens"]), (1, 4))
+        self.assertEqual(one["total_graph_us"], {"base": 31.0, "new": 27.0})  # medians, not means
+        self.assertEqual(ab_report.difference(one["total_graph_us"]), -4.0)
+        self.assertIsNone(one["one_launch_total_graph_us"]["base"])  # 0: the path was not timed
+        self.assertEqual(four["total_graph_us"], {"base": 60.0, "new": None})  # only one build has the case
+        self.assertIsNone(ab_report.difference(four["total_graph_us"]))
+        self.assertEqual(one["rounds"], {"base": 3, "new": 3})
+        text = ab_report.markdown(summary, "card", "read", "T")
+        self.assertIn("| m | 1 | lookup | 31.0 | 27.0 | -4.0 |", text)
+        self.assertIn("gemm1 10.0 -> 7.0", text)  # the stage that moved most
+        self.assertIn("64x8_stream / 64x8_stream -> 64x8_stream / 64x8_splitk_stream", text)
+        self.assertIn("| m | 4 | lookup | 60.0 | - | - |", text)
+        self.assertIn("flushed by reading", text)
+
+    def test_runs_from_two_cards_or_one_build_only_are_refused(self):
+        write_run(self.dir, "base-1", [row("m", 1, 30.0)], device="card A")
+        with self.assertRaisesRegex(ValueError, "no run of build 'new'"):
+            ab_report.load_runs(self.dir)
+        write_run(self.dir, "new-1", [row("m", 1, 30.0)], device="card B")
+        with self.assertRaisesRegex(ValueError, "different cards"):
+            ab_report.load_runs(self.dir)
+        self.assertEqual(ab_report.main([self.dir]), 1)
+
+    def test_layer_ab_script_alternates_the_builds_and_writes_the_report(self):
+        if not (shutil.which("xz") and shutil.which("tar") and shutil.which("bash")):
+            self.skipTest("needs bash, tar and xz")
+        stand_ins = os.path.join(self.dir, "path")
+        os.makedirs(stand_ins)
+        with open(os.path.join(stand_ins, "nvidia-smi"), "w") as f:
+            f.write("#!/bin/sh\necho 'NVIDIA Test Card'\n")
+        order = os.path.join(self.dir, "order.log")
+        archives = []
+        for build, total in (("base", 30.0), ("new", 25.0)):
+            bin_dir = os.path.join(self.dir, build, "bin")
+            os.makedirs(bin_dir)
+            # A stand-in w4a8moe_moe_bench: logs its build and arguments, writes one row into --out.
+            result = json.dumps({"device": "NVIDIA Test Card", "l2_flush": "read", "rows": [row("m", 1, total)]})
+            with open(os.path.join(bin_dir, "w4a8moe_moe_bench"), "w") as f:
+                f.write("#!/bin/sh\n"
+                        f"echo \"{build} $*\" >> {order}\n"
+                        "while [ $# -gt 1 ]; do [ \"$1\" = --out ] && out=$2; shift; done\n"
+                        f"echo '{result}' > \"$out/layer.json\"\n")
+            for path in (os.path.join(bin_dir, "w4a8moe_moe_bench"), os.path.join(stand_ins, "nvidia-smi")):
+                os.chmod(path, 0o755)
+            archive = os.path.join(self.dir, f"{build}.tar.xz")
+            subprocess.run(f"tar -C {os.path.join(self.dir, build)} -cf - bin | xz > {archive}", shell=True,
+                           check=True)
+            archives.append(archive)
+        out = os.path.join(self.dir, "out")
+        env = dict(os.environ, PATH=stand_ins + os.pathsep + os.environ["PATH"], OUT=out, ROUNDS="2")
+        script = os.path.join(ROOT, "scripts", "layer-ab.sh")
+        done = subprocess.run([script, *archives, "--models", "m", "--tokens", "1"], env=env, capture_output=True,
+                              text=True)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        with open(order) as f:
+            self.assertEqual([line.split()[0] for line in f], ["base", "new", "base", "new"])
+        reports = sorted(os.listdir(out))
+        self.assertEqual(len(reports), 2, reports)
+        self.assertTrue(reports[0].endswith("-nvidia-test-card-layer-ab.json"), reports)
+        with open(os.path.join(out, reports[0])) as f:
+            result = json.load(f)
+        self.assertEqual(result["summary"][0]["total_graph_us"], {"base": 30.0, "new": 25.0})
+        self.assertEqual([r["round"] for r in result["runs"]["new"]], [1, 2])
+        self.assertIn("| m | 1 | lookup | 30.0 | 25.0 | -5.0 |", done.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
