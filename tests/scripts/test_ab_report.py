@@ -1,6 +1,6 @@
 """bench/ab_report.py on runs made up here (medians per build, a path one build did not time, a case only one build
-has, configs that differ, runs from two cards refused), and scripts/layer-ab.sh end to end with a stand-in benchmark
-and nvidia-smi (two builds, alternating rounds, the report in $OUT)."""
+has, configs that differ, a failed round left out, runs from two cards refused), and scripts/layer-ab.sh end to end
+with a stand-in benchmark and nvidia-smi (two builds, alternating rounds, the report in $OUT)."""
 import json
 import os
 import shutil
@@ -38,6 +38,7 @@ class AbReportTest(unittest.TestCase):
             write_run(self.dir, f"base-{r}", [row("m", 1, base, gemm1=10.0), row("m", 4, 60.0)])
             split_k = ("64x8_stream", "64x8_splitk_stream")
             write_run(self.dir, f"new-{r}", [row("m", 1, new, gemm1=7.0, configs=split_k)])
+        os.makedirs(os.path.join(self.dir, "new-4"))  # a round whose benchmark failed: left out
         summary = ab_report.summarize(ab_report.load_runs(self.dir))
         one, four = summary
         self.assertEqual((one["tokens"], four["tokens"]), (1, 4))
