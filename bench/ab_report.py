@@ -5,21 +5,24 @@ layout): the layer's total (the path it takes), both paths' totals, the stage th
 where the builds pick differently. Only differences within one call count (bench/NOTES.md §61: two H100s timed the
 same build 8 us apart).
 
-    python3 bench/ab_report.py RUNS_DIR [--title T] [--out STEM]
+    python3 bench/ab_report.py RUNS_DIR [--title T] [--out-dir DIR]
 
 RUNS_DIR holds one folder a run, named <build>-<round> ("base-1", "new-1", "base-2", ...), each with the benchmark's
-JSON file; the builds are "base" and "new". Standard library only."""
+JSON file; the builds are "base" and "new". --out-dir writes DIR/<date>-<card>-layer-ab.{json,md}, the card the runs
+name. Standard library only."""
 
 import argparse
+import datetime
 import glob
 import json
 import os
 import statistics
 import sys
 
+from peers_report import L2_FLUSH_WORDS, card_name  # (beside this file) the results' words for flushes and cards
+
 BUILDS = ("base", "new")
 TOTALS = ("total_graph_us", "staged_total_graph_us", "one_launch_total_graph_us")
-FLUSHED = {"read": "flushed by reading", "write": "flushed by writing", "none": "not flushed"}
 
 
 def load_runs(runs_dir):
@@ -87,7 +90,7 @@ def fmt(value, signed=False):
 def markdown(summary, device, l2_flush, title):
     lines = [f"# {title} ({device})", "",
              f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/layer-ab.sh), L2 "
-             f"{FLUSHED.get(l2_flush, l2_flush)}; medians of the rounds' "
+             f"{L2_FLUSH_WORDS.get(l2_flush, l2_flush)}; medians of the rounds' "
              "CUDA-graph totals in us. \"total\" is the path the layer takes; the stage column names the stage whose "
              "median moved most (each stage timed in a graph of its own).", "",
              "| model | tokens | layout | total: base | total: new | difference | staged: base / new | "
@@ -113,7 +116,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs_dir")
     parser.add_argument("--title", default="Layer A/B")
-    parser.add_argument("--out", help="write OUT.json and OUT.md")
+    parser.add_argument("--out-dir", help="write DIR/<date>-<card>-layer-ab.json and .md")
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.runs_dir)
@@ -124,14 +127,16 @@ def main(argv=None):
     summary = summarize(runs)
     text = markdown(summary, first["device"], first.get("l2_flush", "?"), args.title)
     print(text, end="")
-    if args.out:
+    if args.out_dir:
+        stem = os.path.join(args.out_dir, f"{datetime.date.today().isoformat()}-{card_name(first['device'])}-layer-ab")
         result = {"device": first["device"], "l2_flush": first.get("l2_flush"), "title": args.title,
                   "summary": summary,
                   "runs": {b: [{"round": r, "rows": run["rows"]} for r, run in sorted(runs[b], key=lambda x: x[0])]
                            for b in BUILDS}}
-        with open(args.out + ".json", "w") as f:
+        os.makedirs(args.out_dir, exist_ok=True)
+        with open(stem + ".json", "w") as f:
             json.dump(result, f, indent=1)
-        with open(args.out + ".md", "w") as f:
+        with open(stem + ".md", "w") as f:
             f.write(text)
     return 0
 

@@ -85,7 +85,6 @@ import datetime  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import zlib  # noqa: E402
@@ -289,14 +288,10 @@ def run_model(spec, token_counts, timer, read_gbps, unavailable, rows, path="aut
     print(f"{spec.name}: done in {time.time() - start:.0f} s", flush=True)
 
 
-def card_name(device_name):
-    return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
-
-
 def write_results(result, out_dir):
     """Writes OUT_DIR/<date>-<card>-peers.json and .md; returns their common path without the suffix."""
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"{result['date']}-{card_name(result['device'])}-peers")
+    stem = os.path.join(out_dir, f"{result['date']}-{peers_report.card_name(result['device'])}-peers")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=1)
     markdown = peers_report.render(result)

@@ -12,6 +12,7 @@ itself; this script remakes it from the JSON. Standard library only.
 """
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ METHODS = (OURS, OURS_EXACT) + VLLM_METHODS
 MARLIN_MXFP4 = "vllm_marlin_mxfp4"
 # How the timings left L2 before each replay (the JSON's "l2_flush"; files from before the option wrote).
 L2_FLUSH_WORDS = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
+
+
+def card_name(device_name):
+    """The card as results' file names spell it: "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3"."""
+    return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
+
+
 METHOD_TITLES = {
     OURS: "w4a8moe",
     OURS_EXACT: "w4a8moe, exact layout",

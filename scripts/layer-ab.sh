@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 base=$1 new=$2
 shift 2
 OUT=${OUT:-out}
-mkdir -p "$OUT"
 work=$(mktemp -d)
 for build in base new; do
   mkdir -p "$work/$build"
@@ -28,7 +27,6 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
       { echo "layer-ab: $build round $round failed:"; tail -3 "$work/runs/$build-$round.log"; status=1; }
   done
 done
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g;s/-$//')
-python3 bench/ab_report.py "$work/runs" --title "Layer A/B" --out "$OUT/$(date +%F)-$card-layer-ab" || status=1
+python3 bench/ab_report.py "$work/runs" --title "Layer A/B" --out-dir "$OUT" || status=1
 rm -rf "$work"
 exit $status
