@@ -91,8 +91,8 @@ GemmConfig select_config(HeuristicInput const& input) {
     // resident) wherever each keeps at least 16 groups and the items, one block each, fill three quarters of the SMs
     // (H100, §61: Mixtral-8x7B GEMM2 at 1 / 2 tokens 28.1 / 53.5 us against 32.5 for the cluster split / 62.3 for
     // CUTLASS, and in the layer). Not at 14 groups: DeepSeek-V3 EP8 GEMM1 at 2 experts won alone (16.9 against 18.7)
-    // but lost in the layer at 4 (40.3 against 33.7), and with no local rows the config costs ~5 us more than the
-    // others, not yet understood.
+    // but lost in the layer at 4 (40.3 against 33.7), and with no local rows the config cost ~5 us more than the
+    // others (then its grid's waves of empty blocks, §65).
     constexpr int kBlockSliceGroups = 16;
     bool const fills_sms = 4.0 * double(plan.items) >= 3.0 * wave;
     if (chunk_rows == kStreamChunkRows && input.k / kGroupSize / kStreamBlocksPerSm >= kBlockSliceGroups && fills_sms) {
