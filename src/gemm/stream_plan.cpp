@@ -44,6 +44,10 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
   plan.grid_x = (stripes + plan.stripes_per_block - 1) / plan.stripes_per_block;
   plan.grid_y = grid_chunks(total_rows, expected_rows, shape.num_experts, chunk_rows);
   int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
+  // Where the expected chunks fit in a wave of blocks, a grid of at most that wave, as plan_stream_launch's (bench/
+  // NOTES.md §65): DeepSeek-V3 EP8 GEMM1 at 1 token 256 x 8 = 2048 blocks for 256 working, now 256.
+  int64_t const wave_rows = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm / std::max<int64_t>(plan.grid_x, 1);
+  if (expected_chunks <= wave_rows) plan.grid_y = std::min(plan.grid_y, std::max<int64_t>(wave_rows, 1));
   int64_t const working_blocks = plan.grid_x * std::min<int64_t>(plan.grid_y, 2 * expected_chunks);
   plan.shared_bytes = spread_shared_bytes(working_blocks, sm_count, max_blocks_per_sm, 0);
   return plan;

@@ -241,8 +241,11 @@ TEST(DecodePlan, SplitsKToFillAWaveAndSpreadsSmallGrids) {
   EXPECT_EQ(deepseek.grid_y, 1);
   EXPECT_LE(2 * deepseek.shared_bytes, kSharedMemoryPerSm);
   EXPECT_GT(3 * deepseek.shared_bytes, kSharedMemoryPerSm);
-  // More rows than expected (a rank that got 40 where 4 were expected): the grid covers at least 16 chunks, and the
-  // blocks loop over the rest.
+  // Where the expected chunks fit in a wave, the grid is at most that wave (one chunk row here, where 8 could hold
+  // rows); the blocks loop over the rest.
+  EXPECT_EQ(plan_decode_launch({32, 4096, 7168, 128}, 8, 1, kSms, 8, 8, 3).grid_y, 1);
+  // More rows than a wave's (a rank expecting 4 where 40 could come: 4 chunk rows of 128 blocks pass the 396 slots):
+  // the grid covers at least 16 chunks, and the blocks loop over the rest.
   auto const more = plan_decode_launch({32, 4096, 7168, 128}, 40, 4, kSms, 8, 8, 3);
   EXPECT_EQ(more.grid_y, 16);
 }
