@@ -1,10 +1,8 @@
 #include "l2_flush.h"
 
 #include <cstdint>
-#include <cstring>
-#include <string>
 
-#include "common/status_message.h"
+#include "common/named_choice.h"
 
 namespace w4a8moe::tools {
 namespace {
@@ -34,16 +32,7 @@ char const* l2_flush_name(L2Flush flush) {
 }
 
 Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name) {
-  if (flush == nullptr) return invalid_argument("flush is null");
-  std::string names;
-  for (L2Flush const candidate : kFlushes) {
-    if (name != nullptr && std::strcmp(name, l2_flush_name(candidate)) == 0) {
-      *flush = candidate;
-      return Status::Ok();
-    }
-    names += std::string(names.empty() ? "" : ", ") + l2_flush_name(candidate);
-  }
-  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be one of ", names);
+  return parse_named_choice(name, kFlushes, l2_flush_name, flush, arg_name);
 }
 
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {

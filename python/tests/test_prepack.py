@@ -98,7 +98,7 @@ def test_moe_weights_stack_gate_and_up(experts):
     ("bf16 scales with channel scales", ValueError, "channel_scales must be null with ScaleFormat::kBF16"),
     ("channel scales of the wrong shape", ValueError, r"channel_scales must have shape \[4, 96\]"),
     ("non-contiguous weights", ValueError, "weights must be contiguous"),
-    ("unknown layout", ValueError, "layout='fancy': must be \"lookup\" or \"exact\""),
+    ("unknown layout", ValueError, "layout='fancy': must be \"lookup\", \"exact\" or \"mxfp4\""),
 ])
 def test_bad_inputs_raise_clear_errors(experts, case, error, message):
     weights, scales, channel, layout = ref.pack_offset_binary(experts.q), experts.bf16_scales, None, "lookup"

@@ -2,10 +2,10 @@
 // stages (see moe.h).
 #include "w4a8moe/moe.h"
 
-#include <cstring>
 #include <string>
 
 #include "common/device_info.h"
+#include "common/named_choice.h"
 #include "common/status_util.h"
 #include "gemm/built_arrays.h"
 #include "gemm/exact_stream_gemm.h"
@@ -63,18 +63,8 @@ char const* moe_path_name(MoePath path) {
 }
 
 Status parse_moe_path(char const* name, MoePath* path, char const* arg_name) {
-  if (path == nullptr) return invalid_argument("path is null");
   constexpr MoePath kPaths[] = {MoePath::kAuto, MoePath::kStaged, MoePath::kOneLaunch};
-  constexpr size_t kCount = sizeof(kPaths) / sizeof(kPaths[0]);
-  std::string names;
-  for (size_t i = 0; i < kCount; ++i) {
-    if (name != nullptr && std::strcmp(name, moe_path_name(kPaths[i])) == 0) {
-      *path = kPaths[i];
-      return Status::Ok();
-    }
-    names += concat(i == 0 ? "" : i + 1 == kCount ? " or " : ", ", "\"", moe_path_name(kPaths[i]), "\"");
-  }
-  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be ", names);
+  return parse_named_choice(name, kPaths, moe_path_name, path, arg_name);
 }
 
 Status validate_moe_shape(MoeShape const& s, PackedLayout layout) {

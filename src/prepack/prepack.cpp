@@ -2,11 +2,11 @@
 #include "w4a8moe/prepack.h"
 
 #include <algorithm>
-#include <cstring>
 #include <iterator>
 #include <string>
 
 #include "common/device_info.h"
+#include "common/named_choice.h"
 #include "common/status_util.h"
 #include "prepack/exact_format.h"
 #include "prepack/mxfp4_format.h"
@@ -121,16 +121,7 @@ char const* packed_layout_name(PackedLayout layout) {
 }
 
 Status parse_packed_layout(char const* name, PackedLayout* layout, char const* arg_name) {
-  if (layout == nullptr) return invalid_argument("layout is null");
-  std::string names;
-  for (PackedLayout const candidate : kLayouts) {
-    if (name != nullptr && std::strcmp(name, packed_layout_name(candidate)) == 0) {
-      *layout = candidate;
-      return Status::Ok();
-    }
-    names += concat(names.empty() ? "" : " or ", "\"", packed_layout_name(candidate), "\"");
-  }
-  return invalid_argument(arg_name, "='", name == nullptr ? "(null)" : name, "': must be ", names);
+  return parse_named_choice(name, kLayouts, packed_layout_name, layout, arg_name);
 }
 
 size_t packed_weights_bytes(ExpertWeightShape const& shape, PackedLayout layout) {

@@ -25,7 +25,8 @@ TEST(L2Flush, OtherNamesAreRefused) {
     Status const status = parse_l2_flush(name, &flush, "--l2-flush");
     EXPECT_FALSE(status.ok()) << name;
     EXPECT_NE(status.to_string().find("--l2-flush='"), std::string::npos) << status.to_string();
-    EXPECT_NE(status.to_string().find("must be one of write, read, none"), std::string::npos) << status.to_string();
+    EXPECT_NE(status.to_string().find("must be \"write\", \"read\" or \"none\""), std::string::npos)
+        << status.to_string();
     EXPECT_EQ(flush, L2Flush::kNone) << "left as it was";
   }
   L2Flush flush;
