@@ -156,7 +156,7 @@ void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
 }
 
 Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int iters, double hbm_bytes_per_s,
-                bool phases, tools::L2Flush l2_flush, cudaStream_t stream) {
+                bool phases, tools::L2Flush l2_flush, size_t l2_flush_bytes, cudaStream_t stream) {
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
@@ -230,7 +230,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   r.gemm2_config = moe_gemm2_config(s, tokens, layout);
 
   tools::LayerTiming timing;
-  Status const status = tools::time_layer(a, iters, &timing, l2_flush);
+  Status const status = tools::time_layer(a, iters, &timing, l2_flush, l2_flush_bytes);
   if (!status.ok()) fail("timing the layer: " + status.to_string());
   r.stage_us = timing.stage_us;
   r.total_us = timing.total_us;
@@ -242,7 +242,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
-    Status const other_status = tools::time_layer(a, iters, &other, l2_flush);
+    Status const other_status = tools::time_layer(a, iters, &other, l2_flush, l2_flush_bytes);
     if (!other_status.ok()) fail("timing the other path: " + other_status.to_string());
     r.staged_total_us = one_launch ? other.total_us : r.total_us;
     r.one_launch_total_us = one_launch ? r.total_us : other.total_us;
@@ -268,10 +268,11 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
 
 // The rows so far as JSON at `path`, rewritten after every case: a case that fails keeps the ones before it.
 void write_results(std::string const& path, char const* device, double hbm, tools::L2Flush l2_flush,
-                   std::vector<Result> const& results) {
+                   size_t l2_flush_bytes, std::vector<Result> const& results) {
   tools::Json doc = {{"device", device},
                      {"hbm_read_gbps", hbm / 1e9},
                      {"l2_flush", tools::l2_flush_name(l2_flush)},
+                     {"l2_flush_bytes", l2_flush == tools::L2Flush::kNone ? 0 : l2_flush_bytes},
                      {"rows", tools::Json::array()}};
   for (auto const& r : results) {
     doc["rows"].push_back({{"model", r.model},
@@ -312,6 +313,7 @@ int main(int argc, char** argv) {
   int iters = 20;
   bool phases = false;
   tools::L2Flush l2_flush = tools::L2Flush::kRead;
+  size_t l2_flush_bytes = 0;  // at least twice the L2 (tools::time_layer)
   std::string out_dir;
   for (int i = 1; i < argc; ++i) {
     std::string const arg = argv[i];
@@ -344,19 +346,24 @@ int main(int argc, char** argv) {
     } else if (arg == "--l2-flush") {
       Status const status = tools::parse_l2_flush(value().c_str(), &l2_flush, "--l2-flush");
       if (!status.ok()) fail(status.to_string());
+    } else if (arg == "--l2-flush-mb") {
+      int64_t const mb = std::stoll(value());
+      if (mb < 1 || mb > (int64_t(1) << 16)) fail("--l2-flush-mb: must be 1..65536");
+      l2_flush_bytes = size_t(mb) << 20;
     } else if (arg == "--out") {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b,"
            "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] "
-           "[--l2-flush write|read|none] [--out DIR]");
+           "[--l2-flush write|read|none] [--l2-flush-mb MB] [--out DIR]");
     }
   }
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) fail("no CUDA device: needs a Hopper GPU");
   cudaDeviceProp prop{};
   check_cuda(cudaGetDeviceProperties(&prop, 0), "device properties");
+  l2_flush_bytes = std::max(l2_flush_bytes, 2 * size_t(std::max(prop.l2CacheSize, 1 << 20)));
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   double const hbm = measure_hbm_read_bandwidth(size_t(4) << 30);
@@ -382,7 +389,7 @@ int main(int argc, char** argv) {
     if (model->gpt_oss) model_layouts = {PackedLayout::kMxfp4};
     for (int64_t t : tokens) {
       for (PackedLayout layout : model_layouts) {
-        Result const r = run_case(*model, t, layout, iters, hbm, phases, l2_flush, stream);
+        Result const r = run_case(*model, t, layout, iters, hbm, phases, l2_flush, l2_flush_bytes, stream);
         results.push_back(r);
         std::printf(
             "%-16s %6lld%s | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f "
@@ -393,7 +400,7 @@ int main(int argc, char** argv) {
             r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
             r.w8a8_pipeline / r.total_us);
         std::fflush(stdout);
-        if (!json_path.empty()) write_results(json_path, prop.name, hbm, l2_flush, results);
+        if (!json_path.empty()) write_results(json_path, prop.name, hbm, l2_flush, l2_flush_bytes, results);
       }
     }
   }

@@ -46,9 +46,10 @@ region, as are every method's input quantisation, padding and problem sizes).
 
 Timing: after an eager warm-up of every method at every size (Marlin's kernels ship as PTX and the driver compiles
 them at first launch, ~80 s per process on a fresh machine; CUDA_CACHE_MAXSIZE is raised so later processes reuse
-them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a 256 MB buffer
-read, or with --l2-flush write zeroed, outside the event pair): the median of --iters replays (20 for calls over 5
-ms). --path forces our int4 layers onto one path (fused_moe's path), to compare them with vLLM's in one process.
+them), each call is captured in a CUDA graph and replayed with the L2 flushed before each replay (a buffer of
+--l2-flush-mb, 256 MiB by default, read, or with --l2-flush write zeroed, outside the event pair): the median of
+--iters replays (20 for calls over 5 ms). --path forces our int4 layers onto one path (fused_moe's path), to
+compare them with vLLM's in one process.
 The streaming read bandwidth is measured in the same run (a sum over 2 GiB), and each layer row carries
 "read_once_us", the time to read the active experts' weights once at that bandwidth: int4, one byte per group scale
 and 4 bytes per channel scale; for MXFP4 the e2m1 codes (0.5 byte a weight), one e8m0 byte per 32 weights and the
@@ -99,7 +100,7 @@ from peers_checkpoint import Reference, bytes_per_expert, make_checkpoint, relat
 from peers_gpt_oss import GptOssReference, make_mxfp4_checkpoint, mxfp4_bytes_per_expert  # noqa: E402
 from peers_methods import Unavailable, W4A8Moe, W4A8MoeMxfp4  # noqa: E402
 from peers_model import DEFAULT_MODELS, DEVICE, MODELS, make_case, spread  # noqa: E402
-from peers_timing import L2_FLUSHES, Timer, measure_hbm  # noqa: E402
+from peers_timing import FLUSH_BYTES, L2_FLUSHES, Timer, measure_hbm  # noqa: E402
 from peers_vllm import VllmCutlassW4A8, VllmMarlin  # noqa: E402
 from peers_vllm_mxfp4 import VllmMarlinMxfp4  # noqa: E402
 from peers_vllm_ops import find_vllm_libraries, unavailable_methods  # noqa: E402
@@ -309,10 +310,15 @@ def parse_args(argv=None):
     parser.add_argument("--tokens", type=int, nargs="+", default=[1, 4, 16, 64, 128, 1024, 8192])
     parser.add_argument("--iters", type=int, default=30, help="timed replays per call (20 for calls over 5 ms)")
     parser.add_argument("--l2-flush", choices=L2_FLUSHES, default="read",
-                        help="how L2 is flushed before each replay: by reading (default) or writing 256 MiB")
+                        help="how L2 is flushed before each replay: by reading (default) or writing a buffer")
+    parser.add_argument("--l2-flush-mb", type=int, default=FLUSH_BYTES >> 20,
+                        help=f"the flush buffer's MiB (default {FLUSH_BYTES >> 20}; the layer benchmark's is 2x L2)")
     parser.add_argument("--path", choices=("auto", "staged", "one_launch"), default="auto",
                         help="our int4 layers' path (fused_moe's path): its own choice (default), or one forced")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.l2_flush_mb < 1:
+        parser.error(f"--l2-flush-mb {args.l2_flush_mb}: must be at least 1")
+    return args
 
 
 def skip(reason):
@@ -356,9 +362,9 @@ def main(argv=None):
     print(f"streaming read {read_gbps:.0f} GB/s, copy {copy_gbps:.0f} GB/s (read + write)", flush=True)
     result = {"device": device, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
               "cuda": torch.version.cuda, "hbm_read_gbps": round(read_gbps, 1), "hbm_copy_gbps": round(copy_gbps, 1),
-              "l2_flush": args.l2_flush, "path": args.path,
+              "l2_flush": args.l2_flush, "l2_flush_bytes": args.l2_flush_mb << 20, "path": args.path,
               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "rows": []}
-    timer = Timer(args.iters, args.l2_flush)
+    timer = Timer(args.iters, args.l2_flush, args.l2_flush_mb << 20)
     status = 0
     start = time.time()
     try:

@@ -32,15 +32,15 @@ def capture(fn):
 
 class Timer:
     """Median µs of CUDA-graph replays, each after the L2 is flushed (outside the timed events): by writing a buffer
-    of FLUSH_BYTES (l2_flush "write", which leaves L2 full of dirty lines the replay's reads evict to HBM) or by
-    reading it ("read", the default: clean lines, as a decode step's earlier kernels mostly leave them; bench/NOTES.md
-    §60)."""
+    of flush_bytes (FLUSH_BYTES unless given; l2_flush "write", which leaves L2 full of dirty lines the replay's reads
+    evict to HBM) or by reading it ("read", the default: clean lines, as a decode step's earlier kernels mostly leave
+    them; bench/NOTES.md §60)."""
 
-    def __init__(self, iters, l2_flush="read"):
+    def __init__(self, iters, l2_flush="read", flush_bytes=FLUSH_BYTES):
         if l2_flush not in L2_FLUSHES:
             raise ValueError(f"l2_flush={l2_flush!r} must be one of {L2_FLUSHES}")
         self.iters = iters
-        self.flush = torch.zeros(FLUSH_BYTES, dtype=torch.uint8, device=DEVICE)
+        self.flush = torch.zeros(flush_bytes, dtype=torch.uint8, device=DEVICE)
         self.flush_l2 = self.flush.zero_ if l2_flush == "write" else self.flush.max
 
     def _replays_us(self, graph, count):

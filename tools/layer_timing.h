@@ -19,8 +19,10 @@ struct LayerTiming {
   size_t graph_nodes = 0;        // of the plain graph: the layer's launches and memsets
 };
 
-// args.stream must be a stream other than the legacy default stream (graph capture). Returns an error status if
-// a call fails; a CUDA error is reported with its name.
-Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush flush = L2Flush::kRead);
+// args.stream must be a stream other than the legacy default stream (graph capture). flush_bytes: the buffer the
+// flush reads or writes, at least twice the L2 (0: twice). Returns an error status if a call fails; a CUDA error is
+// reported with its name.
+Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush flush = L2Flush::kRead,
+                  size_t flush_bytes = 0);
 
 }  // namespace w4a8moe::tools
