@@ -313,7 +313,7 @@ int main(int argc, char** argv) {
   int iters = 20;
   bool phases = false;
   tools::L2Flush l2_flush = tools::L2Flush::kRead;
-  size_t l2_flush_bytes = 0;  // at least twice the L2 (tools::time_layer)
+  size_t l2_flush_bytes = 0;  // at least twice the L2 (tools::l2_flush_buffer_bytes)
   std::string out_dir;
   for (int i = 1; i < argc; ++i) {
     std::string const arg = argv[i];
@@ -363,7 +363,7 @@ int main(int argc, char** argv) {
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) fail("no CUDA device: needs a Hopper GPU");
   cudaDeviceProp prop{};
   check_cuda(cudaGetDeviceProperties(&prop, 0), "device properties");
-  l2_flush_bytes = std::max(l2_flush_bytes, 2 * size_t(std::max(prop.l2CacheSize, 1 << 20)));
+  l2_flush_bytes = tools::l2_flush_buffer_bytes(l2_flush_bytes);
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   double const hbm = measure_hbm_read_bandwidth(size_t(4) << 30);

@@ -360,11 +360,12 @@ def main(argv=None):
         print(f"{method} unavailable: {reason}")
     read_gbps, copy_gbps = measure_hbm()
     print(f"streaming read {read_gbps:.0f} GB/s, copy {copy_gbps:.0f} GB/s (read + write)", flush=True)
+    flush_bytes = args.l2_flush_mb << 20
     result = {"device": device, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
               "cuda": torch.version.cuda, "hbm_read_gbps": round(read_gbps, 1), "hbm_copy_gbps": round(copy_gbps, 1),
-              "l2_flush": args.l2_flush, "l2_flush_bytes": args.l2_flush_mb << 20, "path": args.path,
+              "l2_flush": args.l2_flush, "l2_flush_bytes": flush_bytes, "path": args.path,
               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "rows": []}
-    timer = Timer(args.iters, args.l2_flush, args.l2_flush_mb << 20)
+    timer = Timer(args.iters, args.l2_flush, flush_bytes)
     status = 0
     start = time.time()
     try:

@@ -1,5 +1,6 @@
 #include "l2_flush.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/named_choice.h"
@@ -33,6 +34,12 @@ char const* l2_flush_name(L2Flush flush) {
 
 Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name) {
   return parse_named_choice(name, kFlushes, l2_flush_name, flush, arg_name);
+}
+
+size_t l2_flush_buffer_bytes(size_t requested) {
+  int l2_bytes = 0;
+  cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, 0);
+  return std::max(requested, 2 * size_t(std::max(l2_bytes, 1 << 20)));
 }
 
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {

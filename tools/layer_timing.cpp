@@ -17,13 +17,11 @@ Status cuda_error(cudaError_t error, char const* what) {
 
 }  // namespace
 
-Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush l2_flush, size_t min_flush_bytes) {
+Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush l2_flush, size_t flush_bytes) {
   // Every replay starts with a cold L2, as a decode step does after the rest of the model's layers: the weights of
   // a small batch's experts (Qwen3-30B-A3B at 1 token: 19 MB) would otherwise stay in L2 between replays. Unless
   // told not to flush (L2Flush::kNone, the warm floor), which needs no buffer.
-  int l2_bytes = 0;
-  cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, 0);
-  size_t const flush_bytes = std::max(min_flush_bytes, 2 * size_t(std::max(l2_bytes, 1 << 20)));
+  flush_bytes = l2_flush_buffer_bytes(flush_bytes);
   void* flush = nullptr;
   if (l2_flush != L2Flush::kNone) {
     if (cudaError_t const e = cudaMalloc(&flush, flush_bytes); e != cudaSuccess) {
