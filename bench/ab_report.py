@@ -87,10 +87,13 @@ def fmt(value, signed=False):
     return f"{value:+.1f}" if signed else f"{value:.1f}"
 
 
-def markdown(summary, device, l2_flush, title):
+def markdown(summary, device, l2_flush, title, code_cleared=False):
+    """code_cleared: the benchmark cleared the SMs' instruction caches before each replay too (its JSON's
+    "instruction_caches_flushed", written since bench/NOTES.md §69)."""
+    code = " and the SMs' instruction caches cleared" if code_cleared else ""
     lines = [f"# {title} ({device})", "",
              f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/layer-ab.sh), L2 "
-             f"{L2_FLUSH_WORDS.get(l2_flush, l2_flush)}; medians of the rounds' "
+             f"{L2_FLUSH_WORDS.get(l2_flush, l2_flush)}{code}; medians of the rounds' "
              "CUDA-graph totals in us. \"total\" is the path the layer takes; the stage column names the stage whose "
              "median moved most (each stage timed in a graph of its own).", "",
              "| model | tokens | layout | total: base | total: new | difference | staged: base / new | "
@@ -125,11 +128,13 @@ def main(argv=None):
         return 1
     first = runs["base"][0][1]
     summary = summarize(runs)
-    text = markdown(summary, first["device"], first.get("l2_flush", "?"), args.title)
+    code_cleared = first.get("instruction_caches_flushed", False)
+    text = markdown(summary, first["device"], first.get("l2_flush", "?"), args.title, code_cleared)
     print(text, end="")
     if args.out_dir:
         stem = os.path.join(args.out_dir, f"{datetime.date.today().isoformat()}-{card_name(first['device'])}-layer-ab")
-        result = {"device": first["device"], "l2_flush": first.get("l2_flush"), "title": args.title,
+        result = {"device": first["device"], "l2_flush": first.get("l2_flush"),
+                  "instruction_caches_flushed": code_cleared, "title": args.title,
                   "summary": summary,
                   "runs": {b: [{"round": r, "rows": run["rows"]} for r, run in sorted(runs[b], key=lambda x: x[0])]
                            for b in BUILDS}}

@@ -10,8 +10,8 @@
 // gpt-oss-120b runs on its MXFP4 layout with its clamped SwiGLU and expert biases (random MXFP4 codes, block scales
 // 2^-7..2^-2; read-once counts one e8m0 byte per 32 weights) whatever --layouts says; the int4 models skip "mxfp4".
 //
-// --l2-flush read flushes L2 by reading instead of writing before each layer replay, none not at all (a diagnostic
-// floor whose times the targets do not take; tools/l2_flush.h).
+// Before each layer replay L2 is flushed by reading (--l2-flush write: by writing) and the SMs' instruction caches are
+// cleared; --l2-flush none leaves both warm (a diagnostic floor whose times the targets do not take; tools/l2_flush.h).
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -126,7 +126,8 @@ double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method
 }
 
 // The one-launch layer's timeline: each block's globaltimer stamps at the phase boundaries (moe/decode_layer.h),
-// relative to the first block's start, median and latest over the blocks, from one launch after a cold L2.
+// relative to the first block's start, median and latest over the blocks, from one launch after cold caches (L2 and
+// the instruction caches, tools/l2_flush.h).
 void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   int const sm_count = current_device_sm_count();
   int const blocks = moe::decode_layer_blocks_per_sm(a.act_type, a.weight_layout) * sm_count;
@@ -135,7 +136,7 @@ void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   moe::DecodeLayerProblem p = moe::decode_layer_problem(a, moe::plan_workspace(a.shape, a.num_tokens));
   p.stamps = stamps.as<unsigned long long>();
   check_cuda(cudaMemsetAsync(stamps.get(), 0, stamps.bytes(), stream), "stamps");
-  check_cuda(cudaMemsetAsync(flush.get(), 1, flush.bytes(), stream), "L2 flush");
+  check_cuda(tools::flush_l2(tools::L2Flush::kRead, flush.get(), flush.bytes(), 0, stream), "L2 flush");
   check_cuda(moe::launch_decode_layer(p, sm_count, stream), "one-launch layer");
   check_cuda(cudaStreamSynchronize(stream), "one-launch layer");
   auto const t = stamps.to_host<unsigned long long>();
@@ -273,6 +274,7 @@ void write_results(std::string const& path, char const* device, double hbm, tool
                      {"hbm_read_gbps", hbm / 1e9},
                      {"l2_flush", tools::l2_flush_name(l2_flush)},
                      {"l2_flush_bytes", l2_flush == tools::L2Flush::kNone ? 0 : l2_flush_bytes},
+                     {"instruction_caches_flushed", l2_flush != tools::L2Flush::kNone},
                      {"rows", tools::Json::array()}};
   for (auto const& r : results) {
     doc["rows"].push_back({{"model", r.model},

@@ -214,6 +214,8 @@ def render(result):
         parts += ["; ".join(facts) + ".", ""]
     formats = {_format_of(row) for row in result["rows"]} or {"int4"}
     how = L2_FLUSH_WORDS.get(result.get("l2_flush", "write"), "flushed")
+    if result.get("l2_flush") == "read":  # torch's max kernel: bench/NOTES.md §69
+        how += " (torch's max over the buffer, whose code also clears the layer's from the SMs' instruction caches)"
     path = "" if result.get("path", "auto") == "auto" else f" Our layers forced onto the {result['path']} path."
     parts += ["One process, the same weights and the same inputs for every method of a model. Median µs of "
               f"CUDA-graph replays with the L2 {how} before each.{path}", ""]

@@ -34,7 +34,8 @@ class Timer:
     """Median µs of CUDA-graph replays, each after the L2 is flushed (outside the timed events): by writing a buffer
     of flush_bytes (FLUSH_BYTES unless given; l2_flush "write", which leaves L2 full of dirty lines the replay's reads
     evict to HBM) or by reading it ("read", the default: clean lines, as a decode step's earlier kernels mostly leave
-    them; bench/NOTES.md §60)."""
+    them; bench/NOTES.md §60). The read is torch's max, a kernel of enough code to clear the SMs' instruction caches
+    of the layer's, as a model's other kernels do (§69); the write, a memset, leaves them holding it."""
 
     def __init__(self, iters, l2_flush="read", flush_bytes=FLUSH_BYTES):
         if l2_flush not in L2_FLUSHES:

@@ -10,6 +10,8 @@ import json
 import sys
 from collections import OrderedDict
 
+from peers_report import L2_FLUSH_WORDS  # (beside this file) the results' words for flushes
+
 
 def best(rows, prefix):
     timed = [r for r in rows if r["method"].startswith(prefix) and r["us"] > 0]
@@ -73,6 +75,9 @@ def layer(path):
           "once\" is the time to read the active experts' int4 weights, one byte per group scale (MXFP4: per 32 "
           "weights) and the channel scales of both GEMMs at that bandwidth. The W8A8 pipeline is this layer with its "
           "two GEMM stages replaced by the best W8A8 grouped GEMMs, timed standalone on the same routing.\n")
+    if "l2_flush" in data:
+        code = " and the SMs' instruction caches cleared" if data.get("instruction_caches_flushed") else ""
+        print(f"Before each replay the L2 {L2_FLUSH_WORDS.get(data['l2_flush'], data['l2_flush'])}{code}.\n")
     print("Up to 8 tokens both paths are timed in the same process: \"staged\" (the stages' launches) and \"1 launch\" "
           "(the whole layer in one cooperative launch); \"total\" is the one MoePath::kAuto picks. The stage times "
           "are always the staged path's.\n")

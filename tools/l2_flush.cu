@@ -21,6 +21,31 @@ __global__ void read_buffer(uint4 const* __restrict__ data, size_t vectors, uint
   if (acc == 0xFFFFFFFFu) *sink = acc;
 }
 
+// Straight-line code, ~260 KB of SASS, more than an SM's instruction caches hold: an SM that runs it keeps none of
+// the code it ran before, as a model's other kernels (attention, its GEMMs) leave the SMs before a MoE layer. Without
+// it the layer's own code stays cached from the previous replay, and a kernel of much code runs as if it were warm
+// (bench/NOTES.md §69: the one-launch layer, ~55 KB executed, 7-9 us faster than in a model).
+constexpr uint32_t kCodeSweepSteps = 12288;
+
+__global__ void sweep_code(uint32_t* __restrict__ sink, uint32_t seed) {
+  uint32_t x = seed + threadIdx.x;
+#pragma unroll
+  for (uint32_t i = 0; i < kCodeSweepSteps; ++i) x = x * (2u * i + 1u) + (i ^ 0x9E3779B9u);
+  if (x == 0x12345678u) *sink = x;
+}
+
+// A few blocks per SM, so that every SM runs the sweep.
+cudaError_t sweep_instruction_caches(uint32_t* sink, int round, cudaStream_t stream) {
+  int device = 0, sm_count = 0;
+  if (cudaError_t const e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (cudaError_t const e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
+      e != cudaSuccess) {
+    return e;
+  }
+  sweep_code<<<4 * sm_count, 128, 0, stream>>>(sink, uint32_t(round));
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 char const* l2_flush_name(L2Flush flush) {
@@ -44,11 +69,15 @@ size_t l2_flush_buffer_bytes(size_t requested) {
 
 cudaError_t flush_l2(L2Flush flush, void* buffer, size_t bytes, int round, cudaStream_t stream) {
   if (flush == L2Flush::kNone) return cudaSuccess;
-  if (flush == L2Flush::kWrite) return cudaMemsetAsync(buffer, round & 0xFF, bytes, stream);
-  // The buffer's first 16 bytes hold the sink and are not read.
-  read_buffer<<<1024, 256, 0, stream>>>(static_cast<uint4 const*>(buffer) + 1, bytes / sizeof(uint4) - 1,
-                                        static_cast<uint32_t*>(buffer));
-  return cudaGetLastError();
+  auto* const sink = static_cast<uint32_t*>(buffer);
+  if (flush == L2Flush::kWrite) {
+    if (cudaError_t const e = cudaMemsetAsync(buffer, round & 0xFF, bytes, stream); e != cudaSuccess) return e;
+  } else {
+    // The buffer's first 16 bytes hold the sink and are not read.
+    read_buffer<<<1024, 256, 0, stream>>>(static_cast<uint4 const*>(buffer) + 1, bytes / sizeof(uint4) - 1, sink);
+    if (cudaError_t const e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  return sweep_instruction_caches(sink, round, stream);
 }
 
 }  // namespace w4a8moe::tools

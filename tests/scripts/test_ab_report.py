@@ -53,7 +53,9 @@ class AbReportTest(unittest.TestCase):
         self.assertIn("gemm1 10.0 -> 7.0", text)  # the stage that moved most
         self.assertIn("64x8_stream / 64x8_stream -> 64x8_stream / 64x8_splitk_stream", text)
         self.assertIn("| m | 4 | lookup | 60.0 | - | - |", text)
-        self.assertIn("flushed by reading", text)
+        self.assertIn("flushed by reading;", text)
+        self.assertIn("flushed by reading and the SMs' instruction caches cleared;",
+                      ab_report.markdown(summary, "card", "read", "T", code_cleared=True))
 
     def test_runs_from_two_cards_or_one_build_only_are_refused(self):
         write_run(self.dir, "base-1", [row("m", 1, 30.0)], device="card A")
