@@ -47,9 +47,10 @@ enum class LogitsType : int { kFP32 = 0, kBF16 = 1 };
 
 // How moe_forward runs the layer. kStaged: the stages below, each its own launch. kOneLaunch: the whole layer in one
 // cooperative launch (1..8 tokens; from router logits up to 512 experts; SiLU * up, no biases, int4 layouts), with
-// the staged path's roundings. kAuto: one launch where it measured faster. Lookup-table layout: a rank's experts
-// expect at most 2 rows and hold at most 2^26 weights each (bench/NOTES.md §10, §62). Exact-scale layout: at most 8
-// expected rows whose experts hold at most 50 MB of int4 weights (§12b, §29, §52, §63).
+// the staged path's roundings. kAuto: one launch only where it is faster on average: on an expert-parallel rank
+// that no token reaches with probability at least 0.5 (lookup-table layout, experts of at most 2^26 GEMM1 weights)
+// or 0.3 (exact-scale layout, experts of at most 50 MB of int4 weights); a rank with rows stages faster (bench/
+// NOTES.md §69).
 enum class MoePath : int { kAuto = 0, kStaged = 1, kOneLaunch = 2 };
 
 // The paths' names wherever a string names one (the CLI's --path, the Python op's path=): "auto", "staged" and

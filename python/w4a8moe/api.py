@@ -278,8 +278,9 @@ def fused_moe(hidden: torch.Tensor, router_logits: Optional[torch.Tensor] = None
             weights.num_experts.
         gemm1_config, gemm2_config: optional kernel overrides from gemm_config_names().
         path: "staged" (one launch per stage), "one_launch" (the whole layer in one launch: 1..8 tokens, from
-            router_logits at most 512 experts; the staged path's roundings) or "auto" (one launch where it
-            measured faster, by the rule of MoePath::kAuto in include/w4a8moe/moe.h; kernel overrides stage it).
+            router_logits at most 512 experts; the staged path's roundings) or "auto" (one launch only on an
+            expert-parallel rank likely to get no token, where it is faster on average, by the rule of
+            MoePath::kAuto in include/w4a8moe/moe.h; kernel overrides stage it).
             Layout "mxfp4" runs staged.
         activation: "silu" (SiLU(gate) * up) or "gpt_oss_swiglu" (gpt-oss's: gate clamped above at swiglu_limit,
             up to [-swiglu_limit, swiglu_limit], gate * sigmoid(1.702 gate) * (up + 1); layout "mxfp4").

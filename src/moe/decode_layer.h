@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "gemm/heuristic.h"
@@ -25,36 +26,38 @@ inline constexpr int kDecodeLayerWarps = kDecodeLayerThreads / 32;
 // The router's logits of one token in one warp (topk_softmax_warp).
 inline constexpr int kDecodeLayerMaxRouterExperts = 512;
 
-// MoePath::kAuto's rule for the lookup-table layout: one launch while the local experts expect at most this many
-// rows, and for experts the stripe loop suits (gemm::stripe_loop_suits_expert). First measured on an H200 (bench/
-// NOTES.md §10: DeepSeek-V3 EP8 at 1-4 tokens and idle ranks gained; Qwen3-30B-A3B at 1 token (8 rows) tied and lost
-// from 2 tokens on, as did DeepSeek-V3 at 8; Mixtral, 117M weights per GEMM1 expert, lost at 1 and 2 tokens). Since
-// the staged GEMMs got faster, busy ranks of 3-4 rows stage faster on both cards (§62: DeepSeek-V3 EP8 at 4 tokens
-// 61.7-63.6 against 68.7-68.9 us, and beside vLLM's kernels 65.4 against 76.0, Marlin W4A16 72.4), while one row
-// and idle ranks still gain (40.5 against 45.3; 7.6-8.1 against 24-27). An EP8 rank is idle with probability ~0.34,
-// 0.12 and 0.014 at 1, 2 and 4 tokens, so the rule stops where the busy rank's loss outweighs the idle one's gain.
-inline constexpr int64_t kDecodeLayerAutoMaxRows = 2;
+// The chance that a rank gets none of `tokens` tokens' slots, each token's top_k experts drawn uniformly without
+// replacement: (C(E - L, k) / C(E, k))^tokens for L local of E experts; 0 without expert parallelism.
+inline double rank_idle_probability(MoeShape const& s, int64_t tokens) {
+  double per_token = 1.0;
+  for (int i = 0; i < s.top_k; ++i) {
+    per_token *= std::max(0.0, double(s.num_experts - s.num_local_experts - i) / double(s.num_experts - i));
+  }
+  return std::pow(per_token, double(tokens));
+}
 
-// The rule for the exact-scale layout, whose GEMM phases convert with a mask instead of a lookup
-// (gemm/exact_stripe_mma.cuh): one launch while the local experts expect at most 8 rows whose experts' int4 weights
-// (one expert per row) take at most 50 MB. Measured on an H200 with the L2 flushed (bench/NOTES.md §12b, §29, §52):
-// Qwen3-30B-A3B at 1 token (8 rows, 19 MB), DeepSeek-V3 EP8 at 1-4 tokens (up to 88 MB) and idle ranks gain; Qwen3
-// at 2-4 tokens (16-32 rows), DeepSeek-V3 EP8 at 8 (176 MB) and Mixtral at 1 and 2 tokens (2 and 4 rows, 176 and
-// 352 MB; since the staged GEMMs' per-SM deal) lose. Since then, on an H100 (§63), DeepSeek-V3 EP8 ranks of 4 rows
-// on 4 experts (90 MB) stage faster at 3 and 4 tokens (60.1-60.9 against 61.9-68.7 us), so from 3 expected rows
-// (66 MB) it stages, as the lookup-table layout does (§62), and 1-2 rows (22-44 MB) keep one launch; its idle rank
-// then pays the staged path (~21 against 8 us, §65) with probability 0.04 at 3 tokens and 0.014 at 4.
-inline constexpr int64_t kDecodeLayerExactAutoMaxRows = 8;
-inline constexpr double kDecodeLayerExactAutoMaxWeightBytes = 50e6;
+// MoePath::kAuto's rule. With the SMs' instruction caches cold, as a model leaves them (bench/NOTES.md §69), the one
+// launch is slower than the staged path wherever the rank has rows (H100: Qwen3-30B-A3B at 1 token 36.8-40.9 against
+// 33.0-33.4 us; DeepSeek-V3 EP8 at 2 tokens 42.0-46.7 against 38.1-43.6, with one row beside vLLM's kernels 42.5-46.5
+// against 36.4-37.4) and faster only on a rank with none (~10 against 18-22 us). So it pays where a rank is likely
+// idle: with probability at least busy loss / (busy loss + idle gain). The lookup-table layout loses 6-10 us busy
+// and gains 8 idle (0.5); the exact-scale layout loses up to 5 busy (and gained 2.5 on the layer benchmark's 1-token
+// DeepSeek-V3 routing) and gains 11 idle (0.3). DeepSeek-V3 EP8, idle with probability 0.34 at 1 token and 0.11 at 2,
+// thus runs one launch at 1 token on the exact-scale layout only. Not for experts whose weights the one launch's
+// stripe loop streams slower (the lookup table: gemm::stripe_loop_suits_expert; the exact-scale layout: more than
+// 50 MB of int4 weights, Mixtral's 88 MB lost 1.16x at 1 token).
+inline constexpr double kDecodeLayerLookupMinIdle = 0.5;
+inline constexpr double kDecodeLayerExactMinIdle = 0.3;
+inline constexpr double kDecodeLayerExactMaxExpertBytes = 50e6;
 
-// MoePath::kAuto's choice for a call that decode_layer_fits, with `expected_rows` on the local experts.
-inline bool decode_layer_pays(MoeShape const& s, int64_t expected_rows, PackedLayout layout) {
+// MoePath::kAuto's choice for a call of `tokens` tokens that decode_layer_fits.
+inline bool decode_layer_pays(MoeShape const& s, int64_t tokens, PackedLayout layout) {
+  double const idle = rank_idle_probability(s, tokens);
   if (layout == PackedLayout::kExactScales) {
     double const expert_bytes = 1.5 * double(s.hidden) * double(s.inter);  // 3 H I weights of half a byte
-    double const reached = double(std::min<int64_t>(expected_rows, s.num_local_experts)) * expert_bytes;
-    return expected_rows <= kDecodeLayerExactAutoMaxRows && reached <= kDecodeLayerExactAutoMaxWeightBytes;
+    return idle >= kDecodeLayerExactMinIdle && expert_bytes <= kDecodeLayerExactMaxExpertBytes;
   }
-  return expected_rows <= kDecodeLayerAutoMaxRows && gemm::stripe_loop_suits_expert(2 * int64_t(s.inter), s.hidden);
+  return idle >= kDecodeLayerLookupMinIdle && gemm::stripe_loop_suits_expert(2 * int64_t(s.inter), s.hidden);
 }
 
 // Whether the one-launch layer runs this kind of layer: SiLU * up on the int4 layouts, no expert biases.

@@ -39,7 +39,7 @@ MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoeP
   plan.one_launch = options.path == MoePath::kOneLaunch
                         ? fits
                         : options.path == MoePath::kAuto && fits && !staged_asked &&
-                              decode_layer_pays(shape, plan.expected_local_rows, options.layout);
+                              decode_layer_pays(shape, tokens, options.layout);
   plan.group_sums = options.layout == PackedLayout::kExactScales && !plan.one_launch;
   plan.workspace = plan_workspace(shape, max_tokens > 0 ? max_tokens : tokens);
   plan.one_block_routing = routes_in_one_block(tokens, shape.top_k, shape.num_local_experts);

@@ -2,6 +2,9 @@
 // the routing fills, the workspace, for the shapes of the benchmark models; and how the unpermute splits its rows.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <string>
+
 #include "moe/decode_layer.h"
 #include "moe/moe_kernels.h"
 #include "moe/moe_plan.h"
@@ -69,17 +72,63 @@ TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
   EXPECT_EQ(moe_gemm1_config(kDeepSeekEp8, 16), p.gemm1.config);  // the public query is the plan's
 }
 
-TEST(MoePlan, AutoRunsOneLaunchForAtMostTwoExpectedRowsOfStripeSizedExperts) {
-  EXPECT_FALSE(plan_moe(kQwen3, 1, 0).one_launch);         // 8 rows
-  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);    // 1 row
-  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 2, 64).one_launch);   // 2 rows; a workspace for more tokens is fine
-  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 3, 0).one_launch);   // 3 rows
-  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 4, 0).one_launch);   // 4 rows
-  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 8, 0).one_launch);   // 8 rows
-  EXPECT_FALSE(plan_moe(kMixtral, 1, 0).one_launch);       // 2 rows, but 117M weights per GEMM1 expert
-  MoeShape const wide{4096, 32, 8, 2048, 768};             // 1 of 128 ranks: 8 tokens are still 1 expected row
-  EXPECT_TRUE(plan_moe(wide, 8, 0, {"", "", false}).one_launch);
-  EXPECT_FALSE(plan_moe(wide, 9, 0, {"", "", false}).one_launch);  // past the kernel's 8 tokens
+// C(E - L, k) / C(E, k) from log-gamma, an independent statement of the per-token chance that none of a token's k
+// experts is one of the rank's L.
+double no_local_slot_chance(MoeShape const& s) {
+  double const e = s.num_experts, l = s.num_local_experts, k = s.top_k;
+  if (e - l < k) return 0.0;
+  return std::exp(std::lgamma(e - l + 1) - std::lgamma(e - l - k + 1) - std::lgamma(e + 1) + std::lgamma(e - k + 1));
+}
+
+TEST(MoePlan, RankIdleProbabilityIsTheChanceThatNoTokenHasALocalSlot) {
+  MoeShape const one_of_eight{8, 1, 2, 2048, 768};
+  EXPECT_DOUBLE_EQ(rank_idle_probability(one_of_eight, 1), 21.0 / 28.0);  // C(7, 2) / C(8, 2)
+  EXPECT_DOUBLE_EQ(rank_idle_probability(one_of_eight, 2), (21.0 / 28.0) * (21.0 / 28.0));
+  EXPECT_EQ(rank_idle_probability(kQwen3, 1), 0.0);                   // every expert local
+  EXPECT_EQ(rank_idle_probability(MoeShape{8, 7, 2, 2048, 768}, 1), 0.0);  // one non-local expert, two slots
+  for (MoeShape const& s : {kDeepSeekEp8, MoeShape{4096, 32, 8, 2048, 768}, MoeShape{64, 16, 6, 2048, 768}}) {
+    for (int64_t tokens : {1, 2, 8}) {
+      // lgamma(4097) is ~3e4, whose last bits are ~4e-12: the log-gamma form agrees to ~1e-11.
+      EXPECT_NEAR(rank_idle_probability(s, tokens), std::pow(no_local_slot_chance(s), tokens), 1e-9);
+    }
+  }
+  EXPECT_NEAR(rank_idle_probability(kDeepSeekEp8, 1), 0.338, 0.001);
+}
+
+// The one launch only where a rank is likely idle (decode_layer_pays): the lookup-table layout from an idle chance
+// of 0.5, the exact-scale layout from 0.3, neither for experts their stripe loop streams slower.
+TEST(MoePlan, AutoRunsOneLaunchOnlyOnRanksLikelyIdle) {
+  MoeShape const wide{4096, 32, 8, 2048, 768};        // 1 of 128 ranks: idle with chance 0.94 at 1 token, 0.61 at 8
+  MoeShape const mixtral_ep8{8, 1, 2, 4096, 14336};   // idle with chance 0.75, but 117M GEMM1 weights (88 MB)
+  MoeShape const small_ep8{8, 1, 2, 2048, 768};
+  MoePlanOptions exact;
+  exact.layout = PackedLayout::kExactScales;
+  struct Case {
+    MoeShape shape;
+    int64_t tokens;
+    bool lookup_one_launch, exact_one_launch;
+  };
+  for (Case const& c : {Case{kQwen3, 1, false, false}, Case{kQwen3, 2, false, false},
+                        Case{kDeepSeekEp8, 1, false, true},  // idle chance 0.34
+                        Case{kDeepSeekEp8, 2, false, false},  // 0.11
+                        Case{kDeepSeekEp8, 8, false, false}, Case{kMixtral, 1, false, false},
+                        Case{mixtral_ep8, 1, false, false}, Case{small_ep8, 1, true, true},  // 0.75
+                        Case{small_ep8, 2, true, true},                                   // 0.56
+                        Case{small_ep8, 3, false, true},                                  // 0.42
+                        Case{small_ep8, 5, false, false}}) {                              // 0.24
+    SCOPED_TRACE("E " + std::to_string(c.shape.num_experts) + " of which " +
+                 std::to_string(c.shape.num_local_experts) + " local, H " + std::to_string(c.shape.hidden) +
+                 ", tokens " + std::to_string(c.tokens));
+    EXPECT_EQ(plan_moe(c.shape, c.tokens, 0).one_launch, c.lookup_one_launch);
+    MoePlan const p = plan_moe(c.shape, c.tokens, 0, exact);
+    EXPECT_EQ(p.one_launch, c.exact_one_launch);
+    EXPECT_EQ(p.group_sums, !c.exact_one_launch);  // only the staged GEMMs take them
+  }
+  // Precomputed top-k (4096 experts are past the one warp router); a workspace for more tokens is fine.
+  MoePlanOptions from_topk;
+  from_topk.from_logits = false;
+  EXPECT_TRUE(plan_moe(wide, 8, 64, from_topk).one_launch);
+  EXPECT_FALSE(plan_moe(wide, 9, 0, from_topk).one_launch);  // past the kernel's 8 tokens
 }
 
 TEST(MoePlan, OneLaunchWheneverItFitsWhenAskedAndNeverWhenStaged) {
@@ -89,30 +138,6 @@ TEST(MoePlan, OneLaunchWheneverItFitsWhenAskedAndNeverWhenStaged) {
   EXPECT_FALSE(plan_moe(kQwen3, 9, 0, options).one_launch);
   options.path = MoePath::kStaged;
   EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
-}
-
-// The exact-scale layout's one-launch rule (decode_layer_pays): at most 8 expected rows reaching at most 50 MB of
-// weights; the lookup-table layout's rule picks none of these but DeepSeek-V3 at 1-2 tokens.
-TEST(MoePlan, ExactLayoutRunsOneLaunchWhereItsRuleSays) {
-  MoeShape const mixtral{8, 8, 2, 4096, 14336};
-  MoePlanOptions exact;
-  exact.layout = PackedLayout::kExactScales;
-  struct Case {
-    MoeShape shape;
-    int64_t tokens;
-    bool exact_one_launch, lookup_one_launch;
-  };
-  for (Case const& c : {Case{kQwen3, 1, true, false}, Case{kQwen3, 2, false, false}, Case{kQwen3, 4, false, false},
-                        Case{kQwen3, 8, false, false}, Case{kDeepSeekEp8, 1, true, true},
-                        Case{kDeepSeekEp8, 2, true, true}, Case{kDeepSeekEp8, 3, false, false},
-                        Case{kDeepSeekEp8, 4, false, false}, Case{kDeepSeekEp8, 8, false, false},
-                        Case{mixtral, 1, false, false}, Case{mixtral, 2, false, false}}) {
-    SCOPED_TRACE("H " + std::to_string(c.shape.hidden) + ", tokens " + std::to_string(c.tokens));
-    MoePlan const p = plan_moe(c.shape, c.tokens, 0, exact);
-    EXPECT_EQ(p.one_launch, c.exact_one_launch);
-    EXPECT_EQ(p.group_sums, !c.exact_one_launch);  // only the staged GEMMs take them
-    EXPECT_EQ(plan_moe(c.shape, c.tokens, 0).one_launch, c.lookup_one_launch);
-  }
 }
 
 // The exact-scale layout staged: its own GEMM configs and the activations' group sums; the workspace holds them
@@ -196,15 +221,16 @@ TEST(MoePlan, GptOssStagesOnTheMxfp4Kernels) {
   EXPECT_EQ(plan_moe(gpt_oss_120b, 4096, 0, options).gemm1.config, "128x128_mxfp4");  // 128 rows an expert
   EXPECT_EQ(plan_moe(gpt_oss_120b, 8192, 0, options).gemm1.config, "128x256_mxfp4");  // 256
   EXPECT_EQ(plan_moe(gpt_oss_120b, 16384, 0, options).gemm2.config, "128x256_mxfp4");
-  // Each of the three alone keeps the one-launch layer away; none of them on Qwen3's shape at 1 token: one launch.
+  // Each of the three alone keeps the one-launch layer away from a rank that takes it without them.
   EXPECT_TRUE(decode_layer_runs(PackedLayout::kExactScales, MoeActivation::kSiluMul, false));
   EXPECT_FALSE(decode_layer_runs(PackedLayout::kMxfp4, MoeActivation::kSiluMul, false));
   EXPECT_FALSE(decode_layer_runs(PackedLayout::kLookupTable, MoeActivation::kGptOssSwiglu, false));
   EXPECT_FALSE(decode_layer_runs(PackedLayout::kLookupTable, MoeActivation::kSiluMul, true));
+  MoeShape const likely_idle{8, 1, 2, 2048, 768};
   options = {};
   options.activation = MoeActivation::kGptOssSwiglu;
-  EXPECT_FALSE(plan_moe(kDeepSeekEp8, 1, 0, options).one_launch);
-  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 1, 0).one_launch);
+  EXPECT_FALSE(plan_moe(likely_idle, 1, 0, options).one_launch);
+  EXPECT_TRUE(plan_moe(likely_idle, 1, 0).one_launch);
 }
 
 TEST(UnpermuteSlices, SplitTheRowAtDecodeOnlyWhileTheBlocksStayFew) {
