@@ -286,6 +286,30 @@ def report(evaluated, sources, details=False):
     return "\n".join(out)
 
 
+def flush_of(data):
+    """The layer timings' L2 flush (moe_bench and peers_bench --l2-flush; files from before the option wrote)."""
+    return data.get("l2_flush", "write")
+
+
+def flush_warnings(data):
+    """What keeps the layer files' times (`data`: {"layer" | "peers" | "before": JSON}) from comparing or counting."""
+    flushes = {k: flush_of(d) for k, d in data.items()}
+    warnings = []
+    if len(set(flushes.values())) > 1:
+        warnings.append("the files flushed L2 differently (by writing costs the layer 2-10 us more, bench/NOTES.md "
+                        "§61); their numbers do not compare.")
+    if "none" in flushes.values():
+        warnings.append("L2 was not flushed between replays (--l2-flush none, a diagnostic floor); these times do "
+                        "not count for the targets.")
+    # The layer benchmark clears the SMs' instruction caches since §69 (the peers benchmark's torch flush always did).
+    warm_code = [k for k in ("layer", "before") if k in data and flushes[k] != "none" and
+                 not data[k].get("instruction_caches_flushed", False)]
+    if warm_code:
+        warnings.append(f"{' and '.join(warm_code)}: timed with the layer's code left in the instruction caches "
+                        "(before bench/NOTES.md §69), which puts the one-launch layer 7-9 us low.")
+    return warnings
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layer")
@@ -310,21 +334,16 @@ def main(argv):
     keys = {"layer": layer_keys, "before": layer_keys, "peers": ("model", "tokens", "level", "method", "us")}
     data = {k: load(v, keys[k]) if v else None for k, v in files.items()}
     gemms = [load(g, ("model", "gemm", "tokens", "routing", "method", "us", "weight_gbps")) for g in args.gemm]
-    # The layer timings' L2 flush (moe_bench and peers_bench --l2-flush; files from before the option wrote).
-    flushes = {k: data[k].get("l2_flush", "write") for k, v in files.items() if v}
-    sources = [f"{k} {v} ({data[k]['device']}, L2 {L2_FLUSH_WORDS[flushes[k]]})" for k, v in files.items() if v]
+    sources = [f"{k} {v} ({data[k]['device']}, L2 {L2_FLUSH_WORDS[flush_of(data[k])]})"
+               for k, v in files.items() if v]
     sources += [f"gemm {g} ({d['device']})" for g, d in zip(args.gemm, gemms)]
     devices = {d["device"] for d in list(data.values()) + gemms if d}
     res = Results(data["layer"], data["peers"], gemms, data["before"], args.layout)
     print(f"# Targets, {args.layout} layout, on {' and '.join(sorted(devices)) or 'no results'}\n")
     if len(devices) > 1:
         print("Warning: the files come from different cards; their numbers do not compare.\n")
-    if len(set(flushes.values())) > 1:
-        print("Warning: the files flushed L2 differently (by writing costs the layer 2-10 us more, bench/NOTES.md "
-              "§61); their numbers do not compare.\n")
-    if "none" in flushes.values():
-        print("Warning: L2 was not flushed between replays (--l2-flush none, a diagnostic floor); these times do not "
-              "count for the targets.\n")
+    for warning in flush_warnings({k: d for k, d in data.items() if d}):
+        print(f"Warning: {warning}\n")
     print(report(evaluate(res, args), sources, args.details))
     return 0
 

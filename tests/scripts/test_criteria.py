@@ -180,5 +180,18 @@ class CriteriaTest(unittest.TestCase):
         self.assertIsNone(dict((t.name, c) for t, c in criteria.evaluate(alone, options()))[t.name])
 
 
+class FlushWarningsTest(unittest.TestCase):
+    def test_mixed_flushes_a_warm_floor_and_warm_code_are_named(self):
+        cold = {"l2_flush": "read", "instruction_caches_flushed": True}
+        self.assertEqual(criteria.flush_warnings({"layer": cold, "peers": {"l2_flush": "read"}}), [])
+        warnings = criteria.flush_warnings({"layer": cold, "before": {"l2_flush": "read"}})
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("before: timed with the layer's code left in the instruction caches", warnings[0])
+        warnings = criteria.flush_warnings({"layer": {"l2_flush": "none"}, "peers": {}})  # peers: from before
+        self.assertTrue(any("flushed L2 differently" in w for w in warnings))
+        self.assertTrue(any("not flushed between replays" in w for w in warnings))
+        self.assertFalse(any("instruction caches" in w for w in warnings))  # a warm floor says so already
+
+
 if __name__ == "__main__":
     unittest.main()
