@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/device_info.h"
 #include "common/named_choice.h"
 
 namespace w4a8moe::tools {
@@ -36,12 +37,8 @@ __global__ void sweep_code(uint32_t* __restrict__ sink, uint32_t seed) {
 
 // A few blocks per SM, so that every SM runs the sweep.
 cudaError_t sweep_instruction_caches(uint32_t* sink, int round, cudaStream_t stream) {
-  int device = 0, sm_count = 0;
-  if (cudaError_t const e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  if (cudaError_t const e = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-      e != cudaSuccess) {
-    return e;
-  }
+  int const sm_count = current_device_sm_count();
+  if (sm_count < 1) return cudaErrorNoDevice;
   sweep_code<<<4 * sm_count, 128, 0, stream>>>(sink, uint32_t(round));
   return cudaGetLastError();
 }
