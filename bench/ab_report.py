@@ -19,7 +19,7 @@ import os
 import statistics
 import sys
 
-from peers_report import L2_FLUSH_WORDS, card_name  # (beside this file) the results' words for flushes and cards
+from peers_report import card_name, flush_words  # (beside this file) the results' words for flushes and cards
 
 BUILDS = ("base", "new")
 TOTALS = ("total_graph_us", "staged_total_graph_us", "one_launch_total_graph_us")
@@ -88,12 +88,11 @@ def fmt(value, signed=False):
 
 
 def markdown(summary, device, l2_flush, title, code_cleared=False):
-    """code_cleared: the benchmark cleared the SMs' instruction caches before each replay too (its JSON's
-    "instruction_caches_flushed", written since bench/NOTES.md §69)."""
-    code = " and the SMs' instruction caches cleared" if code_cleared else ""
+    """code_cleared: the benchmark cleared the SMs' instruction caches before each replay too (peers_report's
+    flush_words)."""
     lines = [f"# {title} ({device})", "",
              f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/layer-ab.sh), L2 "
-             f"{L2_FLUSH_WORDS.get(l2_flush, l2_flush)}{code}; medians of the rounds' "
+             f"{flush_words(l2_flush, code_cleared)}; medians of the rounds' "
              "CUDA-graph totals in us. \"total\" is the path the layer takes; the stage column names the stage whose "
              "median moved most (each stage timed in a graph of its own).", "",
              "| model | tokens | layout | total: base | total: new | difference | staged: base / new | "

@@ -25,6 +25,14 @@ MARLIN_MXFP4 = "vllm_marlin_mxfp4"
 L2_FLUSH_WORDS = {"write": "flushed by writing", "read": "flushed by reading", "none": "not flushed"}
 
 
+def flush_words(l2_flush, instruction_caches_flushed=False):
+    """How a layer benchmark's timings left the caches before each replay, as the tables say it: its L2 flush, and
+    whether the SMs' instruction caches were cleared too (the JSON's "instruction_caches_flushed", bench/NOTES.md
+    §69)."""
+    code = " and the SMs' instruction caches cleared" if instruction_caches_flushed else ""
+    return L2_FLUSH_WORDS.get(l2_flush, l2_flush) + code
+
+
 def card_name(device_name):
     """The card as results' file names spell it: "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3"."""
     return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")

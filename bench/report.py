@@ -10,7 +10,7 @@ import json
 import sys
 from collections import OrderedDict
 
-from peers_report import L2_FLUSH_WORDS  # (beside this file) the results' words for flushes
+from peers_report import flush_words  # (beside this file) the results' words for flushes
 
 
 def best(rows, prefix):
@@ -76,8 +76,7 @@ def layer(path):
           "weights) and the channel scales of both GEMMs at that bandwidth. The W8A8 pipeline is this layer with its "
           "two GEMM stages replaced by the best W8A8 grouped GEMMs, timed standalone on the same routing.\n")
     if "l2_flush" in data:
-        code = " and the SMs' instruction caches cleared" if data.get("instruction_caches_flushed") else ""
-        print(f"Before each replay the L2 {L2_FLUSH_WORDS.get(data['l2_flush'], data['l2_flush'])}{code}.\n")
+        print(f"Before each replay the L2 {flush_words(data['l2_flush'], data.get('instruction_caches_flushed'))}.\n")
     print("Up to 8 tokens both paths are timed in the same process: \"staged\" (the stages' launches) and \"1 launch\" "
           "(the whole layer in one cooperative launch); \"total\" is the one MoePath::kAuto picks. The stage times "
           "are always the staged path's.\n")
