@@ -74,8 +74,10 @@ class CapturedGraph {
     ASSERT_CUDA(cudaGraphInstantiate(&exec_, graph_, 0));
   }
 
-  // Launches the graph and waits for it.
+  // Launches the graph and waits for it. The graph's stream does not wait for work the test queued on the legacy
+  // stream (a pageable cudaMemcpy may return before its copy lands, a cudaMemset does), so the device is drained first.
   cudaError_t replay() {
+    if (cudaError_t const drained = cudaDeviceSynchronize(); drained != cudaSuccess) return drained;
     cudaError_t const launched = cudaGraphLaunch(exec_, stream_);
     return launched != cudaSuccess ? launched : cudaStreamSynchronize(stream_);
   }
