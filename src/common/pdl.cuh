@@ -2,7 +2,10 @@
 // start while the previous kernel in the stream is still running: its launch and block set-up overlap that
 // kernel's tail. So every such kernel calls pdl_wait_for_previous_grid() before its first global memory access (it
 // returns once the previous grid has finished and its writes are visible), and pdl_allow_next_grid() to let the
-// next PDL kernel start early in turn. Without the launch attribute both are no-ops. CUTLASS's grouped kernels are
+// next PDL kernel start early in turn. Without the launch attribute both are no-ops. Data an earlier grid writes is
+// read after the wait through pointers that are not `const __restrict__`: those loads go through the non-coherent
+// path, which the compiler treats as invariant and may hoist above the wait (in SASS the wait is ACQBULK; the
+// permute kernel's rows were loaded before it once, bench/NOTES.md §71). CUTLASS's grouped kernels are
 // launched without it: they read their arguments before any such wait.
 #pragma once
 

@@ -46,26 +46,29 @@ __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
 
 // One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
 // quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice). The act rows
-// hold padded_k(hidden_size) columns, zeros past the hidden state (the GEMM's zero weights there). With
-// skip_remote_tokens a block first reads the token's rows and leaves a token none of whose experts is local unread:
-// an expert-parallel rank at prefill (at decode the rows' load would come before the row's, one latency more).
+// hold padded_k(hidden_size) columns, zeros past the hidden state (the GEMM's zero weights there). The hidden state
+// predates the previous kernel (the routing, which waited for whatever wrote it before it let this kernel start), so
+// its row is read and its amax taken before the wait: at decode only the rows' load and the stores follow the
+// routing's end. The routing's outputs (dest_row, topk_weights) are not __restrict__: the compiler loads const
+// __restrict__ data through the non-coherent path and may hoist it above the wait, which it did here, reading the
+// previous call's rows (bench/NOTES.md §71). With skip_remote_tokens a block first reads the token's rows and leaves a
+// token none of whose experts is local unread: an expert-parallel rank at prefill.
 template <ActivationType kType>
 __global__ void __launch_bounds__(kRowBlockThreads)
     permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
-                            int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
+                            int32_t const* dest_row, float const* topk_weights,
                             bool weight_on_input, uint8_t* __restrict__ act, float* __restrict__ act_scales,
                             GroupSumsOut group_sums, int64_t last_wave, bool skip_remote_tokens) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
-  pdl_wait_for_previous_grid();
-  allow_next_grid_from(last_wave);
   int64_t const t = blockIdx.x;
   if (skip_remote_tokens) {
+    pdl_wait_for_previous_grid();
+    allow_next_grid_from(last_wave);
     bool local = false;
     for (int j = 0; j < top_k; ++j) local = local || dest_row[t * top_k + j] >= 0;
     if (!local) return;  // uniform per block: no thread reaches the barriers below
   }
-  if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
   int const vectors = hidden_size / kVector, padded_vectors = padded_k(hidden_size) / kVector;
   int64_t const first_vector = t * vectors;
   // All loads issued before the first use: at decode this kernel is a chain of load latencies.
@@ -73,7 +76,8 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 #pragma unroll
   for (int h = 0; h < kHeldRowVectors; ++h) {
     int const v = threadIdx.x + h * blockDim.x;
-    raw[h] = v < vectors ? static_cast<uint4 const*>(hidden)[first_vector + v] : make_uint4(0, 0, 0, 0);
+    // Through L2 (.cg): the wait is also this grid's acquire; before it the SM's L1 may hold an earlier read's line.
+    raw[h] = v < vectors ? __ldcg(static_cast<uint4 const*>(hidden) + first_vector + v) : make_uint4(0, 0, 0, 0);
   }
   float held[kHeldRowVectors][kVector];
   float local_max = 0.0f;
@@ -85,11 +89,17 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   }
   for (int v = threadIdx.x + kHeldRowVectors * blockDim.x; v < vectors; v += blockDim.x) {
     float x[kVector];
-    load_vector<kType>(hidden, first_vector + v, x);
+    unpack_vector<kType>(__ldcg(static_cast<uint4 const*>(hidden) + first_vector + v), x);
 #pragma unroll
     for (int i = 0; i < kVector; ++i) local_max = fmaxf(local_max, fabsf(x[i]));
   }
-  float const amax = block_reduce(local_max, MaxOp{}, scratch);  // its barriers also publish rows
+  float const amax = block_reduce(local_max, MaxOp{}, scratch);
+  if (!skip_remote_tokens) {
+    pdl_wait_for_previous_grid();  // the routing's rows, weights and the act buffer's last readers
+    allow_next_grid_from(last_wave);
+  }
+  if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
+  __syncthreads();  // publishes rows
   E4m3Scale const e4m3 = e4m3_scale(amax);
   auto store = [&](int v, float const (&x)[kVector]) {
     uint2 const q = quantize_vector(x, e4m3.inverse);
