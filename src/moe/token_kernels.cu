@@ -44,6 +44,13 @@ __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
   if (int64_t(blockIdx.y) * gridDim.x + blockIdx.x >= first) pdl_allow_next_grid();
 }
 
+// routing_done_before_stage_kernels: the routing's outputs (offsets, dest_row, topk_weights) are complete before the
+// SiLU and unpermute grids start. Each stage kernel lets the next one launch only after its own wait (the GEMMs
+// CUTLASS runs are launched without PDL and start after the previous grid ends), so once any kernel after the permute
+// kernel runs, the permute kernel, and the routing before it, have ended. Those kernels therefore load the routing's
+// outputs before their waits, through L2 (.cg: an SM's L1 is made coherent only by the wait) and plain pointers
+// (common/pdl.cuh).
+
 // One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
 // quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice). The act rows
 // hold padded_k(hidden_size) columns, zeros past the hidden state (the GEMM's zero weights there). The hidden state
@@ -189,11 +196,13 @@ __device__ __forceinline__ void silu_mul_quantize_row(void const* __restrict__ g
 template <ActivationType kType, MoeActivation kActivation, int kHeld>
 __global__ void __launch_bounds__(kRowBlockThreads)
     silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, float limit,
-                             int64_t const* __restrict__ offsets, int local_experts, uint8_t* __restrict__ act,
+                             int64_t const* offsets, int local_experts, uint8_t* __restrict__ act,
                              float* __restrict__ act_scales, GroupSumsOut group_sums, int64_t last_wave) {
   __shared__ float scratch[32];  // one per warp
+  // The routing's, loaded before the wait (routing_done_before_stage_kernels); below 2^31: moe_forward checks
+  // max_tokens * top_k.
+  int const rows = int(__ldcg(offsets + local_experts));
   pdl_wait_for_previous_grid();
-  int const rows = int(offsets[local_experts]);  // below 2^31: moe_forward checks max_tokens * top_k
   if constexpr (kHeld == kHeldRowVectors) {
     allow_next_grid_from(last_wave);
     if (int(blockIdx.x) >= rows) return;  // uniform per block: no thread reaches the barriers of the row
@@ -211,21 +220,28 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 }
 
 // One block per token and slice of the row (blockIdx.y of unpermute_slices(): a vector a thread at decode, the whole
-// row at prefill). The token's rows and weights go to shared memory first, and each step issues the loads of
-// kRowsInFlight rows before summing them (in slot order).
+// row at prefill). The token's rows and weights (the routing's, loaded before the wait:
+// routing_done_before_stage_kernels) go to shared memory first, and each step issues the loads of kRowsInFlight rows
+// before summing them (in slot order).
 template <ActivationType kType>
 __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
-                                 int32_t const* __restrict__ dest_row, float const* __restrict__ topk_weights,
-                                 bool weight_on_input, void* __restrict__ out, int64_t last_wave) {
+                                 int32_t const* dest_row, float const* topk_weights, bool weight_on_input,
+                                 void* __restrict__ out, int64_t last_wave) {
   constexpr int kRowsInFlight = 8;
   __shared__ int32_t rows[kMaxTopK];
   __shared__ float weights[kMaxTopK];
+  int64_t const t = blockIdx.x;
+  int32_t slot_row = -1;
+  float slot_weight = 1.0f;
+  if (threadIdx.x < top_k) {
+    slot_row = __ldcg(dest_row + t * top_k + threadIdx.x);
+    if (!weight_on_input) slot_weight = __ldcg(topk_weights + t * top_k + threadIdx.x);
+  }
   pdl_wait_for_previous_grid();
   allow_next_grid_from(last_wave);
-  int64_t const t = blockIdx.x;
   if (threadIdx.x < top_k) {
-    rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
-    weights[threadIdx.x] = weight_on_input ? 1.0f : topk_weights[t * top_k + threadIdx.x];
+    rows[threadIdx.x] = slot_row;
+    weights[threadIdx.x] = slot_weight;
   }
   __syncthreads();
   int const vectors = hidden_size / kVector;
