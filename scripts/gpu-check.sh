@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the repository root, with build/bin carried from the build machine: every
-# GPU test, compute-sanitizer memcheck on small cases, the layer program on model presets and on a checkpoint made
-# and quantised here, then the layer and GEMM benchmarks; a short summary last. Logs and results go to $OUT (or
-# out/); at most 8 files come back from there, and these are the 8: tests.log, bench.log (layer and GEMM
-# benchmarks), layers.json, the two benchmarks' JSON, and with the peers peers.log and their JSON and table.
+# GPU test, the PDL rules in the kernels' SASS, compute-sanitizer memcheck on small cases, the layer program on model
+# presets and on a checkpoint made and quantised here, then the layer and GEMM benchmarks; a short summary last.
+# Logs and results go to $OUT (or out/); at most 8 files come back from there, and these are the 8: tests.log,
+# bench.log (layer and GEMM benchmarks), layers.json, the two benchmarks' JSON, and with the peers peers.log and
+# their JSON and table.
 #   [BENCH_ARGS="--models all --sweep"] [MOE_BENCH_ARGS="--models all"] [SKIP_TESTS=1] [SKIP_BENCH=1]
 #   [VLLM_OPS_DIR=dir [WHEEL=w4a8moe-*.whl] [PEERS_ARGS=...]] scripts/gpu-check.sh
 # VLLM_OPS_DIR (vLLM 0.24.0's _C.so.xz and _moe_C.so.xz) adds the Python side: it installs the package, runs its
@@ -43,10 +44,13 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
     [[ $($bin/w4a8moe_gpu_tests --gtest_list_tests --gtest_filter="$pattern" | grep -c "^  ") -gt 0 ]] ||
       { echo "memcheck pattern '$pattern' names no test" | tee -a "$tests_log"; status=1; }
   done
+  echo "== the PDL kernels' rules in their SASS (scripts/sass_pdl_check.py)" | tee -a "$tests_log"
+  python3 scripts/sass_pdl_check.py $bin/w4a8moe_gpu_tests >>"$tests_log" 2>&1
+  case $? in 0) ;; 77) echo "no cuobjdump here: the SASS check skipped" | tee -a "$tests_log" ;; *) status=1 ;; esac
   echo "== compute-sanitizer memcheck (small cases)" | tee -a "$tests_log"
   compute-sanitizer --tool memcheck --error-exitcode 3 $bin/w4a8moe_gpu_tests --gtest_brief=1 \
     --gtest_filter="$memcheck_filter" >>"$tests_log" 2>&1 || status=1
-  grep -E "PASSED|FAILED|ERROR SUMMARY" "$tests_log" | tail -8
+  grep -E "PASSED|FAILED|ERROR SUMMARY|sass_pdl_check" "$tests_log" | tail -9
 fi
 
 if [[ -n "${VLLM_OPS_DIR:-}" ]]; then

@@ -1,12 +1,17 @@
 // Programmatic dependent launch (PDL) for the library's own kernels. A kernel launched with launch_with_pdl() may
 // start while the previous kernel in the stream is still running: its launch and block set-up overlap that
-// kernel's tail. So every such kernel calls pdl_wait_for_previous_grid() before its first global memory access (it
-// returns once the previous grid has finished and its writes are visible), and pdl_allow_next_grid() to let the
-// next PDL kernel start early in turn. Without the launch attribute both are no-ops. Data an earlier grid writes is
-// read after the wait through pointers that are not `const __restrict__`: those loads go through the non-coherent
-// path, which the compiler treats as invariant and may hoist above the wait (in SASS the wait is ACQBULK; the
-// permute kernel's rows were loaded before it once, bench/NOTES.md §71). CUTLASS's grouped kernels are
-// launched without it: they read their arguments before any such wait.
+// kernel's tail. So every such kernel calls pdl_wait_for_previous_grid() (returns once the previous grid has
+// finished and its writes are visible), and pdl_allow_next_grid() to let the next PDL kernel start early in turn.
+// Without the launch attribute both are no-ops. CUTLASS's grouped kernels are launched without it: they read their
+// arguments before any such wait. The rules, which scripts/sass_pdl_check.py checks in the SASS (ACQBULK is the
+// wait, PREEXIT the launch; a ctest where cuobjdump is installed, and scripts/gpu-check.sh):
+// - A kernel lets the next one launch only after its own wait. So whenever a kernel runs, every kernel two or more
+//   launches before it has ended: what those wrote may be read before the wait.
+// - Before the wait, global memory is read only through L2 (__ldcg): the wait is also the grid's acquire, and an
+//   SM's L1 may hold an older line until then. Only data complete before the previous kernel started is read there.
+// - Data an earlier grid writes is not read through `const __restrict__` pointers: those loads take the non-coherent
+//   path, which the compiler treats as invariant and may hoist above the wait (the permute kernel's rows were
+//   loaded before it once, bench/NOTES.md §71).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -45,21 +45,18 @@ __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
 }
 
 // routing_done_before_stage_kernels: the routing's outputs (offsets, dest_row, topk_weights) are complete before the
-// SiLU and unpermute grids start. Each stage kernel lets the next one launch only after its own wait (the GEMMs
-// CUTLASS runs are launched without PDL and start after the previous grid ends), so once any kernel after the permute
-// kernel runs, the permute kernel, and the routing before it, have ended. Those kernels therefore load the routing's
-// outputs before their waits, through L2 (.cg: an SM's L1 is made coherent only by the wait) and plain pointers
-// (common/pdl.cuh).
+// SiLU and unpermute grids start: the routing runs two or more launches before them (common/pdl.cuh's first rule;
+// CUTLASS's GEMMs, launched without PDL, start only after the previous grid ends). Those kernels therefore load the
+// routing's outputs before their waits, as common/pdl.cuh says.
 
 // One block per token. Each thread keeps up to kHeldRowVectors of the row in registers between the amax and the
 // quantisation, so the row is read once (rows longer than kHeldRowVectors * blockDim are read twice). The act rows
 // hold padded_k(hidden_size) columns, zeros past the hidden state (the GEMM's zero weights there). The hidden state
 // predates the previous kernel (the routing, which waited for whatever wrote it before it let this kernel start), so
 // its row is read and its amax taken before the wait: at decode only the rows' load and the stores follow the
-// routing's end. The routing's outputs (dest_row, topk_weights) are not __restrict__: the compiler loads const
-// __restrict__ data through the non-coherent path and may hoist it above the wait, which it did here, reading the
-// previous call's rows (bench/NOTES.md §71). With skip_remote_tokens a block first reads the token's rows and leaves a
-// token none of whose experts is local unread: an expert-parallel rank at prefill.
+// routing's end. The routing's outputs (dest_row, topk_weights) are not __restrict__ (common/pdl.cuh). With
+// skip_remote_tokens a block first reads the token's rows and leaves a token none of whose experts is local unread: an
+// expert-parallel rank at prefill.
 template <ActivationType kType>
 __global__ void __launch_bounds__(kRowBlockThreads)
     permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
@@ -83,7 +80,7 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 #pragma unroll
   for (int h = 0; h < kHeldRowVectors; ++h) {
     int const v = threadIdx.x + h * blockDim.x;
-    // Through L2 (.cg): the wait is also this grid's acquire; before it the SM's L1 may hold an earlier read's line.
+    // Before the wait: through L2 (common/pdl.cuh).
     raw[h] = v < vectors ? __ldcg(static_cast<uint4 const*>(hidden) + first_vector + v) : make_uint4(0, 0, 0, 0);
   }
   float held[kHeldRowVectors][kVector];
