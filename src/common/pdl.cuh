@@ -8,10 +8,10 @@
 // - A kernel lets the next one launch only after its own wait. So whenever a kernel runs, every kernel two or more
 //   launches before it has ended: what those wrote may be read before the wait.
 // - Before the wait, global memory is read only through L2 (__ldcg): the wait is also the grid's acquire, and an
-//   SM's L1 may hold an older line until then. Only data complete before the previous kernel started is read there.
-// - Data an earlier grid writes is not read through `const __restrict__` pointers: those loads take the non-coherent
-//   path, which the compiler treats as invariant and may hoist above the wait (the permute kernel's rows were
-//   loaded before it once, bench/NOTES.md §71).
+//   SM's L1 may hold an older line until then. Only what kernels two or more launches back wrote is read there.
+// - No non-coherent load (of `const __restrict__` data) comes before a wait: the compiler treats such loads as
+//   invariant and may hoist them above it, as it did with the permute kernel's rows once (bench/NOTES.md §71).
+//   Where a kernel works before its wait, what an earlier grid wrote is read through plain pointers.
 #pragma once
 
 #include <cuda_runtime.h>
