@@ -10,6 +10,16 @@ namespace {
 // block needs.
 size_t one_block_an_sm(size_t needed) { return std::max(needed, kSharedMemoryPerSm / 2 + 1024); }
 
+// Where the expected chunks fit in one wave of blocks (wave_chunks chunks' blocks at once), a grid of at most that
+// wave: each wave of blocks that find no chunk costs ~1.5 us (DeepSeek-V3 EP8 GEMM1 with no local rows at 4 tokens:
+// 5.6 us on the dealt wave, 9.9 on 3.9 waves of cluster pairs, 15.6 on 7.75 waves of split-K blocks; with the cap the
+// cluster pairs' 9.7 -> 5.8, the idle rank's layer 24.1 -> 20.1 and busy ranks 1.2-3.1 us faster, bench/NOTES.md §65).
+// The blocks, all resident, take the chunks past the grid in turn, as a second wave would. Larger grids stay: their
+// late blocks would loop alone.
+int64_t chunks_capped_at_a_wave(int64_t chunks, int64_t expected_chunks, int64_t wave_chunks) {
+  return expected_chunks <= wave_chunks ? std::min(chunks, std::max<int64_t>(wave_chunks, 1)) : chunks;
+}
+
 }  // namespace
 
 int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, int64_t chunk_rows) {
@@ -44,10 +54,9 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
   plan.grid_x = (stripes + plan.stripes_per_block - 1) / plan.stripes_per_block;
   plan.grid_y = grid_chunks(total_rows, expected_rows, shape.num_experts, chunk_rows);
   int64_t const expected_chunks = max_chunks(expected_rows, shape.num_experts, chunk_rows);
-  // Where the expected chunks fit in a wave of blocks, a grid of at most that wave, as plan_stream_launch's (bench/
-  // NOTES.md §65): DeepSeek-V3 EP8 GEMM1 at 1 token 256 x 8 = 2048 blocks for 256 working, now 256.
-  int64_t const wave_rows = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm / std::max<int64_t>(plan.grid_x, 1);
-  if (expected_chunks <= wave_rows) plan.grid_y = std::min(plan.grid_y, std::max<int64_t>(wave_rows, 1));
+  // DeepSeek-V3 EP8 GEMM1 at 1 token: 256 x 8 = 2048 blocks for 256 working, capped at 256.
+  int64_t const wave_chunks = int64_t(std::max(sm_count, 1)) * max_blocks_per_sm / std::max<int64_t>(plan.grid_x, 1);
+  plan.grid_y = chunks_capped_at_a_wave(plan.grid_y, expected_chunks, wave_chunks);
   int64_t const working_blocks = plan.grid_x * std::min<int64_t>(plan.grid_y, 2 * expected_chunks);
   plan.shared_bytes = spread_shared_bytes(working_blocks, sm_count, max_blocks_per_sm, 0);
   return plan;
@@ -92,14 +101,7 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
     // more, the grid covers uniform routing's chunks instead, and blocks loop over any more (bench/NOTES.md §40).
     int64_t const uniform = uniform_routing_chunks(expected_rows, shape.num_experts, chunk_rows);
     if (4 * uniform < 3 * chunks) chunks = std::min(chunks, std::max<int64_t>(uniform, 16));
-    // And where the expected chunks fit in a wave of blocks, a grid of at most that wave: each wave of blocks that
-    // find no chunk costs ~1.5 us (DeepSeek-V3 EP8 GEMM1 with no local rows at 4 tokens: 5.6 us on the dealt wave, 9.9
-    // on 3.9 waves of cluster pairs, 15.6 on 7.75 waves of split-K blocks; with the cap the cluster pairs' 9.7 -> 5.8,
-    // the idle rank's layer 24.1 -> 20.1 and busy ranks 1.2-3.1 us faster, bench/NOTES.md §65). The blocks, all
-    // resident, take the chunks past the grid in turn, as a second wave would. Larger grids stay: their late blocks
-    // would loop alone.
-    int64_t const wave_chunks = std::max<int64_t>(slots / (plan.tiles * plan.splits), 1);
-    if (expected_chunks <= wave_chunks) chunks = std::min(chunks, wave_chunks);
+    chunks = chunks_capped_at_a_wave(chunks, expected_chunks, std::max<int64_t>(slots / (plan.tiles * plan.splits), 1));
     plan.workers = chunks * plan.tiles;
     working_blocks = std::min(chunks, 2 * expected_chunks) * plan.tiles * plan.splits;
   }
