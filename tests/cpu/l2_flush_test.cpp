@@ -4,16 +4,14 @@
 #include <string>
 
 #include "l2_flush.h"
+#include "named_choice_checks.h"
 
 namespace w4a8moe::tools {
 namespace {
 
 TEST(L2Flush, NamesParseBackToTheirModes) {
-  for (L2Flush flush : {L2Flush::kWrite, L2Flush::kRead, L2Flush::kNone}) {
-    L2Flush parsed = flush == L2Flush::kWrite ? L2Flush::kRead : L2Flush::kWrite;
-    ASSERT_TRUE(parse_l2_flush(l2_flush_name(flush), &parsed).ok()) << l2_flush_name(flush);
-    EXPECT_EQ(parsed, flush);
-  }
+  w4a8moe::testing::expect_names_parse_back({L2Flush::kWrite, L2Flush::kRead, L2Flush::kNone}, l2_flush_name,
+                                            [](char const* name, L2Flush* out) { return parse_l2_flush(name, out); });
   EXPECT_STREQ(l2_flush_name(L2Flush::kWrite), "write");
   EXPECT_STREQ(l2_flush_name(L2Flush::kRead), "read");
   EXPECT_STREQ(l2_flush_name(L2Flush::kNone), "none");

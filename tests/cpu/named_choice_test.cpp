@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "named_choice_checks.h"
 #include "w4a8moe/moe.h"
 #include "w4a8moe/prepack.h"
 
@@ -11,19 +12,14 @@ namespace w4a8moe {
 namespace {
 
 TEST(NamedChoice, LayoutNamesParseBackToTheirLayouts) {
-  for (PackedLayout layout : {PackedLayout::kLookupTable, PackedLayout::kExactScales, PackedLayout::kMxfp4}) {
-    PackedLayout parsed = layout == PackedLayout::kMxfp4 ? PackedLayout::kLookupTable : PackedLayout::kMxfp4;
-    ASSERT_TRUE(parse_packed_layout(packed_layout_name(layout), &parsed).ok()) << packed_layout_name(layout);
-    EXPECT_EQ(parsed, layout);
-  }
+  testing::expect_names_parse_back({PackedLayout::kLookupTable, PackedLayout::kExactScales, PackedLayout::kMxfp4},
+                                   packed_layout_name,
+                                   [](char const* name, PackedLayout* out) { return parse_packed_layout(name, out); });
 }
 
 TEST(NamedChoice, PathNamesParseBackToTheirPaths) {
-  for (MoePath path : {MoePath::kAuto, MoePath::kStaged, MoePath::kOneLaunch}) {
-    MoePath parsed = path == MoePath::kAuto ? MoePath::kStaged : MoePath::kAuto;
-    ASSERT_TRUE(parse_moe_path(moe_path_name(path), &parsed).ok()) << moe_path_name(path);
-    EXPECT_EQ(parsed, path);
-  }
+  testing::expect_names_parse_back({MoePath::kAuto, MoePath::kStaged, MoePath::kOneLaunch}, moe_path_name,
+                                   [](char const* name, MoePath* out) { return parse_moe_path(name, out); });
 }
 
 TEST(NamedChoice, OtherNamesAreRefusedWithEveryChoice) {
