@@ -160,21 +160,27 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   pdl_allow_next_grid();
   int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
+    // The router's ids stay in registers: each slot's local expert goes to shared memory straight away, where a
+    // store of the ids, a barrier and their load back from memory had been on the chain (bench/NOTES.md §70).
     for (int t = warp; t < tokens; t += kWarps) {
-      topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize, ids_out + t * top_k,
-                                  weights_out + t * top_k);
+      int const id = topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize,
+                                                 ids_out + t * top_k, weights_out + t * top_k);
+      if (lane < top_k) {
+        slot_expert[t * top_k + lane] = int16_t(local_expert_of(id, experts, expert_map, local_experts));
+      }
     }
   }
   // A segment of at least 32 slots per warp: fewer segments for fewer slots, so the scans below stay short.
   int const segments = max(1, min(kWarps, (slots + 31) / 32)), segment = (slots + segments - 1) / segments;
   for (int i = int(threadIdx.x); i < segments * local_experts; i += blockDim.x) next_row[i] = 0;
-  __syncthreads();  // also publishes the router's ids to the block
-  // Every slot's local expert (the whole block loads), then each warp counts its segment from shared memory.
-  constexpr int kSlotsPerThread = kOneBlockRoutingSlots / kOneBlockRoutingThreads;
-  static_assert(kSlotsPerThread * kOneBlockRoutingThreads == kOneBlockRoutingSlots, "whole slots a thread");
-  stage_local_experts<kSlotsPerThread, kOneBlockRoutingThreads>(ids_in, 0, slots, int(threadIdx.x), experts,
-                                                                expert_map, local_experts, slot_expert);
-  __syncthreads();
+  if constexpr (kPerLane == 0) {  // every given slot's local expert (the whole block loads)
+    constexpr int kSlotsPerThread = kOneBlockRoutingSlots / kOneBlockRoutingThreads;
+    static_assert(kSlotsPerThread * kOneBlockRoutingThreads == kOneBlockRoutingSlots, "whole slots a thread");
+    stage_local_experts<kSlotsPerThread, kOneBlockRoutingThreads>(ids_in, 0, slots, int(threadIdx.x), experts,
+                                                                  expert_map, local_experts, slot_expert);
+  }
+  __syncthreads();  // publishes the slots' local experts and the zeroed counters
+  // Each warp counts its segment from shared memory.
   int const first = min(slots, warp * segment), end = warp < segments ? min(slots, first + segment) : first;
   int32_t* const own = next_row + warp * local_experts;
   for (int s = first + lane; s < end; s += 32) {
@@ -251,8 +257,7 @@ cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& route
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {
         error = launch_route_one_block<decltype(per_lane)::value>(p, typed_logits, router.renormalize,
-                                                                   router.topk_ids, router.topk_ids,
-                                                                   router.topk_weights);
+                                                                   nullptr, router.topk_ids, router.topk_weights);
       };
       if (router.type == LogitsType::kFP32) {
         launch(static_cast<float const*>(router.logits));

@@ -34,9 +34,9 @@ inline __device__ float logit_to_float<__nv_bfloat16>(__nv_bfloat16 x) {
 
 // One warp routes one token over up to 32 * kPerLane experts: the logits stay in registers and every reduction stays
 // in the warp (shuffles and redux.sync, no block barriers). Lane l holds experts l, l + 32, ... Writes the token's k
-// ids and weights.
+// ids and weights, and returns slot `lane`'s id to lanes below k (-1 to the others and for no expert).
 template <int kPerLane, class Logit>
-__device__ void topk_softmax_warp(Logit const* __restrict__ row, int experts, int top_k, bool renormalize,
+__device__ int topk_softmax_warp(Logit const* __restrict__ row, int experts, int top_k, bool renormalize,
                                   int32_t* __restrict__ ids, float* __restrict__ weights) {
   int const lane = threadIdx.x % 32;
   float prob[kPerLane];
@@ -93,6 +93,7 @@ __device__ void topk_softmax_warp(Logit const* __restrict__ row, int experts, in
     ids[lane] = my_id;
     weights[lane] = (renormalize && chosen_sum > 0.0f) ? my_weight / chosen_sum : my_weight;
   }
+  return my_id;
 }
 
 // The warp router's experts per lane (topk_softmax_warp's kPerLane) for `experts` experts, or 0 when there are too
