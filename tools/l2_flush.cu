@@ -59,8 +59,11 @@ Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name) {
 }
 
 size_t l2_flush_buffer_bytes(size_t requested) {
-  int l2_bytes = 0;
-  cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, 0);
+  int device = 0, l2_bytes = 0;  // the current device's L2, the one the timed layer runs on; 1 MiB where unknown
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device) != cudaSuccess) {
+    l2_bytes = 0;
+  }
   return std::max(requested, 2 * size_t(std::max(l2_bytes, 1 << 20)));
 }
 

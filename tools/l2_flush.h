@@ -22,7 +22,7 @@ char const* l2_flush_name(L2Flush flush);
 // "write", "read" or "none"; else an error naming arg_name and the names.
 Status parse_l2_flush(char const* name, L2Flush* flush, char const* arg_name = "l2_flush");
 
-// The flush buffer's size: `requested` bytes, at least twice the L2 of device 0 (0: twice).
+// The flush buffer's size: `requested` bytes, at least twice the current device's L2 (0: twice).
 size_t l2_flush_buffer_bytes(size_t requested);
 
 // Flushes L2 with `bytes` of `buffer` (at least 2x L2), then the SMs' instruction caches; `round` varies the written

@@ -17,7 +17,8 @@ size_t one_block_an_sm(size_t needed) { return std::max(needed, kSharedMemoryPer
 // The blocks, all resident, take the chunks past the grid in turn, as a second wave would. Larger grids stay: their
 // late blocks would loop alone.
 int64_t chunks_capped_at_a_wave(int64_t chunks, int64_t expected_chunks, int64_t wave_chunks) {
-  return expected_chunks <= wave_chunks ? std::min(chunks, std::max<int64_t>(wave_chunks, 1)) : chunks;
+  int64_t const wave = std::max<int64_t>(wave_chunks, 1);  // a grid row wider than a wave still runs one
+  return expected_chunks <= wave ? std::min(chunks, wave) : chunks;
 }
 
 }  // namespace
@@ -101,7 +102,7 @@ StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t tota
     // more, the grid covers uniform routing's chunks instead, and blocks loop over any more (bench/NOTES.md §40).
     int64_t const uniform = uniform_routing_chunks(expected_rows, shape.num_experts, chunk_rows);
     if (4 * uniform < 3 * chunks) chunks = std::min(chunks, std::max<int64_t>(uniform, 16));
-    chunks = chunks_capped_at_a_wave(chunks, expected_chunks, std::max<int64_t>(slots / (plan.tiles * plan.splits), 1));
+    chunks = chunks_capped_at_a_wave(chunks, expected_chunks, slots / (plan.tiles * plan.splits));
     plan.workers = chunks * plan.tiles;
     working_blocks = std::min(chunks, 2 * expected_chunks) * plan.tiles * plan.splits;
   }

@@ -32,5 +32,16 @@ TEST(L2Flush, OtherNamesAreRefused) {
   EXPECT_FALSE(parse_l2_flush("read", nullptr).ok());
 }
 
+// The buffer: what was asked where that is more, else twice the current device's L2 (twice 1 MiB where no device
+// answers, as on the build machine).
+TEST(L2Flush, BufferAtLeastTwiceTheL2) {
+  int device = 0, l2_bytes = 0;
+  bool const known = cudaGetDevice(&device) == cudaSuccess &&
+                     cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device) == cudaSuccess;
+  EXPECT_EQ(l2_flush_buffer_bytes(0), known ? 2 * size_t(l2_bytes) : size_t(2) << 20);
+  size_t const large = size_t(1) << 36;
+  EXPECT_EQ(l2_flush_buffer_bytes(large), large);
+}
+
 }  // namespace
 }  // namespace w4a8moe::tools

@@ -250,6 +250,14 @@ TEST(DecodePlan, SplitsKToFillAWaveAndSpreadsSmallGrids) {
   EXPECT_EQ(more.grid_y, 16);
 }
 
+// A row of blocks wider than a wave (one SM, one block an SM: 8 blocks of 8 stripes): one expected chunk still caps the
+// grid at one chunk row, as the wgmma kernel's plan does (chunks_capped_at_a_wave counts such a wave as one row).
+TEST(DecodePlan, OneChunkRowWhereARowOfBlocksPassesAWave) {
+  auto const plan = plan_decode_launch({8, 1024, 1024, 128}, 64, 1, 1, 8, 8, 1);
+  EXPECT_GT(plan.grid_x, 1);
+  EXPECT_EQ(plan.grid_y, 1);
+}
+
 TEST(StripeKSplits, FillAWaveAndCapTheGroupsAWarpStreams) {
   int64_t const wave = 132 * 2 * 8;  // 2112 warps: the one-launch layer's grid on 132 SMs
   // Qwen3 at 1 token, 8 experts. GEMM1: 8 x 48 gate/up pairs over 16 groups -> 4 splits (1536 warps, 4 groups each).
