@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
     // The router's ids stay in registers: each slot's local expert goes to shared memory straight away, where a
-    // store of the ids, a barrier and their load back from memory had been on the chain (bench/NOTES.md §70).
+    // store of the ids, a barrier and their load back from memory had been on the chain (bench/NOTES.md §73).
     for (int t = warp; t < tokens; t += kWarps) {
       int const id = topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize,
                                                  ids_out + t * top_k, weights_out + t * top_k);

@@ -37,7 +37,7 @@ inline __device__ float logit_to_float<__nv_bfloat16>(__nv_bfloat16 x) {
 // ids and weights, and returns slot `lane`'s id to lanes below k (-1 to the others and for no expert).
 template <int kPerLane, class Logit>
 __device__ int topk_softmax_warp(Logit const* __restrict__ row, int experts, int top_k, bool renormalize,
-                                  int32_t* __restrict__ ids, float* __restrict__ weights) {
+                                 int32_t* __restrict__ ids, float* __restrict__ weights) {
   int const lane = threadIdx.x % 32;
   float prob[kPerLane];
   float max = -FLT_MAX;
