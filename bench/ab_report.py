@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Two builds of the layer benchmark side by side: the JSON files of w4a8moe_moe_bench runs made alternately in one
-device call (scripts/layer-ab.sh) into one JSON and a markdown table of medians and differences per (model, tokens,
-layout): the layer's total (the path it takes), both paths' totals, the stage that moved most, and the GEMM configs
-where the builds pick differently. Only differences within one call count (bench/NOTES.md §61: two H100s timed the
-same build 8 us apart).
+device call (scripts/bench-ab.sh layer) into one JSON and a markdown table of medians and differences per (model,
+tokens, layout): the layer's total (the path it takes), both paths' totals, the stage that moved most, and the GEMM
+configs where the builds pick differently. Only differences within one call count (bench/NOTES.md §61: two H100s
+timed the same build 8 us apart).
 
     python3 bench/ab_report.py RUNS_DIR [--title T] [--out-dir DIR]
 
@@ -33,7 +33,7 @@ def load_runs(runs_dir):
         files = glob.glob(os.path.join(folder, "*.json"))
         if build not in runs or not round_name.isdigit() or not os.path.isdir(folder):
             continue
-        if not files:  # a round whose benchmark failed (layer-ab.sh said so): the others still compare
+        if not files:  # a round whose benchmark failed (bench-ab.sh said so): the others still compare
             print(f"ab_report: {folder} holds no benchmark JSON file; that round is left out", file=sys.stderr)
             continue
         if len(files) > 1:
@@ -91,7 +91,7 @@ def markdown(summary, device, l2_flush, title, code_cleared=False):
     """code_cleared: the benchmark cleared the SMs' instruction caches before each replay too (peers_report's
     flush_words)."""
     lines = [f"# {title} ({device})", "",
-             f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/layer-ab.sh), L2 "
+             f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/bench-ab.sh layer), L2 "
              f"{flush_words(l2_flush, code_cleared)}; medians of the rounds' "
              "CUDA-graph totals in us. \"total\" is the path the layer takes; the stage column names the stage whose "
              "median moved most (each stage timed in a graph of its own).", "",

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Two builds of the GEMM benchmark side by side: the JSON files of w4a8moe_gemm_bench runs made alternately in one
+device call (scripts/bench-ab.sh gemm) into one JSON and a markdown table of medians and ratios per (model, GEMM,
+tokens, routing, method): each build's median, new over base, and the configs where the builds' heuristics pick
+differently. Only ratios within one call count (bench/NOTES.md §61), as for the layer (ab_report.py).
+
+    python3 bench/gemm_ab_report.py RUNS_DIR [--title T] [--out-dir DIR]
+
+RUNS_DIR as ab_report.py reads it: one folder a run, <build>-<round>, each with the benchmark's JSON file. --out-dir
+writes DIR/<date>-<card>-gemm-ab.{json,md}. Standard library only."""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+
+from ab_report import BUILDS, load_runs  # (beside this file) the runs' folders, read as for the layer
+from peers_report import card_name
+
+
+def summarize(runs):
+    """One entry per (model, gemm, tokens, routing, method) of either build: each build's median us (failed timings,
+    written as -1, left out), the configs it ran, the active experts, and the rounds."""
+    cases = {}
+    for build in BUILDS:
+        for _, run in runs[build]:
+            for row in run["rows"]:
+                key = (row["model"], row["gemm"], row["tokens"], row.get("routing", "uniform"), row["method"])
+                cases.setdefault(key, {b: [] for b in BUILDS})[build].append(row)
+    summary = []
+    for (model, gemm, tokens, routing, method), rows in sorted(cases.items()):
+        us = {b: [r["us"] for r in rows[b] if r.get("us", -1) > 0] for b in BUILDS}
+        any_row = (rows["base"] or rows["new"])[0]
+        summary.append({"model": model, "gemm": gemm, "tokens": tokens, "routing": routing, "method": method,
+                        "active_experts": any_row.get("active_experts"),
+                        "us": {b: statistics.median(us[b]) if us[b] else None for b in BUILDS},
+                        "configs": {b: sorted({r.get("config", "?") for r in rows[b]}) for b in BUILDS},
+                        "rounds": {b: len(us[b]) for b in BUILDS}})
+    return summary
+
+
+def ratio(pair):
+    return None if not pair["base"] or pair["new"] is None else pair["new"] / pair["base"]
+
+
+def markdown(summary, device, title):
+    lines = [f"# {title} ({device})", "",
+             "w4a8moe_gemm_bench, two builds alternately in one device call (scripts/bench-ab.sh gemm), each GEMM in "
+             "CUDA graphs with its weights rotated past L2; medians of the rounds in us, and new over base (below 1: "
+             "the new build is faster). \"w4a8\" is the heuristic's pick; the configs column names it.", "",
+             "| model | GEMM | tokens | routing | active experts | method | base | new | new / base | configs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in summary:
+        base, new = e["us"]["base"], e["us"]["new"]
+        r = ratio(e["us"])
+        configs = e["configs"]
+        config = ", ".join(configs["base"]) if configs["base"] == configs["new"] else \
+            f"{', '.join(configs['base']) or '-'} -> {', '.join(configs['new']) or '-'}"
+        lines.append(f"| {e['model']} | {e['gemm']} | {e['tokens']} | {e['routing']} | {e['active_experts']} | "
+                     f"{e['method']} | {'-' if base is None else f'{base:.1f}'} | "
+                     f"{'-' if new is None else f'{new:.1f}'} | {'-' if r is None else f'{r:.3f}'} | {config} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs_dir")
+    parser.add_argument("--title", default="GEMM A/B")
+    parser.add_argument("--out-dir", help="write DIR/<date>-<card>-gemm-ab.json and .md")
+    args = parser.parse_args(argv)
+    try:
+        runs = load_runs(args.runs_dir)
+        summary = summarize(runs)
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as error:
+        print(f"gemm_ab_report: {error}", file=sys.stderr)
+        return 1
+    device = runs["base"][0][1]["device"]
+    text = markdown(summary, device, args.title)
+    print(text, end="")
+    if args.out_dir:
+        stem = os.path.join(args.out_dir, f"{datetime.date.today().isoformat()}-{card_name(device)}-gemm-ab")
+        result = {"device": device, "title": args.title, "summary": summary,
+                  "runs": {b: [{"round": r, "hbm_read_gbps": run.get("hbm_read_gbps"), "rows": run["rows"]}
+                               for r, run in sorted(runs[b], key=lambda x: x[0])] for b in BUILDS}}
+        os.makedirs(args.out_dir, exist_ok=True)
+        with open(stem + ".json", "w") as f:
+            json.dump(result, f, indent=1)
+        with open(stem + ".md", "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
