@@ -114,35 +114,44 @@ def markdown(summary, device, l2_flush, title, code_cleared=False):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_report(argv, doc, kind, default_title, report):
+    """The A/B reports' command line (RUNS_DIR [--title T] [--out-dir DIR]), for this file and gemm_ab_report.py:
+    report(runs, title) gives the card, the JSON result and the markdown; --out-dir writes
+    DIR/<date>-<card>-<kind>-ab.{json,md}."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("runs_dir")
-    parser.add_argument("--title", default="Layer A/B")
-    parser.add_argument("--out-dir", help="write DIR/<date>-<card>-layer-ab.json and .md")
+    parser.add_argument("--title", default=default_title)
+    parser.add_argument("--out-dir", help=f"write DIR/<date>-<card>-{kind}-ab.json and .md")
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(args.runs_dir)
+        device, result, text = report(load_runs(args.runs_dir), args.title)
     except (ValueError, OSError, KeyError, json.JSONDecodeError) as error:
-        print(f"ab_report: {error}", file=sys.stderr)
+        print(f"{kind} A/B report: {error}", file=sys.stderr)
         return 1
-    first = runs["base"][0][1]
-    summary = summarize(runs)
-    code_cleared = first.get("instruction_caches_flushed", False)
-    text = markdown(summary, first["device"], first.get("l2_flush", "?"), args.title, code_cleared)
     print(text, end="")
     if args.out_dir:
-        stem = os.path.join(args.out_dir, f"{datetime.date.today().isoformat()}-{card_name(first['device'])}-layer-ab")
-        result = {"device": first["device"], "l2_flush": first.get("l2_flush"),
-                  "instruction_caches_flushed": code_cleared, "title": args.title,
-                  "summary": summary,
-                  "runs": {b: [{"round": r, "rows": run["rows"]} for r, run in sorted(runs[b], key=lambda x: x[0])]
-                           for b in BUILDS}}
+        stem = os.path.join(args.out_dir, f"{datetime.date.today().isoformat()}-{card_name(device)}-{kind}-ab")
         os.makedirs(args.out_dir, exist_ok=True)
         with open(stem + ".json", "w") as f:
             json.dump(result, f, indent=1)
         with open(stem + ".md", "w") as f:
             f.write(text)
     return 0
+
+
+def layer_report(runs, title):
+    first = runs["base"][0][1]
+    summary = summarize(runs)
+    code_cleared = first.get("instruction_caches_flushed", False)
+    result = {"device": first["device"], "l2_flush": first.get("l2_flush"), "instruction_caches_flushed": code_cleared,
+              "title": title, "summary": summary,
+              "runs": {b: [{"round": r, "rows": run["rows"]} for r, run in sorted(runs[b], key=lambda x: x[0])]
+                       for b in BUILDS}}
+    return first["device"], result, markdown(summary, first["device"], first.get("l2_flush", "?"), title, code_cleared)
+
+
+def main(argv=None):
+    return run_report(argv, __doc__, "layer", "Layer A/B", layer_report)
 
 
 if __name__ == "__main__":

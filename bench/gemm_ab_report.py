@@ -9,15 +9,10 @@ differently. Only ratios within one call count (bench/NOTES.md §61), as for the
 RUNS_DIR as ab_report.py reads it: one folder a run, <build>-<round>, each with the benchmark's JSON file. --out-dir
 writes DIR/<date>-<card>-gemm-ab.{json,md}. Standard library only."""
 
-import argparse
-import datetime
-import json
-import os
 import statistics
 import sys
 
-from ab_report import BUILDS, load_runs  # (beside this file) the runs' folders, read as for the layer
-from peers_report import card_name
+from ab_report import BUILDS, run_report  # (beside this file) the runs' folders and the command line, as for the layer
 
 
 def summarize(runs):
@@ -64,32 +59,17 @@ def markdown(summary, device, title):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs_dir")
-    parser.add_argument("--title", default="GEMM A/B")
-    parser.add_argument("--out-dir", help="write DIR/<date>-<card>-gemm-ab.json and .md")
-    args = parser.parse_args(argv)
-    try:
-        runs = load_runs(args.runs_dir)
-        summary = summarize(runs)
-    except (ValueError, OSError, KeyError, json.JSONDecodeError) as error:
-        print(f"gemm_ab_report: {error}", file=sys.stderr)
-        return 1
+def gemm_report(runs, title):
     device = runs["base"][0][1]["device"]
-    text = markdown(summary, device, args.title)
-    print(text, end="")
-    if args.out_dir:
-        stem = os.path.join(args.out_dir, f"{datetime.date.today().isoformat()}-{card_name(device)}-gemm-ab")
-        result = {"device": device, "title": args.title, "summary": summary,
-                  "runs": {b: [{"round": r, "hbm_read_gbps": run.get("hbm_read_gbps"), "rows": run["rows"]}
-                               for r, run in sorted(runs[b], key=lambda x: x[0])] for b in BUILDS}}
-        os.makedirs(args.out_dir, exist_ok=True)
-        with open(stem + ".json", "w") as f:
-            json.dump(result, f, indent=1)
-        with open(stem + ".md", "w") as f:
-            f.write(text)
-    return 0
+    summary = summarize(runs)
+    result = {"device": device, "title": title, "summary": summary,
+              "runs": {b: [{"round": r, "hbm_read_gbps": run.get("hbm_read_gbps"), "rows": run["rows"]}
+                           for r, run in sorted(runs[b], key=lambda x: x[0])] for b in BUILDS}}
+    return device, result, markdown(summary, device, title)
+
+
+def main(argv=None):
+    return run_report(argv, __doc__, "gemm", "GEMM A/B", gemm_report)
 
 
 if __name__ == "__main__":
