@@ -54,17 +54,24 @@ def median_or_none(values):
     return statistics.median(values) if values else None
 
 
-def summarize(runs):
-    """One entry per (model, tokens, layout) of either build: each total's median per build, the stage medians, the
-    configs each build picked, and the rounds."""
+def rows_by_case(runs, case_of):
+    """[(case, {build: [rows]})] over every round's rows of either build, sorted by case: case_of(row) names a row's."""
     cases = {}
     for build in BUILDS:
         for _, run in runs[build]:
             for row in run["rows"]:
-                key = (row["model"], row["tokens"], row.get("layout", "lookup"))
-                cases.setdefault(key, {b: [] for b in BUILDS})[build].append(row)
+                cases.setdefault(case_of(row), {b: [] for b in BUILDS})[build].append(row)
+    return sorted(cases.items())
+
+
+def summarize(runs):
+    """One entry per (model, tokens, layout) of either build: each total's median per build, the stage medians, the
+    configs each build picked, and the rounds."""
+    def case_of(row):
+        return row["model"], row["tokens"], row.get("layout", "lookup")
+
     summary = []
-    for (model, tokens, layout), rows in sorted(cases.items()):
+    for (model, tokens, layout), rows in rows_by_case(runs, case_of):
         entry = {"model": model, "tokens": tokens, "layout": layout, "rounds": {b: len(rows[b]) for b in BUILDS}}
         for field in TOTALS:
             entry[field] = {b: median_or_none([r.get(field) for r in rows[b]]) for b in BUILDS}

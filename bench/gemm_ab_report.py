@@ -9,28 +9,25 @@ differently. Only ratios within one call count (bench/NOTES.md §61), as for the
 RUNS_DIR as ab_report.py reads it: one folder a run, <build>-<round>, each with the benchmark's JSON file. --out-dir
 writes DIR/<date>-<card>-gemm-ab.{json,md}. Standard library only."""
 
-import statistics
 import sys
 
-from ab_report import BUILDS, run_report  # (beside this file) the runs' folders and the command line, as for the layer
+# (beside this file) the runs' folders, their rows by case and the command line, as for the layer
+from ab_report import BUILDS, median_or_none, rows_by_case, run_report
 
 
 def summarize(runs):
     """One entry per (model, gemm, tokens, routing, method) of either build: each build's median us (failed timings,
     written as -1, left out), the configs it ran, the active experts, and the rounds."""
-    cases = {}
-    for build in BUILDS:
-        for _, run in runs[build]:
-            for row in run["rows"]:
-                key = (row["model"], row["gemm"], row["tokens"], row.get("routing", "uniform"), row["method"])
-                cases.setdefault(key, {b: [] for b in BUILDS})[build].append(row)
+    def case_of(row):
+        return row["model"], row["gemm"], row["tokens"], row.get("routing", "uniform"), row["method"]
+
     summary = []
-    for (model, gemm, tokens, routing, method), rows in sorted(cases.items()):
+    for (model, gemm, tokens, routing, method), rows in rows_by_case(runs, case_of):
         us = {b: [r["us"] for r in rows[b] if r.get("us", -1) > 0] for b in BUILDS}
         any_row = (rows["base"] or rows["new"])[0]
         summary.append({"model": model, "gemm": gemm, "tokens": tokens, "routing": routing, "method": method,
                         "active_experts": any_row.get("active_experts"),
-                        "us": {b: statistics.median(us[b]) if us[b] else None for b in BUILDS},
+                        "us": {b: median_or_none(us[b]) for b in BUILDS},
                         "configs": {b: sorted({r.get("config", "?") for r in rows[b]}) for b in BUILDS},
                         "rounds": {b: len(us[b]) for b in BUILDS}})
     return summary

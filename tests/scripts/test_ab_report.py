@@ -22,18 +22,22 @@ def row(model, tokens, total, one_launch=0.0, gemm1=10.0, configs=("64x8_stream"
             "stages_us": {"route": 5.0, "gemm1": gemm1}, "gemm1_config": configs[0], "gemm2_config": configs[1]}
 
 
-def write_run(runs_dir, name, rows, device="card"):
+def write_run(runs_dir, name, rows, device="card", header=None):
+    """A run folder as scripts/bench-ab.sh leaves it: one benchmark JSON (the layer benchmark's header by default)."""
     os.makedirs(os.path.join(runs_dir, name))
-    with open(os.path.join(runs_dir, name, "layer.json"), "w") as f:
-        json.dump({"device": device, "l2_flush": "read", "rows": rows}, f)
+    with open(os.path.join(runs_dir, name, "result.json"), "w") as f:
+        json.dump({"device": device, **(header or {"l2_flush": "read"}), "rows": rows}, f)
 
 
-class AbReportTest(unittest.TestCase):
+class InTempDir(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp()
 
     def tearDown(self):
         shutil.rmtree(self.dir)
+
+
+class AbReportTest(InTempDir):
 
     def test_medians_differences_and_missing_values(self):
         for r, (base, new) in enumerate([(30.0, 28.0), (31.0, 27.0), (50.0, 26.0)], start=1):
@@ -135,17 +139,10 @@ def gemm_row(us, method="w4a8", config="64x8_stream", tokens=1):
 
 
 def write_gemm_run(runs_dir, name, rows, device="card"):
-    os.makedirs(os.path.join(runs_dir, name))
-    with open(os.path.join(runs_dir, name, "gemm.json"), "w") as f:
-        json.dump({"device": device, "hbm_read_gbps": 3000.0, "rows": rows}, f)
+    write_run(runs_dir, name, rows, device, header={"hbm_read_gbps": 3000.0})
 
 
-class GemmAbReportTest(unittest.TestCase):
-    def setUp(self):
-        self.dir = tempfile.mkdtemp()
-
-    def tearDown(self):
-        shutil.rmtree(self.dir)
+class GemmAbReportTest(InTempDir):
 
     def test_medians_ratios_failed_timings_and_picks_that_differ(self):
         for r, (base, new) in enumerate([(40.0, 30.0), (42.0, 31.0), (90.0, -1.0)], start=1):
