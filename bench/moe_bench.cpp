@@ -130,10 +130,10 @@ double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method
 // the instruction caches, tools/l2_flush.h).
 void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   int const sm_count = current_device_sm_count();
-  int const blocks = moe::decode_layer_blocks_per_sm(a.act_type, a.weight_layout) * sm_count;
+  moe::DecodeLayerProblem p = moe::decode_layer_problem(a, moe::plan_workspace(a.shape, a.num_tokens));
+  int const blocks = moe::decode_layer_blocks_per_sm(p) * sm_count;
   DeviceBuffer stamps(size_t(blocks) * moe::kDecodeLayerStamps * sizeof(unsigned long long));
   DeviceBuffer flush(size_t(256) << 20);
-  moe::DecodeLayerProblem p = moe::decode_layer_problem(a, moe::plan_workspace(a.shape, a.num_tokens));
   p.stamps = stamps.as<unsigned long long>();
   check_cuda(cudaMemsetAsync(stamps.get(), 0, stamps.bytes(), stream), "stamps");
   check_cuda(tools::flush_l2(tools::L2Flush::kRead, flush.get(), flush.bytes(), 0, stream), "L2 flush");

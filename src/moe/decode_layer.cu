@@ -15,8 +15,8 @@
 //   combine       out[t] = sum over t's slots, in slot order, of weight * row (the staged unpermute)
 //
 // Every rounding is the staged path's, so both paths agree up to the GEMMs' summation order. Deterministic: fixed
-// orders everywhere, no atomics outside shared memory. A rank with no local rows skips to the combine (zeros)
-// without a barrier.
+// orders everywhere, no atomics outside shared memory. A rank with no local rows goes from its routing straight to the
+// combine (zeros), without a barrier.
 #include "moe/decode_layer.h"
 
 #include <cooperative_groups.h>
@@ -255,62 +255,73 @@ __device__ __forceinline__ void stamp(DecodeLayerProblem const& p, int index) {
   p.stamps[blockIdx.x * kDecodeLayerStamps + index] = now;
 }
 
-template <ActivationType kType, PackedLayout kLayout>
+template <ActivationType kType, PackedLayout kLayout, int kPerLane>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) decode_layer_kernel(DecodeLayerProblem p) {
   __shared__ Shared sh;
   stamp(p, 0);
   if (threadIdx.x < kTileRows) sh.row_max[threadIdx.x] = 0;
-  route_in_block(p, sh.routing);
+  route_in_block<kPerLane>(p, sh.routing);
   stamp(p, 1);
   BlockRouting const& r = sh.routing;
-  if (r.rows > 0) {  // the same in every block: all blocks meet at the barriers, or none does
-    cg::grid_group grid = cg::this_grid();
-    PhaseSplit const split1 = phase_split(r.active, p.shape.inter / kStripeChannels, p.act_columns / kGroupSize);
-    PhaseSplit const split2 = phase_split(r.active, p.shape.hidden / kStripeChannels, p.silu_columns / kGroupSize);
-    if (int(blockIdx.x) < p.tokens) quantize_token<kType>(p, int(blockIdx.x), sh);
-    if (p.shape.inter % kGroupSize != 0) zero_silu_padding(p, r.rows);
-    stamp(p, 2);
-    grid.sync();
-    stamp(p, 3);
-    gemm1_silu<kType, kLayout>(p, split1, sh);
-    stamp(p, 4);
-    grid.sync();
-    stamp(p, 5);
-    gemm2<kType, kLayout>(p, split2, split1.blocks_per_expert, sh);
-    stamp(p, 6);
-    grid.sync();
-    stamp(p, 7);
+  if (r.rows == 0) {  // the same in every block: no block meets a barrier
+    combine<kType>(p, sh);
+    stamp(p, 8);
+    return;
   }
+  cg::grid_group grid = cg::this_grid();
+  PhaseSplit const split1 = phase_split(r.active, p.shape.inter / kStripeChannels, p.act_columns / kGroupSize);
+  PhaseSplit const split2 = phase_split(r.active, p.shape.hidden / kStripeChannels, p.silu_columns / kGroupSize);
+  if (int(blockIdx.x) < p.tokens) quantize_token<kType>(p, int(blockIdx.x), sh);
+  if (p.shape.inter % kGroupSize != 0) zero_silu_padding(p, r.rows);
+  stamp(p, 2);
+  grid.sync();
+  stamp(p, 3);
+  gemm1_silu<kType, kLayout>(p, split1, sh);
+  stamp(p, 4);
+  grid.sync();
+  stamp(p, 5);
+  gemm2<kType, kLayout>(p, split2, split1.blocks_per_expert, sh);
+  stamp(p, 6);
+  grid.sync();
+  stamp(p, 7);
   combine<kType>(p, sh);
   stamp(p, 8);
 }
 
-template <ActivationType kType, PackedLayout kLayout>
-int blocks_per_sm() {
-  static int const blocks = [] {
+// A kernel instantiation and its resident blocks per SM (0 where the occupancy query fails).
+struct KernelChoice {
+  void (*kernel)(DecodeLayerProblem) = nullptr;
+  int blocks_per_sm = 0;
+};
+
+template <ActivationType kType, PackedLayout kLayout, int kPerLane>
+KernelChoice kernel_choice() {
+  auto* const kernel = decode_layer_kernel<kType, kLayout, kPerLane>;
+  static int const blocks = [kernel] {
     int b = 0;
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_layer_kernel<kType, kLayout>, kThreads, 0) ==
-                   cudaSuccess
-               ? b
-               : 0;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kThreads, 0) == cudaSuccess ? b : 0;
   }();
-  return blocks;
+  return {kernel, blocks};
 }
 
-template <ActivationType kType, PackedLayout kLayout>
-cudaError_t launch(DecodeLayerProblem const& p, int sm_count, cudaStream_t stream) {
-  int const blocks = blocks_per_sm<kType, kLayout>() * sm_count;
-  if (blocks < 1) return cudaErrorInvalidConfiguration;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeCooperative;
-  attribute.val.cooperative = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(unsigned(blocks));
-  config.blockDim = dim3(kThreads);
-  config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, decode_layer_kernel<kType, kLayout>, p);
+// The instantiation for a problem: its activation type, its layout, and the router's experts per lane (any one
+// with precomputed top-k, which runs no router).
+KernelChoice choose_kernel(DecodeLayerProblem const& p) {
+  constexpr auto kBF16 = ActivationType::kBF16;
+  constexpr auto kExact = PackedLayout::kExactScales, kLookup = PackedLayout::kLookupTable;
+  KernelChoice choice;
+  int const router_experts = p.router_logits != nullptr ? p.shape.num_experts : 1;
+  with_warp_router(router_experts, [&](auto per_lane) {
+    constexpr int kPerLane = decltype(per_lane)::value;
+    bool const exact = p.layout == kExact;
+    if (p.act_type == kBF16) {
+      choice = exact ? kernel_choice<kBF16, kExact, kPerLane>() : kernel_choice<kBF16, kLookup, kPerLane>();
+    } else {
+      constexpr auto kFP16 = ActivationType::kFP16;
+      choice = exact ? kernel_choice<kFP16, kExact, kPerLane>() : kernel_choice<kFP16, kLookup, kPerLane>();
+    }
+  });
+  return choice;
 }
 
 DecodeLayerWeights layer_weights(void const* packed, ExpertWeightShape const& shape, PackedLayout layout) {
@@ -360,22 +371,22 @@ DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& a, WorkspacePlan c
   return p;
 }
 
-int decode_layer_blocks_per_sm(ActivationType type, PackedLayout layout) {
-  constexpr auto kBF16 = ActivationType::kBF16, kFP16 = ActivationType::kFP16;
-  constexpr auto kExact = PackedLayout::kExactScales, kLookup = PackedLayout::kLookupTable;
-  bool const exact = layout == kExact;
-  if (type == kBF16) return exact ? blocks_per_sm<kBF16, kExact>() : blocks_per_sm<kBF16, kLookup>();
-  return exact ? blocks_per_sm<kFP16, kExact>() : blocks_per_sm<kFP16, kLookup>();
-}
+int decode_layer_blocks_per_sm(DecodeLayerProblem const& problem) { return choose_kernel(problem).blocks_per_sm; }
 
 cudaError_t launch_decode_layer(DecodeLayerProblem const& p, int sm_count, cudaStream_t stream) {
-  constexpr auto kBF16 = ActivationType::kBF16, kFP16 = ActivationType::kFP16;
-  constexpr auto kExact = PackedLayout::kExactScales, kLookup = PackedLayout::kLookupTable;
-  bool const exact = p.layout == kExact;
-  if (p.act_type == kBF16) {
-    return exact ? launch<kBF16, kExact>(p, sm_count, stream) : launch<kBF16, kLookup>(p, sm_count, stream);
-  }
-  return exact ? launch<kFP16, kExact>(p, sm_count, stream) : launch<kFP16, kLookup>(p, sm_count, stream);
+  KernelChoice const choice = choose_kernel(p);
+  int const blocks = choice.blocks_per_sm * sm_count;
+  if (choice.kernel == nullptr || blocks < 1) return cudaErrorInvalidConfiguration;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeCooperative;
+  attribute.val.cooperative = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(blocks));
+  config.blockDim = dim3(kDecodeLayerThreads);
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, choice.kernel, p);
 }
 
 }  // namespace w4a8moe::moe

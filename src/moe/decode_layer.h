@@ -36,16 +36,17 @@ inline double rank_idle_probability(MoeShape const& s, int64_t tokens) {
   return std::pow(per_token, double(tokens));
 }
 
-// MoePath::kAuto's rule. With the SMs' instruction caches cold, as a model leaves them (bench/NOTES.md §69), the one
-// launch is slower than the staged path wherever the rank has rows (H100: Qwen3-30B-A3B at 1 token 36.8-40.9 against
-// 33.0-33.4 us; DeepSeek-V3 EP8 at 2 tokens 42.0-46.7 against 38.1-43.6, with one row beside vLLM's kernels 42.5-46.5
-// against 36.4-37.4) and faster only on a rank with none (~10 against 18-22 us). So it pays where a rank is likely
-// idle: with probability at least busy loss / (busy loss + idle gain). The lookup-table layout loses 6-10 us busy
-// and gains 8 idle (0.5); the exact-scale layout loses up to 5 busy (and gained 2.5 on the layer benchmark's 1-token
-// DeepSeek-V3 routing) and gains 11 idle (0.3). DeepSeek-V3 EP8, idle with probability 0.34 at 1 token and 0.11 at 2,
-// thus runs one launch at 1 token on the exact-scale layout only. Not for experts whose weights the one launch's
-// stripe loop streams slower (the lookup table: gemm::stripe_loop_suits_expert; the exact-scale layout: more than
-// 50 MB of int4 weights, Mixtral's 88 MB lost 1.16x at 1 token).
+// MoePath::kAuto's rule. With the SMs' instruction caches cold, as a model leaves them (bench/NOTES.md §69), and one
+// kernel per router width (§75, H100): on the exact-scale layout the one launch is faster than the staged path at 1
+// token even where the rank has rows (Qwen3-30B-A3B 29.9 against 31.8 us, DeepSeek-V3 EP8 55.4 against 61.6), and
+// slower from 2 tokens on (Qwen3 37.6 against 34.5, 4 tokens 54.9 against 48.7); on the lookup-table layout slower
+// wherever the rank has rows (Qwen3 at 1 token 34.5 against 31.1, DeepSeek-V3 EP8 68.7 against 62.5). On a rank with
+// none it takes 9-10 us against 17-21. So it runs at 1 token on the exact-scale layout, and elsewhere where a rank is
+// likely idle: with probability at least busy loss / (busy loss + idle gain), 0.5 on the lookup-table layout (loses
+// 3-6 us busy, gains ~8 idle: 0.3-0.45 measured, the rule's margin kept) and 0.3 on the exact-scale layout (§69). Not
+// for experts whose weights the one launch's stripe loop streams slower (the lookup table:
+// gemm::stripe_loop_suits_expert; the exact-scale layout: more than 50 MB of int4 weights, Mixtral's 88 MB lost
+// 1.12x at 1 token, 94.9 against 84.6 us).
 inline constexpr double kDecodeLayerLookupMinIdle = 0.5;
 inline constexpr double kDecodeLayerExactMinIdle = 0.3;
 inline constexpr double kDecodeLayerExactMaxExpertBytes = 50e6;
@@ -55,7 +56,7 @@ inline bool decode_layer_pays(MoeShape const& s, int64_t tokens, PackedLayout la
   double const idle = rank_idle_probability(s, tokens);
   if (layout == PackedLayout::kExactScales) {
     double const expert_bytes = 1.5 * double(s.hidden) * double(s.inter);  // 3 H I weights of half a byte
-    return idle >= kDecodeLayerExactMinIdle && expert_bytes <= kDecodeLayerExactMaxExpertBytes;
+    return (tokens == 1 || idle >= kDecodeLayerExactMinIdle) && expert_bytes <= kDecodeLayerExactMaxExpertBytes;
   }
   return idle >= kDecodeLayerLookupMinIdle && gemm::stripe_loop_suits_expert(2 * int64_t(s.inter), s.hidden);
 }
@@ -118,8 +119,9 @@ char const* const* decode_layer_stamp_names();
 // The problem of a moe_forward call that runs as one launch, over its workspace's regions.
 DecodeLayerProblem decode_layer_problem(MoeForwardArgs const& args, WorkspacePlan const& workspace);
 
-// Resident blocks of the one-launch kernel per SM (the cooperative grid is that times the SM count), 0 on error.
-int decode_layer_blocks_per_sm(ActivationType type, PackedLayout layout);
+// Resident blocks per SM of the one-launch kernel that runs `problem` (the cooperative grid is that times the SM
+// count), 0 on error.
+int decode_layer_blocks_per_sm(DecodeLayerProblem const& problem);
 
 // Enqueues the one-launch layer (a cooperative launch of decode_layer_blocks_per_sm() blocks per SM).
 cudaError_t launch_decode_layer(DecodeLayerProblem const& problem, int sm_count, cudaStream_t stream);

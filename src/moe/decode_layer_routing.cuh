@@ -28,32 +28,32 @@ struct BlockRouting {
   int rows;    // local slots
 };
 
-// Token t's top-k over its logits by warp t (all 32 lanes), into the slots' ids and weights.
-template <class Logit>
-__device__ void route_token(Logit const* logits, int experts, int top_k, bool renormalize, int t, BlockRouting& r) {
-  Logit const* row = logits + int64_t(t) * experts;
-  int32_t* ids = r.slot_expert + t * top_k;
-  float* weights = r.slot_weight + t * top_k;
-  // decode_layer_fits keeps the experts within the warp router's reach.
-  with_warp_router(experts, [&](auto per_lane) {
-    topk_softmax_warp<decltype(per_lane)::value>(row, experts, top_k, renormalize, ids, weights);
-  });
+// Token t's top-k over its logits by warp t (all 32 lanes), into the slots' ids and weights. The kernel is
+// instantiated per kPerLane (decode_layer_router_per_lane), so the router it runs sits in line with the rest of the
+// block's code: with the instruction caches cold, every jump to code far away is a round trip to memory.
+template <int kPerLane, class Logit>
+__device__ __forceinline__ void route_token(Logit const* logits, int experts, int top_k, bool renormalize, int t,
+                                            BlockRouting& r) {
+  topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize, r.slot_expert + t * top_k,
+                              r.slot_weight + t * top_k);
 }
 
 // Threads before lane `lane` of a warp.
 __device__ __forceinline__ unsigned lanes_below(int lane) { return (1u << lane) - 1u; }
 
 // Called by the whole block of kDecodeLayerThreads; r is complete (and visible to all threads) on return.
-__device__ void route_in_block(DecodeLayerProblem const& p, BlockRouting& r) {
+template <int kPerLane>
+__device__ __forceinline__ void route_in_block(DecodeLayerProblem const& p, BlockRouting& r) {
   MoeShape const& s = p.shape;
   int const tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   int const slots = p.tokens * s.top_k;
   if (p.router_logits != nullptr) {
     for (int t = warp; t < p.tokens; t += kDecodeLayerWarps) {
       if (p.logits_type == LogitsType::kFP32) {
-        route_token(static_cast<float const*>(p.router_logits), s.num_experts, s.top_k, p.renormalize, t, r);
+        route_token<kPerLane>(static_cast<float const*>(p.router_logits), s.num_experts, s.top_k, p.renormalize, t, r);
       } else {
-        route_token(static_cast<__nv_bfloat16 const*>(p.router_logits), s.num_experts, s.top_k, p.renormalize, t, r);
+        route_token<kPerLane>(static_cast<__nv_bfloat16 const*>(p.router_logits), s.num_experts, s.top_k,
+                              p.renormalize, t, r);
       }
     }
   } else if (tid < slots) {
@@ -64,7 +64,18 @@ __device__ void route_in_block(DecodeLayerProblem const& p, BlockRouting& r) {
   int const local = tid < slots ? local_expert_of(r.slot_expert[tid], s.num_experts, p.expert_map,
                                                   s.num_local_experts)
                                 : -1;
-  __syncthreads();  // every global id is read before any is replaced
+  // Every global id is read before any is replaced. A rank none of whose slots is local (every block finds the same)
+  // has no rows: it skips the numbering below, and the combine writes zeros.
+  if (!__syncthreads_or(local >= 0)) {
+    if (tid < slots) r.slot_row[tid] = -1;
+    if (tid == 0) {
+      r.active = 0;
+      r.rows = 0;
+      r.active_begin[0] = 0;
+    }
+    __syncthreads();
+    return;
+  }
   if (tid < slots) r.slot_expert[tid] = local;
   __syncthreads();
 

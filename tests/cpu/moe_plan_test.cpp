@@ -95,9 +95,10 @@ TEST(MoePlan, RankIdleProbabilityIsTheChanceThatNoTokenHasALocalSlot) {
   EXPECT_NEAR(rank_idle_probability(kDeepSeekEp8, 1), 0.338, 0.001);
 }
 
-// The one launch only where a rank is likely idle (decode_layer_pays): the lookup-table layout from an idle chance
-// of 0.5, the exact-scale layout from 0.3, neither for experts their stripe loop streams slower.
-TEST(MoePlan, AutoRunsOneLaunchOnlyOnRanksLikelyIdle) {
+// The one launch where it pays (decode_layer_pays): the exact-scale layout at 1 token, and where a rank is likely
+// idle, the lookup-table layout from an idle chance of 0.5, the exact-scale layout from 0.3; neither for experts
+// their stripe loop streams slower.
+TEST(MoePlan, AutoRunsOneLaunchAtOneTokenOnTheExactLayoutAndOnRanksLikelyIdle) {
   MoeShape const wide{4096, 32, 8, 2048, 768};        // 1 of 128 ranks: idle with chance 0.94 at 1 token, 0.61 at 8
   MoeShape const mixtral_ep8{8, 1, 2, 4096, 14336};   // idle with chance 0.75, but 117M GEMM1 weights (88 MB)
   MoeShape const small_ep8{8, 1, 2, 2048, 768};
@@ -108,7 +109,8 @@ TEST(MoePlan, AutoRunsOneLaunchOnlyOnRanksLikelyIdle) {
     int64_t tokens;
     bool lookup_one_launch, exact_one_launch;
   };
-  for (Case const& c : {Case{kQwen3, 1, false, false}, Case{kQwen3, 2, false, false},
+  for (Case const& c : {Case{kQwen3, 1, false, true},  // the exact-scale layout at 1 token: busy ranks too
+                        Case{kQwen3, 2, false, false},
                         Case{kDeepSeekEp8, 1, false, true},  // idle chance 0.34
                         Case{kDeepSeekEp8, 2, false, false},  // 0.11
                         Case{kDeepSeekEp8, 8, false, false}, Case{kMixtral, 1, false, false},
