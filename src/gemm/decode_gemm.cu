@@ -86,28 +86,53 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   __shared__ float partial[kWarps][kChunkRows][kStripeChannels];
   __shared__ Chunk chunk;
 
-  pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   int const stripes_per_block = kWarps / splits;
   int const split = warp / stripes_per_block;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const stripe = int(blockIdx.x) * stripes_per_block + warp % stripes_per_block;
+  int64_t const chunk_bound = p.total_rows + p.shape.num_experts;
+  auto const find = [&](int64_t index) {  // block-wide
+    return index < chunk_bound && find_chunk<kThreads, kChunkRows>(p, index, &chunk);
+  };
+  auto const find_before_wait = [&](int64_t index) {
+    return index < chunk_bound && find_chunk<kThreads, kChunkRows, true>(p, index, &chunk);
+  };
 
-  for (int64_t index = blockIdx.y; index < p.total_rows + p.shape.num_experts; index += gridDim.y) {
-    if (!find_chunk<kThreads, kChunkRows>(p, index, &chunk)) return;
+  // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
+  StripeCursor cursor;
+  GroupWeights stage[kStages];
+  // Where the offsets allow it, the first chunk and its first groups' weights before the wait (L2 loads only):
+  // neither depends on the previous kernel, whose tail they overlap.
+  int64_t index = blockIdx.y;
+  bool const early = p.offsets_before_wait;
+  bool found = early && find_before_wait(index);
+  bool loaded = found && stripe < stripes;
+  if (loaded) {
+    cursor = stripe_cursor(p.packed, p.sections, n, chunk.expert, stripe, group_begin);
+#pragma unroll
+    for (int i = 0; i < kStages; ++i) {
+      if (group_begin + i < group_end) load_group<true>(n, cursor, stage[i]);
+    }
+  }
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  if (!early) found = find(index);
+
+  for (; found; index += gridDim.y, found = find(index)) {
     WarpItem const w{chunk.expert, stripe, chunk.rows, int32_t(chunk.first_row)};
 
     float acc[kTokenTiles][4] = {};
     if (stripe < stripes) {
-      // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
-      StripeCursor cursor = stripe_cursor(p.packed, p.sections, n, w.expert, w.stripe, group_begin);
-      GroupWeights stage[kStages];
+      if (!loaded) {
+        cursor = stripe_cursor(p.packed, p.sections, n, w.expert, w.stripe, group_begin);
 #pragma unroll
-      for (int i = 0; i < kStages; ++i) {
-        if (group_begin + i < group_end) load_group(n, cursor, stage[i]);
+        for (int i = 0; i < kStages; ++i) {
+          if (group_begin + i < group_end) load_group(n, cursor, stage[i]);
+        }
       }
+      loaded = false;
       for (int g = group_begin; g < group_end; g += kStages) {
 #pragma unroll
         for (int i = 0; i < kStages; ++i) {

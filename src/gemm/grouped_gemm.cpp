@@ -201,7 +201,7 @@ bool reads_expert_arrays(GroupedGemmArgs const& args) {
 
 namespace {
 
-Status run(GroupedGemmArgs const& args, bool arrays_built) {
+Status run(GroupedGemmArgs const& args, gemm::LayerGemmCall const& call) {
   W4A8_RETURN_IF_ERROR(validate_args(args));
   W4A8_RETURN_IF_ERROR(require_hopper_device());
   auto const& kernel = choose_kernel(args);
@@ -212,7 +212,8 @@ Status run(GroupedGemmArgs const& args, bool arrays_built) {
   if (args.total_rows == 0) return Status::Ok();  // nothing to compute or write
 
   gemm::GroupedGemmParams params = gemm::grouped_gemm_params(args);
-  params.arrays_built = arrays_built;
+  params.arrays_built = call.arrays_built;
+  params.offsets_before_wait = call.offsets_before_wait;
   params.sm_count = current_device_sm_count();
   W4A8_CUDA_RETURN(cudaGetDevice(&params.device_id));
   return kernel.run(params, args.workspace, args.workspace_bytes);
@@ -220,11 +221,11 @@ Status run(GroupedGemmArgs const& args, bool arrays_built) {
 
 }  // namespace
 
-Status grouped_gemm(GroupedGemmArgs const& args) { return run(args, false); }
+Status grouped_gemm(GroupedGemmArgs const& args) { return run(args, {}); }
 
 namespace gemm {
 
-Status grouped_gemm_with_built_arrays(GroupedGemmArgs const& args) { return run(args, true); }
+Status grouped_gemm_in_layer(GroupedGemmArgs const& args, LayerGemmCall const& call) { return run(args, call); }
 
 }  // namespace gemm
 }  // namespace w4a8moe

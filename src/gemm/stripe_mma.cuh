@@ -67,12 +67,17 @@ __device__ __forceinline__ StripeCursor stripe_cursor(uint8_t const* packed, pre
   return c;
 }
 
-// Issues the loads of the cursor's group: 4 atoms (8 bytes per lane each) and the two channels' tables.
+// Issues the loads of the cursor's group: 4 atoms (8 bytes per lane each) and the two channels' tables. Before a PDL
+// wait through L2 only (common/pdl.cuh), else on the non-coherent path.
+template <bool kBeforeWait = false>
 __device__ __forceinline__ void load_group(int n, StripeCursor& c, GroupWeights& f) {
 #pragma unroll
-  for (int a = 0; a < kAtomsPerGroup; ++a) f.atoms[a] = load_streaming(c.weights + a * atom_stride(n));
-  f.table_low = __ldg(c.table);
-  f.table_high = __ldg(c.table + 8);
+  for (int a = 0; a < kAtomsPerGroup; ++a) {
+    void const* atom = c.weights + a * atom_stride(n);
+    f.atoms[a] = kBeforeWait ? load_through_l2(atom) : load_streaming(atom);
+  }
+  f.table_low = kBeforeWait ? __ldcg(c.table) : __ldg(c.table);
+  f.table_high = kBeforeWait ? __ldcg(c.table + 8) : __ldg(c.table + 8);
   c.weights += kAtomsPerGroup * atom_stride(n);
   c.table += n;
 }

@@ -32,18 +32,20 @@ struct Chunk {
 };
 
 // Expert e's rows and its first row (0 past the last expert); no rows where its offsets are not
-// expert_rows_valid().
+// expert_rows_valid(). kBeforeWait: loaded through L2, as a kernel reads them before its PDL wait
+// (GroupedGemmParams::offsets_before_wait); after it through L1, where a worker's later searches find them.
+template <bool kBeforeWait = false>
 __device__ __forceinline__ int64_t expert_rows(GroupedGemmParams const& p, int e, int64_t* begin) {
   *begin = 0;
   if (e >= p.shape.num_experts) return 0;
-  *begin = p.expert_offsets[e];
-  int64_t const end = p.expert_offsets[e + 1];
+  *begin = kBeforeWait ? __ldcg(p.expert_offsets + e) : p.expert_offsets[e];
+  int64_t const end = kBeforeWait ? __ldcg(p.expert_offsets + e + 1) : p.expert_offsets[e + 1];
   return expert_rows_valid(*begin, end, p.total_rows) ? end - *begin : 0;
 }
 
 // The chunk-th chunk of kChunkRows rows, counting each expert's rows in expert order; an expert whose offsets are
 // not expert_rows_valid() holds none. False when there are fewer chunks. Called by the whole block of kThreads.
-template <int kThreads, int kChunkRows>
+template <int kThreads, int kChunkRows, bool kBeforeWait = false>
 __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* found) {
   using Scan = cub::BlockScan<int64_t, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
@@ -53,7 +55,7 @@ __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* fou
   for (int base = 0; base < p.shape.num_experts; base += kThreads) {
     int const e = base + int(threadIdx.x);
     int64_t begin;
-    int64_t const rows = expert_rows(p, e, &begin);
+    int64_t const rows = expert_rows<kBeforeWait>(p, e, &begin);
     int64_t const chunks = (rows + kChunkRows - 1) / kChunkRows;
     int64_t inclusive = 0, total = 0;
     Scan(scan_storage).InclusiveSum(chunks, inclusive, total);
@@ -122,6 +124,13 @@ __device__ bool find_chunk_in_warp(GroupedGemmParams const& p, int64_t chunk, Ch
 __device__ __forceinline__ uint2 load_streaming(void const* address) {
   uint2 v;
   asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(address));
+  return v;
+}
+
+// The same bytes through L2 only, as a kernel reads before its PDL wait (common/pdl.cuh).
+__device__ __forceinline__ uint2 load_through_l2(void const* address) {
+  uint2 v;
+  asm volatile("ld.global.cg.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(address));
   return v;
 }
 

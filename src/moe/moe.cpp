@@ -201,9 +201,9 @@ Status moe_forward(MoeForwardArgs const& a) {
     fill.workspace[fill.count] = g->workspace;
     ++fill.count;
   }
-  auto run_gemm = [&](GroupedGemmArgs const& g) {
-    return plan.one_block_routing ? gemm::grouped_gemm_with_built_arrays(g) : grouped_gemm(g);
-  };
+  // Both GEMMs run two or more launches after the routing that writes their offsets.
+  gemm::LayerGemmCall const layer_call{plan.one_block_routing, true};
+  auto run_gemm = [&](GroupedGemmArgs const& g) { return gemm::grouped_gemm_in_layer(g, layer_call); };
 
   W4A8_RETURN_IF_ERROR(mark(0));
   moe::RoutingProblem routing = routing_problem(s, tokens, a.expert_map, a.stream);
