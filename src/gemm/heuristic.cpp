@@ -130,11 +130,15 @@ GemmConfig select_config(HeuristicInput const& input) {
   if (m <= 48.0) {
     return (short_k || tiles_256 < 1.5 * wave) ? GemmConfig{128, 64, 1, 1, pp} : GemmConfig{256, 64, 1, 1, coop};
   }
-  if (m < 512.0 && (short_k || (m <= 192.0 && tiles_256 < 1.5 * wave))) return {128, 128, 2, 1, pp};
-  if (m < 512.0) return {256, 128, 2, 1, coop};
   // 128x256 tiles in pairs: the two blocks of a cluster share the 256-token activation tile, which is four times
   // the bytes of their weight tiles (bench/NOTES.md §33, H200: DeepSeek-V3 EP8 GEMM1 at 8192 tokens 485-531 us
-  // against 572-591 unpaired, Mixtral-8x7B GEMM1 2994-3567 against 3703-3764).
+  // against 572-591 unpaired, Mixtral-8x7B GEMM1 2994-3567 against 3703-3764). From 512 rows an expert, and from 256
+  // where N is at most 8192 (§76, H100 sweep against 256x128 pairs: DeepSeek-V3 EP8 at 8192 tokens 498 / 296 us
+  // against 518 / 313, Qwen3-30B-A3B GEMM1 at 4096 252 against 267, skewed 223 against 273; Mixtral-8x7B GEMM1 at
+  // 1024, N = 28672, 637 against 570).
+  bool const token_tile_256 = m >= 512.0 || (m >= 256.0 && input.n <= 8192);
+  if (!token_tile_256 && (short_k || (m <= 192.0 && tiles_256 < 1.5 * wave))) return {128, 128, 2, 1, pp};
+  if (!token_tile_256) return {256, 128, 2, 1, coop};
   return short_k ? GemmConfig{128, 128, 2, 1, pp} : GemmConfig{128, 256, 2, 1, coop};
 }
 

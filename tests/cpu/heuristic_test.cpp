@@ -60,12 +60,15 @@ TEST(Heuristic, RowWeightedMeanFollowsHotExperts) {
   EXPECT_DOUBLE_EQ(row_weighted_rows_per_expert({}), 0.0);
 }
 
-// The table's picks on cases of the H100 sweep (bench/results/2026-11-26-h100-80gb-hbm3-sweep.json), each the
-// sweep's fastest config or within 5 % of it; the decode cases the streaming kernel took since (up to 12 rows per
-// expert) are below.
+// The table's picks on cases of the H100 sweeps (bench/results/2026-11-26-h100-80gb-hbm3-sweep.json, and for the
+// 256-row token tiles bench/NOTES.md §76), each the sweep's fastest config or within 5 % of it; the decode cases the
+// streaming kernel took since (up to 12 rows per expert) are below.
 TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm2(1024)).name(), "128x128_2x1_pp");
-  EXPECT_EQ(select_config(qwen3_gemm1(4096)).name(), "256x128_2x1_coop");
+  EXPECT_EQ(select_config(qwen3_gemm1(2048)).name(), "256x128_2x1_coop");  // 128 rows an expert
+  EXPECT_EQ(select_config(qwen3_gemm1(4096)).name(), "128x256_2x1_coop");  // 256 rows, N 1536 (§76)
+  EXPECT_EQ(select_config(mixtral_gemm1(1024)).name(), "256x128_2x1_coop");  // 256 rows, but N 28672
+  EXPECT_EQ(select_config(mixtral_gemm2(1024)).name(), "128x256_2x1_coop");  // 256 rows, N 4096
   EXPECT_EQ(select_config(qwen3_gemm2(512)).name(), "128x64_1x1_pp");
   EXPECT_EQ(select_config(qwen3_gemm2(8192)).name(), "128x128_2x1_pp");
   EXPECT_EQ(select_config(mixtral_gemm1(128)).name(), "256x64_1x1_coop");
