@@ -1,6 +1,6 @@
-// For the MoE layer's GEMM calls: a caller that fills a grouped GEMM's per-expert arrays itself, in a kernel it runs
-// anyway once the expert offsets are final (the one-block routing at small batches), saves a launch per GEMM; one
-// whose offsets are final two launches before the GEMM lets the decode kernel start before its PDL wait.
+// For the MoE layer's GEMM calls: their offsets are final two launches before the GEMM, which lets the decode kernel
+// start before its PDL wait; and where the layer fills the per-expert arrays itself, in a kernel it runs anyway once
+// the offsets are final (the one-block routing at small batches), it saves a launch per GEMM.
 #pragma once
 
 #include "gemm/grouped_params.h"
@@ -16,16 +16,10 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args);
 // validated arguments: args.config empty or a registered name.
 bool reads_expert_arrays(GroupedGemmArgs const& args);
 
-// What the MoE layer knows about its GEMM calls that a standalone grouped_gemm() cannot.
-struct LayerGemmCall {
-  // The per-expert arrays were filled from grouped_gemm_params(args) after the offsets were final, earlier on the
-  // same stream: the GEMM kernel launches alone.
-  bool arrays_built = false;
-  // The offsets were written two or more launches before the GEMM (GroupedGemmParams::offsets_before_wait).
-  bool offsets_before_wait = false;
-};
-
-// grouped_gemm() for a call of the MoE layer.
-Status grouped_gemm_in_layer(GroupedGemmArgs const& args, LayerGemmCall const& call);
+// grouped_gemm() for a call of the MoE layer, whose routing writes the offsets two or more launches before the GEMM
+// (GroupedGemmParams::offsets_before_wait). arrays_built: the per-expert arrays were filled from
+// grouped_gemm_params(args) after the offsets were final, earlier on the same stream, so the GEMM kernel launches
+// alone.
+Status grouped_gemm_in_layer(GroupedGemmArgs const& args, bool arrays_built);
 
 }  // namespace w4a8moe::gemm

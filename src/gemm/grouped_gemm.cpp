@@ -201,7 +201,13 @@ bool reads_expert_arrays(GroupedGemmArgs const& args) {
 
 namespace {
 
-Status run(GroupedGemmArgs const& args, gemm::LayerGemmCall const& call) {
+// What a call's caller knows beyond its arguments (the MoE layer's GEMMs: grouped_gemm_in_layer).
+struct CallContext {
+  bool arrays_built = false;
+  bool offsets_before_wait = false;
+};
+
+Status run(GroupedGemmArgs const& args, CallContext const& call) {
   W4A8_RETURN_IF_ERROR(validate_args(args));
   W4A8_RETURN_IF_ERROR(require_hopper_device());
   auto const& kernel = choose_kernel(args);
@@ -225,7 +231,9 @@ Status grouped_gemm(GroupedGemmArgs const& args) { return run(args, {}); }
 
 namespace gemm {
 
-Status grouped_gemm_in_layer(GroupedGemmArgs const& args, LayerGemmCall const& call) { return run(args, call); }
+Status grouped_gemm_in_layer(GroupedGemmArgs const& args, bool arrays_built) {
+  return run(args, {arrays_built, true});
+}
 
 }  // namespace gemm
 }  // namespace w4a8moe

@@ -29,8 +29,8 @@ struct BlockRouting {
 };
 
 // Token t's top-k over its logits by warp t (all 32 lanes), into the slots' ids and weights. The kernel is
-// instantiated per kPerLane (decode_layer_router_per_lane), so the router it runs sits in line with the rest of the
-// block's code: with the instruction caches cold, every jump to code far away is a round trip to memory.
+// instantiated per kPerLane (choose_kernel in decode_layer.cu), so the router it runs sits in line with the rest of
+// the block's code: with the instruction caches cold, every jump to code far away is a round trip to memory.
 template <int kPerLane, class Logit>
 __device__ __forceinline__ void route_token(Logit const* logits, int experts, int top_k, bool renormalize, int t,
                                             BlockRouting& r) {

@@ -201,9 +201,7 @@ Status moe_forward(MoeForwardArgs const& a) {
     fill.workspace[fill.count] = g->workspace;
     ++fill.count;
   }
-  // Both GEMMs run two or more launches after the routing that writes their offsets.
-  gemm::LayerGemmCall const layer_call{plan.one_block_routing, true};
-  auto run_gemm = [&](GroupedGemmArgs const& g) { return gemm::grouped_gemm_in_layer(g, layer_call); };
+  auto run_gemm = [&](GroupedGemmArgs const& g) { return gemm::grouped_gemm_in_layer(g, plan.one_block_routing); };
 
   W4A8_RETURN_IF_ERROR(mark(0));
   moe::RoutingProblem routing = routing_problem(s, tokens, a.expert_map, a.stream);
