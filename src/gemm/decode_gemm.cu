@@ -13,6 +13,8 @@
 // wave of warps covers the experts that can be active.
 #include "gemm/decode_gemm.h"
 
+#include <type_traits>
+
 #include "common/pdl.cuh"
 #include "common/status_util.h"
 #include "gemm/stream_plan.h"
@@ -93,45 +95,37 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const stripe = int(blockIdx.x) * stripes_per_block + warp % stripes_per_block;
   int64_t const chunk_bound = p.total_rows + p.shape.num_experts;
-  auto const find = [&](int64_t index) {  // block-wide
-    return index < chunk_bound && find_chunk<kThreads, kChunkRows>(p, index, &chunk);
-  };
-  auto const find_before_wait = [&](int64_t index) {
-    return index < chunk_bound && find_chunk<kThreads, kChunkRows, true>(p, index, &chunk);
-  };
-
   // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
   StripeCursor cursor;
   GroupWeights stage[kStages];
+  // Before the PDL wait (before_wait: std::true_type) both load through L2 only (weight_stream.cuh).
+  auto const find = [&](int64_t index, auto before_wait) {  // block-wide
+    return index < chunk_bound && find_chunk<kThreads, kChunkRows, decltype(before_wait)::value>(p, index, &chunk);
+  };
+  auto const load_first_groups = [&](int expert, auto before_wait) {
+    cursor = stripe_cursor(p.packed, p.sections, n, expert, stripe, group_begin);
+#pragma unroll
+    for (int i = 0; i < kStages; ++i) {
+      if (group_begin + i < group_end) load_group<decltype(before_wait)::value>(n, cursor, stage[i]);
+    }
+  };
   // Where the offsets allow it, the first chunk and its first groups' weights before the wait (L2 loads only):
   // neither depends on the previous kernel, whose tail they overlap.
   int64_t index = blockIdx.y;
   bool const early = p.offsets_before_wait;
-  bool found = early && find_before_wait(index);
+  bool found = early && find(index, std::true_type{});
   bool loaded = found && stripe < stripes;
-  if (loaded) {
-    cursor = stripe_cursor(p.packed, p.sections, n, chunk.expert, stripe, group_begin);
-#pragma unroll
-    for (int i = 0; i < kStages; ++i) {
-      if (group_begin + i < group_end) load_group<true>(n, cursor, stage[i]);
-    }
-  }
+  if (loaded) load_first_groups(chunk.expert, std::true_type{});
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
-  if (!early) found = find(index);
+  if (!early) found = find(index, std::false_type{});
 
-  for (; found; index += gridDim.y, found = find(index)) {
+  for (; found; index += gridDim.y, found = find(index, std::false_type{})) {
     WarpItem const w{chunk.expert, stripe, chunk.rows, int32_t(chunk.first_row)};
 
     float acc[kTokenTiles][4] = {};
     if (stripe < stripes) {
-      if (!loaded) {
-        cursor = stripe_cursor(p.packed, p.sections, n, w.expert, w.stripe, group_begin);
-#pragma unroll
-        for (int i = 0; i < kStages; ++i) {
-          if (group_begin + i < group_end) load_group(n, cursor, stage[i]);
-        }
-      }
+      if (!loaded) load_first_groups(w.expert, std::false_type{});
       loaded = false;
       for (int g = group_begin; g < group_end; g += kStages) {
 #pragma unroll
