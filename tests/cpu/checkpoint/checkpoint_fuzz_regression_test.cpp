@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "checkpoint_test_util.h"
@@ -17,6 +18,14 @@ namespace w4a8moe {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The fuzz directory: $W4A8_FUZZ_DIR if set, else the source tree's (compiled in), else tests/fuzz under the
+// working directory, so that a build carried to another machine's checkout finds the corpora from its root.
+fs::path fuzz_dir() {
+  if (char const* env = std::getenv("W4A8_FUZZ_DIR"); env != nullptr && *env != '\0') return env;
+  if (fs::is_directory(W4A8_FUZZ_DIR)) return W4A8_FUZZ_DIR;
+  return fs::path("tests") / "fuzz";
+}
 
 std::vector<fs::path> inputs_under(fs::path const& dir) {
   std::vector<fs::path> inputs;
@@ -68,23 +77,23 @@ void replay_configs(std::vector<fs::path> const& inputs) {
 }
 
 TEST(SafetensorsFuzzCorpus, SeedsKeepTheReadersPromises) {
-  auto const seeds = inputs_under(fs::path(W4A8_FUZZ_DIR) / "corpus");
-  ASSERT_FALSE(seeds.empty()) << "no seed corpus under " << W4A8_FUZZ_DIR << "/corpus";
+  auto const seeds = inputs_under(fuzz_dir() / "corpus");
+  ASSERT_FALSE(seeds.empty()) << "no seed corpus under " << (fuzz_dir() / "corpus");
   replay(seeds);
 }
 
 TEST(SafetensorsFuzzCorpus, RegressionsStayFixed) {
-  replay(inputs_under(fs::path(W4A8_FUZZ_DIR) / "regressions"));
+  replay(inputs_under(fuzz_dir() / "regressions"));
 }
 
 TEST(ConfigFuzzCorpus, SeedsKeepTheParsersPromises) {
-  auto const seeds = inputs_under(fs::path(W4A8_FUZZ_DIR) / "config_corpus");
-  ASSERT_FALSE(seeds.empty()) << "no seed corpus under " << W4A8_FUZZ_DIR << "/config_corpus";
+  auto const seeds = inputs_under(fuzz_dir() / "config_corpus");
+  ASSERT_FALSE(seeds.empty()) << "no seed corpus under " << (fuzz_dir() / "config_corpus");
   replay_configs(seeds);
 }
 
 TEST(ConfigFuzzCorpus, RegressionsStayFixed) {
-  replay_configs(inputs_under(fs::path(W4A8_FUZZ_DIR) / "config_regressions"));
+  replay_configs(inputs_under(fuzz_dir() / "config_regressions"));
 }
 
 }  // namespace
