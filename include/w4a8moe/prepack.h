@@ -16,8 +16,10 @@
 namespace w4a8moe {
 
 // Bumped whenever the bytes produced by prepack_weights() change meaning (the lookup-table layout's version; the
-// exact-scale layout is version 2, the MXFP4 layout version 4).
-inline constexpr uint32_t kPackedFormatVersion = 1;
+// exact-scale layout is version 2, the MXFP4 layout version 4). Version 5 added each table's odd entries beside it
+// (4 bytes a channel and group, which the decode streaming kernels read) and bounds table steps to e4m3's normal
+// range; version 1 buffers are refused.
+inline constexpr uint32_t kPackedFormatVersion = 5;
 
 
 enum class WeightFormat : int {

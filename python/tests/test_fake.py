@@ -109,7 +109,7 @@ def test_fused_moe_converts_float16_router_logits():
 
 def packed_header(num_experts, n, k, layout):
     """A packed buffer of the right size whose header says (E, N, K) in `layout`; the rest zero."""
-    versions = {"lookup": 1, "exact": 2, "mxfp4": 4}  # kPackedFormatVersion and the other layouts' versions
+    versions = {"lookup": 5, "exact": 2, "mxfp4": 4}  # kPackedFormatVersion and the other layouts' versions
     total = w4a8moe.packed_weights_bytes(num_experts, n, k, layout)
     header = struct.pack("<8sIIiiiiQII", b"W4A8MOE\0", versions[layout], 256, num_experts, n, k, 128, total, 0, 0)
     packed = torch.zeros(total, dtype=torch.uint8)

@@ -7,14 +7,15 @@
 // block's share of the items in turn (stream_plan.h says when, item_deal.cuh how). One producer warp a worker finds
 // each item's chunk from expert_offsets (on the device: no host sync, no workspace) and streams each 128-K group into a
 // ring of shared-memory stages with the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous), its
-// 64 lookup tables and the chunk's activations (a 2D tensor copy in wgmma's 128-byte swizzle), all completing on the
-// stage's mbarrier, and the item's chunk beside the stage. It runs ahead across items, so a worker's next item is in
-// flight while its consumers finish the last one (per-block set-up, the chunk search and the epilogue were 30 % of the
-// warps' time when every block took one item, bench/NOTES.md §9). A consumer warpgroup reads each warp's atoms and
-// tables from the stage (one 8-byte load per lane each: the atom is exactly wgmma's m64k32 A fragment, 16 rows per
-// warp), turns the nibbles into e4m3 through the lookup table in registers (the same e4m3 values as the CUTLASS
-// mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage. The tensor cores do the
-// token dimension: 1 or 64 rows cost the same instructions per weight.
+// 64 tables' odd entries (the packed format's odd tables, 4 bytes a channel) and the chunk's activations (a 2D tensor
+// copy in wgmma's 128-byte swizzle), all completing on the stage's mbarrier, and the item's chunk beside the stage. It
+// runs ahead across items, so a worker's next item is in flight while its consumers finish the last one (per-block
+// set-up, the chunk search and the epilogue were 30 % of the warps' time when every block took one item,
+// bench/NOTES.md §9). A consumer warpgroup reads each warp's atoms and odd table entries from the stage (one 8-byte
+// load per lane an atom: the atom is exactly wgmma's m64k32 A fragment, 16 rows per warp; 4 bytes a channel, rebuilt
+// into the whole table), turns the nibbles into e4m3 through the lookup table in registers (the same e4m3 values as
+// the CUTLASS mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage. The tensor
+// cores do the token dimension: 1 or 64 rows cost the same instructions per weight.
 //
 // Why the copy engine for the weights: loads into registers, kept several groups ahead, all share one scoreboard
 // in the SASS ptxas emits, so each group's first use waited for every load in flight, and a proxy fence for
@@ -58,7 +59,9 @@ constexpr int kThreads = kConsumerThreads + 32;  // and the producer warp
 constexpr int kTileStripes = 4;  // a consumer warp per 16-channel stripe: wgmma's 64 rows
 constexpr int kTileChannels = kTileStripes * kStripeChannels;
 constexpr uint32_t kWeightBytes = kAtomsPerGroup * kTileStripes * kAtomBytes;  // a group of the tile: 4 x 1 KB
-constexpr uint32_t kTableBytes = kTileChannels * prepack::kLutBytes;
+// The tables' odd entries (4 bytes a channel), rebuilt into whole tables in registers: 4 bytes a channel and group
+// fewer to stream than the 8-byte tables, for 4 instructions a channel (bench/NOTES.md §77).
+constexpr uint32_t kTableBytes = kTileChannels * prepack::kOddTableBytes;
 
 // A stage: the activations first (1024-byte aligned for the swizzle), then the weights and the tables.
 template <int kRows>
@@ -83,13 +86,14 @@ __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap 
   int const n = p.shape.n, tile = item.tile;
   // The tile's stripes that exist: a partial last tile copies only those (the rest of the stage is never stored).
   uint32_t const stripes = uint32_t(min(kTileStripes, n / kStripeChannels - tile * kTileStripes));
-  uint32_t const atom_bytes = stripes * kAtomBytes, table_bytes = stripes * kStripeChannels * prepack::kLutBytes;
+  uint32_t const atom_bytes = stripes * kAtomBytes;
+  uint32_t const table_bytes = stripes * kStripeChannels * prepack::kOddTableBytes;
   uint8_t const* weights = p.packed + p.sections.weights +
                            size_t(item.chunk.expert) * p.sections.weight_bytes_per_expert +
                            size_t(tile) * kTileStripes * kAtomBytes;
-  uint8_t const* tables = p.packed + p.sections.group_scales +
-                          size_t(item.chunk.expert) * p.sections.group_scale_bytes_per_expert +
-                          size_t(tile) * kTileChannels * prepack::kLutBytes;
+  uint8_t const* tables = p.packed + p.sections.odd_tables +
+                          size_t(item.chunk.expert) * p.sections.odd_table_bytes_per_expert +
+                          size_t(tile) * kTileChannels * prepack::kOddTableBytes;
   for (int group = group_begin; group < group_end; ++group) {
     uint32_t const use = ring.uses + uint32_t(group - group_begin), slot = use % S::kCount;
     if (use >= S::kCount) barrier_wait(ring.empty + 8 * slot, (use / S::kCount - 1) % 2);
@@ -102,7 +106,8 @@ __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap 
       bulk_copy(stage + S::kActBytes + atom * (kTileStripes * kAtomBytes),
                 weights + (size_t(group) * kAtomsPerGroup + atom) * atom_stride(n), atom_bytes, full);
     }
-    bulk_copy(stage + S::kActBytes + kWeightBytes, tables + size_t(group) * n * prepack::kLutBytes, table_bytes, full);
+    bulk_copy(stage + S::kActBytes + kWeightBytes, tables + size_t(group) * n * prepack::kOddTableBytes, table_bytes,
+              full);
   }
 }
 
@@ -127,7 +132,8 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
   int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
   // This lane's 8 bytes of each atom, and the tables of its channels lane/4 and lane/4 + 8.
   uint32_t const weights_offset = S::kActBytes + warp * kAtomBytes + lane * 8;
-  uint32_t const table_offset = S::kActBytes + kWeightBytes + (warp * kStripeChannels + lane / 4) * prepack::kLutBytes;
+  uint32_t const table_offset =
+      S::kActBytes + kWeightBytes + (warp * kStripeChannels + lane / 4) * prepack::kOddTableBytes;
   uint32_t a[2][kAtomsPerGroup][4];
   // Waits for group i's stage and converts it into set h.
   auto load = [&](int i, int h) {
@@ -138,8 +144,8 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
     for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
       w.atoms[atom] = load_shared_8(stage + weights_offset + atom * (kTileStripes * kAtomBytes));
     }
-    w.table_low = load_shared_8(stage + table_offset);
-    w.table_high = load_shared_8(stage + table_offset + 8 * prepack::kLutBytes);
+    w.table_low = whole_table(load_shared_4(stage + table_offset));
+    w.table_high = whole_table(load_shared_4(stage + table_offset + 8 * prepack::kOddTableBytes));
     convert_group(w, a[h]);
   };
   if (groups > 0) load(0, 0);

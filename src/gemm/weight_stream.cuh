@@ -149,6 +149,12 @@ __device__ __forceinline__ uint2 positive_table(uint2 negative) {
   return {low, negative.y ^ 0x80808080u};
 }
 
+// A whole table from its odd entries, as the packed format's odd tables hold them (prepack::expand_odd_table).
+__device__ __forceinline__ uint2 whole_table(uint32_t odd) {
+  prepack::TableWords const t = prepack::expand_odd_table(odd);
+  return {t.low, t.high};
+}
+
 // Four LUT-encoded nibbles (the low 16 bits of index and select) -> four e4m3 bytes: the three low bits pick the
 // table entry, the sign bit picks the negative or the positive table.
 __device__ __forceinline__ uint32_t lookup4(uint32_t index, uint32_t select, uint2 negative, uint2 positive) {

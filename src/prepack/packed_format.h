@@ -4,11 +4,15 @@
 //   weights         per expert N*Kp/2 bytes (Kp = padded_k(K); the K past K hold q = 0): int4, LUT-encoded (see
 //                   encode_lut_nibble), reordered for the fp8 wgmma fragment (see reorder_atom_offset)
 //   group scales    per expert [Kp/128][N] x 8 e4m3: each (group, channel)'s table {e4m3(-8 t), ..., e4m3(-1 t)}
+//   odd tables      per expert [Kp/128][N] x 4 e4m3: the same table's odd entries {e4m3(-1 t), e4m3(-3 t),
+//                   e4m3(-5 t), e4m3(-7 t)}, from which expand_odd_table() rebuilds it (the decode streaming
+//                   kernels read these: 68 bytes a channel and group instead of 72, bench/NOTES.md §77)
 //   channel scales  per expert [N] fp32
 //   layouts         per expert one CuTe layout of the reordered weights (the pointer-array mainloop takes one per
 //                   group), kLayoutSlotBytes each
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,6 +33,38 @@ inline constexpr size_t kSectionAlign = 256;
 // array of that type, so the slots must be exactly that size.
 inline constexpr size_t kLayoutSlotBytes = 12;
 inline constexpr size_t kLutBytes = 8;
+inline constexpr size_t kOddTableBytes = 4;
+
+// The smallest |t| a table is built from (bounded_table_step): e4m3's smallest normal number. Every entry q * t is
+// then normal, so the even entries are exactly the odd ones doubled, which expand_odd_table() does by adding to the
+// exponent field (a subnormal or zero entry would not double that way). Only a group whose scale is below 1/3584 of
+// its channel's largest takes the bound; its q then count 2^-6 each (an all-zero group, q = 0, is unaffected).
+inline constexpr float kMinTableStep = 0.015625f;
+
+W4A8_HOST_DEVICE inline float bounded_table_step(float step) {
+  return fabsf(step) < kMinTableStep ? copysignf(kMinTableStep, step) : step;
+}
+
+// A table as two words (bytes 0-7: e4m3(-8 t), ..., e4m3(-1 t)) -> its odd entries, byte i e4m3(-(2i + 1) t).
+W4A8_HOST_DEVICE inline uint32_t odd_table(uint32_t low, uint32_t high) {
+  return (high >> 24) | ((high >> 8) & 0xFF) << 8 | (low >> 24) << 16 | ((low >> 8) & 0xFF) << 24;
+}
+
+// The inverse, for tables of bounded_table_step() steps: each even entry is an odd one with its exponent field raised
+// (-8t = 8 * -1t by 3, -4t = 4 * -1t by 2, -6t = 2 * -3t and -2t = 2 * -1t by 1), which never carries out of the
+// byte since |8t| <= 448. Two byte permutes and two adds on the device; the host version is for the tests.
+struct TableWords {
+  uint32_t low, high;
+};
+W4A8_HOST_DEVICE inline TableWords expand_odd_table(uint32_t odd) {
+#if defined(__CUDA_ARCH__)
+  return {__byte_perm(odd, 0, 0x2130) + 0x00080018u, __byte_perm(odd, 0, 0x0010) + 0x00080010u};
+#else
+  auto byte = [odd](int i) { return (odd >> (8 * i)) & 0xFFu; };
+  return {(byte(0) | byte(3) << 8 | byte(1) << 16 | byte(2) << 24) + 0x00080018u,
+          (byte(0) | byte(1) << 8 | byte(0) << 16 | byte(0) << 24) + 0x00080010u};
+#endif
+}
 
 struct PackedHeader {
   char magic[8];
@@ -65,11 +101,13 @@ W4A8_HOST_DEVICE inline size_t align_up(size_t bytes, size_t alignment) {
 struct PackedSections {
   size_t weights = 0;
   size_t group_scales = 0;
+  size_t odd_tables = 0;
   size_t channel_scales = 0;
   size_t layouts = 0;
   size_t total = 0;
   size_t weight_bytes_per_expert = 0;
   size_t group_scale_bytes_per_expert = 0;
+  size_t odd_table_bytes_per_expert = 0;
 };
 
 // Byte offsets of the sections for a valid shape.
@@ -80,9 +118,11 @@ W4A8_HOST_DEVICE inline PackedSections packed_sections(ExpertWeightShape const& 
   PackedSections s;
   s.weight_bytes_per_expert = n * k / 2;
   s.group_scale_bytes_per_expert = (k / static_cast<size_t>(shape.group_size)) * n * kLutBytes;
+  s.odd_table_bytes_per_expert = (k / static_cast<size_t>(shape.group_size)) * n * kOddTableBytes;
   s.weights = kHeaderBytes;
   s.group_scales = align_up(s.weights + e * s.weight_bytes_per_expert, kSectionAlign);
-  s.channel_scales = align_up(s.group_scales + e * s.group_scale_bytes_per_expert, kSectionAlign);
+  s.odd_tables = align_up(s.group_scales + e * s.group_scale_bytes_per_expert, kSectionAlign);
+  s.channel_scales = align_up(s.odd_tables + e * s.odd_table_bytes_per_expert, kSectionAlign);
   s.layouts = align_up(s.channel_scales + e * n * sizeof(float), kSectionAlign);
   s.total = align_up(s.layouts + e * kLayoutSlotBytes, kSectionAlign);
   return s;

@@ -87,11 +87,10 @@ __global__ void encode_and_reorder_weights(void const* __restrict__ weights, Wei
 }
 
 // Splits (kBF16) or checks (kFP8WithChannelScale) the scales of one (expert, channel) row and writes its lookup
-// tables and channel scale.
+// tables (whole and odd entries) and channel scale.
 __device__ void split_row(void const* __restrict__ group_scales, float const* __restrict__ channel_scales,
-                          ScaleFormat format, int64_t row, int n_rows, int groups, uint8_t* __restrict__ packed_luts,
-                          size_t lut_bytes_per_expert, float* __restrict__ packed_channel_scales,
-                          uint32_t* bad_value_count) {
+                          ScaleFormat format, int64_t row, int n_rows, int groups, uint8_t* __restrict__ packed,
+                          PackedSections const& sections, uint32_t* bad_value_count) {
   int64_t const e = row / n_rows;
   int const n = int(row % n_rows);
   uint32_t bad = 0;
@@ -112,9 +111,10 @@ __device__ void split_row(void const* __restrict__ group_scales, float const* __
     channel_scale = channel_scales[row];
     if (!isfinite(channel_scale)) ++bad;
   }
-  packed_channel_scales[row] = channel_scale;
+  reinterpret_cast<float*>(packed + sections.channel_scales)[row] = channel_scale;
 
-  uint8_t* luts = packed_luts + e * lut_bytes_per_expert;
+  uint8_t* luts = packed + sections.group_scales + e * sections.group_scale_bytes_per_expert;
+  uint8_t* odd_tables = packed + sections.odd_tables + e * sections.odd_table_bytes_per_expert;
   for (int g = 0; g < groups; ++g) {
     // What the table multiplies q by before its e4m3 rounding: the unrounded s / c / 8 (at most 56, so |q| * 56
     // <= 448; rounding it to e4m3 first, then q times that, lost 0.6-0.8 points of layer accuracy, bench/NOTES.md
@@ -128,13 +128,16 @@ __device__ void split_row(void const* __restrict__ group_scales, float const* __
       if (is_e4m3_nan(sg_bits) || fabsf(from_e4m3(sg_bits)) > 56.0f) ++bad;
       step = from_e4m3(sg_bits);
     }
+    step = bounded_table_step(step);
     uint32_t lo = 0, hi = 0;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       lo |= uint32_t(to_e4m3(float(i - 8) * step)) << (8 * i);
       hi |= uint32_t(to_e4m3(float(i - 4) * step)) << (8 * i);
     }
-    *reinterpret_cast<uint2*>(luts + (int64_t(g) * n_rows + n) * kLutBytes) = make_uint2(lo, hi);
+    int64_t const table = int64_t(g) * n_rows + n;
+    *reinterpret_cast<uint2*>(luts + table * kLutBytes) = make_uint2(lo, hi);
+    *reinterpret_cast<uint32_t*>(odd_tables + table * kOddTableBytes) = odd_table(lo, hi);
   }
   if (bad) atomicAdd(bad_value_count, bad);
 }
@@ -142,12 +145,11 @@ __device__ void split_row(void const* __restrict__ group_scales, float const* __
 // Grid-stride over (expert, output channel) rows.
 __global__ void split_scales_and_write_luts(void const* __restrict__ group_scales, float const* __restrict__ channel_scales,
                                             ScaleFormat format, int num_experts, int n_rows, int groups,
-                                            uint8_t* __restrict__ packed_luts, size_t lut_bytes_per_expert,
-                                            float* __restrict__ packed_channel_scales, uint32_t* bad_value_count) {
+                                            uint8_t* __restrict__ packed, PackedSections sections,
+                                            uint32_t* bad_value_count) {
   for (int64_t row = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; row < int64_t(num_experts) * n_rows;
        row += int64_t(gridDim.x) * blockDim.x) {  // row = e * N + n
-    split_row(group_scales, channel_scales, format, row, n_rows, groups, packed_luts, lut_bytes_per_expert,
-              packed_channel_scales, bad_value_count);
+    split_row(group_scales, channel_scales, format, row, n_rows, groups, packed, sections, bad_value_count);
   }
 }
 
@@ -177,10 +179,8 @@ cudaError_t launch_prepack(PrepackArgs const& args, PackedSections const& sectio
 
   int64_t const rows = int64_t(s.num_experts) * s.n;
   split_scales_and_write_luts<<<grid_for(rows), kThreads, 0, args.stream>>>(
-      args.group_scales, args.channel_scales, args.scale_format, s.num_experts, s.n, group_count(s.k),
-      packed + sections.group_scales, sections.group_scale_bytes_per_expert,
-      reinterpret_cast<float*>(packed + sections.channel_scales),
-      &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);
+      args.group_scales, args.channel_scales, args.scale_format, s.num_experts, s.n, group_count(s.k), packed,
+      sections, &reinterpret_cast<PackedHeader*>(packed)->bad_value_count);
   return cudaGetLastError();
 }
 

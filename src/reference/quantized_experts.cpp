@@ -83,10 +83,13 @@ void split_bf16_scales(std::vector<uint16_t> const& bf16_scales, QuantizedExpert
 }
 
 void lut_from_step(float step, uint8_t lut[8]) {
+  step = prepack::bounded_table_step(step);
   for (int i = 0; i < 8; ++i) lut[i] = float_to_e4m3(float(i - 8) * step);
 }
 
-float dequantized_weight(int q, float step) { return e4m3_to_float(float_to_e4m3(float(q) * step)); }
+float dequantized_weight(int q, float step) {
+  return e4m3_to_float(float_to_e4m3(float(q) * prepack::bounded_table_step(step)));
+}
 
 std::vector<float> dequantize_expert(QuantizedExperts const& experts, int e) {
   auto const& s = experts.shape;
@@ -125,9 +128,15 @@ std::vector<uint8_t> prepack(QuantizedExperts const& experts) {
       }
     }
     uint8_t* luts = packed.data() + sections.group_scales + e * sections.group_scale_bytes_per_expert;
+    uint8_t* odd_tables = packed.data() + sections.odd_tables + e * sections.odd_table_bytes_per_expert;
     for (int64_t g = 0; g < groups; ++g) {
       for (int n = 0; n < s.n; ++n) {
-        lut_from_step(experts.step(experts.scale_index(e, n, int(g))), luts + (g * s.n + n) * prepack::kLutBytes);
+        uint8_t* lut = luts + (g * s.n + n) * prepack::kLutBytes;
+        lut_from_step(experts.step(experts.scale_index(e, n, int(g))), lut);
+        uint32_t words[2];
+        std::memcpy(words, lut, sizeof words);
+        uint32_t const odd = prepack::odd_table(words[0], words[1]);
+        std::memcpy(odd_tables + (g * s.n + n) * prepack::kOddTableBytes, &odd, sizeof odd);
       }
     }
     std::memcpy(packed.data() + sections.channel_scales + size_t(e) * s.n * sizeof(float),

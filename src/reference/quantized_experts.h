@@ -48,11 +48,12 @@ void split_bf16_scales(std::vector<uint16_t> const& bf16_scales, QuantizedExpert
 void hold_exact_scales(QuantizedExperts* experts);
 void hold_exact_scales(QuantizedExperts* experts, std::vector<uint16_t> const& bf16_scales);
 
-// The 8-byte lookup table of one group's step: byte i = e4m3((i - 8) * step), i.e. {-8 step, ..., -1 step}.
+// The 8-byte lookup table of one group's step: byte i = e4m3((i - 8) * t), i.e. {-8 t, ..., -1 t}, t the step
+// bounded away from e4m3's subnormals (prepack::bounded_table_step), as every table is built.
 void lut_from_step(float step, uint8_t lut[8]);
 void lut_from_step(uint8_t, uint8_t[8]) = delete;  // e4m3 bits are not a step: pass e4m3_to_float(sg)
 
-// The weight value the kernel multiplies: e4m3(q * step), as a float.
+// The weight value the kernel multiplies: e4m3(q * t), t as in lut_from_step, as a float.
 float dequantized_weight(int q, float step);
 float dequantized_weight(int, uint8_t) = delete;  // likewise
 

@@ -72,6 +72,42 @@ TEST(Packing, LutLookupReproducesScaledValues) {
   }
 }
 
+// The odd tables the decode streaming kernels read: every table, from any step (bounded away from e4m3's subnormals
+// as prepack bounds it, either sign, every e4m3 step and random unrounded ones), comes back whole from its odd entries.
+TEST(Packing, OddTablesRebuildTheWholeTable) {
+  std::vector<float> steps;
+  for (int code = 0; code < 0x100; ++code) {
+    float const step = e4m3_to_float(uint8_t(code));
+    if (std::isfinite(step) && std::fabs(step) <= 56.0f) steps.push_back(step);
+  }
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> log2_step(-16.0f, std::log2(56.0f));
+  for (int i = 0; i < 2000; ++i) steps.push_back((i % 2 ? -1.0f : 1.0f) * std::exp2(log2_step(rng)));
+  for (float step : steps) {
+    uint8_t lut[8];
+    reference::lut_from_step(step, lut);
+    uint32_t words[2];
+    std::memcpy(words, lut, sizeof words);
+    uint32_t const odd = prepack::odd_table(words[0], words[1]);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ((odd >> (8 * i)) & 0xFF, lut[7 - 2 * i]) << "step " << step;
+    prepack::TableWords const whole = prepack::expand_odd_table(odd);
+    EXPECT_EQ(whole.low, words[0]) << "step " << step;
+    EXPECT_EQ(whole.high, words[1]) << "step " << step;
+  }
+}
+
+TEST(Packing, TableStepsStayNormal) {
+  float const min_normal = std::ldexp(1.0f, -6);
+  EXPECT_EQ(prepack::bounded_table_step(0.0f), min_normal);
+  EXPECT_EQ(prepack::bounded_table_step(1e-4f), min_normal);
+  EXPECT_EQ(prepack::bounded_table_step(-1e-4f), -min_normal);
+  EXPECT_EQ(prepack::bounded_table_step(0.75f), 0.75f);
+  EXPECT_EQ(prepack::bounded_table_step(-56.0f), -56.0f);
+  // A tiny group's q count 2^-6 each; q = 0 stays 0.
+  EXPECT_EQ(reference::dequantized_weight(3, 1e-5f), 3.0f * min_normal);
+  EXPECT_EQ(reference::dequantized_weight(0, 0.0f), 0.0f);
+}
+
 TEST(Packing, ReorderIsABijectionWithinEachExpert) {
   for (auto [n, k] : {std::pair{16, 128}, {48, 384}, {128, 256}, {272, 640}}) {
     std::vector<int> hits(size_t(n) * k, 0);
@@ -157,6 +193,16 @@ TEST(Packing, PrepackUnpackRoundTripIsBitExact) {
         }
       }
     }
+    for (int e = 0; e < shape.num_experts; ++e) {
+      for (int64_t t = 0; t < sections.group_scale_bytes_per_expert / prepack::kLutBytes; ++t) {
+        uint32_t words[2], odd;
+        std::memcpy(words, &packed[sections.group_scales + e * sections.group_scale_bytes_per_expert +
+                                   t * prepack::kLutBytes], sizeof words);
+        std::memcpy(&odd, &packed[sections.odd_tables + e * sections.odd_table_bytes_per_expert +
+                                  t * prepack::kOddTableBytes], sizeof odd);
+        ASSERT_EQ(odd, prepack::odd_table(words[0], words[1])) << "expert " << e << ", table " << t;
+      }
+    }
     auto const back = reference::unpack(packed, shape);
     EXPECT_EQ(back.q, experts.q);
     EXPECT_EQ(back.group_scale, experts.group_scale);
@@ -173,11 +219,13 @@ TEST(Packing, SectionsAreAlignedAndDisjoint) {
   for (auto shape : {ExpertWeightShape{1, 16, 128, 128}, ExpertWeightShape{128, 1536, 2048, 128},
                      ExpertWeightShape{256, 16, 7168, 128}}) {
     auto const s = prepack::packed_sections(shape);
-    for (size_t offset : {s.weights, s.group_scales, s.channel_scales, s.layouts, s.total}) {
+    for (size_t offset : {s.weights, s.group_scales, s.odd_tables, s.channel_scales, s.layouts, s.total}) {
       EXPECT_EQ(offset % prepack::kSectionAlign, 0u);
     }
     EXPECT_GE(s.group_scales, s.weights + shape.num_experts * s.weight_bytes_per_expert);
-    EXPECT_GE(s.channel_scales, s.group_scales + shape.num_experts * s.group_scale_bytes_per_expert);
+    EXPECT_GE(s.odd_tables, s.group_scales + shape.num_experts * s.group_scale_bytes_per_expert);
+    EXPECT_EQ(s.odd_table_bytes_per_expert * 2, s.group_scale_bytes_per_expert);
+    EXPECT_GE(s.channel_scales, s.odd_tables + shape.num_experts * s.odd_table_bytes_per_expert);
     EXPECT_GE(s.layouts, s.channel_scales + size_t(shape.num_experts) * shape.n * 4);
     EXPECT_GE(s.total, s.layouts + shape.num_experts * prepack::kLayoutSlotBytes);
   }
