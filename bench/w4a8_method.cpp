@@ -5,6 +5,7 @@
 #include "baselines/bench_fill.h"
 #include "bench_timing.h"
 #include "common/device_buffer.h"
+#include "prepack/packed_format.h"
 #include "w4a8moe/grouped_gemm.h"
 #include "w4a8moe/prepack.h"
 
@@ -16,8 +17,10 @@ class W4A8Method final : public Method {
   explicit W4A8Method(std::string config) : config_(std::move(config)) {}
   std::string name() const override { return config_.empty() ? "w4a8" : "w4a8_" + config_; }
   double weight_bytes_per_expert(int n, int k) const override {
-    // int4 + 8-byte lookup tables + channel scales, K packed as padded_k
-    return double(n) * padded_k(k) / 2 + 8.0 * n * group_count(k) + 4.0 * n;
+    // int4 + the tables' 4-byte odd entries + channel scales (K packed as padded_k): what the decode streaming
+    // kernels read. CUTLASS's configs and the mma.sync decode kernel read the 8-byte tables, 4 bytes a channel and
+    // group more, so for them this count understates the bandwidth, never overstates it.
+    return double(n) * padded_k(k) / 2 + double(prepack::kOddTableBytes) * n * group_count(k) + 4.0 * n;
   }
   std::string const& chosen_config() const { return chosen_; }
 
