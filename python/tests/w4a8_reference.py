@@ -12,7 +12,8 @@ import torch
 GROUP = 128
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = 448.0
-PACKED_FORMAT_VERSION = 1
+MIN_TABLE_STEP = 2.0 ** -6  # prepack::kMinTableStep: e4m3's smallest normal number
+PACKED_FORMAT_VERSION = 5
 
 
 def hopper_available() -> bool:
@@ -63,10 +64,18 @@ def split_bf16_scales(scales):
     return step.to(E4M3), (8 * c).squeeze(-1), step
 
 
+def bounded_table_step(step):
+    """The step a table is built from: at least e4m3's smallest normal number in magnitude (zero steps too), so
+    every entry is normal and the tables' odd entries rebuild them (prepack::bounded_table_step)."""
+    step = step.float()
+    return torch.where(step.abs() < MIN_TABLE_STEP, torch.copysign(torch.full_like(step, MIN_TABLE_STEP), step), step)
+
+
 def dequantized_weights(q, step):
     """The values the kernel multiplies, e4m3(q * step) as float32 [E, N, K] (channel scale not applied); step
-    [E, N, K/128] float32: the split's unrounded step, or the caller's e4m3 group scales as floats."""
-    return (q.float() * step.float().repeat_interleave(GROUP, dim=-1)).to(E4M3).float()
+    [E, N, K/128] float32: the split's unrounded step, or the caller's e4m3 group scales as floats, bounded as the
+    tables are built."""
+    return (q.float() * bounded_table_step(step).repeat_interleave(GROUP, dim=-1)).to(E4M3).float()
 
 
 class QuantizedExperts:
@@ -93,7 +102,7 @@ class QuantizedExperts:
         return self.channel_scale if layout == "lookup" else torch.ones_like(self.channel_scale)
 
 
-# --- The packed buffer (format version 1) ---------------------------------------------------------------------------
+# --- The packed buffer (format version 5) ---------------------------------------------------------------------------
 
 def _align(value, alignment=256):
     return (value + alignment - 1) // alignment * alignment
@@ -102,11 +111,12 @@ def _align(value, alignment=256):
 def packed_sections(num_experts, n, k):
     header = 256
     group_scales = _align(header + num_experts * n * k // 2)
-    channel_scales = _align(group_scales + num_experts * (k // GROUP) * n * 8)
+    odd_tables = _align(group_scales + num_experts * (k // GROUP) * n * 8)
+    channel_scales = _align(odd_tables + num_experts * (k // GROUP) * n * 4)
     layouts = _align(channel_scales + num_experts * n * 4)
     total = _align(layouts + num_experts * 12)
-    return {"weights": header, "group_scales": group_scales, "channel_scales": channel_scales, "layouts": layouts,
-            "total": total}
+    return {"weights": header, "group_scales": group_scales, "odd_tables": odd_tables,
+            "channel_scales": channel_scales, "layouts": layouts, "total": total}
 
 
 def reorder_nibble_offsets(n, k, device):
@@ -140,12 +150,13 @@ def prepack(experts: QuantizedExperts, steps=None):
     start = sections["weights"]
     packed[start:start + weight_bytes.numel()] = weight_bytes
 
-    # Per (expert, group, channel) the table {e4m3(-8 step), ..., e4m3(-1 step)}.
-    step = (experts.table_step if steps is None else steps).float().permute(0, 2, 1)  # [E, K/128, N]
-    multiples = torch.arange(-8, 0, device=device, dtype=torch.float32)
-    tables = (step[..., None] * multiples).to(E4M3).view(torch.uint8).flatten()
-    start = sections["group_scales"]
-    packed[start:start + tables.numel()] = tables
+    # Per (expert, group, channel) the table {e4m3(-8 step), ..., e4m3(-1 step)}, and its odd entries
+    # {e4m3(-1 step), e4m3(-3 step), e4m3(-5 step), e4m3(-7 step)}, from the bounded step.
+    step = bounded_table_step(experts.table_step if steps is None else steps).permute(0, 2, 1)  # [E, K/128, N]
+    for section, multiples in (("group_scales", torch.arange(-8, 0)), ("odd_tables", torch.tensor([-1, -3, -5, -7]))):
+        entries = (step[..., None] * multiples.to(device, torch.float32)).to(E4M3).view(torch.uint8).flatten()
+        start = sections[section]
+        packed[start:start + entries.numel()] = entries
 
     channel = experts.channel_scale.contiguous().view(torch.uint8).flatten()
     start = sections["channel_scales"]
