@@ -63,15 +63,20 @@ GemmConfig select_config(HeuristicInput const& input) {
 
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
-  // The wgmma streaming kernel (stream_gemm.cu) up to 12 rows per expert wherever its items need no K split, whatever
-  // K and the expert's size, since its items are dealt per SM: 8-row chunks to 6 rows, 16-row chunks above, since
-  // under uniform routing 8-row chunks stream the experts of 9-16 rows twice. Up to two rows on H200s (bench/NOTES.md
-  // §48, against the CUTLASS pick: Qwen3-30B-A3B GEMM1 at 16 tokens 46.5 against 54.4 us, DeepSeek-V3 EP8 GEMM1 at 16
-  // tokens 63.3 against 70.8, Mixtral-8x7B GEMM1 at 1 token 45.2 against 53.2 and GEMM2 at 4 tokens 67.5 against
-  // 77.7); beyond, the H100 sweep of §57 (Qwen3-30B-A3B GEMM1 / GEMM2 at 128 tokens, ~9 rows, 87.3 / 48.0 us against
-  // CUTLASS's 128x16 ping-pong 101.5 / 62.0 and 8-row chunks' 105.4 / 60.4; DeepSeek-V3 EP8 GEMM1 at 128 tokens, ~5
-  // rows, 182.5 against 203.1 for 256x32; Mixtral-8x7B GEMM1 / GEMM2 at 16 tokens, ~5 rows, 186.7 / 96.4 against
-  // 189.4 / 105.8; at ~17 rows CUTLASS is ahead again, Mixtral GEMM1 at 64 tokens 194.7 against 253.9).
+  // The wgmma streaming kernel (stream_gemm.cu) up to 26 rows per expert wherever its items need no K split, whatever
+  // K and the expert's size, since its items are dealt per SM: 8-row chunks to 6 rows, 16-row chunks to 10, 32-row
+  // chunks above, since a chunk streams the experts with more rows than it holds twice. Up to two rows on H200s
+  // (bench/NOTES.md §48, against the CUTLASS pick: Qwen3-30B-A3B GEMM1 at 16 tokens 46.5 against 54.4 us,
+  // DeepSeek-V3 EP8 GEMM1 at 16 tokens 63.3 against 70.8, Mixtral-8x7B GEMM1 at 1 token 45.2 against 53.2 and GEMM2
+  // at 4 tokens 67.5 against 77.7); to 12 rows the H100 sweep of §57 (Qwen3-30B-A3B GEMM1 / GEMM2 at 128 tokens, ~9
+  // rows, 87.3 / 48.0 us against CUTLASS's 128x16 ping-pong 101.5 / 62.0 and 8-row chunks' 105.4 / 60.4; DeepSeek-V3
+  // EP8 GEMM1 at 128 tokens, ~5 rows, 182.5 against 203.1 for 256x32; Mixtral-8x7B GEMM1 / GEMM2 at 16 tokens, ~5
+  // rows, 186.7 / 96.4 against 189.4 / 105.8). The 32-row chunks, from the H100 sweep of §78 at 12-24 rows against
+  // the best CUTLASS config: Qwen3-30B-A3B 0.84-0.92x, DeepSeek-V3 EP8 GEMM2 0.92x, Mixtral-8x7B GEMM2 0.94-0.96x (at
+  // 12 rows 0.73x the 16-row chunks, which stream its experts of 17 or more rows twice); at ~31 rows 1.1-1.5x, many
+  // experts past 32 rows. They read at ~79 % of HBM on long items, where CUTLASS's 256-channel tiles read large
+  // experts of short K at ~87 %: those stay with CUTLASS from 10 rows (Mixtral-8x7B and DeepSeek-V3 EP8 GEMM1: the
+  // 32-row chunks 1.03-1.06x).
   // Where it would split K, up to 1.3 rows per expert (at 1.4-1.8 it won some shapes in the layer and lost others,
   // §7d): the mma.sync decode kernel (decode_gemm.cu), which splits K inside a block while the wgmma kernel needs a
   // cluster that costs more (H200, §8 and §48: DeepSeek-V3 EP8 GEMM1 at 1 token 11.4 against 20.1), for experts of
@@ -79,8 +84,10 @@ GemmConfig select_config(HeuristicInput const& input) {
   // rarely and the wgmma kernel is ahead on both cards (§55: Mixtral-8x7B GEMM2 at 1 token, 4 slices of 28 groups,
   // 32.9 against 34.7 us on an H100 and 33.2 against 35.4 on an H200; DeepSeek-V3 EP8 GEMM1 at 4 tokens, 2 slices of
   // 28, a tie on the H200).
-  if (m <= 12.0) {
-    int const chunk_rows = m <= 6.0 ? kStreamChunkRows : 2 * kStreamChunkRows;
+  bool const large_expert_short_k =
+      double(input.n) * double(input.k) >= double(1 << 24) && input.k <= 64 * kGroupSize;
+  if (m <= 10.0 || (m <= 26.0 && !large_expert_short_k)) {
+    int const chunk_rows = m <= 6.0 ? kStreamChunkRows : m <= 10.0 ? 2 * kStreamChunkRows : 4 * kStreamChunkRows;
     // The plan stream_gemm.cu's launcher makes (one consumer warpgroup, its blocks an SM as the workers of one).
     StreamLaunchPlan const plan =
         plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
@@ -113,7 +120,7 @@ GemmConfig select_config(HeuristicInput const& input) {
     // overhead (Mixtral GEMM1: 28672 channels).
     return tiles_128 > 2 * wave ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{128, 16, 1, 1, coop};
   }
-  // Long K (at least 64 groups: Mixtral-8x7B's GEMM2, K = 14336) up to 48 rows per expert: the cooperative
+  // Long K (at least 64 groups: Mixtral-8x7B's GEMM2, K = 14336) past the streaming kernel, to 48 rows: the cooperative
   // 256-channel tiles, once 128-channel tiles would need more than a wave. H100 and H200 agree up to 16 rows (at 1.3
   // rows 1.25x and 1.15x faster than 128x16 ping-pong, at 2.7 rows 1.15x on the H200); at 16 and 32 rows the H200
   // gains 1.27x and 1.16x over 128x64 ping-pong where the H100 lost 3 % and 1 % (bench/NOTES.md §9g). With fewer
@@ -121,7 +128,8 @@ GemmConfig select_config(HeuristicInput const& input) {
   if (input.k >= 64 * kGroupSize && m <= 48.0 && tiles_128 > wave) {
     return m <= 16.0 ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{256, 64, 1, 1, coop};
   }
-  // Past the wgmma kernel's range (more than 12 rows an expert, or too few items to stream without a K split):
+  // Past the wgmma kernel's range (more than 26 rows an expert, 10 for large experts of short K, or too few items to
+  // stream without a K split):
   // 128x16 ping-pong to 3 rows per expert, and to 8 for K of at most 16 groups, where both sweeps have it ahead of
   // 256x32 (Qwen3-30B-A3B GEMM1 at 64 and 128 tokens: 4 % and a tie on the H100, 4-6 % on the H200; DeepSeek-V3 EP8
   // GEMM2 at 128 tokens 5 % and 3 %). Longer K keeps 256x32 (DeepSeek-V3 GEMM1 at 128 tokens: 7-10 % ahead).

@@ -56,13 +56,15 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
       entries.push_back({config, config.name(), &no_workspace_bytes,
                          rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
     }
-    // The wgmma streaming kernel, 8 and 16 rows per chunk (the heuristic takes 16 from 6 rows an expert, bench/NOTES.md
-    // §57), and with 8 its K slices in one block for sweeps (§58; the heuristic does not take it).
-    for (int rows : {8, 16}) {
-      GemmConfig const stream{64, rows, 1, 1, Schedule::kStream};
-      entries.push_back({stream, stream.name(), &no_workspace_bytes,
-                         rows == 8 ? &run_stream_gemm<8> : &run_stream_gemm<16>});
-    }
+    // The wgmma streaming kernel, 8, 16 and 32 rows per chunk (the heuristic takes 16 from 6 rows an expert,
+    // bench/NOTES.md §57, and 32 as §78 says), and with 8 its K slices in one block (§58).
+    auto const stream = [&](int rows, auto run) {
+      GemmConfig const config{64, rows, 1, 1, Schedule::kStream};
+      entries.push_back({config, config.name(), &no_workspace_bytes, run});
+    };
+    stream(8, &run_stream_gemm<8>);
+    stream(16, &run_stream_gemm<16>);
+    stream(32, &run_stream_gemm<32>);
     GemmConfig const split_k{64, 8, 1, 1, Schedule::kSplitKStream};
     entries.push_back({split_k, split_k.name(), &no_workspace_bytes, &run_stream_gemm<8, true>});
     // The block layouts' kernel: channels x rows of an item, a consumer warpgroup per 64 channels.

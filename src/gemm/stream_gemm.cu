@@ -306,6 +306,7 @@ Status run_stream_gemm(GroupedGemmParams const& params, void*, size_t) {
 
 template Status run_stream_gemm<8, false>(GroupedGemmParams const&, void*, size_t);
 template Status run_stream_gemm<16, false>(GroupedGemmParams const&, void*, size_t);
+template Status run_stream_gemm<32, false>(GroupedGemmParams const&, void*, size_t);
 template Status run_stream_gemm<8, true>(GroupedGemmParams const&, void*, size_t);
 
 }  // namespace w4a8moe::gemm

@@ -76,12 +76,12 @@ TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm1(8192)).name(), "128x256_2x1_coop");
 }
 
-// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61): the wgmma kernel up
-// to 12 rows per expert (row-weighted) wherever its items need no K split, its split-K config where K splits into
-// slices of at least 16 groups over items for most SMs, the cluster split where its slices keep 16 groups or its
-// items fill 2.5 waves, in 16-row chunks past 6 rows; the decode kernel where K must be split finer, up to 1.3 rows
-// per expert of at most 2^26 weights; CUTLASS for more rows.
-TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
+// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61, §78): the wgmma kernel
+// up to 26 rows per expert (row-weighted; 10 for large experts of short K) wherever its items need no K split, its
+// split-K config where K splits into slices of at least 16 groups over items for most SMs, the cluster split where
+// its slices keep 16 groups or its items fill 2.5 waves, in 16-row chunks past 6 rows and 32-row chunks past 10; the
+// decode kernel where K must be split finer, up to 1.3 rows per expert of at most 2^26 weights; CUTLASS for more rows.
+TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
   // 1 token: 8 rows over 128 experts, 192 (GEMM1) or 256 (GEMM2) tiles of 64 channels for 528 resident blocks.
   EXPECT_EQ(select_config(qwen3_gemm1(1)).name(), "16x8_1x1_decode");
   EXPECT_EQ(select_config(qwen3_gemm2(1)).name(), "16x8_1x1_decode");
@@ -112,25 +112,34 @@ TEST(Heuristic, StreamingKernelsUpToTwelveRowsPerExpert) {
                             mixtral_gemm2(4), mixtral_gemm1(16), mixtral_gemm2(16)}) {
     EXPECT_EQ(select_config(input).name(), "64x8_stream");
   }
-  // 16-row chunks from 6 to 12 rows: Qwen3 at 128 tokens (9 rows), DeepSeek-V3 EP8 at 256 (9 rows).
+  // 16-row chunks from 6 to 10 rows: Qwen3 at 128 tokens, DeepSeek-V3 EP8 at 256 (8 rows).
   for (auto const& input : {qwen3_gemm1(128), qwen3_gemm2(128), deepseek_ep8_gemm1(256), deepseek_ep8_gemm2(256)}) {
     EXPECT_EQ(select_config(input).name(), "64x16_stream");
   }
-  // CUTLASS past 12 rows: Qwen3 at 256 tokens, Mixtral at 64 (about 17 rows).
-  for (auto const& input : {qwen3_gemm1(256), qwen3_gemm2(256), mixtral_gemm1(64), mixtral_gemm2(64)}) {
+  // 32-row chunks from 10 to 26 rows (bench/NOTES.md §78): Qwen3 at 192-384 tokens, DeepSeek-V3 EP8 GEMM2 at 384-768,
+  // Mixtral GEMM2 at 48-96 (K of 112 groups).
+  for (auto const& input : {qwen3_gemm1(192), qwen3_gemm2(192), qwen3_gemm1(384), qwen3_gemm2(384),
+                            deepseek_ep8_gemm2(384), deepseek_ep8_gemm2(768), mixtral_gemm2(48), mixtral_gemm2(96)}) {
+    EXPECT_EQ(select_config(input).name(), "64x32_stream");
+  }
+  // CUTLASS past 26 rows (Qwen3 at 512 tokens, Mixtral GEMM2 at 128), and past 10 for large experts of short K, whose
+  // 256-channel tiles read faster than the 32-row chunks (Mixtral GEMM1 at 48-96 tokens, DeepSeek-V3 EP8 GEMM1 at
+  // 384-768).
+  for (auto const& input : {qwen3_gemm1(512), qwen3_gemm2(512), mixtral_gemm2(128), mixtral_gemm1(48),
+                            mixtral_gemm1(96), deepseek_ep8_gemm1(384), deepseek_ep8_gemm1(768)}) {
     Schedule const schedule = select_config(input).schedule;
-    EXPECT_TRUE(schedule == Schedule::kCooperative || schedule == Schedule::kPingpong);
+    EXPECT_TRUE(schedule == Schedule::kCooperative || schedule == Schedule::kPingpong) << select_config(input).name();
   }
 }
 
-// Long K (Mixtral GEMM2, 112 groups): 256-channel cooperative tiles from the streaming kernel's 12 to 48 rows per
-// expert once 128-channel tiles overfill a wave (H100 and H200 sweeps, bench/NOTES.md §9g); below 12 rows the
-// streaming kernel where it needs no K split (§48, §57), its split-K config where it does (§61).
+// Long K (Mixtral GEMM2, 112 groups): 256-channel cooperative tiles from the streaming kernel's 26 to 48 rows per
+// expert once 128-channel tiles overfill a wave (H100 and H200 sweeps, bench/NOTES.md §9g); below 26 rows the
+// streaming kernel where it needs no K split (§48, §57, §78), its split-K config where it does (§61).
 TEST(Heuristic, LongKTakesCooperative256ChannelTiles) {
   EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "64x8_splitk_stream");  // ~3 experts: K split in blocks
   EXPECT_EQ(select_config(mixtral_gemm2(4)).name(), "64x8_stream");       // ~5 experts, 1.75 rows
   EXPECT_EQ(select_config(mixtral_gemm2(8)).name(), "64x8_stream");       // ~7 experts, 2.3 rows
-  EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "256x32_1x1_coop");  // 16 rows per expert
+  EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "64x32_stream");     // 16 rows per expert
   EXPECT_EQ(select_config(mixtral_gemm2(128)).name(), "256x64_1x1_coop");  // 32
   EXPECT_EQ(select_config(mixtral_gemm2(512)).name(), "128x128_2x1_pp");   // 128: past the rule
 }
