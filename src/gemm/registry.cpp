@@ -50,41 +50,34 @@ std::vector<GemmKernelEntry> const& gemm_registry() {
   }
 #include "w4a8_gemm_configs.def"  // configs.def as filtered by CMake (W4A8_GEMM_CONFIGS)
 #undef W4A8_GEMM_CONFIG
+    // The kernels of our own need no workspace.
+    auto const add = [&](GemmConfig const& config, auto run) {
+      entries.push_back({config, config.name(), &no_workspace_bytes, run});
+    };
     // The decode kernel (not CUTLASS): 8 or 16 rows per chunk.
-    for (int rows : {8, 16}) {
-      GemmConfig const config{16, rows, 1, 1, Schedule::kDecode};
-      entries.push_back({config, config.name(), &no_workspace_bytes,
-                         rows == 8 ? &run_decode_gemm<1> : &run_decode_gemm<2>});
-    }
+    add({16, 8, 1, 1, Schedule::kDecode}, &run_decode_gemm<1>);
+    add({16, 16, 1, 1, Schedule::kDecode}, &run_decode_gemm<2>);
     // The wgmma streaming kernel, 8, 16 and 32 rows per chunk (the heuristic takes 16 from 6 rows an expert,
     // bench/NOTES.md §57, and 32 as §78 says), and with 8 its K slices in one block (§58).
-    auto const stream = [&](int rows, auto run) {
-      GemmConfig const config{64, rows, 1, 1, Schedule::kStream};
-      entries.push_back({config, config.name(), &no_workspace_bytes, run});
-    };
-    stream(8, &run_stream_gemm<8>);
-    stream(16, &run_stream_gemm<16>);
-    stream(32, &run_stream_gemm<32>);
-    GemmConfig const split_k{64, 8, 1, 1, Schedule::kSplitKStream};
-    entries.push_back({split_k, split_k.name(), &no_workspace_bytes, &run_stream_gemm<8, true>});
+    add({64, 8, 1, 1, Schedule::kStream}, &run_stream_gemm<8>);
+    add({64, 16, 1, 1, Schedule::kStream}, &run_stream_gemm<16>);
+    add({64, 32, 1, 1, Schedule::kStream}, &run_stream_gemm<32>);
+    add({64, 8, 1, 1, Schedule::kSplitKStream}, &run_stream_gemm<8, true>);
     // The block layouts' kernel: channels x rows of an item, a consumer warpgroup per 64 channels.
-    auto const exact = [&](GemmConfig const& config, auto run) {
-      entries.push_back({config, config.name(), &no_workspace_bytes, run});
-    };
-    exact({64, 8, 1, 1, Schedule::kExact}, &run_exact<8, 1>);
-    exact({64, 16, 1, 1, Schedule::kExact}, &run_exact<16, 1>);
-    exact({64, 32, 1, 1, Schedule::kExact}, &run_exact<32, 1>);
-    exact({64, 48, 1, 1, Schedule::kExact}, &run_exact<48, 1>);
-    exact({128, 64, 1, 1, Schedule::kExact}, &run_exact<64, 2>);
-    exact({128, 128, 1, 1, Schedule::kExact}, &run_exact<128, 2>);
-    exact({64, 8, 1, 1, Schedule::kMxfp4}, &run_mxfp4<8, 1>);
-    exact({64, 16, 1, 1, Schedule::kMxfp4}, &run_mxfp4<16, 1>);
-    exact({64, 32, 1, 1, Schedule::kMxfp4}, &run_mxfp4<32, 1>);
-    exact({64, 48, 1, 1, Schedule::kMxfp4}, &run_mxfp4<48, 1>);
-    exact({64, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 1>);
-    exact({128, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 2>);
-    exact({128, 128, 1, 1, Schedule::kMxfp4}, &run_mxfp4<128, 2>);
-    exact({128, 256, 1, 1, Schedule::kMxfp4}, &run_mxfp4<256, 2>);
+    add({64, 8, 1, 1, Schedule::kExact}, &run_exact<8, 1>);
+    add({64, 16, 1, 1, Schedule::kExact}, &run_exact<16, 1>);
+    add({64, 32, 1, 1, Schedule::kExact}, &run_exact<32, 1>);
+    add({64, 48, 1, 1, Schedule::kExact}, &run_exact<48, 1>);
+    add({128, 64, 1, 1, Schedule::kExact}, &run_exact<64, 2>);
+    add({128, 128, 1, 1, Schedule::kExact}, &run_exact<128, 2>);
+    add({64, 8, 1, 1, Schedule::kMxfp4}, &run_mxfp4<8, 1>);
+    add({64, 16, 1, 1, Schedule::kMxfp4}, &run_mxfp4<16, 1>);
+    add({64, 32, 1, 1, Schedule::kMxfp4}, &run_mxfp4<32, 1>);
+    add({64, 48, 1, 1, Schedule::kMxfp4}, &run_mxfp4<48, 1>);
+    add({64, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 1>);
+    add({128, 64, 1, 1, Schedule::kMxfp4}, &run_mxfp4<64, 2>);
+    add({128, 128, 1, 1, Schedule::kMxfp4}, &run_mxfp4<128, 2>);
+    add({128, 256, 1, 1, Schedule::kMxfp4}, &run_mxfp4<256, 2>);
     return entries;
   }();
   return registry;
