@@ -103,10 +103,14 @@ struct ClusterSlices {
     return cooperative_groups::this_cluster().map_shared_rank(partial, rank);
   }
   __device__ __forceinline__ void sync() const { cooperative_groups::this_cluster().sync(); }
+  // After the sums: no block may write its tile again (the next item's) before every block has read it.
+  __device__ __forceinline__ void done_reading() const { sync(); }
 };
 
 // The workers of one block (stream_gemm.cu's K slices in a block): the tiles side by side in the block's shared
-// memory, at a named barrier of the slices' consumer threads only (the producers run ahead).
+// memory, at a named barrier of the slices' consumer threads only (the producers run ahead). The kernel alternates
+// two sets of tiles from one item to the next, so one barrier an item suffices: a slice writes a set again only after
+// the next item's barrier, which every slice reaches once it has read this item's sums.
 struct BlockSlices {
   float* partials;       // slice s's tile at partials + s * tile_floats
   int tile_floats;
@@ -117,18 +121,43 @@ struct BlockSlices {
   __device__ __forceinline__ void sync() const {
     asm volatile("bar.sync %0, %1;" ::"n"(kBlockSlicesBarrier), "r"(consumer_threads) : "memory");
   }
+  __device__ __forceinline__ void done_reading() const {}
 
   static constexpr int kBlockSlicesBarrier = 1;  // 0 is __syncthreads()
 };
 
+// The scales of a consumer thread's first entry in store_slice_sum (i = its thread: channel split * slice + thread %
+// slice, row thread / slice of the chunk), loaded when the item starts so that the sums wait on no round trip to them
+// at the item's end, as kEarlyStripeScales does for unsplit items. Where slice x kRows is at most kConsumerThreads
+// (the block's four slices of 8-row chunks) that entry is the thread's only one.
+struct SliceEntryScales {
+  float channel = 0.f, token = 0.f;
+};
+
+template <int kConsumerThreads>
+__device__ __forceinline__ SliceEntryScales load_slice_entry_scales(int n, float const* channel_scales,
+                                                                    float const* token_scales, Chunk const& chunk,
+                                                                    int tile, int split, int splits) {
+  constexpr int kTileChannels = 64;
+  int const thread = int(threadIdx.x) % kConsumerThreads, slice = kTileChannels / splits;
+  int const column = tile * kTileChannels + split * slice + thread % slice, row = thread / slice;
+  SliceEntryScales s;
+  if (row < chunk.rows && column < n) {
+    s.channel = channel_scales[column];
+    s.token = token_scales[chunk.first_row + row];
+  }
+  return s;
+}
+
 // K split over `splits` slices of one 64-channel tile, a warpgroup of kConsumerThreads each: each slice writes its
 // partial tile [64 channels][kRows], then each sums a slice of the channels over the slices in slice order
 // (deterministic) and stores it, plus the expert's bias (kBias, bias_row not null). Every consumer thread of every
-// slice calls it.
+// slice calls it. early: the thread's first entry's scales (load_slice_entry_scales), or null to load them here.
 template <int kRows, int kConsumerThreads, class Out, bool kBias = false, class Slices>
 __device__ void store_slice_sum(Out* out, int n, float const* channel_scales, float const* token_scales,
                                 Chunk const& chunk, int tile, int split, int splits, Slices const& slices,
-                                float const (&acc)[kRows / 2], float const* bias_row = nullptr) {
+                                float const (&acc)[kRows / 2], float const* bias_row = nullptr,
+                                SliceEntryScales const* early = nullptr) {
   constexpr int kTileChannels = 64;
   int const thread = int(threadIdx.x) % kConsumerThreads, warp = thread / 32, lane = thread % 32;
   float* const partial = slices.own(split);
@@ -147,12 +176,15 @@ __device__ void store_slice_sum(Out* out, int n, float const* channel_scales, fl
     for (int rank = 0; rank < splits; ++rank) sum += slices.of(rank)[channel * kRows + row];
     if (column < n) {
       int64_t const out_row = chunk.first_row + row;
-      float value = channel_scales[column] * (token_scales[out_row] * sum);
+      bool const preloaded = early != nullptr && i == thread;
+      float const channel_scale = preloaded ? early->channel : channel_scales[column];
+      float const token_scale = preloaded ? early->token : token_scales[out_row];
+      float value = channel_scale * (token_scale * sum);
       if constexpr (kBias) value += bias_row != nullptr ? bias_row[column] : 0.f;
       out[out_row * n + column] = to_output<Out>(value);
     }
   }
-  slices.sync();  // the partial tiles are read
+  slices.done_reading();
 }
 
 }  // namespace w4a8moe::gemm

@@ -28,7 +28,9 @@
 // sums like the consumers (the cluster barrier counts every thread), so it runs ahead only within an item. The
 // split-K configs ("64x8_splitk_stream") split K instead over the four workers of one block an SM, which take the
 // same items and sum through the block's shared memory at a barrier of their consumers (bench/NOTES.md §58): a
-// cluster must stay resident and its blocks share a GPC, a block an SM need not.
+// cluster must stay resident and its blocks share a GPC, a block an SM need not. Named, they split the items of plans
+// dealt per SM the same way, so that an SM's last items do not run on one or two of its workers; the heuristic does
+// not take them there, as that paid only for long items at 5-6 an SM (§79).
 //
 // Numerics: as the CUTLASS configs (the same e4m3 products, the fp8 wgmma's accumulation).
 #include "gemm/stream_gemm.h"
@@ -188,7 +190,8 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
   uint32_t const base = shared_address(shared_memory);
   uint32_t const stages = (base + kSwizzleAtomBytes - 1) / kSwizzleAtomBytes * kSwizzleAtomBytes;
   Ring ring = worker_ring(barriers, slot_of_worker, stages, S::kBytes);
-  // The partial tiles of a K split: a cluster block's after its ring; a block's slices' after all the rings.
+  // The partial tiles of a K split: a cluster block's after its ring; a block's slices' after all the rings, two sets
+  // of them that alternate by item (BlockSlices).
   float* const partial = reinterpret_cast<float*>(shared_memory + (ring.stages - base) + S::kCount * S::kBytes);
   float* const block_partials =
       reinterpret_cast<float*>(shared_memory + (stages - base) + kWorkers * S::kCount * S::kBytes);
@@ -242,7 +245,7 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
     }
   }
 
-  while (true) {
+  for (int item_count = 0;; ++item_count) {
     uint32_t const slot = ring.uses % S::kCount;
     barrier_wait(ring.full + 8 * slot, ring.uses / S::kCount % 2);
     StagedItem const item = staged[slot];
@@ -256,6 +259,11 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
     if (splits == 1 && stripe < stripes) {
       scales = load_stripe_scales<kRows>(channel_scales, p.token_scales, chunk, stripe);
     }
+    SliceEntryScales entry_scales;
+    if (block_split) {
+      entry_scales = load_slice_entry_scales<kConsumerThreads>(n, channel_scales, p.token_scales, chunk, item.tile,
+                                                               split, splits);
+    }
     float acc[kRows / 2];
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
@@ -266,9 +274,11 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
     if (splits == 1) {
       if (stripe < stripes) store_stripe<kRows>(out, n, scales, chunk, stripe, acc);
     } else if (block_split) {
-      BlockSlices const slices{block_partials, kTileChannels * kRows, kWorkers * kConsumerThreads};
+      constexpr int kTileFloats = kTileChannels * kRows;
+      BlockSlices const slices{block_partials + item_count % 2 * kWorkers * kTileFloats, kTileFloats,
+                               kWorkers * kConsumerThreads};
       store_slice_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
-                                               splits, slices, acc);
+                                               splits, slices, acc, nullptr, &entry_scales);
     } else {
       store_slice_sum<kRows, kConsumerThreads>(out, n, channel_scales, p.token_scales, chunk, item.tile, split,
                                                splits, ClusterSlices{partial}, acc);
@@ -281,9 +291,9 @@ template <int kRows, bool kSplitKInBlock, class Out>
 Status launch(GroupedGemmParams const& p) {
   using S = Stage<kRows>;
   auto kernel = stream_gemm_kernel<kRows, 1, Out>;
-  // One block an SM: its workers' rings, then, where they are K slices, their partial tiles.
-  constexpr size_t kSmBlockBytes =
-      kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * (S::kCount * S::kBytes + (kSplitKInBlock ? S::kPartialBytes : 0));
+  // One block an SM: its workers' rings, then, where they are K slices, two sets of their partial tiles.
+  constexpr size_t kSlicesBytes = kSplitKInBlock ? 2 * S::kPartialBytes : 0;
+  constexpr size_t kSmBlockBytes = kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * (S::kCount * S::kBytes + kSlicesBytes);
   static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
   // The split-K configs split K wherever clusters would, however many of them could stay resident.
   ClusterResidency const residency =
@@ -291,7 +301,7 @@ Status launch(GroupedGemmParams const& p) {
   StreamLaunchPlan plan = plan_worker_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, 1,
                                              S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm, kSmBlockBytes,
                                              residency);
-  if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, S::kBlocksPerSm, kSmBlockBytes);
+  if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, p.shape.k / kGroupSize, S::kBlocksPerSm, kSmBlockBytes);
   return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>,
                                S::kBlocksPerSm * kThreads, kernel, kThreads, p);
 }

@@ -121,8 +121,17 @@ StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_pe
   return plan;
 }
 
-StreamLaunchPlan split_k_in_block(StreamLaunchPlan plan, int workers_per_block, size_t sm_block_bytes) {
-  if (plan.splits <= 1 || workers_per_block <= 1) return plan;
+StreamLaunchPlan split_k_in_block(StreamLaunchPlan plan, int groups, int workers_per_block, size_t sm_block_bytes) {
+  if (workers_per_block <= 1) return plan;
+  if (plan.splits <= 1) {
+    // A worker without a group of an item would never see the item (its producer stages nothing for it).
+    if (plan.workers_per_block != workers_per_block || groups < workers_per_block) return plan;
+    // Dealt per SM: the block's workers take each of the SM's items together, a slice of K each.
+    plan.block_splits = workers_per_block;
+    plan.workers = plan.blocks;
+    plan.shared_bytes = one_block_an_sm(sm_block_bytes);
+    return plan;
+  }
   // A split plan is one cluster an item (never persistent: its items fill at most a wave of clusters), and the grid
   // covers the expected items; each cluster becomes a block, which loops over the items past the grid.
   plan.splits = 1;

@@ -132,9 +132,11 @@ StreamLaunchPlan deal_per_sm(StreamLaunchPlan plan, int sm_count, int workers_pe
 // K slices are instead the `workers_per_block` workers of one block an SM, which take the same items (block b: b,
 // b + blocks, ...), each a slice of K, and sum their partial tiles in the block's shared memory. No cluster has to
 // stay resident, so every item gets workers_per_block slices where clusters got fewer (Mixtral-8x7B GEMM2 at 1 token:
-// 2 slices of 56 groups on an H100, bench/NOTES.md §58). sm_block_bytes: the block's rings and partial tiles. Plans
-// that do not split K are returned as they are.
-StreamLaunchPlan split_k_in_block(StreamLaunchPlan plan, int workers_per_block, size_t sm_block_bytes);
+// 2 slices of 56 groups on an H100, bench/NOTES.md §58). Plans dealt per SM (deal_per_sm) keep their block an SM and
+// its items, whose K (`groups` groups, at least one a worker) its workers then split the same way: an SM's items end
+// together, where workers that each take whole items leave the SM's last ones to one or two of them. sm_block_bytes:
+// the block's rings and partial tiles. Other plans (one unsplit item a block) are returned as they are.
+StreamLaunchPlan split_k_in_block(StreamLaunchPlan plan, int groups, int workers_per_block, size_t sm_block_bytes);
 
 // The plan of a streaming kernel whose workers are `consumers` warpgroups of 64 channels each and a producer
 // (stream_gemm.cu: one; block_stream_kernel.cuh: one or two): plan_stream_launch over items of 64 x consumers

@@ -198,7 +198,7 @@ TEST(StreamPlan, SplitKConfigsTakeTheSlicesAsTheWorkersOfOneBlock) {
   ExpertWeightShape const mixtral_down{8, 4096, 14336, 128};
   auto const clusters = plan_worker_launch(mixtral_down, 2, 2, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm, kSmBlock);
   ASSERT_EQ(clusters.splits, 4);
-  auto const in_block = split_k_in_block(clusters, kBlocksPerSm, kSmBlock);
+  auto const in_block = split_k_in_block(clusters, 112, kBlocksPerSm, kSmBlock);
   EXPECT_EQ(in_block.splits, 1);
   EXPECT_EQ(in_block.block_splits, kBlocksPerSm);
   EXPECT_EQ(in_block.workers_per_block, kBlocksPerSm);
@@ -212,14 +212,36 @@ TEST(StreamPlan, SplitKConfigsTakeTheSlicesAsTheWorkersOfOneBlock) {
                                           kSmBlock);
   ASSERT_GT(short_k.splits, 1);
   EXPECT_FALSE(short_k.persistent);
-  EXPECT_EQ(split_k_in_block(short_k, kBlocksPerSm, kSmBlock).blocks, short_k.workers);
-  EXPECT_EQ(split_k_in_block(short_k, kBlocksPerSm, kSmBlock).blocks, short_k.items);
-  // Plans that do not split K stay as they are (dealt per SM at 16 tokens), and so does a kernel of one worker a block.
+  EXPECT_EQ(split_k_in_block(short_k, 6, kBlocksPerSm, kSmBlock).blocks, short_k.workers);
+  EXPECT_EQ(split_k_in_block(short_k, 6, kBlocksPerSm, kSmBlock).blocks, short_k.items);
+  // Dealt per SM (Mixtral GEMM2 at 16 tokens, 512 items): the same block an SM and the same items, each now split K
+  // over the block's four workers, so the grid's workers are its blocks.
   auto const dealt = plan_worker_launch(mixtral_down, 32, 32, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm, kSmBlock);
   ASSERT_EQ(dealt.splits, 1);
-  EXPECT_EQ(split_k_in_block(dealt, kBlocksPerSm, kSmBlock).block_splits, 1);
-  EXPECT_EQ(split_k_in_block(dealt, kBlocksPerSm, kSmBlock).blocks, dealt.blocks);
-  EXPECT_EQ(split_k_in_block(clusters, 1, kSmBlock).splits, clusters.splits);
+  ASSERT_EQ(dealt.workers_per_block, kBlocksPerSm);
+  auto const dealt_slices = split_k_in_block(dealt, 112, kBlocksPerSm, kSmBlock);
+  EXPECT_EQ(dealt_slices.splits, 1);
+  EXPECT_EQ(dealt_slices.block_splits, kBlocksPerSm);
+  EXPECT_EQ(dealt_slices.workers_per_block, kBlocksPerSm);
+  EXPECT_TRUE(dealt_slices.persistent);
+  EXPECT_EQ(dealt_slices.items, dealt.items);
+  EXPECT_EQ(dealt_slices.blocks, kSms);
+  EXPECT_EQ(dealt_slices.workers, kSms);
+  EXPECT_GE(dealt_slices.shared_bytes, kSmBlock);
+  // Fewer groups than workers (K = 384) would leave a worker without a share of its items: as it was.
+  auto const three_groups = plan_worker_launch({8, 4096, 384, 128}, 512, 512, kSms, 8, 1, kBlocksPerSm, kRing,
+                                               kBlocksPerSm, kSmBlock);
+  ASSERT_EQ(three_groups.workers_per_block, kBlocksPerSm);
+  EXPECT_EQ(split_k_in_block(three_groups, 3, kBlocksPerSm, kSmBlock).block_splits, 1);
+  // One unsplit item a block (2 rows of K = 256: 32 items, too few to deal, of 2 groups, too few to split) stays as
+  // it is, and so does a kernel of one worker a block.
+  auto const single = plan_worker_launch({16, 1024, 256, 128}, 2, 2, kSms, 8, 1, kBlocksPerSm, kRing, kBlocksPerSm,
+                                         kSmBlock);
+  ASSERT_EQ(single.workers_per_block, 1);
+  ASSERT_EQ(single.splits, 1);
+  EXPECT_EQ(split_k_in_block(single, 2, kBlocksPerSm, kSmBlock).block_splits, 1);
+  EXPECT_EQ(split_k_in_block(single, 2, kBlocksPerSm, kSmBlock).blocks, single.blocks);
+  EXPECT_EQ(split_k_in_block(clusters, 112, 1, kSmBlock).splits, clusters.splits);
 }
 
 // The decode kernel's grid: 8 warps a block, 3 blocks per SM (one token tile).

@@ -246,6 +246,39 @@ TEST(GroupedGemm, StreamKernelPersistentWorkers) {
   }
 }
 
+// The split-K config on a plan dealt per SM: the block's four workers take each of the SM's items together, a slice
+// of K each (9 groups: slices of 2, 2, 2 and 3), over zero-row experts, an expert of several chunks and a partial
+// last tile of N (GraphCapture replays the config with new routing).
+TEST(GroupedGemm, SplitKConfigSlicesDealtItems) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  constexpr int kExperts = 160;
+  auto random_counts = [&] {
+    std::vector<int64_t> counts(kExperts);
+    std::uniform_int_distribution<int> rows(0, 6);
+    for (auto& count : counts) count = rows(rng);
+    counts[3] = 0;
+    counts[150] = 23;
+    return counts;
+  };
+  ExpertWeightShape const shape{kExperts, 272, 1152, 128};
+  auto p = make_problem(shape, random_counts(), rng);
+  int64_t const total = p.offsets.back() - p.offsets.front();
+  int sms = 0;
+  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  int constexpr kWorkers = gemm::kStreamBlocksPerSm;
+  gemm::StreamLaunchPlan const dealt =
+      gemm::plan_worker_launch(shape, total, total, sms, gemm::kStreamChunkRows, 1, kWorkers, 0, kWorkers, 0);
+  ASSERT_GT(dealt.workers_per_block, 1);
+  ASSERT_EQ(gemm::split_k_in_block(dealt, 9, kWorkers, 0).block_splits, kWorkers);
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+    poison_output(p);
+    ASSERT_OK(grouped_gemm(gemm_args(p, type, "64x8_splitk_stream")));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    expect_output_matches(p, type);
+  }
+}
+
 // --- The heuristic path over shapes ---------------------------------------------------------------------------
 
 class KSweep : public ::testing::TestWithParam<int> {};
@@ -357,7 +390,7 @@ TEST(GroupedGemm, CorruptDeviceOffsetsComputeNothingForThoseExperts) {
 // (config, rows): the heuristic's CUTLASS kernel at 400 rows; the decode and wgmma streaming kernels at 12 rows,
 // whose grids of a few blocks are spread with dynamic shared memory past the default limit (an attribute set during
 // the capture), the latter in clusters that split K; the wgmma kernel at 400 rows, up to 64 chunks x 4 tiles dealt
-// per SM.
+// per SM, whole or, in the split-K config, split over each block's four workers.
 class GraphCapture : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
 
 TEST_P(GraphCapture, ReplaysWithNewRouting) {
@@ -396,7 +429,8 @@ INSTANTIATE_TEST_SUITE_P(GroupedGemm, GraphCapture,
                          ::testing::Values(std::make_tuple(std::string(), int64_t(400)),
                                            std::make_tuple(std::string("16x8_1x1_decode"), int64_t(12)),
                                            std::make_tuple(std::string("64x8_stream"), int64_t(12)),
-                                           std::make_tuple(std::string("64x8_stream"), int64_t(400))),
+                                           std::make_tuple(std::string("64x8_stream"), int64_t(400)),
+                                           std::make_tuple(std::string("64x8_splitk_stream"), int64_t(400))),
                          [](auto const& info) {
                            std::string const& config = std::get<0>(info.param);
                            return (config.empty() ? std::string("Heuristic") : config) + "_" +
