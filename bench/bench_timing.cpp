@@ -61,7 +61,7 @@ Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t
   check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
   // Replays before timing, for at least kWarmUpMs: clocks settle after whatever ran before (a power-hungry baseline,
   // or the idle GPU while the host made the case's inputs). Three replays of ~300 us had left the first method of a
-  // case (the heuristic's pick) up to 13 % slower than the same config timed right after it (bench/NOTES.md §79).
+  // case (the heuristic's pick) up to 14 % slower than the same config timed right after it (bench/NOTES.md §79).
   constexpr float kWarmUpMs = 50.0f;
   float warm_ms = 0;
   check_cuda(cudaEventRecord(start, stream), "record");
@@ -69,7 +69,7 @@ Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t
     check_cuda(cudaGraphLaunch(exec, stream), "graph warm-up");
     check_cuda(cudaEventRecord(stop, stream), "record");
     check_cuda(cudaEventSynchronize(stop), "graph warm-up");
-    cudaEventElapsedTime(&warm_ms, start, stop);
+    check_cuda(cudaEventElapsedTime(&warm_ms, start, stop), "warm-up time");
   }
   std::vector<double> per_launch_us;
   for (int r = 0; r < replays; ++r) {
