@@ -217,20 +217,26 @@ TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
   }
 }
 
-// Many short items (K = 768: 6 groups) over 160 experts: persistent wgmma workers dealt per SM, each streaming several
-// items back to back; their chunks are found 128 experts at a time from a cursor that crosses windows. Uneven
-// experts, empty ones, and one of 23 rows (three chunks).
-TEST(GroupedGemm, StreamKernelPersistentWorkers) {
-  SKIP_WITHOUT_HOPPER();
-  auto rng = fresh_rng();
-  constexpr int kExperts = 160;
-  std::vector<int64_t> counts(kExperts);
+// Rows over kManyExperts experts for plans dealt per SM: 0-6 rows each, expert 3 empty, expert 150 of 23 rows (three
+// 8-row chunks), so that the chunks are found 128 experts at a time from a cursor that crosses windows.
+constexpr int kManyExperts = 160;
+
+std::vector<int64_t> many_uneven_experts(std::mt19937_64& rng) {
+  std::vector<int64_t> counts(kManyExperts);
   std::uniform_int_distribution<int> rows(0, 6);
   for (auto& count : counts) count = rows(rng);
   counts[3] = 0;
   counts[150] = 23;
-  ExpertWeightShape const shape{kExperts, 1024, 768, 128};
-  auto p = make_problem(shape, counts, rng);
+  return counts;
+}
+
+// Many short items (K = 768: 6 groups) over many_uneven_experts: persistent wgmma workers dealt per SM, each streaming
+// several items back to back.
+TEST(GroupedGemm, StreamKernelPersistentWorkers) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  ExpertWeightShape const shape{kManyExperts, 1024, 768, 128};
+  auto p = make_problem(shape, many_uneven_experts(rng), rng);
   int64_t const total = p.offsets.back() - p.offsets.front();
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -247,22 +253,13 @@ TEST(GroupedGemm, StreamKernelPersistentWorkers) {
 }
 
 // The split-K config on a plan dealt per SM: the block's four workers take each of the SM's items together, a slice
-// of K each (9 groups: slices of 2, 2, 2 and 3), over zero-row experts, an expert of several chunks and a partial
-// last tile of N (GraphCapture replays the config with new routing).
+// of K each (9 groups: slices of 2, 2, 2 and 3), over many_uneven_experts and a partial last tile of N (GraphCapture
+// replays the config with new routing).
 TEST(GroupedGemm, SplitKConfigSlicesDealtItems) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  constexpr int kExperts = 160;
-  auto random_counts = [&] {
-    std::vector<int64_t> counts(kExperts);
-    std::uniform_int_distribution<int> rows(0, 6);
-    for (auto& count : counts) count = rows(rng);
-    counts[3] = 0;
-    counts[150] = 23;
-    return counts;
-  };
-  ExpertWeightShape const shape{kExperts, 272, 1152, 128};
-  auto p = make_problem(shape, random_counts(), rng);
+  ExpertWeightShape const shape{kManyExperts, 272, 1152, 128};
+  auto p = make_problem(shape, many_uneven_experts(rng), rng);
   int64_t const total = p.offsets.back() - p.offsets.front();
   int sms = 0;
   ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
