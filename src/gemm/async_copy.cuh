@@ -56,6 +56,16 @@ __device__ __forceinline__ void tensor_copy_2d(uint32_t dst, CUtensorMap const& 
       : "memory");
 }
 
+// The box at (x, y, z) of a 3D tensor map.
+__device__ __forceinline__ void tensor_copy_3d(uint32_t dst, CUtensorMap const& map, int x, int y, int z,
+                                               uint32_t barrier) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];" ::
+          "r"(dst),
+      "l"(reinterpret_cast<uint64_t>(&map)), "r"(x), "r"(y), "r"(z), "r"(barrier)
+      : "memory");
+}
+
 __device__ __forceinline__ void prefetch_tensor_map(CUtensorMap const& map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&map)) : "memory");
 }

@@ -6,7 +6,8 @@
 // per block otherwise, or, with at least an item an SM and K unsplit, four workers in one block an SM that take the
 // block's share of the items in turn (stream_plan.h says when, item_deal.cuh how). One producer warp a worker finds
 // each item's chunk from expert_offsets (on the device: no host sync, no workspace) and streams each 128-K group into a
-// ring of shared-memory stages with the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous), its
+// ring of shared-memory stages with the tensor copy engine: the tile's four reorder atoms (1 KB each, contiguous; one
+// 3D tensor copy of all four where K has at least 32 groups, a bulk copy each otherwise, bench/NOTES.md §83), its
 // 64 tables' odd entries (the packed format's odd tables, 4 bytes a channel) and the chunk's activations (a 2D tensor
 // copy in wgmma's 128-byte swizzle), all completing on the stage's mbarrier, and the item's chunk beside the stage. It
 // runs ahead across items, so a worker's next item is in flight while its consumers finish the last one (per-block
@@ -14,8 +15,9 @@
 // bench/NOTES.md §9). A consumer warpgroup reads each warp's atoms and odd table entries from the stage (one 8-byte
 // load per lane an atom: the atom is exactly wgmma's m64k32 A fragment, 16 rows per warp; 4 bytes a channel, rebuilt
 // into the whole table), turns the nibbles into e4m3 through the lookup table in registers (the same e4m3 values as
-// the CUTLASS mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage. The tensor
-// cores do the token dimension: 1 or 64 rows cost the same instructions per weight.
+// the CUTLASS mainloop), and issues four wgmma m64nRk32 with A from those registers and B from the stage (R: the
+// chunk's rows, 8 where it holds at most 8, §82). The tensor cores do the token dimension: 1 or 64 rows cost the same
+// instructions per weight.
 //
 // Why the copy engine for the weights: loads into registers, kept several groups ahead, all share one scoreboard
 // in the SASS ptxas emits, so each group's first use waited for every load in flight, and a proxy fence for
@@ -38,6 +40,7 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "common/pdl.cuh"
 #include "gemm/async_copy.cuh"
@@ -65,6 +68,21 @@ constexpr uint32_t kWeightBytes = kAtomsPerGroup * kTileStripes * kAtomBytes;  /
 // fewer to stream than the 8-byte tables, for 4 instructions a channel (bench/NOTES.md §77).
 constexpr uint32_t kTableBytes = kTileChannels * prepack::kOddTableBytes;
 
+// An item of the 16- and 32-row configs whose chunk holds at most 8 rows multiplies and stores only 8 (wgmma m64n8);
+// the others all kRows. Every item copies kRows rows of activations in one tensor copy a group (two to four copies
+// of 8 rows made the 16-row items up to 1.2x slower, bench/NOTES.md §82). A third class (16 rows in the 32-row
+// config) made ptxas spill.
+constexpr int kMinRowClass = 8;
+
+// Calls f(std::integral_constant<int, R>{}) with the item's row class R: 8 for chunks of at most 8 rows, else kRows.
+template <int kRows, class F>
+__device__ __forceinline__ void with_row_class(int rows, F&& f) {
+  if constexpr (kRows > kMinRowClass) {
+    if (rows <= kMinRowClass) return f(std::integral_constant<int, kMinRowClass>{});
+  }
+  f(std::integral_constant<int, kRows>{});
+}
+
 // A stage: the activations first (1024-byte aligned for the swizzle), then the weights and the tables.
 template <int kRows>
 struct Stage {
@@ -80,16 +98,21 @@ struct Stage {
   static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
 };
 
-// The producer's lane 0: copies groups [group_begin, group_end) of the item's tile into the next stages.
+// The producer's lane 0: copies groups [group_begin, group_end) of the item's tile into the next stages. A group's
+// weights of the tile: one 3D tensor copy of its four K atoms (weight_map; stripes past N arrive as zeros) where
+// by_tensor_copy, else a bulk copy an atom of the stripes that exist.
 template <int kRows>
-__device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map, StagedItem const& item,
+__device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map,
+                                        CUtensorMap const& weight_map, bool by_tensor_copy, StagedItem const& item,
                                         int group_begin, int group_end, Ring const& ring, StagedItem* staged) {
   using S = Stage<kRows>;
   int const n = p.shape.n, tile = item.tile;
   // The tile's stripes that exist: a partial last tile copies only those (the rest of the stage is never stored).
   uint32_t const stripes = uint32_t(min(kTileStripes, n / kStripeChannels - tile * kTileStripes));
   uint32_t const atom_bytes = stripes * kAtomBytes;
+  uint32_t const weight_bytes = by_tensor_copy ? kWeightBytes : kAtomsPerGroup * atom_bytes;
   uint32_t const table_bytes = stripes * kStripeChannels * prepack::kOddTableBytes;
+  int const expert_atoms = item.chunk.expert * (p.shape.k / kAtomK);  // the weight map's third coordinate
   uint8_t const* weights = p.packed + p.sections.weights +
                            size_t(item.chunk.expert) * p.sections.weight_bytes_per_expert +
                            size_t(tile) * kTileStripes * kAtomBytes;
@@ -101,12 +124,17 @@ __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap 
     if (use >= S::kCount) barrier_wait(ring.empty + 8 * slot, (use / S::kCount - 1) % 2);
     uint32_t const stage = ring.stages + slot * S::kBytes, full = ring.full + 8 * slot;
     staged[slot] = item;
-    barrier_arrive_expect(full, S::kActBytes + kAtomsPerGroup * atom_bytes + table_bytes);
+    barrier_arrive_expect(full, S::kActBytes + weight_bytes + table_bytes);
     tensor_copy_2d(stage, act_map, group * kGroupSize, int(item.chunk.first_row), full);
+    if (by_tensor_copy) {
+      tensor_copy_3d(stage + S::kActBytes, weight_map, 0, tile * kTileStripes,
+                     expert_atoms + group * kAtomsPerGroup, full);
+    } else {
 #pragma unroll
-    for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
-      bulk_copy(stage + S::kActBytes + atom * (kTileStripes * kAtomBytes),
-                weights + (size_t(group) * kAtomsPerGroup + atom) * atom_stride(n), atom_bytes, full);
+      for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
+        bulk_copy(stage + S::kActBytes + atom * (kTileStripes * kAtomBytes),
+                  weights + (size_t(group) * kAtomsPerGroup + atom) * atom_stride(n), atom_bytes, full);
+      }
     }
     bulk_copy(stage + S::kActBytes + kWeightBytes, tables + size_t(group) * n * prepack::kOddTableBytes, table_bytes,
               full);
@@ -128,8 +156,9 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
 // does the warpgroup wait for them. The order matters: ptxas frees a wgmma's A registers at the first
 // wgmma.wait_group after it, whatever that wait's count, so converting after a "wait 1" (the earlier order) let the
 // new values take the registers of the group still in flight (bench/NOTES.md §12a).
-template <int kRows>
-__device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kRows / 2]) {
+// kRows: the ring's stages; kMmaRows: the item's row class.
+template <int kRows, int kMmaRows>
+__device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kMmaRows / 2]) {
   using S = Stage<kRows>;
   int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
   // This lane's 8 bytes of each atom, and the tables of its channels lane/4 and lane/4 + 8.
@@ -160,7 +189,7 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
         wgmma_fence();
 #pragma unroll
         for (int atom = 0; atom < kAtomsPerGroup; ++atom) {
-          wgmma_e4m3_rs<kRows>(acc, a[h][atom], activation_descriptor(stage, atom));
+          wgmma_e4m3_rs<kMmaRows>(acc, a[h][atom], activation_descriptor(stage, atom));
         }
         wgmma_commit();
         if (i + 1 < groups) load(i + 1, 1 - h);
@@ -169,7 +198,7 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
       }
     }
   }
-  fence_accumulators<kRows>(acc);
+  fence_accumulators<kMmaRows>(acc);
 }
 
 // kWorkers: 1 (K slices: `k_slices` blocks of a cluster), or kStreamBlocksPerSm in one block of one SM that take
@@ -177,7 +206,9 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
 // kWorkers: split_k_in_block).
 template <int kRows, int kWorkers, class Out>
 __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerSm / kWorkers)
-    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map, int const k_slices) {
+    stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
+                       const __grid_constant__ CUtensorMap weight_map, bool const weights_by_tensor_copy,
+                       int const k_slices) {
   using S = Stage<kRows>;
   using Workers = BlockWorkers<kWorkers, kConsumerThreads>;
   extern __shared__ uint8_t shared_memory[];
@@ -197,7 +228,10 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
       reinterpret_cast<float*>(shared_memory + (stages - base) + kWorkers * S::kCount * S::kBytes);
   bool const producer = Workers::producer();
   if (threadIdx.x == 0) init_worker_rings(barriers, 1, kTileStripes, items_taken);
-  if (threadIdx.x == Workers::kProducerThreads) prefetch_tensor_map(act_map);
+  if (threadIdx.x == Workers::kProducerThreads) {
+    prefetch_tensor_map(act_map);
+    prefetch_tensor_map(weight_map);
+  }
   __syncthreads();
 
   pdl_wait_for_previous_grid();
@@ -227,7 +261,7 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
           index / tiles < chunk_bound && find_chunk_in_warp<kRows>(p, index / tiles, cursor, &item.chunk);
       if (lane == 0) {
         if (found) {
-          produce<kRows>(p, act_map, item, group_begin, group_end, ring, staged);
+          produce<kRows>(p, act_map, weight_map, weights_by_tensor_copy, item, group_begin, group_end, ring, staged);
         } else {
           announce_end<kRows>(ring, staged);
         }
@@ -254,11 +288,23 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
     float const* channel_scales =
         reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(chunk.expert) * n;
     int const stripe = item.tile * kTileStripes + warp;
-    static_assert(kEarlyStripeScales<kRows>, "the scales are loaded before the item's groups");
-    StripeScales<kRows> scales;
-    if (splits == 1 && stripe < stripes) {
-      scales = load_stripe_scales<kRows>(channel_scales, p.token_scales, chunk, stripe);
+    if (splits == 1) {
+      with_row_class<kRows>(chunk.rows, [&](auto row_class) {
+        constexpr int kMmaRows = decltype(row_class)::value;
+        static_assert(kEarlyStripeScales<kMmaRows>, "the scales are loaded before the item's groups");
+        StripeScales<kMmaRows> scales;
+        if (stripe < stripes) scales = load_stripe_scales<kMmaRows>(channel_scales, p.token_scales, chunk, stripe);
+        float acc[kMmaRows / 2];
+#pragma unroll
+        for (int i = 0; i < kMmaRows / 2; ++i) acc[i] = 0.f;
+        fence_accumulators<kMmaRows>(acc);
+        consume<kRows, kMmaRows>(ring, item_groups, acc);
+        if (stripe < stripes) store_stripe<kMmaRows>(out, n, scales, chunk, stripe, acc);
+      });
+      ring.uses += uint32_t(item_groups);
+      continue;
     }
+    // K slices: all kRows rows, as their partial tiles hold.
     SliceEntryScales entry_scales;
     if (block_split) {
       entry_scales = load_slice_entry_scales<kConsumerThreads>(n, channel_scales, p.token_scales, chunk, item.tile,
@@ -268,12 +314,10 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
     fence_accumulators<kRows>(acc);
-    consume<kRows>(ring, item_groups, acc);
+    consume<kRows, kRows>(ring, item_groups, acc);
     ring.uses += uint32_t(item_groups);
 
-    if (splits == 1) {
-      if (stripe < stripes) store_stripe<kRows>(out, n, scales, chunk, stripe, acc);
-    } else if (block_split) {
+    if (block_split) {
       constexpr int kTileFloats = kTileChannels * kRows;
       BlockSlices const slices{block_partials + item_count % 2 * kWorkers * kTileFloats, kTileFloats,
                                kWorkers * kConsumerThreads};
@@ -302,8 +346,12 @@ Status launch(GroupedGemmParams const& p) {
                                              S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm, kSmBlockBytes,
                                              residency);
   if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, p.shape.k / kGroupSize, S::kBlocksPerSm, kSmBlockBytes);
+  CUtensorMap weight_map;
+  W4A8_RETURN_IF_ERROR(make_weight_tensor_map(p.packed + p.sections.weights, p.shape.num_experts, p.shape.n,
+                                              p.shape.k, &weight_map));
   return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>,
-                               S::kBlocksPerSm * kThreads, kernel, kThreads, p);
+                               S::kBlocksPerSm * kThreads, kernel, kThreads, p, weight_map,
+                               weights_in_one_tensor_copy(p.shape.k / kGroupSize));
 }
 
 }  // namespace

@@ -36,6 +36,13 @@ W4A8_HOST_DEVICE inline int stripe_k_splits(int64_t items, int groups, int64_t w
   return splits;
 }
 
+// Whether the wgmma streaming kernel (stream_gemm.cu) copies a group's weights of a tile in one 3D tensor copy
+// instead of four bulk copies, one a K atom: for K of at least 32 groups, where that took 0-5 % off every config and
+// case measured; on shorter K it cost up to 14 % where a worker has one or two items (Qwen3-30B-A3B GEMM2 at 4
+// tokens, bench/NOTES.md §83).
+inline constexpr int kMinGroupsForWeightTensorCopies = 32;
+inline bool weights_in_one_tensor_copy(int groups) { return groups >= kMinGroupsForWeightTensorCopies; }
+
 // The chunks of chunk_rows rows `rows` rows over num_experts experts can make: at most one per expert that holds
 // rows, plus one per chunk_rows rows beyond each expert's first. (The looser "one partial per expert plus the full
 // ones" counted a ninth chunk for 8 rows over 8 experts, and that empty chunk's blocks kept the grid from

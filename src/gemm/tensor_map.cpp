@@ -43,4 +43,23 @@ Status make_activation_tensor_map(void const* base, int64_t rows, int64_t cols, 
   return Status::Ok();
 }
 
+Status make_weight_tensor_map(void const* base, int num_experts, int64_t n, int64_t k, CUtensorMap* map) {
+  auto const encode = encode_function();
+  if (encode == nullptr) return Status(StatusCode::kCudaError, "cuTensorMapEncodeTiled is not available");
+  constexpr int64_t kAtomBytes = 256, kAtomK = 32;
+  cuuint64_t const dims[3] = {cuuint64_t(kAtomBytes), cuuint64_t(n / 16), cuuint64_t(num_experts * (k / kAtomK))};
+  cuuint64_t const strides[2] = {cuuint64_t(kAtomBytes), cuuint64_t(n / 16 * kAtomBytes)};
+  cuuint32_t const box[3] = {cuuint32_t(kAtomBytes), 4, 4};
+  cuuint32_t const element_strides[3] = {1, 1, 1};
+  CUresult const result =
+      encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<void*>(base), dims, strides, box, element_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (result != CUDA_SUCCESS) {
+    return Status(StatusCode::kCudaError, concat("cuTensorMapEncodeTiled failed (CUresult ", int(result),
+                                                 ") for weights of ", num_experts, " experts [", n, ", ", k, "]"));
+  }
+  return Status::Ok();
+}
+
 }  // namespace w4a8moe::gemm

@@ -15,6 +15,13 @@ StreamLaunchPlan plan(int experts, int n, int k, int64_t rows, int64_t expected_
                             kBlocksPerSm, kRing);
 }
 
+// Mixtral-8x7B's and DeepSeek-V3's GEMM1 (32 and 56 groups) and Mixtral's GEMM2 (112) take the one copy; Qwen3-30B's
+// GEMMs (16 and 6) and DeepSeek-V3's GEMM2 (16) the four.
+TEST(StreamPlan, WeightsInOneTensorCopyFromThirtyTwoGroups) {
+  for (int groups : {1, 6, 16, 31}) EXPECT_FALSE(gemm::weights_in_one_tensor_copy(groups)) << groups;
+  for (int groups : {32, 56, 112}) EXPECT_TRUE(gemm::weights_in_one_tensor_copy(groups)) << groups;
+}
+
 TEST(StreamPlan, ChunksOnePerActiveExpertPlusFullChunks) {
   EXPECT_EQ(max_chunks(8, 128, 8), 8);    // 8 rows over 128 experts: at most 8 experts, one chunk each
   EXPECT_EQ(max_chunks(8, 8, 8), 8);      // never a ninth, empty chunk

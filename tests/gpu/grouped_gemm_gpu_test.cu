@@ -141,7 +141,8 @@ class EveryConfig : public ::testing::TestWithParam<std::string> {};
 TEST_P(EveryConfig, UnevenExpertsBothOutputTypes) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  // Zero-row experts, rows that are not multiples of any tile, and stray rows before and after the experts.
+  // Zero-row experts, rows that are not multiples of any tile, and stray rows before and after the experts; experts
+  // and last chunks of at most 8 rows, which the 16- and 32-row streaming configs multiply as 8 rows.
   auto p = make_problem({8, 272, 384, 128}, {0, 1, 17, 0, 130, 5, 64, 33}, rng, /*first_row=*/3, /*trailing=*/5);
   for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
     SCOPED_TRACE(output_type_name(type));
@@ -196,7 +197,8 @@ TEST(GroupedGemm, StreamingKernelsCoverMoreRowsThanExpected) {
 // One expected row over 6 tiles of a long K: the wgmma kernel splits K over clusters of 8 blocks, which sum their
 // partial tiles through distributed shared memory, and its split-K config over the four workers of one block, which
 // sum them in the block's shared memory; N = 336 leaves the last tile one stripe of four. With 1 and 3 rows per
-// expert, and with an expert of 70 rows that the blocks reach by looping.
+// expert, and with an expert of 70 rows that the blocks reach by looping. K of 32 groups: the wgmma kernel copies the
+// weights in 3D tensor copies (gemm::weights_in_one_tensor_copy), whose box runs past N on that last tile.
 TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
