@@ -16,6 +16,9 @@ cases met, the worst case and its value against the limit. Each target is stated
   --noise   the share by which a case may be slower than --before and still count as no slower (the spread of the
             same build between processes, bench/NOTES.md §48: 0.99-1.08)
 
+--layer, --gemm and --before also read scripts/bench-ab.sh's JSON as FILE.json:base or FILE.json:new: that build's
+rounds, each case's row of the median time (the lower of two) and the rounds' median read bandwidth.
+
 A case the targets name but the files lack counts as not met, and is listed; a target whose file is not given is
 "not measured". Every number is from the card its file names: compare only files of one card.
 """
@@ -286,6 +289,32 @@ def report(evaluated, sources, details=False):
     return "\n".join(out)
 
 
+def one_build(data, build, case_keys, time_key):
+    """One build (base or new) of a scripts/bench-ab.sh JSON as its benchmark's own JSON: per case, the row of the
+    median time over the rounds (the lower of two), and the rounds' median read bandwidth where they measured it."""
+    rounds = data.get("runs", {}).get(build)
+    if not rounds:
+        raise ValueError(f"no build '{build}' (the file has {', '.join(data.get('runs', {})) or 'none'})")
+    cases = {}
+    for rnd in rounds:
+        for r in rnd["rows"]:
+            cases.setdefault(tuple(r.get(k) for k in case_keys), []).append(r)
+    rows = []
+    for group in cases.values():
+        group = sorted(group, key=lambda r: r[time_key])
+        rows.append(group[(len(group) - 1) // 2])
+    out = {k: v for k, v in data.items() if k != "runs"}
+    out["rows"] = rows
+    bandwidths = sorted(rnd["hbm_read_gbps"] for rnd in rounds if "hbm_read_gbps" in rnd)
+    if bandwidths:
+        out["hbm_read_gbps"] = bandwidths[(len(bandwidths) - 1) // 2]
+    return out
+
+
+LAYER_CASE = (("model", "tokens", "layout"), "total_graph_us")
+GEMM_CASE = (("model", "gemm", "tokens", "routing", "method"), "us")
+
+
 def flush_of(data):
     """The layer timings' L2 flush (moe_bench and peers_bench --l2-flush; files from before the option wrote)."""
     return data.get("l2_flush", "write")
@@ -321,9 +350,15 @@ def main(argv):
     p.add_argument("--details", action="store_true")
     args = p.parse_args(argv)
 
-    def load(path, keys):
+    def load(spec, keys, case=None):
+        path, _, build = spec.rpartition(":") if spec.endswith((":base", ":new")) else (spec, "", "")
         with open(path) as f:
             data = json.load(f)
+        if build:
+            try:
+                data = one_build(data, build, *case)
+            except (ValueError, KeyError, TypeError) as e:
+                sys.exit(f"{spec}: not a scripts/bench-ab.sh JSON of that benchmark ({e})")
         missing = [k for k in keys if any(k not in r for r in data.get("rows", []))]
         if "device" not in data or missing:
             sys.exit(f"{path}: not the expected benchmark's JSON (rows without {', '.join(missing) or 'device'})")
@@ -332,8 +367,9 @@ def main(argv):
     files = {"layer": args.layer, "peers": args.peers, "before": args.before}
     layer_keys = ("model", "tokens", "total_graph_us", "read_once_us", "outside_gemms_share")
     keys = {"layer": layer_keys, "before": layer_keys, "peers": ("model", "tokens", "level", "method", "us")}
-    data = {k: load(v, keys[k]) if v else None for k, v in files.items()}
-    gemms = [load(g, ("model", "gemm", "tokens", "routing", "method", "us", "weight_gbps")) for g in args.gemm]
+    data = {k: load(v, keys[k], LAYER_CASE) if v else None for k, v in files.items()}
+    gemms = [load(g, ("model", "gemm", "tokens", "routing", "method", "us", "weight_gbps"), GEMM_CASE)
+             for g in args.gemm]
     sources = [f"{k} {v} ({data[k]['device']}, L2 {L2_FLUSH_WORDS[flush_of(data[k])]})"
                for k, v in files.items() if v]
     sources += [f"gemm {g} ({d['device']})" for g, d in zip(args.gemm, gemms)]

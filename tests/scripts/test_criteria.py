@@ -1,6 +1,6 @@
 """bench/criteria.py on small results made up here: a case met, a case missed, a case the files lack (not met, and
 said so), the worst case chosen by its distance to the limit, targets whose file is not given, the other layout's
-rows, and the comparison with an earlier run."""
+rows, the comparison with an earlier run, and one build of an A/B report read as its benchmark's file."""
 import argparse
 import os
 import sys
@@ -178,6 +178,35 @@ class CriteriaTest(unittest.TestCase):
         # Without a layer file the earlier one alone measures nothing.
         alone = criteria.Results(before=before)
         self.assertIsNone(dict((t.name, c) for t, c in criteria.evaluate(alone, options()))[t.name])
+
+
+class OneBuildTest(unittest.TestCase):
+    def test_an_ab_reports_build_as_its_benchmarks_file(self):
+        def rounds(times, hbm):
+            return [{"round": i + 1, "hbm_read_gbps": h,
+                     "rows": [gemm_row("qwen3-30b-a3b", 1, 16, "w4a8", t, gbps=1000.0 / t)]}
+                    for i, (t, h) in enumerate(zip(times, hbm))]
+        ab = {"device": "card", "title": "GEMM A/B",
+              "runs": {"base": rounds([30.0, 10.0, 20.0], [3000.0, 3100.0, 2900.0]), "new": rounds([8.0, 9.0], [1, 2])}}
+        base = criteria.one_build(ab, "base", *criteria.GEMM_CASE)
+        self.assertEqual(base["device"], "card")
+        self.assertNotIn("runs", base)
+        self.assertEqual([r["us"] for r in base["rows"]], [20.0])  # the median round's row, with its own bandwidth
+        self.assertAlmostEqual(base["rows"][0]["weight_gbps"], 50.0)
+        self.assertEqual(base["hbm_read_gbps"], 3000.0)
+        new = criteria.one_build(ab, "new", *criteria.GEMM_CASE)
+        self.assertEqual([r["us"] for r in new["rows"]], [8.0])  # of two, the lower
+        self.assertEqual(new["hbm_read_gbps"], 1)
+        with self.assertRaises(ValueError):
+            criteria.one_build(ab, "other", *criteria.GEMM_CASE)
+
+    def test_layer_cases_keep_their_layout_apart(self):
+        def round_rows(lookup, exact):
+            return [layer_row("mixtral-8x7b", 4, lookup), layer_row("mixtral-8x7b", 4, exact, layout="exact")]
+        ab = {"device": "card", "runs": {"new": [{"round": 1, "rows": round_rows(200.0, 150.0)},
+                                                 {"round": 2, "rows": round_rows(210.0, 140.0)}]}}
+        rows = criteria.one_build(ab, "new", *criteria.LAYER_CASE)["rows"]
+        self.assertEqual(sorted(r["total_graph_us"] for r in rows), [140.0, 200.0])
 
 
 class FlushWarningsTest(unittest.TestCase):
