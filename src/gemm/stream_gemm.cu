@@ -71,8 +71,8 @@ constexpr uint32_t kTableBytes = kTileChannels * prepack::kOddTableBytes;
 // An item of the 16- and 32-row configs whose chunk holds at most 8 rows multiplies and stores only 8 (wgmma m64n8);
 // the others all kRows. Every item copies kRows rows of activations in one tensor copy a group (two to four copies
 // of 8 rows made the 16-row items up to 1.2x slower, bench/NOTES.md §82). A third class (16 rows in the 32-row
-// config) made ptxas spill.
-constexpr int kMinRowClass = 8;
+// config) made ptxas spill. The 8 rows are the 8-row config's chunk.
+constexpr int kMinRowClass = kStreamChunkRows;
 
 // Calls f(std::integral_constant<int, R>{}) with the item's row class R: 8 for chunks of at most 8 rows, else kRows.
 template <int kRows, class F>

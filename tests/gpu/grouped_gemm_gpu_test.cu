@@ -246,12 +246,7 @@ TEST(GroupedGemm, StreamKernelPersistentWorkers) {
       gemm::plan_stream_launch(shape, total, total, sms, gemm::kStreamChunkRows, gemm::kStreamBlocksPerSm, 0);
   ASSERT_TRUE(plan.persistent);
   ASSERT_GT(gemm::deal_per_sm(plan, sms, gemm::kStreamBlocksPerSm, 0).workers_per_block, 1);
-  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-    poison_output(p);
-    ASSERT_OK(grouped_gemm(gemm_args(p, type, "64x8_stream")));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    expect_output_matches(p, type);
-  }
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, "64x8_stream");
 }
 
 // The split-K config on a plan dealt per SM: the block's four workers take each of the SM's items together, a slice
@@ -270,12 +265,7 @@ TEST(GroupedGemm, SplitKConfigSlicesDealtItems) {
       gemm::plan_worker_launch(shape, total, total, sms, gemm::kStreamChunkRows, 1, kWorkers, 0, kWorkers, 0);
   ASSERT_GT(dealt.workers_per_block, 1);
   ASSERT_EQ(gemm::split_k_in_block(dealt, 9, kWorkers, 0).block_splits, kWorkers);
-  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-    poison_output(p);
-    ASSERT_OK(grouped_gemm(gemm_args(p, type, "64x8_splitk_stream")));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    expect_output_matches(p, type);
-  }
+  for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, "64x8_splitk_stream");
 }
 
 // --- The heuristic path over shapes ---------------------------------------------------------------------------
