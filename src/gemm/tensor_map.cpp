@@ -23,43 +23,44 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_function() {
   return function;
 }
 
-}  // namespace
-
-Status make_activation_tensor_map(void const* base, int64_t rows, int64_t cols, int box_rows, CUtensorMap* map) {
+// A byte tensor of kRank dimensions (strides: bytes between consecutive entries of dimensions 1..kRank-1), copied
+// in boxes of `box`; `what` names it in the error.
+template <int kRank>
+Status encode_byte_tensor_map(CUtensorMap* map, void const* base, cuuint64_t const (&dims)[kRank],
+                              cuuint64_t const (&strides)[kRank - 1], cuuint32_t const (&box)[kRank],
+                              CUtensorMapSwizzle swizzle, std::string const& what) {
   auto const encode = encode_function();
   if (encode == nullptr) return Status(StatusCode::kCudaError, "cuTensorMapEncodeTiled is not available");
-  cuuint64_t const dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
-  cuuint64_t const strides[1] = {cuuint64_t(cols)};  // bytes between rows
-  cuuint32_t const box[2] = {128, cuuint32_t(box_rows)};
-  cuuint32_t const element_strides[2] = {1, 1};
+  cuuint32_t element_strides[kRank];
+  for (int d = 0; d < kRank; ++d) element_strides[d] = 1;
   CUresult const result =
-      encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides, box, element_strides,
-             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, kRank, const_cast<void*>(base), dims, strides, box, element_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS) {
-    return Status(StatusCode::kCudaError, concat("cuTensorMapEncodeTiled failed (CUresult ", int(result),
-                                                 ") for activations [", rows, ", ", cols, "]"));
+    return Status(StatusCode::kCudaError,
+                  concat("cuTensorMapEncodeTiled failed (CUresult ", int(result), ") for ", what));
   }
   return Status::Ok();
 }
 
+}  // namespace
+
+Status make_activation_tensor_map(void const* base, int64_t rows, int64_t cols, int box_rows, CUtensorMap* map) {
+  cuuint64_t const dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
+  cuuint64_t const strides[1] = {cuuint64_t(cols)};  // bytes between rows
+  cuuint32_t const box[2] = {128, cuuint32_t(box_rows)};
+  return encode_byte_tensor_map(map, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B,
+                                concat("activations [", rows, ", ", cols, "]"));
+}
+
 Status make_weight_tensor_map(void const* base, int num_experts, int64_t n, int64_t k, CUtensorMap* map) {
-  auto const encode = encode_function();
-  if (encode == nullptr) return Status(StatusCode::kCudaError, "cuTensorMapEncodeTiled is not available");
   constexpr int64_t kAtomBytes = 256, kAtomK = 32;
   cuuint64_t const dims[3] = {cuuint64_t(kAtomBytes), cuuint64_t(n / 16), cuuint64_t(num_experts * (k / kAtomK))};
   cuuint64_t const strides[2] = {cuuint64_t(kAtomBytes), cuuint64_t(n / 16 * kAtomBytes)};
   cuuint32_t const box[3] = {cuuint32_t(kAtomBytes), 4, 4};
-  cuuint32_t const element_strides[3] = {1, 1, 1};
-  CUresult const result =
-      encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<void*>(base), dims, strides, box, element_strides,
-             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (result != CUDA_SUCCESS) {
-    return Status(StatusCode::kCudaError, concat("cuTensorMapEncodeTiled failed (CUresult ", int(result),
-                                                 ") for weights of ", num_experts, " experts [", n, ", ", k, "]"));
-  }
-  return Status::Ok();
+  return encode_byte_tensor_map(map, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                concat("weights of ", num_experts, " experts [", n, ", ", k, "]"));
 }
 
 }  // namespace w4a8moe::gemm
