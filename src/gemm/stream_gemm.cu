@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
   if (threadIdx.x == 0) init_worker_rings(barriers, 1, kTileStripes, items_taken);
   if (threadIdx.x == Workers::kProducerThreads) {
     prefetch_tensor_map(act_map);
-    prefetch_tensor_map(weight_map);
+    if (weights_by_tensor_copy) prefetch_tensor_map(weight_map);
   }
   __syncthreads();
 
@@ -346,12 +346,15 @@ Status launch(GroupedGemmParams const& p) {
                                              S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm, kSmBlockBytes,
                                              residency);
   if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, p.shape.k / kGroupSize, S::kBlocksPerSm, kSmBlockBytes);
-  CUtensorMap weight_map;
-  W4A8_RETURN_IF_ERROR(make_weight_tensor_map(p.packed + p.sections.weights, p.shape.num_experts, p.shape.n,
-                                              p.shape.k, &weight_map));
+  // The weights' map only where the kernel copies through it (an unused map is neither encoded nor prefetched).
+  bool const weights_by_tensor_copy = weights_in_one_tensor_copy(p.shape.k / kGroupSize);
+  CUtensorMap weight_map{};
+  if (weights_by_tensor_copy) {
+    W4A8_RETURN_IF_ERROR(make_weight_tensor_map(p.packed + p.sections.weights, p.shape.num_experts, p.shape.n,
+                                                p.shape.k, &weight_map));
+  }
   return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>,
-                               S::kBlocksPerSm * kThreads, kernel, kThreads, p, weight_map,
-                               weights_in_one_tensor_copy(p.shape.k / kGroupSize));
+                               S::kBlocksPerSm * kThreads, kernel, kThreads, p, weight_map, weights_by_tensor_copy);
 }
 
 }  // namespace
