@@ -83,29 +83,36 @@ __device__ __forceinline__ void with_row_class(int rows, F&& f) {
   f(std::integral_constant<int, kRows>{});
 }
 
-// A stage: the activations first (1024-byte aligned for the swizzle), then the weights and the tables.
-template <int kRows>
+// A stage: the activations first (1024-byte aligned for the swizzle), then the weights and the tables; the ring of a
+// worker in a block of kWorkers.
+template <int kRows, int kWorkers>
 struct Stage {
   static constexpr uint32_t kActBytes = kRows * kGroupSize;
   static constexpr uint32_t kBytes = (kActBytes + kWeightBytes + kTableBytes + kSwizzleAtomBytes - 1) /
                                      kSwizzleAtomBytes * kSwizzleAtomBytes;
   static constexpr int kBlocksPerSm = kStreamBlocksPerSm;  // 102 registers per thread (94 used at 8 rows)
   static constexpr uint32_t kPartialBytes = kTileChannels * kRows * sizeof(float);
-  // As many stages as the block's share of an SM's shared memory holds (1 KB of it reserved per block, ~2 KB of
-  // static shared memory), at most 8.
-  static constexpr int kCount = std::min<int>(
-      8, int((kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes) / kBytes));
-  static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;
+  // Only the 8-row chunks' split-K config splits K over the workers of one block (two sets of partial tiles each).
+  static constexpr bool kSlicesInBlock = kRows == kStreamChunkRows;
+  // At most 8 stages. One worker a block: as many as the block's share of an SM's shared memory holds beside its
+  // partial tile (1 KB of it reserved per block, ~2 KB of static shared memory). The workers of one block an SM:
+  // their share of the SM's memory less the block's, and less their partial tiles where K splits in the block: at
+  // 16 and 32 rows one stage more than a block each (8 and 6), as no cluster's partial tile has to fit beside them.
+  static constexpr size_t kWorkerBytes =
+      kWorkers == 1 ? kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes
+                    : (kSharedMemoryPerSm - 1024 - 2048 - kSwizzleAtomBytes) / kWorkers -
+                          (kSlicesInBlock ? 2 * kPartialBytes : 0);
+  static constexpr int kCount = std::min<int>(8, int(kWorkerBytes / kBytes));
+  static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;  // one worker
 };
 
 // The producer's lane 0: copies groups [group_begin, group_end) of the item's tile into the next stages. A group's
 // weights of the tile: one 3D tensor copy of its four K atoms (weight_map; stripes past N arrive as zeros) where
 // by_tensor_copy, else a bulk copy an atom of the stripes that exist.
-template <int kRows>
+template <class S>
 __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap const& act_map,
                                         CUtensorMap const& weight_map, bool by_tensor_copy, StagedItem const& item,
                                         int group_begin, int group_end, Ring const& ring, StagedItem* staged) {
-  using S = Stage<kRows>;
   int const n = p.shape.n, tile = item.tile;
   // The tile's stripes that exist: a partial last tile copies only those (the rest of the stage is never stored).
   uint32_t const stripes = uint32_t(min(kTileStripes, n / kStripeChannels - tile * kTileStripes));
@@ -142,9 +149,8 @@ __device__ __forceinline__ void produce(GroupedGemmParams const& p, CUtensorMap 
 }
 
 // The producer's lane 0, once the worker's items are done: the next stage carries no item.
-template <int kRows>
+template <class S>
 __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* staged) {
-  using S = Stage<kRows>;
   uint32_t const slot = ring.uses % S::kCount;
   if (ring.uses >= S::kCount) barrier_wait(ring.empty + 8 * slot, (ring.uses / S::kCount - 1) % 2);
   staged[slot] = StagedItem{{0, 0, 0}, 0};
@@ -156,10 +162,9 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
 // does the warpgroup wait for them. The order matters: ptxas frees a wgmma's A registers at the first
 // wgmma.wait_group after it, whatever that wait's count, so converting after a "wait 1" (the earlier order) let the
 // new values take the registers of the group still in flight (bench/NOTES.md §12a).
-// kRows: the ring's stages; kMmaRows: the item's row class.
-template <int kRows, int kMmaRows>
+// S: the ring's stages; kMmaRows: the item's row class.
+template <class S, int kMmaRows>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kMmaRows / 2]) {
-  using S = Stage<kRows>;
   int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
   // This lane's 8 bytes of each atom, and the tables of its channels lane/4 and lane/4 + 8.
   uint32_t const weights_offset = S::kActBytes + warp * kAtomBytes + lane * 8;
@@ -205,11 +210,11 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
 // the SM's items in turn (item_deal.cuh; k_slices 1) or are the K slices of each of the block's items (k_slices =
 // kWorkers: split_k_in_block).
 template <int kRows, int kWorkers, class Out>
-__global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerSm / kWorkers)
+__global__ void __launch_bounds__(kWorkers * kThreads, kStreamBlocksPerSm / kWorkers)
     stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
                        const __grid_constant__ CUtensorMap weight_map, bool const weights_by_tensor_copy,
                        int const k_slices) {
-  using S = Stage<kRows>;
+  using S = Stage<kRows, kWorkers>;
   using Workers = BlockWorkers<kWorkers, kConsumerThreads>;
   extern __shared__ uint8_t shared_memory[];
   __shared__ alignas(8) uint64_t barriers[kWorkers][2 * S::kCount];
@@ -261,9 +266,9 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
           index / tiles < chunk_bound && find_chunk_in_warp<kRows>(p, index / tiles, cursor, &item.chunk);
       if (lane == 0) {
         if (found) {
-          produce<kRows>(p, act_map, weight_map, weights_by_tensor_copy, item, group_begin, group_end, ring, staged);
+          produce<S>(p, act_map, weight_map, weights_by_tensor_copy, item, group_begin, group_end, ring, staged);
         } else {
-          announce_end<kRows>(ring, staged);
+          announce_end<S>(ring, staged);
         }
       }
       __syncwarp();
@@ -298,7 +303,7 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
 #pragma unroll
         for (int i = 0; i < kMmaRows / 2; ++i) acc[i] = 0.f;
         fence_accumulators<kMmaRows>(acc);
-        consume<kRows, kMmaRows>(ring, item_groups, acc);
+        consume<S, kMmaRows>(ring, item_groups, acc);
         if (stripe < stripes) store_stripe<kMmaRows>(out, n, scales, chunk, stripe, acc);
       });
       ring.uses += uint32_t(item_groups);
@@ -314,7 +319,7 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
 #pragma unroll
     for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
     fence_accumulators<kRows>(acc);
-    consume<kRows, kRows>(ring, item_groups, acc);
+    consume<S, kRows>(ring, item_groups, acc);
     ring.uses += uint32_t(item_groups);
 
     if (block_split) {
@@ -333,11 +338,14 @@ __global__ void __launch_bounds__(kWorkers * kThreads, Stage<kRows>::kBlocksPerS
 // kSplitKInBlock: the split-K configs, whose K slices are the workers of one block (split_k_in_block).
 template <int kRows, bool kSplitKInBlock, class Out>
 Status launch(GroupedGemmParams const& p) {
-  using S = Stage<kRows>;
+  using S = Stage<kRows, 1>;                    // one worker a block
+  using Sd = Stage<kRows, kStreamBlocksPerSm>;  // the workers of one block an SM
   auto kernel = stream_gemm_kernel<kRows, 1, Out>;
   // One block an SM: its workers' rings, then, where they are K slices, two sets of their partial tiles.
-  constexpr size_t kSlicesBytes = kSplitKInBlock ? 2 * S::kPartialBytes : 0;
-  constexpr size_t kSmBlockBytes = kSwizzleAtomBytes + size_t(S::kBlocksPerSm) * (S::kCount * S::kBytes + kSlicesBytes);
+  static_assert(!kSplitKInBlock || Sd::kSlicesInBlock, "the rings leave room for the partial tiles");
+  constexpr size_t kSlicesBytes = kSplitKInBlock ? 2 * Sd::kPartialBytes : 0;
+  constexpr size_t kSmBlockBytes =
+      kSwizzleAtomBytes + size_t(kStreamBlocksPerSm) * (Sd::kCount * Sd::kBytes + kSlicesBytes);
   static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
   // The split-K configs split K wherever clusters would, however many of them could stay resident.
   ClusterResidency const residency =
