@@ -64,7 +64,7 @@ GemmConfig select_config(HeuristicInput const& input) {
   auto const coop = Schedule::kCooperative;
   auto const pp = Schedule::kPingpong;
   // The wgmma streaming kernel (stream_gemm.cu) up to 26 rows per expert wherever its items need no K split, whatever
-  // K and the expert's size, since its items are dealt per SM: 8-row chunks to 6 rows, 16-row chunks to 10, 32-row
+  // K and the expert's size, since its items are dealt per SM: 8-row chunks to 2 rows, 16-row chunks to 10, 32-row
   // chunks above, since a chunk streams the experts with more rows than it holds twice. Up to two rows on H200s
   // (bench/NOTES.md §48, against the CUTLASS pick: Qwen3-30B-A3B GEMM1 at 16 tokens 46.5 against 54.4 us,
   // DeepSeek-V3 EP8 GEMM1 at 16 tokens 63.3 against 70.8, Mixtral-8x7B GEMM1 at 1 token 45.2 against 53.2 and GEMM2
@@ -86,8 +86,16 @@ GemmConfig select_config(HeuristicInput const& input) {
   // 28, a tie on the H200).
   bool const large_expert_short_k =
       double(input.n) * double(input.k) >= double(1 << 24) && input.k <= 64 * kGroupSize;
+  // 8-row chunks only to 2 rows an expert since the 16-row chunks' rings have as many stages (8) where dealt per SM
+  // (H100, §84): from there the 16-row chunks tie them under uniform routing (-1 to +2 %: Qwen3-30B-A3B GEMM1 at 64
+  // tokens, ~4 rows, 78.8 against 79.6 us; Mixtral-8x7B GEMM1 at 16 tokens 176.4 against 173.4) and stream an
+  // expert of 9-16 rows once instead of twice, which the heuristic cannot see coming: under skewed routing 8-28 %
+  // faster (DeepSeek-V3 EP8 GEMM1 / GEMM2 at 64 tokens 159.3 / 84.9 against 180.6 / 99.8, Mixtral-8x7B GEMM1 at 16
+  // tokens 93.5 against 130.2). At ~1.7 rows the 8-row chunks are still 1-2 % ahead (Qwen3-30B-A3B at 16 tokens).
+  constexpr double kEightRowChunksTo = 2.0;
   if (m <= 10.0 || (m <= 26.0 && !large_expert_short_k)) {
-    int const chunk_rows = m <= 6.0 ? kStreamChunkRows : m <= 10.0 ? 2 * kStreamChunkRows : 4 * kStreamChunkRows;
+    int const chunk_rows =
+        m <= kEightRowChunksTo ? kStreamChunkRows : m <= 10.0 ? 2 * kStreamChunkRows : 4 * kStreamChunkRows;
     // The plan stream_gemm.cu's launcher makes (one consumer warpgroup, its blocks an SM as the workers of one).
     StreamLaunchPlan const plan =
         plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,

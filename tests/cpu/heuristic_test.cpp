@@ -103,17 +103,20 @@ TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
   EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");      // 4 x 112 tiles
   // Mixtral's 117M-weight GEMM1 experts at 1 token: 2 x 448 tiles, no split.
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "64x8_stream");
-  // 8-row chunks up to 6 rows per expert wherever K needs no split, whatever K: Qwen3 at 8-64 tokens (1.4-5 rows),
-  // DeepSeek-V3 EP8 at 16-128 tokens (1.4-5 rows, GEMM1's K = 56 groups), Mixtral at 4-16 tokens (1.75-4.75 rows;
-  // GEMM2's K is 112 groups).
-  for (auto const& input : {qwen3_gemm1(8), qwen3_gemm1(16), qwen3_gemm1(32), qwen3_gemm1(64), qwen3_gemm2(16),
-                            qwen3_gemm2(64), deepseek_ep8_gemm1(16), deepseek_ep8_gemm2(16), deepseek_ep8_gemm1(64),
-                            deepseek_ep8_gemm2(64), deepseek_ep8_gemm1(128), deepseek_ep8_gemm2(128), mixtral_gemm1(4),
-                            mixtral_gemm2(4), mixtral_gemm1(16), mixtral_gemm2(16)}) {
+  // 8-row chunks up to 2 rows per expert wherever K needs no split, whatever K: Qwen3 at 8-24 tokens (1.4-2 rows),
+  // DeepSeek-V3 EP8 at 16-48 local rows (1.4-2 rows, GEMM1's K = 56 groups), Mixtral at 4 tokens (1.75 rows; GEMM2's
+  // K is 112 groups).
+  for (auto const& input : {qwen3_gemm1(8), qwen3_gemm1(16), qwen3_gemm1(24), qwen3_gemm2(16), qwen3_gemm2(24),
+                            deepseek_ep8_gemm1(16), deepseek_ep8_gemm2(16), deepseek_ep8_gemm1(48),
+                            deepseek_ep8_gemm2(48), mixtral_gemm1(4), mixtral_gemm2(4)}) {
     EXPECT_EQ(select_config(input).name(), "64x8_stream");
   }
-  // 16-row chunks from 6 to 10 rows: Qwen3 at 128 tokens, DeepSeek-V3 EP8 at 256 (8 rows).
-  for (auto const& input : {qwen3_gemm1(128), qwen3_gemm2(128), deepseek_ep8_gemm1(256), deepseek_ep8_gemm2(256)}) {
+  // 16-row chunks from 2 to 10 rows (bench/NOTES.md §84): Qwen3 at 32-128 tokens, DeepSeek-V3 EP8 at 64-256 local
+  // rows, Mixtral at 8-16 tokens (2.4-4 rows).
+  for (auto const& input : {qwen3_gemm1(32), qwen3_gemm1(64), qwen3_gemm2(64), qwen3_gemm1(128), qwen3_gemm2(128),
+                            deepseek_ep8_gemm1(64), deepseek_ep8_gemm2(64), deepseek_ep8_gemm1(128),
+                            deepseek_ep8_gemm2(128), deepseek_ep8_gemm1(256), deepseek_ep8_gemm2(256), mixtral_gemm1(8),
+                            mixtral_gemm2(8), mixtral_gemm1(16), mixtral_gemm2(16)}) {
     EXPECT_EQ(select_config(input).name(), "64x16_stream");
   }
   // 32-row chunks from 10 to 26 rows (bench/NOTES.md §78): Qwen3 at 192-384 tokens, DeepSeek-V3 EP8 GEMM2 at 384-768,
@@ -138,7 +141,7 @@ TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
 TEST(Heuristic, LongKTakesCooperative256ChannelTiles) {
   EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "64x8_splitk_stream");  // ~3 experts: K split in blocks
   EXPECT_EQ(select_config(mixtral_gemm2(4)).name(), "64x8_stream");       // ~5 experts, 1.75 rows
-  EXPECT_EQ(select_config(mixtral_gemm2(8)).name(), "64x8_stream");       // ~7 experts, 2.3 rows
+  EXPECT_EQ(select_config(mixtral_gemm2(8)).name(), "64x16_stream");      // ~7 experts, 2.4 rows
   EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "64x32_stream");     // 16 rows per expert
   EXPECT_EQ(select_config(mixtral_gemm2(128)).name(), "256x64_1x1_coop");  // 32
   EXPECT_EQ(select_config(mixtral_gemm2(512)).name(), "128x128_2x1_pp");   // 128: past the rule
