@@ -87,7 +87,7 @@ GemmConfig select_config(HeuristicInput const& input) {
   bool const large_expert_short_k =
       double(input.n) * double(input.k) >= double(1 << 24) && input.k <= 64 * kGroupSize;
   // 8-row chunks only to 2 rows an expert since the 16-row chunks' rings have as many stages (8) where dealt per SM
-  // (H100, §84): from there the 16-row chunks tie them under uniform routing (-1 to +2 %: Qwen3-30B-A3B GEMM1 at 64
+  // (H100, §85): from there the 16-row chunks tie them under uniform routing (-1 to +2 %: Qwen3-30B-A3B GEMM1 at 64
   // tokens, ~4 rows, 78.8 against 79.6 us; Mixtral-8x7B GEMM1 at 16 tokens 176.4 against 173.4) and stream an
   // expert of 9-16 rows once instead of twice, which the heuristic cannot see coming: under skewed routing 8-28 %
   // faster (DeepSeek-V3 EP8 GEMM1 / GEMM2 at 64 tokens 159.3 / 84.9 against 180.6 / 99.8, Mixtral-8x7B GEMM1 at 16

@@ -111,7 +111,7 @@ TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
                             deepseek_ep8_gemm2(48), mixtral_gemm1(4), mixtral_gemm2(4)}) {
     EXPECT_EQ(select_config(input).name(), "64x8_stream");
   }
-  // 16-row chunks from 2 to 10 rows (bench/NOTES.md §84): Qwen3 at 32-128 tokens, DeepSeek-V3 EP8 at 64-256 local
+  // 16-row chunks from 2 to 10 rows (bench/NOTES.md §85): Qwen3 at 32-128 tokens, DeepSeek-V3 EP8 at 64-256 local
   // rows, Mixtral at 8-16 tokens (2.4-4 rows).
   for (auto const& input : {qwen3_gemm1(32), qwen3_gemm1(64), qwen3_gemm2(64), qwen3_gemm1(128), qwen3_gemm2(128),
                             deepseek_ep8_gemm1(64), deepseek_ep8_gemm2(64), deepseek_ep8_gemm1(128),
