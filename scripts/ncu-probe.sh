@@ -56,6 +56,11 @@ probe mixtral-g1-1tok-stream '^stream_gemm_kernel' --models mixtral-8x7b --gemm 
 probe mixtral-g1-4tok-stream '^stream_gemm_kernel' --models mixtral-8x7b --gemm 1 --tokens 4 \
   --configs 64x8_stream
 probe mixtral-g1-4tok-exact block_stream_gemm_kernel --models mixtral-8x7b --gemm 1 --tokens 4 --configs 64x8_exact
+# Short K (Qwen3-30B-A3B GEMM2, 6 groups an item) against longer (GEMM1, 16) on the 16-row chunks at 64 tokens, ~4 rows
+# an expert: GEMM2 reads at 66-74 % of HBM where GEMM1 reads at 75-85 % (bench/NOTES.md §86). With SOURCE=1: where do
+# the consumers of short items wait that those of longer ones do not?
+probe qwen3-g2-64tok-stream '^stream_gemm_kernel' --models qwen3-30b-a3b --gemm 2 --tokens 64 --configs 64x16_stream
+probe qwen3-g1-64tok-stream '^stream_gemm_kernel' --models qwen3-30b-a3b --gemm 1 --tokens 64 --configs 64x16_stream
 [[ layer =~ ${PROBES:-.} ]] || exit 0
 ncu --clock-control none --section SpeedOfLight $bin/w4a8moe run --model qwen3-30b-a3b --tokens 1 --iters 2 \
   --no-check >"$OUT/ncu-layer.txt" 2>&1
