@@ -103,7 +103,6 @@ struct Stage {
                     : (kSharedMemoryPerSm - 1024 - 2048 - kSwizzleAtomBytes) / kWorkers -
                           (kSlicesInBlock ? 2 * kPartialBytes : 0);
   static constexpr int kCount = std::min<int>(8, int(kWorkerBytes / kBytes));
-  static constexpr size_t kSharedBytes = kSwizzleAtomBytes + size_t(kCount) * kBytes + kPartialBytes;  // one worker
 };
 
 // The producer's lane 0: copies groups [group_begin, group_end) of the item's tile into the next stages. A group's
@@ -347,11 +346,13 @@ Status launch(GroupedGemmParams const& p) {
   constexpr size_t kSmBlockBytes =
       kSwizzleAtomBytes + size_t(kStreamBlocksPerSm) * (Sd::kCount * Sd::kBytes + kSlicesBytes);
   static_assert(kSmBlockBytes <= kSharedMemoryPerSm - 1024 - 2048, "the workers' rings fit one block of an SM");
+  // One worker a block: its ring and its partial tile.
+  constexpr size_t kBlockBytes = kSwizzleAtomBytes + size_t(S::kCount) * S::kBytes + S::kPartialBytes;
   // The split-K configs split K wherever clusters would, however many of them could stay resident.
   ClusterResidency const residency =
-      kSplitKInBlock ? ClusterResidency{} : cluster_residency(kernel, kThreads, S::kSharedBytes, p.stream);
+      kSplitKInBlock ? ClusterResidency{} : cluster_residency(kernel, kThreads, kBlockBytes, p.stream);
   StreamLaunchPlan plan = plan_worker_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, 1,
-                                             S::kBlocksPerSm, S::kSharedBytes, S::kBlocksPerSm, kSmBlockBytes,
+                                             S::kBlocksPerSm, kBlockBytes, S::kBlocksPerSm, kSmBlockBytes,
                                              residency);
   if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, p.shape.k / kGroupSize, S::kBlocksPerSm, kSmBlockBytes);
   // The weights' map only where the kernel copies through it (an unused map is neither encoded nor prefetched).
