@@ -90,7 +90,6 @@ struct Stage {
   static constexpr uint32_t kActBytes = kRows * kGroupSize;
   static constexpr uint32_t kBytes = (kActBytes + kWeightBytes + kTableBytes + kSwizzleAtomBytes - 1) /
                                      kSwizzleAtomBytes * kSwizzleAtomBytes;
-  static constexpr int kBlocksPerSm = kStreamBlocksPerSm;  // 102 registers per thread (94 used at 8 rows)
   static constexpr uint32_t kPartialBytes = kTileChannels * kRows * sizeof(float);
   // Only the 8-row chunks' split-K config splits K over the workers of one block (two sets of partial tiles each).
   static constexpr bool kSlicesInBlock = kRows == kStreamChunkRows;
@@ -99,7 +98,7 @@ struct Stage {
   // their share of the SM's memory less the block's, and less their partial tiles where K splits in the block: at
   // 16 and 32 rows one stage more than a block each (8 and 6), as no cluster's partial tile has to fit beside them.
   static constexpr size_t kWorkerBytes =
-      kWorkers == 1 ? kSharedMemoryPerSm / kBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes
+      kWorkers == 1 ? kSharedMemoryPerSm / kStreamBlocksPerSm - 1024 - 2048 - kSwizzleAtomBytes - kPartialBytes
                     : (kSharedMemoryPerSm - 1024 - 2048 - kSwizzleAtomBytes) / kWorkers -
                           (kSlicesInBlock ? 2 * kPartialBytes : 0);
   static constexpr int kCount = std::min<int>(8, int(kWorkerBytes / kBytes));
@@ -208,6 +207,7 @@ __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&ac
 // kWorkers: 1 (K slices: `k_slices` blocks of a cluster), or kStreamBlocksPerSm in one block of one SM that take
 // the SM's items in turn (item_deal.cuh; k_slices 1) or are the K slices of each of the block's items (k_slices =
 // kWorkers: split_k_in_block).
+// kStreamBlocksPerSm blocks of kThreads an SM, as one or as the workers of one block: at most 102 registers a thread.
 template <int kRows, int kWorkers, class Out>
 __global__ void __launch_bounds__(kWorkers * kThreads, kStreamBlocksPerSm / kWorkers)
     stream_gemm_kernel(GroupedGemmParams const p, const __grid_constant__ CUtensorMap act_map,
@@ -352,9 +352,11 @@ Status launch(GroupedGemmParams const& p) {
   ClusterResidency const residency =
       kSplitKInBlock ? ClusterResidency{} : cluster_residency(kernel, kThreads, kBlockBytes, p.stream);
   StreamLaunchPlan plan = plan_worker_launch(p.shape, p.total_rows, p.expected_rows, p.sm_count, kRows, 1,
-                                             S::kBlocksPerSm, kBlockBytes, S::kBlocksPerSm, kSmBlockBytes,
+                                             kStreamBlocksPerSm, kBlockBytes, kStreamBlocksPerSm, kSmBlockBytes,
                                              residency);
-  if constexpr (kSplitKInBlock) plan = split_k_in_block(plan, p.shape.k / kGroupSize, S::kBlocksPerSm, kSmBlockBytes);
+  if constexpr (kSplitKInBlock) {
+    plan = split_k_in_block(plan, p.shape.k / kGroupSize, kStreamBlocksPerSm, kSmBlockBytes);
+  }
   // The weights' map only where the kernel copies through it (an unused map is neither encoded nor prefetched).
   bool const weights_by_tensor_copy = weights_in_one_tensor_copy(p.shape.k / kGroupSize);
   CUtensorMap weight_map{};
@@ -362,8 +364,8 @@ Status launch(GroupedGemmParams const& p) {
     W4A8_RETURN_IF_ERROR(make_weight_tensor_map(p.packed + p.sections.weights, p.shape.num_experts, p.shape.n,
                                                 p.shape.k, &weight_map));
   }
-  return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, S::kBlocksPerSm, Out>,
-                               S::kBlocksPerSm * kThreads, kernel, kThreads, p, weight_map, weights_by_tensor_copy);
+  return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, kStreamBlocksPerSm, Out>,
+                               kStreamBlocksPerSm * kThreads, kernel, kThreads, p, weight_map, weights_by_tensor_copy);
 }
 
 }  // namespace
