@@ -99,12 +99,19 @@ inline gemm::GemmKernelEntry const* registered_kernel(std::string const& config)
   return entry;
 }
 
+// This device's SM count, as the launchers plan with it (a failure, and 0, where it cannot be read).
+inline int device_sm_count() {
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) ADD_FAILURE() << "no SM count";
+  return sms;
+}
+
 // The launch a block-layout config's kernel (exact-scale or MXFP4) plans for `rows` rows, all expected, on this
 // device, dealt per SM where the kernel does; K padded as grouped_gemm() hands the kernels the shape.
 inline gemm::StreamLaunchPlan block_layout_plan(std::string const& config, ExpertWeightShape shape, int64_t rows) {
   gemm::GemmKernelEntry const* entry = registered_kernel(config);
-  int sms = 0;
-  if (entry == nullptr || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) return {};
+  int const sms = device_sm_count();
+  if (entry == nullptr || sms == 0) return {};
   gemm::GemmConfig const& c = entry->config;
   int const consumers = c.tile_m / 64;
   int const blocks_per_sm = c.layout() == PackedLayout::kMxfp4 ? gemm::mxfp4_stream_blocks_per_sm(c.tile_n, consumers)

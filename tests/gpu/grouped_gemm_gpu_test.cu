@@ -34,6 +34,7 @@ namespace {
 
 using testing::CapturedGraph;
 using testing::DeviceBuffer;
+using testing::device_sm_count;
 
 using testing::kPoison;
 
@@ -240,8 +241,8 @@ TEST(GroupedGemm, StreamKernelPersistentWorkers) {
   ExpertWeightShape const shape{kManyExperts, 1024, 768, 128};
   auto p = make_problem(shape, many_uneven_experts(rng), rng);
   int64_t const total = p.offsets.back() - p.offsets.front();
-  int sms = 0;
-  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  int const sms = device_sm_count();
+  ASSERT_GT(sms, 0);
   gemm::StreamLaunchPlan const plan =
       gemm::plan_stream_launch(shape, total, total, sms, gemm::kStreamChunkRows, gemm::kStreamBlocksPerSm, 0);
   ASSERT_TRUE(plan.persistent);
@@ -258,8 +259,8 @@ TEST(GroupedGemm, SplitKConfigSlicesDealtItems) {
   ExpertWeightShape const shape{kManyExperts, 272, 1152, 128};
   auto p = make_problem(shape, many_uneven_experts(rng), rng);
   int64_t const total = p.offsets.back() - p.offsets.front();
-  int sms = 0;
-  ASSERT_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  int const sms = device_sm_count();
+  ASSERT_GT(sms, 0);
   int constexpr kWorkers = gemm::kStreamBlocksPerSm;
   gemm::StreamLaunchPlan const dealt =
       gemm::plan_worker_launch(shape, total, total, sms, gemm::kStreamChunkRows, 1, kWorkers, 0, kWorkers, 0);
