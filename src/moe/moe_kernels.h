@@ -31,8 +31,8 @@ inline constexpr int kMaxInter = kRowBlockThreads * kHeldRowVectors * 8;  // 8 1
 
 // Up to kOneBlockRoutingSlots token slots and kOneBlockRoutingMaxExperts local experts route in one block of
 // kOneBlockRoutingThreads (one launch, and one more for the router past kFusedRouterTokens tokens): every warp counts
-// and scatters a segment of the slots, with per-segment counters in shared memory. Past it the chunked path (a
-// memset and four launches) spreads the slots over many blocks. At 8192 slots the two cost about the same (H200,
+// and scatters a segment of the slots, with per-segment counters in shared memory. Past it the chunked path (three
+// launches, chained by PDL) spreads the slots over many blocks. At 8192 slots the two cost about the same (H200,
 // bench/NOTES.md §13b: Qwen3-30B-A3B at 1024 tokens 23.8 against 22.0 us, DeepSeek-V3 EP8 18.7 against 23.2).
 inline constexpr int kOneBlockRoutingThreads = 1024;
 inline constexpr int kOneBlockRoutingSlots = 8192;

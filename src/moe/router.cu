@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <climits>
 
+#include "common/pdl.cuh"
 #include "moe/kernel_common.cuh"
 #include "moe/moe_kernels.h"
 #include "moe/topk_softmax.cuh"
@@ -13,12 +14,14 @@ namespace w4a8moe::moe {
 namespace {
 
 template <class Logit>
-__global__ void topk_softmax_kernel(Logit const* __restrict__ logits, int experts, int top_k, bool renormalize,
+__global__ void topk_softmax_kernel(Logit const* logits, int experts, int top_k, bool renormalize,
                                     int32_t* __restrict__ topk_ids, float* __restrict__ topk_weights) {
   extern __shared__ float prob[];  // [experts]
   __shared__ float scratch[kThreads / 32];
   __shared__ Candidate candidates[kThreads / 32];
   static_assert(sizeof(scratch) + sizeof(candidates) <= kRouterStaticSharedBytes, "kMaxRouterExperts counts on it");
+  pdl_wait_for_previous_grid();  // the logits
+  pdl_allow_next_grid();
   int64_t const t = blockIdx.x;
   Logit const* row = logits + t * experts;
 
@@ -66,29 +69,33 @@ __global__ void topk_softmax_kernel(Logit const* __restrict__ logits, int expert
 }
 
 template <int kPerLane, class Logit>
-__global__ void topk_softmax_warp_kernel(Logit const* __restrict__ logits, int64_t tokens, int experts, int top_k,
+__global__ void topk_softmax_warp_kernel(Logit const* logits, int64_t tokens, int experts, int top_k,
                                          bool renormalize, int32_t* __restrict__ topk_ids,
                                          float* __restrict__ topk_weights) {
+  pdl_wait_for_previous_grid();  // the logits
+  pdl_allow_next_grid();
   int64_t const t = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (t >= tokens) return;  // whole warps exit together
   topk_softmax_warp<kPerLane>(logits + t * experts, experts, top_k, renormalize, topk_ids + t * top_k,
                               topk_weights + t * top_k);
 }
 
+// Launched with PDL, so that the routing sort after it launches while it runs (bench/NOTES.md §89).
 template <class Logit>
 cudaError_t launch_topk(Logit const* logits, int64_t tokens, int experts, int top_k, bool renormalize,
                         int32_t* topk_ids, float* topk_weights, cudaStream_t stream) {
   constexpr int kWarps = kThreads / 32;
   unsigned const warp_blocks = unsigned((tokens + kWarps - 1) / kWarps);
+  cudaError_t error = cudaSuccess;
   bool const warp_router = with_warp_router(experts, [&](auto per_lane) {
-    topk_softmax_warp_kernel<decltype(per_lane)::value><<<warp_blocks, kThreads, 0, stream>>>(
-        logits, tokens, experts, top_k, renormalize, topk_ids, topk_weights);
+    error = launch_with_pdl(topk_softmax_warp_kernel<decltype(per_lane)::value, Logit>, warp_blocks, kThreads, 0,
+                            stream, logits, tokens, experts, top_k, renormalize, topk_ids, topk_weights);
   });
   if (!warp_router) {
-    topk_softmax_kernel<<<unsigned(tokens), kThreads, size_t(experts) * sizeof(float), stream>>>(
-        logits, experts, top_k, renormalize, topk_ids, topk_weights);
+    error = launch_with_pdl(topk_softmax_kernel<Logit>, unsigned(tokens), kThreads, size_t(experts) * sizeof(float),
+                            stream, logits, experts, top_k, renormalize, topk_ids, topk_weights);
   }
-  return cudaGetLastError();
+  return error;
 }
 
 }  // namespace

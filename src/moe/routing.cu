@@ -14,15 +14,27 @@
 namespace w4a8moe::moe {
 namespace {
 
-// chunk_counts is expert-major, [E_local][chunks], so each expert's column is contiguous for its scan.
-__global__ void count_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
-                             int64_t slots, int64_t chunks, int experts, int local_experts,
-                             int32_t* __restrict__ chunk_counts) {
+// chunk_counts is expert-major, [E_local][chunks], so each expert's column is contiguous for its scan. Each block
+// counts its chunk in shared memory and writes its whole column of counts, zeros included, so no memset precedes it
+// and the routing's launches chain by PDL; block 0 also zeroes scan_counts' finished-block counter.
+__global__ void count_chunks(int32_t const* topk_ids, int32_t const* expert_map, int64_t slots, int64_t chunks,
+                             int experts, int local_experts, int32_t* __restrict__ chunk_counts,
+                             unsigned* __restrict__ blocks_done) {
+  extern __shared__ int32_t counts[];  // [local_experts]
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int64_t const chunk = blockIdx.x;
+  for (int e = int(threadIdx.x); e < local_experts; e += blockDim.x) counts[e] = 0;
+  if (chunk == 0 && threadIdx.x == 0) *blocks_done = 0u;
+  __syncthreads();
   int64_t const s = chunk * kRoutingChunk + threadIdx.x;
-  if (s >= slots) return;
-  int const e = local_expert_of(topk_ids[s], experts, expert_map, local_experts);
-  if (e >= 0) atomicAdd(&chunk_counts[e * chunks + chunk], 1);
+  if (s < slots) {
+    int const e = local_expert_of(topk_ids[s], experts, expert_map, local_experts);
+    if (e >= 0) atomicAdd(&counts[e], 1);
+  }
+  __syncthreads();
+  if (chunk >= chunks) return;  // the one block of a call without slots zeroes the counter only
+  for (int e = int(threadIdx.x); e < local_experts; e += blockDim.x) chunk_counts[e * chunks + chunk] = counts[e];
 }
 
 // Scans values[0, count) in place with one block, blockDim.x elements at a time (exclusive or inclusive); `load`
@@ -61,6 +73,8 @@ __device__ T block_scan(T* values, int64_t count, Load load) {
 __global__ void scan_counts(int32_t* __restrict__ chunk_counts, int64_t chunks, int local_experts,
                             int64_t* __restrict__ offsets, unsigned* __restrict__ blocks_done) {
   __shared__ bool last_block;
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int32_t const total = block_scan<int32_t, true>(chunk_counts + int64_t(blockIdx.x) * chunks, chunks,
                                                   [](int32_t const* x) { return *x; });
   if (threadIdx.x == 0) {
@@ -123,12 +137,13 @@ __device__ void scatter_in_slot_order(int64_t first, int64_t end, ExpertOf exper
 // One warp per chunk: a slot's row is its expert's first row, plus the rows of earlier chunks, plus the rows of
 // earlier slots of this chunk. Only this warp touches its chunk's counters. The chunk's local experts go to shared
 // memory first (stage_local_experts).
-__global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t const* __restrict__ expert_map,
-                               int64_t slots, int64_t chunks, int experts, int local_experts,
-                               int64_t const* __restrict__ offsets, int32_t* __restrict__ chunk_rows,
+__global__ void scatter_chunks(int32_t const* topk_ids, int32_t const* expert_map, int64_t slots, int64_t chunks,
+                               int experts, int local_experts, int64_t const* offsets, int32_t* __restrict__ chunk_rows,
                                int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot) {
   constexpr int kPerLane = kRoutingChunk / 32;
   __shared__ int16_t chunk_expert[kRoutingChunk];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
   int64_t const chunk = blockIdx.x, first = chunk * kRoutingChunk, end = min(slots, first + kRoutingChunk);
   stage_local_experts<kPerLane, 32>(topk_ids, first, end, int(threadIdx.x), experts, expert_map, local_experts,
                                     chunk_expert);
@@ -140,7 +155,7 @@ __global__ void scatter_chunks(int32_t const* __restrict__ topk_ids, int32_t con
 }
 
 // Batches of up to kOneBlockRoutingSlots slots: the count, the scan and the scatter in one block (one launch instead
-// of four and a memset), the GEMMs' per-expert arrays filled as soon as the offsets are final (two launches fewer),
+// of three), the GEMMs' per-expert arrays filled as soon as the offsets are final (two launches fewer),
 // and for up to kFusedRouterTokens tokens the router first (a warp per token). The same result as the chunked path:
 // each expert's rows in slot order. Each warp owns a contiguous segment of at least 32 slots; its counters in shared
 // memory hold the segment's count per expert, then (after a scan over the segments and one over the experts) its
@@ -230,25 +245,17 @@ cudaError_t launch_routing(RoutingProblem const& p) {
   }
   int64_t const slots = p.tokens * p.top_k;
   int64_t const chunks = routing_chunks(slots);
-  // The counts and, after them, scan_counts' finished-block counter.
-  cudaError_t error =
-      cudaMemsetAsync(p.chunk_counts, 0, (size_t(chunks) * p.local_experts + 1) * sizeof(int32_t), p.stream);
-  if (error != cudaSuccess) return error;
-  if (chunks > 0) {
-    count_chunks<<<unsigned(chunks), kRoutingChunk, 0, p.stream>>>(p.topk_ids, p.expert_map, slots, chunks,
-                                                                   p.experts, p.local_experts, p.chunk_counts);
-    if ((error = cudaGetLastError()) != cudaSuccess) return error;
-  }
   auto* blocks_done = reinterpret_cast<unsigned*>(p.chunk_counts + chunks * p.local_experts);
-  scan_counts<<<unsigned(p.local_experts), 256, 0, p.stream>>>(p.chunk_counts, chunks, p.local_experts, p.offsets,
-                                                               blocks_done);
-  if ((error = cudaGetLastError()) != cudaSuccess) return error;
-  if (chunks > 0) {
-    scatter_chunks<<<unsigned(chunks), 32, 0, p.stream>>>(p.topk_ids, p.expert_map, slots, chunks, p.experts,
-                                                          p.local_experts, p.offsets, p.chunk_counts, p.dest_row,
-                                                          p.row_slot);
-  }
-  return cudaGetLastError();
+  cudaError_t error = launch_with_pdl(count_chunks, unsigned(std::max<int64_t>(chunks, 1)), kRoutingChunk,
+                                      size_t(p.local_experts) * sizeof(int32_t), p.stream, p.topk_ids, p.expert_map,
+                                      slots, chunks, p.experts, p.local_experts, p.chunk_counts, blocks_done);
+  if (error != cudaSuccess) return error;
+  error = launch_with_pdl(scan_counts, unsigned(p.local_experts), 256, 0, p.stream, p.chunk_counts, chunks,
+                          p.local_experts, p.offsets, blocks_done);
+  if (error != cudaSuccess || chunks == 0) return error;
+  return launch_with_pdl(scatter_chunks, unsigned(chunks), 32, 0, p.stream, p.topk_ids, p.expert_map, slots, chunks,
+                         p.experts, p.local_experts, static_cast<int64_t const*>(p.offsets), p.chunk_counts,
+                         p.dest_row, p.row_slot);
 }
 
 cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& router) {

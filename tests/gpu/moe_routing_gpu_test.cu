@@ -107,15 +107,19 @@ TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
 }
 
 // Given ids, through the public entry point, all experts local and a scattered expert map of `local` of them:
-// offsets, dest_row and row_slot exactly as the reference's. Out-of-range ids are dropped.
-void expect_routing_matches_reference(int64_t tokens, int experts, int k, int local, std::mt19937_64& rng) {
+// offsets, dest_row and row_slot exactly as the reference's. Out-of-range ids are dropped. The workspace is
+// `reused` where given (as an earlier call left it), else a fresh one poisoned.
+void expect_routing_matches_reference(int64_t tokens, int experts, int k, int local, std::mt19937_64& rng,
+                                      DeviceBuffer* reused = nullptr) {
   SCOPED_TRACE("tokens " + std::to_string(tokens) + ", experts " + std::to_string(experts) + ", local " +
                std::to_string(local));
   std::vector<int32_t> ids(size_t(tokens) * k);
   std::uniform_int_distribution<int> pick(0, experts - 1);
   for (auto& id : ids) id = pick(rng);
-  ids[5 % ids.size()] = -1;
-  ids[17 % ids.size()] = experts + 35;
+  if (!ids.empty()) {
+    ids[5 % ids.size()] = -1;
+    ids[17 % ids.size()] = experts + 35;
+  }
   std::vector<int32_t> map;
   if (local < experts) {  // local id i is global expert 3i
     map.assign(experts, -1);
@@ -124,11 +128,11 @@ void expect_routing_matches_reference(int64_t tokens, int experts, int k, int lo
   auto const expected = reference::routing_data(ids, tokens, k, experts, local, map);
   DeviceBuffer d_ids(ids), d_map(map.empty() ? std::vector<int32_t>{0} : map);
   MoeShape const shape{experts, local, k, 128, 128};
-  DeviceBuffer scratch(moe_routing_workspace_bytes(shape, tokens)), offsets((local + 1) * 8);
+  DeviceBuffer own(reused ? 0 : moe_routing_workspace_bytes(shape, tokens)), offsets((local + 1) * 8);
+  DeviceBuffer& scratch = reused ? *reused : own;
   DeviceBuffer dest(size_t(tokens) * k * 4), slots(size_t(tokens) * k * 4);
-  for (auto* buffer : {&scratch, &offsets, &dest, &slots}) {
-    ASSERT_CUDA(cudaMemset(buffer->get(), 0xFF, buffer->bytes()));
-  }
+  for (auto* buffer : {&offsets, &dest, &slots}) ASSERT_CUDA(cudaMemset(buffer->get(), 0xFF, buffer->bytes()));
+  if (!reused) ASSERT_CUDA(cudaMemset(scratch.get(), 0xFF, scratch.bytes()));
   MoeRoutingArgs args;  // the public entry point
   args.shape = shape;
   args.num_tokens = tokens;
@@ -165,6 +169,27 @@ TEST(MoeRouting, OneBlockRoutingAtItsExpertLimit) {
   int const experts = 4 * moe::kOneBlockRoutingMaxExperts;
   for (int local : {moe::kOneBlockRoutingMaxExperts, moe::kOneBlockRoutingMaxExperts + 1}) {
     expect_routing_matches_reference(moe::kOneBlockRoutingSlots / 8, experts, 8, local, rng);
+  }
+}
+
+// The chunked path's counts and finished-block counter are reset by its own kernels (no memset before them): calls
+// on the workspace the previous call left, with new ids and as many or fewer tokens, and one without any slot.
+TEST(MoeRouting, ChunkedRoutingAgainOnItsWorkspace) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  int const experts = 64, k = 8, local = 40;
+  int64_t const tokens = moe::kOneBlockRoutingSlots / k + 500;
+  DeviceBuffer scratch(moe_routing_workspace_bytes(MoeShape{experts, local, k, 128, 128}, tokens));
+  ASSERT_CUDA(cudaMemset(scratch.get(), 0xFF, scratch.bytes()));
+  for (int64_t t : {tokens, tokens, tokens - 300}) {
+    expect_routing_matches_reference(t, experts, k, local, rng, &scratch);
+  }
+  // More local experts than one block routes: every call takes the chunked path, also without tokens.
+  int const many = moe::kOneBlockRoutingMaxExperts + 1;
+  DeviceBuffer wide(moe_routing_workspace_bytes(MoeShape{many, many, k, 128, 128}, 64));
+  ASSERT_CUDA(cudaMemset(wide.get(), 0xFF, wide.bytes()));
+  for (int64_t t : {int64_t(64), int64_t(0), int64_t(3)}) {
+    expect_routing_matches_reference(t, many, k, many, rng, &wide);
   }
 }
 
