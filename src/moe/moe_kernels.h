@@ -37,8 +37,13 @@ inline constexpr int kMaxInter = kRowBlockThreads * kHeldRowVectors * 8;  // 8 1
 inline constexpr int kOneBlockRoutingThreads = 1024;
 inline constexpr int kOneBlockRoutingSlots = 8192;
 inline constexpr int kOneBlockRoutingMaxExperts = 1024;
-// The one-block routing runs the router itself (a warp per token, each warp one token) up to this many tokens.
+// The one-block routing runs the router itself (a warp per token, each warp one token) up to kFusedRouterTokens
+// tokens, while the tokens times the logits a lane holds (topk_softmax_warp's kPerLane) stay within
+// kFusedRouterLaneLogits: past that the router's work on the block's one SM costs more than a launch of its own, which
+// the sort's launch overlaps by PDL (H100, bench/NOTES.md §89: DeepSeek-V3 EP8, 8 logits a lane, at 24 / 32 tokens
+// route 10.9 / 12.0 us fused against 9.4 / 9.4 apart).
 inline constexpr int kFusedRouterTokens = kOneBlockRoutingThreads / 32;
+inline constexpr int kFusedRouterLaneLogits = 128;
 
 // Whether the routing of these many slots runs in one block (and fills the GEMMs' arrays: RoutingArraysFill).
 inline bool routes_in_one_block(int64_t tokens, int top_k, int local_experts) {

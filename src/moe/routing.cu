@@ -155,8 +155,8 @@ __global__ void scatter_chunks(int32_t const* topk_ids, int32_t const* expert_ma
 }
 
 // Batches of up to kOneBlockRoutingSlots slots: the count, the scan and the scatter in one block (one launch instead
-// of three), the GEMMs' per-expert arrays filled as soon as the offsets are final (two launches fewer),
-// and for up to kFusedRouterTokens tokens the router first (a warp per token). The same result as the chunked path:
+// of three), the GEMMs' per-expert arrays filled as soon as the offsets are final (two launches fewer), and for few
+// tokens (moe_kernels.h, kFusedRouterTokens) the router first (a warp per token). The same result as the chunked path:
 // each expert's rows in slot order. Each warp owns a contiguous segment of at least 32 slots; its counters in shared
 // memory hold the segment's count per expert, then (after a scan over the segments and one over the experts) its
 // first free row in each expert, which its scatter advances. kPerLane = 0: the top-k ids are given.
@@ -259,7 +259,8 @@ cudaError_t launch_routing(RoutingProblem const& p) {
 }
 
 cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& router) {
-  if (routes_in_one_block(p.tokens, p.top_k, p.local_experts) && p.tokens <= kFusedRouterTokens) {
+  if (routes_in_one_block(p.tokens, p.top_k, p.local_experts) && p.tokens <= kFusedRouterTokens &&
+      p.tokens * warp_router_per_lane(p.experts) <= kFusedRouterLaneLogits) {
     cudaError_t error = cudaSuccess;
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {

@@ -5,6 +5,7 @@
 
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -52,18 +53,22 @@ TEST(MoeRouting, TopKSoftmaxMatchesReference) {
   }
 }
 
-// The router and the sort from logits: fused into one block up to kFusedRouterTokens tokens, the router then the
-// one-block sort up to kOneBlockRoutingSlots slots, separate kernels past it: the same ids, weights and routing as
-// the reference on both sides of each limit.
+// The router and the sort from logits: fused into one block up to kFusedRouterTokens tokens (128 experts, 4 logits a
+// lane) or kFusedRouterLaneLogits / 8 (256 experts), the router then the one-block sort up to kOneBlockRoutingSlots
+// slots, separate kernels past it: the same ids, weights and routing as the reference on both sides of each limit.
 TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  int const experts = 128, k = 8;
+  int const k = 8;
   std::normal_distribution<float> normal(0.0f, 2.0f);
-  for (int64_t tokens : {int64_t(1), int64_t(moe::kFusedRouterTokens), int64_t(moe::kFusedRouterTokens + 1),
-                         int64_t(moe::kOneBlockRoutingSlots / k), int64_t(moe::kOneBlockRoutingSlots / k + 1)}) {
+  std::vector<std::pair<int, int64_t>> const cases = {
+      {128, 1}, {128, moe::kFusedRouterTokens}, {128, moe::kFusedRouterTokens + 1},
+      {128, moe::kOneBlockRoutingSlots / k}, {128, moe::kOneBlockRoutingSlots / k + 1},
+      {256, moe::kFusedRouterLaneLogits / 8}, {256, moe::kFusedRouterLaneLogits / 8 + 1}};
+  for (auto [experts, tokens] : cases) {
     for (int local : {experts, 48}) {
-      SCOPED_TRACE("tokens " + std::to_string(tokens) + ", local experts " + std::to_string(local));
+      SCOPED_TRACE("experts " + std::to_string(experts) + ", tokens " + std::to_string(tokens) + ", local experts " +
+                   std::to_string(local));
       std::vector<float> logits(size_t(tokens) * experts);
       for (auto& x : logits) x = normal(rng);
       std::vector<int32_t> map;
@@ -122,6 +127,7 @@ void expect_routing_matches_reference(int64_t tokens, int experts, int k, int lo
   }
   std::vector<int32_t> map;
   if (local < experts) {  // local id i is global expert 3i
+    ASSERT_LT(3 * (local - 1), experts) << "too many local experts for the map of every third expert";
     map.assign(experts, -1);
     for (int i = 0; i < local; ++i) map[3 * i] = i;
   }
@@ -177,7 +183,7 @@ TEST(MoeRouting, OneBlockRoutingAtItsExpertLimit) {
 TEST(MoeRouting, ChunkedRoutingAgainOnItsWorkspace) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  int const experts = 64, k = 8, local = 40;
+  int const experts = 128, k = 8, local = 40;  // the helper's map: local id i is global expert 3i
   int64_t const tokens = moe::kOneBlockRoutingSlots / k + 500;
   DeviceBuffer scratch(moe_routing_workspace_bytes(MoeShape{experts, local, k, 128, 128}, tokens));
   ASSERT_CUDA(cudaMemset(scratch.get(), 0xFF, scratch.bytes()));
