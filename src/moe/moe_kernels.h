@@ -30,7 +30,7 @@ inline constexpr int kHeldRowVectors = 4;
 inline constexpr int kMaxInter = kRowBlockThreads * kHeldRowVectors * 8;  // 8 16-bit values a vector: 32768
 
 // Up to kOneBlockRoutingSlots token slots and kOneBlockRoutingMaxExperts local experts route in one block of
-// kOneBlockRoutingThreads (one launch, and one more for the router past kFusedRouterTokens tokens): every warp counts
+// kOneBlockRoutingThreads (one launch, and one more for the router where it does not fuse, below): every warp counts
 // and scatters a segment of the slots, with per-segment counters in shared memory. Past it the chunked path (three
 // launches, chained by PDL) spreads the slots over many blocks. At 8192 slots the two cost about the same (H200,
 // bench/NOTES.md §13b: Qwen3-30B-A3B at 1024 tokens 23.8 against 22.0 us, DeepSeek-V3 EP8 18.7 against 23.2).
