@@ -13,8 +13,9 @@ PREEXIT. For every kernel that waits:
     scripts/sass_pdl_check.py build/bin/w4a8moe_gpu_tests [--cuobjdump PATH]
     scripts/sass_pdl_check.py --sass listing.sass
 
-Exits 1 and names each kernel and instruction that breaks a rule; 77 (a test's skip) where cuobjdump cannot be run:
-the CUDA installation of the build machine may lack it (NVIDIA's nvidia-cuda-cuobjdump wheel has it).
+Exits 1 and names each kernel and instruction that breaks a rule; 77 (a test's skip) where cuobjdump cannot be run.
+Where the CUDA installation lacks it, the configure installs NVIDIA's cuobjdump and nvdisasm wheels into third_party/
+(tests/CMakeLists.txt, the sass.pdl_rules test); cuobjdump finds nvdisasm on PATH.
 """
 import argparse
 import os
