@@ -8,8 +8,9 @@ the fixed stall cycles and scoreboard waits the compiler encoded in each (bench/
 Every SASS instruction of sm_90 is 128 bits; cuobjdump prints them as two 64-bit words, the second on a line of its
 own. Bits 41-44 of that word are the cycles the warp waits before its next instruction may issue, bit 45 the yield
 hint, bits 46-48 and 49-51 the scoreboards the instruction sets when its result (or its source read) is done (7:
-none), bits 52-57 the scoreboards it waits on first. cuobjdump is in NVIDIA's nvidia-cuda-cuobjdump wheel where the
-CUDA installation lacks it.
+none), bits 52-57 the scoreboards it waits on first. Where the CUDA installation lacks cuobjdump, the configure puts
+NVIDIA's cuobjdump and nvdisasm wheels in third_party/cuda-sass-tools-*/nvidia/cu13/bin (tests/CMakeLists.txt);
+cuobjdump finds nvdisasm on PATH.
 """
 import argparse
 import collections
