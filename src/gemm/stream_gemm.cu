@@ -362,7 +362,7 @@ Status launch(GroupedGemmParams const& p) {
   CUtensorMap weight_map{};
   if (weights_by_tensor_copy) {
     W4A8_RETURN_IF_ERROR(make_weight_tensor_map(p.packed + p.sections.weights, p.shape.num_experts, p.shape.n,
-                                                p.shape.k, &weight_map));
+                                                p.shape.k, kTileStripes, &weight_map));
   }
   return enqueue_worker_launch(plan, kRows, stream_gemm_kernel<kRows, kStreamBlocksPerSm, Out>,
                                kStreamBlocksPerSm * kThreads, kernel, kThreads, p, weight_map, weights_by_tensor_copy);

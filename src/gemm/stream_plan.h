@@ -18,6 +18,10 @@ inline constexpr int kStreamBlocksPerSm = 4;
 // Channels a warp of the streaming kernels streams together: the rows of a reorder atom
 // (prepack::reorder_atom_offset).
 inline constexpr int kStripeChannels = 16;
+// A reorder atom: one stripe's channels over kAtomK of K, 256 contiguous bytes (prepack/packed_format.h).
+inline constexpr int kAtomK = 32;
+inline constexpr int kAtomBytes = kStripeChannels * kAtomK / 2;
+inline constexpr int kAtomsPerGroup = kGroupSize / kAtomK;
 // Rows per chunk of the registered wgmma streaming config ("64x8_stream").
 inline constexpr int kStreamChunkRows = 8;
 

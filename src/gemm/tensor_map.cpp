@@ -4,6 +4,7 @@
 #include <cudaTypedefs.h>
 
 #include "common/status_util.h"
+#include "gemm/stream_plan.h"  // kStripeChannels, kAtomK, kAtomBytes, kAtomsPerGroup
 
 namespace w4a8moe::gemm {
 namespace {
@@ -54,11 +55,12 @@ Status make_activation_tensor_map(void const* base, int64_t rows, int64_t cols, 
                                 concat("activations [", rows, ", ", cols, "]"));
 }
 
-Status make_weight_tensor_map(void const* base, int num_experts, int64_t n, int64_t k, CUtensorMap* map) {
-  constexpr int64_t kAtomBytes = 256, kAtomK = 32;
-  cuuint64_t const dims[3] = {cuuint64_t(kAtomBytes), cuuint64_t(n / 16), cuuint64_t(num_experts * (k / kAtomK))};
-  cuuint64_t const strides[2] = {cuuint64_t(kAtomBytes), cuuint64_t(n / 16 * kAtomBytes)};
-  cuuint32_t const box[3] = {cuuint32_t(kAtomBytes), 4, 4};
+Status make_weight_tensor_map(void const* base, int num_experts, int64_t n, int64_t k, int tile_stripes,
+                              CUtensorMap* map) {
+  int64_t const stripes = n / kStripeChannels;
+  cuuint64_t const dims[3] = {cuuint64_t(kAtomBytes), cuuint64_t(stripes), cuuint64_t(num_experts * (k / kAtomK))};
+  cuuint64_t const strides[2] = {cuuint64_t(kAtomBytes), cuuint64_t(stripes * kAtomBytes)};
+  cuuint32_t const box[3] = {cuuint32_t(kAtomBytes), cuuint32_t(tile_stripes), cuuint32_t(kAtomsPerGroup)};
   return encode_byte_tensor_map(map, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_NONE,
                                 concat("weights of ", num_experts, " experts [", n, ", ", k, "]"));
 }

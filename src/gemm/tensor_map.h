@@ -16,8 +16,9 @@ namespace w4a8moe::gemm {
 Status make_activation_tensor_map(void const* base, int64_t rows, int64_t cols, int box_rows, CUtensorMap* map);
 
 // A map of the packed weights at `base` (the weights section: experts x K atoms x N/16 stripes x 256-byte reorder
-// atoms, prepack/packed_format.h) whose copies move a box of 4 stripes x 4 K atoms (one 64-channel tile's 128-K group)
-// into shared memory as [atom][stripe][256 bytes]; stripes past N arrive as zeros.
-Status make_weight_tensor_map(void const* base, int num_experts, int64_t n, int64_t k, CUtensorMap* map);
+// atoms, prepack/packed_format.h) whose copies move a box of `tile_stripes` stripes x the 4 K atoms of a 128-K group
+// (one tile's group) into shared memory as [atom][stripe][256 bytes]; stripes past N arrive as zeros.
+Status make_weight_tensor_map(void const* base, int num_experts, int64_t n, int64_t k, int tile_stripes,
+                              CUtensorMap* map);
 
 }  // namespace w4a8moe::gemm

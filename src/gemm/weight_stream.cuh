@@ -14,13 +14,9 @@
 #include <cstdint>
 
 #include "gemm/grouped_params.h"
-#include "gemm/stream_plan.h"  // kStripeChannels
+#include "gemm/stream_plan.h"  // kStripeChannels, kAtomK, kAtomBytes, kAtomsPerGroup
 
 namespace w4a8moe::gemm {
-
-constexpr int kAtomK = 32;
-constexpr int kAtomBytes = kStripeChannels * kAtomK / 2;
-constexpr int kAtomsPerGroup = kGroupSize / kAtomK;
 
 // Bytes between consecutive K atoms of one stripe.
 __device__ __forceinline__ size_t atom_stride(int n) { return size_t(n / kStripeChannels) * kAtomBytes; }
