@@ -155,7 +155,8 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
   barrier_arrive(ring.full + 8 * slot);
 }
 
-// The consumer warpgroup: multiplies `groups` staged groups into acc, releasing each stage once its wgmmas are done.
+// The consumer warpgroup: multiplies `groups` staged groups into acc, from zero, releasing each stage once its wgmmas
+// are done.
 // Group i + 1 is loaded and converted into the other set of A registers while group i's wgmmas run, and only then
 // does the warpgroup wait for them. The order matters: ptxas frees a wgmma's A registers at the first
 // wgmma.wait_group after it, whatever that wait's count, so converting after a "wait 1" (the earlier order) let the
@@ -163,6 +164,9 @@ __device__ __forceinline__ void announce_end(Ring const& ring, StagedItem* stage
 // S: the ring's stages; kMmaRows: the item's row class.
 template <class S, int kMmaRows>
 __device__ __forceinline__ void consume(Ring const& ring, int groups, float (&acc)[kMmaRows / 2]) {
+#pragma unroll
+  for (int i = 0; i < kMmaRows / 2; ++i) acc[i] = 0.f;
+  fence_accumulators<kMmaRows>(acc);
   int const warp = int(threadIdx.x) / 32 % kTileStripes, lane = int(threadIdx.x) % 32;
   // This lane's 8 bytes of each atom, and the tables of its channels lane/4 and lane/4 + 8.
   uint32_t const weights_offset = S::kActBytes + warp * kAtomBytes + lane * 8;
@@ -299,9 +303,6 @@ __global__ void __launch_bounds__(kWorkers * kThreads, kStreamBlocksPerSm / kWor
         StripeScales<kMmaRows> scales;
         if (stripe < stripes) scales = load_stripe_scales<kMmaRows>(channel_scales, p.token_scales, chunk, stripe);
         float acc[kMmaRows / 2];
-#pragma unroll
-        for (int i = 0; i < kMmaRows / 2; ++i) acc[i] = 0.f;
-        fence_accumulators<kMmaRows>(acc);
         consume<S, kMmaRows>(ring, item_groups, acc);
         if (stripe < stripes) store_stripe<kMmaRows>(out, n, scales, chunk, stripe, acc);
       });
@@ -315,9 +316,6 @@ __global__ void __launch_bounds__(kWorkers * kThreads, kStreamBlocksPerSm / kWor
                                                                split, splits);
     }
     float acc[kRows / 2];
-#pragma unroll
-    for (int i = 0; i < kRows / 2; ++i) acc[i] = 0.f;
-    fence_accumulators<kRows>(acc);
     consume<S, kRows>(ring, item_groups, acc);
     ring.uses += uint32_t(item_groups);
 
