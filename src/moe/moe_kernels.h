@@ -56,6 +56,15 @@ inline size_t one_block_routing_shared_bytes(int64_t slots, int local_experts) {
          (size_t(slots) * sizeof(int16_t) + 3) / 4 * 4;
 }
 
+// Up to kFewRoutingSlots slots of the one-block routing's batches are placed by one warp (routing.cu, the few-slots
+// kernel): no shared counters, one block barrier, a smaller kernel. With logits, a warp a token routes first; each
+// of at least kFewRoutingThreads threads writes the offsets and the GEMMs' arrays of its experts (bench/NOTES.md §90).
+inline constexpr int kFewRoutingSlots = 32;
+inline constexpr int kFewRoutingThreads = 256;
+inline bool routes_in_few_slots(int64_t tokens, int top_k, int local_experts) {
+  return tokens * top_k <= kFewRoutingSlots && routes_in_one_block(tokens, top_k, local_experts);
+}
+
 // The grouped GEMMs' per-expert arrays the one-block routing fills as soon as the offsets are final, so the GEMMs
 // skip their own build launches (gemm/built_arrays.h). Ignored when the routing runs in chunks.
 struct RoutingArraysFill {

@@ -49,9 +49,9 @@ struct MoePlan {
   int64_t rows = 0;                 // token slots, tokens * top_k
   int64_t expected_local_rows = 0;  // the rows the local experts should hold: the GEMMs' hint
   WorkspacePlan workspace;          // for max_tokens
-  // The routing sort in one block up to 8192 slots (moe_kernels.h, routes_in_one_block), which also fills the
-  // GEMMs' per-expert arrays and, from logits, runs the router itself up to 32 tokens; else the router, then the
-  // chunked count, scan and scatter.
+  // The routing sort in one block up to 8192 slots (moe_kernels.h, routes_in_one_block; up to 32 slots one warp
+  // places them, routes_in_few_slots), which also fills the GEMMs' per-expert arrays and, from logits, runs the
+  // router itself up to 32 tokens; else the router, then the chunked count, scan and scatter.
   bool one_block_routing = false;
   GemmStagePlan gemm1, gemm2;
   bool group_sums = false;  // the exact-scale layout's staged GEMMs take the activations' group sums

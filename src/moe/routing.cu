@@ -227,6 +227,63 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
       [](int) { return 0; }, dest_row, row_slot);
 }
 
+// Up to kFewRoutingSlots slots (decode: 1-4 tokens of top-8, 1-16 of top-2): no shared counters, one block barrier.
+// The slots' local experts go to shared memory (with logits, a warp a token routes first); then warp 0 places the
+// slots, a lane a slot: an expert's first row counts the slots of smaller experts, a slot's rank among its expert's
+// slots (match.any) completes its row, in slot order as the other paths. Meanwhile every thread counts the same for its
+// own experts and writes their offsets and the GEMMs' arrays, so experts without slots cost no serial loop.
+template <int kPerLane, class Logit>
+__global__ void __launch_bounds__(kFewRoutingSlots * 32) route_few_slots_kernel(
+    Logit const* logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
+    int32_t* ids_out, float* __restrict__ weights_out, int32_t const* expert_map, int local_experts,
+    int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
+    RoutingArraysFill fill) {
+  static_assert(kFewRoutingSlots == 32, "a lane a slot");
+  __shared__ int16_t slot_expert[kFewRoutingSlots];
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  if constexpr (kPerLane > 0) {
+    for (int t = warp; t < tokens; t += int(blockDim.x) / 32) {
+      int const id = topk_softmax_warp<kPerLane>(logits + int64_t(t) * experts, experts, top_k, renormalize,
+                                                 ids_out + t * top_k, weights_out + t * top_k);
+      if (lane < top_k) {
+        slot_expert[t * top_k + lane] = int16_t(local_expert_of(id, experts, expert_map, local_experts));
+      }
+    }
+  } else if (int(threadIdx.x) < slots) {
+    slot_expert[threadIdx.x] = int16_t(local_expert_of(ids_in[threadIdx.x], experts, expert_map, local_experts));
+  }
+  __syncthreads();
+  // The rows before expert x's (and through it): the slots of local experts below x (up to x).
+  auto rows_below = [&](int x, int& through) {
+    int below = 0;
+    through = 0;
+    for (int s = 0; s < slots; ++s) {
+      int const e = slot_expert[s];
+      below += e >= 0 && e < x;
+      through += e >= 0 && e <= x;
+    }
+    return below;
+  };
+  if (warp == 0) {
+    int const expert = lane < slots ? slot_expert[lane] : -1;
+    unsigned const peers = __match_any_sync(0xFFFFFFFFu, expert);
+    int through = 0;
+    int const row = rows_below(expert, through) + __popc(peers & ((1u << lane) - 1u));
+    if (lane < slots) dest_row[lane] = expert >= 0 ? row : -1;
+    if (expert >= 0) row_slot[row] = lane;
+  }
+  for (int x = int(threadIdx.x); x <= local_experts; x += blockDim.x) {
+    int end = 0;
+    int const begin = rows_below(x, end);
+    offsets[x] = begin;
+    for (int g = 0; g < fill.count && x < local_experts; ++g) {
+      gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], x, begin, end);
+    }
+  }
+}
+
 // The one-block routing; kPerLane = 0 sorts ids_in, else the router runs first on the logits.
 template <int kPerLane, class Logit>
 cudaError_t launch_route_one_block(RoutingProblem const& p, Logit const* logits, bool renormalize,
@@ -237,9 +294,24 @@ cudaError_t launch_route_one_block(RoutingProblem const& p, Logit const* logits,
                          p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
 }
 
+// The few-slots routing: kFewRoutingThreads, and with logits (kPerLane > 0) at least a warp a token for the router
+// (Mixtral-8x7B at 16 tokens: 16 warps, where two rounds of 8 took 1 us more, bench/NOTES.md §90).
+template <int kPerLane, class Logit>
+cudaError_t launch_route_few_slots(RoutingProblem const& p, Logit const* logits, bool renormalize,
+                                   int32_t const* ids_in, int32_t* ids_out, float* weights_out) {
+  int const router_warps = kPerLane > 0 ? int(p.tokens) : 0;
+  int const threads = std::max(kFewRoutingThreads, 32 * router_warps);
+  return launch_with_pdl(route_few_slots_kernel<kPerLane, Logit>, 1, threads, 0, p.stream, logits,
+                         int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
+                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
+}
+
 }  // namespace
 
 cudaError_t launch_routing(RoutingProblem const& p) {
+  if (routes_in_few_slots(p.tokens, p.top_k, p.local_experts)) {
+    return launch_route_few_slots<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
+  }
   if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
     return launch_route_one_block<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
   }
@@ -264,8 +336,12 @@ cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& route
     cudaError_t error = cudaSuccess;
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {
-        error = launch_route_one_block<decltype(per_lane)::value>(p, typed_logits, router.renormalize,
-                                                                   nullptr, router.topk_ids, router.topk_weights);
+        constexpr int kPerLane = decltype(per_lane)::value;
+        error = routes_in_few_slots(p.tokens, p.top_k, p.local_experts)
+                    ? launch_route_few_slots<kPerLane>(p, typed_logits, router.renormalize, nullptr, router.topk_ids,
+                                                       router.topk_weights)
+                    : launch_route_one_block<kPerLane>(p, typed_logits, router.renormalize, nullptr,
+                                                       router.topk_ids, router.topk_weights);
       };
       if (router.type == LogitsType::kFP32) {
         launch(static_cast<float const*>(router.logits));

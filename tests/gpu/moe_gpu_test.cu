@@ -252,6 +252,19 @@ TEST(MoeLayer, EveryStageMatchesReferenceForSizesOffWholeGroups) {
   check_every_stage("", MoeShape{16, 16, 4, 2880, 2880}, 20);
 }
 
+// The few-slots routing (one warp sorts at most 32 slots: 8 tokens of top-4) in the layer, on the heuristic's configs
+// and on a CUTLASS config, whose per-expert arrays that routing fills; 9 tokens take the one-block routing.
+TEST(MoeLayer, EveryStageMatchesReferenceOnTheFewSlotsRouting) {
+  SKIP_WITHOUT_HOPPER();
+  static_assert(moe::kFewRoutingSlots == 8 * 4, "the tokens below straddle the few-slots limit");
+  for (int64_t tokens : {1, 8, 9}) {
+    for (char const* config : {"", "128x16_1x1_coop"}) {
+      SCOPED_TRACE("tokens " + std::to_string(tokens) + ", config '" + config + "'");
+      check_every_stage(config, MoeShape{16, 16, 4, 256, 384}, tokens);
+    }
+  }
+}
+
 // The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert.
 TEST(MoeLayer, EveryStageMatchesReferenceOnTheDecodeKernel) {
   SKIP_WITHOUT_HOPPER();

@@ -3,6 +3,7 @@
 // through the public entry point (moe_routing) in one block and in chunks, with and without an expert map.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <utility>
@@ -53,26 +54,33 @@ TEST(MoeRouting, TopKSoftmaxMatchesReference) {
   }
 }
 
-// The router and the sort from logits: fused into one block up to kFusedRouterTokens tokens (128 experts, 4 logits a
-// lane) or kFusedRouterLaneLogits / 8 (256 experts), the router then the one-block sort up to kOneBlockRoutingSlots
-// slots, separate kernels past it: the same ids, weights and routing as the reference on both sides of each limit.
+// The router and the sort from logits: fused into one warp's sort up to kFewRoutingSlots slots, into one block up
+// to kFusedRouterTokens tokens (128 experts, 4 logits a lane) or kFusedRouterLaneLogits / 8 (256 experts), the router
+// then the one-block sort up to kOneBlockRoutingSlots slots, separate kernels past it: the same ids, weights and
+// routing as the reference on both sides of each limit.
 TEST(MoeRouting, RouterAndSortMatchReferenceOnBothPaths) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
-  int const k = 8;
   std::normal_distribution<float> normal(0.0f, 2.0f);
-  std::vector<std::pair<int, int64_t>> const cases = {
-      {128, 1}, {128, moe::kFusedRouterTokens}, {128, moe::kFusedRouterTokens + 1},
-      {128, moe::kOneBlockRoutingSlots / k}, {128, moe::kOneBlockRoutingSlots / k + 1},
-      {256, moe::kFusedRouterLaneLogits / 8}, {256, moe::kFusedRouterLaneLogits / 8 + 1}};
-  for (auto [experts, tokens] : cases) {
-    for (int local : {experts, 48}) {
-      SCOPED_TRACE("experts " + std::to_string(experts) + ", tokens " + std::to_string(tokens) + ", local experts " +
-                   std::to_string(local));
+  struct Case {
+    int experts, k;
+    int64_t tokens;
+  };
+  int const few = moe::kFewRoutingSlots;
+  std::vector<Case> const cases = {
+      {128, 8, 1}, {128, 8, few / 8}, {128, 8, few / 8 + 1}, {128, 8, moe::kFusedRouterTokens},
+      {128, 8, moe::kFusedRouterTokens + 1}, {128, 8, moe::kOneBlockRoutingSlots / 8},
+      {128, 8, moe::kOneBlockRoutingSlots / 8 + 1}, {256, 8, moe::kFusedRouterLaneLogits / 8},
+      {256, 8, moe::kFusedRouterLaneLogits / 8 + 1}, {256, 8, 1}, {8, 2, few / 2}, {8, 2, few / 2 + 1}};
+  for (auto [experts, k, tokens] : cases) {
+    for (int local : {experts, std::min(48, experts / 2)}) {
+      SCOPED_TRACE("experts " + std::to_string(experts) + ", top " + std::to_string(k) + ", tokens " +
+                   std::to_string(tokens) + ", local experts " + std::to_string(local));
       std::vector<float> logits(size_t(tokens) * experts);
       for (auto& x : logits) x = normal(rng);
       std::vector<int32_t> map;
       if (local < experts) {  // local id i is global expert 2i + 1
+        ASSERT_LT(2 * (local - 1) + 1, experts) << "too many local experts for the map of every odd expert";
         map.assign(experts, -1);
         for (int i = 0; i < local; ++i) map[2 * i + 1] = i;
       }
@@ -159,10 +167,11 @@ void expect_routing_matches_reference(int64_t tokens, int experts, int k, int lo
 
 class MoeRoutingIds : public ::testing::TestWithParam<int64_t> {};
 
-// One block up to kOneBlockRoutingSlots slots (1, 50, 100 and 1024 tokens of 8 slots), chunks past it (1025 tokens;
-// 3001: several chunks, the last one partial).
+// One warp up to kFewRoutingSlots slots (1 and 4 tokens of 8 slots), one block up to kOneBlockRoutingSlots (5, 50, 100
+// and 1024 tokens), chunks past it (1025 tokens; 3001: several chunks, the last one partial).
 TEST_P(MoeRoutingIds, RoutingDataMatchesReferenceExactly) {
   SKIP_WITHOUT_HOPPER();
+  static_assert(moe::kFewRoutingSlots == 4 * 8, "the tokens above straddle the few-slots limit");
   auto rng = fresh_rng();
   for (int local : {64, 20}) expect_routing_matches_reference(GetParam(), 64, 8, local, rng);
 }
@@ -199,7 +208,7 @@ TEST(MoeRouting, ChunkedRoutingAgainOnItsWorkspace) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 50, 100, 1024, 1025, 3001),
+INSTANTIATE_TEST_SUITE_P(Tokens, MoeRoutingIds, ::testing::Values(1, 4, 5, 50, 100, 1024, 1025, 3001),
                          [](auto const& info) { return "T" + std::to_string(info.param); });
 
 }  // namespace
