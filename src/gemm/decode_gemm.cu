@@ -87,6 +87,14 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   constexpr int kChunkRows = kTokensPerTile * kTokenTiles;
   __shared__ float partial[kWarps][kChunkRows][kStripeChannels];
   __shared__ Chunk chunk;
+  // No more chunks than this: lowered to the call's count by the first search that saw every expert, so that a block
+  // that has had its last chunk leaves without scanning the offsets again (~0.6 us, bench/NOTES.md §92).
+  __shared__ int64_t chunk_count;
+  // The chunk's scales for the epilogue, loaded into registers when the chunk is found (the channel scales before
+  // the PDL wait where it is found there, the token scales right after the wait) and stored here after the K loop:
+  // the epilogue then reads no global memory (the channel scales were an HBM round trip at its start).
+  __shared__ float chunk_channel_scales[kWarps * kStripeChannels];
+  __shared__ float chunk_token_scales[kChunkRows];
 
   int const n = p.shape.n, groups = p.shape.k / kGroupSize, stripes = n / kStripeChannels;
   int const warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
@@ -94,13 +102,24 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   int const split = warp / stripes_per_block;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const stripe = int(blockIdx.x) * stripes_per_block + warp % stripes_per_block;
-  int64_t const chunk_bound = p.total_rows + p.shape.num_experts;
   // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
   StripeCursor cursor;
   GroupWeights stage[kStages];
   // Before the PDL wait (before_wait: std::true_type) both load through L2 only (weight_stream.cuh).
+  if (threadIdx.x == 0) chunk_count = p.total_rows + p.shape.num_experts;
+  __syncthreads();
   auto const find = [&](int64_t index, auto before_wait) {  // block-wide
-    return index < chunk_bound && find_chunk<kThreads, kChunkRows, decltype(before_wait)::value>(p, index, &chunk);
+    return index < chunk_count &&
+           find_chunk<kThreads, kChunkRows, decltype(before_wait)::value>(p, index, &chunk, &chunk_count);
+  };
+  // This thread's channel scale of the chunk's expert: packed data, readable before the wait (through L2 there,
+  // common/pdl.cuh).
+  int const scale_column = int(blockIdx.x) * stripes_per_block * kStripeChannels + int(threadIdx.x);
+  bool const loads_channel_scale = int(threadIdx.x) < stripes_per_block * kStripeChannels && scale_column < n;
+  auto const channel_scale = [&](auto before_wait) {
+    float const* scale = reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) +
+                         size_t(chunk.expert) * n + scale_column;
+    return !loads_channel_scale ? 0.f : decltype(before_wait)::value ? __ldcg(scale) : *scale;
   };
   auto const load_first_groups = [&](int expert, auto before_wait) {
     cursor = stripe_cursor(p.packed, p.sections, n, expert, stripe, group_begin);
@@ -116,12 +135,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   bool found = early && find(index, std::true_type{});
   bool loaded = found && stripe < stripes;
   if (loaded) load_first_groups(chunk.expert, std::true_type{});
+  float held_channel_scale = found ? channel_scale(std::true_type{}) : 0.f;
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
+  bool scale_held = found;
   if (!early) found = find(index, std::false_type{});
 
   for (; found; index += gridDim.y, found = find(index, std::false_type{})) {
     WarpItem const w{chunk.expert, stripe, chunk.rows, int32_t(chunk.first_row)};
+    if (!scale_held) held_channel_scale = channel_scale(std::false_type{});
+    scale_held = false;
+    // After the wait: in the layer the token scales are the previous kernel's (the permute's, the SiLU's).
+    float const held_token_scale = int(threadIdx.x) < w.rows ? p.token_scales[w.first_row + threadIdx.x] : 0.f;
 
     float acc[kTokenTiles][4] = {};
     if (stripe < stripes) {
@@ -137,6 +162,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
         }
       }
     }
+    if (loads_channel_scale) chunk_channel_scales[threadIdx.x] = held_channel_scale;
+    if (int(threadIdx.x) < w.rows) chunk_token_scales[threadIdx.x] = held_token_scale;
     // Accumulator (t, j): channel lane/4 + 8 (j / 2) of the stripe, row 8t + 2 (lane % 4) + j % 2.
 #pragma unroll
     for (int t = 0; t < kTokenTiles; ++t) {
@@ -145,10 +172,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
         partial[warp][t * kTokensPerTile + 2 * (lane % 4) + j % 2][lane / 4 + 8 * (j / 2)] = acc[t][j];
       }
     }
-    __syncthreads();
+    __syncthreads();  // publishes partial and the chunk's scales
 
-    float const* channel_scales =
-        reinterpret_cast<float const*>(p.packed + p.sections.channel_scales) + size_t(w.expert) * p.shape.n;
     Out* out = static_cast<Out*>(p.out);
     int const outputs = stripes_per_block * w.rows * kStripeChannels;
     for (int i = int(threadIdx.x); i < outputs; i += kThreads) {
@@ -158,9 +183,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
       if (out_stripe >= stripes) continue;
       float sum = 0.f;
       for (int sp = 0; sp < splits; ++sp) sum += partial[sp * stripes_per_block + block_stripe][row][channel];
-      int64_t const out_row = w.first_row + row;
       int const column = out_stripe * kStripeChannels + channel;
-      out[out_row * n + column] = to_output<Out>(channel_scales[column] * (p.token_scales[out_row] * sum));
+      float const channel_scale = chunk_channel_scales[block_stripe * kStripeChannels + channel];
+      out[(w.first_row + row) * n + column] = to_output<Out>(channel_scale * (chunk_token_scales[row] * sum));
     }
     __syncthreads();  // partial and chunk are rewritten by the next chunk
   }

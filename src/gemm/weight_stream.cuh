@@ -41,8 +41,9 @@ __device__ __forceinline__ int64_t expert_rows(GroupedGemmParams const& p, int e
 
 // The chunk-th chunk of kChunkRows rows, counting each expert's rows in expert order; an expert whose offsets are
 // not expert_rows_valid() holds none. False when there are fewer chunks. Called by the whole block of kThreads.
+// Where the scan saw every expert (it stops at the chunk), thread 0 lowers *chunk_count to the call's chunk count.
 template <int kThreads, int kChunkRows, bool kBeforeWait = false>
-__device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* found) {
+__device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* found, int64_t* chunk_count) {
   using Scan = cub::BlockScan<int64_t, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ bool done;
@@ -62,6 +63,7 @@ __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* fou
       done = true;
     }
     chunks_before += total;
+    if (threadIdx.x == 0 && base + kThreads >= p.shape.num_experts) *chunk_count = min(*chunk_count, chunks_before);
     __syncthreads();  // scan_storage is reused, and `done` is read below
     if (done) return true;
   }
