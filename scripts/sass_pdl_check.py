@@ -4,7 +4,8 @@
 PREEXIT. For every kernel that waits:
 
 - no PREEXIT before its first ACQBULK: a kernel lets the next one launch only after its own wait, which is what lets
-  the kernels after the permute kernel read the routing's outputs before their waits;
+  the kernels after the permute kernel read the routing's outputs before their waits (the SiLU kernel excepted:
+  common/pdl.cuh says why GEMM2 may launch before its wait);
 - before its first ACQBULK only parameter (LDC) and L2 (LDG...STRONG.GPU, ld.global.cg) loads: before the wait an
   SM's L1 may hold an older line, and only data that was complete before the kernel started may be read at all;
 - no non-coherent load (LDG...CONSTANT, from `const __restrict__`) before its last ACQBULK: the compiler treats those
@@ -43,17 +44,22 @@ def load_kind(text):
     return "plain"
 
 
+# Kernels that let the next one launch before their own wait (common/pdl.cuh's exception to the first rule).
+EARLY_LAUNCH_KERNELS = ("silu_mul_quantize_kernel",)
+
+
 def violations(name, instructions):
     """The rule each instruction of one kernel breaks, as lines of text."""
     waits = [n for n, i in enumerate(instructions) if i.opcode == "ACQBULK"]
     if not waits:
         return []
+    early_launch = any(kernel in name for kernel in EARLY_LAUNCH_KERNELS)
     found = []
     for n, i in enumerate(instructions):
         where = f"{name}: {i.address:05x} {i.text}"
         kind = load_kind(i.text)
         if n < waits[0]:
-            if i.opcode == "PREEXIT":
+            if i.opcode == "PREEXIT" and not early_launch:
                 found.append(f"{where}: lets the next kernel launch before its own wait")
             elif kind in ("plain", "nc"):
                 found.append(f"{where}: loads through L1 before the wait")

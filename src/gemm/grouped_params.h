@@ -34,9 +34,9 @@ struct GroupedGemmParams {
   // Optional, MXFP4 layout only: fp32 [E, N], the expert's bias added to each of its output rows. (Last: the fields
   // before it keep their kernel-parameter offsets.)
   float const* bias = nullptr;
-  // The expert offsets were written two or more launches before this kernel (the MoE layer's routing; a kernel lets
-  // the next one launch only after its own wait, common/pdl.cuh): the decode kernel finds its first chunk and loads
-  // that chunk's first weights before its PDL wait, overlapping the previous kernel's tail.
+  // The expert offsets were written by a kernel that has ended when this one starts (the MoE layer's routing, two or
+  // more launches before either GEMM; common/pdl.cuh): the decode kernel finds its first chunk and loads that chunk's
+  // first weights and channel scales before its PDL wait, overlapping the previous kernel's tail.
   bool offsets_before_wait = false;
 };
 

@@ -199,16 +199,24 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   // The routing's, loaded before the wait (routing_done_before_stage_kernels); below 2^31: moe_forward checks
   // max_tokens * top_k.
   int const rows = int(__ldcg(offsets + local_experts));
-  pdl_wait_for_previous_grid();
+  // GEMM2 may launch before this kernel's wait, so that its launch and its blocks' start (its search of the offsets,
+  // its first weights) overlap GEMM1's tail: it reads before its own wait nothing GEMM1 writes (common/pdl.cuh, the
+  // one exception to its first rule; ~1 us at 1 token, bench/NOTES.md §93). A block whose first row is its last (or
+  // past the rows) lets it here; the others on their last row, below.
   if constexpr (kHeld == kHeldRowVectors) {
     allow_next_grid_from(last_wave);
+  } else if (int(blockIdx.x) >= rows - int(gridDim.x)) {
+    pdl_allow_next_grid();
+  }
+  pdl_wait_for_previous_grid();
+  if constexpr (kHeld == kHeldRowVectors) {
     if (int(blockIdx.x) >= rows) return;  // uniform per block: no thread reaches the barriers of the row
     silu_mul_quantize_row<kType, kActivation, kHeld>(gemm1_out, inter, limit, blockIdx.x, act, act_scales,
                                                      group_sums, scratch);
   } else {
     for (int row = int(blockIdx.x);; row += int(gridDim.x)) {
       // The next kernel may launch once every block is on its last row, not while blocks have rows to go (§21, §22).
-      if (row >= rows - int(gridDim.x)) pdl_allow_next_grid();
+      if (row > int(blockIdx.x) && row >= rows - int(gridDim.x)) pdl_allow_next_grid();
       if (row >= rows) break;
       silu_mul_quantize_row<kType, kActivation, kHeld>(gemm1_out, inter, limit, row, act, act_scales, group_sums,
                                                        scratch);
