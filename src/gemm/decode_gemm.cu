@@ -102,12 +102,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   int const split = warp / stripes_per_block;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const stripe = int(blockIdx.x) * stripes_per_block + warp % stripes_per_block;
+  if (threadIdx.x == 0) chunk_count = p.total_rows + p.shape.num_experts;
+  __syncthreads();
   // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
   StripeCursor cursor;
   GroupWeights stage[kStages];
   // Before the PDL wait (before_wait: std::true_type) both load through L2 only (weight_stream.cuh).
-  if (threadIdx.x == 0) chunk_count = p.total_rows + p.shape.num_experts;
-  __syncthreads();
   auto const find = [&](int64_t index, auto before_wait) {  // block-wide
     return index < chunk_count &&
            find_chunk<kThreads, kChunkRows, decltype(before_wait)::value>(p, index, &chunk, &chunk_count);
