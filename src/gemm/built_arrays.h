@@ -16,6 +16,10 @@ GroupedGemmParams grouped_gemm_params(GroupedGemmArgs const& args);
 // validated arguments: args.config empty or a registered name.
 bool reads_expert_arrays(GroupedGemmArgs const& args);
 
+// Whether the config this call runs does work of its own before its PDL wait (the decode kernel: its chunk, first
+// weights and channel scales), which the kernel before it gains by letting it launch early. Arguments as above.
+bool works_before_wait(GroupedGemmArgs const& args);
+
 // grouped_gemm() for a call of the MoE layer, whose routing writes the offsets two or more launches before the GEMM
 // (GroupedGemmParams::offsets_before_wait). arrays_built: the per-expert arrays were filled from
 // grouped_gemm_params(args) after the offsets were final, earlier on the same stream, so the GEMM kernel launches

@@ -197,6 +197,8 @@ bool reads_expert_arrays(GroupedGemmArgs const& args) {
   return schedule == Schedule::kCooperative || schedule == Schedule::kPingpong;
 }
 
+bool works_before_wait(GroupedGemmArgs const& args) { return choose_kernel(args).config.schedule == Schedule::kDecode; }
+
 }  // namespace gemm
 
 namespace {

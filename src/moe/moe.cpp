@@ -237,7 +237,8 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.workspace.gemm1_out), a.act_type,
                                                  {a.activation, a.swiglu_limit}, plan.rows, s.inter,
                                                  offsets, s.num_local_experts, act2, scale2,
-                                                 group_sums(plan.workspace.sums2), a.stream));
+                                                 group_sums(plan.workspace.sums2), plan.gemm2.works_before_wait,
+                                                 a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(4));
   W4A8_RETURN_IF_ERROR(run_gemm(gemm2));

@@ -141,9 +141,11 @@ struct GatedActivation {
   MoeActivation kind = MoeActivation::kSiluMul;
   float swiglu_limit = 0.0f;  // kGptOssSwiglu
 };
+// next_launches_early: the next kernel (GEMM2) may launch before this one's wait (common/pdl.cuh's exception).
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, GatedActivation activation,
                                      int64_t max_rows, int inter, int64_t const* offsets, int local_experts,
-                                     uint8_t* act, float* act_scales, GroupSumsOut group_sums, cudaStream_t stream);
+                                     uint8_t* act, float* act_scales, GroupSumsOut group_sums, bool next_launches_early,
+                                     cudaStream_t stream);
 
 // Blocks of launch_unpermute per token: at decode the kernel is a chain of load latencies, one per 16-byte vector a
 // thread walks, so the row is split over blocks of 128 threads, a vector each (DeepSeek-V3's H = 7168: 7 blocks;

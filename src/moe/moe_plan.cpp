@@ -23,6 +23,7 @@ GemmStagePlan plan_gemm(ExpertWeightShape const& shape, MoePlan const& plan, std
   stage.config = config.empty() ? select_gemm_config(args) : config;
   args.config = stage.config;
   stage.arrays_from_routing = plan.one_block_routing && gemm::reads_expert_arrays(args);
+  stage.works_before_wait = gemm::works_before_wait(args);
   return stage;
 }
 

@@ -23,6 +23,10 @@ struct GemmStagePlan {
   ExpertWeightShape shape;
   std::string config;                // resolved: the caller's or the heuristic's
   bool arrays_from_routing = false;  // the one-block routing fills its per-expert arrays: no build launch
+  // Its kernel works before its PDL wait (gemm::works_before_wait): for GEMM2 the SiLU kernel then lets it launch
+  // before its own wait (common/pdl.cuh's exception; bench/NOTES.md §93: the streaming kernels gained nothing by it
+  // and Mixtral-8x7B's lost 1-2 us).
+  bool works_before_wait = false;
 };
 
 // What the caller asks of the plan besides the shape and the token counts.

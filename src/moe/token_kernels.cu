@@ -194,21 +194,21 @@ template <ActivationType kType, MoeActivation kActivation, int kHeld>
 __global__ void __launch_bounds__(kRowBlockThreads)
     silu_mul_quantize_kernel(void const* __restrict__ gemm1_out, int inter, float limit,
                              int64_t const* offsets, int local_experts, uint8_t* __restrict__ act,
-                             float* __restrict__ act_scales, GroupSumsOut group_sums, int64_t last_wave) {
+                             float* __restrict__ act_scales, GroupSumsOut group_sums, int64_t last_wave,
+                             bool next_launches_early) {
   __shared__ float scratch[32];  // one per warp
   // The routing's, loaded before the wait (routing_done_before_stage_kernels); below 2^31: moe_forward checks
   // max_tokens * top_k.
   int const rows = int(__ldcg(offsets + local_experts));
-  // GEMM2 may launch before this kernel's wait, so that its launch and its blocks' start (its search of the offsets,
-  // its first weights) overlap GEMM1's tail: it reads before its own wait nothing GEMM1 writes (common/pdl.cuh, the
-  // one exception to its first rule; ~1 us at 1 token, bench/NOTES.md §93). A block whose first row is its last (or
-  // past the rows) lets it here; the others on their last row, below.
-  if constexpr (kHeld == kHeldRowVectors) {
-    allow_next_grid_from(last_wave);
-  } else if (int(blockIdx.x) >= rows - int(gridDim.x)) {
-    pdl_allow_next_grid();
-  }
+  // Where next_launches_early, GEMM2 may launch before this kernel's wait, so that its launch and its blocks' start
+  // (the decode kernel's search of the offsets, its first weights) overlap GEMM1's tail: it reads before its own wait
+  // nothing GEMM1 writes (common/pdl.cuh, the one exception to its first rule; ~1 us at 1 token, bench/NOTES.md §93).
+  // A block whose first row is its last (or past the rows) lets it there; the others on their last row, below.
+  bool const lets_next_launch = kHeld == kHeldRowVectors ? int64_t(blockIdx.x) >= last_wave
+                                                         : int(blockIdx.x) >= rows - int(gridDim.x);
+  if (next_launches_early && lets_next_launch) pdl_allow_next_grid();
   pdl_wait_for_previous_grid();
+  if (!next_launches_early && lets_next_launch) pdl_allow_next_grid();
   if constexpr (kHeld == kHeldRowVectors) {
     if (int(blockIdx.x) >= rows) return;  // uniform per block: no thread reaches the barriers of the row
     silu_mul_quantize_row<kType, kActivation, kHeld>(gemm1_out, inter, limit, blockIdx.x, act, act_scales,
@@ -323,14 +323,14 @@ struct SiluMulQuantize {
   template <MoeActivation kActivation>
   static cudaError_t run_activation(void const* gemm1_out, float limit, int64_t max_rows, int inter,
                                     int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
-                                    GroupSumsOut group_sums, cudaStream_t stream) {
+                                    GroupSumsOut group_sums, bool next_launches_early, cudaStream_t stream) {
     int const vectors = padded_k(inter) / kVector, threads = threads_for_row(vectors, kHeldRowVectors);
     auto launch = [&](auto kernel, bool blocks_stay) {
       int64_t const resident = resident_blocks(kernel, threads);
       int64_t const blocks = blocks_stay && resident > 0 ? std::min(max_rows, resident) : max_rows;
       return launch_with_pdl(kernel, unsigned(blocks), threads, 0, stream, gemm1_out, inter, limit, offsets,
                              local_experts, act, act_scales, group_sums,
-                             blocks_stay ? 0 : last_wave_start(blocks, resident));
+                             blocks_stay ? 0 : last_wave_start(blocks, resident), next_launches_early);
     };
     // As few held vectors as the row needs: fewer registers, more blocks an SM at prefill.
     if (vectors <= threads) return launch(silu_mul_quantize_kernel<kType, kActivation, 1>, true);
@@ -340,14 +340,14 @@ struct SiluMulQuantize {
 
   static cudaError_t run(void const* gemm1_out, GatedActivation activation, int64_t max_rows, int inter,
                          int64_t const* offsets, int local_experts, uint8_t* act, float* act_scales,
-                         GroupSumsOut group_sums, cudaStream_t stream) {
+                         GroupSumsOut group_sums, bool next_launches_early, cudaStream_t stream) {
     if (activation.kind == MoeActivation::kGptOssSwiglu) {
       return run_activation<MoeActivation::kGptOssSwiglu>(gemm1_out, activation.swiglu_limit, max_rows, inter,
                                                           offsets, local_experts, act, act_scales, group_sums,
-                                                          stream);
+                                                          next_launches_early, stream);
     }
     return run_activation<MoeActivation::kSiluMul>(gemm1_out, 0.0f, max_rows, inter, offsets, local_experts, act,
-                                                   act_scales, group_sums, stream);
+                                                   act_scales, group_sums, next_launches_early, stream);
   }
 };
 
@@ -378,10 +378,11 @@ cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int
 
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, GatedActivation activation,
                                      int64_t max_rows, int inter, int64_t const* offsets, int local_experts,
-                                     uint8_t* act, float* act_scales, GroupSumsOut group_sums, cudaStream_t stream) {
+                                     uint8_t* act, float* act_scales, GroupSumsOut group_sums, bool next_launches_early,
+                                     cudaStream_t stream) {
   if (max_rows == 0) return cudaSuccess;
   return dispatch_type<SiluMulQuantize>(type, gemm1_out, activation, max_rows, inter, offsets, local_experts, act,
-                                        act_scales, group_sums, stream);
+                                        act_scales, group_sums, next_launches_early, stream);
 }
 
 cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,

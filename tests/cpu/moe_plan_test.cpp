@@ -52,6 +52,23 @@ TEST(MoePlan, OneBlockRoutingFillsTheArraysOfTheGemmsThatReadThem) {
   EXPECT_TRUE(forced.gemm2.arrays_from_routing);
 }
 
+TEST(MoePlan, OnlyTheDecodeKernelWorksBeforeItsWait) {
+  // What the SiLU kernel's early launch of GEMM2 follows (bench/NOTES.md §93): the decode kernel (Qwen3 at 1 token),
+  // not the wgmma streaming kernels (Mixtral at 1 token, Qwen3 at 16) nor CUTLASS's (Mixtral at 64).
+  MoePlan const qwen3 = plan_moe(kQwen3, 1, 0);
+  EXPECT_EQ(qwen3.gemm2.config, "16x8_1x1_decode");
+  EXPECT_TRUE(qwen3.gemm2.works_before_wait);
+  EXPECT_TRUE(qwen3.gemm1.works_before_wait);
+  MoePlan const mixtral = plan_moe(kMixtral, 1, 0);
+  EXPECT_EQ(mixtral.gemm2.config, "64x8_splitk_stream");
+  EXPECT_FALSE(mixtral.gemm2.works_before_wait);
+  EXPECT_FALSE(plan_moe(kQwen3, 16, 0).gemm2.works_before_wait);
+  EXPECT_FALSE(plan_moe(kMixtral, 64, 0).gemm1.works_before_wait);
+  MoePlanOptions options;
+  options.gemm2_config = "16x16_1x1_decode";  // a caller's config counts as its kernel
+  EXPECT_TRUE(plan_moe(kMixtral, 64, 0, options).gemm2.works_before_wait);
+}
+
 TEST(MoePlan, PrefillRoutesInChunks) {
   MoePlan const p = plan_moe(kQwen3, 8192, 0);
   EXPECT_FALSE(p.one_block_routing);  // 65536 slots
