@@ -284,10 +284,10 @@ __global__ void __launch_bounds__(kFewRoutingSlots * 32) route_few_slots_kernel(
   }
 }
 
-// The one-block routing; kPerLane = 0 sorts ids_in, else the router runs first on the logits.
+// The one-block routing's kernel: kPerLane = 0 sorts ids_in, else the router runs first on the logits.
 template <int kPerLane, class Logit>
-cudaError_t launch_route_one_block(RoutingProblem const& p, Logit const* logits, bool renormalize,
-                                   int32_t const* ids_in, int32_t* ids_out, float* weights_out) {
+cudaError_t launch_route_one_block_kernel(RoutingProblem const& p, Logit const* logits, bool renormalize,
+                                          int32_t const* ids_in, int32_t* ids_out, float* weights_out) {
   return launch_with_pdl(route_one_block_kernel<kPerLane, Logit>, 1, kOneBlockRoutingThreads,
                          one_block_routing_shared_bytes(p.tokens * p.top_k, p.local_experts), p.stream, logits,
                          int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
@@ -306,12 +306,19 @@ cudaError_t launch_route_few_slots(RoutingProblem const& p, Logit const* logits,
                          p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
 }
 
+// The routing of a batch that routes_in_one_block: one warp places up to kFewRoutingSlots slots, else the one-block
+// kernel. kPerLane = 0 sorts ids_in, else the router runs first on the logits.
+template <int kPerLane, class Logit>
+cudaError_t launch_route_one_block(RoutingProblem const& p, Logit const* logits, bool renormalize,
+                                   int32_t const* ids_in, int32_t* ids_out, float* weights_out) {
+  return routes_in_few_slots(p.tokens, p.top_k, p.local_experts)
+             ? launch_route_few_slots<kPerLane>(p, logits, renormalize, ids_in, ids_out, weights_out)
+             : launch_route_one_block_kernel<kPerLane>(p, logits, renormalize, ids_in, ids_out, weights_out);
+}
+
 }  // namespace
 
 cudaError_t launch_routing(RoutingProblem const& p) {
-  if (routes_in_few_slots(p.tokens, p.top_k, p.local_experts)) {
-    return launch_route_few_slots<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
-  }
   if (routes_in_one_block(p.tokens, p.top_k, p.local_experts)) {
     return launch_route_one_block<0>(p, static_cast<float const*>(nullptr), false, p.topk_ids, nullptr, nullptr);
   }
@@ -336,12 +343,8 @@ cudaError_t launch_topk_and_routing(RoutingProblem const& p, Router const& route
     cudaError_t error = cudaSuccess;
     auto fused = [&](auto per_lane) {
       auto launch = [&](auto const* typed_logits) {
-        constexpr int kPerLane = decltype(per_lane)::value;
-        error = routes_in_few_slots(p.tokens, p.top_k, p.local_experts)
-                    ? launch_route_few_slots<kPerLane>(p, typed_logits, router.renormalize, nullptr, router.topk_ids,
-                                                       router.topk_weights)
-                    : launch_route_one_block<kPerLane>(p, typed_logits, router.renormalize, nullptr,
-                                                       router.topk_ids, router.topk_weights);
+        error = launch_route_one_block<decltype(per_lane)::value>(p, typed_logits, router.renormalize, nullptr,
+                                                                   router.topk_ids, router.topk_weights);
       };
       if (router.type == LogitsType::kFP32) {
         launch(static_cast<float const*>(router.logits));
