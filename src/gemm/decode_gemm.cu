@@ -141,10 +141,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   bool scale_held = found;
   if (!early) found = find(index, std::false_type{});
 
-  for (; found; index += gridDim.y, found = find(index, std::false_type{})) {
+  while (found) {
     WarpItem const w{chunk.expert, stripe, chunk.rows, int32_t(chunk.first_row)};
     if (!scale_held) held_channel_scale = channel_scale(std::false_type{});
-    scale_held = false;
     // After the wait: in the layer the token scales are the previous kernel's (the permute's, the SiLU's).
     float const held_token_scale = int(threadIdx.x) < w.rows ? p.token_scales[w.first_row + threadIdx.x] : 0.f;
 
@@ -172,7 +171,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
         partial[warp][t * kTokensPerTile + 2 * (lane % 4) + j % 2][lane / 4 + 8 * (j / 2)] = acc[t][j];
       }
     }
-    __syncthreads();  // publishes partial and the chunk's scales
+    __syncthreads();  // publishes partial and the chunk's scales; `chunk` is free from here
+
+    // The block's next chunk and its first weights before this one's epilogue, whose sums and stores then pass under
+    // their latency (a block with several chunks: an expert-parallel rank with more rows than expected).
+    index += gridDim.y;
+    found = find(index, std::false_type{});
+    loaded = found && stripe < stripes;
+    if (loaded) load_first_groups(chunk.expert, std::false_type{});
+    scale_held = found;
+    if (found) held_channel_scale = channel_scale(std::false_type{});
 
     Out* out = static_cast<Out*>(p.out);
     int const outputs = stripes_per_block * w.rows * kStripeChannels;
@@ -187,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
       float const channel_scale = chunk_channel_scales[block_stripe * kStripeChannels + channel];
       out[(w.first_row + row) * n + column] = to_output<Out>(channel_scale * (chunk_token_scales[row] * sum));
     }
-    __syncthreads();  // partial and chunk are rewritten by the next chunk
+    __syncthreads();  // partial and the chunk's scales are rewritten by the next chunk
   }
 }
 
