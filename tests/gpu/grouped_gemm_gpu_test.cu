@@ -1,8 +1,8 @@
 // The grouped GEMM on the GPU against the float64 CPU reference: every registered config and the heuristic path,
 // bf16 and fp16 out, zero-row experts, one expert holding every row, rows per expert from 1 to 4096, K from 128 to
 // 7168, E from 1 to 256, the int64 case, CUDA graph capture with new routing (CUTLASS and streaming kernels), corrupt
-// device offsets, the streaming kernels with more rows than the caller expected, and the wgmma kernel's K split
-// over clusters.
+// device offsets, the streaming kernels with more rows than the caller expected (the decode kernel's blocks looping
+// over more chunks than their grid), and the wgmma kernel's K split over clusters.
 //
 // Tolerance. The kernel and the reference multiply the same e4m3 values (the reference rounds q * sg to e4m3 as the
 // lookup table does), so differences come only from (a) the order and precision of the accumulation and (b) the
@@ -128,9 +128,13 @@ void expect_output_matches(Problem const& p, OutputType out_type, std::vector<in
                                       ref_abs);
 }
 
-void run_and_check(Problem& p, OutputType out_type, std::string const& config) {
+// expected_rows_hint > 0: the caller's expected rows (an expert-parallel rank's hint), which size the streaming
+// configs' grids; 0 lets the call count them.
+void run_and_check(Problem& p, OutputType out_type, std::string const& config, int64_t expected_rows_hint = 0) {
   poison_output(p);
-  ASSERT_OK(grouped_gemm(gemm_args(p, out_type, config)));
+  GroupedGemmArgs args = gemm_args(p, out_type, config);
+  args.expected_rows_hint = expected_rows_hint;
+  ASSERT_OK(grouped_gemm(args));
   ASSERT_CUDA(cudaDeviceSynchronize());
   expect_output_matches(p, out_type);
 }
@@ -186,12 +190,29 @@ TEST(GroupedGemm, StreamingKernelsCoverMoreRowsThanExpected) {
   auto p = make_problem({6, 160, 1280, 128}, {3, 0, 40, 1, 17, 9}, rng);
   for (auto const& config : streaming_configs()) {
     SCOPED_TRACE(config);
-    poison_output(p);
-    GroupedGemmArgs args = gemm_args(p, OutputType::kBF16, config);
-    args.expected_rows_hint = 1;
-    ASSERT_OK(grouped_gemm(args));
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    expect_output_matches(p, OutputType::kBF16);
+    run_and_check(p, OutputType::kBF16, config, /*expected_rows_hint=*/1);
+  }
+}
+
+// The decode kernel's blocks past their grid's chunks: one expected row makes a grid of 16 chunk rows (grid_chunks),
+// and 230 rows make 32 chunks of 8 rows (every block takes two) and 18 of 16 (two blocks take two); a block requests
+// its next chunk's first weights and channel scales before the epilogue of the one before.
+TEST(GroupedGemm, DecodeKernelBlocksLoopOverMoreChunksThanTheirGrid) {
+  SKIP_WITHOUT_HOPPER();
+  auto rng = fresh_rng();
+  std::vector<int64_t> const counts{3, 0, 200, 1, 17, 9};
+  auto p = make_problem({6, 160, 1280, 128}, counts, rng, /*first_row=*/2, /*trailing=*/3);
+  int64_t const total = p.offsets.back() - p.offsets.front();
+  for (auto const& config : streaming_configs()) {
+    if (config.find("_decode") == std::string::npos) continue;
+    int64_t const chunk_rows = config.rfind("16x16", 0) == 0 ? 16 : 8;
+    int64_t chunks = 0;
+    for (int64_t rows : counts) chunks += (rows + chunk_rows - 1) / chunk_rows;
+    ASSERT_LT(gemm::grid_chunks(p.total_rows, 1, p.shape.num_experts, chunk_rows), chunks) << config;
+    for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+      SCOPED_TRACE(config + " " + output_type_name(type));
+      run_and_check(p, type, config, /*expected_rows_hint=*/1);
+    }
   }
 }
 
@@ -208,14 +229,7 @@ TEST(GroupedGemm, StreamKernelSplitsKOverClusters) {
     for (auto const& config : streaming_configs()) {
       if (config.find("_stream") == std::string::npos) continue;
       SCOPED_TRACE(config + " with " + std::to_string(p.offsets.back() - p.offsets.front()) + " rows");
-      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-        poison_output(p);
-        GroupedGemmArgs args = gemm_args(p, type, config);
-        args.expected_rows_hint = 1;
-        ASSERT_OK(grouped_gemm(args));
-        ASSERT_CUDA(cudaDeviceSynchronize());
-        expect_output_matches(p, type);
-      }
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) run_and_check(p, type, config, 1);
     }
   }
 }
