@@ -86,6 +86,14 @@ GemmConfig select_config(HeuristicInput const& input) {
   // 28, a tie on the H200).
   bool const large_expert_short_k =
       double(input.n) * double(input.k) >= double(1 << 24) && input.k <= 64 * kGroupSize;
+  // Long K (at least 64 groups: Mixtral-8x7B's GEMM2) keeps the 32-row chunks only while an expert's rows under
+  // uniform routing (mean + 2.5 sd, as uniform_routing_chunks takes them) fit one chunk: an expert past it is
+  // streamed and converted twice (§81), which costs most where K is long, and CUTLASS's 64-token tiles take it
+  // (H100, bench/NOTES.md §98: Mixtral-8x7B GEMM2 at 96 tokens, ~24 rows, 107.5 against 104.4 us uniform, 93.0
+  // against 148.1 skewed, the layer 325.5 against 352.3 on its draw of routing; at 48 and 64 tokens, 12 and 16 rows,
+  // the 32-row chunks stay 4-10 % ahead uniform).
+  bool const long_k_past_one_chunk =
+      input.k >= 64 * kGroupSize && m + 2.5 * std::sqrt(m) > double(4 * kStreamChunkRows);
   // 8-row chunks only to 2 rows an expert since the 16-row chunks' rings have as many stages (8) where dealt per SM
   // (H100, §85): from there the 16-row chunks tie them under uniform routing (-1 to +2 %: Qwen3-30B-A3B GEMM1 at 64
   // tokens, ~4 rows, 78.8 against 79.6 us; Mixtral-8x7B GEMM1 at 16 tokens 176.4 against 173.4) and stream an
@@ -93,7 +101,7 @@ GemmConfig select_config(HeuristicInput const& input) {
   // faster (DeepSeek-V3 EP8 GEMM1 / GEMM2 at 64 tokens 159.3 / 84.9 against 180.6 / 99.8, Mixtral-8x7B GEMM1 at 16
   // tokens 93.5 against 130.2). At ~1.7 rows the 8-row chunks are still 1-2 % ahead (Qwen3-30B-A3B at 16 tokens).
   constexpr double kEightRowChunksTo = 2.0;
-  if (m <= 10.0 || (m <= 26.0 && !large_expert_short_k)) {
+  if (m <= 10.0 || (m <= 26.0 && !large_expert_short_k && !long_k_past_one_chunk)) {
     int const chunk_rows =
         m <= kEightRowChunksTo ? kStreamChunkRows : m <= 10.0 ? 2 * kStreamChunkRows : 4 * kStreamChunkRows;
     // The plan stream_gemm.cu's launcher makes (one consumer warpgroup, its blocks an SM as the workers of one).
@@ -136,8 +144,8 @@ GemmConfig select_config(HeuristicInput const& input) {
   if (input.k >= 64 * kGroupSize && m <= 48.0 && tiles_128 > wave) {
     return m <= 16.0 ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{256, 64, 1, 1, coop};
   }
-  // Past the wgmma kernel's range (more than 26 rows an expert, 10 for large experts of short K, or too few items to
-  // stream without a K split):
+  // Past the wgmma kernel's range (more than 26 rows an expert, 10 for large experts of short K, ~20 for long K, or
+  // too few items to stream without a K split):
   // 128x16 ping-pong to 3 rows per expert, and to 8 for K of at most 16 groups, where both sweeps have it ahead of
   // 256x32 (Qwen3-30B-A3B GEMM1 at 64 and 128 tokens: 4 % and a tie on the H100, 4-6 % on the H200; DeepSeek-V3 EP8
   // GEMM2 at 128 tokens 5 % and 3 %). Longer K keeps 256x32 (DeepSeek-V3 GEMM1 at 128 tokens: 7-10 % ahead).

@@ -120,29 +120,32 @@ TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
     EXPECT_EQ(select_config(input).name(), "64x16_stream");
   }
   // 32-row chunks from 10 to 26 rows (bench/NOTES.md §78): Qwen3 at 192-384 tokens, DeepSeek-V3 EP8 GEMM2 at 384-768,
-  // Mixtral GEMM2 at 48-96 (K of 112 groups).
+  // Mixtral GEMM2 (K of 112 groups) at 48-64, while an expert's rows fit one chunk (§98).
   for (auto const& input : {qwen3_gemm1(192), qwen3_gemm2(192), qwen3_gemm1(384), qwen3_gemm2(384),
-                            deepseek_ep8_gemm2(384), deepseek_ep8_gemm2(768), mixtral_gemm2(48), mixtral_gemm2(96)}) {
+                            deepseek_ep8_gemm2(384), deepseek_ep8_gemm2(768), mixtral_gemm2(48), mixtral_gemm2(64)}) {
     EXPECT_EQ(select_config(input).name(), "64x32_stream");
   }
   // CUTLASS past 26 rows (Qwen3 at 512 tokens, Mixtral GEMM2 at 128), and past 10 for large experts of short K, whose
   // 256-channel tiles read faster than the 32-row chunks (Mixtral GEMM1 at 48-96 tokens, DeepSeek-V3 EP8 GEMM1 at
-  // 384-768).
+  // 384-768), and for long K past one chunk's rows (Mixtral GEMM2 at 96 tokens, §98).
   for (auto const& input : {qwen3_gemm1(512), qwen3_gemm2(512), mixtral_gemm2(128), mixtral_gemm1(48),
-                            mixtral_gemm1(96), deepseek_ep8_gemm1(384), deepseek_ep8_gemm1(768)}) {
+                            mixtral_gemm1(96), deepseek_ep8_gemm1(384), deepseek_ep8_gemm1(768), mixtral_gemm2(96)}) {
     Schedule const schedule = select_config(input).schedule;
     EXPECT_TRUE(schedule == Schedule::kCooperative || schedule == Schedule::kPingpong) << select_config(input).name();
   }
 }
 
-// Long K (Mixtral GEMM2, 112 groups): 256-channel cooperative tiles from the streaming kernel's 26 to 48 rows per
-// expert once 128-channel tiles overfill a wave (H100 and H200 sweeps, bench/NOTES.md §9g); below 26 rows the
-// streaming kernel where it needs no K split (§48, §57, §78), its split-K config where it does (§61).
+// Long K (Mixtral GEMM2, 112 groups): 256-channel cooperative tiles from the streaming kernel's ~20 to 48 rows per
+// expert once 128-channel tiles overfill a wave (H100 and H200 sweeps, bench/NOTES.md §9g, §98); below, the streaming
+// kernel where it needs no K split (§48, §57, §78), its split-K config where it does (§61).
 TEST(Heuristic, LongKTakesCooperative256ChannelTiles) {
   EXPECT_EQ(select_config(mixtral_gemm2(2)).name(), "64x8_splitk_stream");  // ~3 experts: K split in blocks
   EXPECT_EQ(select_config(mixtral_gemm2(4)).name(), "64x8_stream");       // ~5 experts, 1.75 rows
   EXPECT_EQ(select_config(mixtral_gemm2(8)).name(), "64x16_stream");      // ~7 experts, 2.4 rows
-  EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "64x32_stream");     // 16 rows per expert
+  EXPECT_EQ(select_config(mixtral_gemm2(32)).name(), "64x16_stream");     // 8 rows per expert
+  EXPECT_EQ(select_config(mixtral_gemm2(64)).name(), "64x32_stream");     // 16
+  EXPECT_EQ(select_config(mixtral_gemm2(80)).name(), "64x32_stream");     // 20: 31 rows at 2.5 sd, one chunk
+  EXPECT_EQ(select_config(mixtral_gemm2(96)).name(), "256x64_1x1_coop");  // 24: 36, past one chunk
   EXPECT_EQ(select_config(mixtral_gemm2(128)).name(), "256x64_1x1_coop");  // 32
   EXPECT_EQ(select_config(mixtral_gemm2(512)).name(), "128x128_2x1_pp");   // 128: past the rule
 }
