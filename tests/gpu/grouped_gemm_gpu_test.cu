@@ -202,7 +202,6 @@ TEST(GroupedGemm, DecodeKernelBlocksLoopOverMoreChunksThanTheirGrid) {
   auto rng = fresh_rng();
   std::vector<int64_t> const counts{3, 0, 200, 1, 17, 9};
   auto p = make_problem({6, 160, 1280, 128}, counts, rng, /*first_row=*/2, /*trailing=*/3);
-  int64_t const total = p.offsets.back() - p.offsets.front();
   for (auto const& config : streaming_configs()) {
     if (config.find("_decode") == std::string::npos) continue;
     int64_t const chunk_rows = config.rfind("16x16", 0) == 0 ? 16 : 8;
