@@ -92,8 +92,8 @@ GemmConfig select_config(HeuristicInput const& input) {
   // (H100, bench/NOTES.md §98: Mixtral-8x7B GEMM2 at 96 tokens, ~24 rows, 107.5 against 104.4 us uniform, 93.0
   // against 148.1 skewed, the layer 325.5 against 352.3 on its draw of routing; at 48 and 64 tokens, 12 and 16 rows,
   // the 32-row chunks stay 4-10 % ahead uniform).
-  bool const long_k_past_one_chunk =
-      input.k >= 64 * kGroupSize && m + 2.5 * std::sqrt(m) > double(4 * kStreamChunkRows);
+  bool const long_k = input.k >= 64 * kGroupSize;
+  bool const long_k_past_one_chunk = long_k && m + 2.5 * std::sqrt(m) > double(4 * kStreamChunkRows);
   // 8-row chunks only to 2 rows an expert since the 16-row chunks' rings have as many stages (8) where dealt per SM
   // (H100, §85): from there the 16-row chunks tie them under uniform routing (-1 to +2 %: Qwen3-30B-A3B GEMM1 at 64
   // tokens, ~4 rows, 78.8 against 79.6 us; Mixtral-8x7B GEMM1 at 16 tokens 176.4 against 173.4) and stream an
@@ -141,7 +141,7 @@ GemmConfig select_config(HeuristicInput const& input) {
   // rows 1.25x and 1.15x faster than 128x16 ping-pong, at 2.7 rows 1.15x on the H200); at 16 and 32 rows the H200
   // gains 1.27x and 1.16x over 128x64 ping-pong where the H100 lost 3 % and 1 % (bench/NOTES.md §9g). With fewer
   // tiles than a wave (Mixtral at 2 tokens: 4 experts) the 128-channel tiles keep the SMs busy: 1.55x faster.
-  if (input.k >= 64 * kGroupSize && m <= 48.0 && tiles_128 > wave) {
+  if (long_k && m <= 48.0 && tiles_128 > wave) {
     return m <= 16.0 ? GemmConfig{256, 32, 1, 1, coop} : GemmConfig{256, 64, 1, 1, coop};
   }
   // Past the wgmma kernel's range (more than 26 rows an expert, 10 for large experts of short K, ~20 for long K, or
