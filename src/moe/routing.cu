@@ -255,28 +255,27 @@ __global__ void __launch_bounds__(kFewRoutingSlots * 32) route_few_slots_kernel(
     slot_expert[threadIdx.x] = int16_t(local_expert_of(ids_in[threadIdx.x], experts, expert_map, local_experts));
   }
   __syncthreads();
-  // The rows before expert x's (and through it): the slots of local experts below x (up to x).
-  auto rows_below = [&](int x, int& through) {
-    int below = 0;
-    through = 0;
+  // The rows before expert x's: the slots of local experts below x; where through is given, also those up to x.
+  auto rows_below = [&](int x, int* through) {
+    int below = 0, up_to = 0;
     for (int s = 0; s < slots; ++s) {
       int const e = slot_expert[s];
       below += e >= 0 && e < x;
-      through += e >= 0 && e <= x;
+      up_to += e >= 0 && e <= x;
     }
+    if (through != nullptr) *through = up_to;
     return below;
   };
   if (warp == 0) {
     int const expert = lane < slots ? slot_expert[lane] : -1;
     unsigned const peers = __match_any_sync(0xFFFFFFFFu, expert);
-    int through = 0;
-    int const row = rows_below(expert, through) + __popc(peers & ((1u << lane) - 1u));
+    int const row = rows_below(expert, nullptr) + __popc(peers & ((1u << lane) - 1u));
     if (lane < slots) dest_row[lane] = expert >= 0 ? row : -1;
     if (expert >= 0) row_slot[row] = lane;
   }
   for (int x = int(threadIdx.x); x <= local_experts; x += blockDim.x) {
     int end = 0;
-    int const begin = rows_below(x, end);
+    int const begin = rows_below(x, &end);
     offsets[x] = begin;
     for (int g = 0; g < fill.count && x < local_experts; ++g) {
       gemm::fill_expert_arrays(fill.gemm[g], fill.workspace[g], x, begin, end);

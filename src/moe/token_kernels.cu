@@ -37,11 +37,16 @@ __device__ __forceinline__ float group_sum(uint2 q) {
   return sum * (1.0f / 64.0f);  // 2^-6, the offset's value at the nibbles' scale (prepack/exact_format.h)
 }
 
-// Blocks from `first` on (the grid's last wave) let the next kernel launch at their start, the others at their exit.
-// When every block let it at its start, the next kernel's blocks took residency, and waited, on the SMs this grid's
-// later waves needed (bench/NOTES.md §21, §22).
+// Whether this block is in the grid's last wave, from block `first` on (blocks counted row by row).
+__device__ __forceinline__ bool in_last_wave(int64_t first) {
+  return int64_t(blockIdx.y) * gridDim.x + blockIdx.x >= first;
+}
+
+// Blocks of the grid's last wave let the next kernel launch at their start, the others at their exit. When every
+// block let it at its start, the next kernel's blocks took residency, and waited, on the SMs this grid's later waves
+// needed (bench/NOTES.md §21, §22).
 __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
-  if (int64_t(blockIdx.y) * gridDim.x + blockIdx.x >= first) pdl_allow_next_grid();
+  if (in_last_wave(first)) pdl_allow_next_grid();
 }
 
 // routing_done_before_stage_kernels: the routing's outputs (offsets, dest_row, topk_weights) are complete before the
@@ -204,7 +209,7 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   // (the decode kernel's search of the offsets, its first weights) overlap GEMM1's tail: it reads before its own wait
   // nothing GEMM1 writes (common/pdl.cuh, the one exception to its first rule; ~1 us at 1 token, bench/NOTES.md §93).
   // A block whose first row is its last (or past the rows) lets it there; the others on their last row, below.
-  bool const lets_next_launch = kHeld == kHeldRowVectors ? int64_t(blockIdx.x) >= last_wave
+  bool const lets_next_launch = kHeld == kHeldRowVectors ? in_last_wave(last_wave)
                                                          : int(blockIdx.x) >= rows - int(gridDim.x);
   if (next_launches_early && lets_next_launch) pdl_allow_next_grid();
   pdl_wait_for_previous_grid();

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/float_formats.h"
+#include "gemm/registry.h"
 #include "gemm/stream_plan.h"
 #include "gemm_test_checks.h"
 #include "gpu_test_util.h"
@@ -204,7 +205,7 @@ TEST(GroupedGemm, DecodeKernelBlocksLoopOverMoreChunksThanTheirGrid) {
   auto p = make_problem({6, 160, 1280, 128}, counts, rng, /*first_row=*/2, /*trailing=*/3);
   for (auto const& config : streaming_configs()) {
     if (config.find("_decode") == std::string::npos) continue;
-    int64_t const chunk_rows = config.rfind("16x16", 0) == 0 ? 16 : 8;
+    int64_t const chunk_rows = gemm::find_gemm_kernel(config)->config.tile_n;
     int64_t chunks = 0;
     for (int64_t rows : counts) chunks += (rows + chunk_rows - 1) / chunk_rows;
     ASSERT_LT(gemm::grid_chunks(p.total_rows, 1, p.shape.num_experts, chunk_rows), chunks) << config;
