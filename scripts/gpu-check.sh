@@ -30,7 +30,7 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   $bin/w4a8moe_gpu_tests >>"$tests_log" 2>&1 || status=1
   memcheck_filter='GroupedGemm.CorruptDeviceOffsets*:GroupedGemm.ZeroTotalRows*:*PrepackGpu.*E3_N48_K384'
   memcheck_filter+=':*EveryConfig.UnevenExpertsBothOutputTypes/128x16_1x1_coop'
-  memcheck_filter+=':*EveryConfig.UnevenExpertsBothOutputTypes/16x8_1x1_decode:GroupedGemm.StreamingKernels*'
+  memcheck_filter+=':*EveryConfig.UnevenExpertsBothOutputTypes/16x*_1x1_decode:GroupedGemm.StreamingKernels*'
   memcheck_filter+=':GroupedGemm.StreamKernel*:*EveryConfig.UnevenExpertsBothOutputTypes/64x8_stream'
   memcheck_filter+=':*EveryConfig.UnevenExpertsBothOutputTypes/64x16_stream'
   memcheck_filter+=':*EveryConfig.UnevenExpertsBothOutputTypes/64x32_stream'

@@ -6,8 +6,9 @@ PREEXIT. For every kernel that waits:
 - no PREEXIT before its first ACQBULK: a kernel lets the next one launch only after its own wait, which is what lets
   the kernels after the permute kernel read the routing's outputs before their waits (the SiLU kernel excepted:
   common/pdl.cuh says why GEMM2 may launch before its wait);
-- before its first ACQBULK only parameter (LDC) and L2 (LDG...STRONG.GPU, ld.global.cg) loads: before the wait an
-  SM's L1 may hold an older line, and only data that was complete before the kernel started may be read at all;
+- before its first ACQBULK only parameter (LDC) and L2 (LDG...STRONG.GPU, ld.global.cg; LDGSTS...BYPASS, cp.async.cg)
+  loads: before the wait an SM's L1 may hold an older line, and only data that was complete before the kernel
+  started may be read at all;
 - no non-coherent load (LDG...CONSTANT, from `const __restrict__`) before its last ACQBULK: the compiler treats those
   loads as invariant and moved one above a wait once.
 
@@ -35,6 +36,8 @@ def load_kind(text):
     parts = opcode.split(".")
     if parts[0] == "LDC":
         return "param"
+    if parts[0] == "LDGSTS":  # cp.async: .cg (BYPASS) reads through L2 only
+        return "l2" if "BYPASS" in parts else "plain"
     if parts[0] != "LDG":
         return None
     if "CONSTANT" in parts:

@@ -1,5 +1,5 @@
 // The mma.sync path over the packed format, shared by the decode GEMM (gemm/decode_gemm.cu) and the one-launch decode
-// layer (moe/one_launch_layer.cu): a warp streams one 16-channel stripe of one expert group by group; a lane's 16
+// layer (moe/decode_layer.cu): a warp streams one 16-channel stripe of one expert group by group; a lane's 16
 // nibbles of a group's atom are the A fragment of two mma.sync m16n8k16 after the lookup (e4m3) and e4m3 -> f16.
 // The f16 products of e4m3 values are exact, and the MMA accumulates in fp32.
 #pragma once

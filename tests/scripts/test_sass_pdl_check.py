@@ -54,6 +54,13 @@ class SassPdlCheck(unittest.TestCase):
         self.assertEqual(len(found), 2)
         self.assertTrue(all("through L1 before the wait" in line for line in found))
 
+    def test_copies_into_shared_memory_before_the_wait_only_through_l2(self):
+        # Copies into shared memory through L2 only (cp.async.cg) pass; through L1 (cp.async.ca) they do not.
+        self.assertEqual(breaks(["LDGSTS.E.BYPASS.128 [R7], desc[UR14][R20.64]", "ACQBULK", "EXIT"]), [])
+        found = breaks(["LDGSTS.E [R7+0x40], desc[UR14][R20.64]", "ACQBULK", "EXIT"])
+        self.assertEqual(len(found), 1)
+        self.assertIn("through L1 before the wait", found[0])
+
     def test_a_non_coherent_load_hoisted_above_a_later_wait_is_caught(self):
         # The permute kernel of §71: a wait on the skip path, then the row's L2 loads and the rows' non-coherent
         # load ahead of the second wait.
