@@ -87,13 +87,13 @@ GemmConfig select_config(HeuristicInput const& input) {
   bool const large_expert_short_k =
       double(input.n) * double(input.k) >= double(1 << 24) && input.k <= 64 * kGroupSize;
   // Long K (at least 64 groups: Mixtral-8x7B's GEMM2) keeps the 32-row chunks only while an expert's rows under
-  // uniform routing (mean + 2.5 sd, as uniform_routing_chunks takes them) fit one chunk: an expert past it is
-  // streamed and converted twice (§81), which costs most where K is long, and CUTLASS's 64-token tiles take it
+  // uniform routing (uniform_routing_high_rows) fit one chunk: an expert past it is streamed and converted twice
+  // (§81), which costs most where K is long, and CUTLASS's 64-token tiles take it
   // (H100, bench/NOTES.md §98: Mixtral-8x7B GEMM2 at 96 tokens, ~24 rows, 107.5 against 104.4 us uniform, 93.0
   // against 148.1 skewed, the layer 325.5 against 352.3 on its draw of routing; at 48 and 64 tokens, 12 and 16 rows,
   // the 32-row chunks stay 4-10 % ahead uniform).
   bool const long_k = input.k >= 64 * kGroupSize;
-  bool const long_k_past_one_chunk = long_k && m + 2.5 * std::sqrt(m) > double(4 * kStreamChunkRows);
+  bool const long_k_past_one_chunk = long_k && uniform_routing_high_rows(m) > double(4 * kStreamChunkRows);
   // 8-row chunks only to 2 rows an expert since the 16-row chunks' rings have as many stages (8) where dealt per SM
   // (H100, §85): from there the 16-row chunks tie them under uniform routing (-1 to +2 %: Qwen3-30B-A3B GEMM1 at 64
   // tokens, ~4 rows, 78.8 against 79.6 us; Mixtral-8x7B GEMM1 at 16 tokens 176.4 against 173.4) and stream an

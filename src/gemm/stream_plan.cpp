@@ -30,10 +30,11 @@ int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, 
   return std::max<int64_t>(chunks, 1);
 }
 
+double uniform_routing_high_rows(double mean_rows) { return mean_rows + 2.5 * std::sqrt(mean_rows); }
+
 int64_t uniform_routing_chunks(int64_t rows, int num_experts, int64_t chunk_rows) {
   int64_t const active = std::max<int64_t>(1, std::min<int64_t>(num_experts, rows));
-  double const mean = double(rows) / double(active);
-  double const high = mean + 2.5 * std::sqrt(mean);  // an expert's rows: about binomial, mean + 2.5 sd
+  double const high = uniform_routing_high_rows(double(rows) / double(active));
   return active * std::max<int64_t>(1, int64_t(std::ceil(high / double(chunk_rows))));
 }
 

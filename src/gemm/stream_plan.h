@@ -63,10 +63,14 @@ W4A8_HOST_DEVICE inline int64_t max_chunks(int64_t rows, int num_experts, int64_
 // gets more rows than expected (3 experts where 1 row was) is right, slower.
 int64_t grid_chunks(int64_t total_rows, int64_t expected_rows, int num_experts, int64_t chunk_rows);
 
+// An active expert's rows under uniform routing at `mean_rows` rows an expert: about binomial, taken at the mean plus
+// 2.5 standard deviations.
+double uniform_routing_high_rows(double mean_rows);
+
 // The chunks of chunk_rows rows that `rows` rows make under uniform routing over num_experts experts, each active
-// expert taken at its mean rows plus 2.5 standard deviations. max_chunks bounds them with one partial chunk per
-// active expert besides the full ones, which overcounts many experts of few rows each: gpt-oss-120b at 1024 tokens
-// (32 rows an expert) on 48-row chunks, 128 against 210.
+// expert taken at uniform_routing_high_rows. max_chunks bounds them with one partial chunk per active expert besides
+// the full ones, which overcounts many experts of few rows each: gpt-oss-120b at 1024 tokens (32 rows an expert) on
+// 48-row chunks, 128 against 210.
 int64_t uniform_routing_chunks(int64_t rows, int num_experts, int64_t chunk_rows);
 
 // Dynamic shared memory that spreads a grid of less than a wave over all SMs: the block scheduler fills an SM up to
