@@ -101,7 +101,8 @@ def markdown(summary, device, l2_flush, title, code_cleared=False):
              f"w4a8moe_moe_bench, two builds alternately in one device call (scripts/bench-ab.sh layer), L2 "
              f"{flush_words(l2_flush, code_cleared)}; medians of the rounds' "
              "CUDA-graph totals in us. \"total\" is the path the layer takes; the stage column names the stage whose "
-             "median moved most (each stage timed in a graph of its own).", "",
+             "median moved most (the stages timed between event nodes of a second graph of the layer, which keep them "
+             "from overlapping).", "",
              "| model | tokens | layout | total: base | total: new | difference | staged: base / new | "
              "one launch: base / new | stage moved most | configs (GEMM1 / GEMM2) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
