@@ -88,10 +88,10 @@ GemmConfig select_config(HeuristicInput const& input) {
       double(input.n) * double(input.k) >= double(1 << 24) && input.k <= 64 * kGroupSize;
   // Long K (at least 64 groups: Mixtral-8x7B's GEMM2) keeps the 32-row chunks only while an expert's rows under
   // uniform routing (uniform_routing_high_rows) fit one chunk: an expert past it is streamed and converted twice
-  // (§81), which costs most where K is long, and CUTLASS's 64-token tiles take it
-  // (H100, bench/NOTES.md §98: Mixtral-8x7B GEMM2 at 96 tokens, ~24 rows, 107.5 against 104.4 us uniform, 93.0
-  // against 148.1 skewed, the layer 325.5 against 352.3 on its draw of routing; at 48 and 64 tokens, 12 and 16 rows,
-  // the 32-row chunks stay 4-10 % ahead uniform).
+  // (§81), which costs most where K is long, and CUTLASS's 64-token tiles take it (H100, bench/NOTES.md §98:
+  // Mixtral-8x7B GEMM2 at 96 tokens, ~24 rows, 107.5 against 104.4 us uniform, 93.0 against 148.1 skewed, the layer
+  // 325.5 against 352.3 on its draw of routing; at 48 and 64 tokens, 12 and 16 rows, the 32-row chunks stay 4-10 %
+  // ahead uniform).
   bool const long_k = input.k >= 64 * kGroupSize;
   bool const long_k_past_one_chunk = long_k && uniform_routing_high_rows(m) > double(4 * kStreamChunkRows);
   // 8-row chunks only to 2 rows an expert since the 16-row chunks' rings have as many stages (8) where dealt per SM
