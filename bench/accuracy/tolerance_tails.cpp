@@ -1,0 +1,195 @@
+// The per-token error tail that a GPU layer test's tolerance must cover, on the CPU. A test's layer (the tests' random
+// experts and hidden states, test_data.h) is computed twice: by reference::moe_layer, and with GEMM1 summed as the
+// exact-scale streaming kernel sums it (each 128-K group's u * 2^-9 * a products in a fresh accumulator through the
+// tensor-core model of accumulation_models.h, 32 products a step, then acc += sg * (part - 2^-6 sum a) in fp32), every
+// other step as the reference does it. The per-token relative L2 difference between the two, over many draws, is the
+// tail a staged path that sums like that kernel shows against the reference (bench/NOTES.md §105). The shape is the
+// one-launch tests' repeated-experts case: H 256, 16 experts, top-4, eight tokens a draw, slots 0, 1 and 3 on one
+// expert (--slots distinct: four experts).
+//   w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--seed S] [--threads N]
+//                           [--json FILE]
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "accumulation_models.h"
+#include "cli_args.h"
+#include "common/float_formats.h"
+#include "parallel.h"
+#include "reference/moe_reference.h"
+#include "test_data.h"
+
+namespace w4a8moe::accuracy {
+namespace {
+
+constexpr int kHidden = 256, kExperts = 16, kTopK = 4, kTokens = 8;
+
+struct Options {
+  int64_t draws = 200;
+  int inter = 256;
+  bool repeated_slots = true;
+  uint64_t seed = 1;
+  std::string json_path;
+};
+
+constexpr char kUsage[] =
+    "usage: w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--seed S] [--threads N]"
+    " [--json FILE]";
+
+Options parse_options(int argc, char** argv) {
+  tools::Args const args(argc, argv, 1);
+  if (args.has("help")) {
+    std::printf("%s\n", kUsage);
+    std::exit(0);
+  }
+  if (!args.positional().empty()) tools::die(kUsage, 2);
+  args.reject_unknown({"draws", "inter", "slots", "seed", "threads", "json"});
+  Options o;
+  int64_t inter = 0, seed = 0, threads = 0;
+  tools::check(args.integer_in("draws", o.draws, 1, 1 << 24, &o.draws), "--draws");
+  tools::check(args.integer_in("inter", o.inter, 128, 1 << 16, &inter), "--inter");
+  tools::check(args.integer_in("seed", int64_t(o.seed), 0, INT64_MAX, &seed), "--seed");
+  tools::check(args.integer_in("threads", worker_threads(), 1, 1024, &threads), "--threads");
+  if (inter % 128 != 0) tools::die("--inter=" + std::to_string(inter) + ": must be a multiple of 128", 2);
+  std::string const slots = args.get("slots", "repeated");
+  if (slots != "repeated" && slots != "distinct") tools::die("--slots=" + slots + ": repeated or distinct", 2);
+  o.inter = int(inter);
+  o.seed = uint64_t(seed);
+  worker_threads() = int(threads);
+  o.repeated_slots = slots == "repeated";
+  o.json_path = args.get("json");
+  return o;
+}
+
+// One GEMM1 row of expert e as the exact-scale kernel sums it (the header's model), rounded to bf16.
+void modelled_gemm1_row(reference::QuantizedExperts const& w, int e, uint8_t const* act, float token_scale,
+                        float* out) {
+  auto const& shape = w.shape;
+  float products[128];
+  for (int n = 0; n < shape.n; ++n) {
+    float acc = 0.0f;
+    for (int g = 0; g < shape.k / 128; ++g) {
+      float activation_sum = 0.0f;
+      for (int i = 0; i < 128; ++i) {
+        int const k = g * 128 + i;
+        float const a = e4m3_to_float(act[k]);
+        products[i] = a * float(w.q[size_t(w.q_index(e, n, k))] + 8) * 0x1p-9f;  // exact: u * 2^-9 is e4m3
+        activation_sum += a;
+      }
+      float const part = fast_accumulation_sum(products, 128, 32);
+      acc = std::fma(w.exact_group_scale[size_t(w.scale_index(e, n, g))], part - 0x1p-6f * activation_sum, acc);
+    }
+    // acc is 2^-9 sum_g sg sum_k q a: times 2^9, the token scale and the channel scale.
+    out[n] = reference::round_activation(acc * 512.0f * token_scale * w.channel_scale[size_t(e) * shape.n + n], false);
+  }
+}
+
+// The per-token errors of one draw (a fresh layer and eight tokens).
+std::vector<double> draw_errors(Options const& o, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  reference::MoeLayerWeights weights;
+  weights.gemm1 = testing::random_experts({kExperts, 2 * o.inter, kHidden, 128}, rng);
+  weights.gemm2 = testing::random_experts({kExperts, kHidden, o.inter, 128}, rng);
+  reference::hold_exact_scales(&weights.gemm1);
+  reference::hold_exact_scales(&weights.gemm2);
+
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_real_distribution<float> unit(0.05f, 1.0f);
+  std::vector<float> hidden(size_t(kTokens) * kHidden);
+  for (size_t i = 0; i < hidden.size(); ++i) {  // the tests' hidden states: a few outlier channels, bf16
+    hidden[i] = bf16_to_float(float_to_bf16(normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f)));
+  }
+  reference::TopK topk;
+  for (int t = 0; t < kTokens; ++t) {
+    float sum = 0.0f;
+    for (int j = 0; j < kTopK; ++j) {
+      topk.ids.push_back(o.repeated_slots ? (j == 2 ? 1 : 0) : j);
+      topk.weights.push_back(unit(rng));
+      sum += topk.weights.back();
+    }
+    for (int j = 0; j < kTopK; ++j) topk.weights[size_t(t) * kTopK + j] /= sum;
+  }
+  std::vector<int64_t> tokens(kTokens);
+  for (int t = 0; t < kTokens; ++t) tokens[t] = t;
+  auto const want = reference::moe_layer(hidden, topk, kTopK, weights, {}, false, false, tokens);
+
+  std::vector<double> errors;
+  std::vector<uint8_t> act1(kHidden), act2(size_t(o.inter));
+  std::vector<float> gemm1(2 * size_t(o.inter)), silu(size_t(o.inter)), gemm2(kHidden);
+  for (int t = 0; t < kTokens; ++t) {
+    float token_scale;
+    reference::quantize_row(hidden.data() + size_t(t) * kHidden, kHidden, act1.data(), &token_scale);
+    std::vector<float> sum(kHidden, 0.0f);
+    for (int j = 0; j < kTopK; ++j) {
+      int const e = topk.ids[size_t(t) * kTopK + j];
+      modelled_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+      reference::silu_mul(gemm1.data(), o.inter, silu.data());
+      float row_scale;
+      reference::quantize_row(silu.data(), o.inter, act2.data(), &row_scale);
+      reference::expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, false, gemm2.data());
+      for (int c = 0; c < kHidden; ++c) sum[c] += topk.weights[size_t(t) * kTopK + j] * gemm2[c];
+    }
+    double diff2 = 0, want2 = 0;
+    for (int c = 0; c < kHidden; ++c) {
+      double const w = want[size_t(t) * kHidden + c];
+      double const d = double(reference::round_activation(sum[c], false)) - w;
+      diff2 += d * d;
+      want2 += w * w;
+    }
+    errors.push_back(std::sqrt(diff2 / want2));
+  }
+  return errors;
+}
+
+double quantile(std::vector<double> const& sorted, double q) {
+  return sorted[size_t(std::ceil(q * double(sorted.size()))) - 1];
+}
+
+void run(Options const& o) {
+  std::vector<std::vector<double>> per_draw(size_t(o.draws));
+  parallel_for(o.draws, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) per_draw[size_t(d)] = draw_errors(o, o.seed * 1000003 + uint64_t(d));
+  });
+  std::vector<double> tokens, worst_of_draw;
+  for (auto const& errors : per_draw) {
+    tokens.insert(tokens.end(), errors.begin(), errors.end());
+    worst_of_draw.push_back(*std::max_element(errors.begin(), errors.end()));
+  }
+  std::sort(tokens.begin(), tokens.end());
+  std::sort(worst_of_draw.begin(), worst_of_draw.end());
+  nlohmann::ordered_json doc = {
+      {"shape", {{"hidden", kHidden}, {"inter", o.inter}, {"experts", kExperts}, {"top_k", kTopK}}},
+      {"slots", o.repeated_slots ? "repeated" : "distinct"},
+      {"draws", o.draws},
+      {"seed", o.seed},
+      {"tokens", tokens.size()},
+      {"per_token", {{"median", quantile(tokens, 0.5)}, {"p99", quantile(tokens, 0.99)},
+                     {"p999", quantile(tokens, 0.999)}, {"max", tokens.back()}}},
+      {"worst_of_eight", {{"median", quantile(worst_of_draw, 0.5)}, {"p90", quantile(worst_of_draw, 0.9)}}},
+  };
+  std::printf("%s slots, I %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e max %.2e; worst of eight "
+              "median %.2e p90 %.2e\n",
+              o.repeated_slots ? "repeated" : "distinct", o.inter, tokens.size(), quantile(tokens, 0.5),
+              quantile(tokens, 0.99), quantile(tokens, 0.999), tokens.back(), quantile(worst_of_draw, 0.5),
+              quantile(worst_of_draw, 0.9));
+  if (!o.json_path.empty()) {
+    std::ofstream file(o.json_path);
+    file << doc.dump(2) << "\n";
+    if (!file) tools::die("cannot write " + o.json_path);
+  }
+}
+
+}  // namespace
+}  // namespace w4a8moe::accuracy
+
+int main(int argc, char** argv) {
+  using namespace w4a8moe::accuracy;
+  run(parse_options(argc, argv));
+  return 0;
+}
