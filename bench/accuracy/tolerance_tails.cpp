@@ -3,11 +3,12 @@
 // exact-scale streaming kernel sums it (each 128-K group's u * 2^-9 * a products in a fresh accumulator through the
 // tensor-core model of accumulation_models.h, 32 products a step, then acc += sg * (part - 2^-6 sum a) in fp32), every
 // other step as the reference does it. The per-token relative L2 difference between the two, over many draws, is the
-// tail a staged path that sums like that kernel shows against the reference (bench/NOTES.md §105). The shape is the
-// one-launch tests' repeated-experts case: H 256, 16 experts, top-4, eight tokens a draw, slots 0, 1 and 3 on one
-// expert (--slots distinct: four experts).
-//   w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--seed S] [--threads N]
-//                           [--json FILE]
+// tail a staged path that sums like that kernel shows against the reference (bench/NOTES.md §105). With --layout
+// lookup, GEMM1 is summed as CUTLASS's mixed-input mainloop sums the lookup-table layout instead (the tables' e4m3
+// weights, one tensor-core accumulator over all of K). The shape is the one-launch tests' repeated-experts case: H
+// 256, 16 experts, top-4, eight tokens a draw, slots 0, 1 and 3 on one expert (--slots distinct: four experts).
+//   w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--layout exact|lookup] [--seed S]
+//                           [--threads N] [--json FILE]
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -34,13 +35,14 @@ struct Options {
   int64_t draws = 200;
   int inter = 256;
   bool repeated_slots = true;
+  bool exact_layout = true;  // else the lookup-table layout
   uint64_t seed = 1;
   std::string json_path;
 };
 
 constexpr char kUsage[] =
-    "usage: w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--seed S] [--threads N]"
-    " [--json FILE]";
+    "usage: w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--layout exact|lookup]"
+    " [--seed S] [--threads N] [--json FILE]";
 
 Options parse_options(int argc, char** argv) {
   tools::Args const args(argc, argv, 1);
@@ -49,7 +51,7 @@ Options parse_options(int argc, char** argv) {
     std::exit(0);
   }
   if (!args.positional().empty()) tools::die(kUsage, 2);
-  args.reject_unknown({"draws", "inter", "slots", "seed", "threads", "json"});
+  args.reject_unknown({"draws", "inter", "slots", "layout", "seed", "threads", "json"});
   Options o;
   int64_t inter = 0, seed = 0, threads = 0;
   tools::check(args.integer_in("draws", o.draws, 1, 1 << 24, &o.draws), "--draws");
@@ -63,12 +65,15 @@ Options parse_options(int argc, char** argv) {
   o.seed = uint64_t(seed);
   worker_threads() = int(threads);
   o.repeated_slots = slots == "repeated";
+  std::string const layout = args.get("layout", "exact");
+  if (layout != "exact" && layout != "lookup") tools::die("--layout=" + layout + ": exact or lookup", 2);
+  o.exact_layout = layout == "exact";
   o.json_path = args.get("json");
   return o;
 }
 
 // One GEMM1 row of expert e as the exact-scale kernel sums it (the header's model), rounded to bf16.
-void modelled_gemm1_row(reference::QuantizedExperts const& w, int e, uint8_t const* act, float token_scale,
+void exact_layout_gemm1_row(reference::QuantizedExperts const& w, int e, uint8_t const* act, float token_scale,
                         float* out) {
   auto const& shape = w.shape;
   float products[128];
@@ -90,14 +95,35 @@ void modelled_gemm1_row(reference::QuantizedExperts const& w, int e, uint8_t con
   }
 }
 
+// One GEMM1 row of expert e as CUTLASS's mixed-input mainloop sums it on the lookup-table layout: the products of
+// the tables' e4m3 weights and the activations in one tensor-core accumulator over all of K, 32 a step, then the
+// channel and token scales; rounded to bf16.
+void lookup_layout_gemm1_row(reference::QuantizedExperts const& w, int e, uint8_t const* act, float token_scale,
+                             float* out) {
+  auto const& shape = w.shape;
+  std::vector<float> products(size_t(shape.k));
+  for (int n = 0; n < shape.n; ++n) {
+    for (int k = 0; k < shape.k; ++k) {
+      int64_t const scale = w.scale_index(e, n, k / 128);
+      products[size_t(k)] = e4m3_to_float(act[k]) *  // exact: both factors are e4m3
+                            reference::dequantized_weight(w.q[size_t(w.q_index(e, n, k))], w.step(scale));
+    }
+    float const sum = fast_accumulation_sum(products.data(), shape.k, 32);
+    out[n] = reference::round_activation(sum * w.channel_scale[size_t(e) * shape.n + n] * token_scale, false);
+  }
+}
+
 // The per-token errors of one draw (a fresh layer and eight tokens).
 std::vector<double> draw_errors(Options const& o, uint64_t seed) {
   std::mt19937_64 rng(seed);
   reference::MoeLayerWeights weights;
-  weights.gemm1 = testing::random_experts({kExperts, 2 * o.inter, kHidden, 128}, rng);
-  weights.gemm2 = testing::random_experts({kExperts, kHidden, o.inter, 128}, rng);
-  reference::hold_exact_scales(&weights.gemm1);
-  reference::hold_exact_scales(&weights.gemm2);
+  std::vector<uint16_t> bf16_scales;  // the lookup-table layout's tables come from bf16 scales, as in the tests
+  weights.gemm1 = testing::random_experts({kExperts, 2 * o.inter, kHidden, 128}, rng, &bf16_scales);
+  weights.gemm2 = testing::random_experts({kExperts, kHidden, o.inter, 128}, rng, &bf16_scales);
+  if (o.exact_layout) {
+    reference::hold_exact_scales(&weights.gemm1);
+    reference::hold_exact_scales(&weights.gemm2);
+  }
 
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_real_distribution<float> unit(0.05f, 1.0f);
@@ -128,7 +154,11 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
     std::vector<float> sum(kHidden, 0.0f);
     for (int j = 0; j < kTopK; ++j) {
       int const e = topk.ids[size_t(t) * kTopK + j];
-      modelled_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+      if (o.exact_layout) {
+        exact_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+      } else {
+        lookup_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+      }
       reference::silu_mul(gemm1.data(), o.inter, silu.data());
       float row_scale;
       reference::quantize_row(silu.data(), o.inter, act2.data(), &row_scale);
@@ -166,6 +196,7 @@ void run(Options const& o) {
   nlohmann::ordered_json doc = {
       {"shape", {{"hidden", kHidden}, {"inter", o.inter}, {"experts", kExperts}, {"top_k", kTopK}}},
       {"slots", o.repeated_slots ? "repeated" : "distinct"},
+      {"layout", o.exact_layout ? "exact" : "lookup"},
       {"draws", o.draws},
       {"seed", o.seed},
       {"tokens", tokens.size()},
@@ -173,11 +204,11 @@ void run(Options const& o) {
                      {"p999", quantile(tokens, 0.999)}, {"max", tokens.back()}}},
       {"worst_of_eight", {{"median", quantile(worst_of_draw, 0.5)}, {"p90", quantile(worst_of_draw, 0.9)}}},
   };
-  std::printf("%s slots, I %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e max %.2e; worst of eight "
-              "median %.2e p90 %.2e\n",
-              o.repeated_slots ? "repeated" : "distinct", o.inter, tokens.size(), quantile(tokens, 0.5),
-              quantile(tokens, 0.99), quantile(tokens, 0.999), tokens.back(), quantile(worst_of_draw, 0.5),
-              quantile(worst_of_draw, 0.9));
+  std::printf("%s layout, %s slots, I %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e max %.2e; worst of"
+              " eight median %.2e p90 %.2e\n",
+              o.exact_layout ? "exact" : "lookup", o.repeated_slots ? "repeated" : "distinct", o.inter,
+              tokens.size(), quantile(tokens, 0.5), quantile(tokens, 0.99), quantile(tokens, 0.999), tokens.back(),
+              quantile(worst_of_draw, 0.5), quantile(worst_of_draw, 0.9));
   if (!o.json_path.empty()) {
     std::ofstream file(o.json_path);
     file << doc.dump(2) << "\n";
