@@ -5,10 +5,11 @@
 // other step as the reference does it. The per-token relative L2 difference between the two, over many draws, is the
 // tail a staged path that sums like that kernel shows against the reference (bench/NOTES.md §105). With --layout
 // lookup, GEMM1 is summed as CUTLASS's mixed-input mainloop sums the lookup-table layout instead (the tables' e4m3
-// weights, one tensor-core accumulator over all of K). The shape is the one-launch tests' repeated-experts case: H
-// 256, 16 experts, top-4, eight tokens a draw, slots 0, 1 and 3 on one expert (--slots distinct: four experts).
-//   w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--layout exact|lookup] [--seed S]
-//                           [--threads N] [--json FILE]
+// weights, one tensor-core accumulator over all of K). The default shape is the one-launch tests' repeated-experts
+// case: H 256, I 256, 16 experts, top-4, eight tokens a draw, every slot but slot 2 on one expert (--slots distinct:
+// slot j on expert j); H and I in whole 128-groups.
+//   w4a8moe_tolerance_tails [--draws N] [--hidden H] [--inter I] [--experts E] [--top-k K]
+//                           [--slots repeated|distinct] [--layout exact|lookup] [--seed S] [--threads N] [--json FILE]
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -29,11 +30,11 @@
 namespace w4a8moe::accuracy {
 namespace {
 
-constexpr int kHidden = 256, kExperts = 16, kTopK = 4, kTokens = 8;
+constexpr int kTokens = 8;
 
 struct Options {
   int64_t draws = 200;
-  int inter = 256;
+  int hidden = 256, inter = 256, experts = 16, top_k = 4;
   bool repeated_slots = true;
   bool exact_layout = true;  // else the lookup-table layout
   uint64_t seed = 1;
@@ -41,8 +42,8 @@ struct Options {
 };
 
 constexpr char kUsage[] =
-    "usage: w4a8moe_tolerance_tails [--draws N] [--inter I] [--slots repeated|distinct] [--layout exact|lookup]"
-    " [--seed S] [--threads N] [--json FILE]";
+    "usage: w4a8moe_tolerance_tails [--draws N] [--hidden H] [--inter I] [--experts E] [--top-k K]"
+    " [--slots repeated|distinct] [--layout exact|lookup] [--seed S] [--threads N] [--json FILE]";
 
 Options parse_options(int argc, char** argv) {
   tools::Args const args(argc, argv, 1);
@@ -51,17 +52,26 @@ Options parse_options(int argc, char** argv) {
     std::exit(0);
   }
   if (!args.positional().empty()) tools::die(kUsage, 2);
-  args.reject_unknown({"draws", "inter", "slots", "layout", "seed", "threads", "json"});
+  args.reject_unknown({"draws", "hidden", "inter", "experts", "top-k", "slots", "layout", "seed", "threads", "json"});
   Options o;
-  int64_t inter = 0, seed = 0, threads = 0;
+  int64_t hidden = 0, inter = 0, experts = 0, top_k = 0, seed = 0, threads = 0;
   tools::check(args.integer_in("draws", o.draws, 1, 1 << 24, &o.draws), "--draws");
+  tools::check(args.integer_in("hidden", o.hidden, 128, 1 << 16, &hidden), "--hidden");
   tools::check(args.integer_in("inter", o.inter, 128, 1 << 16, &inter), "--inter");
+  tools::check(args.integer_in("experts", o.experts, 2, 1024, &experts), "--experts");
+  tools::check(args.integer_in("top-k", o.top_k, 2, 64, &top_k), "--top-k");
   tools::check(args.integer_in("seed", int64_t(o.seed), 0, INT64_MAX, &seed), "--seed");
   tools::check(args.integer_in("threads", worker_threads(), 1, 1024, &threads), "--threads");
+  // Whole 128-K groups only: the modelled rows do not pad K.
+  if (hidden % 128 != 0) tools::die("--hidden=" + std::to_string(hidden) + ": must be a multiple of 128", 2);
   if (inter % 128 != 0) tools::die("--inter=" + std::to_string(inter) + ": must be a multiple of 128", 2);
+  if (top_k > experts) tools::die("--top-k=" + std::to_string(top_k) + ": at most --experts", 2);
   std::string const slots = args.get("slots", "repeated");
   if (slots != "repeated" && slots != "distinct") tools::die("--slots=" + slots + ": repeated or distinct", 2);
+  o.hidden = int(hidden);
   o.inter = int(inter);
+  o.experts = int(experts);
+  o.top_k = int(top_k);
   o.seed = uint64_t(seed);
   worker_threads() = int(threads);
   o.repeated_slots = slots == "repeated";
@@ -118,8 +128,8 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
   std::mt19937_64 rng(seed);
   reference::MoeLayerWeights weights;
   std::vector<uint16_t> bf16_scales;  // the lookup-table layout's tables come from bf16 scales, as in the tests
-  weights.gemm1 = testing::random_experts({kExperts, 2 * o.inter, kHidden, 128}, rng, &bf16_scales);
-  weights.gemm2 = testing::random_experts({kExperts, kHidden, o.inter, 128}, rng, &bf16_scales);
+  weights.gemm1 = testing::random_experts({o.experts, 2 * o.inter, o.hidden, 128}, rng, &bf16_scales);
+  weights.gemm2 = testing::random_experts({o.experts, o.hidden, o.inter, 128}, rng, &bf16_scales);
   if (o.exact_layout) {
     reference::hold_exact_scales(&weights.gemm1);
     reference::hold_exact_scales(&weights.gemm2);
@@ -127,33 +137,33 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
 
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_real_distribution<float> unit(0.05f, 1.0f);
-  std::vector<float> hidden(size_t(kTokens) * kHidden);
+  std::vector<float> hidden(size_t(kTokens) * o.hidden);
   for (size_t i = 0; i < hidden.size(); ++i) {  // the tests' hidden states: a few outlier channels, bf16
     hidden[i] = bf16_to_float(float_to_bf16(normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f)));
   }
   reference::TopK topk;
   for (int t = 0; t < kTokens; ++t) {
     float sum = 0.0f;
-    for (int j = 0; j < kTopK; ++j) {
-      topk.ids.push_back(o.repeated_slots ? (j == 2 ? 1 : 0) : j);
+    for (int j = 0; j < o.top_k; ++j) {
+      topk.ids.push_back(o.repeated_slots ? (j == 2 ? 1 : 0) : j);  // repeated: all but slot 2 on expert 0
       topk.weights.push_back(unit(rng));
       sum += topk.weights.back();
     }
-    for (int j = 0; j < kTopK; ++j) topk.weights[size_t(t) * kTopK + j] /= sum;
+    for (int j = 0; j < o.top_k; ++j) topk.weights[size_t(t) * o.top_k + j] /= sum;
   }
   std::vector<int64_t> tokens(kTokens);
   for (int t = 0; t < kTokens; ++t) tokens[t] = t;
-  auto const want = reference::moe_layer(hidden, topk, kTopK, weights, {}, false, false, tokens);
+  auto const want = reference::moe_layer(hidden, topk, o.top_k, weights, {}, false, false, tokens);
 
   std::vector<double> errors;
-  std::vector<uint8_t> act1(kHidden), act2(size_t(o.inter));
-  std::vector<float> gemm1(2 * size_t(o.inter)), silu(size_t(o.inter)), gemm2(kHidden);
+  std::vector<uint8_t> act1(size_t(o.hidden)), act2(size_t(o.inter));
+  std::vector<float> gemm1(2 * size_t(o.inter)), silu(size_t(o.inter)), gemm2(size_t(o.hidden));
   for (int t = 0; t < kTokens; ++t) {
     float token_scale;
-    reference::quantize_row(hidden.data() + size_t(t) * kHidden, kHidden, act1.data(), &token_scale);
-    std::vector<float> sum(kHidden, 0.0f);
-    for (int j = 0; j < kTopK; ++j) {
-      int const e = topk.ids[size_t(t) * kTopK + j];
+    reference::quantize_row(hidden.data() + size_t(t) * o.hidden, o.hidden, act1.data(), &token_scale);
+    std::vector<float> sum(size_t(o.hidden), 0.0f);
+    for (int j = 0; j < o.top_k; ++j) {
+      int const e = topk.ids[size_t(t) * o.top_k + j];
       if (o.exact_layout) {
         exact_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
       } else {
@@ -163,11 +173,11 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
       float row_scale;
       reference::quantize_row(silu.data(), o.inter, act2.data(), &row_scale);
       reference::expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, false, gemm2.data());
-      for (int c = 0; c < kHidden; ++c) sum[c] += topk.weights[size_t(t) * kTopK + j] * gemm2[c];
+      for (int c = 0; c < o.hidden; ++c) sum[c] += topk.weights[size_t(t) * o.top_k + j] * gemm2[c];
     }
     double diff2 = 0, want2 = 0;
-    for (int c = 0; c < kHidden; ++c) {
-      double const w = want[size_t(t) * kHidden + c];
+    for (int c = 0; c < o.hidden; ++c) {
+      double const w = want[size_t(t) * o.hidden + c];
       double const d = double(reference::round_activation(sum[c], false)) - w;
       diff2 += d * d;
       want2 += w * w;
@@ -194,7 +204,7 @@ void run(Options const& o) {
   std::sort(tokens.begin(), tokens.end());
   std::sort(worst_of_draw.begin(), worst_of_draw.end());
   nlohmann::ordered_json doc = {
-      {"shape", {{"hidden", kHidden}, {"inter", o.inter}, {"experts", kExperts}, {"top_k", kTopK}}},
+      {"shape", {{"hidden", o.hidden}, {"inter", o.inter}, {"experts", o.experts}, {"top_k", o.top_k}}},
       {"slots", o.repeated_slots ? "repeated" : "distinct"},
       {"layout", o.exact_layout ? "exact" : "lookup"},
       {"draws", o.draws},
@@ -204,11 +214,11 @@ void run(Options const& o) {
                      {"p999", quantile(tokens, 0.999)}, {"max", tokens.back()}}},
       {"worst_of_eight", {{"median", quantile(worst_of_draw, 0.5)}, {"p90", quantile(worst_of_draw, 0.9)}}},
   };
-  std::printf("%s layout, %s slots, I %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e max %.2e; worst of"
-              " eight median %.2e p90 %.2e\n",
-              o.exact_layout ? "exact" : "lookup", o.repeated_slots ? "repeated" : "distinct", o.inter,
-              tokens.size(), quantile(tokens, 0.5), quantile(tokens, 0.99), quantile(tokens, 0.999), tokens.back(),
-              quantile(worst_of_draw, 0.5), quantile(worst_of_draw, 0.9));
+  std::printf("%s layout, %s slots, H %d, I %d, top-%d of %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e"
+              " max %.2e; worst of eight median %.2e p90 %.2e\n",
+              o.exact_layout ? "exact" : "lookup", o.repeated_slots ? "repeated" : "distinct", o.hidden, o.inter,
+              o.top_k, o.experts, tokens.size(), quantile(tokens, 0.5), quantile(tokens, 0.99),
+              quantile(tokens, 0.999), tokens.back(), quantile(worst_of_draw, 0.5), quantile(worst_of_draw, 0.9));
   if (!o.json_path.empty()) {
     std::ofstream file(o.json_path);
     file << doc.dump(2) << "\n";
