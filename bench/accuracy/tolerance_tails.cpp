@@ -23,6 +23,7 @@
 #include "accumulation_models.h"
 #include "cli_args.h"
 #include "common/float_formats.h"
+#include "error_stats.h"
 #include "parallel.h"
 #include "reference/moe_reference.h"
 #include "test_data.h"
@@ -155,13 +156,13 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
   for (int t = 0; t < kTokens; ++t) tokens[t] = t;
   auto const want = reference::moe_layer(hidden, topk, o.top_k, weights, {}, false, false, tokens);
 
-  std::vector<double> errors;
   std::vector<uint8_t> act1(size_t(o.hidden)), act2(size_t(o.inter));
   std::vector<float> gemm1(2 * size_t(o.inter)), silu(size_t(o.inter)), gemm2(size_t(o.hidden));
+  std::vector<float> got(size_t(kTokens) * o.hidden, 0.0f);
   for (int t = 0; t < kTokens; ++t) {
     float token_scale;
     reference::quantize_row(hidden.data() + size_t(t) * o.hidden, o.hidden, act1.data(), &token_scale);
-    std::vector<float> sum(size_t(o.hidden), 0.0f);
+    float* const sum = got.data() + size_t(t) * o.hidden;
     for (int j = 0; j < o.top_k; ++j) {
       int const e = topk.ids[size_t(t) * o.top_k + j];
       if (o.exact_layout) {
@@ -175,20 +176,9 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
       reference::expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, false, gemm2.data());
       for (int c = 0; c < o.hidden; ++c) sum[c] += topk.weights[size_t(t) * o.top_k + j] * gemm2[c];
     }
-    double diff2 = 0, want2 = 0;
-    for (int c = 0; c < o.hidden; ++c) {
-      double const w = want[size_t(t) * o.hidden + c];
-      double const d = double(reference::round_activation(sum[c], false)) - w;
-      diff2 += d * d;
-      want2 += w * w;
-    }
-    errors.push_back(std::sqrt(diff2 / want2));
+    for (int c = 0; c < o.hidden; ++c) sum[c] = reference::round_activation(sum[c], false);
   }
-  return errors;
-}
-
-double quantile(std::vector<double> const& sorted, double q) {
-  return sorted[size_t(std::ceil(q * double(sorted.size()))) - 1];
+  return relative_l2_per_row(got, want, kTokens, o.hidden);
 }
 
 void run(Options const& o) {
