@@ -3,8 +3,10 @@
 // activation types, router logits and precomputed top-k (with repeated experts: more than one 8-row tile per
 // expert), the router weight on the input, expert-parallel ranks (idle ones write exact zeros) and CUDA graph
 // replay with new routing; the rules for args.path. Every test runs on both packed layouts (the exact-scale one's
-// reference takes the unrounded products q * sg). Tolerances as in moe_gpu_test.cu; the two paths share every
-// rounding and differ only in the GEMMs' summation order, so they are held to the same bound as the reference.
+// reference takes the unrounded products q * sg). Both paths are checked against the reference, with the tolerances
+// of moe_gpu_test.cu: they share every rounding and differ only in the GEMMs' summation, where the staged path's fp8
+// wgmmas keep ~13 fraction bits a step; a last-bit change of a GEMM1 output can flip the e4m3 rounding of a large
+// SiLU value, which moves the whole token's output (the reason for the reference's bound).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,8 +31,9 @@ std::vector<float> run_layer(MoeForwardArgs args, DeviceInputs& d, int64_t token
   return out;
 }
 
-// One-launch and staged outputs against the reference, and against each other.
-void check_both_paths(Layer const& layer, Inputs const& in, bool fp16, bool weight_on_input) {
+// One-launch and staged outputs against the reference (and so against each other).
+void check_both_paths(Layer const& layer, Inputs const& in, bool fp16, bool weight_on_input,
+                      double staged_tolerance = 6e-2) {
   int const hidden = layer.shape.hidden;
   DeviceInputs d = upload(layer, in, in.tokens);
   MoeForwardArgs args = forward_args(layer, in, d, fp16, weight_on_input);
@@ -42,7 +45,7 @@ void check_both_paths(Layer const& layer, Inputs const& in, bool fp16, bool weig
   std::iota(all.begin(), all.end(), 0);
   auto const ref = reference_tokens(layer, in, all, fp16, weight_on_input);
   expect_tokens_match(one_launch, hidden, all, ref);
-  expect_tokens_match(one_launch, hidden, all, staged);
+  expect_tokens_match(staged, hidden, all, ref, staged_tolerance);
 }
 
 MoeShape const kQwenLike{64, 64, 8, 512, 384};
@@ -98,7 +101,10 @@ TEST_P(MoeOneLaunch, FewLargeExperts) {
 }
 
 // Precomputed top-k naming one expert several times per token: 8 tokens x 4 slots give expert 0 24 rows (three
-// 8-row tiles) and expert 1 8 rows.
+// 8-row tiles) and expert 1 8 rows. Three slots of one expert carry the same flipped e4m3 roundings, so the staged
+// path's error does not average over the slots: modelled on the CPU (w4a8moe_tolerance_tails, bench/NOTES.md §105)
+// this shape's per-token error reaches 6.2 % in 16000 tokens on either layout (4.4-5.1 % with four distinct experts),
+// and an H100 run once gave 6.06 %; hence 9 % for the staged path here.
 TEST_P(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
@@ -108,7 +114,7 @@ TEST_P(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
   for (int64_t t = 0; t < 8; ++t) {
     for (int j = 0; j < 4; ++j) in.topk.ids[t * 4 + j] = j == 2 ? 1 : 0;
   }
-  check_both_paths(*layer, in, false, false);
+  check_both_paths(*layer, in, false, false, /*staged_tolerance=*/9e-2);
 }
 
 // Expert-parallel ranks: the ranks' outputs sum to the single rank's; a rank none of whose experts is chosen writes
