@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <sstream>
 
 namespace w4a8moe::bench {
@@ -24,6 +25,15 @@ void fail(std::string const& message) {
 
 void check_cuda(cudaError_t error, char const* what) {
   if (error != cudaSuccess) fail(std::string(what) + ": " + cudaGetErrorName(error) + " " + cudaGetErrorString(error));
+}
+
+void make_output_dir(std::string const& dir) {
+  if (dir.empty()) return;
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error || !std::filesystem::is_directory(dir)) {
+    fail("--out " + dir + ": cannot create the folder" + (error ? ": " + error.message() : std::string()));
+  }
 }
 
 double median(std::vector<double> values) {

@@ -30,6 +30,10 @@ double median(std::vector<double> values);
 // "a,b,c" -> {"a", "b", "c"}: the benchmarks' list arguments.
 std::vector<std::string> split(std::string const& list);
 
+// --out DIR: created (with its parents) before any case runs, so that a long run cannot end with nowhere to write
+// its results; fails naming the folder if it cannot be. Nothing for an empty name.
+void make_output_dir(std::string const& dir);
+
 // "h100-80gb-hbm3" from "NVIDIA H100 80GB HBM3"; today's date as YYYY-MM-DD (UTC).
 std::string card_slug(std::string name);
 std::string today();

@@ -132,6 +132,7 @@ Options parse(int argc, char** argv) {
   for (int g : o.gemms) {
     if (g != 1 && g != 2) fail("--gemm: GEMM 1 or 2");
   }
+  make_output_dir(o.out_dir);
   return o;
 }
 

@@ -361,6 +361,7 @@ int main(int argc, char** argv) {
            "[--l2-flush write|read|none] [--l2-flush-mb MB] [--out DIR]");
     }
   }
+  make_output_dir(out_dir);
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) fail("no CUDA device: needs a Hopper GPU");
   cudaDeviceProp prop{};
