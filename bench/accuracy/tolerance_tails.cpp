@@ -10,12 +10,9 @@
 // slot j on expert j); H and I in whole 128-groups.
 //   w4a8moe_tolerance_tails [--draws N] [--hidden H] [--inter I] [--experts E] [--top-k K]
 //                           [--slots repeated|distinct] [--layout exact|lookup] [--seed S] [--threads N] [--json FILE]
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +21,7 @@
 #include "cli_args.h"
 #include "common/float_formats.h"
 #include "error_stats.h"
+#include "json_output.h"
 #include "parallel.h"
 #include "reference/moe_reference.h"
 #include "test_data.h"
@@ -85,7 +83,7 @@ Options parse_options(int argc, char** argv) {
 
 // One GEMM1 row of expert e as the exact-scale kernel sums it (the header's model), rounded to bf16.
 void exact_layout_gemm1_row(reference::QuantizedExperts const& w, int e, uint8_t const* act, float token_scale,
-                        float* out) {
+                            float* out) {
   auto const& shape = w.shape;
   float products[128];
   for (int n = 0; n < shape.n; ++n) {
@@ -193,27 +191,26 @@ void run(Options const& o) {
   }
   std::sort(tokens.begin(), tokens.end());
   std::sort(worst_of_draw.begin(), worst_of_draw.end());
-  nlohmann::ordered_json doc = {
+  double const median = quantile(tokens, 0.5), p99 = quantile(tokens, 0.99), p999 = quantile(tokens, 0.999);
+  double const worst_median = quantile(worst_of_draw, 0.5), worst_p90 = quantile(worst_of_draw, 0.9);
+  char const* const slots = o.repeated_slots ? "repeated" : "distinct";
+  char const* const layout = o.exact_layout ? "exact" : "lookup";
+  std::printf("%s layout, %s slots, H %d, I %d, top-%d of %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e"
+              " max %.2e; worst of eight median %.2e p90 %.2e\n",
+              layout, slots, o.hidden, o.inter, o.top_k, o.experts, tokens.size(), median, p99, p999, tokens.back(),
+              worst_median, worst_p90);
+  if (o.json_path.empty()) return;
+  tools::Json const doc = {
       {"shape", {{"hidden", o.hidden}, {"inter", o.inter}, {"experts", o.experts}, {"top_k", o.top_k}}},
-      {"slots", o.repeated_slots ? "repeated" : "distinct"},
-      {"layout", o.exact_layout ? "exact" : "lookup"},
+      {"slots", slots},
+      {"layout", layout},
       {"draws", o.draws},
       {"seed", o.seed},
       {"tokens", tokens.size()},
-      {"per_token", {{"median", quantile(tokens, 0.5)}, {"p99", quantile(tokens, 0.99)},
-                     {"p999", quantile(tokens, 0.999)}, {"max", tokens.back()}}},
-      {"worst_of_eight", {{"median", quantile(worst_of_draw, 0.5)}, {"p90", quantile(worst_of_draw, 0.9)}}},
+      {"per_token", {{"median", median}, {"p99", p99}, {"p999", p999}, {"max", tokens.back()}}},
+      {"worst_of_eight", {{"median", worst_median}, {"p90", worst_p90}}},
   };
-  std::printf("%s layout, %s slots, H %d, I %d, top-%d of %d, %zu tokens: per token median %.2e p99 %.2e p99.9 %.2e"
-              " max %.2e; worst of eight median %.2e p90 %.2e\n",
-              o.exact_layout ? "exact" : "lookup", o.repeated_slots ? "repeated" : "distinct", o.hidden, o.inter,
-              o.top_k, o.experts, tokens.size(), quantile(tokens, 0.5), quantile(tokens, 0.99),
-              quantile(tokens, 0.999), tokens.back(), quantile(worst_of_draw, 0.5), quantile(worst_of_draw, 0.9));
-  if (!o.json_path.empty()) {
-    std::ofstream file(o.json_path);
-    file << doc.dump(2) << "\n";
-    if (!file) tools::die("cannot write " + o.json_path);
-  }
+  if (!tools::write_json(doc, o.json_path)) tools::die("cannot write " + o.json_path);
 }
 
 }  // namespace
