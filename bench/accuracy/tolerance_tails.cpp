@@ -134,12 +134,10 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
     reference::hold_exact_scales(&weights.gemm2);
   }
 
-  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<uint16_t> hidden_bits;
+  std::vector<float> hidden;
+  testing::random_hidden_states(size_t(kTokens) * o.hidden, /*fp16=*/false, rng, &hidden_bits, &hidden);
   std::uniform_real_distribution<float> unit(0.05f, 1.0f);
-  std::vector<float> hidden(size_t(kTokens) * o.hidden);
-  for (size_t i = 0; i < hidden.size(); ++i) {  // the tests' hidden states: a few outlier channels, bf16
-    hidden[i] = bf16_to_float(float_to_bf16(normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f)));
-  }
   reference::TopK topk;
   for (int t = 0; t < kTokens; ++t) {
     float sum = 0.0f;

@@ -80,6 +80,18 @@ QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rn
   return out;
 }
 
+void random_hidden_states(size_t count, bool fp16, std::mt19937_64& rng, std::vector<uint16_t>* bits,
+                          std::vector<float>* values) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  bits->resize(count);
+  values->resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    float const x = normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f);
+    (*bits)[i] = fp16 ? float_to_fp16(x) : float_to_bf16(x);
+    (*values)[i] = fp16 ? fp16_to_float((*bits)[i]) : bf16_to_float((*bits)[i]);
+  }
+}
+
 std::vector<int64_t> offsets_from_counts(std::vector<int64_t> const& counts, int64_t first_row) {
   std::vector<int64_t> offsets(counts.size() + 1, first_row);
   for (size_t i = 0; i < counts.size(); ++i) offsets[i + 1] = offsets[i] + counts[i];

@@ -33,6 +33,11 @@ struct QuantizedActivations {
 };
 QuantizedActivations random_activations(int64_t rows, int k, std::mt19937_64& rng);
 
+// A layer's hidden states as the layer tests draw them: x ~ N(0, 1), every 61st value times 6 (a few outlier
+// channels), rounded to fp16 or bf16; *bits receives the 16-bit values, *values the floats they hold.
+void random_hidden_states(size_t count, bool fp16, std::mt19937_64& rng, std::vector<uint16_t>* bits,
+                          std::vector<float>* values);
+
 // Offsets [E + 1] from per-expert row counts, starting at `first_row`.
 std::vector<int64_t> offsets_from_counts(std::vector<int64_t> const& counts, int64_t first_row = 0);
 

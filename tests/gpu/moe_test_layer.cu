@@ -73,15 +73,9 @@ Inputs make_inputs(MoeShape const& shape, int64_t tokens, bool by_logits, bool f
   Inputs in;
   in.tokens = tokens;
   in.by_logits = by_logits;
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  in.hidden.resize(size_t(tokens) * shape.hidden);
-  in.hidden_bits.resize(in.hidden.size());
-  for (size_t i = 0; i < in.hidden.size(); ++i) {
-    float const x = normal(rng) * ((i % 61 == 0) ? 6.0f : 1.0f);  // a few outlier channels
-    in.hidden_bits[i] = fp16 ? float_to_fp16(x) : float_to_bf16(x);
-    in.hidden[i] = fp16 ? fp16_to_float(in.hidden_bits[i]) : bf16_to_float(in.hidden_bits[i]);
-  }
+  random_hidden_states(size_t(tokens) * shape.hidden, fp16, rng, &in.hidden_bits, &in.hidden);
   if (by_logits) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
     in.logits.resize(size_t(tokens) * shape.num_experts);
     for (auto& x : in.logits) x = normal(rng);
     in.topk = reference::topk_softmax(in.logits, tokens, shape.num_experts, shape.top_k, true);
