@@ -153,23 +153,29 @@ std::vector<double> draw_errors(Options const& o, uint64_t seed) {
   auto const want = reference::moe_layer(hidden, topk, o.top_k, weights, {}, false, false, tokens);
 
   std::vector<uint8_t> act1(size_t(o.hidden)), act2(size_t(o.inter));
-  std::vector<float> gemm1(2 * size_t(o.inter)), silu(size_t(o.inter)), gemm2(size_t(o.hidden));
+  std::vector<float> gemm1(2 * size_t(o.inter)), silu(size_t(o.inter));
+  std::vector<std::vector<float>> expert_out(size_t(o.experts));  // a token's GEMM2 row of each expert it reaches
   std::vector<float> got(size_t(kTokens) * o.hidden, 0.0f);
   for (int t = 0; t < kTokens; ++t) {
     float token_scale;
     reference::quantize_row(hidden.data() + size_t(t) * o.hidden, o.hidden, act1.data(), &token_scale);
+    for (auto& row : expert_out) row.clear();
     float* const sum = got.data() + size_t(t) * o.hidden;
     for (int j = 0; j < o.top_k; ++j) {
       int const e = topk.ids[size_t(t) * o.top_k + j];
-      if (o.exact_layout) {
-        exact_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
-      } else {
-        lookup_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+      std::vector<float>& gemm2 = expert_out[size_t(e)];
+      if (gemm2.empty()) {  // repeated slots of one expert share its row
+        if (o.exact_layout) {
+          exact_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+        } else {
+          lookup_layout_gemm1_row(weights.gemm1, e, act1.data(), token_scale, gemm1.data());
+        }
+        reference::silu_mul(gemm1.data(), o.inter, silu.data());
+        float row_scale;
+        reference::quantize_row(silu.data(), o.inter, act2.data(), &row_scale);
+        gemm2.resize(size_t(o.hidden));
+        reference::expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, false, gemm2.data());
       }
-      reference::silu_mul(gemm1.data(), o.inter, silu.data());
-      float row_scale;
-      reference::quantize_row(silu.data(), o.inter, act2.data(), &row_scale);
-      reference::expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, false, gemm2.data());
       for (int c = 0; c < o.hidden; ++c) sum[c] += topk.weights[size_t(t) * o.top_k + j] * gemm2[c];
     }
     for (int c = 0; c < o.hidden; ++c) sum[c] = reference::round_activation(sum[c], false);
