@@ -61,6 +61,14 @@ probe mixtral-g1-4tok-exact block_stream_gemm_kernel --models mixtral-8x7b --gem
 # the consumers of short items wait that those of longer ones do not?
 probe qwen3-g2-64tok-stream '^stream_gemm_kernel' --models qwen3-30b-a3b --gemm 2 --tokens 64 --configs 64x16_stream
 probe qwen3-g1-64tok-stream '^stream_gemm_kernel' --models qwen3-30b-a3b --gemm 1 --tokens 64 --configs 64x16_stream
+# Long K at ~4 and ~16 rows an expert (Mixtral-8x7B GEMM1, 8 experts, 3584 items of 32 groups): the 16-row chunks
+# read at ~89 % of HBM at 16 tokens, the 32-row chunks and CUTLASS's 256x64 pick at ~78-81 % at 64 tokens
+# (bench/NOTES.md §108). With SOURCE=1: what do the 32-row consumers wait on that the 16-row ones do not?
+probe mixtral-g1-16tok-stream16 '^stream_gemm_kernel' --models mixtral-8x7b --gemm 1 --tokens 16 \
+  --configs 64x16_stream
+probe mixtral-g1-64tok-stream32 '^stream_gemm_kernel' --models mixtral-8x7b --gemm 1 --tokens 64 \
+  --configs 64x32_stream
+probe mixtral-g1-64tok-cutlass device_kernel --models mixtral-8x7b --gemm 1 --tokens 64 --configs 256x64_1x1_coop
 [[ layer =~ ${PROBES:-.} ]] || exit 0
 ncu --clock-control none --section SpeedOfLight $bin/w4a8moe run --model qwen3-30b-a3b --tokens 1 --iters 2 \
   --no-check >"$OUT/ncu-layer.txt" 2>&1
