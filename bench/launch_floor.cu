@@ -1,0 +1,167 @@
+// What a layer's CUDA graph costs before any of its work: graphs of near-empty kernels timed exactly as the layer
+// benchmark times the layer (tools/layer_timing.cpp: L2 and the instruction caches flushed, events around the graph
+// launch, medians of the replays). The floors the decode targets sit on (bench/NOTES.md §111):
+//   one_empty        one kernel of one block that does nothing
+//   idle_rank        one kernel of one block that reads a token's router logits (256 fp32) and writes its zero
+//                    output row (7168 bf16): what an expert-parallel rank with no local rows must do at least
+//   chain_pdl_N      N one-block kernels chained by PDL as the staged layer's (common/pdl.cuh: each waits on the one
+//                    before and lets the next launch right after)
+//   chain_plain_N    the same N kernels launched without PDL
+// Writes launch_floor.json and launch_floor.md into --out (default .).
+//   w4a8moe_launch_floor [--replays 200] [--out DIR]
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/device_buffer.h"
+#include "common/pdl.cuh"
+#include "l2_flush.h"
+
+namespace w4a8moe::bench {
+namespace {
+
+constexpr int kLogits = 256, kHidden = 7168;
+
+__global__ void empty_kernel() {}
+
+__global__ void chained_kernel() {
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+}
+
+// The least an idle rank does: read the logits (their top-k would say no expert is local), write zeros.
+__global__ void idle_rank_kernel(float const* logits, __nv_bfloat16* out) {
+  float const x = logits[threadIdx.x % kLogits];
+  __nv_bfloat16 const zero = __float2bfloat16(x * 0.0f);
+  for (int i = int(threadIdx.x); i < kHidden; i += int(blockDim.x)) out[i] = zero;
+}
+
+struct Floor {
+  std::string name;
+  double median_us = 0.0;
+};
+
+// Captures `enqueue` into a graph and times its replays as the layer benchmark does.
+double time_graph(std::function<cudaError_t(cudaStream_t)> const& enqueue, int replays, void* flush,
+                  size_t flush_bytes, cudaStream_t stream) {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) != cudaSuccess) return -1.0;
+  cudaError_t const enqueued = enqueue(stream);
+  if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || enqueued != cudaSuccess ||
+      cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+    return -1.0;
+  }
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<float> us;
+  for (int i = 0; i < replays + 3; ++i) {
+    if (tools::flush_l2(tools::L2Flush::kRead, flush, flush_bytes, i, stream) != cudaSuccess) break;
+    cudaEventRecord(start, stream);
+    cudaGraphLaunch(exec, stream);
+    cudaEventRecord(stop, stream);
+    if (cudaEventSynchronize(stop) != cudaSuccess) break;
+    float ms = 0.0f;
+    if (i >= 3 && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess) us.push_back(1e3f * ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  if (us.size() != size_t(replays)) return -1.0;
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
+int run(int argc, char** argv) {
+  int replays = 200;
+  std::string out_dir = ".";
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--replays") && i + 1 < argc) {
+      replays = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) {
+      out_dir = argv[++i];
+    } else {
+      std::fprintf(stderr, "w4a8moe_launch_floor: unknown argument %s; usage: [--replays 200] [--out DIR]\n", argv[i]);
+      return 2;
+    }
+  }
+  if (replays < 1) {
+    std::fprintf(stderr, "w4a8moe_launch_floor: --replays must be at least 1\n");
+    return 2;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    std::fprintf(stderr, "w4a8moe_launch_floor: no CUDA device\n");
+    return 1;
+  }
+  size_t const flush_bytes = tools::l2_flush_buffer_bytes(0);
+  DeviceBuffer flush(flush_bytes), logits(kLogits * sizeof(float)), out(kHidden * sizeof(__nv_bfloat16));
+  if (!flush.ok() || !logits.ok() || !out.ok() || cudaMemset(logits.get(), 0, logits.bytes()) != cudaSuccess) {
+    std::fprintf(stderr, "w4a8moe_launch_floor: cannot allocate the buffers\n");
+    return 1;
+  }
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+
+  std::vector<Floor> floors;
+  auto add = [&](std::string name, std::function<cudaError_t(cudaStream_t)> const& enqueue) {
+    floors.push_back({std::move(name), time_graph(enqueue, replays, flush.get(), flush_bytes, stream)});
+  };
+  add("one_empty", [](cudaStream_t s) {
+    empty_kernel<<<1, 32, 0, s>>>();
+    return cudaGetLastError();
+  });
+  add("idle_rank", [&](cudaStream_t s) {
+    idle_rank_kernel<<<1, 256, 0, s>>>(logits.as<float>(), out.as<__nv_bfloat16>());
+    return cudaGetLastError();
+  });
+  for (int kernels : {2, 4, 6}) {
+    add("chain_pdl_" + std::to_string(kernels), [kernels](cudaStream_t s) {
+      for (int k = 0; k < kernels; ++k) {
+        if (cudaError_t e = launch_with_pdl(chained_kernel, dim3(1), dim3(32), 0, s); e != cudaSuccess) return e;
+      }
+      return cudaSuccess;
+    });
+    add("chain_plain_" + std::to_string(kernels), [kernels](cudaStream_t s) {
+      for (int k = 0; k < kernels; ++k) empty_kernel<<<1, 32, 0, s>>>();
+      return cudaGetLastError();
+    });
+  }
+  cudaStreamDestroy(stream);
+
+  nlohmann::json rows = nlohmann::json::array();
+  std::string table = "# Launch floors (" + std::string(prop.name) +
+                      ")\n\nw4a8moe_launch_floor: graphs timed as the layer benchmark times the layer (L2 and "
+                      "instruction caches flushed, events around the graph launch), medians of " +
+                      std::to_string(replays) + " replays.\n\n| graph | us |\n|---|---|\n";
+  bool ok = true;
+  for (auto const& f : floors) {
+    ok = ok && f.median_us > 0.0;
+    rows.push_back({{"graph", f.name}, {"us", f.median_us}});
+    char line[96];
+    std::snprintf(line, sizeof(line), "| %s | %.2f |\n", f.name.c_str(), f.median_us);
+    table += line;
+  }
+  nlohmann::json const doc = {{"device", prop.name}, {"replays", replays}, {"rows", rows}};
+  std::ofstream(out_dir + "/launch_floor.json") << doc.dump(1) << "\n";
+  std::ofstream(out_dir + "/launch_floor.md") << table;
+  std::fputs(table.c_str(), stdout);
+  if (!ok) std::fprintf(stderr, "w4a8moe_launch_floor: a graph failed to capture or run\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace w4a8moe::bench
+
+int main(int argc, char** argv) { return w4a8moe::bench::run(argc, argv); }
