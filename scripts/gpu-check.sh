@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the repository root, with build/bin carried from the build machine: every
 # GPU test, the PDL rules in the kernels' SASS, compute-sanitizer memcheck on small cases, the layer program on model
-# presets and on a checkpoint made and quantised here, then the layer and GEMM benchmarks; a short summary last.
+# presets and on a checkpoint made and quantised here, then the layer benchmark, the launch floor and the GEMM
+# benchmark; a short summary last.
 # Logs and results go to $OUT (or out/); at most 8 files come back from there, and these are the 8: tests.log,
 # bench.log (layer and GEMM benchmarks), layers.json, the two benchmarks' JSON, and with the peers peers.log and
 # their JSON and table.
@@ -89,6 +90,9 @@ rm -rf "$toy"
 
 echo "== MoE layer benchmark" | tee -a "$layer_log"
 $bin/w4a8moe_moe_bench --out "$OUT" ${MOE_BENCH_ARGS:-} >>"$layer_log" 2>&1 || status=1
+# The floor under any layer graph (bench/launch_floor.cu); its table into bench.log, its files not among the 8.
+echo "== launch floor" | tee -a "$layer_log"
+$bin/w4a8moe_launch_floor --out "$(mktemp -d)" >>"$layer_log" 2>&1 || status=1
 
 echo "== GEMM benchmark"
 echo "== GEMM benchmark" >>"$layer_log"
