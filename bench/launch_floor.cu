@@ -11,7 +11,6 @@
 //   w4a8moe_launch_floor [--replays 200] [--out DIR]
 #include <cuda_bf16.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +24,7 @@
 #include "common/device_buffer.h"
 #include "common/pdl.cuh"
 #include "l2_flush.h"
+#include "layer_timing.h"
 
 namespace w4a8moe::bench {
 namespace {
@@ -50,37 +50,30 @@ struct Floor {
   double median_us = 0.0;
 };
 
-// Captures `enqueue` into a graph and times its replays as the layer benchmark does.
+// Captures `enqueue` into a graph and times its replays as the layer benchmark does (tools::replay_flushed).
 double time_graph(std::function<cudaError_t(cudaStream_t)> const& enqueue, int replays, void* flush,
                   size_t flush_bytes, cudaStream_t stream) {
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
-  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) != cudaSuccess) return -1.0;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return -1.0;
   cudaError_t const enqueued = enqueue(stream);
   if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || enqueued != cudaSuccess ||
       cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
     return -1.0;
   }
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<float> us;
-  for (int i = 0; i < replays + 3; ++i) {
-    if (tools::flush_l2(tools::L2Flush::kRead, flush, flush_bytes, i, stream) != cudaSuccess) break;
-    cudaEventRecord(start, stream);
-    cudaGraphLaunch(exec, stream);
-    cudaEventRecord(stop, stream);
-    if (cudaEventSynchronize(stop) != cudaSuccess) break;
+  std::vector<double> us;
+  auto const read_replay = [&](cudaEvent_t start, cudaEvent_t stop) {
     float ms = 0.0f;
-    if (i >= 3 && cudaEventElapsedTime(&ms, start, stop) == cudaSuccess) us.push_back(1e3f * ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+    cudaError_t const e = cudaEventElapsedTime(&ms, start, stop);
+    us.push_back(1e3 * ms);
+    return e;
+  };
+  cudaError_t const error =
+      tools::replay_flushed(exec, replays, tools::L2Flush::kRead, flush, flush_bytes, stream, read_replay);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  if (us.size() != size_t(replays)) return -1.0;
-  std::sort(us.begin(), us.end());
-  return us[us.size() / 2];
+  return error == cudaSuccess ? tools::median(us) : -1.0;
 }
 
 int run(int argc, char** argv) {

@@ -6,16 +6,36 @@
 namespace w4a8moe::tools {
 namespace {
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values.empty() ? 0.0 : values[values.size() / 2];
-}
-
 Status cuda_error(cudaError_t error, char const* what) {
   return Status(StatusCode::kCudaError, std::string(what) + ": " + cudaGetErrorName(error));
 }
 
 }  // namespace
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0.0 : values[values.size() / 2];
+}
+
+cudaError_t replay_flushed(cudaGraphExec_t exec, int replays, L2Flush flush, void* buffer, size_t bytes,
+                           cudaStream_t stream,
+                           std::function<cudaError_t(cudaEvent_t start, cudaEvent_t stop)> const& on_replay) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaError_t error = cudaSuccess;
+  for (int i = 0; i < replays + 3 && error == cudaSuccess; ++i) {
+    if ((error = flush_l2(flush, buffer, bytes, i, stream)) != cudaSuccess) break;
+    cudaEventRecord(start, stream);
+    cudaGraphLaunch(exec, stream);
+    cudaEventRecord(stop, stream);
+    if ((error = cudaEventSynchronize(stop)) != cudaSuccess || i < 3) continue;  // 3 warm-up replays
+    error = on_replay(start, stop);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return error;
+}
 
 Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush l2_flush, size_t flush_bytes) {
   // Every replay starts with a cold L2, as a decode step does after the rest of the model's layers: the weights of
@@ -29,14 +49,9 @@ Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush
     }
   }
   std::vector<cudaEvent_t> events(kMoeStageCount + 1);
-  cudaEvent_t start, stop;
   for (auto& e : events) cudaEventCreate(&e);
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
   auto cleanup = [&] {
     for (auto& e : events) cudaEventDestroy(e);
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
     cudaFree(flush);
   };
   Status status = moe_forward(args);  // warm-up, outside the graph
@@ -59,22 +74,21 @@ Status time_layer(MoeForwardArgs args, int replays, LayerTiming* timing, L2Flush
       break;
     }
     if (!with_events) cudaGraphGetNodes(graph, nullptr, &timing->graph_nodes);
-    for (int i = 0; i < replays + 3 && error == cudaSuccess; ++i) {
-      if ((error = flush_l2(l2_flush, flush, flush_bytes, i, args.stream)) != cudaSuccess) break;
-      cudaEventRecord(start, args.stream);
-      cudaGraphLaunch(exec, args.stream);
-      cudaEventRecord(stop, args.stream);
-      if ((error = cudaEventSynchronize(stop)) != cudaSuccess || i < 3) continue;  // 3 warm-up replays
+    // After each replay: the plain graph's total, or the stages between the other graph's event nodes.
+    auto const read_replay = [&](cudaEvent_t start, cudaEvent_t stop) {
       float ms = 0;
+      cudaError_t e = cudaSuccess;
       if (!with_events) {
-        if ((error = cudaEventElapsedTime(&ms, start, stop)) == cudaSuccess) total.push_back(1e3 * ms);
-        continue;
+        if ((e = cudaEventElapsedTime(&ms, start, stop)) == cudaSuccess) total.push_back(1e3 * ms);
+        return e;
       }
-      for (int st = 0; st < kMoeStageCount && error == cudaSuccess; ++st) {
-        error = cudaEventElapsedTime(&ms, events[st], events[st + 1]);
+      for (int st = 0; st < kMoeStageCount && e == cudaSuccess; ++st) {
+        e = cudaEventElapsedTime(&ms, events[st], events[st + 1]);
         stage[st].push_back(1e3 * ms);
       }
-    }
+      return e;
+    };
+    error = replay_flushed(exec, replays, l2_flush, flush, flush_bytes, args.stream, read_replay);
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     if (error != cudaSuccess) break;
