@@ -7,6 +7,12 @@
 //   chain_pdl_N      N one-block kernels chained by PDL as the staged layer's (common/pdl.cuh: each waits on the one
 //                    before and lets the next launch right after)
 //   chain_plain_N    the same N kernels launched without PDL
+//   links_*          six kernels shaped as an idle rank's staged layer: a one-block "routing" that writes the
+//                    expert offsets, then five of three 256-thread blocks an SM (as the decode GEMMs' grids):
+//     links_wide         the five do nothing but wait and let the next launch
+//     links_search       each block first reads the offsets through L2 and sums them across the block (the decode
+//                        kernel's chunk search), then waits, then lets the next launch (common/pdl.cuh's rule)
+//     links_search_early the same, but the third to sixth kernels let the next launch as they start
 // Writes launch_floor.json and launch_floor.md into --out (default .).
 //   w4a8moe_launch_floor [--replays 200] [--out DIR]
 #include <cuda_bf16.h>
@@ -30,12 +36,41 @@ namespace w4a8moe::bench {
 namespace {
 
 constexpr int kLogits = 256, kHidden = 7168;
+// The links_* kernels: a layer's expert offsets (Qwen3-30B-A3B's 128 experts), threads and shared memory of a block
+// so that three share an SM, as the decode GEMM's blocks do.
+constexpr int kOffsets = 129, kLinkThreads = 256, kLinkBlocksPerSm = 3;
+constexpr size_t kLinkSharedBytes = 70 * 1024;
 
 __global__ void empty_kernel() {}
 
 __global__ void chained_kernel() {
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
+}
+
+// The routing's stand-in: writes the offsets the next kernels search.
+__global__ void write_offsets_kernel(int64_t* offsets) {
+  pdl_wait_for_previous_grid();
+  pdl_allow_next_grid();
+  for (int i = int(threadIdx.x); i < kOffsets; i += int(blockDim.x)) offsets[i] = 0;
+}
+
+// A decode GEMM's block on an idle rank: (search) the offsets read through L2 before the wait and summed across the
+// block, then the wait; the next kernel may launch after the wait or (early) as the block starts.
+__global__ void __launch_bounds__(kLinkThreads) link_kernel(int64_t const* offsets, int* sink, bool search,
+                                                            bool early) {
+  __shared__ unsigned long long total;
+  if (early) pdl_allow_next_grid();
+  if (search) {
+    if (threadIdx.x == 0) total = 0;
+    __syncthreads();
+    int64_t const own = int(threadIdx.x) < kOffsets ? __ldcg(offsets + threadIdx.x) : 0;
+    atomicAdd(&total, static_cast<unsigned long long>(own));
+    __syncthreads();
+  }
+  pdl_wait_for_previous_grid();
+  if (!early) pdl_allow_next_grid();
+  if (search && threadIdx.x == 0 && total != 0) *sink = 1;  // never: the offsets are zeros, but the sum is used
 }
 
 // The least an idle rank does: read the logits (their top-k would say no expert is local), write zeros.
@@ -99,8 +134,10 @@ int run(int argc, char** argv) {
     return 1;
   }
   size_t const flush_bytes = tools::l2_flush_buffer_bytes(0);
-  DeviceBuffer flush(flush_bytes), logits(kLogits * sizeof(float)), out(kHidden * sizeof(__nv_bfloat16));
-  if (!flush.ok() || !logits.ok() || !out.ok() || cudaMemset(logits.get(), 0, logits.bytes()) != cudaSuccess) {
+  DeviceBuffer flush(flush_bytes), logits(kLogits * sizeof(float)), out(kHidden * sizeof(__nv_bfloat16)),
+      offsets(kOffsets * sizeof(int64_t)), sink(sizeof(int));
+  if (!flush.ok() || !logits.ok() || !out.ok() || !offsets.ok() || !sink.ok() ||
+      cudaMemset(logits.get(), 0, logits.bytes()) != cudaSuccess) {
     std::fprintf(stderr, "w4a8moe_launch_floor: cannot allocate the buffers\n");
     return 1;
   }
@@ -129,6 +166,21 @@ int run(int argc, char** argv) {
     add("chain_plain_" + std::to_string(kernels), [kernels](cudaStream_t s) {
       for (int k = 0; k < kernels; ++k) empty_kernel<<<1, 32, 0, s>>>();
       return cudaGetLastError();
+    });
+  }
+  // links_*: the routing's stand-in, then five kernels of three blocks an SM. kind: 0 wide, 1 search, 2 search with
+  // the third to sixth kernels letting the next launch as they start.
+  unsigned const link_blocks = unsigned(kLinkBlocksPerSm * prop.multiProcessorCount);
+  for (int kind : {0, 1, 2}) {
+    static char const* const names[] = {"links_wide", "links_search", "links_search_early"};
+    add(names[kind], [&, kind](cudaStream_t s) {
+      cudaError_t e = launch_with_pdl(write_offsets_kernel, dim3(1), dim3(128), 0, s, offsets.as<int64_t>());
+      for (int k = 1; k < 6 && e == cudaSuccess; ++k) {
+        e = launch_with_pdl(link_kernel, dim3(link_blocks), dim3(kLinkThreads), kLinkSharedBytes, s,
+                            static_cast<int64_t const*>(offsets.as<int64_t>()), sink.as<int>(), kind > 0,
+                            kind == 2 && k >= 2);
+      }
+      return e;
     });
   }
   cudaStreamDestroy(stream);
