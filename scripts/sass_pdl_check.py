@@ -4,8 +4,8 @@
 PREEXIT. For every kernel that waits:
 
 - no PREEXIT before its first ACQBULK: a kernel lets the next one launch only after its own wait, which is what lets
-  the kernels after the permute kernel read the routing's outputs before their waits (the SiLU kernel excepted:
-  common/pdl.cuh says why GEMM2 may launch before its wait);
+  the kernels after the permute kernel read the routing's outputs before their waits (the SiLU and decode kernels
+  excepted: common/pdl.cuh says why their next kernels may launch before their waits);
 - before its first ACQBULK only parameter (LDC) and L2 (LDG...STRONG.GPU, ld.global.cg; LDGSTS...BYPASS, cp.async.cg)
   loads: before the wait an SM's L1 may hold an older line, and only data that was complete before the kernel
   started may be read at all;
@@ -47,8 +47,8 @@ def load_kind(text):
     return "plain"
 
 
-# Kernels that let the next one launch before their own wait (common/pdl.cuh's exception to the first rule).
-EARLY_LAUNCH_KERNELS = ("silu_mul_quantize_kernel",)
+# Kernels that let the next one launch before their own wait (common/pdl.cuh's exceptions to the first rule).
+EARLY_LAUNCH_KERNELS = ("silu_mul_quantize_kernel", "decode_gemm_kernel")
 
 
 def violations(name, instructions):

@@ -6,10 +6,13 @@
 // arguments before any such wait. The rules, which scripts/sass_pdl_check.py checks in the SASS (ACQBULK is the
 // wait, PREEXIT the launch; a ctest where cuobjdump is installed, and scripts/gpu-check.sh):
 // - A kernel lets the next one launch only after its own wait. So whenever a kernel runs, every kernel two or more
-//   launches before it has ended: what those wrote may be read before the wait. One exception: where GEMM2 is the
-//   decode kernel, the MoE layer's SiLU kernel lets it launch before its own wait, so GEMM2 may start while GEMM1
-//   runs; since GEMM1 keeps the rule, every kernel three or more launches before GEMM2 (the routing) has ended, and
-//   GEMM2 reads nothing else before its wait (the offsets, and the weights and scales, which no kernel writes).
+//   launches before it has ended: what those wrote may be read before the wait. Two exceptions, both in the MoE
+//   layer after its permute kernel (which keeps the rule, so the routing has ended whenever a later kernel starts),
+//   for kernels whose next kernel reads nothing before its wait but the routing's outputs (the offsets, rows and
+//   weights) and data no kernel writes (weights, scales): where GEMM2 is the decode kernel, the SiLU kernel lets it
+//   launch before its own wait, so GEMM2 may start while GEMM1 runs; and the decode kernel, where it knows the
+//   routing has ended and the rank expects few rows (gemm/stream_plan.h, decode_launches_next_early), lets the next
+//   kernel (SiLU, unpermute) launch as it starts.
 // - Before the wait, global memory is read only through L2 (__ldcg): the wait is also the grid's acquire, and an
 //   SM's L1 may hold an older line until then. Only what kernels that have ended (above) wrote is read there.
 // - No non-coherent load (of `const __restrict__` data) comes before a wait: the compiler treats such loads as

@@ -83,7 +83,7 @@ __device__ __forceinline__ void multiply_group(GroupedGemmParams const& p, WarpI
 
 template <int kTokenTiles, class Out>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
-    decode_gemm_kernel(GroupedGemmParams p, int splits) {
+    decode_gemm_kernel(GroupedGemmParams p, int splits, bool launches_next_early) {
   constexpr int kChunkRows = kTokensPerTile * kTokenTiles;
   __shared__ float partial[kWarps][kChunkRows][kStripeChannels];
   __shared__ Chunk chunk;
@@ -132,12 +132,15 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   // neither depends on the previous kernel, whose tail they overlap.
   int64_t index = blockIdx.y;
   bool const early = p.offsets_before_wait;
+  // The next kernel reads nothing but the routing's outputs before its own wait, and the routing has ended: on a rank
+  // that expects few rows it launches now, under this kernel's search (decode_launches_next_early).
+  if (launches_next_early) pdl_allow_next_grid();
   bool found = early && find(index, std::true_type{});
   bool loaded = found && stripe < stripes;
   if (loaded) load_first_groups(chunk.expert, std::true_type{});
   float held_channel_scale = found ? channel_scale(std::true_type{}) : 0.f;
   pdl_wait_for_previous_grid();
-  pdl_allow_next_grid();
+  if (!launches_next_early) pdl_allow_next_grid();
   bool scale_held = found;
   if (!early) found = find(index, std::false_type{});
 
@@ -205,7 +208,9 @@ Status launch(GroupedGemmParams const& p) {
                                                    kTokensPerTile * kTokenTiles, kWarps, kBlocksPerSm<kTokenTiles>);
   dim3 const grid(unsigned(plan.grid_x), unsigned(plan.grid_y));
   auto kernel = decode_gemm_kernel<kTokenTiles, Out>;
-  W4A8_CUDA_RETURN(launch_with_pdl(kernel, grid, dim3(kThreads), plan.shared_bytes, p.stream, p, plan.splits));
+  bool const launches_next_early = decode_launches_next_early(p.offsets_before_wait, p.expected_rows);
+  W4A8_CUDA_RETURN(
+      launch_with_pdl(kernel, grid, dim3(kThreads), plan.shared_bytes, p.stream, p, plan.splits, launches_next_early));
   return Status::Ok();
 }
 

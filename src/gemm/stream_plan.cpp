@@ -64,6 +64,10 @@ DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t tota
   return plan;
 }
 
+bool decode_launches_next_early(bool offsets_before_wait, int64_t expected_rows) {
+  return offsets_before_wait && expected_rows <= kEarlyLaunchExpectedRows;
+}
+
 StreamLaunchPlan plan_stream_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
                                     int sm_count, int chunk_rows, int max_blocks_per_sm, size_t block_shared_bytes,
                                     int tile_channels, int max_splits, ClusterResidency const& residency) {

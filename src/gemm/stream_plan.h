@@ -94,6 +94,15 @@ struct DecodeLaunchPlan {
 DecodeLaunchPlan plan_decode_launch(ExpertWeightShape const& shape, int64_t total_rows, int64_t expected_rows,
                                     int sm_count, int chunk_rows, int warps_per_block, int max_blocks_per_sm);
 
+// Whether the decode kernel lets the next kernel launch as it starts, before its search and its PDL wait (the second
+// exception of common/pdl.cuh): only where the routing has ended before it starts (offsets_before_wait) and the rank
+// expects at most kEarlyLaunchExpectedRows rows (an expert-parallel rank at 1-2 tokens, whose blocks mostly find no
+// chunk). There the next kernel's launch and its reads pass under the search: the idle DeepSeek-V3 EP8 rank 1.2-1.8
+// us faster at 1-2 tokens, its busy rank at 2 tokens 0.9; Qwen3-30B-A3B at 1 token (8 rows) lost 0.5 us with it
+// (bench/NOTES.md §112).
+inline constexpr int64_t kEarlyLaunchExpectedRows = 2;
+bool decode_launches_next_early(bool offsets_before_wait, int64_t expected_rows);
+
 // The wgmma streaming kernel (stream_gemm.cu): workers, each a block (or a thread-block cluster of `splits` blocks,
 // one K slice each, that sums its partial tiles through distributed shared memory), taking the items worker,
 // worker + workers, ... of the call, item = chunk * tiles + tile.

@@ -287,6 +287,18 @@ TEST(DecodePlan, OneChunkRowWhereARowOfBlocksPassesAWave) {
   EXPECT_EQ(plan.grid_y, 1);
 }
 
+// The decode kernel lets the next kernel launch as it starts only after the layer's routing (offsets_before_wait) and
+// where the rank expects at most two rows: DeepSeek-V3 EP8 at 1-2 tokens, not Qwen3-30B-A3B's 8 rows at 1 token, and
+// never in a GEMM of its own (the kernel before it may be anything).
+TEST(DecodePlan, NextKernelLaunchesEarlyOnlyAfterTheRoutingForFewRows) {
+  EXPECT_TRUE(decode_launches_next_early(true, 0));
+  EXPECT_TRUE(decode_launches_next_early(true, 1));
+  EXPECT_TRUE(decode_launches_next_early(true, kEarlyLaunchExpectedRows));
+  EXPECT_FALSE(decode_launches_next_early(true, kEarlyLaunchExpectedRows + 1));
+  EXPECT_FALSE(decode_launches_next_early(true, 8));
+  EXPECT_FALSE(decode_launches_next_early(false, 1));
+}
+
 TEST(StripeKSplits, FillAWaveAndCapTheGroupsAWarpStreams) {
   int64_t const wave = 132 * 2 * 8;  // 2112 warps: the one-launch layer's grid on 132 SMs
   // Qwen3 at 1 token, 8 experts. GEMM1: 8 x 48 gate/up pairs over 16 groups -> 4 splits (1536 warps, 4 groups each).
