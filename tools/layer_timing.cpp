@@ -20,20 +20,20 @@ double median(std::vector<double> values) {
 cudaError_t replay_flushed(cudaGraphExec_t exec, int replays, L2Flush flush, void* buffer, size_t bytes,
                            cudaStream_t stream,
                            std::function<cudaError_t(cudaEvent_t start, cudaEvent_t stop)> const& on_replay) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaError_t error = cudaSuccess;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cudaError_t error = cudaEventCreate(&start);
+  if (error == cudaSuccess) error = cudaEventCreate(&stop);
   for (int i = 0; i < replays + 3 && error == cudaSuccess; ++i) {
-    if ((error = flush_l2(flush, buffer, bytes, i, stream)) != cudaSuccess) break;
-    cudaEventRecord(start, stream);
-    cudaGraphLaunch(exec, stream);
-    cudaEventRecord(stop, stream);
-    if ((error = cudaEventSynchronize(stop)) != cudaSuccess || i < 3) continue;  // 3 warm-up replays
-    error = on_replay(start, stop);
+    if ((error = flush_l2(flush, buffer, bytes, i, stream)) != cudaSuccess ||
+        (error = cudaEventRecord(start, stream)) != cudaSuccess ||
+        (error = cudaGraphLaunch(exec, stream)) != cudaSuccess ||
+        (error = cudaEventRecord(stop, stream)) != cudaSuccess || (error = cudaEventSynchronize(stop)) != cudaSuccess) {
+      break;
+    }
+    if (i >= 3) error = on_replay(start, stop);  // after 3 warm-up replays
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  if (start != nullptr) cudaEventDestroy(start);
+  if (stop != nullptr) cudaEventDestroy(stop);
   return error;
 }
 
