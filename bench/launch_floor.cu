@@ -168,17 +168,21 @@ int run(int argc, char** argv) {
       return cudaGetLastError();
     });
   }
-  // links_*: the routing's stand-in, then five kernels of three blocks an SM. kind: 0 wide, 1 search, 2 search with
-  // the third to sixth kernels letting the next launch as they start.
+  // links_*: the routing's stand-in, then five kernels of three blocks an SM; `early`: the third to sixth kernels let
+  // the next launch as they start.
+  struct Links {
+    char const* name;
+    bool search, early;
+  };
   unsigned const link_blocks = unsigned(kLinkBlocksPerSm * prop.multiProcessorCount);
-  for (int kind : {0, 1, 2}) {
-    static char const* const names[] = {"links_wide", "links_search", "links_search_early"};
-    add(names[kind], [&, kind](cudaStream_t s) {
+  for (Links const links : {Links{"links_wide", false, false}, Links{"links_search", true, false},
+                            Links{"links_search_early", true, true}}) {
+    add(links.name, [&, links](cudaStream_t s) {
       cudaError_t e = launch_with_pdl(write_offsets_kernel, dim3(1), dim3(128), 0, s, offsets.as<int64_t>());
       for (int k = 1; k < 6 && e == cudaSuccess; ++k) {
         e = launch_with_pdl(link_kernel, dim3(link_blocks), dim3(kLinkThreads), kLinkSharedBytes, s,
-                            static_cast<int64_t const*>(offsets.as<int64_t>()), sink.as<int>(), kind > 0,
-                            kind == 2 && k >= 2);
+                            static_cast<int64_t const*>(offsets.as<int64_t>()), sink.as<int>(), links.search,
+                            links.early && k >= 2);
       }
       return e;
     });
