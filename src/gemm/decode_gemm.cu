@@ -131,18 +131,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   // Where the offsets allow it, the first chunk and its first groups' weights before the wait (L2 loads only):
   // neither depends on the previous kernel, whose tail they overlap.
   int64_t index = blockIdx.y;
-  bool const early = p.offsets_before_wait;
+  bool const search_before_wait = p.offsets_before_wait;
   // The next kernel reads nothing but the routing's outputs before its own wait, and the routing has ended: on a rank
   // that expects few rows it launches now, under this kernel's search (decode_launches_next_early).
   if (launches_next_early) pdl_allow_next_grid();
-  bool found = early && find(index, std::true_type{});
+  bool found = search_before_wait && find(index, std::true_type{});
   bool loaded = found && stripe < stripes;
   if (loaded) load_first_groups(chunk.expert, std::true_type{});
   float held_channel_scale = found ? channel_scale(std::true_type{}) : 0.f;
   pdl_wait_for_previous_grid();
   if (!launches_next_early) pdl_allow_next_grid();
   bool scale_held = found;
-  if (!early) found = find(index, std::false_type{});
+  if (!search_before_wait) found = find(index, std::false_type{});
 
   while (found) {
     WarpItem const w{chunk.expert, stripe, chunk.rows, int32_t(chunk.first_row)};
