@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include "layer_timing.h"  // tools::median
+
 namespace w4a8moe::bench {
 namespace {
 
@@ -34,12 +36,6 @@ void make_output_dir(std::string const& dir) {
   if (error || !std::filesystem::is_directory(dir)) {
     fail("--out " + dir + ": cannot create the folder" + (error ? ": " + error.message() : std::string()));
   }
-}
-
-double median(std::vector<double> values) {
-  if (values.empty()) return 0.0;
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream) {
@@ -96,7 +92,7 @@ Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t
   cudaGraphDestroy(graph);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  timing.us = median(per_launch_us);
+  timing.us = tools::median(per_launch_us);
   return timing;
 }
 

@@ -25,8 +25,6 @@ struct Timing {
 // take ~300 us (rotating through the copies) and returns the median over `replays` replays of graph time / launches.
 Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream);
 
-double median(std::vector<double> values);
-
 // "a,b,c" -> {"a", "b", "c"}: the benchmarks' list arguments.
 std::vector<std::string> split(std::string const& list);
 
