@@ -18,8 +18,6 @@
 #include <cuda_bf16.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -28,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/device_buffer.h"
+#include "cli_args.h"
 #include "common/pdl.cuh"
 #include "l2_flush.h"
 #include "layer_timing.h"
@@ -112,22 +111,16 @@ double time_graph(std::function<cudaError_t(cudaStream_t)> const& enqueue, int r
 }
 
 int run(int argc, char** argv) {
-  int replays = 200;
-  std::string out_dir = ".";
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--replays") && i + 1 < argc) {
-      replays = std::atoi(argv[++i]);
-    } else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) {
-      out_dir = argv[++i];
-    } else {
-      std::fprintf(stderr, "w4a8moe_launch_floor: unknown argument %s; usage: [--replays 200] [--out DIR]\n", argv[i]);
-      return 2;
-    }
-  }
-  if (replays < 1) {
-    std::fprintf(stderr, "w4a8moe_launch_floor: --replays must be at least 1\n");
+  tools::Args const args(argc, argv, 1);
+  int64_t replays = 200;
+  Status status = args.check_known({"replays", "out"});
+  if (status.ok()) status = args.integer_in("replays", replays, 1, 1 << 20, &replays);
+  if (!status.ok() || !args.positional().empty()) {
+    std::fprintf(stderr, "w4a8moe_launch_floor: %s; usage: [--replays 200] [--out DIR]\n",
+                 status.ok() ? "unexpected argument" : status.message().c_str());
     return 2;
   }
+  std::string const out_dir = args.get("out", ".");
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
     std::fprintf(stderr, "w4a8moe_launch_floor: no CUDA device\n");
@@ -146,7 +139,7 @@ int run(int argc, char** argv) {
 
   std::vector<Floor> floors;
   auto add = [&](std::string name, std::function<cudaError_t(cudaStream_t)> const& enqueue) {
-    floors.push_back({std::move(name), time_graph(enqueue, replays, flush.get(), flush_bytes, stream)});
+    floors.push_back({std::move(name), time_graph(enqueue, int(replays), flush.get(), flush_bytes, stream)});
   };
   add("one_empty", [](cudaStream_t s) {
     empty_kernel<<<1, 32, 0, s>>>();

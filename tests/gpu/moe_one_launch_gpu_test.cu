@@ -119,11 +119,11 @@ TEST_P(MoeOneLaunch, RepeatedExpertsMakeSeveralTilesPerExpert) {
 
 // Expert-parallel ranks: up to kDecodeLayerMaxTokens tokens both paths match the reference of the rank's experts; a
 // rank none of whose experts is chosen writes exact zeros on both paths (one launch: no barrier, it skips to the
-// combine), and at 24 and 64 tokens on the staged one. Two ranks of different shapes, so that
-// the staged path runs each GEMM kernel family (moe_plan.h's picks on the lookup-table layout): 8 of 32 small experts
-// on the wgmma streaming kernels at every token count; 16 of 128 larger ones on the decode kernel at 1-6 tokens (at
-// 1-2 tokens the rank expects at most 2 rows, where that kernel lets the next launch as it starts,
-// gemm::decode_launches_next_early) and on CUTLASS's at 24 and 64. A token of either rank has mostly one local slot,
+// combine), and at 24 and 64 tokens on the staged one. Two ranks of different shapes, so that the staged path runs
+// each GEMM kernel family (moe_plan.h's picks on the lookup-table layout): 8 of 32 small experts on the wgmma
+// streaming kernels at every token count; 16 of 128 larger ones on the decode kernel at 1-6 tokens (at 1-2 tokens the
+// rank expects at most 2 rows, where that kernel lets the next launch as it starts, gemm::decode_launches_next_early)
+// and on CUTLASS's at 24 and 64. A token of either rank has mostly one local slot,
 // whose error no other slot averages: modelled on the CPU as two slots on one expert (w4a8moe_tolerance_tails
 // --slots repeated --top-k 2, lookup layout), the per-token error's largest in 2400 tokens is 5.0 % at H 256, I 256
 // and 4.6 % at H 1024, I 512, under the 6 % of check_both_paths.
