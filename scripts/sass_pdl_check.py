@@ -48,7 +48,7 @@ def load_kind(text):
 
 
 # Kernels that let the next one launch before their own wait (common/pdl.cuh's exceptions to the first rule).
-EARLY_LAUNCH_KERNELS = ("silu_mul_quantize_kernel", "decode_gemm_kernel")
+EARLY_LAUNCH_KERNELS = ("silu_mul_quantize_kernel", "decode_gemm_kernel", "permute_quantize_kernel")
 
 
 def violations(name, instructions):

@@ -23,7 +23,7 @@ bool works_before_wait(GroupedGemmArgs const& args);
 // grouped_gemm() for a call of the MoE layer, whose routing writes the offsets two or more launches before the GEMM
 // (GroupedGemmParams::offsets_before_wait). arrays_built: the per-expert arrays were filled from
 // grouped_gemm_params(args) after the offsets were final, earlier on the same stream, so the GEMM kernel launches
-// alone.
-Status grouped_gemm_in_layer(GroupedGemmArgs const& args, bool arrays_built);
+// alone. routing_end: GroupedGemmParams::routing_end (GEMM1 where the permute kernel publishes the routing's end).
+Status grouped_gemm_in_layer(GroupedGemmArgs const& args, bool arrays_built, uint32_t const* routing_end = nullptr);
 
 }  // namespace w4a8moe::gemm

@@ -102,7 +102,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   int const split = warp / stripes_per_block;
   int const group_begin = split * groups / splits, group_end = (split + 1) * groups / splits;
   int const stripe = int(blockIdx.x) * stripes_per_block + warp % stripes_per_block;
-  if (threadIdx.x == 0) chunk_count = p.total_rows + p.shape.num_experts;
+  if (threadIdx.x == 0) {
+    chunk_count = p.total_rows + p.shape.num_experts;
+    // Launched as the permute kernel started, the routing may still run: its offsets are read once it has ended (the
+    // barrier below passes what thread 0 acquired on to the block).
+    if (p.routing_end != nullptr) await_routing_end_in_thread(p.routing_end);
+  }
   __syncthreads();
   // kStages groups in flight: a buffer is reloaded with the group kStages ahead as soon as it is multiplied.
   StripeCursor cursor;

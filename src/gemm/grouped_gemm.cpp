@@ -207,6 +207,7 @@ namespace {
 struct CallContext {
   bool arrays_built = false;
   bool offsets_before_wait = false;
+  uint32_t const* routing_end = nullptr;
 };
 
 Status run(GroupedGemmArgs const& args, CallContext const& call) {
@@ -222,6 +223,7 @@ Status run(GroupedGemmArgs const& args, CallContext const& call) {
   gemm::GroupedGemmParams params = gemm::grouped_gemm_params(args);
   params.arrays_built = call.arrays_built;
   params.offsets_before_wait = call.offsets_before_wait;
+  params.routing_end = call.routing_end;
   params.sm_count = current_device_sm_count();
   W4A8_CUDA_RETURN(cudaGetDevice(&params.device_id));
   return kernel.run(params, args.workspace, args.workspace_bytes);
@@ -233,8 +235,8 @@ Status grouped_gemm(GroupedGemmArgs const& args) { return run(args, {}); }
 
 namespace gemm {
 
-Status grouped_gemm_in_layer(GroupedGemmArgs const& args, bool arrays_built) {
-  return run(args, {arrays_built, true});
+Status grouped_gemm_in_layer(GroupedGemmArgs const& args, bool arrays_built, uint32_t const* routing_end) {
+  return run(args, {arrays_built, true, routing_end});
 }
 
 }  // namespace gemm

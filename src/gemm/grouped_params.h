@@ -38,6 +38,10 @@ struct GroupedGemmParams {
   // more launches before either GEMM; common/pdl.cuh): the decode kernel finds its first chunk and loads that chunk's
   // first weights and channel scales before its PDL wait, overlapping the previous kernel's tail.
   bool offsets_before_wait = false;
+  // Where the routing may still run when this kernel starts (the decode kernel as GEMM1 after a permute kernel that
+  // let it launch as it started): the word the permute kernel publishes the routing's end to, awaited before the
+  // offsets are read (common/pdl.cuh's third exception). Null: the offsets are final when the kernel starts.
+  uint32_t const* routing_end = nullptr;
 };
 
 // Bytes of the per-expert argument arrays (expert_arrays.cuh) at the start of the workspace.

@@ -201,7 +201,12 @@ Status moe_forward(MoeForwardArgs const& a) {
     fill.workspace[fill.count] = g->workspace;
     ++fill.count;
   }
-  auto run_gemm = [&](GroupedGemmArgs const& g) { return gemm::grouped_gemm_in_layer(g, plan.one_block_routing); };
+  // Where GEMM1 launches as the permute kernel starts, the routing's end is published to it through this word.
+  auto* const routing_end =
+      plan.gemm1_at_routing_end ? reinterpret_cast<uint32_t*>(at(plan.workspace.routing_end)) : nullptr;
+  auto run_gemm = [&](GroupedGemmArgs const& g, uint32_t const* awaits = nullptr) {
+    return gemm::grouped_gemm_in_layer(g, plan.one_block_routing, awaits);
+  };
 
   W4A8_RETURN_IF_ERROR(mark(0));
   moe::RoutingProblem routing = routing_problem(s, tokens, a.expert_map, a.stream);
@@ -211,6 +216,7 @@ Status moe_forward(MoeForwardArgs const& a) {
   routing.dest_row = dest_row;
   routing.row_slot = reinterpret_cast<int32_t*>(at(plan.workspace.row_slot));
   routing.fill = fill;
+  routing.routing_end = routing_end;
   float const* topk_weights = a.topk_weights;
   if (a.router_logits != nullptr) {
     moe::Router router;
@@ -228,10 +234,11 @@ Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(mark(1));
   W4A8_CUDA_RETURN(moe::launch_permute_quantize(a.hidden, a.act_type, tokens, s.hidden, s.top_k, dest_row,
                                                 a.expert_map != nullptr, topk_weights, a.apply_router_weight_on_input,
-                                                act1, scale1, group_sums(plan.workspace.sums1), a.stream));
+                                                act1, scale1, group_sums(plan.workspace.sums1), routing_end,
+                                                a.stream));
 
   W4A8_RETURN_IF_ERROR(mark(2));
-  W4A8_RETURN_IF_ERROR(run_gemm(gemm1));
+  W4A8_RETURN_IF_ERROR(run_gemm(gemm1, routing_end));
 
   W4A8_RETURN_IF_ERROR(mark(3));
   W4A8_CUDA_RETURN(moe::launch_silu_mul_quantize(at(plan.workspace.gemm1_out), a.act_type,
@@ -245,7 +252,8 @@ Status moe_forward(MoeForwardArgs const& a) {
 
   W4A8_RETURN_IF_ERROR(mark(5));
   W4A8_CUDA_RETURN(moe::launch_unpermute(at(plan.workspace.gemm2_out), a.act_type, tokens, s.hidden, s.top_k,
-                                         dest_row, topk_weights, a.apply_router_weight_on_input, a.out, a.stream));
+                                         dest_row, topk_weights, a.apply_router_weight_on_input, a.out, routing_end,
+                                         a.stream));
   return mark(6);
 }
 

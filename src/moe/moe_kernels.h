@@ -97,6 +97,7 @@ struct RoutingProblem {
   int32_t* dest_row = nullptr;          // device out [tokens * top_k]: row of each slot, or -1
   int32_t* row_slot = nullptr;          // device out [tokens * top_k]: slot of each row
   RoutingArraysFill fill;               // the GEMMs' arrays to fill; the one-block routing only
+  uint32_t* routing_end = nullptr;      // optional device word, cleared as the routing starts (common/pdl.cuh)
   cudaStream_t stream = nullptr;
 };
 
@@ -130,10 +131,12 @@ struct GroupSumsOut {
 
 // Each token quantised once to e4m3 (per-token scale) and copied to its rows; with weight_on_input the row's scale
 // is multiplied by its top-k weight. some_slots_remote (an expert map): tokens with no local row may be left unread.
+// routing_end (optional device word): the next kernel (GEMM1, the decode kernel) launches as this one starts and
+// awaits the routing's end there (common/pdl.cuh's third exception).
 cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
                                     int top_k, int32_t const* dest_row, bool some_slots_remote,
                                     float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
-                                    GroupSumsOut group_sums, cudaStream_t stream);
+                                    GroupSumsOut group_sums, uint32_t* routing_end, cudaStream_t stream);
 
 // h = SiLU(gate) * up, or gpt-oss's clamped SwiGLU, per row (gate = columns [0, I), up = [I, 2I)), then per-row
 // e4m3 quantisation. Rows at or past offsets[local_experts] are skipped.
@@ -160,9 +163,10 @@ inline int unpermute_slices(int64_t tokens, int hidden_size) {
 }
 
 // out[t] = sum_j w_j * gemm2_out[dest_row[t*k + j]] in slot order (w_j = 1 with weight_on_input); zero where no
-// slot of the token is local.
+// slot of the token is local. routing_end (optional device word): cleared once every kernel that polled it has
+// ended (common/pdl.cuh's third exception).
 cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,
                              int32_t const* dest_row, float const* topk_weights, bool weight_on_input, void* out,
-                             cudaStream_t stream);
+                             uint32_t* routing_end, cudaStream_t stream);
 
 }  // namespace w4a8moe::moe

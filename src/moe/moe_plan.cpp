@@ -46,6 +46,7 @@ MoePlan plan_moe(MoeShape const& shape, int64_t tokens, int64_t max_tokens, MoeP
   plan.one_block_routing = routes_in_one_block(tokens, shape.top_k, shape.num_local_experts);
   plan.gemm1 = plan_gemm(gemm1_shape(shape), plan, options.gemm1_config, options.layout);
   plan.gemm2 = plan_gemm(gemm2_shape(shape), plan, options.gemm2_config, options.layout);
+  plan.gemm1_at_routing_end = !plan.one_launch && plan.gemm1.works_before_wait;
   return plan;
 }
 

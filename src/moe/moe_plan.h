@@ -58,6 +58,10 @@ struct MoePlan {
   // router itself up to 32 tokens; else the router, then the chunked count, scan and scatter.
   bool one_block_routing = false;
   GemmStagePlan gemm1, gemm2;
+  // GEMM1 is the decode kernel, which works before its wait: the permute kernel lets it launch as the permute starts
+  // and publishes the routing's end once its own wait returns, and GEMM1 searches the offsets from then on, while the
+  // permute still quantises (common/pdl.cuh's third exception).
+  bool gemm1_at_routing_end = false;
   bool group_sums = false;  // the exact-scale layout's staged GEMMs take the activations' group sums
 };
 

@@ -19,13 +19,14 @@ namespace {
 // and the routing's launches chain by PDL; block 0 also zeroes scan_counts' finished-block counter.
 __global__ void count_chunks(int32_t const* topk_ids, int32_t const* expert_map, int64_t slots, int64_t chunks,
                              int experts, int local_experts, int32_t* __restrict__ chunk_counts,
-                             unsigned* __restrict__ blocks_done) {
+                             unsigned* __restrict__ blocks_done, uint32_t* routing_end) {
   extern __shared__ int32_t counts[];  // [local_experts]
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
   int64_t const chunk = blockIdx.x;
   for (int e = int(threadIdx.x); e < local_experts; e += blockDim.x) counts[e] = 0;
   if (chunk == 0 && threadIdx.x == 0) *blocks_done = 0u;
+  if (chunk == 0 && threadIdx.x == 0 && routing_end != nullptr) *routing_end = 0u;
   __syncthreads();
   int64_t const s = chunk * kRoutingChunk + threadIdx.x;
   if (s < slots) {
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
     Logit const* __restrict__ logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
     int32_t* ids_out, float* __restrict__ weights_out, int32_t const* __restrict__ expert_map, int local_experts,
     int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
-    RoutingArraysFill fill) {
+    RoutingArraysFill fill, uint32_t* routing_end) {
   constexpr int kWarps = kOneBlockRoutingThreads / 32;
   extern __shared__ int32_t shared[];
   int32_t* const next_row = shared;                              // [segments][local_experts]
@@ -173,6 +174,7 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads) route_one_block_kerne
   auto* const slot_expert = reinterpret_cast<int16_t*>(expert_rows + local_experts);  // [slots]
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
+  if (routing_end != nullptr && threadIdx.x == 0) *routing_end = 0u;  // common/pdl.cuh
   int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
     // The router's ids stay in registers: each slot's local expert goes to shared memory straight away, where a
@@ -237,11 +239,12 @@ __global__ void __launch_bounds__(kFewRoutingSlots * 32) route_few_slots_kernel(
     Logit const* logits, int tokens, int top_k, int experts, bool renormalize, int32_t const* ids_in,
     int32_t* ids_out, float* __restrict__ weights_out, int32_t const* expert_map, int local_experts,
     int64_t* __restrict__ offsets, int32_t* __restrict__ dest_row, int32_t* __restrict__ row_slot,
-    RoutingArraysFill fill) {
+    RoutingArraysFill fill, uint32_t* routing_end) {
   static_assert(kFewRoutingSlots == 32, "a lane a slot");
   __shared__ int16_t slot_expert[kFewRoutingSlots];
   pdl_wait_for_previous_grid();
   pdl_allow_next_grid();
+  if (routing_end != nullptr && threadIdx.x == 0) *routing_end = 0u;  // common/pdl.cuh
   int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
     for (int t = warp; t < tokens; t += int(blockDim.x) / 32) {
@@ -290,7 +293,7 @@ cudaError_t launch_route_one_block_kernel(RoutingProblem const& p, Logit const* 
   return launch_with_pdl(route_one_block_kernel<kPerLane, Logit>, 1, kOneBlockRoutingThreads,
                          one_block_routing_shared_bytes(p.tokens * p.top_k, p.local_experts), p.stream, logits,
                          int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
-                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
+                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill, p.routing_end);
 }
 
 // The few-slots routing: kFewRoutingThreads, and with logits (kPerLane > 0) at least a warp a token for the router
@@ -302,7 +305,7 @@ cudaError_t launch_route_few_slots(RoutingProblem const& p, Logit const* logits,
   int const threads = std::max(kFewRoutingThreads, 32 * router_warps);
   return launch_with_pdl(route_few_slots_kernel<kPerLane, Logit>, 1, threads, 0, p.stream, logits,
                          int(p.tokens), p.top_k, p.experts, renormalize, ids_in, ids_out, weights_out, p.expert_map,
-                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill);
+                         p.local_experts, p.offsets, p.dest_row, p.row_slot, p.fill, p.routing_end);
 }
 
 // The routing of a batch that routes_in_one_block: one warp places up to kFewRoutingSlots slots, else the one-block
@@ -326,7 +329,8 @@ cudaError_t launch_routing(RoutingProblem const& p) {
   auto* blocks_done = reinterpret_cast<unsigned*>(p.chunk_counts + chunks * p.local_experts);
   cudaError_t error = launch_with_pdl(count_chunks, unsigned(std::max<int64_t>(chunks, 1)), kRoutingChunk,
                                       size_t(p.local_experts) * sizeof(int32_t), p.stream, p.topk_ids, p.expert_map,
-                                      slots, chunks, p.experts, p.local_experts, p.chunk_counts, blocks_done);
+                                      slots, chunks, p.experts, p.local_experts, p.chunk_counts, blocks_done,
+                                      p.routing_end);
   if (error != cudaSuccess) return error;
   error = launch_with_pdl(scan_counts, unsigned(p.local_experts), 256, 0, p.stream, p.chunk_counts, chunks,
                           p.local_experts, p.offsets, blocks_done);

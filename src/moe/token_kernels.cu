@@ -61,19 +61,31 @@ __device__ __forceinline__ void allow_next_grid_from(int64_t first) {
 // its row is read and its amax taken before the wait: at decode only the rows' load and the stores follow the
 // routing's end. The routing's outputs (dest_row, topk_weights) are not __restrict__ (common/pdl.cuh). With
 // skip_remote_tokens a block first reads the token's rows and leaves a token none of whose experts is local unread: an
-// expert-parallel rank at prefill.
+// expert-parallel rank at prefill. With routing_end (GEMM1 is the decode kernel) every block lets GEMM1 launch as it
+// starts, and block 0 publishes the routing's end there once its wait has returned (common/pdl.cuh's third
+// exception).
 template <ActivationType kType>
 __global__ void __launch_bounds__(kRowBlockThreads)
     permute_quantize_kernel(void const* __restrict__ hidden, int hidden_size, int top_k,
                             int32_t const* dest_row, float const* topk_weights,
                             bool weight_on_input, uint8_t* __restrict__ act, float* __restrict__ act_scales,
-                            GroupSumsOut group_sums, int64_t last_wave, bool skip_remote_tokens) {
+                            GroupSumsOut group_sums, int64_t last_wave, bool skip_remote_tokens,
+                            uint32_t* routing_end) {
   __shared__ float scratch[32];
   __shared__ int32_t rows[kMaxTopK];
   int64_t const t = blockIdx.x;
+  if (routing_end != nullptr) pdl_allow_next_grid();
+  // After this block's wait: the routing's end to GEMM1, or the next kernel's launch from this block.
+  auto after_wait = [&] {
+    if (routing_end == nullptr) {
+      allow_next_grid_from(last_wave);
+    } else if (t == 0 && threadIdx.x == 0) {
+      publish_routing_end(routing_end);
+    }
+  };
   if (skip_remote_tokens) {
     pdl_wait_for_previous_grid();
-    allow_next_grid_from(last_wave);
+    after_wait();
     bool local = false;
     for (int j = 0; j < top_k; ++j) local = local || dest_row[t * top_k + j] >= 0;
     if (!local) return;  // uniform per block: no thread reaches the barriers below
@@ -105,7 +117,7 @@ __global__ void __launch_bounds__(kRowBlockThreads)
   float const amax = block_reduce(local_max, MaxOp{}, scratch);
   if (!skip_remote_tokens) {
     pdl_wait_for_previous_grid();  // the routing's rows, weights and the act buffer's last readers
-    allow_next_grid_from(last_wave);
+    after_wait();
   }
   if (threadIdx.x < top_k) rows[threadIdx.x] = dest_row[t * top_k + threadIdx.x];
   __syncthreads();  // publishes rows
@@ -236,7 +248,7 @@ __global__ void __launch_bounds__(kRowBlockThreads)
 template <ActivationType kType>
 __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_size, int top_k,
                                  int32_t const* dest_row, float const* topk_weights, bool weight_on_input,
-                                 void* __restrict__ out, int64_t last_wave) {
+                                 void* __restrict__ out, int64_t last_wave, uint32_t* routing_end) {
   constexpr int kRowsInFlight = 8;
   __shared__ int32_t rows[kMaxTopK];
   __shared__ float weights[kMaxTopK];
@@ -249,6 +261,8 @@ __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_
   }
   pdl_wait_for_previous_grid();
   allow_next_grid_from(last_wave);
+  // Every kernel that polled the routing's end has ended: the next call's GEMM1 cannot read this call's word.
+  if (routing_end != nullptr && t == 0 && blockIdx.y == 0 && threadIdx.x == 0) *routing_end = 0u;
   if (threadIdx.x < top_k) {
     rows[threadIdx.x] = slot_row;
     weights[threadIdx.x] = slot_weight;
@@ -313,13 +327,13 @@ template <ActivationType kType>
 struct PermuteQuantize {
   static cudaError_t run(void const* hidden, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
                          bool some_slots_remote, float const* topk_weights, bool weight_on_input, uint8_t* act,
-                         float* act_scales, GroupSumsOut group_sums, cudaStream_t stream) {
+                         float* act_scales, GroupSumsOut group_sums, uint32_t* routing_end, cudaStream_t stream) {
     int const threads = threads_for_row(padded_k(hidden_size) / kVector, kHeldRowVectors);
     auto const kernel = permute_quantize_kernel<kType>;
     int64_t const last_wave = last_wave_start(tokens, resident_blocks(kernel, threads));
     return launch_with_pdl(kernel, unsigned(tokens), threads, 0, stream, hidden, hidden_size, top_k, dest_row,
                            topk_weights, weight_on_input, act, act_scales, group_sums, last_wave,
-                           some_slots_remote && last_wave > 0);
+                           some_slots_remote && last_wave > 0, routing_end);
   }
 };
 
@@ -359,13 +373,14 @@ struct SiluMulQuantize {
 template <ActivationType kType>
 struct Unpermute {
   static cudaError_t run(void const* gemm2_out, int64_t tokens, int hidden_size, int top_k, int32_t const* dest_row,
-                         float const* topk_weights, bool weight_on_input, void* out, cudaStream_t stream) {
+                         float const* topk_weights, bool weight_on_input, void* out, uint32_t* routing_end,
+                         cudaStream_t stream) {
     static_assert(kThreads == 128 && kVector == 8, "unpermute_slices() counts 128 threads of 8-value vectors");
     dim3 const grid(unsigned(tokens), unsigned(unpermute_slices(tokens, hidden_size)));
     auto const kernel = unpermute_kernel<kType>;
     return launch_with_pdl(kernel, grid, kThreads, 0, stream, gemm2_out, hidden_size, top_k, dest_row, topk_weights,
                            weight_on_input, out,
-                           last_wave_start(int64_t(grid.x) * grid.y, resident_blocks(kernel, kThreads)));
+                           last_wave_start(int64_t(grid.x) * grid.y, resident_blocks(kernel, kThreads)), routing_end);
   }
 };
 
@@ -375,10 +390,11 @@ struct Unpermute {
 cudaError_t launch_permute_quantize(void const* hidden, ActivationType type, int64_t tokens, int hidden_size,
                                     int top_k, int32_t const* dest_row, bool some_slots_remote,
                                     float const* topk_weights, bool weight_on_input, uint8_t* act, float* act_scales,
-                                    GroupSumsOut group_sums, cudaStream_t stream) {
+                                    GroupSumsOut group_sums, uint32_t* routing_end, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   return dispatch_type<PermuteQuantize>(type, hidden, tokens, hidden_size, top_k, dest_row, some_slots_remote,
-                                        topk_weights, weight_on_input, act, act_scales, group_sums, stream);
+                                        topk_weights, weight_on_input, act, act_scales, group_sums, routing_end,
+                                        stream);
 }
 
 cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type, GatedActivation activation,
@@ -392,10 +408,10 @@ cudaError_t launch_silu_mul_quantize(void const* gemm1_out, ActivationType type,
 
 cudaError_t launch_unpermute(void const* gemm2_out, ActivationType type, int64_t tokens, int hidden_size, int top_k,
                              int32_t const* dest_row, float const* topk_weights, bool weight_on_input, void* out,
-                             cudaStream_t stream) {
+                             uint32_t* routing_end, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   return dispatch_type<Unpermute>(type, gemm2_out, tokens, hidden_size, top_k, dest_row, topk_weights,
-                                  weight_on_input, out, stream);
+                                  weight_on_input, out, routing_end, stream);
 }
 
 }  // namespace w4a8moe::moe

@@ -16,6 +16,7 @@ namespace w4a8moe::moe {
 // Byte offsets of the intermediates in the workspace, for up to `tokens` tokens.
 struct WorkspacePlan {
   size_t topk_ids = 0, topk_weights = 0, chunk_counts = 0, offsets = 0, dest_row = 0, row_slot = 0;
+  size_t routing_end = 0;  // the routing's end as the permute kernel publishes it (common/pdl.cuh)
   size_t act1 = 0, scale1 = 0, gemm1_out = 0, act2 = 0, scale2 = 0, gemm2_out = 0;
   size_t sums1 = 0, sums2 = 0;  // the activations' group sums (the exact-scale layout's GEMMs; a few % of act)
   // One workspace per GEMM: at small batches the routing kernel fills both GEMMs' per-expert arrays at once.
@@ -35,6 +36,7 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
   place(&p.topk_weights, rows * sizeof(float));
   place(&p.chunk_counts, size_t(routing_scratch_words(int64_t(rows), shape.num_local_experts)) * sizeof(int32_t));
   place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
+  place(&p.routing_end, sizeof(uint32_t));
   place(&p.dest_row, rows * sizeof(int32_t));
   place(&p.row_slot, rows * sizeof(int32_t));
   // The GEMMs' activation rows hold padded_k columns. GEMM1's output (2I bf16 a row) and, in the same place, the

@@ -69,6 +69,26 @@ TEST(MoePlan, OnlyTheDecodeKernelWorksBeforeItsWait) {
   EXPECT_TRUE(plan_moe(kMixtral, 64, 0, options).gemm2.works_before_wait);
 }
 
+TEST(MoePlan, GemmOneAwaitsTheRoutingsEndOnlyOnTheDecodeKernel) {
+  // The permute kernel lets GEMM1 launch as it starts only where GEMM1 is the decode kernel, which awaits the
+  // routing's end before its search (common/pdl.cuh's third exception); the other GEMM1 kernels read the offsets
+  // after their waits, and the one launch has no permute kernel.
+  EXPECT_TRUE(plan_moe(kQwen3, 1, 0).gemm1_at_routing_end);
+  EXPECT_TRUE(plan_moe(kDeepSeekEp8, 2, 0).gemm1_at_routing_end);
+  EXPECT_FALSE(plan_moe(kQwen3, 16, 0).gemm1_at_routing_end);   // 64x8_stream
+  EXPECT_FALSE(plan_moe(kMixtral, 1, 0).gemm1_at_routing_end);  // not the decode kernel
+  MoePlanOptions options;
+  options.path = MoePath::kOneLaunch;
+  EXPECT_FALSE(plan_moe(kQwen3, 1, 0, options).gemm1_at_routing_end);
+  options = {};
+  options.gemm1_config = "16x16_1x1_decode";  // a caller's config counts as its kernel
+  EXPECT_TRUE(plan_moe(kQwen3, 16, 0, options).gemm1_at_routing_end);
+  // Its word has a place of its own in the workspace.
+  WorkspacePlan const w = plan_moe(kQwen3, 1, 0).workspace;
+  EXPECT_GE(w.routing_end, w.offsets + (kQwen3.num_local_experts + 1) * sizeof(int64_t));
+  EXPECT_LE(w.routing_end + sizeof(uint32_t), w.dest_row);
+}
+
 TEST(MoePlan, PrefillRoutesInChunks) {
   MoePlan const p = plan_moe(kQwen3, 8192, 0);
   EXPECT_FALSE(p.one_block_routing);  // 65536 slots
