@@ -265,10 +265,14 @@ TEST(MoeLayer, EveryStageMatchesReferenceOnTheFewSlotsRouting) {
   }
 }
 
-// The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert.
+// The decode kernel in the layer: 50 tokens x 4 over 16 experts make several 8-row chunks per expert. As GEMM1 it
+// launches as the permute kernel starts and awaits the routing's end (MoePlan::gemm1_at_routing_end), after the
+// one-block routing at 50 tokens and after the chunked routing at 2100 (8400 slots).
 TEST(MoeLayer, EveryStageMatchesReferenceOnTheDecodeKernel) {
   SKIP_WITHOUT_HOPPER();
   check_every_stage("16x8_1x1_decode");
+  static_assert(2100 * 4 > moe::kOneBlockRoutingSlots, "the chunked routing");
+  check_every_stage("16x8_1x1_decode", MoeShape{16, 16, 4, 256, 384}, 2100);
 }
 
 // The wgmma streaming kernel in the layer: chunks of 8 rows, several per expert.
