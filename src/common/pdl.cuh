@@ -17,9 +17,10 @@
 //   only after await_routing_end_in_thread() and a barrier. The permute kernel, once its own wait has returned (the
 //   routing has ended, its outputs are visible), stores kRoutingEnded to a workspace word with release semantics
 //   (publish_routing_end), which GEMM1 loads with acquire semantics; GEMM1 lets its next kernel launch only after
-//   that. The routing kernel clears the word as it starts and the unpermute kernel as it ends (every kernel that
-//   polled it has ended by then), so a word left from an earlier call is never read as this call's. Otherwise the
-//   permute kernel keeps the rule.
+//   that. The word is the first of every plan's workspace (WorkspacePlan), so no other layer's data sits there; the
+//   unpermute kernel clears it as it ends (every kernel that polled it has ended by then) and the routing kernel as
+//   it starts, before it lets the permute kernel launch, so a word left from an earlier call is never read as this
+//   call's. Otherwise the permute kernel keeps the rule.
 // - Before the wait, global memory is read only through L2 (__ldcg): the wait is also the grid's acquire, and an
 //   SM's L1 may hold an older line until then. Only what kernels that have ended (above) wrote is read there.
 // - No non-coherent load (of `const __restrict__` data) comes before a wait: the compiler treats such loads as

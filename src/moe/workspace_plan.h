@@ -32,11 +32,13 @@ inline WorkspacePlan plan_workspace(MoeShape const& shape, int64_t tokens) {
     *field = offset;
     offset = prepack::align_up(offset + bytes, kWorkspaceAlign);
   };
+  // First, at the same offset in every plan: a workspace shared by layers of other shapes never holds their data
+  // there, so the word holds a published end only between this call's permute and unpermute kernels.
+  place(&p.routing_end, sizeof(uint32_t));
   place(&p.topk_ids, rows * sizeof(int32_t));
   place(&p.topk_weights, rows * sizeof(float));
   place(&p.chunk_counts, size_t(routing_scratch_words(int64_t(rows), shape.num_local_experts)) * sizeof(int32_t));
   place(&p.offsets, (shape.num_local_experts + 1) * sizeof(int64_t));
-  place(&p.routing_end, sizeof(uint32_t));
   place(&p.dest_row, rows * sizeof(int32_t));
   place(&p.row_slot, rows * sizeof(int32_t));
   // The GEMMs' activation rows hold padded_k columns. GEMM1's output (2I bf16 a row) and, in the same place, the

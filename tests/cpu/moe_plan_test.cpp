@@ -83,10 +83,15 @@ TEST(MoePlan, GemmOneAwaitsTheRoutingsEndOnlyOnTheDecodeKernel) {
   options = {};
   options.gemm1_config = "16x16_1x1_decode";  // a caller's config counts as its kernel
   EXPECT_TRUE(plan_moe(kQwen3, 16, 0, options).gemm1_at_routing_end);
-  // Its word has a place of its own in the workspace.
-  WorkspacePlan const w = plan_moe(kQwen3, 1, 0).workspace;
-  EXPECT_GE(w.routing_end, w.offsets + (kQwen3.num_local_experts + 1) * sizeof(int64_t));
-  EXPECT_LE(w.routing_end + sizeof(uint32_t), w.dest_row);
+  // Its word comes first in every plan's workspace, so that layers of other shapes sharing a workspace never keep
+  // their data where it is polled, and nothing else overlaps it.
+  for (MoeShape const& shape : {kQwen3, kDeepSeekEp8, kMixtral}) {
+    for (int64_t tokens : {1, 16, 8192}) {
+      WorkspacePlan const w = plan_moe(shape, tokens, 0).workspace;
+      EXPECT_EQ(w.routing_end, 0u);
+      EXPECT_GE(w.topk_ids, sizeof(uint32_t));
+    }
+  }
 }
 
 TEST(MoePlan, PrefillRoutesInChunks) {
