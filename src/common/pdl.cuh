@@ -48,6 +48,12 @@ __device__ __forceinline__ void publish_routing_end(uint32_t* word) {
   asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(word), "r"(kRoutingEnded) : "memory");
 }
 
+// Clears the word (one thread calls it): the routing kernels as they start, before their trigger, and the unpermute
+// kernel as it ends (the third exception above). Null: the layer publishes no routing's end.
+__device__ __forceinline__ void clear_routing_end(uint32_t* word) {
+  if (word != nullptr) *word = 0u;
+}
+
 // Returns once the routing's end is published: polls with acquire semantics. One thread of a block calls it, and a
 // barrier after it passes what it acquired on to the block (as CUTLASS's semaphore does). Not inlined: inlined, the
 // loop made ptxas spill 16 bytes in the decode kernel's one-tile instance (80 registers).

@@ -23,7 +23,7 @@ __global__ void count_chunks(int32_t const* topk_ids, int32_t const* expert_map,
   extern __shared__ int32_t counts[];  // [local_experts]
   pdl_wait_for_previous_grid();
   int64_t const chunk = blockIdx.x;
-  if (chunk == 0 && threadIdx.x == 0 && routing_end != nullptr) *routing_end = 0u;  // before the trigger: pdl.cuh
+  if (chunk == 0 && threadIdx.x == 0) clear_routing_end(routing_end);  // before the trigger: common/pdl.cuh
   pdl_allow_next_grid();
   for (int e = int(threadIdx.x); e < local_experts; e += blockDim.x) counts[e] = 0;
   if (chunk == 0 && threadIdx.x == 0) *blocks_done = 0u;
@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(kOneBlockRoutingThreads, 1) route_one_block_ke
   int32_t* const expert_rows = shared + kWarps * local_experts;  // [local_experts]
   auto* const slot_expert = reinterpret_cast<int16_t*>(expert_rows + local_experts);  // [slots]
   pdl_wait_for_previous_grid();
-  if (routing_end != nullptr && threadIdx.x == 0) *routing_end = 0u;  // before the trigger: common/pdl.cuh
+  if (threadIdx.x == 0) clear_routing_end(routing_end);  // before the trigger: common/pdl.cuh
   pdl_allow_next_grid();
   int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(kFewRoutingSlots * 32) route_few_slots_kernel(
   static_assert(kFewRoutingSlots == 32, "a lane a slot");
   __shared__ int16_t slot_expert[kFewRoutingSlots];
   pdl_wait_for_previous_grid();
-  if (routing_end != nullptr && threadIdx.x == 0) *routing_end = 0u;  // before the trigger: common/pdl.cuh
+  if (threadIdx.x == 0) clear_routing_end(routing_end);  // before the trigger: common/pdl.cuh
   pdl_allow_next_grid();
   int const slots = tokens * top_k, warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   if constexpr (kPerLane > 0) {

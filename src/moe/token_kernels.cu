@@ -262,7 +262,7 @@ __global__ void unpermute_kernel(void const* __restrict__ gemm2_out, int hidden_
   pdl_wait_for_previous_grid();
   allow_next_grid_from(last_wave);
   // Every kernel that polled the routing's end has ended: the next call's GEMM1 cannot read this call's word.
-  if (routing_end != nullptr && t == 0 && blockIdx.y == 0 && threadIdx.x == 0) *routing_end = 0u;
+  if (t == 0 && blockIdx.y == 0 && threadIdx.x == 0) clear_routing_end(routing_end);
   if (threadIdx.x < top_k) {
     rows[threadIdx.x] = slot_row;
     weights[threadIdx.x] = slot_weight;
