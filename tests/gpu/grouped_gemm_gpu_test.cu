@@ -19,6 +19,7 @@
 #include <cmath>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "common/float_formats.h"
 #include "gemm/registry.h"
@@ -197,21 +198,25 @@ TEST(GroupedGemm, StreamingKernelsCoverMoreRowsThanExpected) {
 
 // The decode kernel's blocks past their grid's chunks: one expected row makes a grid of 16 chunk rows (grid_chunks),
 // and 230 rows make 32 chunks of 8 rows (every block takes two) and 18 of 16 (two blocks take two); a block requests
-// its next chunk's first weights and channel scales before the epilogue of the one before.
+// its next chunk's first weights and channel scales before the epilogue of the one before. K of 10 and 27 groups over
+// 8 K splits gives warps 1, 2, 3 and 4 groups a chunk: fewer than the groups in flight, as many, and past them; N of
+// 160 spreads the grid over the SMs, and 2304 (144 blocks a chunk row) fills them.
 TEST(GroupedGemm, DecodeKernelBlocksLoopOverMoreChunksThanTheirGrid) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
   std::vector<int64_t> const counts{3, 0, 200, 1, 17, 9};
-  auto p = make_problem({6, 160, 1280, 128}, counts, rng, /*first_row=*/2, /*trailing=*/3);
-  for (auto const& config : streaming_configs()) {
-    if (config.find("_decode") == std::string::npos) continue;
-    int64_t const chunk_rows = gemm::find_gemm_kernel(config)->config.tile_n;
-    int64_t chunks = 0;
-    for (int64_t rows : counts) chunks += (rows + chunk_rows - 1) / chunk_rows;
-    ASSERT_LT(gemm::grid_chunks(p.total_rows, 1, p.shape.num_experts, chunk_rows), chunks) << config;
-    for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
-      SCOPED_TRACE(config + " " + output_type_name(type));
-      run_and_check(p, type, config, /*expected_rows_hint=*/1);
+  for (auto [n, k] : {std::pair{160, 1280}, std::pair{160, 3456}, std::pair{2304, 1280}}) {
+    auto p = make_problem({6, n, k, 128}, counts, rng, /*first_row=*/2, /*trailing=*/3);
+    for (auto const& config : streaming_configs()) {
+      if (config.find("_decode") == std::string::npos) continue;
+      int64_t const chunk_rows = gemm::find_gemm_kernel(config)->config.tile_n;
+      int64_t chunks = 0;
+      for (int64_t rows : counts) chunks += (rows + chunk_rows - 1) / chunk_rows;
+      ASSERT_LT(gemm::grid_chunks(p.total_rows, 1, p.shape.num_experts, chunk_rows), chunks) << config;
+      for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
+        SCOPED_TRACE(config + " " + output_type_name(type) + " N " + std::to_string(n) + " K " + std::to_string(k));
+        run_and_check(p, type, config, /*expected_rows_hint=*/1);
+      }
     }
   }
 }
