@@ -65,14 +65,16 @@ def rows_by_case(runs, case_of):
 
 
 def summarize(runs):
-    """One entry per (model, tokens, layout) of either build: each total's median per build, the stage medians, the
-    configs each build picked, and the rounds."""
+    """One entry per (model, tokens, layout, routing draw) of either build: each total's median per build, the stage
+    medians, the configs each build picked, the local experts the draw gives, and the rounds."""
     def case_of(row):
-        return row["model"], row["tokens"], row.get("layout", "lookup")
+        return row["model"], row["tokens"], row.get("layout", "lookup"), row.get("draw", 0)
 
     summary = []
-    for (model, tokens, layout), rows in rows_by_case(runs, case_of):
-        entry = {"model": model, "tokens": tokens, "layout": layout, "rounds": {b: len(rows[b]) for b in BUILDS}}
+    for (model, tokens, layout, draw), rows in rows_by_case(runs, case_of):
+        entry = {"model": model, "tokens": tokens, "layout": layout, "draw": draw,
+                 "active_experts": sorted({r.get("active_experts") for b in BUILDS for r in rows[b]} - {None}),
+                 "rounds": {b: len(rows[b]) for b in BUILDS}}
         for field in TOTALS:
             entry[field] = {b: median_or_none([r.get(field) for r in rows[b]]) for b in BUILDS}
         stages = sorted({s for b in BUILDS for r in rows[b] for s in r.get("stages_us", {})})
@@ -106,7 +108,10 @@ def markdown(summary, device, l2_flush, title, code_cleared=False):
              "| model | tokens | layout | total: base | total: new | difference | staged: base / new | "
              "one launch: base / new | stage moved most | configs (GEMM1 / GEMM2) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    draws = any(e.get("draw", 0) for e in summary)
     for e in summary:
+        experts = "/".join(str(n) for n in e.get("active_experts", []))
+        model = f"{e['model']} (draw {e.get('draw', 0)}, {experts} experts)" if draws else e["model"]
         moved = [(abs(difference(p)), name, p) for name, p in e["stages_us"].items() if difference(p) is not None]
         stage = "-"
         if moved:
@@ -116,7 +121,7 @@ def markdown(summary, device, l2_flush, title, code_cleared=False):
         config = " / ".join(configs["base"]) if configs["base"] == configs["new"] else \
             f"{', '.join(configs['base']) or '-'} -> {', '.join(configs['new']) or '-'}"
         total, staged, one = (e[field] for field in TOTALS)
-        lines.append(f"| {e['model']} | {e['tokens']} | {e['layout']} | {fmt(total['base'])} | {fmt(total['new'])} | "
+        lines.append(f"| {model} | {e['tokens']} | {e['layout']} | {fmt(total['base'])} | {fmt(total['new'])} | "
                      f"{fmt(difference(total), signed=True)} | {fmt(staged['base'])} / {fmt(staged['new'])} | "
                      f"{fmt(one['base'])} / {fmt(one['new'])} | {stage} | {config} |")
     return "\n".join(lines) + "\n"

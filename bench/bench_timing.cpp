@@ -38,6 +38,15 @@ void make_output_dir(std::string const& dir) {
   }
 }
 
+int weight_sets_past_l2(Method const& method, BenchCase const& c, size_t l2_bytes) {
+  int active = 0;
+  for (int64_t rows : c.rows_per_expert) active += rows > 0;
+  double const per_expert = method.weight_bytes_per_expert(c.n, c.k);
+  double const active_bytes = std::max(1.0, active * per_expert), all_bytes = c.num_experts * per_expert;
+  double const most = std::max(1.0, std::floor(16e9 / all_bytes));
+  return int(std::clamp(std::ceil(3.0 * double(l2_bytes) / active_bytes), 1.0, most));
+}
+
 Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream) {
   Timing timing;
   if (timing.error = method.prepare(c); !timing.error.empty()) return timing;

@@ -21,6 +21,10 @@ struct Timing {
   std::string error;  // non-empty if preparing or running failed
 };
 
+// Copies of all experts' weights for a case's launches to rotate through, so that its active experts' weights (of the
+// method's format) never sit in L2: at least 3 x L2 / active bytes, and no more than 16 GB of copies.
+int weight_sets_past_l2(Method const& method, BenchCase const& c, size_t l2_bytes);
+
 // Prepares the method for the case, warms up over every weight copy, then captures a graph of enough launches to
 // take ~300 us (rotating through the copies) and returns the median over `replays` replays of graph time / launches.
 Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream);

@@ -211,10 +211,7 @@ int main(int argc, char** argv) {
           }
           double const flops = 2.0 * double(total_rows) * c.n * c.k;
           auto measure = [&](Method& method, std::string const& config) {
-            double const active_bytes = std::max(1.0, active * method.weight_bytes_per_expert(c.n, c.k));
-            double const all_bytes = c.num_experts * method.weight_bytes_per_expert(c.n, c.k);
-            c.weight_sets = int(std::clamp(std::ceil(3.0 * prop.l2CacheSize / active_bytes), 1.0,
-                                           std::max(1.0, std::floor(16e9 / all_bytes))));
+            c.weight_sets = weight_sets_past_l2(method, c, prop.l2CacheSize);
             Timing const t = time_method(method, c, options.replays, stream);
             Row row{model_name, routing, method.name(), config, gemm, c.num_experts, c.n, c.k, active, tokens,
                     total_rows};

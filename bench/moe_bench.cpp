@@ -3,8 +3,9 @@
 // 8 tokens the layer can run as one launch, which has no stages: the stage times are always the staged path's, and
 // there both paths' totals are timed ("staged", "1 launch"; "total" is the one MoePath::kAuto picks). In the same
 // process and on the same routing, the same pipeline built from W8A8 grouped GEMMs (best of their configs): the
-// staged total with its two W4A8 GEMMs (timed standalone, the same way) swapped for the W8A8 ones; everything
-// outside the GEMMs would be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
+// staged total with its two W4A8 GEMMs (timed standalone the same way, rotating through copies of the weights so that
+// none is served from L2, as w4a8moe_gemm_bench does) swapped for the W8A8 ones; everything outside the GEMMs would
+// be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
 // read-once measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte
 // per group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
 // gpt-oss-120b runs on its MXFP4 layout with its clamped SwiGLU and expert biases (random MXFP4 codes, block scales
@@ -12,6 +13,9 @@
 //
 // Before each layer replay L2 is flushed by reading (--l2-flush write: by writing) and the SMs' instruction caches are
 // cleared; --l2-flush none leaves both warm (a diagnostic floor whose times the targets do not take; tools/l2_flush.h).
+//
+// --draws N times each case on N draws of the router's logits (draw 0 is the one every run times): an expert-parallel
+// rank's count of local experts, and so its time, varies with the draw.
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -94,6 +98,7 @@ DeviceBuffer random_packed_mxfp4(ExpertWeightShape const& shape, uint64_t seed) 
 struct Result {
   std::string model, layout;
   int64_t tokens = 0;
+  int draw = 0;
   std::vector<double> stage_us;
   double total_us = 0, outside_share = 0;
   // Both paths timed alike in the same process wherever the layer can run as one launch (else 0).
@@ -113,13 +118,15 @@ double expert_bytes(MoeShape const& s, PackedLayout layout) {
   return gemm(2.0 * s.inter, s.hidden) + gemm(s.hidden, s.inter);
 }
 
-// Best time over the configs of a baseline family on this case.
+// Best time over the configs of a baseline family on this case, each launch on weights not in L2.
 double best_time(std::vector<std::string> const& configs, std::unique_ptr<Method> (*make)(std::string const&),
-                 BenchCase const& c, cudaStream_t stream) {
+                 BenchCase const& c, size_t l2_bytes, cudaStream_t stream) {
   double best = INFINITY;
   for (auto const& config : configs) {
     auto method = make(config);
-    Timing const t = time_method(*method, c, 15, stream);
+    BenchCase rotated = c;
+    rotated.weight_sets = weight_sets_past_l2(*method, c, l2_bytes);
+    Timing const t = time_method(*method, rotated, 15, stream);
     if (t.error.empty()) best = std::min(best, t.us);
   }
   return best;
@@ -156,16 +163,30 @@ void print_phases(MoeForwardArgs const& a, cudaStream_t stream) {
   std::printf("\n");
 }
 
-Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int iters, double hbm_bytes_per_s,
-                bool phases, tools::L2Flush l2_flush, size_t l2_flush_bytes, cudaStream_t stream) {
+// How every case is timed, from the command line and the device.
+struct RunOptions {
+  int iters = 20;
+  bool phases = false;
+  tools::L2Flush l2_flush = tools::L2Flush::kRead;
+  size_t l2_flush_bytes = 0;
+  double hbm_bytes_per_s = 0;  // measured in the same run
+  size_t l2_bytes = 0;         // the card's L2, which the standalone GEMMs' weight copies rotate past
+};
+
+// `draw` picks the routing: 0 is the draw every earlier run timed; others draw other logits, so that an
+// expert-parallel rank gets other counts of local experts (the layer's time depends on them, not on the token count
+// alone).
+Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int draw, RunOptions const& o,
+                cudaStream_t stream) {
   MoeShape const& s = model.shape;
   Result r;
   r.model = model.name;
   r.layout = packed_layout_name(layout);
   r.tokens = tokens;
+  r.draw = draw;
 
   // Routing from random logits; the host copy of the rows per expert feeds the standalone GEMM timings.
-  std::mt19937_64 rng(uint64_t(tokens) * 31 + s.num_experts);
+  std::mt19937_64 rng(uint64_t(tokens) * 31 + s.num_experts + uint64_t(draw) * 1000003);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> logits(size_t(tokens) * s.num_experts);
   for (auto& x : logits) x = normal(rng);
@@ -188,7 +209,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
     r.active_experts += counts[e] > 0;
   }
   r.active_expert_bytes = r.active_experts * expert_bytes(s, layout);
-  r.read_us = r.active_expert_bytes / hbm_bytes_per_s * 1e6;
+  r.read_us = r.active_expert_bytes / o.hbm_bytes_per_s * 1e6;
 
   ExpertWeightShape const shape1{s.num_local_experts, 2 * s.inter, s.hidden, 128};
   ExpertWeightShape const shape2{s.num_local_experts, s.hidden, s.inter, 128};
@@ -231,7 +252,7 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   r.gemm2_config = moe_gemm2_config(s, tokens, layout);
 
   tools::LayerTiming timing;
-  Status const status = tools::time_layer(a, iters, &timing, l2_flush, l2_flush_bytes);
+  Status const status = tools::time_layer(a, o.iters, &timing, o.l2_flush, o.l2_flush_bytes);
   if (!status.ok()) fail("timing the layer: " + status.to_string());
   r.stage_us = timing.stage_us;
   r.total_us = timing.total_us;
@@ -243,12 +264,12 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
-    Status const other_status = tools::time_layer(a, iters, &other, l2_flush, l2_flush_bytes);
+    Status const other_status = tools::time_layer(a, o.iters, &other, o.l2_flush, o.l2_flush_bytes);
     if (!other_status.ok()) fail("timing the other path: " + other_status.to_string());
     r.staged_total_us = one_launch ? other.total_us : r.total_us;
     r.one_launch_total_us = one_launch ? r.total_us : other.total_us;
     a.path = MoePath::kAuto;
-    if (phases) print_phases(a, stream);
+    if (o.phases) print_phases(a, stream);
   }
 
   // Standalone GEMM times on this routing, W4A8 (the layer's configs) and W8A8 (best config), timed alike. None
@@ -259,10 +280,10 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int ite
   }
   BenchCase c1{s.num_local_experts, 2 * s.inter, s.hidden, counts, 1};
   BenchCase c2{s.num_local_experts, s.hidden, s.inter, counts, 1};
-  r.w4a8_gemm1 = best_time({r.gemm1_config}, make_w4a8_method, c1, stream);
-  r.w4a8_gemm2 = best_time({r.gemm2_config}, make_w4a8_method, c2, stream);
-  r.w8a8_gemm1 = best_time(w8a8_config_names(), make_w8a8_method, c1, stream);
-  r.w8a8_gemm2 = best_time(w8a8_config_names(), make_w8a8_method, c2, stream);
+  r.w4a8_gemm1 = best_time({r.gemm1_config}, make_w4a8_method, c1, o.l2_bytes, stream);
+  r.w4a8_gemm2 = best_time({r.gemm2_config}, make_w4a8_method, c2, o.l2_bytes, stream);
+  r.w8a8_gemm1 = best_time(w8a8_config_names(), make_w8a8_method, c1, o.l2_bytes, stream);
+  r.w8a8_gemm2 = best_time(w8a8_config_names(), make_w8a8_method, c2, o.l2_bytes, stream);
   r.w8a8_pipeline = r.staged_total_us - r.w4a8_gemm1 - r.w4a8_gemm2 + r.w8a8_gemm1 + r.w8a8_gemm2;
   return r;
 }
@@ -279,6 +300,7 @@ void write_results(std::string const& path, char const* device, double hbm, tool
   for (auto const& r : results) {
     doc["rows"].push_back({{"model", r.model},
                            {"tokens", r.tokens},
+                           {"draw", r.draw},
                            {"layout", r.layout},
                            {"stages_us", tools::stage_times(r.stage_us)},
                            {"total_graph_us", r.total_us},
@@ -312,10 +334,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> models{"qwen3-30b-a3b"};
   std::vector<int64_t> tokens{1, 16, 128, 1024, 8192};
   std::vector<PackedLayout> layouts{PackedLayout::kLookupTable};
-  int iters = 20;
-  bool phases = false;
-  tools::L2Flush l2_flush = tools::L2Flush::kRead;
-  size_t l2_flush_bytes = 0;  // at least twice the L2 (tools::l2_flush_buffer_bytes)
+  RunOptions o;  // o.l2_flush_bytes: at least twice the L2 (tools::l2_flush_buffer_bytes)
+  int draws = 1;
   std::string out_dir;
   for (int i = 1; i < argc; ++i) {
     std::string const arg = argv[i];
@@ -334,7 +354,10 @@ int main(int argc, char** argv) {
       tokens.clear();
       for (auto const& t : split(value())) tokens.push_back(std::stoll(t));
     } else if (arg == "--iters") {
-      iters = std::max(1, std::stoi(value()));
+      o.iters = std::max(1, std::stoi(value()));
+    } else if (arg == "--draws") {
+      draws = std::stoi(value());
+      if (draws < 1 || draws > 64) fail("--draws: must be 1..64");
     } else if (arg == "--layouts") {
       layouts.clear();
       for (auto const& name : split(value())) {
@@ -344,20 +367,20 @@ int main(int argc, char** argv) {
         layouts.push_back(layout);
       }
     } else if (arg == "--phases") {
-      phases = true;
+      o.phases = true;
     } else if (arg == "--l2-flush") {
-      Status const status = tools::parse_l2_flush(value().c_str(), &l2_flush, "--l2-flush");
+      Status const status = tools::parse_l2_flush(value().c_str(), &o.l2_flush, "--l2-flush");
       if (!status.ok()) fail(status.to_string());
     } else if (arg == "--l2-flush-mb") {
       int64_t const mb = std::stoll(value());
       if (mb < 1 || mb > (int64_t(1) << 16)) fail("--l2-flush-mb: must be 1..65536");
-      l2_flush_bytes = size_t(mb) << 20;
+      o.l2_flush_bytes = size_t(mb) << 20;
     } else if (arg == "--out") {
       out_dir = value();
     } else {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b,"
-           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--iters 20] [--phases] "
+           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--draws 1] [--iters 20] [--phases] "
            "[--l2-flush write|read|none] [--l2-flush-mb MB] [--out DIR]");
     }
   }
@@ -366,10 +389,12 @@ int main(int argc, char** argv) {
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) fail("no CUDA device: needs a Hopper GPU");
   cudaDeviceProp prop{};
   check_cuda(cudaGetDeviceProperties(&prop, 0), "device properties");
-  l2_flush_bytes = tools::l2_flush_buffer_bytes(l2_flush_bytes);
+  o.l2_flush_bytes = tools::l2_flush_buffer_bytes(o.l2_flush_bytes);
+  o.l2_bytes = size_t(prop.l2CacheSize);
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
   double const hbm = measure_hbm_read_bandwidth(size_t(4) << 30);
+  o.hbm_bytes_per_s = hbm;
   std::printf("device: %s, streaming read %.0f GB/s\n", prop.name, hbm / 1e9);
   std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %9s %9s %6s %8s %6s | %8s %8s %9s %6s\n", "model",
               "tokens", "route", "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "staged", "1 launch",
@@ -392,18 +417,22 @@ int main(int argc, char** argv) {
     if (model->gpt_oss) model_layouts = {PackedLayout::kMxfp4};
     for (int64_t t : tokens) {
       for (PackedLayout layout : model_layouts) {
-        Result const r = run_case(*model, t, layout, iters, hbm, phases, l2_flush, l2_flush_bytes, stream);
-        results.push_back(r);
-        std::printf(
-            "%-16s %6lld%s | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f "
-            "%8.1f %9.1f %6.2f\n",
-            r.model.c_str(), static_cast<long long>(t), layout_mark(layout).c_str(),
-            r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3], r.stage_us[4], r.stage_us[5], r.total_us,
-            r.staged_total_us, r.one_launch_total_us, 100 * r.outside_share, r.launches,
-            r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
-            r.w8a8_pipeline / r.total_us);
-        std::fflush(stdout);
-        if (!json_path.empty()) write_results(json_path, prop.name, hbm, l2_flush, l2_flush_bytes, results);
+        for (int draw = 0; draw < draws; ++draw) {
+          Result const r = run_case(*model, t, layout, draw, o, stream);
+          results.push_back(r);
+          std::string const draw_mark =
+              draws > 1 ? " draw " + std::to_string(draw) + ", " + std::to_string(r.active_experts) + " experts" : "";
+          std::printf(
+              "%-16s %6lld%s%s | %7.1f %7.1f %8.1f %7.1f %8.1f %7.1f | %9.1f %9.1f %9.1f %5.1f%% %8zu %6.2f | %8.1f "
+              "%8.1f %9.1f %6.2f\n",
+              r.model.c_str(), static_cast<long long>(t), layout_mark(layout).c_str(), draw_mark.c_str(),
+              r.stage_us[0], r.stage_us[1], r.stage_us[2], r.stage_us[3], r.stage_us[4], r.stage_us[5], r.total_us,
+              r.staged_total_us, r.one_launch_total_us, 100 * r.outside_share, r.launches,
+              r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
+              r.w8a8_pipeline / r.total_us);
+          std::fflush(stdout);
+          if (!json_path.empty()) write_results(json_path, prop.name, hbm, o.l2_flush, o.l2_flush_bytes, results);
+        }
       }
     }
   }

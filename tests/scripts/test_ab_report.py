@@ -63,6 +63,21 @@ class AbReportTest(InTempDir):
         self.assertIn("flushed by reading and the SMs' instruction caches cleared;",
                       ab_report.markdown(summary, "card", "read", "T", code_cleared=True))
 
+    def test_routing_draws_are_cases_of_their_own(self):
+        for r in (1, 2):
+            for build, delta in (("base", 0.0), ("new", -1.0)):
+                rows = [dict(row("m", 1, 20.0 + delta), draw=0, active_experts=1),
+                        dict(row("m", 1, 40.0 + 2 * delta), draw=1, active_experts=3)]
+                write_run(self.dir, f"{build}-{r}", rows)
+        summary = ab_report.summarize(ab_report.load_runs(self.dir))
+        self.assertEqual([(e["draw"], e["active_experts"]) for e in summary], [(0, [1]), (1, [3])])
+        self.assertEqual(summary[1]["total_graph_us"], {"base": 40.0, "new": 38.0})
+        text = ab_report.markdown(summary, "card", "read", "T")
+        self.assertIn("| m (draw 0, 1 experts) | 1 | lookup | 20.0 | 19.0 | -1.0 |", text)
+        self.assertIn("| m (draw 1, 3 experts) | 1 | lookup | 40.0 | 38.0 | -2.0 |", text)
+        # Only the default draw (every run without --draws): the plain model name.
+        self.assertIn("| m | 1 | lookup | 20.0 | 19.0 |", ab_report.markdown(summary[:1], "card", "read", "T"))
+
     def test_runs_from_two_cards_or_one_build_only_are_refused(self):
         write_run(self.dir, "base-1", [row("m", 1, 30.0)], device="card A")
         with self.assertRaisesRegex(ValueError, "no run of build 'new'"):
