@@ -15,7 +15,8 @@
 // cleared; --l2-flush none leaves both warm (a diagnostic floor whose times the targets do not take; tools/l2_flush.h).
 //
 // --draws N times each case on N draws of the router's logits (draw 0 is the one every run times): an expert-parallel
-// rank's count of local experts, and so its time, varies with the draw.
+// rank's count of local experts, and so its time, varies with the draw. --gemm1-config / --gemm2-config force the
+// GEMMs' kernels (`w4a8moe list-configs`), in the layer and standalone; the layer is then staged.
 //
 //   w4a8moe_moe_bench                                     Qwen3-30B-A3B at 1, 16, 128, 1024, 8192 tokens
 //   w4a8moe_moe_bench --models all --tokens 16,8192 --out bench/results
@@ -171,6 +172,9 @@ struct RunOptions {
   size_t l2_flush_bytes = 0;
   double hbm_bytes_per_s = 0;  // measured in the same run
   size_t l2_bytes = 0;         // the card's L2, which the standalone GEMMs' weight copies rotate past
+  // GEMM config overrides (gemm_config_names()), for the layer and its standalone GEMMs: the layer is then staged, and
+  // the one-launch path not timed.
+  std::string gemm1_config, gemm2_config;
 };
 
 // `draw` picks the routing: 0 is the draw every earlier run timed; others draw other logits, so that an
@@ -248,8 +252,10 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int dra
     a.gemm1_bias = bias1.as<float>();
     a.gemm2_bias = bias2.as<float>();
   }
-  r.gemm1_config = moe_gemm1_config(s, tokens, layout);
-  r.gemm2_config = moe_gemm2_config(s, tokens, layout);
+  a.gemm1_config = o.gemm1_config;
+  a.gemm2_config = o.gemm2_config;
+  r.gemm1_config = o.gemm1_config.empty() ? moe_gemm1_config(s, tokens, layout) : o.gemm1_config;
+  r.gemm2_config = o.gemm2_config.empty() ? moe_gemm2_config(s, tokens, layout) : o.gemm2_config;
 
   tools::LayerTiming timing;
   Status const status = tools::time_layer(a, o.iters, &timing, o.l2_flush, o.l2_flush_bytes);
@@ -260,7 +266,8 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int dra
   r.launches = timing.graph_nodes;
   r.staged_total_us = r.total_us;
   bool const one_launch_runs = moe::decode_layer_runs(layout, a.activation, a.gemm1_bias != nullptr);
-  if (one_launch_runs && moe::decode_layer_fits(s, tokens, true)) {  // the path kAuto did not take, timed beside it
+  bool const configs_given = !o.gemm1_config.empty() || !o.gemm2_config.empty();
+  if (one_launch_runs && !configs_given && moe::decode_layer_fits(s, tokens, true)) {  // kAuto's other path beside it
     bool const one_launch = r.launches == 1;
     a.path = one_launch ? MoePath::kStaged : MoePath::kOneLaunch;
     tools::LayerTiming other;
@@ -358,6 +365,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--draws") {
       draws = std::stoi(value());
       if (draws < 1 || draws > 64) fail("--draws: must be 1..64");
+    } else if (arg == "--gemm1-config") {
+      o.gemm1_config = value();
+    } else if (arg == "--gemm2-config") {
+      o.gemm2_config = value();
     } else if (arg == "--layouts") {
       layouts.clear();
       for (auto const& name : split(value())) {
@@ -380,8 +391,8 @@ int main(int argc, char** argv) {
     } else {
       fail("unknown argument " + arg +
            "; usage: w4a8moe_moe_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,deepseek-v3-ep8-idle,mixtral-8x7b,"
-           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--draws 1] [--iters 20] [--phases] "
-           "[--l2-flush write|read|none] [--l2-flush-mb MB] [--out DIR]");
+           "gpt-oss-120b|all] [--tokens 1,16] [--layouts lookup,exact] [--draws 1] [--gemm1-config NAME] "
+           "[--gemm2-config NAME] [--iters 20] [--phases] [--l2-flush write|read|none] [--l2-flush-mb MB] [--out DIR]");
     }
   }
   make_output_dir(out_dir);

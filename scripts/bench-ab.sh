@@ -3,7 +3,8 @@
 # (gemm) timed alternately, ROUNDS rounds each, in one call, so their difference is free of the card-to-card and
 # process-to-process spread (two H100s timed the same build 8 us apart, bench/NOTES.md §61). Each build is an xz
 # tarball of build/bin made on the build machine (`tar -C build -cf - bin | xz -T2 > base.tar.xz`); the arguments
-# after the two are w4a8moe_moe_bench's or w4a8moe_gemm_bench's.
+# after the two are w4a8moe_moe_bench's or w4a8moe_gemm_bench's, and BASE_ARGS / NEW_ARGS add to one build's only: one
+# build passed twice, with NEW_ARGS="--gemm1-config 64x8_splitk_stream", A/Bs a choice of kernel without a build.
 #   [ROUNDS=3] [OUT=out] scripts/bench-ab.sh layer BASE.tar.xz NEW.tar.xz --models deepseek-v3-ep8 --tokens 1,4
 #   [ROUNDS=3] [OUT=out] scripts/bench-ab.sh gemm BASE.tar.xz NEW.tar.xz --models mixtral-8x7b --tokens 4,16
 # Writes $OUT/<date>-<card>-{layer,gemm}-ab.{json,md} (bench/ab_report.py, bench/gemm_ab_report.py: medians,
@@ -11,7 +12,7 @@
 # files come back.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,11p' "$0"; exit 2; }
+usage() { sed -n '2,12p' "$0"; exit 2; }
 [[ $# -ge 3 && -f $2 && -f $3 ]] || usage
 case $1 in
   layer) bench=w4a8moe_moe_bench report=bench/ab_report.py title="Layer A/B" ;;
@@ -32,7 +33,10 @@ status=0
 for round in $(seq 1 "${ROUNDS:-3}"); do
   for build in base new; do
     mkdir -p "$work/runs/$build-$round"
-    "$work/$build/bin/$bench" "$@" --out "$work/runs/$build-$round" >"$work/runs/$build-$round.log" 2>&1 ||
+    extra=${BASE_ARGS:-}
+    [[ $build == new ]] && extra=${NEW_ARGS:-}
+    # shellcheck disable=SC2086  # the extra arguments split on spaces
+    "$work/$build/bin/$bench" "$@" $extra --out "$work/runs/$build-$round" >"$work/runs/$build-$round.log" 2>&1 ||
       { echo "bench-ab: $build round $round failed:"; tail -3 "$work/runs/$build-$round.log"; status=1; }
   done
 done

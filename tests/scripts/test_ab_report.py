@@ -87,9 +87,10 @@ class AbReportTest(InTempDir):
             ab_report.load_runs(self.dir)
         self.assertEqual(ab_report.main([self.dir]), 1)
 
-    def run_ab(self, script_args, bench, results):
-        """scripts/<script_args[0]> with two stand-in builds of `bench`, each writing results[build] as its JSON: the
-        order the builds ran in, the report files in $OUT, the first report's JSON and the script's output."""
+    def run_ab(self, script_args, bench, results, env_extra=None):
+        """scripts/<script_args[0]> with two stand-in builds of `bench`, each writing results[build] as its JSON, and
+        env_extra in its environment: checks the order the builds ran in; returns the report files in $OUT, the first
+        report's JSON, the script's output and the runs' command lines ("build args...")."""
         if not (shutil.which("xz") and shutil.which("tar") and shutil.which("bash")):
             self.skipTest("needs bash, tar and xz")
         order = os.path.join(self.dir, "order.log")
@@ -109,31 +110,38 @@ class AbReportTest(InTempDir):
                            check=True)
             archives.append(archive)
         out = os.path.join(self.dir, "out")
-        env = dict(os.environ, OUT=out, ROUNDS="2")
+        env = dict(os.environ, OUT=out, ROUNDS="2", **(env_extra or {}))
         script = os.path.join(ROOT, "scripts", script_args[0])
         done = subprocess.run([script, *script_args[1:], *archives, "--models", "m", "--tokens", "1"], env=env,
                               capture_output=True, text=True)
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         with open(order) as f:
-            self.assertEqual([line.split()[0] for line in f], ["base", "new", "base", "new"])
+            runs = [line.strip() for line in f]
+        self.assertEqual([line.split()[0] for line in runs], ["base", "new", "base", "new"])
         reports = sorted(os.listdir(out))
         self.assertEqual(len(reports), 2, reports)
         with open(os.path.join(out, reports[0])) as f:
-            return reports, json.load(f), done.stdout
+            return reports, json.load(f), done.stdout, runs
 
     def test_layer_ab_script_alternates_the_builds_and_writes_the_report(self):
         results = {build: {"device": "NVIDIA Test Card", "l2_flush": "read", "rows": [row("m", 1, total)]}
                    for build, total in (("base", 30.0), ("new", 25.0))}
-        reports, result, printed = self.run_ab(["layer-ab.sh"], "w4a8moe_moe_bench", results)
+        reports, result, printed, runs = self.run_ab(["layer-ab.sh"], "w4a8moe_moe_bench", results,
+                                                     {"NEW_ARGS": "--gemm1-config 64x8_splitk_stream --draws 2"})
         self.assertTrue(reports[0].endswith("-nvidia-test-card-layer-ab.json"), reports)
         self.assertEqual(result["summary"][0]["total_graph_us"], {"base": 30.0, "new": 25.0})
         self.assertEqual([r["round"] for r in result["runs"]["new"]], [1, 2])
         self.assertIn("| m | 1 | lookup | 30.0 | 25.0 | -5.0 |", printed)
+        # NEW_ARGS reach the new build's runs only, after the common arguments.
+        for line in runs:
+            extra = "--gemm1-config 64x8_splitk_stream --draws 2 --out" in line
+            self.assertEqual(extra, line.startswith("new "), line)
+            self.assertIn("--models m --tokens 1", line)
 
     def test_gemm_ab_script_alternates_the_builds_and_writes_the_report(self):
         results = {build: {"device": "NVIDIA Test Card", "hbm_read_gbps": 3000.0, "rows": [gemm_row(us)]}
                    for build, us in (("base", 40.0), ("new", 30.0))}
-        reports, result, printed = self.run_ab(["bench-ab.sh", "gemm"], "w4a8moe_gemm_bench", results)
+        reports, result, printed, _ = self.run_ab(["bench-ab.sh", "gemm"], "w4a8moe_gemm_bench", results)
         self.assertTrue(reports[0].endswith("-nvidia-test-card-gemm-ab.json"), reports)
         self.assertEqual(result["summary"][0]["us"], {"base": 40.0, "new": 30.0})
         self.assertEqual([r["hbm_read_gbps"] for r in result["runs"]["base"]], [3000.0, 3000.0])
