@@ -296,13 +296,13 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int dra
 }
 
 // The rows so far as JSON at `path`, rewritten after every case: a case that fails keeps the ones before it.
-void write_results(std::string const& path, char const* device, double hbm, tools::L2Flush l2_flush,
-                   size_t l2_flush_bytes, std::vector<Result> const& results) {
+void write_results(std::string const& path, char const* device, RunOptions const& o,
+                   std::vector<Result> const& results) {
   tools::Json doc = {{"device", device},
-                     {"hbm_read_gbps", hbm / 1e9},
-                     {"l2_flush", tools::l2_flush_name(l2_flush)},
-                     {"l2_flush_bytes", l2_flush == tools::L2Flush::kNone ? 0 : l2_flush_bytes},
-                     {"instruction_caches_flushed", l2_flush != tools::L2Flush::kNone},
+                     {"hbm_read_gbps", o.hbm_bytes_per_s / 1e9},
+                     {"l2_flush", tools::l2_flush_name(o.l2_flush)},
+                     {"l2_flush_bytes", o.l2_flush == tools::L2Flush::kNone ? 0 : o.l2_flush_bytes},
+                     {"instruction_caches_flushed", o.l2_flush != tools::L2Flush::kNone},
                      {"rows", tools::Json::array()}};
   for (auto const& r : results) {
     doc["rows"].push_back({{"model", r.model},
@@ -404,9 +404,8 @@ int main(int argc, char** argv) {
   o.l2_bytes = size_t(prop.l2CacheSize);
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-  double const hbm = measure_hbm_read_bandwidth(size_t(4) << 30);
-  o.hbm_bytes_per_s = hbm;
-  std::printf("device: %s, streaming read %.0f GB/s\n", prop.name, hbm / 1e9);
+  o.hbm_bytes_per_s = measure_hbm_read_bandwidth(size_t(4) << 30);
+  std::printf("device: %s, streaming read %.0f GB/s\n", prop.name, o.hbm_bytes_per_s / 1e9);
   std::printf("%-16s %6s | %7s %7s %8s %7s %8s %7s | %9s %9s %9s %6s %8s %6s | %8s %8s %9s %6s\n", "model",
               "tokens", "route", "permute", "gemm1", "silu", "gemm2", "unperm", "total us", "staged", "1 launch",
               "out%", "launches", "/read",
@@ -442,7 +441,7 @@ int main(int argc, char** argv) {
               r.read_us > 0 ? r.total_us / r.read_us : 0.0, r.w8a8_gemm1, r.w8a8_gemm2, r.w8a8_pipeline,
               r.w8a8_pipeline / r.total_us);
           std::fflush(stdout);
-          if (!json_path.empty()) write_results(json_path, prop.name, hbm, o.l2_flush, o.l2_flush_bytes, results);
+          if (!json_path.empty()) write_results(json_path, prop.name, o, results);
         }
       }
     }
