@@ -254,8 +254,9 @@ Result run_case(Model const& model, int64_t tokens, PackedLayout layout, int dra
   }
   a.gemm1_config = o.gemm1_config;
   a.gemm2_config = o.gemm2_config;
-  r.gemm1_config = o.gemm1_config.empty() ? moe_gemm1_config(s, tokens, layout) : o.gemm1_config;
-  r.gemm2_config = o.gemm2_config.empty() ? moe_gemm2_config(s, tokens, layout) : o.gemm2_config;
+  MoeForwardKernels const kernels = moe_forward_kernels(a);
+  r.gemm1_config = kernels.gemm1_config;
+  r.gemm2_config = kernels.gemm2_config;
 
   tools::LayerTiming timing;
   Status const status = tools::time_layer(a, o.iters, &timing, o.l2_flush, o.l2_flush_bytes);

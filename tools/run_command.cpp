@@ -209,8 +209,9 @@ int run_command(Args const& args) {
   fa.gemm2_config = o.gemm2_config;
   fa.path = o.path;
   fa.stream = stream;
-  std::string const config1 = fa.gemm1_config.empty() ? moe_gemm1_config(s, tokens, layout) : fa.gemm1_config;
-  std::string const config2 = fa.gemm2_config.empty() ? moe_gemm2_config(s, tokens, layout) : fa.gemm2_config;
+  MoeForwardKernels const kernels = moe_forward_kernels(fa);
+  std::string const& config1 = kernels.gemm1_config;
+  std::string const& config2 = kernels.gemm2_config;
 
   // Timed as an engine runs it: a CUDA graph of the whole forward, replayed, with events between the stages.
   LayerTiming timing;

@@ -150,10 +150,21 @@ struct MoeRoutingArgs {
 size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens);
 Status moe_routing(MoeRoutingArgs const& args);
 
-// The configs moe_forward() would pick for its two GEMMs with num_tokens tokens.
+// The configs moe_forward() would pick for its two GEMMs with num_tokens tokens and no overrides.
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens,
                              PackedLayout layout = PackedLayout::kLookupTable);
 std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens,
                              PackedLayout layout = PackedLayout::kLookupTable);
+
+// What moe_forward(args) runs, from args' shape, token counts, layout and options alone (host only: no pointer is
+// read): the whole layer in one launch, or the staged path, whose grouped GEMMs run gemm1_config and gemm2_config
+// (args.gemm1_config / args.gemm2_config where given, as given: moe_forward() validates them; else the heuristic's).
+// The configs are the staged path's also where the layer runs in one launch; empty where the shape is invalid or
+// there are no tokens.
+struct MoeForwardKernels {
+  bool one_launch = false;
+  std::string gemm1_config, gemm2_config;
+};
+MoeForwardKernels moe_forward_kernels(MoeForwardArgs const& args);
 
 }  // namespace w4a8moe

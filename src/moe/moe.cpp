@@ -110,6 +110,34 @@ std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLa
   return moe::plan_moe(shape, num_tokens, 0, options).gemm2.config;
 }
 
+namespace {
+
+// The plan's options moe_forward(a) asks for: the one statement of them for the call and for moe_forward_kernels.
+moe::MoePlanOptions forward_plan_options(MoeForwardArgs const& a) {
+  moe::MoePlanOptions options;
+  options.gemm1_config = a.gemm1_config;
+  options.gemm2_config = a.gemm2_config;
+  options.from_logits = a.router_logits != nullptr;
+  options.path = a.path;
+  options.stage_events = a.stage_events != nullptr;
+  options.layout = a.weight_layout;
+  options.activation = a.activation;
+  options.biases = a.gemm1_bias != nullptr || a.gemm2_bias != nullptr;
+  return options;
+}
+
+}  // namespace
+
+MoeForwardKernels moe_forward_kernels(MoeForwardArgs const& a) {
+  MoeForwardKernels kernels;
+  if (!validate_moe_shape(a.shape, a.weight_layout).ok() || a.num_tokens <= 0) return kernels;
+  moe::MoePlan const plan = moe::plan_moe(a.shape, a.num_tokens, a.max_tokens, forward_plan_options(a));
+  kernels.one_launch = plan.one_launch;
+  kernels.gemm1_config = plan.gemm1.config;
+  kernels.gemm2_config = plan.gemm2.config;
+  return kernels;
+}
+
 Status moe_forward(MoeForwardArgs const& a) {
   W4A8_RETURN_IF_ERROR(moe::validate_forward_args(a));
   // Under stream capture a record with cudaEventRecordExternal becomes an event-record node of the graph, so that
@@ -132,16 +160,7 @@ Status moe_forward(MoeForwardArgs const& a) {
   }
   W4A8_RETURN_IF_ERROR(require_hopper_device());
   MoeShape const& s = a.shape;
-  moe::MoePlanOptions options;
-  options.gemm1_config = a.gemm1_config;
-  options.gemm2_config = a.gemm2_config;
-  options.from_logits = a.router_logits != nullptr;
-  options.path = a.path;
-  options.stage_events = a.stage_events != nullptr;
-  options.layout = a.weight_layout;
-  options.activation = a.activation;
-  options.biases = a.gemm1_bias != nullptr || a.gemm2_bias != nullptr;
-  moe::MoePlan const plan = moe::remembered_plan_moe(s, a.num_tokens, a.max_tokens, options);
+  moe::MoePlan const plan = moe::remembered_plan_moe(s, a.num_tokens, a.max_tokens, forward_plan_options(a));
   int64_t const tokens = plan.tokens;
   char* ws = static_cast<char*>(a.workspace);
   auto at = [&](size_t offset) { return ws + offset; };

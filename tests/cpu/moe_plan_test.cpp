@@ -114,6 +114,35 @@ TEST(MoePlan, ExpertParallelRankExpectsItsShareAndTheWorkspaceFitsMaxTokens) {
   EXPECT_EQ(moe_gemm1_config(kDeepSeekEp8, 16), p.gemm1.config);  // the public query is the plan's
 }
 
+// moe_forward_kernels() names what the call runs: the overrides as given, else the heuristic's configs (the public
+// per-GEMM queries'); the one launch where the plan takes it, with the staged path's configs beside it; nothing for
+// an invalid shape or no tokens. No pointer in the arguments is read.
+TEST(MoePlan, ForwardKernelsAreThePlansForTheArguments) {
+  MoeForwardArgs a;
+  a.shape = kDeepSeekEp8;
+  a.num_tokens = 16;
+  MoeForwardKernels const heuristic = moe_forward_kernels(a);
+  EXPECT_EQ(heuristic.gemm1_config, moe_gemm1_config(kDeepSeekEp8, 16));
+  EXPECT_EQ(heuristic.gemm2_config, moe_gemm2_config(kDeepSeekEp8, 16));
+  EXPECT_FALSE(heuristic.gemm1_config.empty());
+  a.gemm2_config = "64x8_stream";
+  MoeForwardKernels const overridden = moe_forward_kernels(a);
+  EXPECT_EQ(overridden.gemm1_config, heuristic.gemm1_config);
+  EXPECT_EQ(overridden.gemm2_config, "64x8_stream");
+  EXPECT_FALSE(overridden.one_launch);  // an override asks for the staged path
+  a.gemm2_config.clear();
+  a.num_tokens = 1;
+  a.path = MoePath::kOneLaunch;
+  MoeForwardKernels const one = moe_forward_kernels(a);
+  EXPECT_EQ(one.one_launch, plan_moe(kDeepSeekEp8, 1, 0, {.path = MoePath::kOneLaunch}).one_launch);
+  EXPECT_EQ(one.gemm1_config, moe_gemm1_config(kDeepSeekEp8, 1));
+  a.num_tokens = 0;
+  EXPECT_TRUE(moe_forward_kernels(a).gemm1_config.empty());
+  a.num_tokens = 1;
+  a.shape.top_k = 0;
+  EXPECT_TRUE(moe_forward_kernels(a).gemm1_config.empty());
+}
+
 // C(E - L, k) / C(E, k) from log-gamma, an independent statement of the per-token chance that none of a token's k
 // experts is one of the rank's L.
 double no_local_slot_chance(MoeShape const& s) {
