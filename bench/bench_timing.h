@@ -25,9 +25,19 @@ struct Timing {
 // method's format) never sit in L2: at least 3 x L2 / active bytes, and no more than 16 GB of copies.
 int weight_sets_past_l2(Method const& method, BenchCase const& c, size_t l2_bytes);
 
-// Prepares the method for the case, warms up over every weight copy, then captures a graph of enough launches to
-// take ~300 us (rotating through the copies) and returns the median over `replays` replays of graph time / launches.
-Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream);
+// How a method's launches are timed.
+//  - kBackToBack: a graph of enough launches to take ~300 us, rotating through the weight copies; the median over
+//    the replays of graph time / launches. A launch's throughput: where the library's kernels let the next launch
+//    start under their tail (PDL, common/pdl.cuh), its start (and the decode kernel's search and first loads) hide
+//    under the launch before, which CUTLASS's baselines, launched without PDL, do not (bench/NOTES.md §123).
+//  - kAlone: a graph of one launch on weight copy 0, replayed after an L2 flush (tools/layer_timing.h's replay, as
+//    the layer's stages are timed); the median of the replays, the graph's launch included. One call's latency,
+//    every method alike.
+enum class LaunchTiming { kBackToBack, kAlone };
+
+// Prepares the method for the case, warms up over every weight copy, then times its launches as `how` says.
+Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream,
+                   LaunchTiming how = LaunchTiming::kBackToBack);
 
 // "a,b,c" -> {"a", "b", "c"}: the benchmarks' list arguments.
 std::vector<std::string> split(std::string const& list);

@@ -4,7 +4,9 @@
 //
 // Timing: each launch reads one of several copies of all experts' weights, rotated so that the active experts'
 // weights never sit in L2 (copies >= 3 x L2 / active bytes); a CUDA graph of many launches is replayed after a
-// warm-up, and the median over replays of (graph time / launches) is reported.
+// warm-up, and the median over replays of (graph time / launches) is reported: a throughput, under which the
+// library's launches start early (PDL) and the baselines' do not. --alone times one launch a graph replay after an
+// L2 flush instead, every method alike (bench_timing.h, LaunchTiming).
 //
 //   w4a8moe_gemm_bench                                   Qwen3-30B-A3B at 16, 128, 1024, 8192 tokens
 //   w4a8moe_gemm_bench --models all --tokens all --routing uniform,skewed --sweep --out bench/results
@@ -51,6 +53,7 @@ struct Options {
   bool exact = false;  // also time the exact-scale layout's streaming kernel
   bool mxfp4 = false;  // also time the MXFP4 layout's configs (K a multiple of 32)
   int replays = 25;
+  bool alone = false;  // each launch timed alone (LaunchTiming::kAlone), not back to back
   std::string out_dir;
 };
 
@@ -110,6 +113,8 @@ Options parse(int argc, char** argv) {
       o.mxfp4 = true;
     } else if (arg == "--no-baselines") {
       o.baselines = false;
+    } else if (arg == "--alone") {
+      o.alone = true;
     } else if (arg == "--replays") {
       o.replays = std::stoi(value());
     } else if (arg == "--out") {
@@ -118,9 +123,10 @@ Options parse(int argc, char** argv) {
       std::printf(
           "usage: w4a8moe_gemm_bench [--models qwen3-30b-a3b,deepseek-v3-ep8,mixtral-8x7b|all] [--tokens 1,16|all]\n"
           "                          [--routing uniform,skewed] [--gemm 1,2] [--sweep | --configs A,B]\n"
-          "                          [--no-baselines] [--exact] [--mxfp4] [--replays 25] [--out DIR]\n"
+          "                          [--no-baselines] [--exact] [--mxfp4] [--alone] [--replays 25] [--out DIR]\n"
           "  models: the benchmark models, or any preset of the w4a8moe program (gpt-oss-120b: all experts local)\n"
-          "  configs: of any layout; --exact / --mxfp4: all of the exact-scale / MXFP4 layout's\n");
+          "  configs: of any layout; --exact / --mxfp4: all of the exact-scale / MXFP4 layout's\n"
+          "  --alone: each launch timed alone (a graph of one launch after an L2 flush), not back to back\n");
       std::exit(0);
     } else {
       fail("unknown argument " + arg + " (see --help)");
@@ -211,8 +217,9 @@ int main(int argc, char** argv) {
           }
           double const flops = 2.0 * double(total_rows) * c.n * c.k;
           auto measure = [&](Method& method, std::string const& config) {
-            c.weight_sets = weight_sets_past_l2(method, c, prop.l2CacheSize);
-            Timing const t = time_method(method, c, options.replays, stream);
+            c.weight_sets = options.alone ? 1 : weight_sets_past_l2(method, c, prop.l2CacheSize);
+            Timing const t = time_method(method, c, options.replays, stream,
+                                         options.alone ? LaunchTiming::kAlone : LaunchTiming::kBackToBack);
             Row row{model_name, routing, method.name(), config, gemm, c.num_experts, c.n, c.k, active, tokens,
                     total_rows};
             if (!t.error.empty()) {
@@ -287,6 +294,7 @@ int main(int argc, char** argv) {
     tools::Json doc = {{"device", prop.name},
                        {"sm_count", prop.multiProcessorCount},
                        {"hbm_read_gbps", hbm / 1e9},
+                       {"launch_timing", options.alone ? "alone" : "back_to_back"},
                        {"rows", tools::Json::array()}};
     for (auto const& r : rows) {
       doc["rows"].push_back({{"model", r.model},           {"gemm", r.gemm},
