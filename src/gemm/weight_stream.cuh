@@ -70,40 +70,6 @@ __device__ bool find_chunk(GroupedGemmParams const& p, int64_t chunk, Chunk* fou
   return false;
 }
 
-// find_chunk for a chunk index that depends on the call's count of chunks: chunk_of(count) names it once the scan
-// has counted every expert's (the decode kernel's unit, whose K split follows the count). Thread 0 sets *chunk_count
-// to the count, which every thread may read on return. One pass over the offsets where the experts fit in the
-// block's threads (every model of bench/NOTES.md), otherwise a count, then find_chunk.
-template <int kThreads, int kChunkRows, bool kBeforeWait, class ChunkOf>
-__device__ bool count_and_find_chunk(GroupedGemmParams const& p, ChunkOf chunk_of, Chunk* found,
-                                     int64_t* chunk_count) {
-  using Scan = cub::BlockScan<int64_t, kThreads>;
-  __shared__ typename Scan::TempStorage scan_storage;
-  int64_t count = 0, begin = 0, rows = 0, inclusive = 0;
-  for (int base = 0; base < p.shape.num_experts; base += kThreads) {
-    rows = expert_rows<kBeforeWait>(p, base + int(threadIdx.x), &begin);
-    int64_t total = 0;
-    Scan(scan_storage).InclusiveSum((rows + kChunkRows - 1) / kChunkRows, inclusive, total);
-    count += total;
-    __syncthreads();  // scan_storage is reused
-  }
-  if (threadIdx.x == 0) *chunk_count = count;
-  __syncthreads();
-  int64_t const chunk = chunk_of(count);
-  if (chunk >= count) return false;
-  if (p.shape.num_experts > kThreads) {
-    return find_chunk<kThreads, kChunkRows, kBeforeWait>(p, chunk, found, chunk_count);
-  }
-  // One window: this thread's expert holds chunks [first, first + chunks); exactly one thread holds `chunk`.
-  int64_t const chunks = (rows + kChunkRows - 1) / kChunkRows, first = inclusive - chunks;
-  if (chunk >= first && chunk < first + chunks) {
-    int64_t const skipped = (chunk - first) * kChunkRows;
-    *found = {int(threadIdx.x), int(min(int64_t(kChunkRows), rows - skipped)), begin + skipped};
-  }
-  __syncthreads();  // publishes *found
-  return true;
-}
-
 // Where a warp's search for chunks stands: the chunks before expert `expert` (a multiple of 32). A warp that asks for
 // non-decreasing chunk indices resumes from here instead of rescanning the offsets from expert 0.
 struct ChunkCursor {

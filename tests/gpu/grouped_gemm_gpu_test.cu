@@ -196,12 +196,11 @@ TEST(GroupedGemm, StreamingKernelsCoverMoreRowsThanExpected) {
   }
 }
 
-// The decode kernel's blocks past their grid's units: one expected row makes a grid of 16 chunks' units at the
-// expected split (grid_chunks), and 230 rows make 32 chunks of 8 rows and 18 of 16, whose units at the split the
-// kernel takes for them pass the grid (blocks take two or more); a block requests its next unit's first weights and
-// channel scales before the epilogue of the one before. K of 10 and 27 groups over up to 8 K splits gives warps 1, 2,
-// 3 and 4 groups a unit: fewer than the groups in flight, as many, and past them; N of 160 spreads the grid over the
-// SMs, and 2304 (up to 144 units a chunk) fills them.
+// The decode kernel's blocks past their grid's chunks: one expected row makes a grid of 16 chunk rows (grid_chunks),
+// and 230 rows make 32 chunks of 8 rows (every block takes two) and 18 of 16 (two blocks take two); a block requests
+// its next chunk's first weights and channel scales before the epilogue of the one before. K of 10 and 27 groups over
+// 8 K splits gives warps 1, 2, 3 and 4 groups a chunk: fewer than the groups in flight, as many, and past them; N of
+// 160 spreads the grid over the SMs, and 2304 (144 blocks a chunk row) fills them.
 TEST(GroupedGemm, DecodeKernelBlocksLoopOverMoreChunksThanTheirGrid) {
   SKIP_WITHOUT_HOPPER();
   auto rng = fresh_rng();
@@ -217,30 +216,6 @@ TEST(GroupedGemm, DecodeKernelBlocksLoopOverMoreChunksThanTheirGrid) {
       for (OutputType type : {OutputType::kBF16, OutputType::kFP16}) {
         SCOPED_TRACE(config + " " + output_type_name(type) + " N " + std::to_string(n) + " K " + std::to_string(k));
         run_and_check(p, type, config, /*expected_rows_hint=*/1);
-      }
-    }
-  }
-}
-
-// The decode kernel's count of the call's chunks, which sets its K split: over more experts than a block's 256 threads
-// (the count scans the offsets window by window, then the search finds the block's unit), and with fewer chunks than
-// the plan expected (rows outside every expert count as expected rows without a hint: more splits than planned).
-// 300 experts of 0-2 rows and expert 290 of 20 (three 8-row chunks); then 4 experts' 5 rows among 64.
-TEST(GroupedGemm, DecodeKernelSplitsKForTheChunksItCounts) {
-  SKIP_WITHOUT_HOPPER();
-  auto rng = fresh_rng();
-  std::vector<int64_t> many(300);
-  std::uniform_int_distribution<int> rows(0, 2);
-  for (auto& count : many) count = rows(rng);
-  many[290] = 20;
-  std::vector<int64_t> const few{1, 0, 2, 0, 1, 0, 1, 0};
-  for (auto const& [counts, trailing] : {std::pair{many, int64_t(3)}, std::pair{few, int64_t(59)}}) {
-    auto p = make_problem({int(counts.size()), 160, 1280, 128}, counts, rng, /*first_row=*/2, trailing);
-    for (auto const& config : streaming_configs()) {
-      if (config.find("_decode") == std::string::npos) continue;
-      for (int64_t hint : {int64_t(0), int64_t(1)}) {
-        SCOPED_TRACE(config + " over " + std::to_string(counts.size()) + " experts, hint " + std::to_string(hint));
-        run_and_check(p, OutputType::kBF16, config, hint);
       }
     }
   }
