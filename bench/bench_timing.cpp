@@ -48,39 +48,6 @@ int weight_sets_past_l2(Method const& method, BenchCase const& c, size_t l2_byte
   return int(std::clamp(std::ceil(3.0 * double(l2_bytes) / active_bytes), 1.0, most));
 }
 
-namespace {
-
-// LaunchTiming::kAlone, after time_method's warm-up.
-Timing time_alone(Method& method, int replays, cudaStream_t stream) {
-  Timing timing;
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  timing.error = method.run(0, stream);
-  check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
-  if (!timing.error.empty()) return timing;
-  check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  size_t const flush_bytes = tools::l2_flush_buffer_bytes(0);
-  void* flush = nullptr;
-  check_cuda(cudaMalloc(&flush, flush_bytes), "L2 flush buffer");
-  std::vector<double> us;
-  check_cuda(tools::replay_flushed(exec, replays, tools::L2Flush::kRead, flush, flush_bytes, stream,
-                                   [&](cudaEvent_t start, cudaEvent_t stop) {
-                                     float ms = 0;
-                                     cudaError_t const error = cudaEventElapsedTime(&ms, start, stop);
-                                     us.push_back(1e3 * ms);
-                                     return error;
-                                   }),
-             "replays");
-  cudaFree(flush);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  timing.us = tools::median(us);
-  return timing;
-}
-
-}  // namespace
-
 Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t stream, LaunchTiming how) {
   Timing timing;
   if (timing.error = method.prepare(c); !timing.error.empty()) return timing;
@@ -97,15 +64,13 @@ Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t
   float eager_ms = 0;
   cudaEventElapsedTime(&eager_ms, start, stop);
   double const eager_us = std::max(1.0, 1e3 * eager_ms / c.weight_sets);
-  if (how == LaunchTiming::kAlone) {
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    return time_alone(method, replays, stream);
-  }
 
-  // Enough launches per graph to take ~300 us, a multiple of the weight copies.
-  int launches = int(std::clamp(std::ceil(300.0 / eager_us), 1.0, 64.0));
-  launches = int(std::ceil(double(std::max(launches, c.weight_sets)) / c.weight_sets)) * c.weight_sets;
+  // Back to back: enough launches per graph to take ~300 us, a multiple of the weight copies. Alone: one.
+  int launches = 1;
+  if (how == LaunchTiming::kBackToBack) {
+    launches = int(std::clamp(std::ceil(300.0 / eager_us), 1.0, 64.0));
+    launches = int(std::ceil(double(std::max(launches, c.weight_sets)) / c.weight_sets)) * c.weight_sets;
+  }
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
@@ -126,14 +91,29 @@ Timing time_method(Method& method, BenchCase const& c, int replays, cudaStream_t
     check_cuda(cudaEventElapsedTime(&warm_ms, start, stop), "warm-up time");
   }
   std::vector<double> per_launch_us;
-  for (int r = 0; r < replays; ++r) {
-    check_cuda(cudaEventRecord(start, stream), "record");
-    check_cuda(cudaGraphLaunch(exec, stream), "graph");
-    check_cuda(cudaEventRecord(stop, stream), "record");
-    check_cuda(cudaEventSynchronize(stop), "replay");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    per_launch_us.push_back(1e3 * ms / launches);
+  if (how == LaunchTiming::kAlone) {
+    size_t const flush_bytes = tools::l2_flush_buffer_bytes(0);
+    void* flush = nullptr;
+    check_cuda(cudaMalloc(&flush, flush_bytes), "L2 flush buffer");
+    check_cuda(tools::replay_flushed(exec, replays, tools::L2Flush::kRead, flush, flush_bytes, stream,
+                                     [&](cudaEvent_t replay_start, cudaEvent_t replay_stop) {
+                                       float ms = 0;
+                                       cudaError_t const error = cudaEventElapsedTime(&ms, replay_start, replay_stop);
+                                       per_launch_us.push_back(1e3 * ms);
+                                       return error;
+                                     }),
+               "replays");
+    cudaFree(flush);
+  } else {
+    for (int r = 0; r < replays; ++r) {
+      check_cuda(cudaEventRecord(start, stream), "record");
+      check_cuda(cudaGraphLaunch(exec, stream), "graph");
+      check_cuda(cudaEventRecord(stop, stream), "record");
+      check_cuda(cudaEventSynchronize(stop), "replay");
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start, stop);
+      per_launch_us.push_back(1e3 * ms / launches);
+    }
   }
   check_cuda(cudaGetLastError(), "replays");
   cudaGraphExecDestroy(exec);

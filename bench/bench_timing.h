@@ -33,6 +33,7 @@ int weight_sets_past_l2(Method const& method, BenchCase const& c, size_t l2_byte
 //  - kAlone: a graph of one launch on weight copy 0, replayed after an L2 flush (tools/layer_timing.h's replay, as
 //    the layer's stages are timed); the median of the replays, the graph's launch included. One call's latency,
 //    every method alike.
+// Either graph first replays for at least 50 ms, for the clocks to settle (bench/NOTES.md §79).
 enum class LaunchTiming { kBackToBack, kAlone };
 
 // Prepares the method for the case, warms up over every weight copy, then times its launches as `how` says.

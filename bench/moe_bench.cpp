@@ -1,13 +1,14 @@
-// MoE layer benchmark: the total of the W4A8 layer (moe_forward) and its per-stage times, both from CUDA graph
-// replays with the L2 flushed before each (tools/layer_timing.h), and the share of time outside the two GEMMs. Up to
-// 8 tokens the layer can run as one launch, which has no stages: the stage times are always the staged path's, and
-// there both paths' totals are timed ("staged", "1 launch"; "total" is the one MoePath::kAuto picks). In the same
-// process and on the same routing, the same pipeline built from W8A8 grouped GEMMs (best of their configs): the
-// staged total with its two W4A8 GEMMs (timed standalone the same way, rotating through copies of the weights so that
-// none is served from L2, as w4a8moe_gemm_bench does) swapped for the W8A8 ones; everything outside the GEMMs would
-// be the same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the
-// read-once measure: the layer's time over the time to read its active experts' bytes once (int4 weights, one byte
-// per group scale, fp32 channel scales, both GEMMs) at the streaming read bandwidth measured in the same run.
+// MoE layer benchmark: the total of the W4A8 layer (moe_forward) and its per-stage times, both from CUDA graph replays
+// with the L2 flushed before each (tools/layer_timing.h), and the share of time outside the two GEMMs. Up to 8 tokens
+// the layer can run as one launch, which has no stages: the stage times are always the staged path's, and there both
+// paths' totals are timed ("staged", "1 launch"; "total" is the one MoePath::kAuto picks). In the same process and on
+// the same routing, the same pipeline built from W8A8 grouped GEMMs (best of their configs): the staged total with its
+// two W4A8 GEMMs (timed standalone the same way: launches back to back, as w4a8moe_gemm_bench times them, rotating
+// through copies of the weights so that none is served from L2; a throughput, under which the library's launches start
+// early and the W8A8 ones do not, bench_timing.h) swapped for the W8A8 ones; everything outside the GEMMs would be the
+// same in a W8A8 pipeline. Also the launches (nodes of the layer's graph) and the read-once measure: the layer's time
+// over the time to read its active experts' bytes once (int4 weights, one byte per group scale, fp32 channel scales,
+// both GEMMs) at the streaming read bandwidth measured in the same run.
 // gpt-oss-120b runs on its MXFP4 layout with its clamped SwiGLU and expert biases (random MXFP4 codes, block scales
 // 2^-7..2^-2; read-once counts one e8m0 byte per 32 weights) whatever --layouts says; the int4 models skip "mxfp4".
 //
