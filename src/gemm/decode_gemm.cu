@@ -42,26 +42,43 @@ struct WarpItem {
   int32_t first_row;
 };
 
+// A lane's activations of a chunk: per token tile, the offset of its row's bytes at its K (4c..4c+3 of each half
+// atom, c = lane % 4) of group 0. A lane whose row is past the chunk's reads the chunk's last row instead: its MMA
+// column is never stored, and the loads need no predicate, no zeroing and no per-group 64-bit multiply (bench/NOTES.md
+// §125). 32-bit offsets keep the registers under the kernel's 80: the activations of a call hold fewer than 2^31 bytes
+// (rows and K as the grouped GEMM validates them).
+template <int kTokenTiles>
+struct ActivationRows {
+  uint8_t const* act;
+  uint32_t offset[kTokenTiles];
+};
+
+template <int kTokenTiles>
+__device__ __forceinline__ ActivationRows<kTokenTiles> activation_rows(GroupedGemmParams const& p, WarpItem const& w) {
+  int const lane = int(threadIdx.x) % 32;
+  ActivationRows<kTokenTiles> rows;
+  rows.act = static_cast<uint8_t const*>(p.act);
+#pragma unroll
+  for (int t = 0; t < kTokenTiles; ++t) {
+    int const row = min(t * kTokensPerTile + lane / 4, w.rows - 1);
+    rows.offset[t] = uint32_t(w.first_row + row) * uint32_t(p.shape.k) + (lane % 4) * 4;
+  }
+  return rows;
+}
+
 // Multiplies one loaded group into acc. The activations (L1 hits: the block's warps share them) load here.
 template <int kTokenTiles>
-__device__ __forceinline__ void multiply_group(GroupedGemmParams const& p, WarpItem const& w, int group,
+__device__ __forceinline__ void multiply_group(ActivationRows<kTokenTiles> const& act, int tiles, int group,
                                                GroupWeights const& f, float (&acc)[kTokenTiles][4]) {
-  int const lane = int(threadIdx.x) % 32, k = p.shape.k;
-  int const tiles = (w.rows + kTokensPerTile - 1) / kTokensPerTile;
-  // Token lane/4 of each tile, at this lane's K (4c..4c+3 of each half atom, c = lane % 4).
-  uint8_t const* act = static_cast<uint8_t const*>(p.act) + int64_t(w.first_row + lane / 4) * k + (lane % 4) * 4 +
-                       group * kGroupSize;
   uint32_t x[kTokenTiles][kAtomsPerGroup][2];
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
-    bool const has_row = t * kTokensPerTile + lane / 4 < w.rows;
+    uint8_t const* group_act = act.act + (act.offset[t] + group * kGroupSize);
 #pragma unroll
     for (int a = 0; a < kAtomsPerGroup; ++a) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        x[t][a][h] = has_row ? __ldg(reinterpret_cast<uint32_t const*>(act + int64_t(t * kTokensPerTile) * k +
-                                                                       a * kAtomK + h * 16))
-                             : 0u;
+        x[t][a][h] = __ldg(reinterpret_cast<uint32_t const*>(group_act + a * kAtomK + h * 16));
       }
     }
   }
@@ -159,11 +176,13 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
     if (stripe < stripes) {
       if (!loaded) load_first_groups(w.expert, std::false_type{});
       loaded = false;
+      ActivationRows<kTokenTiles> const act = activation_rows<kTokenTiles>(p, w);
+      int const tiles = (w.rows + kTokensPerTile - 1) / kTokensPerTile;
       for (int g = group_begin; g < group_end; g += kStages) {
 #pragma unroll
         for (int i = 0; i < kStages; ++i) {
           if (g + i < group_end) {
-            multiply_group(p, w, g + i, stage[i], acc);
+            multiply_group(act, tiles, g + i, stage[i], acc);
             if (g + i + kStages < group_end) load_group(n, cursor, stage[i]);
           }
         }
