@@ -150,7 +150,8 @@ struct MoeRoutingArgs {
 size_t moe_routing_workspace_bytes(MoeShape const& shape, int64_t num_tokens);
 Status moe_routing(MoeRoutingArgs const& args);
 
-// The configs moe_forward() would pick for its two GEMMs with num_tokens tokens and no overrides.
+// The configs moe_forward() would pick for its two GEMMs with num_tokens tokens and no overrides (empty where the
+// shape is invalid or there are no tokens, as moe_forward_kernels() below).
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens,
                              PackedLayout layout = PackedLayout::kLookupTable);
 std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens,

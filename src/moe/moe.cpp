@@ -96,20 +96,6 @@ Status moe_routing(MoeRoutingArgs const& a) {
   return Status::Ok();
 }
 
-std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
-  if (!validate_moe_shape(shape, layout).ok() || num_tokens < 0) return {};
-  moe::MoePlanOptions options;
-  options.layout = layout;
-  return moe::plan_moe(shape, num_tokens, 0, options).gemm1.config;
-}
-
-std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
-  if (!validate_moe_shape(shape, layout).ok() || num_tokens < 0) return {};
-  moe::MoePlanOptions options;
-  options.layout = layout;
-  return moe::plan_moe(shape, num_tokens, 0, options).gemm2.config;
-}
-
 namespace {
 
 // The plan's options moe_forward(a) asks for: the one statement of them for the call and for moe_forward_kernels.
@@ -136,6 +122,28 @@ MoeForwardKernels moe_forward_kernels(MoeForwardArgs const& a) {
   kernels.gemm1_config = plan.gemm1.config;
   kernels.gemm2_config = plan.gemm2.config;
   return kernels;
+}
+
+// The per-GEMM queries are moe_forward_kernels() on arguments without overrides, so that they name what the call runs
+// (nothing at 0 tokens).
+namespace {
+
+MoeForwardKernels heuristic_kernels(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
+  MoeForwardArgs args;
+  args.shape = shape;
+  args.num_tokens = num_tokens;
+  args.weight_layout = layout;
+  return moe_forward_kernels(args);
+}
+
+}  // namespace
+
+std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
+  return heuristic_kernels(shape, num_tokens, layout).gemm1_config;
+}
+
+std::string moe_gemm2_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
+  return heuristic_kernels(shape, num_tokens, layout).gemm2_config;
 }
 
 Status moe_forward(MoeForwardArgs const& a) {

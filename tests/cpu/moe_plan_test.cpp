@@ -138,6 +138,8 @@ TEST(MoePlan, ForwardKernelsAreThePlansForTheArguments) {
   EXPECT_EQ(one.gemm1_config, moe_gemm1_config(kDeepSeekEp8, 1));
   a.num_tokens = 0;
   EXPECT_TRUE(moe_forward_kernels(a).gemm1_config.empty());
+  EXPECT_TRUE(moe_gemm1_config(kDeepSeekEp8, 0).empty());  // the queries agree: nothing runs without tokens
+  EXPECT_TRUE(moe_gemm2_config(kDeepSeekEp8, 0).empty());
   a.num_tokens = 1;
   a.shape.top_k = 0;
   EXPECT_TRUE(moe_forward_kernels(a).gemm1_config.empty());
