@@ -42,26 +42,22 @@ struct WarpItem {
   int32_t first_row;
 };
 
-// A lane's activations of a chunk: per token tile, the offset of its row's bytes at its K (4c..4c+3 of each half
-// atom, c = lane % 4) of group 0. A lane whose row is past the chunk's reads the chunk's last row instead: its MMA
-// column is never stored, and the loads need no predicate, no zeroing and no per-group 64-bit multiply (bench/NOTES.md
-// §125). 32-bit offsets keep the registers under the kernel's 80: the activations of a call hold fewer than 2^31 bytes
-// (rows and K as the grouped GEMM validates them).
+// A lane's activations of a chunk: per token tile, its row's bytes at its K (4c..4c+3 of each half atom, c = lane %
+// 4) of group 0. A lane whose row is past the chunk's reads the chunk's last row instead: its MMA column is never
+// stored, and the loads need no predicate, no zeroing and no per-group 64-bit multiply (bench/NOTES.md §125).
 template <int kTokenTiles>
 struct ActivationRows {
-  uint8_t const* act;
-  uint32_t offset[kTokenTiles];
+  uint8_t const* row[kTokenTiles];
 };
 
 template <int kTokenTiles>
 __device__ __forceinline__ ActivationRows<kTokenTiles> activation_rows(GroupedGemmParams const& p, WarpItem const& w) {
   int const lane = int(threadIdx.x) % 32;
   ActivationRows<kTokenTiles> rows;
-  rows.act = static_cast<uint8_t const*>(p.act);
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
     int const row = min(t * kTokensPerTile + lane / 4, w.rows - 1);
-    rows.offset[t] = uint32_t(w.first_row + row) * uint32_t(p.shape.k) + (lane % 4) * 4;
+    rows.row[t] = static_cast<uint8_t const*>(p.act) + int64_t(w.first_row + row) * p.shape.k + (lane % 4) * 4;
   }
   return rows;
 }
@@ -73,7 +69,7 @@ __device__ __forceinline__ void multiply_group(ActivationRows<kTokenTiles> const
   uint32_t x[kTokenTiles][kAtomsPerGroup][2];
 #pragma unroll
   for (int t = 0; t < kTokenTiles; ++t) {
-    uint8_t const* group_act = act.act + (act.offset[t] + group * kGroupSize);
+    uint8_t const* group_act = act.row[t] + group * kGroupSize;
 #pragma unroll
     for (int a = 0; a < kAtomsPerGroup; ++a) {
 #pragma unroll
