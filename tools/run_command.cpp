@@ -15,7 +15,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli_args.h"
@@ -52,7 +51,7 @@ struct RunSetup {
 // library's row rule) as soon as the shape is known, before any weights are drawn or gathered.
 RunSetup setup_layer(RunOptions const& o) {
   RunSetup setup;
-  int const threads = int(std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
+  int const threads = host_threads();
   if (!o.checkpoint.empty()) {
     std::string const& dir = o.checkpoint;
     ModelConfig config;

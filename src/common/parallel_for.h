@@ -1,5 +1,5 @@
-// A loop over [0, count) spread over host threads, for the host side of the tools and benchmarks (random layers,
-// the accuracy report's reference numerics).
+// A loop over [0, count) spread over host threads, for the host side of the tools, benchmarks and tests (random
+// layers, the accuracy report's and the tests' reference numerics).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,10 @@
 #include <vector>
 
 namespace w4a8moe {
+
+// The threads a host-side loop takes by default: every hardware thread, at most 16 (the lent GPU machines have 16
+// cores; the build machine and CI 2).
+inline int host_threads() { return int(std::max(1u, std::min(16u, std::thread::hardware_concurrency()))); }
 
 // Calls body(begin, end) on consecutive chunks of at most `grain` items until [0, count) is covered, on up to
 // `threads` threads (the calling one included). Chunks are handed out dynamically, so uneven chunks (experts with

@@ -53,14 +53,23 @@ void grouped_gemm_mxfp4(Mxfp4Experts const& experts, std::vector<uint8_t> const&
                         std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows,
                         std::vector<float> const& bias) {
   auto const& s = experts.shape;
-  std::vector<float> const w =
-      dequantize_mxfp4(experts.blocks.data(), experts.scales.data(), int64_t(s.num_experts) * s.n, s.k);
+  std::vector<int64_t> selected = gemm_rows(offsets, rows);
+  std::sort(selected.begin(), selected.end());
+  // Only the experts the rows use, each once: a caller may split the rows over threads.
+  size_t const expert_rows = size_t(s.n), row_blocks = size_t(s.k / kMxfp4BlockSize);
+  std::vector<float> w;  // dequantised weights of the current expert, [N, K]
+  int current_expert = -1;
   std::vector<double> a(s.k);
-  for (int64_t m : gemm_rows(offsets, rows)) {
+  for (int64_t m : selected) {
     int const e = expert_of_row(offsets, m, s.num_experts, "grouped_gemm_mxfp4");
+    if (e != current_expert) {
+      current_expert = e;
+      w = dequantize_mxfp4(experts.blocks.data() + size_t(e) * expert_rows * (s.k / 2),
+                           experts.scales.data() + size_t(e) * expert_rows * row_blocks, s.n, s.k);
+    }
     activation_row(act, m, s.k, a.data());
     for (int n = 0; n < s.n; ++n) {
-      float const* wn = w.data() + (size_t(e) * s.n + n) * s.k;
+      float const* wn = w.data() + size_t(n) * s.k;
       double sum = 0.0, sum_abs = 0.0;
       for (int k = 0; k < s.k; ++k) {
         sum += a[k] * wn[k];

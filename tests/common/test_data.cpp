@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "reference/mxfp4.h"
 
 namespace w4a8moe::testing {
@@ -43,21 +44,30 @@ reference::QuantizedExperts random_experts(ExpertWeightShape const& shape, std::
 
 reference::Mxfp4Experts random_mxfp4_experts(ExpertWeightShape const& shape, std::mt19937_64& rng) {
   int64_t const rows = int64_t(shape.num_experts) * shape.n, row_blocks = shape.k / reference::kMxfp4BlockSize;
-  std::vector<float> w(size_t(rows) * shape.k);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::lognormal_distribution<float> row_scale(std::log(0.01f), 0.8f);
-  std::uniform_int_distribution<int> block_exponent(-3, 3), zero_block(0, 15);
-  for (int64_t r = 0; r < rows; ++r) {
-    float const base = row_scale(rng);
-    for (int64_t b = 0; b < row_blocks; ++b) {
-      float const scale = zero_block(rng) == 0 ? 0.0f : std::ldexp(base, block_exponent(rng));
-      float* block = w.data() + r * shape.k + b * reference::kMxfp4BlockSize;
-      for (int i = 0; i < reference::kMxfp4BlockSize; ++i) block[i] = scale * normal(rng);
-    }
-  }
   reference::Mxfp4Experts experts{shape, std::vector<uint8_t>(size_t(rows) * shape.k / 2),
                                   std::vector<uint8_t>(size_t(rows * row_blocks))};
-  reference::quantize_mxfp4(w.data(), rows, shape.k, experts.blocks.data(), experts.scales.data());
+  // Chunks of rows on the host's threads (gpt-oss-sized tests draw hundreds of millions of weights), each from a
+  // generator of its own seeded by one draw of `rng` and the chunk's first row: the same experts for a seed whatever
+  // the thread count, as parallel_for's chunks start at fixed rows.
+  constexpr int64_t kRowsPerChunk = 64;
+  uint64_t const seed = rng();
+  parallel_for(rows, kRowsPerChunk, host_threads(), [&](int64_t begin, int64_t end) {
+    std::mt19937_64 chunk_rng(seed + uint64_t(begin) * 0x9E3779B97F4A7C15ull);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::lognormal_distribution<float> row_scale(std::log(0.01f), 0.8f);
+    std::uniform_int_distribution<int> block_exponent(-3, 3), zero_block(0, 15);
+    std::vector<float> w(size_t(end - begin) * shape.k);
+    for (int64_t r = 0; r < end - begin; ++r) {
+      float const base = row_scale(chunk_rng);
+      for (int64_t b = 0; b < row_blocks; ++b) {
+        float const scale = zero_block(chunk_rng) == 0 ? 0.0f : std::ldexp(base, block_exponent(chunk_rng));
+        float* block = w.data() + r * shape.k + b * reference::kMxfp4BlockSize;
+        for (int i = 0; i < reference::kMxfp4BlockSize; ++i) block[i] = scale * normal(chunk_rng);
+      }
+    }
+    reference::quantize_mxfp4(w.data(), end - begin, shape.k, experts.blocks.data() + size_t(begin) * shape.k / 2,
+                              experts.scales.data() + size_t(begin * row_blocks));
+  });
   return experts;
 }
 

@@ -2,11 +2,13 @@
 // dense weight matrix first, then multiply.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "common/float_formats.h"
 #include "prepack/packed_format.h"
+#include "reference/mxfp4_experts.h"
 #include "reference/quantized_experts.h"
 #include "test_data.h"
 
@@ -63,6 +65,58 @@ void expect_matches_dense_float64(bool checkpoint) {
 TEST(ReferenceGemm, MatchesDenseFloat64Computation) { expect_matches_dense_float64(false); }
 
 TEST(ReferenceGemm, MatchesDenseFloat64ComputationWithTablesFromBf16Scales) { expect_matches_dense_float64(true); }
+
+// The MXFP4 reference against a float64 product of weights written from the format's definitions (e2m1 code times
+// 2^(e8m0 - 127)), biases added; and a call on a shuffled subset of the rows (as a caller splits rows over threads:
+// the reference dequantises only the experts its rows use) writes those rows alike and no other.
+TEST(ReferenceGemm, Mxfp4MatchesDenseFloat64ComputationOnAnySubsetOfRows) {
+  std::mt19937_64 rng(23);
+  ExpertWeightShape const shape{4, 24, 256, 128};
+  auto const experts = testing::random_mxfp4_experts(shape, rng);
+  std::vector<int64_t> const counts{5, 0, 3, 2};
+  auto const offsets = testing::offsets_from_counts(counts, 1);  // row 0 belongs to no expert
+  int64_t const total_rows = offsets.back() + 1;
+  auto const acts = testing::random_activations(total_rows, shape.k, rng);
+  std::vector<float> bias(size_t(shape.num_experts) * shape.n);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& b : bias) b = normal(rng);
+
+  std::vector<double> out(size_t(total_rows) * shape.n, -12345.0);
+  reference::grouped_gemm_mxfp4(experts, acts.act, acts.scales, offsets, &out, nullptr, {}, bias);
+  double const e2m1[8] = {0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0};
+  int const row_blocks = shape.k / 32;
+  for (int e = 0; e < shape.num_experts; ++e) {
+    for (int64_t m = offsets[e]; m < offsets[e + 1]; ++m) {
+      for (int n = 0; n < shape.n; ++n) {
+        size_t const row = size_t(e) * shape.n + n;
+        double sum = 0;
+        for (int k = 0; k < shape.k; ++k) {
+          uint8_t const byte = experts.blocks[row * (shape.k / 2) + k / 2];
+          uint8_t const code = k % 2 == 0 ? byte & 0xF : byte >> 4;
+          double const w = (code & 8 ? -1.0 : 1.0) * e2m1[code & 7] *
+                           std::ldexp(1.0, int(experts.scales[row * row_blocks + k / 32]) - 127);
+          sum += double(e4m3_to_float(acts.act[size_t(m) * shape.k + k])) * w;
+        }
+        double const expected = sum * acts.scales[m] + bias[row];
+        EXPECT_NEAR(out[size_t(m) * shape.n + n], expected, 1e-12 * std::fabs(expected) + 1e-300);
+      }
+    }
+  }
+  for (int n = 0; n < shape.n; ++n) {
+    EXPECT_EQ(out[n], -12345.0);
+    EXPECT_EQ(out[size_t(total_rows - 1) * shape.n + n], -12345.0);
+  }
+
+  std::vector<int64_t> subset{offsets[3] + 1, offsets[0] + 4, offsets[2], offsets[0]};
+  std::vector<double> part(out.size(), -12345.0);
+  reference::grouped_gemm_mxfp4(experts, acts.act, acts.scales, offsets, &part, nullptr, subset, bias);
+  for (int64_t m = 0; m < total_rows; ++m) {
+    bool const listed = std::find(subset.begin(), subset.end(), m) != subset.end();
+    for (int n = 0; n < shape.n; ++n) {
+      EXPECT_EQ(part[size_t(m) * shape.n + n], listed ? out[size_t(m) * shape.n + n] : -12345.0) << m;
+    }
+  }
+}
 
 TEST(ReferenceGemm, DequantizedWeightIsRoundedToE4M3) {
   float const sg = e4m3_to_float(float_to_e4m3(0.3f));  // 0.3125 in e4m3

@@ -99,10 +99,14 @@ Status run(ExactProblem const& p, OutputType out_type, int64_t expected_rows, cu
 }
 
 void expect_output_matches(ExactProblem const& p, OutputType out_type) {
-  std::vector<double> ref(size_t(std::max<int64_t>(p.total_rows, 1)) * p.shape.n, 0.0), ref_abs(ref.size(), 0.0);
-  reference::grouped_gemm_exact(p.experts, p.acts.act, p.acts.scales, p.offsets, &ref, &ref_abs);
-  std::vector<int64_t> rows;
-  for (int64_t m = p.offsets.front(); m < p.offsets.back(); ++m) rows.push_back(m);
+  std::vector<int64_t> const rows = reference::gemm_rows(p.offsets, {});
+  std::vector<double> ref, ref_abs;
+  testing::reference_on_host_threads(
+      rows, p.total_rows, p.shape.n,
+      [&](std::vector<int64_t> const& chunk, std::vector<double>* out, std::vector<double>* out_abs) {
+        reference::grouped_gemm_exact(p.experts, p.acts.act, p.acts.scales, p.offsets, out, out_abs, chunk);
+      },
+      &ref, &ref_abs);
   testing::expect_gemm_output_matches(p.out.to_host<uint16_t>(), out_type, p.shape, p.total_rows, p.offsets, rows, ref,
                                       ref_abs);
 }

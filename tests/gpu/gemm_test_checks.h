@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "gemm/exact_stream_gemm.h"  // the block layouts' blocks an SM
 #include "gemm/registry.h"
 #include "gemm/stream_plan.h"
@@ -51,6 +53,20 @@ inline DeviceBuffer prepack_either_format(reference::QuantizedExperts const& exp
   args.layout = layout;
   *status = prepack_weights(args);
   return packed;
+}
+
+// A reference grouped GEMM of `rows` on the host's threads: gemm(chunk, ref, ref_abs) computes the rows `chunk` (each
+// reference GEMM writes only the rows it is given, so the chunks share ref and ref_abs, sized [max(total_rows, 1), n]
+// here). Chunks of consecutive rows, as the references dequantise an expert once a call.
+template <class Gemm>
+void reference_on_host_threads(std::vector<int64_t> const& rows, int64_t total_rows, int n, Gemm const& gemm,
+                               std::vector<double>* ref, std::vector<double>* ref_abs) {
+  ref->assign(size_t(std::max<int64_t>(total_rows, 1)) * n, 0.0);
+  ref_abs->assign(ref->size(), 0.0);
+  constexpr int64_t kRowsPerChunk = 8;
+  parallel_for(int64_t(rows.size()), kRowsPerChunk, host_threads(), [&](int64_t begin, int64_t end) {
+    gemm(std::vector<int64_t>(rows.begin() + begin, rows.begin() + end), ref, ref_abs);
+  });
 }
 
 // A grouped GEMM's output (bits of out_type, [total_rows, shape.n], poisoned before the call) against its float64

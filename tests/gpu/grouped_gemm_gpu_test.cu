@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
-#include <thread>
 #include <utility>
 
 #include "common/float_formats.h"
@@ -97,33 +96,21 @@ void poison_output(Problem const& p) {
   ASSERT_CUDA(cudaMemset(p.out.get(), 0xFF, p.out.bytes()));
 }
 
-// Reference for the given rows, computed on all host cores.
+// Reference for the given rows, computed on the host's threads.
 void reference_rows(Problem const& p, std::vector<int64_t> const& rows, std::vector<double>* ref,
                     std::vector<double>* ref_abs) {
-  ref->assign(size_t(std::max<int64_t>(p.total_rows, 1)) * p.shape.n, 0.0);
-  ref_abs->assign(ref->size(), 0.0);
-  unsigned const threads = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      std::vector<int64_t> mine;
-      for (size_t i = t; i < rows.size(); i += threads) mine.push_back(rows[i]);
-      if (!mine.empty()) reference::grouped_gemm(p.experts, p.acts.act, p.acts.scales, p.offsets, ref, ref_abs, mine);
-    });
-  }
-  for (auto& thread : pool) thread.join();
-}
-
-std::vector<int64_t> expert_rows(Problem const& p) {
-  std::vector<int64_t> rows;
-  for (int64_t m = p.offsets.front(); m < p.offsets.back(); ++m) rows.push_back(m);
-  return rows;
+  testing::reference_on_host_threads(
+      rows, p.total_rows, p.shape.n,
+      [&](std::vector<int64_t> const& chunk, std::vector<double>* out, std::vector<double>* out_abs) {
+        reference::grouped_gemm(p.experts, p.acts.act, p.acts.scales, p.offsets, out, out_abs, chunk);
+      },
+      ref, ref_abs);
 }
 
 // Compares the device output with the reference on `rows` (all expert rows if empty); rows outside every expert
 // must still hold the poison.
 void expect_output_matches(Problem const& p, OutputType out_type, std::vector<int64_t> rows = {}) {
-  if (rows.empty()) rows = expert_rows(p);
+  if (rows.empty()) rows = reference::gemm_rows(p.offsets, {});
   std::vector<double> ref, ref_abs;
   reference_rows(p, rows, &ref, &ref_abs);
   testing::expect_gemm_output_matches(p.out.to_host<uint16_t>(), out_type, p.shape, p.total_rows, p.offsets, rows, ref,

@@ -18,6 +18,7 @@
 #include <random>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "gpu_test_util.h"
 #include "moe_test_layer.h"
 #include "reference/gpt_oss.h"
@@ -131,23 +132,27 @@ std::vector<float> download(Call const& call, int hidden, bool fp16) {
   return out;
 }
 
-// The output of sampled tokens against both references.
+// The output of sampled tokens against both references, computed a token a thread.
 void expect_matches_references(GptOssLayer const& layer, Call const& call, bool fp16, std::mt19937_64& rng) {
-  int const h = layer.shape.hidden, k = layer.shape.top_k;
+  int const h = layer.shape.hidden, k = layer.shape.top_k, e = layer.shape.num_experts;
   std::vector<float> const gpu = download(call, h, fp16);
   std::vector<int64_t> const tokens = testing::sample_tokens(call.in.tokens, rng);
-  std::vector<float> const staged = reference::gpt_oss_layer_as_staged(call.in.hidden, call.in.topk, k,
-                                                                       layer.dequantised, kSwigluLimit, fp16, tokens);
+  std::vector<float> staged(tokens.size() * h);
+  std::vector<double> exact(tokens.size() * h);  // gpt-oss's own layer in float64
+  parallel_for(int64_t(tokens.size()), 1, host_threads(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t const t = tokens[size_t(i)];
+      std::vector<float> const one = reference::gpt_oss_layer_as_staged(call.in.hidden, call.in.topk, k,
+                                                                        layer.dequantised, kSwigluLimit, fp16, {t});
+      std::copy(one.begin(), one.end(), staged.begin() + i * h);
+      std::vector<float> const hidden(call.in.hidden.begin() + t * h, call.in.hidden.begin() + (t + 1) * h);
+      std::vector<float> const logits(call.in.logits.begin() + t * e, call.in.logits.begin() + (t + 1) * e);
+      std::vector<double> const own = reference::gpt_oss_moe_layer(hidden, logits, 1, k, layer.dequantised,
+                                                                   kSwigluLimit);
+      std::copy(own.begin(), own.end(), exact.begin() + i * h);
+    }
+  });
   testing::expect_tokens_match(gpu, h, tokens, staged);
-  // gpt-oss's own layer in float64 on the sampled tokens' hidden states and logits.
-  std::vector<float> hidden, logits;
-  for (int64_t t : tokens) {
-    hidden.insert(hidden.end(), call.in.hidden.begin() + t * h, call.in.hidden.begin() + (t + 1) * h);
-    int const e = layer.shape.num_experts;
-    logits.insert(logits.end(), call.in.logits.begin() + t * e, call.in.logits.begin() + (t + 1) * e);
-  }
-  std::vector<double> const exact =
-      reference::gpt_oss_moe_layer(hidden, logits, int64_t(tokens.size()), k, layer.dequantised, kSwigluLimit);
   double worst = 0.0;
   for (size_t i = 0; i < tokens.size(); ++i) {
     double err = 0.0, norm = 0.0;

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <thread>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "test_data.h"
 #include "w4a8moe/prepack.h"
 
@@ -160,19 +160,17 @@ std::vector<int64_t> sample_tokens(int64_t tokens, std::mt19937_64& rng) {
   return sample;
 }
 
-// The reference for the sampled tokens, one thread per token.
+// The reference for the sampled tokens, a token a thread.
 std::vector<float> reference_tokens(Layer const& layer, Inputs const& in, std::vector<int64_t> const& tokens, bool fp16,
                                     bool weight_on_input) {
   std::vector<float> out(tokens.size() * layer.shape.hidden);
-  std::vector<std::thread> pool;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    pool.emplace_back([&, i] {
+  parallel_for(int64_t(tokens.size()), 1, host_threads(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
       auto const one = reference::moe_layer(in.hidden, in.topk, layer.shape.top_k, layer.weights, layer.expert_map,
-                                            weight_on_input, fp16, {tokens[i]});
+                                            weight_on_input, fp16, {tokens[size_t(i)]});
       std::copy(one.begin(), one.end(), out.begin() + i * layer.shape.hidden);
-    });
-  }
-  for (auto& thread : pool) thread.join();
+    }
+  });
   return out;
 }
 
