@@ -21,10 +21,11 @@
 #include <memory>
 #include <numeric>
 #include <random>
-#include <thread>
+#include <mutex>
 #include <utility>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "gpu_test_util.h"
 #include "moe_test_layer.h"
 #include "moe/moe_kernels.h"
@@ -140,60 +141,79 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
   // in 6144 was past 2^-10). A walk's tail passes any multiple of its typical size now and then (H = I = 2880: one
   // output of ~230 000 at 1.04), so up to one output in 10^4 may pass the estimate, none twice it; a wrong scale,
   // row or channel moves whole rows by orders of magnitude. The worst ratio is printed.
-  float worst_g1 = 0.0f, worst_g2 = 0.0f;
-  int64_t checked_gemm_outputs = 0, past_estimate = 0;
-  auto gemm_close = [&](float got, float want, float magnitude, int gemm_k, float& worst) {
-    float const ratio = std::fabs(got - want) / (std::ldexp(std::fabs(want), -7) + std::ldexp(magnitude, -10));
-    float const allowance = float(std::max(1, gemm_k / 8192));
-    worst = std::max(worst, ratio);
-    ++checked_gemm_outputs;
-    past_estimate += ratio > allowance;
-    return ratio <= 2.0f * allowance;
-  };
   // Same sign and at most one code apart: e4m3 codes are ordered like their magnitudes.
   auto e4m3_step = [](uint8_t a, uint8_t b) { return (a & 0x80) == (b & 0x80) && std::abs(int(a & 0x7F) - int(b & 0x7F)) <= 1; };
-  int bad_act1 = 0, bad_g1 = 0, bad_act2 = 0, bad_g2 = 0, bad_out = 0;
-  std::vector<uint8_t> q(std::max(h, inter));
-  std::vector<float> ref(std::max(2 * inter, h)), magnitude(ref.size()), hmid(inter), row(2 * inter);
-  for (int64_t r = 0; r < rows; ++r) {
-    int const slot = routing.row_slot[r];
-    int64_t const t = slot / k;
-    int const e = int(std::upper_bound(routing.offsets.begin(), routing.offsets.end(), r) - routing.offsets.begin()) - 1;
-    // permute + quantize
-    float scale;
-    reference::quantize_row(in.hidden.data() + t * h, h, q.data(), &scale);
-    uint8_t const* act1 = view(plan.act1) + r * h_columns;
-    float const scale1 = reinterpret_cast<float const*>(view(plan.scale1))[r];
-    bad_act1 += std::memcmp(act1, q.data(), h) != 0 || scale1 != scale ||
-                std::any_of(act1 + h, act1 + h_columns, [](uint8_t b) { return b != 0; });  // zeros past H
-    // GEMM1 from the GPU's quantised row
-    reference::expert_gemm_row(layer->weights.gemm1, e, act1, scale1, false, ref.data(), magnitude.data());
-    for (int c = 0; c < 2 * inter; ++c) {
-      row[c] = bf16_at(view(plan.gemm1_out), r * 2 * inter + c);
-      bad_g1 += !gemm_close(row[c], ref[c], magnitude[c], h, worst_g1);
+  // The rows are checked on the host's threads, each chunk counting into its own tally, merged at its end.
+  struct Tally {
+    int bad_act1 = 0, bad_g1 = 0, bad_act2 = 0, bad_g2 = 0;
+    float worst_g1 = 0.0f, worst_g2 = 0.0f;
+    int64_t checked_gemm_outputs = 0, past_estimate = 0;
+  } total;
+  std::mutex total_mutex;
+  parallel_for(rows, 64, host_threads(), [&](int64_t first_row, int64_t end_row) {
+    Tally tally;
+    auto gemm_close = [&](float got, float want, float magnitude, int gemm_k, float& worst) {
+      float const ratio = std::fabs(got - want) / (std::ldexp(std::fabs(want), -7) + std::ldexp(magnitude, -10));
+      float const allowance = float(std::max(1, gemm_k / 8192));
+      worst = std::max(worst, ratio);
+      ++tally.checked_gemm_outputs;
+      tally.past_estimate += ratio > allowance;
+      return ratio <= 2.0f * allowance;
+    };
+    std::vector<uint8_t> q(std::max(h, inter));
+    std::vector<float> ref(std::max(2 * inter, h)), magnitude(ref.size()), hmid(inter), row(2 * inter);
+    for (int64_t r = first_row; r < end_row; ++r) {
+      int const slot = routing.row_slot[r];
+      int64_t const t = slot / k;
+      int const e =
+          int(std::upper_bound(routing.offsets.begin(), routing.offsets.end(), r) - routing.offsets.begin()) - 1;
+      // permute + quantize
+      float scale;
+      reference::quantize_row(in.hidden.data() + t * h, h, q.data(), &scale);
+      uint8_t const* act1 = view(plan.act1) + r * h_columns;
+      float const scale1 = reinterpret_cast<float const*>(view(plan.scale1))[r];
+      tally.bad_act1 += std::memcmp(act1, q.data(), h) != 0 || scale1 != scale ||
+                        std::any_of(act1 + h, act1 + h_columns, [](uint8_t b) { return b != 0; });  // zeros past H
+      // GEMM1 from the GPU's quantised row
+      reference::expert_gemm_row(layer->weights.gemm1, e, act1, scale1, false, ref.data(), magnitude.data());
+      for (int c = 0; c < 2 * inter; ++c) {
+        row[c] = bf16_at(view(plan.gemm1_out), r * 2 * inter + c);
+        tally.bad_g1 += !gemm_close(row[c], ref[c], magnitude[c], h, tally.worst_g1);
+      }
+      // SiLU * up + requantise from the GPU's GEMM1 row
+      reference::silu_mul(row.data(), inter, hmid.data());
+      reference::quantize_row(hmid.data(), inter, q.data(), &scale);
+      uint8_t const* act2 = view(plan.act2) + r * inter_columns;
+      float const scale2 = reinterpret_cast<float const*>(view(plan.scale2))[r];
+      // The row scale is amax / 448; each SiLU*up value may be off by (|gate| + 13) * 2^-24 of itself: the GPU's
+      // ex2/rcp approximations (2 + 1 ulp), gate * log2 e rounded (|gate| * 2^-24 in the exponent) and the products,
+      // plus this reference's own std::exp and division (kernel_common.cuh silu_mul).
+      float amax_slack = 0.0f;
+      for (int c = 0; c < inter; ++c) {
+        amax_slack = std::max(amax_slack, (std::fabs(row[c]) + 13.0f) * std::ldexp(std::fabs(hmid[c]), -24));
+      }
+      bool act2_ok = std::fabs(scale2 - scale) <= amax_slack / 448.0f + std::ldexp(scale, -23);
+      for (int c = 0; c < inter; ++c) act2_ok = act2_ok && e4m3_step(act2[c], q[c]);
+      act2_ok = act2_ok && std::all_of(act2 + inter, act2 + inter_columns, [](uint8_t b) { return b == 0; });
+      tally.bad_act2 += !act2_ok;
+      // GEMM2 from the GPU's quantised row
+      reference::expert_gemm_row(layer->weights.gemm2, e, act2, scale2, false, ref.data(), magnitude.data());
+      for (int c = 0; c < h; ++c) {
+        tally.bad_g2 +=
+            !gemm_close(bf16_at(view(plan.gemm2_out), r * h + c), ref[c], magnitude[c], inter, tally.worst_g2);
+      }
     }
-    // SiLU * up + requantise from the GPU's GEMM1 row
-    reference::silu_mul(row.data(), inter, hmid.data());
-    reference::quantize_row(hmid.data(), inter, q.data(), &scale);
-    uint8_t const* act2 = view(plan.act2) + r * inter_columns;
-    float const scale2 = reinterpret_cast<float const*>(view(plan.scale2))[r];
-    // The row scale is amax / 448; each SiLU*up value may be off by (|gate| + 13) * 2^-24 of itself: the GPU's
-    // ex2/rcp approximations (2 + 1 ulp), gate * log2 e rounded (|gate| * 2^-24 in the exponent) and the products,
-    // plus this reference's own std::exp and division (kernel_common.cuh silu_mul).
-    float amax_slack = 0.0f;
-    for (int c = 0; c < inter; ++c) {
-      amax_slack = std::max(amax_slack, (std::fabs(row[c]) + 13.0f) * std::ldexp(std::fabs(hmid[c]), -24));
-    }
-    bool act2_ok = std::fabs(scale2 - scale) <= amax_slack / 448.0f + std::ldexp(scale, -23);
-    for (int c = 0; c < inter; ++c) act2_ok = act2_ok && e4m3_step(act2[c], q[c]);
-    act2_ok = act2_ok && std::all_of(act2 + inter, act2 + inter_columns, [](uint8_t b) { return b == 0; });
-    bad_act2 += !act2_ok;
-    // GEMM2 from the GPU's quantised row
-    reference::expert_gemm_row(layer->weights.gemm2, e, act2, scale2, false, ref.data(), magnitude.data());
-    for (int c = 0; c < h; ++c) {
-      bad_g2 += !gemm_close(bf16_at(view(plan.gemm2_out), r * h + c), ref[c], magnitude[c], inter, worst_g2);
-    }
-  }
+    std::lock_guard<std::mutex> lock(total_mutex);
+    total.bad_act1 += tally.bad_act1;
+    total.bad_g1 += tally.bad_g1;
+    total.bad_act2 += tally.bad_act2;
+    total.bad_g2 += tally.bad_g2;
+    total.worst_g1 = std::max(total.worst_g1, tally.worst_g1);
+    total.worst_g2 = std::max(total.worst_g2, tally.worst_g2);
+    total.checked_gemm_outputs += tally.checked_gemm_outputs;
+    total.past_estimate += tally.past_estimate;
+  });
+  int bad_out = 0;
   // Unpermute from the GPU's GEMM2 rows
   auto const out = download_output(d, tokens, h, false);
   for (int64_t t = 0; t < tokens; ++t) {
@@ -211,12 +231,12 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
     }
   }
   std::printf("  worst GEMM error over the accumulation estimate: GEMM1 %.2f, GEMM2 %.2f (%lld of %lld past it)\n",
-              worst_g1, worst_g2, (long long)past_estimate, (long long)checked_gemm_outputs);
-  EXPECT_EQ(bad_act1, 0) << "rows whose quantised activations differ";
-  EXPECT_EQ(bad_g1, 0) << "GEMM1 outputs out of the GEMM bound";
-  EXPECT_EQ(bad_act2, 0) << "rows whose SiLU*up quantisation differs by more than one e4m3 step";
-  EXPECT_EQ(bad_g2, 0) << "GEMM2 outputs out of the GEMM bound";
-  EXPECT_LE(past_estimate * 10000, checked_gemm_outputs) << "GEMM outputs past the accumulation estimate";
+              total.worst_g1, total.worst_g2, (long long)total.past_estimate, (long long)total.checked_gemm_outputs);
+  EXPECT_EQ(total.bad_act1, 0) << "rows whose quantised activations differ";
+  EXPECT_EQ(total.bad_g1, 0) << "GEMM1 outputs out of the GEMM bound";
+  EXPECT_EQ(total.bad_act2, 0) << "rows whose SiLU*up quantisation differs by more than one e4m3 step";
+  EXPECT_EQ(total.bad_g2, 0) << "GEMM2 outputs out of the GEMM bound";
+  EXPECT_LE(total.past_estimate * 10000, total.checked_gemm_outputs) << "GEMM outputs past the accumulation estimate";
   EXPECT_EQ(bad_out, 0) << "unpermuted outputs more than one bf16 step off";
 }
 
