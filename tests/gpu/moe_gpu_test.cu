@@ -142,7 +142,9 @@ void check_every_stage(std::string const& gemm_config, MoeShape const& shape = {
   // output of ~230 000 at 1.04), so up to one output in 10^4 may pass the estimate, none twice it; a wrong scale,
   // row or channel moves whole rows by orders of magnitude. The worst ratio is printed.
   // Same sign and at most one code apart: e4m3 codes are ordered like their magnitudes.
-  auto e4m3_step = [](uint8_t a, uint8_t b) { return (a & 0x80) == (b & 0x80) && std::abs(int(a & 0x7F) - int(b & 0x7F)) <= 1; };
+  auto e4m3_step = [](uint8_t a, uint8_t b) {
+    return (a & 0x80) == (b & 0x80) && std::abs(int(a & 0x7F) - int(b & 0x7F)) <= 1;
+  };
   // The rows are checked on the host's threads, each chunk counting into its own tally, merged at its end.
   struct Tally {
     int bad_act1 = 0, bad_g1 = 0, bad_act2 = 0, bad_g2 = 0;
