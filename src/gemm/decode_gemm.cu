@@ -34,10 +34,10 @@ constexpr int kStages = 2;
 template <int kTokenTiles>
 constexpr int kBlocksPerSm = kTokenTiles == 1 ? 3 : 2;
 
-// One warp's share of one chunk: up to 8 * kTokenTiles rows of one expert, one 16-channel stripe.
+// One warp's share of one chunk: up to 8 * kTokenTiles rows of one expert (its 16-channel stripe is the kernel's
+// `stripe`).
 struct WarpItem {
   int expert;
-  int stripe;
   int rows;
   int32_t first_row;
 };
@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm<kTokenTiles>)
   if (!search_before_wait) found = find(index, std::false_type{});
 
   while (found) {
-    WarpItem const w{chunk.expert, stripe, chunk.rows, int32_t(chunk.first_row)};
+    WarpItem const w{chunk.expert, chunk.rows, int32_t(chunk.first_row)};
     if (!scale_held) held_channel_scale = channel_scale(std::false_type{});
     // After the wait: in the layer the token scales are the previous kernel's (the permute's, the SiLU's).
     float const held_token_scale = int(threadIdx.x) < w.rows ? p.token_scales[w.first_row + threadIdx.x] : 0.f;
