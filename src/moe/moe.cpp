@@ -112,6 +112,16 @@ moe::MoePlanOptions forward_plan_options(MoeForwardArgs const& a) {
   return options;
 }
 
+// The per-GEMM queries are moe_forward_kernels() on arguments without overrides, so that they name what the call runs
+// (nothing at 0 tokens).
+MoeForwardKernels heuristic_kernels(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
+  MoeForwardArgs args;
+  args.shape = shape;
+  args.num_tokens = num_tokens;
+  args.weight_layout = layout;
+  return moe_forward_kernels(args);
+}
+
 }  // namespace
 
 MoeForwardKernels moe_forward_kernels(MoeForwardArgs const& a) {
@@ -123,20 +133,6 @@ MoeForwardKernels moe_forward_kernels(MoeForwardArgs const& a) {
   kernels.gemm2_config = plan.gemm2.config;
   return kernels;
 }
-
-// The per-GEMM queries are moe_forward_kernels() on arguments without overrides, so that they name what the call runs
-// (nothing at 0 tokens).
-namespace {
-
-MoeForwardKernels heuristic_kernels(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
-  MoeForwardArgs args;
-  args.shape = shape;
-  args.num_tokens = num_tokens;
-  args.weight_layout = layout;
-  return moe_forward_kernels(args);
-}
-
-}  // namespace
 
 std::string moe_gemm1_config(MoeShape const& shape, int64_t num_tokens, PackedLayout layout) {
   return heuristic_kernels(shape, num_tokens, layout).gemm1_config;
