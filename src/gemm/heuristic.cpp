@@ -109,7 +109,15 @@ GemmConfig select_config(HeuristicInput const& input) {
         plan_worker_launch({input.num_experts, input.n, input.k, kGroupSize}, input.total_rows, input.total_rows,
                            input.sm_count, chunk_rows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
     GemmConfig const stream{64, chunk_rows, 1, 1, Schedule::kStream};
-    if (plan.splits == 1) return stream;
+    GemmConfig const decode{16, 8, 1, 1, Schedule::kDecode};
+    bool const decode_suits = m <= 1.3 && stripe_loop_suits_expert(input.n, input.k);
+    // About one row an expert of small experts (at most 2^22 weights) over items for fewer than 4 waves: the decode
+    // kernel even where the wgmma kernel needs no K split, as measured in the layer (H100, bench/NOTES.md §126:
+    // Qwen3-30B-A3B at 2 tokens, 384 / 512 items, -1.1 to -1.7 us on every draw; at 4 tokens, 768 / 1024, a tie).
+    // Not for DeepSeek-V3's experts of 15-29M weights: its GEMM1 lost at 4-8 experts (+3 to +18 us at 6 tokens), and
+    // its GEMM2 alone is not measured yet (§127).
+    bool const small_expert = double(input.n) * double(input.k) <= double(1 << 22);
+    if (plan.splits == 1) return decode_suits && small_expert && double(plan.items) < 4.0 * wave ? decode : stream;
     // Where it would split K, the split-K config's four slices per item (the workers of one block, no cluster to keep
     // resident) wherever each keeps at least 16 groups and the items, one block each, fill three quarters of the SMs
     // (H100, §61: Mixtral-8x7B GEMM2 at 1 / 2 tokens 28.1 / 53.5 us against 32.5 for the cluster split / 62.3 for
@@ -124,11 +132,11 @@ GemmConfig select_config(HeuristicInput const& input) {
     if (m <= 1.3) {
       constexpr int kSliceGroupsForStream = 16;
       if (input.k / kGroupSize / plan.splits >= kSliceGroupsForStream) return stream;
-      // With items for 2.5 waves of SMs the short slices pay too (H100, §61: Qwen3-30B-A3B at 2 tokens, 384 / 512
-      // items, GEMM1 14.0 against the decode kernel's 16.4 us, GEMM2 9.8 against 10.6; at 1 token, 192 / 256 items,
-      // 11.1 against 10.9 and 8.5 against 7.4).
+      // With items for 2.5 waves of SMs the short slices pay too (H100, §61, GEMM-level times of launches back to
+      // back, §123: Qwen3-30B-A3B at 2 tokens, then split, 384 / 512 items, GEMM1 14.0 against the decode kernel's
+      // 16.4 us, GEMM2 9.8 against 10.6; at 1 token, 192 / 256 items, 11.1 against 10.9 and 8.5 against 7.4).
       if (double(plan.items) >= 2.5 * wave) return stream;
-      if (stripe_loop_suits_expert(input.n, input.k)) return GemmConfig{16, 8, 1, 1, Schedule::kDecode};
+      if (decode_suits) return decode;
     }
   }
   if (m <= 1.0) {

@@ -76,18 +76,19 @@ TEST(Heuristic, FollowsTheH100Sweep) {
   EXPECT_EQ(select_config(qwen3_gemm1(8192)).name(), "128x256_2x1_coop");
 }
 
-// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61, §78): the wgmma kernel
-// up to 26 rows per expert (row-weighted; 10 for large experts of short K) wherever its items need no K split, its
-// split-K config where K splits into slices of at least 16 groups over items for most SMs, the cluster split where
+// The streaming kernels where they measured faster (bench/NOTES.md §6-8, §48, §55, §57, §61, §78, §127): the wgmma
+// kernel up to 26 rows per expert (row-weighted; 10 for large experts of short K) wherever its items need no K split,
+// its split-K config where K splits into slices of at least 16 groups over items for most SMs, the cluster split where
 // its slices keep 16 groups or its items fill 2.5 waves, in 16-row chunks past 6 rows and 32-row chunks past 10; the
-// decode kernel where K must be split finer, up to 1.3 rows per expert of at most 2^26 weights; CUTLASS for more rows.
+// decode kernel up to 1.3 rows per expert of at most 2^26 weights where K must be split finer, or where experts of
+// at most 2^22 weights need no split but their items come fewer than 4 waves; CUTLASS for more rows.
 TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
   // 1 token: 8 rows over 128 experts, 192 (GEMM1) or 256 (GEMM2) tiles of 64 channels for 528 resident blocks.
   EXPECT_EQ(select_config(qwen3_gemm1(1)).name(), "16x8_1x1_decode");
   EXPECT_EQ(select_config(qwen3_gemm2(1)).name(), "16x8_1x1_decode");
-  // 2 tokens: 16 rows, 384 and 512 tiles, K split into short slices over enough items for 2.5 waves.
-  EXPECT_EQ(select_config(qwen3_gemm1(2)).name(), "64x8_stream");
-  EXPECT_EQ(select_config(qwen3_gemm2(2)).name(), "64x8_stream");
+  // 2 tokens: 16 rows, 384 and 512 tiles of small experts without a split, under 4 waves.
+  EXPECT_EQ(select_config(qwen3_gemm1(2)).name(), "16x8_1x1_decode");
+  EXPECT_EQ(select_config(qwen3_gemm2(2)).name(), "16x8_1x1_decode");
   // 4 tokens: 32 rows, 768 and 1024 tiles.
   EXPECT_EQ(select_config(qwen3_gemm1(4)).name(), "64x8_stream");
   EXPECT_EQ(select_config(qwen3_gemm2(4)).name(), "64x8_stream");
@@ -100,7 +101,10 @@ TEST(Heuristic, StreamingKernelsUpToTwentySixRowsPerExpert) {
   EXPECT_EQ(select_config(deepseek_ep8_gemm1(1)).name(), "16x8_1x1_decode");
   EXPECT_EQ(select_config(deepseek_ep8_gemm1(2)).name(), "16x8_1x1_decode");
   EXPECT_EQ(select_config(deepseek_ep8_gemm1(4)).name(), "64x8_stream");
-  EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");      // 4 x 112 tiles
+  // Unsplit items for fewer than 4 waves, but experts of 15-29M weights (bench/NOTES.md §126-§127).
+  EXPECT_EQ(select_config(deepseek_ep8_gemm2(3)).name(), "64x8_stream");  // 336 tiles
+  EXPECT_EQ(select_config(deepseek_ep8_gemm2(4)).name(), "64x8_stream");  // 448 tiles
+  EXPECT_EQ(select_config(deepseek_ep8_gemm1(6)).name(), "64x8_stream");  // 384 tiles
   // Mixtral's 117M-weight GEMM1 experts at 1 token: 2 x 448 tiles, no split.
   EXPECT_EQ(select_config(mixtral_gemm1(1)).name(), "64x8_stream");
   // 8-row chunks up to 2 rows per expert wherever K needs no split, whatever K: Qwen3 at 8-24 tokens (1.4-2 rows),
