@@ -114,8 +114,8 @@ GemmConfig select_config(HeuristicInput const& input) {
     // About one row an expert of small experts (at most 2^22 weights) over items for fewer than 4 waves: the decode
     // kernel even where the wgmma kernel needs no K split, as measured in the layer (H100, bench/NOTES.md §126:
     // Qwen3-30B-A3B at 2 tokens, 384 / 512 items, -1.1 to -1.7 us on every draw; at 4 tokens, 768 / 1024, a tie).
-    // Not for DeepSeek-V3's experts of 15-29M weights: its GEMM1 lost at 4-8 experts (+3 to +18 us at 6 tokens), and
-    // its GEMM2 alone is not measured yet (§127).
+    // The gain is GEMM2's (2048 x 768): Qwen3's GEMM1 ties either way (§127). Not for DeepSeek-V3's experts of 15-29M
+    // weights: its GEMM1 lost at 4-8 experts (+3 to +18 us at 6 tokens), its GEMM2 +2 to +8 at 3-4 tokens (§127).
     bool const small_expert = double(input.n) * double(input.k) <= double(1 << 22);
     if (plan.splits == 1) return decode_suits && small_expert && double(plan.items) < 4.0 * wave ? decode : stream;
     // Where it would split K, the split-K config's four slices per item (the workers of one block, no cluster to keep
