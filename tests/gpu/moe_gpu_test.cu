@@ -19,9 +19,9 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <random>
-#include <mutex>
 #include <utility>
 
 #include "common/float_formats.h"
