@@ -110,7 +110,8 @@ GemmConfig select_config(HeuristicInput const& input) {
                            input.sm_count, chunk_rows, 1, kStreamBlocksPerSm, 0, kStreamBlocksPerSm, 0);
     GemmConfig const stream{64, chunk_rows, 1, 1, Schedule::kStream};
     GemmConfig const decode{16, 8, 1, 1, Schedule::kDecode};
-    bool const decode_suits = m <= 1.3 && stripe_loop_suits_expert(input.n, input.k);
+    constexpr double kDecodeRowsTo = 1.3;  // rows an expert for the decode kernel (§7d)
+    bool const decode_suits = m <= kDecodeRowsTo && stripe_loop_suits_expert(input.n, input.k);
     // About one row an expert of small experts (at most 2^22 weights) over items for fewer than 4 waves: the decode
     // kernel even where the wgmma kernel needs no K split, as measured in the layer (H100, bench/NOTES.md §126:
     // Qwen3-30B-A3B at 2 tokens, 384 / 512 items, -1.1 to -1.7 us on every draw; at 4 tokens, 768 / 1024, a tie).
@@ -129,7 +130,7 @@ GemmConfig select_config(HeuristicInput const& input) {
     if (chunk_rows == kStreamChunkRows && input.k / kGroupSize / kStreamBlocksPerSm >= kBlockSliceGroups && fills_sms) {
       return GemmConfig{64, 8, 1, 1, Schedule::kSplitKStream};
     }
-    if (m <= 1.3) {
+    if (m <= kDecodeRowsTo) {
       constexpr int kSliceGroupsForStream = 16;
       if (input.k / kGroupSize / plan.splits >= kSliceGroupsForStream) return stream;
       // With items for 2.5 waves of SMs the short slices pay too (H100, §61, GEMM-level times of launches back to
