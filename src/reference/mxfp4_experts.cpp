@@ -53,33 +53,17 @@ void grouped_gemm_mxfp4(Mxfp4Experts const& experts, std::vector<uint8_t> const&
                         std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows,
                         std::vector<float> const& bias) {
   auto const& s = experts.shape;
-  std::vector<int64_t> selected = gemm_rows(offsets, rows);
-  std::sort(selected.begin(), selected.end());
-  // Only the experts the rows use, each once: a caller may split the rows over threads.
   size_t const expert_rows = size_t(s.n), row_blocks = size_t(s.k / kMxfp4BlockSize);
-  std::vector<float> w;  // dequantised weights of the current expert, [N, K]
-  int current_expert = -1;
-  std::vector<double> a(s.k);
-  for (int64_t m : selected) {
-    int const e = expert_of_row(offsets, m, s.num_experts, "grouped_gemm_mxfp4");
-    if (e != current_expert) {
-      current_expert = e;
-      w = dequantize_mxfp4(experts.blocks.data() + size_t(e) * expert_rows * (s.k / 2),
-                           experts.scales.data() + size_t(e) * expert_rows * row_blocks, s.n, s.k);
-    }
-    activation_row(act, m, s.k, a.data());
-    for (int n = 0; n < s.n; ++n) {
-      float const* wn = w.data() + size_t(n) * s.k;
-      double sum = 0.0, sum_abs = 0.0;
-      for (int k = 0; k < s.k; ++k) {
-        sum += a[k] * wn[k];
-        sum_abs += std::fabs(a[k] * wn[k]);
-      }
-      double const st = token_scales[m];
-      (*out)[size_t(m) * s.n + n] = st * sum + (bias.empty() ? 0.0 : double(bias[size_t(e) * s.n + n]));
-      if (out_abs) (*out_abs)[size_t(m) * s.n + n] = std::fabs(st) * sum_abs;
-    }
-  }
+  DequantizedExperts dequantized{
+      s, "grouped_gemm_mxfp4",
+      [&](int e) {
+        return dequantize_mxfp4(experts.blocks.data() + size_t(e) * expert_rows * (s.k / 2),
+                                experts.scales.data() + size_t(e) * expert_rows * row_blocks, s.n, s.k);
+      },
+      [&](int64_t m, int, int) { return double(token_scales[m]); },
+      {}};
+  if (!bias.empty()) dequantized.bias = [&](int e, int n) { return double(bias[size_t(e) * s.n + n]); };
+  dequantized_grouped_gemm(dequantized, act, offsets, rows, out, out_abs);
 }
 
 }  // namespace w4a8moe::reference

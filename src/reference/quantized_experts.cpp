@@ -194,21 +194,21 @@ void activation_row(std::vector<uint8_t> const& act, int64_t m, int k, double* a
   for (int i = 0; i < k; ++i) a[i] = e4m3_to_float(act[size_t(m) * padded_k(k) + i]);
 }
 
-void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
-                  std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
-                  std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
+void dequantized_grouped_gemm(DequantizedExperts const& experts, std::vector<uint8_t> const& act,
+                              std::vector<int64_t> const& offsets, std::vector<int64_t> const& rows,
+                              std::vector<double>* out, std::vector<double>* out_abs) {
   auto const& s = experts.shape;
   std::vector<int64_t> selected = gemm_rows(offsets, rows);
   std::sort(selected.begin(), selected.end());
-
+  // Only the experts the rows use, each once: a caller may split the rows over threads.
   std::vector<double> a(s.k);
-  std::vector<float> w;  // dequantized weights of the current expert, [N, K]
+  std::vector<float> w;  // dequantised weights of the current expert, [N, K]
   int current_expert = -1;
   for (int64_t m : selected) {
-    int const e = expert_of_row(offsets, m, s.num_experts, "reference grouped_gemm");
+    int const e = expert_of_row(offsets, m, s.num_experts, experts.who);
     if (e != current_expert) {
       current_expert = e;
-      w = dequantize_expert(experts, e);
+      w = experts.dequantize(e);
     }
     activation_row(act, m, s.k, a.data());
     for (int n = 0; n < s.n; ++n) {
@@ -219,11 +219,25 @@ void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& a
         sum += p;
         sum_abs += std::fabs(p);
       }
-      double const scale = double(token_scales[m]) * double(experts.channel_scale[size_t(e) * s.n + n]);
-      (*out)[size_t(m) * s.n + n] = scale * sum;
+      double const scale = experts.scale(m, e, n);
+      double value = scale * sum;
+      if (experts.bias) value += experts.bias(e, n);
+      (*out)[size_t(m) * s.n + n] = value;
       if (out_abs) (*out_abs)[size_t(m) * s.n + n] = std::fabs(scale) * sum_abs;
     }
   }
+}
+
+void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& act,
+                  std::vector<float> const& token_scales, std::vector<int64_t> const& offsets,
+                  std::vector<double>* out, std::vector<double>* out_abs, std::vector<int64_t> const& rows) {
+  DequantizedExperts const dequantized{
+      experts.shape, "reference grouped_gemm", [&](int e) { return dequantize_expert(experts, e); },
+      [&](int64_t m, int e, int n) {
+        return double(token_scales[m]) * double(experts.channel_scale[size_t(e) * experts.shape.n + n]);
+      },
+      {}};
+  dequantized_grouped_gemm(dequantized, act, offsets, rows, out, out_abs);
 }
 
 }  // namespace w4a8moe::reference

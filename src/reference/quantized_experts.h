@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "w4a8moe/types.h"
@@ -85,5 +86,19 @@ void grouped_gemm(QuantizedExperts const& experts, std::vector<uint8_t> const& a
 std::vector<int64_t> gemm_rows(std::vector<int64_t> const& offsets, std::vector<int64_t> const& rows);
 int expert_of_row(std::vector<int64_t> const& offsets, int64_t m, int experts, char const* who);
 void activation_row(std::vector<uint8_t> const& act, int64_t m, int k, double* a);
+
+// The loop of the references that dequantise an expert whole (grouped_gemm, grouped_gemm_mxfp4), over gemm_rows in
+// order: expert e's weights [N, K] from dequantize(e), once for each run of its rows, then out[m, n] = scale(m, e, n)
+// * sum_k a[m, k] w[n, k] (+ bias(e, n) where bias is set) and out_abs[m, n] = |scale(m, e, n)| * sum_k |a w|.
+struct DequantizedExperts {
+  ExpertWeightShape shape;
+  char const* who;  // for expert_of_row's error
+  std::function<std::vector<float>(int expert)> dequantize;
+  std::function<double(int64_t row, int expert, int n)> scale;
+  std::function<double(int expert, int n)> bias;  // may be empty
+};
+void dequantized_grouped_gemm(DequantizedExperts const& experts, std::vector<uint8_t> const& act,
+                              std::vector<int64_t> const& offsets, std::vector<int64_t> const& rows,
+                              std::vector<double>* out, std::vector<double>* out_abs);
 
 }  // namespace w4a8moe::reference
