@@ -260,12 +260,11 @@ int run_command(Args const& args) {
         reference::hold_exact_scales(&weights.gemm1, setup.experts.gemm1_scales);
         reference::hold_exact_scales(&weights.gemm2, setup.experts.gemm2_scales);
       }
-      int64_t const count = int64_t(sample.size());
-      parallel_for(count, 1, int(count), [&](int64_t first, int64_t end) {  // a thread a token
-        for (int64_t i = first; i < end; ++i) {
-          ref[i] = reference::moe_layer(hidden, topk, s.top_k, weights, setup.expert_map, false, fp16, {sample[i]});
-        }
-      });
+      auto const rows = reference::moe_layer(hidden, topk, s.top_k, weights, setup.expert_map, false, fp16, sample,
+                                             host_threads());
+      for (size_t i = 0; i < sample.size(); ++i) {
+        ref[i].assign(rows.begin() + i * s.hidden, rows.begin() + (i + 1) * s.hidden);
+      }
     }
     for (size_t i = 0; i < sample.size(); ++i) {
       double err = 0, norm = 0;

@@ -283,16 +283,8 @@ std::vector<double> layer_output(LayerProblem const& p, LayerNumerics const& num
 }
 
 std::vector<float> project_reference_output(LayerProblem const& p, std::vector<int64_t> const& tokens) {
-  int const hidden = p.model.hidden;
-  std::vector<float> out(tokens.size() * hidden);
-  parallel_for(int64_t(tokens.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      auto const one = reference::moe_layer(p.hidden, p.topk, p.model.top_k, p.int4, /*expert_map=*/{},
-                                            /*apply_router_weight_on_input=*/false, /*half_output=*/false, {tokens[i]});
-      std::copy(one.begin(), one.end(), out.begin() + i * hidden);
-    }
-  });
-  return out;
+  return reference::moe_layer(p.hidden, p.topk, p.model.top_k, p.int4, /*expert_map=*/{},
+                              /*apply_router_weight_on_input=*/false, /*half_output=*/false, tokens, worker_threads());
 }
 
 }  // namespace w4a8moe::accuracy

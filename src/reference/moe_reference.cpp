@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 
 namespace w4a8moe::reference {
 
@@ -116,34 +117,36 @@ void silu_mul(float const* gemm1_row, int inter, float* out) {
 
 std::vector<float> moe_layer(std::vector<float> const& hidden, TopK const& topk, int k, MoeLayerWeights const& weights,
                              std::vector<int32_t> const& expert_map, bool apply_router_weight_on_input,
-                             bool half_output, std::vector<int64_t> const& tokens) {
+                             bool half_output, std::vector<int64_t> const& tokens, int threads) {
   int const h = weights.gemm2.shape.n;
   int const inter = weights.gemm2.shape.k;
   int const local_experts = weights.gemm1.shape.num_experts;
   int const experts = expert_map.empty() ? local_experts : int(expert_map.size());
   std::vector<float> out(tokens.size() * h, 0.0f);
-  std::vector<uint8_t> act1(h), act2(inter);
-  std::vector<float> g1(2 * inter), hmid(inter), g2(h);
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    int64_t const t = tokens[i];
-    float token_scale;
-    quantize_row(hidden.data() + size_t(t) * h, h, act1.data(), &token_scale);
-    std::vector<float> sum(h, 0.0f);
-    for (int j = 0; j < k; ++j) {
-      int const e = local_expert(topk.ids[size_t(t) * k + j], experts, local_experts, expert_map);
-      if (e < 0) continue;
-      float const w = topk.weights[size_t(t) * k + j];
-      expert_gemm_row(weights.gemm1, e, act1.data(), apply_router_weight_on_input ? token_scale * w : token_scale,
-                      half_output, g1.data());
-      silu_mul(g1.data(), inter, hmid.data());
-      float row_scale;
-      quantize_row(hmid.data(), inter, act2.data(), &row_scale);
-      expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, half_output, g2.data());
-      float const out_weight = apply_router_weight_on_input ? 1.0f : w;
-      for (int c = 0; c < h; ++c) sum[c] += out_weight * g2[c];
+  parallel_for(int64_t(tokens.size()), 1, threads, [&](int64_t begin, int64_t end) {  // tokens are independent
+    std::vector<uint8_t> act1(h), act2(inter);
+    std::vector<float> g1(2 * inter), hmid(inter), g2(h), sum(h);
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t const t = tokens[size_t(i)];
+      float token_scale;
+      quantize_row(hidden.data() + size_t(t) * h, h, act1.data(), &token_scale);
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      for (int j = 0; j < k; ++j) {
+        int const e = local_expert(topk.ids[size_t(t) * k + j], experts, local_experts, expert_map);
+        if (e < 0) continue;
+        float const w = topk.weights[size_t(t) * k + j];
+        expert_gemm_row(weights.gemm1, e, act1.data(), apply_router_weight_on_input ? token_scale * w : token_scale,
+                        half_output, g1.data());
+        silu_mul(g1.data(), inter, hmid.data());
+        float row_scale;
+        quantize_row(hmid.data(), inter, act2.data(), &row_scale);
+        expert_gemm_row(weights.gemm2, e, act2.data(), row_scale, half_output, g2.data());
+        float const out_weight = apply_router_weight_on_input ? 1.0f : w;
+        for (int c = 0; c < h; ++c) sum[c] += out_weight * g2[c];
+      }
+      for (int c = 0; c < h; ++c) out[size_t(i) * h + c] = round_activation(sum[c], half_output);
     }
-    for (int c = 0; c < h; ++c) out[i * h + c] = round_activation(sum[c], half_output);
-  }
+  });
   return out;
 }
 

@@ -54,10 +54,11 @@ struct MoeLayerWeights {
 
 // The layer for the listed tokens, mirroring the pipeline's roundings: activations quantised to e4m3 per row,
 // GEMM outputs rounded to bf16 (or fp16 with half_output), SiLU(gate) * up in fp32, output rounded to the
-// activation type. hidden: [T, H] values already representable in the activation type; expert_map as in routing_data (its
-// size is the number of global experts). Returns [tokens.size(), H].
+// activation type. hidden: [T, H] values already representable in the activation type; expert_map as in
+// routing_data (its size is the number of global experts). Returns [tokens.size(), H]; the tokens, each
+// independent, spread over up to `threads` host threads (common/parallel_for.h), with the same values on any count.
 std::vector<float> moe_layer(std::vector<float> const& hidden, TopK const& topk, int k, MoeLayerWeights const& weights,
                              std::vector<int32_t> const& expert_map, bool apply_router_weight_on_input,
-                             bool half_output, std::vector<int64_t> const& tokens);
+                             bool half_output, std::vector<int64_t> const& tokens, int threads = 1);
 
 }  // namespace w4a8moe::reference

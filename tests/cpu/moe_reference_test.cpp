@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -208,6 +209,26 @@ TEST(MoeReference, ExpertParallelRanksSumToTheWholeLayer) {
     for (size_t i = 0; i < sum.size(); ++i) {
       EXPECT_NEAR(sum[i], whole[i], std::ldexp(magnitude[i] + std::fabs(whole[i]), -8) + 1e-30) << "ranks " << ranks;
     }
+  }
+}
+
+// The tokens spread over threads give the values one thread gives, bit for bit, in any token order.
+TEST(MoeReference, ThreadsChangeNoValue) {
+  std::mt19937_64 rng(10);
+  SmallLayer const layer = make_small_layer(rng);
+  std::vector<int64_t> tokens(layer.tokens);
+  std::iota(tokens.begin(), tokens.end(), 0);
+  std::shuffle(tokens.begin(), tokens.end(), rng);
+  auto const one = reference::moe_layer(layer.hidden_states, layer.topk, layer.k, layer.weights, {}, false, false,
+                                        tokens);
+  auto const many = reference::moe_layer(layer.hidden_states, layer.topk, layer.k, layer.weights, {}, false, false,
+                                         tokens, 4);
+  ASSERT_EQ(many.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(std::memcmp(&many[i], &one[i], sizeof(float)), 0) << i;
+  for (size_t i = 0; i < tokens.size(); ++i) {  // row i is token tokens[i]'s
+    auto const alone = reference::moe_layer(layer.hidden_states, layer.topk, layer.k, layer.weights, {}, false, false,
+                                            {tokens[i]});
+    ASSERT_TRUE(std::equal(alone.begin(), alone.end(), one.begin() + i * alone.size())) << "token " << tokens[i];
   }
 }
 

@@ -160,18 +160,11 @@ std::vector<int64_t> sample_tokens(int64_t tokens, std::mt19937_64& rng) {
   return sample;
 }
 
-// The reference for the sampled tokens, a token a thread.
+// The reference for the sampled tokens, on the host's threads.
 std::vector<float> reference_tokens(Layer const& layer, Inputs const& in, std::vector<int64_t> const& tokens, bool fp16,
                                     bool weight_on_input) {
-  std::vector<float> out(tokens.size() * layer.shape.hidden);
-  parallel_for(int64_t(tokens.size()), 1, host_threads(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      auto const one = reference::moe_layer(in.hidden, in.topk, layer.shape.top_k, layer.weights, layer.expert_map,
-                                            weight_on_input, fp16, {tokens[size_t(i)]});
-      std::copy(one.begin(), one.end(), out.begin() + i * layer.shape.hidden);
-    }
-  });
-  return out;
+  return reference::moe_layer(in.hidden, in.topk, layer.shape.top_k, layer.weights, layer.expert_map, weight_on_input,
+                              fp16, tokens, host_threads());
 }
 
 void expect_tokens_match(std::vector<float> const& gpu, int64_t hidden_size, std::vector<int64_t> const& tokens,
