@@ -105,12 +105,10 @@ Mxfp4LayerExperts select_experts(Mxfp4LayerExperts const& experts, std::vector<i
   return out;
 }
 
-std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const& experts,
-                                                         std::vector<float> const& hidden,
-                                                         reference::TopK const& topk, int top_k,
-                                                         double swiglu_limit, bool half_output,
-                                                         std::vector<int64_t> const& tokens,
-                                                         std::vector<int32_t> const& expert_map) {
+std::vector<float> gpt_oss_reference_tokens(Mxfp4LayerExperts const& experts, std::vector<float> const& hidden,
+                                            reference::TopK const& topk, int top_k, double swiglu_limit,
+                                            bool half_output, std::vector<int64_t> const& tokens,
+                                            std::vector<int32_t> const& expert_map) {
   // The local experts the tokens reach, renumbered 0.. in a copy of the routing. A slot of another rank's expert
   // gets weight 0 (its output, bias included, then adds nothing) on the first expert reached.
   std::map<int, int> used;
@@ -142,15 +140,8 @@ std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const
       if (expert < 0) local.weights[slot] = 0.0f;
     }
   }
-  std::vector<std::vector<float>> out(tokens.size());
-  int64_t const count = int64_t(tokens.size());
-  parallel_for(count, 1, int(count), [&](int64_t first, int64_t end) {  // a thread a token
-    for (int64_t i = first; i < end; ++i) {
-      out[i] = reference::gpt_oss_layer_as_staged(hidden, local, top_k, reached, swiglu_limit, half_output,
-                                                  {tokens[i]});
-    }
-  });
-  return out;
+  return reference::gpt_oss_layer_as_staged(hidden, local, top_k, reached, swiglu_limit, half_output, tokens,
+                                            host_threads());
 }
 
 }  // namespace w4a8moe::tools

@@ -27,14 +27,12 @@ struct PackedGptOssLayer {
 };
 Status pack_gpt_oss_layer(Mxfp4LayerExperts const& experts, PackedGptOssLayer* packed);
 
-// reference::gpt_oss_layer_as_staged for each of `tokens` (one host thread each), dequantising only the experts
-// they reach: [tokens.size()][H]. `experts` are this rank's; expert_map (global id -> local id or -1, empty: all
-// experts local) leaves other ranks' slots out, as the layer does under expert parallelism.
-std::vector<std::vector<float>> gpt_oss_reference_tokens(Mxfp4LayerExperts const& experts,
-                                                         std::vector<float> const& hidden,
-                                                         reference::TopK const& topk, int top_k,
-                                                         double swiglu_limit, bool half_output,
-                                                         std::vector<int64_t> const& tokens,
-                                                         std::vector<int32_t> const& expert_map = {});
+// reference::gpt_oss_layer_as_staged for `tokens` on the host's threads, dequantising only the experts they reach:
+// [tokens.size(), H]. `experts` are this rank's; expert_map (global id -> local id or -1, empty: all experts local)
+// leaves other ranks' slots out, as the layer does under expert parallelism.
+std::vector<float> gpt_oss_reference_tokens(Mxfp4LayerExperts const& experts, std::vector<float> const& hidden,
+                                            reference::TopK const& topk, int top_k, double swiglu_limit,
+                                            bool half_output, std::vector<int64_t> const& tokens,
+                                            std::vector<int32_t> const& expert_map = {});
 
 }  // namespace w4a8moe::tools

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "common/float_formats.h"
+#include "common/parallel_for.h"
 #include "reference/moe_reference.h"
 #include "reference/mxfp4.h"
 
@@ -72,44 +73,47 @@ std::vector<double> gpt_oss_moe_layer(std::vector<float> const& hidden, std::vec
 
 std::vector<float> gpt_oss_layer_as_staged(std::vector<float> const& hidden, TopK const& topk, int k,
                                            GptOssExperts const& experts, double swiglu_limit, bool half_output,
-                                           std::vector<int64_t> const& tokens) {
+                                           std::vector<int64_t> const& tokens, int threads) {
   int const h = experts.hidden_size, inter = experts.intermediate_size;
   std::vector<float> out(tokens.size() * static_cast<size_t>(h));
-  std::vector<uint8_t> act1(static_cast<size_t>(h)), act2(static_cast<size_t>(inter));
-  std::vector<float> gate_up(2 * static_cast<size_t>(inter)), mid(static_cast<size_t>(inter)),
-      sum(static_cast<size_t>(h));
   // One GEMM row: bias + st * sum_c w[c] * e4m3(a[c]) in float64, rounded as the GEMM's output.
   auto gemm_row = [&](float const* w, uint8_t const* a, int columns, float st, float bias) {
     double dot = 0.0;
     for (int c = 0; c < columns; ++c) dot += double(w[c]) * double(e4m3_to_float(a[c]));
     return round_activation(float(double(st) * dot + double(bias)), half_output);
   };
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    int64_t const t = tokens[i];
-    float st;
-    quantize_row(&hidden[size_t(t) * h], h, act1.data(), &st);
-    std::fill(sum.begin(), sum.end(), 0.0f);
-    for (int j = 0; j < k; ++j) {
-      int const e = topk.ids[size_t(t) * k + j];
-      for (int r = 0; r < 2 * inter; ++r) {
-        size_t const row = size_t(e) * 2 * inter + r;
-        gate_up[size_t(r)] = gemm_row(&experts.w1[row * h], act1.data(), h, st, experts.b1[row]);
+  parallel_for(int64_t(tokens.size()), 1, threads, [&](int64_t begin, int64_t end) {  // tokens are independent
+    std::vector<uint8_t> act1(static_cast<size_t>(h)), act2(static_cast<size_t>(inter));
+    std::vector<float> gate_up(2 * static_cast<size_t>(inter)), mid(static_cast<size_t>(inter)),
+        sum(static_cast<size_t>(h));
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t const t = tokens[size_t(i)];
+      float st;
+      quantize_row(&hidden[size_t(t) * h], h, act1.data(), &st);
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      for (int j = 0; j < k; ++j) {
+        int const e = topk.ids[size_t(t) * k + j];
+        for (int r = 0; r < 2 * inter; ++r) {
+          size_t const row = size_t(e) * 2 * inter + r;
+          gate_up[size_t(r)] = gemm_row(&experts.w1[row * h], act1.data(), h, st, experts.b1[row]);
+        }
+        for (int c = 0; c < inter; ++c) {  // fp32, as the kernel (its ex2/rcp approximations aside)
+          float const gate = std::min(gate_up[2 * size_t(c)], float(swiglu_limit));
+          float const up = std::clamp(gate_up[2 * size_t(c) + 1], -float(swiglu_limit), float(swiglu_limit));
+          mid[size_t(c)] = gate / (1.0f + std::exp(-1.702f * gate)) * (up + 1.0f);
+        }
+        float row_scale;
+        quantize_row(mid.data(), inter, act2.data(), &row_scale);
+        float const weight = topk.weights[size_t(t) * k + j];
+        for (int r = 0; r < h; ++r) {
+          size_t const row = size_t(e) * h + r;
+          sum[size_t(r)] +=
+              weight * gemm_row(&experts.w2[row * inter], act2.data(), inter, row_scale, experts.b2[row]);
+        }
       }
-      for (int c = 0; c < inter; ++c) {  // fp32, as the kernel (its ex2/rcp approximations aside)
-        float const gate = std::min(gate_up[2 * size_t(c)], float(swiglu_limit));
-        float const up = std::clamp(gate_up[2 * size_t(c) + 1], -float(swiglu_limit), float(swiglu_limit));
-        mid[size_t(c)] = gate / (1.0f + std::exp(-1.702f * gate)) * (up + 1.0f);
-      }
-      float row_scale;
-      quantize_row(mid.data(), inter, act2.data(), &row_scale);
-      float const weight = topk.weights[size_t(t) * k + j];
-      for (int r = 0; r < h; ++r) {
-        size_t const row = size_t(e) * h + r;
-        sum[size_t(r)] += weight * gemm_row(&experts.w2[row * inter], act2.data(), inter, row_scale, experts.b2[row]);
-      }
+      for (int c = 0; c < h; ++c) out[size_t(i) * h + c] = round_activation(sum[size_t(c)], half_output);
     }
-    for (int c = 0; c < h; ++c) out[i * h + c] = round_activation(sum[size_t(c)], half_output);
-  }
+  });
   return out;
 }
 

@@ -41,9 +41,10 @@ std::vector<double> gpt_oss_moe_layer(std::vector<float> const& hidden, std::vec
 // state quantised to e4m3 per token (moe_reference.h quantize_row), GEMM1 in float64 plus bias rounded to bf16 (fp16
 // with half_output), the clamped SwiGLU in fp32, requantised per row, GEMM2 plus bias rounded likewise, the top-k
 // weighted sum in fp32 rounded to the activation type. topk: the routing (renormalised top-k of the softmax, which
-// is gpt-oss's softmax over the top-k logits), ids local. Returns [tokens.size(), H].
+// is gpt-oss's softmax over the top-k logits), ids local. Returns [tokens.size(), H]; the tokens, each independent,
+// spread over up to `threads` host threads as moe_layer's, with the same values on any count.
 std::vector<float> gpt_oss_layer_as_staged(std::vector<float> const& hidden, TopK const& topk, int k,
                                            GptOssExperts const& experts, double swiglu_limit, bool half_output,
-                                           std::vector<int64_t> const& tokens);
+                                           std::vector<int64_t> const& tokens, int threads = 1);
 
 }  // namespace w4a8moe::reference

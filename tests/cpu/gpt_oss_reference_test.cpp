@@ -3,7 +3,11 @@
 // expert; the expected output is then written per channel from gpt-oss's definitions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
 
 #include "common/float_formats.h"
 #include "reference/gpt_oss.h"
@@ -72,6 +76,52 @@ TEST(GptOssReference, LayerFollowsTheRouterBiasesAndSwiglu) {
       EXPECT_NEAR(out[size_t(t) * kHidden + r], expected, 1e-12 * (1.0 + std::fabs(expected))) << t << ", " << r;
     }
   }
+}
+
+// The staged-path mirror with its tokens spread over threads gives the values one thread gives, bit for bit, in any
+// token order, and each token's row is the row it gets alone.
+TEST(GptOssReference, StagedMirrorThreadsChangeNoValue) {
+  constexpr int kExperts = 4, kHidden = 64, kInter = 32, kTopK = 2, kTokens = 9;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal;
+  GptOssExperts experts;
+  experts.num_experts = kExperts;
+  experts.hidden_size = kHidden;
+  experts.intermediate_size = kInter;
+  auto fill = [&](std::vector<float>* v, size_t n, float scale) {
+    v->resize(n);
+    for (float& x : *v) x = scale * normal(rng);
+  };
+  fill(&experts.w1, size_t(kExperts) * 2 * kInter * kHidden, 0.2f);
+  fill(&experts.b1, size_t(kExperts) * 2 * kInter, 0.1f);
+  fill(&experts.w2, size_t(kExperts) * kHidden * kInter, 0.2f);
+  fill(&experts.b2, size_t(kExperts) * kHidden, 0.1f);
+  std::vector<float> hidden;
+  fill(&hidden, size_t(kTokens) * kHidden, 1.0f);
+  for (float& x : hidden) x = bf16_to_float(float_to_bf16(x));  // representable in the activation type
+  TopK topk;
+  for (int t = 0; t < kTokens; ++t) {
+    std::vector<int32_t> ids(kExperts);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    float const w0 = std::uniform_real_distribution<float>(0.5f, 1.0f)(rng);
+    topk.ids.insert(topk.ids.end(), ids.begin(), ids.begin() + kTopK);
+    topk.weights.insert(topk.weights.end(), {w0, 1.0f - w0});
+  }
+  std::vector<int64_t> tokens(kTokens);
+  std::iota(tokens.begin(), tokens.end(), 0);
+  std::shuffle(tokens.begin(), tokens.end(), rng);
+  double const limit = 7.0;
+  auto const one = gpt_oss_layer_as_staged(hidden, topk, kTopK, experts, limit, false, tokens);
+  auto const many = gpt_oss_layer_as_staged(hidden, topk, kTopK, experts, limit, false, tokens, 4);
+  ASSERT_EQ(one.size(), size_t(kTokens) * kHidden);
+  ASSERT_EQ(many.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) ASSERT_EQ(std::memcmp(&many[i], &one[i], sizeof(float)), 0) << i;
+  for (size_t i = 0; i < tokens.size(); ++i) {  // row i is token tokens[i]'s
+    auto const alone = gpt_oss_layer_as_staged(hidden, topk, kTopK, experts, limit, false, {tokens[i]});
+    ASSERT_TRUE(std::equal(alone.begin(), alone.end(), one.begin() + i * kHidden)) << "token " << tokens[i];
+  }
+  EXPECT_TRUE(std::any_of(one.begin(), one.end(), [](float x) { return x != 0.0f; }));
 }
 
 }  // namespace

@@ -132,19 +132,18 @@ std::vector<float> download(Call const& call, int hidden, bool fp16) {
   return out;
 }
 
-// The output of sampled tokens against both references, computed a token a thread.
+// The output of sampled tokens against both references, computed on the host's threads.
 void expect_matches_references(GptOssLayer const& layer, Call const& call, bool fp16, std::mt19937_64& rng) {
   int const h = layer.shape.hidden, k = layer.shape.top_k, e = layer.shape.num_experts;
   std::vector<float> const gpu = download(call, h, fp16);
   std::vector<int64_t> const tokens = testing::sample_tokens(call.in.tokens, rng);
-  std::vector<float> staged(tokens.size() * h);
-  std::vector<double> exact(tokens.size() * h);  // gpt-oss's own layer in float64
+  std::vector<float> const staged = reference::gpt_oss_layer_as_staged(call.in.hidden, call.in.topk, k,
+                                                                       layer.dequantised, kSwigluLimit, fp16, tokens,
+                                                                       host_threads());
+  std::vector<double> exact(tokens.size() * h);  // gpt-oss's own layer in float64, a token a thread
   parallel_for(int64_t(tokens.size()), 1, host_threads(), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       int64_t const t = tokens[size_t(i)];
-      std::vector<float> const one = reference::gpt_oss_layer_as_staged(call.in.hidden, call.in.topk, k,
-                                                                        layer.dequantised, kSwigluLimit, fp16, {t});
-      std::copy(one.begin(), one.end(), staged.begin() + i * h);
       std::vector<float> const hidden(call.in.hidden.begin() + t * h, call.in.hidden.begin() + (t + 1) * h);
       std::vector<float> const logits(call.in.logits.begin() + t * e, call.in.logits.begin() + (t + 1) * e);
       std::vector<double> const own = reference::gpt_oss_moe_layer(hidden, logits, 1, k, layer.dequantised,
